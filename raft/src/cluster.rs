@@ -1,0 +1,588 @@
+//! The node's view of the cluster: its local Raft groups and the routing of every request to a
+//! replica or leader, forwarding over the internal RPC when needed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tessera_storage::{keys, Cf, ObjectMeta, PutOutcome, Sha256, Store};
+
+use crate::command::{Command, Response};
+use crate::error::ClusterError;
+use crate::log_store::LogStore;
+use crate::network::{GroupNetworkFactory, Peers};
+use crate::placement::{ClusterSpec, Placement, META_GROUP};
+use crate::proto::{InitGroupRequest, ProposeRequest, ReadRequest, StatusRequest};
+use crate::read::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadHead};
+use crate::state_machine::{StateMachine, PLACEMENT_KEY};
+use crate::types::{NodeId, Raft};
+
+/// How long a request keeps retrying while a group has no leader or a peer is unreachable.
+const RETRY_DEADLINE: Duration = Duration::from_secs(15);
+/// Deadline of one forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request is forwarded at most this many times (member -> leader -> new leader).
+const MAX_HOPS: u32 = 3;
+/// Size of the chunks a forwarded body is streamed in.
+pub const CHUNK: usize = 256 << 10;
+
+/// Raft timing and log retention, from `cluster.toml`'s `[raft]` table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_logs: u64,
+    /// Entries kept in the log behind a snapshot, for followers that are only a little behind.
+    pub keep_logs: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        // 64+ groups per node: heartbeats are spaced out so that an idle cluster costs little CPU.
+        RaftTuning {
+            heartbeat_ms: 250,
+            election_timeout_ms: 1500,
+            snapshot_logs: 2000,
+            keep_logs: 500,
+        }
+    }
+}
+
+impl RaftTuning {
+    fn config(&self) -> Result<Config, ClusterError> {
+        Config {
+            cluster_name: "tessera".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_ms,
+            election_timeout_max: self.election_timeout_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.keep_logs,
+            // Entries carry whole images: keep one append RPC to a few tens of MB.
+            max_payload_entries: 32,
+            snapshot_max_chunk_size: 4 << 20,
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Internal(format!("raft config: {e}")))
+    }
+}
+
+/// The Raft state of one group as seen by one node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub group: u32,
+    pub reporter: NodeId,
+    pub state: String,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log: Option<u64>,
+    pub applied: Option<u64>,
+    pub snapshot: Option<u64>,
+}
+
+/// A running node: its groups, its peers and the placement it routes by.
+pub struct Cluster {
+    me: NodeId,
+    spec: ClusterSpec,
+    placement: Placement,
+    store: Arc<Store>,
+    peers: Arc<Peers>,
+    groups: HashMap<u32, Raft>,
+}
+
+impl Cluster {
+    /// Opens the node's database and starts a Raft group for every group placed on it.
+    pub async fn start(
+        me: NodeId,
+        spec: ClusterSpec,
+        data_dir: &Path,
+        tuning: &RaftTuning,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let db_path = data_dir.join("db");
+        let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
+            .await
+            .map_err(|e| ClusterError::Internal(e.to_string()))??;
+        let store = Arc::new(store);
+        let placement = current_placement(&store, &spec).await?;
+        let peers = Arc::new(
+            Peers::new(&spec, me).map_err(|e| ClusterError::Internal(format!("peers: {e}")))?,
+        );
+        let config = Arc::new(tuning.config()?);
+        let snapshot_dir = data_dir.join("snapshots");
+        let mut groups = HashMap::new();
+        for group in placement.groups_of(me) {
+            let log = LogStore::new(store.clone(), group);
+            let sm = StateMachine::open(store.clone(), group, &snapshot_dir)
+                .await
+                .map_err(|e| ClusterError::Internal(e.to_string()))?;
+            let network = GroupNetworkFactory {
+                group,
+                peers: peers.clone(),
+            };
+            let raft = Raft::new(me, config.clone(), network, log, sm)
+                .await
+                .map_err(|e| ClusterError::Internal(format!("group {group}: {e}")))?;
+            groups.insert(group, raft);
+        }
+        Ok(Arc::new(Cluster {
+            me,
+            spec,
+            placement,
+            store,
+            peers,
+            groups,
+        }))
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub(crate) fn group(&self, group: u32) -> Option<&Raft> {
+        self.groups.get(&group)
+    }
+
+    /// Stops every local group (used on clean shutdown).
+    pub async fn shutdown(&self) {
+        for raft in self.groups.values() {
+            let _ = raft.shutdown().await;
+        }
+    }
+
+    /// Whether every local group has a leader and the catalogue knows the placement.
+    pub fn is_ready(&self) -> bool {
+        !self.groups.is_empty()
+            && self
+                .groups
+                .values()
+                .all(|r| r.metrics().borrow().current_leader.is_some())
+    }
+
+    /// Initialises every group of the cluster on its first replica (and the placement in the
+    /// catalogue). Safe to repeat: a group that already has state refuses initialisation, so an
+    /// existing cluster is never re-initialised. Returns how many groups were initialised now.
+    pub async fn init_cluster(&self) -> Result<usize, ClusterError> {
+        let mut fresh = 0;
+        for group in 0..self.placement.groups.len() as u32 {
+            let voters = self.placement.replicas(group).to_vec();
+            let Some(&first) = voters.first() else {
+                continue;
+            };
+            let initialized = retry(|| self.init_group_on(first, group, voters.clone())).await?;
+            fresh += usize::from(initialized);
+        }
+        if fresh > 0 {
+            self.propose(META_GROUP, Command::SetPlacement(self.placement.clone()), 0)
+                .await?;
+        }
+        Ok(fresh)
+    }
+
+    async fn init_group_on(
+        &self,
+        node: NodeId,
+        group: u32,
+        voters: Vec<NodeId>,
+    ) -> Result<bool, ClusterError> {
+        if node == self.me {
+            return self.init_group_local(group, &voters).await;
+        }
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(InitGroupRequest { group, voters });
+        req.set_timeout(FORWARD_TIMEOUT);
+        let reply = client
+            .init_group(req)
+            .await
+            .map_err(|s| ClusterError::from_status(&s))?;
+        Ok(reply.into_inner().initialized)
+    }
+
+    /// Initialises `group` here with `voters`; `false` if it already had state.
+    pub async fn init_group_local(
+        &self,
+        group: u32,
+        voters: &[NodeId],
+    ) -> Result<bool, ClusterError> {
+        let raft = self
+            .group(group)
+            .ok_or_else(|| ClusterError::Internal(format!("group {group} is not hosted here")))?;
+        let members: BTreeMap<NodeId, BasicNode> = voters
+            .iter()
+            .filter_map(|id| {
+                self.spec.node(*id).map(|n| {
+                    (
+                        *id,
+                        BasicNode {
+                            addr: n.rpc.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
+            Err(e) => Err(ClusterError::Internal(format!(
+                "initialise group {group}: {e}"
+            ))),
+        }
+    }
+
+    /// Stores an object through its shard's leader; acknowledged once a majority of the shard
+    /// has the entry durably and the leader has applied it.
+    pub async fn put_object(
+        &self,
+        sha: Sha256,
+        meta: ObjectMeta,
+        bytes: Bytes,
+    ) -> Result<PutOutcome, ClusterError> {
+        let group = self.placement.group_of(&sha);
+        match self
+            .propose(group, Command::PutObject { sha, meta, bytes }, 0)
+            .await?
+        {
+            Response::Object(outcome) => Ok(outcome),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// Proposes `command` to `group`, forwarding to its leader, retrying transient failures.
+    pub async fn propose(
+        &self,
+        group: u32,
+        command: Command,
+        hops: u32,
+    ) -> Result<Response, ClusterError> {
+        retry(|| self.propose_once(group, &command, hops)).await
+    }
+
+    async fn propose_once(
+        &self,
+        group: u32,
+        command: &Command,
+        hops: u32,
+    ) -> Result<Response, ClusterError> {
+        if let Some(raft) = self.group(group) {
+            return match raft.client_write(command.clone()).await {
+                Ok(reply) => Ok(reply.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => {
+                    match fwd.leader_id {
+                        Some(leader) if leader != self.me => {
+                            self.forward_propose(leader, group, command, hops).await
+                        }
+                        _ => Err(ClusterError::Unavailable(format!(
+                            "group {group} has no leader"
+                        ))),
+                    }
+                }
+                Err(e) => Err(ClusterError::Unavailable(format!("group {group}: {e}"))),
+            };
+        }
+        let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
+        for &replica in self.placement.replicas(group) {
+            match self.forward_propose(replica, group, command, hops).await {
+                Err(e) if e.is_transient() => last = e,
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    async fn forward_propose(
+        &self,
+        node: NodeId,
+        group: u32,
+        command: &Command,
+        hops: u32,
+    ) -> Result<Response, ClusterError> {
+        if hops >= MAX_HOPS {
+            return Err(ClusterError::Unavailable(format!(
+                "group {group}: leader is moving"
+            )));
+        }
+        let raw = bincode::serialize(command).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(ProposeRequest {
+            group,
+            command: raw.into(),
+            hops: hops + 1,
+        });
+        req.set_timeout(FORWARD_TIMEOUT);
+        let reply = client
+            .propose(req)
+            .await
+            .map_err(|s| ClusterError::from_status(&s))?;
+        bincode::deserialize(&reply.into_inner().response)
+            .map_err(|e| ClusterError::Internal(e.to_string()))
+    }
+
+    /// Reads an object. A local replica answers directly (no Raft round trip); on a local miss
+    /// the shard leader confirms with a linearizable read, so an acknowledged object is never
+    /// reported missing while its shard has a majority. Nodes without a replica forward.
+    pub async fn read_object(
+        &self,
+        sha: Sha256,
+        range: Option<ByteRange>,
+        meta_only: bool,
+        hops: u32,
+    ) -> Result<Option<ObjectRead>, ClusterError> {
+        let group = self.placement.group_of(&sha);
+        retry(|| self.read_once(group, sha, range, meta_only, hops)).await
+    }
+
+    async fn read_once(
+        &self,
+        group: u32,
+        sha: Sha256,
+        range: Option<ByteRange>,
+        meta_only: bool,
+        hops: u32,
+    ) -> Result<Option<ObjectRead>, ClusterError> {
+        let Some(raft) = self.group(group) else {
+            let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
+            for &replica in self.placement.replicas(group) {
+                match self
+                    .forward_read(replica, sha, range, meta_only, hops)
+                    .await
+                {
+                    Err(e) if e.is_transient() => last = e,
+                    other => return other,
+                }
+            }
+            return Err(last);
+        };
+        if let Some(found) = self.read_local(group, sha, range, meta_only).await? {
+            return Ok(Some(found));
+        }
+        let leader = raft.metrics().borrow().current_leader;
+        match leader {
+            Some(leader) if leader == self.me => {
+                raft.ensure_linearizable()
+                    .await
+                    .map_err(|e| ClusterError::Unavailable(format!("group {group}: {e}")))?;
+                self.read_local(group, sha, range, meta_only).await
+            }
+            Some(leader) => self.forward_read(leader, sha, range, meta_only, hops).await,
+            None => Err(ClusterError::Unavailable(format!(
+                "group {group} has no leader"
+            ))),
+        }
+    }
+
+    /// Reads from this node's replica of `group` only.
+    pub async fn read_local(
+        &self,
+        group: u32,
+        sha: Sha256,
+        range: Option<ByteRange>,
+        meta_only: bool,
+    ) -> Result<Option<ObjectRead>, ClusterError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(meta) = store.object_meta(group, &sha)? else {
+                return Ok(None);
+            };
+            let outcome = RangeOutcome::of(range, meta.size);
+            let body = match outcome {
+                _ if meta_only => None,
+                RangeOutcome::Unsatisfiable => None,
+                RangeOutcome::Full => store.object_bytes(group, &sha)?.map(ObjectBody::Local),
+                RangeOutcome::Partial { offset, length } => {
+                    store.object_bytes(group, &sha)?.map(|b| {
+                        ObjectBody::Local(b.slice(offset as usize..(offset + length) as usize))
+                    })
+                }
+            };
+            if body.is_none() && !meta_only && outcome != RangeOutcome::Unsatisfiable {
+                return Err(ClusterError::Internal(format!(
+                    "object {sha} has metadata but no bytes"
+                )));
+            }
+            Ok(Some(ObjectRead {
+                head: ReadHead {
+                    meta,
+                    range: outcome,
+                },
+                body,
+            }))
+        })
+        .await
+        .map_err(|e| ClusterError::Internal(e.to_string()))?
+    }
+
+    async fn forward_read(
+        &self,
+        node: NodeId,
+        sha: Sha256,
+        range: Option<ByteRange>,
+        meta_only: bool,
+        hops: u32,
+    ) -> Result<Option<ObjectRead>, ClusterError> {
+        if hops >= MAX_HOPS {
+            return Err(ClusterError::Unavailable("leader is moving".into()));
+        }
+        let mut client = self.client(node)?;
+        let range =
+            bincode::serialize(&range).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let mut req = tonic::Request::new(ReadRequest {
+            sha256: Bytes::copy_from_slice(&sha.0),
+            hops: hops + 1,
+            meta_only,
+            range: range.into(),
+        });
+        req.set_timeout(FORWARD_TIMEOUT);
+        let mut stream = match client.read_object(req).await {
+            Ok(reply) => reply.into_inner(),
+            Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+            Err(s) => return Err(ClusterError::from_status(&s)),
+        };
+        let first = stream
+            .message()
+            .await
+            .map_err(|s| ClusterError::from_status(&s))?
+            .ok_or_else(|| ClusterError::Unavailable("read stream ended early".into()))?;
+        let head: ReadHead =
+            bincode::deserialize(&first.head).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let body = if meta_only || head.range == RangeOutcome::Unsatisfiable {
+            None
+        } else {
+            let first_data = first.data;
+            let rest = stream.map(|chunk| match chunk {
+                Ok(c) => Ok(c.data),
+                Err(s) => Err(ClusterError::from_status(&s)),
+            });
+            let body = futures_util::stream::iter([Ok(first_data)]).chain(rest);
+            Some(ObjectBody::Remote(Box::pin(body)))
+        };
+        Ok(Some(ObjectRead { head, body }))
+    }
+
+    /// The Raft state of the groups hosted here.
+    pub fn local_status(&self) -> Vec<GroupStatus> {
+        let mut out: Vec<GroupStatus> = self
+            .groups
+            .iter()
+            .map(|(&group, raft)| {
+                let m = raft.metrics().borrow().clone();
+                GroupStatus {
+                    group,
+                    reporter: self.me,
+                    state: match m.state {
+                        ServerState::Leader => "leader",
+                        ServerState::Follower => "follower",
+                        ServerState::Candidate => "candidate",
+                        ServerState::Learner => "learner",
+                        ServerState::Shutdown => "shutdown",
+                    }
+                    .to_string(),
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    last_log: m.last_log_index,
+                    applied: m.last_applied.map(|l| l.index),
+                    snapshot: m.snapshot.map(|l| l.index),
+                }
+            })
+            .collect();
+        out.sort_by_key(|s| s.group);
+        out
+    }
+
+    /// The Raft state reported by `node` (this node answers locally).
+    pub async fn node_status(&self, node: NodeId) -> Result<Vec<GroupStatus>, ClusterError> {
+        if node == self.me {
+            return Ok(self.local_status());
+        }
+        let mut client = self.client(node)?;
+        let mut req = tonic::Request::new(StatusRequest {});
+        req.set_timeout(Duration::from_secs(2));
+        let reply = client
+            .local_status(req)
+            .await
+            .map_err(|s| ClusterError::from_status(&s))?;
+        bincode::deserialize(&reply.into_inner().groups)
+            .map_err(|e| ClusterError::Internal(e.to_string()))
+    }
+
+    fn client(
+        &self,
+        node: NodeId,
+    ) -> Result<
+        crate::proto::internal_client::InternalClient<tonic::transport::Channel>,
+        ClusterError,
+    > {
+        self.peers
+            .client(node)
+            .ok_or_else(|| ClusterError::Internal(format!("no channel to node {node}")))
+    }
+}
+
+/// The placement stored in the catalogue if this node has one, else the one computed from the
+/// configuration. Changing the node set of a running cluster is a later feature: until then the
+/// two agree, and a disagreement is reported.
+async fn current_placement(
+    store: &Arc<Store>,
+    spec: &ClusterSpec,
+) -> Result<Placement, ClusterError> {
+    let computed = Placement::compute(spec, 1);
+    let store = store.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        store.get(Cf::Catalog, &keys::named(META_GROUP, PLACEMENT_KEY))
+    })
+    .await
+    .map_err(|e| ClusterError::Internal(e.to_string()))??;
+    match stored {
+        None => Ok(computed),
+        Some(raw) => {
+            let stored: Placement =
+                bincode::deserialize(&raw).map_err(|e| ClusterError::Internal(e.to_string()))?;
+            if stored.groups != computed.groups {
+                tracing::warn!(
+                    version = stored.version,
+                    "cluster.toml's node set differs from the stored placement; using the stored one"
+                );
+            }
+            Ok(stored)
+        }
+    }
+}
+
+/// Retries a transient failure with backoff until [`RETRY_DEADLINE`].
+async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let deadline = Instant::now() + RETRY_DEADLINE;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match attempt().await {
+            Err(e) if e.is_transient() && Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tessera_storage::{ObjectMeta, PutOutcome, Sha256};
+
+use crate::placement::Placement;
+
+/// A replicated write: the payload of a Raft log entry. Every field the state machine stores is
+/// decided here, by the proposer, so that every replica applies it identically.
+#[derive(Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// Store `bytes` under `sha` (or add a reference if they are already stored).
+    PutObject {
+        sha: Sha256,
+        meta: ObjectMeta,
+        bytes: Bytes,
+    },
+    /// Record a new version of the placement (catalogue group only).
+    SetPlacement(Placement),
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Never dump image bytes into logs.
+            Command::PutObject { sha, meta, .. } => write!(f, "PutObject({sha}, {} B)", meta.size),
+            Command::SetPlacement(p) => write!(f, "SetPlacement(v{})", p.version),
+        }
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What applying a [`Command`] produced, returned to the proposer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Blank and membership entries.
+    None,
+    Object(PutOutcome),
+    Placement {
+        version: u64,
+    },
+}

@@ -1,0 +1,36 @@
+//! Multi-Raft for Tessera, built on openraft 0.9 (kept behind this crate).
+//!
+//! A node hosts one Raft group per shard it replicates plus the catalogue group (group 0) that
+//! holds the versioned placement. All groups share the node's RocksDB ([`tessera_storage::Store`])
+//! and one tonic connection per peer. [`Cluster`] is what the rest of Tessera talks to: it routes
+//! a write to its shard's leader and a read to a local replica, forwarding over the internal RPC
+//! when this node holds no replica.
+
+mod blocking;
+mod cluster;
+mod command;
+mod error;
+mod log_store;
+mod network;
+pub mod placement;
+mod read;
+mod service;
+mod snapshot_store;
+mod state_machine;
+mod types;
+
+/// Generated from `proto/internal.proto`.
+pub mod proto {
+    tonic::include_proto!("tessera.internal");
+}
+
+pub use cluster::{Cluster, GroupStatus, RaftTuning};
+pub use command::{Command, Response};
+pub use error::ClusterError;
+pub use log_store::LogStore;
+pub use placement::{ClusterSpec, NodeSpec, Placement, META_GROUP};
+pub use read::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadHead};
+pub use service::serve_internal;
+pub use state_machine::StateMachine;
+pub use tessera_storage as storage;
+pub use types::{NodeId, TypeConfig};

@@ -1,0 +1,218 @@
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{ErrorVerb, LogState, OptionalSend, RaftLogReader, Vote};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use tessera_storage::{keys, Cf, StorageError, Store};
+
+use crate::blocking::{blocking, storage_error};
+use crate::types::{LogId, NodeId, RaftStorageError, TypeConfig};
+
+type Entry = openraft::Entry<TypeConfig>;
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "purged";
+
+/// One group's Raft log, vote and committed index, in the `log` and `raft_meta` column families.
+///
+/// Durability: `append`, `save_vote` and `truncate` write with `sync = true`, i.e. RocksDB
+/// fsyncs its WAL before the call returns, and only then is openraft told the entries are
+/// flushed. Raft's safety rests on exactly these points: a vote must never be forgotten, and an
+/// entry acknowledged to a leader must survive a crash. The committed index and purge marker
+/// are written without fsync: losing them only costs re-applying or re-purging.
+#[derive(Clone)]
+pub struct LogStore {
+    store: Arc<Store>,
+    group: u32,
+}
+
+impl LogStore {
+    pub fn new(store: Arc<Store>, group: u32) -> LogStore {
+        LogStore { store, group }
+    }
+
+    async fn read_meta<T>(&self, name: &'static str) -> Result<Option<T>, RaftStorageError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let (store, key) = (self.store.clone(), keys::named(self.group, name));
+        blocking(ErrorVerb::Read, move || {
+            match store.get(Cf::RaftMeta, &key)? {
+                Some(raw) => Ok::<_, StorageError>(Some(bincode::deserialize(&raw)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn write_meta<T: serde::Serialize>(
+        &self,
+        name: &'static str,
+        value: &T,
+        sync: bool,
+    ) -> Result<(), RaftStorageError> {
+        let raw = bincode::serialize(value).map_err(|e| storage_error(ErrorVerb::Write, &e))?;
+        let (store, key) = (self.store.clone(), keys::named(self.group, name));
+        blocking(ErrorVerb::Write, move || {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(Cf::RaftMeta), key, raw);
+            store.write(batch, sync)
+        })
+        .await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, RaftStorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => keys::log(self.group, i.saturating_add(1)).to_vec(),
+            Bound::Excluded(i) => keys::log(self.group, *i).to_vec(),
+            Bound::Unbounded => keys::group_end(self.group).to_vec(),
+        };
+        let (store, group) = (self.store.clone(), self.group);
+        blocking(ErrorVerb::Read, move || {
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_upper_bound(end);
+            let from = keys::log(group, start);
+            let iter = store.db().iterator_cf_opt(
+                store.cf(Cf::Log),
+                opts,
+                IteratorMode::From(&from, Direction::Forward),
+            );
+            let mut entries = Vec::new();
+            for item in iter {
+                let (_, value) = item?;
+                entries.push(bincode::deserialize::<Entry>(&value)?);
+            }
+            Ok::<_, StorageError>(entries)
+        })
+        .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, RaftStorageError> {
+        let last_purged_log_id: Option<LogId> = self.read_meta(PURGED).await?;
+        let (store, group) = (self.store.clone(), self.group);
+        let last = blocking(ErrorVerb::Read, move || {
+            let end = keys::group_end(group);
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_lower_bound(keys::group_start(group));
+            let mut iter = store.db().iterator_cf_opt(
+                store.cf(Cf::Log),
+                opts,
+                IteratorMode::From(&end, Direction::Reverse),
+            );
+            match iter.next() {
+                Some(item) => {
+                    let (_, value) = item?;
+                    Ok::<_, StorageError>(Some(bincode::deserialize::<Entry>(&value)?.log_id))
+                }
+                None => Ok(None),
+            }
+        })
+        .await?;
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last.or(last_purged_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
+        // fsync: a node must never vote twice in one term, even across a crash.
+        self.write_meta(VOTE, vote, true).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
+        self.read_meta(VOTE).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
+        // No fsync: the committed index is a hint that lets a restarted node re-apply sooner.
+        self.write_meta(COMMITTED, &committed, false).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, RaftStorageError> {
+        Ok(self.read_meta::<Option<LogId>>(COMMITTED).await?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let cf = self.store.cf(Cf::Log);
+        for entry in entries {
+            let raw =
+                bincode::serialize(&entry).map_err(|e| storage_error(ErrorVerb::Write, &e))?;
+            batch.put_cf(cf, keys::log(self.group, entry.log_id.index), raw);
+        }
+        let store = self.store.clone();
+        // One WriteBatch, WAL fsynced before returning: only then do we report the entries
+        // flushed, which is what lets the leader count this node towards a majority.
+        let result = blocking(ErrorVerb::Write, move || store.write(batch, true)).await;
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        let (store, group) = (self.store.clone(), self.group);
+        blocking(ErrorVerb::Delete, move || {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(
+                store.cf(Cf::Log),
+                &keys::log(group, log_id.index)[..],
+                &keys::group_end(group)[..],
+            );
+            // fsync: a conflicting suffix removed here must not reappear after a crash.
+            store.write(batch, true)
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), RaftStorageError> {
+        let raw = bincode::serialize(&log_id).map_err(|e| storage_error(ErrorVerb::Write, &e))?;
+        let (store, group) = (self.store.clone(), self.group);
+        blocking(ErrorVerb::Delete, move || {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(Cf::RaftMeta), keys::named(group, PURGED), raw);
+            batch.delete_range_cf(
+                store.cf(Cf::Log),
+                keys::log(group, 0),
+                keys::log(group, log_id.index + 1),
+            );
+            store.write(batch, false)
+        })
+        .await
+    }
+}

@@ -1,0 +1,179 @@
+//! The server side of the internal RPC.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use openraft::error::{InstallSnapshotError, RaftError};
+use serde::Serialize;
+use tessera_storage::Sha256;
+use tonic::{Request, Response, Status};
+
+use crate::cluster::{Cluster, CHUNK};
+use crate::command::Command;
+use crate::network::MAX_MESSAGE;
+use crate::proto::internal_server::{Internal, InternalServer};
+use crate::proto::{
+    InitGroupReply, InitGroupRequest, ProposeReply, ProposeRequest, RaftKind, RaftReply,
+    RaftRequest, ReadChunk, ReadRequest, StatusReply, StatusRequest,
+};
+use crate::read::{ByteRange, ObjectBody};
+use crate::types::NodeId;
+
+/// Serves the internal RPC on `addr` until `shutdown` resolves.
+pub async fn serve_internal(
+    cluster: Arc<Cluster>,
+    addr: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let service = InternalServer::new(InternalService { cluster })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(32 << 20)
+        .add_service(service)
+        .serve_with_shutdown(addr, shutdown)
+        .await
+}
+
+struct InternalService {
+    cluster: Arc<Cluster>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Bytes, Status> {
+    bincode::serialize(value)
+        .map(Bytes::from)
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, Status> {
+    bincode::deserialize(raw)
+        .map_err(|e| Status::invalid_argument(format!("undecodable request: {e}")))
+}
+
+type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Internal for InternalService {
+    async fn raft(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let raft = self
+            .cluster
+            .group(req.group)
+            .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", req.group)))?;
+        let payload = match RaftKind::try_from(req.kind) {
+            Ok(RaftKind::Append) => {
+                let r: Result<_, RaftError<NodeId>> =
+                    raft.append_entries(decode(&req.payload)?).await;
+                encode(&r)?
+            }
+            Ok(RaftKind::Vote) => {
+                let r: Result<_, RaftError<NodeId>> = raft.vote(decode(&req.payload)?).await;
+                encode(&r)?
+            }
+            Ok(RaftKind::Snapshot) => {
+                let r: Result<_, RaftError<NodeId, InstallSnapshotError>> =
+                    raft.install_snapshot(decode(&req.payload)?).await;
+                encode(&r)?
+            }
+            Err(_) => return Err(Status::invalid_argument("unknown raft message kind")),
+        };
+        Ok(Response::new(RaftReply { payload }))
+    }
+
+    async fn propose(
+        &self,
+        request: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeReply>, Status> {
+        let req = request.into_inner();
+        let command: Command = decode(&req.command)?;
+        let response = self
+            .cluster
+            .propose(req.group, command, req.hops)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(ProposeReply {
+            response: encode(&response)?,
+        }))
+    }
+
+    type ReadObjectStream = ReadStream;
+
+    async fn read_object(
+        &self,
+        request: Request<ReadRequest>,
+    ) -> Result<Response<ReadStream>, Status> {
+        let req = request.into_inner();
+        let sha: [u8; 32] = req.sha256[..]
+            .try_into()
+            .map_err(|_| Status::invalid_argument("sha256 must be 32 bytes"))?;
+        let range: Option<ByteRange> = decode(&req.range)?;
+        let read = self
+            .cluster
+            .read_object(Sha256(sha), range, req.meta_only, req.hops)
+            .await
+            .map_err(|e| e.to_status())?
+            .ok_or_else(|| Status::not_found("no such object"))?;
+        let head = encode(&read.head)?;
+        let stream: ReadStream = match read.body {
+            None => Box::pin(futures_util::stream::iter([Ok(ReadChunk {
+                head,
+                data: Bytes::new(),
+            })])),
+            Some(ObjectBody::Local(bytes)) => {
+                let mut chunks: Vec<Bytes> = Vec::with_capacity(bytes.len() / CHUNK + 1);
+                let mut rest = bytes;
+                while rest.len() > CHUNK {
+                    chunks.push(rest.split_to(CHUNK));
+                }
+                chunks.push(rest);
+                let mut head = Some(head);
+                Box::pin(futures_util::stream::iter(chunks.into_iter().map(
+                    move |data| {
+                        Ok(ReadChunk {
+                            head: head.take().unwrap_or_default(),
+                            data,
+                        })
+                    },
+                )))
+            }
+            Some(ObjectBody::Remote(body)) => {
+                let mut head = Some(head);
+                Box::pin(body.map(move |chunk| match chunk {
+                    Ok(data) => Ok(ReadChunk {
+                        head: head.take().unwrap_or_default(),
+                        data,
+                    }),
+                    Err(e) => Err(e.to_status()),
+                }))
+            }
+        };
+        Ok(Response::new(stream))
+    }
+
+    async fn init_group(
+        &self,
+        request: Request<InitGroupRequest>,
+    ) -> Result<Response<InitGroupReply>, Status> {
+        let req = request.into_inner();
+        let initialized = self
+            .cluster
+            .init_group_local(req.group, &req.voters)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(InitGroupReply { initialized }))
+    }
+
+    async fn local_status(
+        &self,
+        _: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
+        Ok(Response::new(StatusReply {
+            groups: encode(&self.cluster.local_status())?,
+        }))
+    }
+}

@@ -1,0 +1,289 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
+use rocksdb::WriteBatch;
+use tessera_storage::{export_group, import_group, keys, Cf, StorageError, Store};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+use crate::blocking::{blocking, storage_error};
+use crate::command::{Command, Response};
+use crate::snapshot_store::{sync_dir, SnapshotStore};
+use crate::types::{LogId, RaftStorageError, SnapshotMeta, StoredMembership, TypeConfig};
+
+type Entry = openraft::Entry<TypeConfig>;
+
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+/// Catalogue key of the current placement.
+pub const PLACEMENT_KEY: &str = "placement";
+
+/// One group's replicated state: objects (shard groups) or the catalogue (group 0).
+///
+/// Each entry is applied in one RocksDB write batch together with the new applied log id, so the
+/// state and the applied index never disagree. These writes are not fsynced: the entry is already
+/// durable in the Raft log, and RocksDB's WAL is recovered as a prefix, so after a crash the
+/// applied index is simply older and openraft re-applies the missing entries.
+pub struct StateMachine {
+    store: Arc<Store>,
+    group: u32,
+    snapshots: SnapshotStore,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    receiving: Option<PathBuf>,
+}
+
+impl StateMachine {
+    pub async fn open(
+        store: Arc<Store>,
+        group: u32,
+        snapshot_dir: &Path,
+    ) -> Result<StateMachine, RaftStorageError> {
+        let snapshots = SnapshotStore::open(snapshot_dir, group).await?;
+        let s = store.clone();
+        let (applied, membership) = blocking(ErrorVerb::Read, move || {
+            let applied = match s.get(Cf::SmMeta, &keys::named(group, APPLIED))? {
+                Some(raw) => bincode::deserialize(&raw)?,
+                None => None,
+            };
+            let membership = match s.get(Cf::SmMeta, &keys::named(group, MEMBERSHIP))? {
+                Some(raw) => bincode::deserialize(&raw)?,
+                None => StoredMembership::default(),
+            };
+            Ok::<_, StorageError>((applied, membership))
+        })
+        .await?;
+        Ok(StateMachine {
+            store,
+            group,
+            snapshots,
+            applied,
+            membership,
+            receiving: None,
+        })
+    }
+}
+
+/// Stages the applied log id and membership next to the state they describe.
+fn stage_applied(
+    store: &Store,
+    batch: &mut WriteBatch,
+    group: u32,
+    applied: &Option<LogId>,
+    membership: &StoredMembership,
+) -> Result<(), StorageError> {
+    let cf = store.cf(Cf::SmMeta);
+    batch.put_cf(
+        cf,
+        keys::named(group, APPLIED),
+        bincode::serialize(applied)?,
+    );
+    batch.put_cf(
+        cf,
+        keys::named(group, MEMBERSHIP),
+        bincode::serialize(membership)?,
+    );
+    Ok(())
+}
+
+fn apply_entries(
+    store: &Store,
+    group: u32,
+    entries: Vec<Entry>,
+    mut membership: StoredMembership,
+) -> Result<(Vec<Response>, StoredMembership), StorageError> {
+    let mut responses = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let mut batch = WriteBatch::default();
+        let response = match entry.payload {
+            EntryPayload::Blank => Response::None,
+            EntryPayload::Membership(m) => {
+                membership = StoredMembership::new(Some(entry.log_id), m);
+                Response::None
+            }
+            EntryPayload::Normal(Command::PutObject { sha, meta, bytes }) => {
+                Response::Object(store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?)
+            }
+            EntryPayload::Normal(Command::SetPlacement(placement)) => {
+                let raw = bincode::serialize(&placement)?;
+                batch.put_cf(
+                    store.cf(Cf::Catalog),
+                    keys::named(group, PLACEMENT_KEY),
+                    raw,
+                );
+                Response::Placement {
+                    version: placement.version,
+                }
+            }
+        };
+        stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
+        store.write(batch, false)?;
+        responses.push(response);
+    }
+    Ok((responses, membership))
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), RaftStorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, RaftStorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let (store, group, membership) = (self.store.clone(), self.group, self.membership.clone());
+        let (responses, membership) = blocking(ErrorVerb::Write, move || {
+            apply_entries(&store, group, entries, membership)
+        })
+        .await?;
+        self.applied = Some(last);
+        self.membership = membership;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let meta = SnapshotMeta {
+            last_log_id: self.applied,
+            last_membership: self.membership.clone(),
+            snapshot_id: snapshot_id(self.group, self.applied),
+        };
+        let path = self.snapshots.data_path(&meta.snapshot_id);
+        let (taken_tx, taken_rx) = oneshot::channel();
+        let (store, group) = (self.store.clone(), self.group);
+        // The export runs on the blocking pool. We wait only until it has taken its RocksDB
+        // snapshot: from then on it sees exactly the state at `meta.last_log_id`, and this
+        // group may keep applying while the file is written.
+        let done = tokio::task::spawn_blocking(move || {
+            let snap = store.db().snapshot();
+            let _ = taken_tx.send(());
+            let file = std::fs::File::create(&path)?;
+            export_group(&store, &snap, group, &file)?;
+            file.sync_all()?;
+            Ok::<_, StorageError>(())
+        });
+        let _ = taken_rx.await;
+        SnapshotBuilder {
+            meta,
+            snapshots: self.snapshots.clone(),
+            done: Some(done),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, RaftStorageError> {
+        let path = self.snapshots.receive_path();
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| storage_error(ErrorVerb::Write, &e))?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), RaftStorageError> {
+        let io = |e: std::io::Error| storage_error(ErrorVerb::Write, &e);
+        snapshot.flush().await.map_err(io)?;
+        snapshot.sync_all().await.map_err(io)?;
+        drop(snapshot);
+        let received = self.receiving.take().ok_or_else(|| {
+            io(std::io::Error::other(
+                "install_snapshot without a received snapshot file",
+            ))
+        })?;
+        let final_path = self.snapshots.data_path(&meta.snapshot_id);
+        let (store, group, m) = (self.store.clone(), self.group, meta.clone());
+        blocking(ErrorVerb::Write, move || {
+            let file = std::fs::File::open(&received)?;
+            import_group(&store, group, file, |batch| {
+                stage_applied(&store, batch, group, &m.last_log_id, &m.last_membership)
+            })?;
+            std::fs::rename(&received, &final_path)?;
+            if let Some(dir) = final_path.parent() {
+                sync_dir(dir)?;
+            }
+            Ok::<_, StorageError>(())
+        })
+        .await?;
+        self.snapshots.set_current(meta).await?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
+        let Some(meta) = self.snapshots.current().await? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.snapshots.data_path(&meta.snapshot_id))
+            .await
+            .map_err(|e| storage_error(ErrorVerb::Read, &e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+fn snapshot_id(group: u32, applied: Option<LogId>) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    match applied {
+        Some(id) => format!("{}-{}-{}-{nanos}", id.leader_id.term, id.index, group),
+        None => format!("0-0-{group}-{nanos}"),
+    }
+}
+
+/// Finishes a snapshot whose RocksDB view was taken by `get_snapshot_builder`.
+pub struct SnapshotBuilder {
+    meta: SnapshotMeta,
+    snapshots: SnapshotStore,
+    done: Option<tokio::task::JoinHandle<Result<(), StorageError>>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, RaftStorageError> {
+        let done = self.done.take().ok_or_else(|| {
+            storage_error(
+                ErrorVerb::Write,
+                &std::io::Error::other("snapshot already built"),
+            )
+        })?;
+        match done.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(storage_error(ErrorVerb::Write, &e)),
+            Err(e) => return Err(storage_error(ErrorVerb::Write, &e)),
+        }
+        self.snapshots.set_current(&self.meta).await?;
+        let file = tokio::fs::File::open(self.snapshots.data_path(&self.meta.snapshot_id))
+            .await
+            .map_err(|e| storage_error(ErrorVerb::Read, &e))?;
+        Ok(Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(file),
+        })
+    }
+}

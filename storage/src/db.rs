@@ -1,0 +1,145 @@
+use std::path::Path;
+
+use bytes::Bytes;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::StorageError;
+
+/// The column families of a node's database.
+///
+/// Raft bookkeeping (`log`, `raft_meta`, `sm_meta`) is kept apart from the replicated state
+/// (`objects`, `blobs`) so that snapshots scan only the latter, and so that each can be tuned:
+/// `blobs` and `log` carry image bytes and use integrated BlobDB, so large values are written to
+/// blob files once and never rewritten by compaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// Raft log entries: group ++ index -> entry.
+    Log,
+    /// Per-group vote, committed log id and last purged log id.
+    RaftMeta,
+    /// Per-group applied log id and membership, written atomically with each apply.
+    SmMeta,
+    /// Object metadata: group ++ sha256 -> [`crate::ObjectMeta`].
+    Objects,
+    /// Object bytes: group ++ sha256 -> raw image bytes.
+    Blobs,
+    /// Named records of the catalogue group (placement, and the annotation domain to come).
+    Catalog,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 6] = [
+        Cf::Log,
+        Cf::RaftMeta,
+        Cf::SmMeta,
+        Cf::Objects,
+        Cf::Blobs,
+        Cf::Catalog,
+    ];
+
+    /// The column families that make up a group's replicated state, in snapshot order.
+    pub const STATE: [Cf; 3] = [Cf::Objects, Cf::Blobs, Cf::Catalog];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Log => "log",
+            Cf::RaftMeta => "raft_meta",
+            Cf::SmMeta => "sm_meta",
+            Cf::Objects => "objects",
+            Cf::Blobs => "blobs",
+            Cf::Catalog => "catalog",
+        }
+    }
+
+    fn options(self, cache: &Cache) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(cache);
+        let mut opts = Options::default();
+        opts.set_block_based_table_factory(&table);
+        match self {
+            Cf::Log | Cf::Blobs => {
+                // Image bytes go to blob files: the LSM tree then only holds small pointers, so
+                // compaction does not rewrite megabytes of JPEG over and over.
+                opts.set_enable_blob_files(true);
+                opts.set_min_blob_size(4096);
+                opts.set_blob_file_size(256 << 20);
+                opts.set_blob_compression_type(DBCompressionType::None);
+                opts.set_enable_blob_gc(true);
+                opts.set_compression_type(DBCompressionType::None);
+            }
+            Cf::RaftMeta | Cf::SmMeta | Cf::Objects | Cf::Catalog => {
+                opts.set_compression_type(DBCompressionType::Lz4);
+            }
+        }
+        opts
+    }
+}
+
+/// A node's RocksDB database. Shared behind an `Arc` by every Raft group on the node.
+///
+/// Every method here blocks on disk; async callers run them on the blocking pool.
+pub struct Store {
+    db: DB,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StorageError> {
+        std::fs::create_dir_all(path)?;
+        let cache = Cache::new_lru_cache(128 << 20)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        // Bound the WAL so memtables of quiet column families get flushed and old WAL files can
+        // be deleted.
+        opts.set_max_total_wal_size(256 << 20);
+        opts.set_bytes_per_sync(4 << 20);
+        let cfs = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf.options(&cache)));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Store { db })
+    }
+
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub fn cf(&self, cf: Cf) -> &ColumnFamily {
+        // Every family in `Cf::ALL` is created by `open`, so the handle always exists.
+        self.db
+            .cf_handle(cf.name())
+            .unwrap_or_else(|| panic!("column family {} missing", cf.name()))
+    }
+
+    /// Writes `batch`. With `sync`, the WAL is fsynced before this returns: used for Raft log
+    /// appends and votes, the points where Raft's safety depends on durability.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Reads a value into a `Bytes` with a single copy out of RocksDB's pinned buffer.
+    pub fn get_bytes(&self, cf: Cf, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        let pinned = self.db.get_pinned_cf(self.cf(cf), key)?;
+        Ok(pinned.map(|p| Bytes::copy_from_slice(&p)))
+    }
+
+    /// An integer RocksDB property of a column family (e.g. `rocksdb.total-blob-file-size`).
+    pub fn property(&self, cf: Cf, name: &str) -> Option<u64> {
+        self.db
+            .property_int_value_cf(self.cf(cf), name)
+            .ok()
+            .flatten()
+    }
+}

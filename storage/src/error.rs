@@ -1,0 +1,19 @@
+use std::io;
+
+/// Failures of the local store. RocksDB and I/O errors are fatal for the operation at hand;
+/// `Corrupt` means bytes on disk that this version cannot decode.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl From<bincode::Error> for StorageError {
+    fn from(e: bincode::Error) -> Self {
+        StorageError::Corrupt(e.to_string())
+    }
+}

@@ -1,0 +1,22 @@
+//! The on-disk layout of a Tessera node.
+//!
+//! One RocksDB instance per node holds every Raft group the node hosts: the Raft log and vote of
+//! each group and the replicated state (image objects and their metadata). Keys are prefixed by
+//! the group id so that one group's data is a contiguous key range: a snapshot is a range scan and
+//! installing one is a range delete plus a sequential load.
+//!
+//! This crate knows nothing about Raft; it offers the column families, the key encoding, the
+//! object records and the snapshot file format that `tessera-raft` builds on.
+
+mod db;
+mod error;
+pub mod keys;
+mod object;
+mod probe;
+mod snapshot_file;
+
+pub use db::{Cf, Store};
+pub use error::StorageError;
+pub use object::{ObjectMeta, PutOutcome, Sha256};
+pub use probe::{probe_image, ImageInfo, ProbeError};
+pub use snapshot_file::{export_group, import_group};

@@ -1,0 +1,172 @@
+use std::fmt;
+
+use bytes::Bytes;
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::db::{Cf, Store};
+use crate::error::StorageError;
+use crate::keys;
+
+/// The SHA-256 of an object's bytes: its name everywhere in Tessera.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Sha256(pub [u8; 32]);
+
+impl Sha256 {
+    pub fn of(bytes: &[u8]) -> Sha256 {
+        Sha256(sha2::Sha256::digest(bytes).into())
+    }
+
+    /// Parses the 64-character lowercase or uppercase hex form; `None` for anything else.
+    pub fn parse_hex(text: &str) -> Option<Sha256> {
+        if text.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(Sha256(out))
+    }
+
+    /// The first eight bytes as a big-endian integer: the input of shard routing.
+    pub fn prefix_u64(&self) -> u64 {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(head)
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
+
+/// What the cluster knows about a stored object. Replicated: every field is decided by the
+/// proposer (leader) so that every replica stores identical records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub size: u64,
+    pub content_type: String,
+    pub width: u32,
+    pub height: u32,
+    /// How many uploads and references hold this object; it may only be deleted at zero.
+    pub refcount: u64,
+    /// Milliseconds since the Unix epoch when the bytes were first stored.
+    pub created_ms: u64,
+}
+
+/// The result of storing an object: its record after the write and whether the bytes were
+/// already there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutOutcome {
+    pub meta: ObjectMeta,
+    pub deduplicated: bool,
+}
+
+impl Store {
+    pub fn object_meta(
+        &self,
+        group: u32,
+        sha: &Sha256,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
+        match self.get(Cf::Objects, &keys::object(group, &sha.0))? {
+            Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn object_bytes(&self, group: u32, sha: &Sha256) -> Result<Option<Bytes>, StorageError> {
+        self.get_bytes(Cf::Blobs, &keys::object(group, &sha.0))
+    }
+
+    /// Stages in `batch` the writes that store `bytes` under `sha` in `group`: the first time
+    /// the bytes and a record with reference count 1, afterwards only a reference count
+    /// increment. `fresh` carries the proposer's metadata for a new object.
+    pub fn stage_put_object(
+        &self,
+        batch: &mut WriteBatch,
+        group: u32,
+        sha: &Sha256,
+        fresh: &ObjectMeta,
+        bytes: &[u8],
+    ) -> Result<PutOutcome, StorageError> {
+        let key = keys::object(group, &sha.0);
+        let outcome = match self.object_meta(group, sha)? {
+            Some(mut meta) => {
+                meta.refcount += 1;
+                PutOutcome {
+                    meta,
+                    deduplicated: true,
+                }
+            }
+            None => {
+                batch.put_cf(self.cf(Cf::Blobs), key, bytes);
+                let meta = ObjectMeta {
+                    refcount: 1,
+                    ..fresh.clone()
+                };
+                PutOutcome {
+                    meta,
+                    deduplicated: false,
+                }
+            }
+        };
+        batch.put_cf(
+            self.cf(Cf::Objects),
+            key,
+            bincode::serialize(&outcome.meta)?,
+        );
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_rejects() {
+        let sha = Sha256::of(b"tessera");
+        assert_eq!(Sha256::parse_hex(&sha.to_string()), Some(sha));
+        assert_eq!(
+            Sha256::parse_hex(&sha.to_string().to_uppercase()),
+            Some(sha)
+        );
+        assert_eq!(Sha256::parse_hex("abc"), None);
+        assert_eq!(Sha256::parse_hex(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn second_put_deduplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bytes = vec![7u8; 10_000];
+        let sha = Sha256::of(&bytes);
+        let fresh = ObjectMeta {
+            size: bytes.len() as u64,
+            content_type: "image/png".into(),
+            width: 1,
+            height: 1,
+            refcount: 0,
+            created_ms: 5,
+        };
+        for expected in [(false, 1), (true, 2)] {
+            let mut batch = WriteBatch::default();
+            let out = store
+                .stage_put_object(&mut batch, 3, &sha, &fresh, &bytes)
+                .unwrap();
+            store.write(batch, false).unwrap();
+            assert_eq!((out.deduplicated, out.meta.refcount), expected);
+        }
+        assert_eq!(store.object_bytes(3, &sha).unwrap().unwrap(), bytes);
+        assert_eq!(store.object_meta(3, &sha).unwrap().unwrap().refcount, 2);
+        assert!(store.object_meta(4, &sha).unwrap().is_none());
+    }
+}

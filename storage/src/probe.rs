@@ -1,0 +1,87 @@
+use imagesize::ImageType;
+
+/// What upload validation learns from an image's header without decoding its pixels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub content_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Why bytes were refused as an image.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProbeError {
+    #[error("not a JPEG, PNG, WebP, GIF, BMP or TIFF image")]
+    NotAnImage,
+    #[error("the {0} header is truncated or corrupt")]
+    Corrupt(&'static str),
+}
+
+/// Identifies an image by its magic bytes and reads its dimensions from the header.
+/// The file name or the client's `Content-Type` are never trusted.
+pub fn probe_image(bytes: &[u8]) -> Result<ImageInfo, ProbeError> {
+    let kind = imagesize::image_type(bytes).map_err(|_| ProbeError::NotAnImage)?;
+    let content_type = match kind {
+        ImageType::Jpeg => "image/jpeg",
+        ImageType::Png => "image/png",
+        ImageType::Webp => "image/webp",
+        ImageType::Gif => "image/gif",
+        ImageType::Bmp => "image/bmp",
+        ImageType::Tiff => "image/tiff",
+        _ => return Err(ProbeError::NotAnImage),
+    };
+    let size = imagesize::blob_size(bytes).map_err(|_| ProbeError::Corrupt(content_type))?;
+    let width = u32::try_from(size.width).map_err(|_| ProbeError::Corrupt(content_type))?;
+    let height = u32::try_from(size.height).map_err(|_| ProbeError::Corrupt(content_type))?;
+    if width == 0 || height == 0 {
+        return Err(ProbeError::Corrupt(content_type));
+    }
+    Ok(ImageInfo {
+        content_type,
+        width,
+        height,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal valid PNG header (signature + IHDR) for a 3x2 image.
+    fn png_header() -> Vec<u8> {
+        let mut b = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+        b.extend_from_slice(&13u32.to_be_bytes());
+        b.extend_from_slice(b"IHDR");
+        b.extend_from_slice(&3u32.to_be_bytes());
+        b.extend_from_slice(&2u32.to_be_bytes());
+        b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+        b
+    }
+
+    #[test]
+    fn reads_png_dimensions() {
+        let info = probe_image(&png_header()).unwrap();
+        assert_eq!(
+            info,
+            ImageInfo {
+                content_type: "image/png",
+                width: 3,
+                height: 2
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_text_and_truncated_headers() {
+        assert_eq!(
+            probe_image(b"hello world, not an image"),
+            Err(ProbeError::NotAnImage)
+        );
+        assert_eq!(probe_image(b""), Err(ProbeError::NotAnImage));
+        assert!(probe_image(&png_header()[..14]).is_err());
+        assert_eq!(
+            probe_image(&[0xff, 0xd8, 0xff, 0xe0, 0, 16]),
+            Err(ProbeError::Corrupt("image/jpeg"))
+        );
+    }
+}
