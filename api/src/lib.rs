@@ -1,1 +1,63 @@
+//! Tessera's HTTP API: object upload and serving, cluster status and metrics.
+//!
+//! Every node serves the whole API: handlers talk to [`tessera_raft::Cluster`], which answers
+//! from a local replica or forwards to the node that can. Errors are JSON
+//! (`{"error": {"code": ..., "message": ...}}`, see [`ApiError`]).
 
+pub mod client;
+mod cluster_routes;
+mod error;
+mod metrics;
+mod objects;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tessera_raft::Cluster;
+
+pub use error::ApiError;
+pub use metrics::{install_recorder, spawn_gauges};
+
+/// Limits applied to client requests.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest accepted upload, in bytes.
+    pub max_object_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_object_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub cluster: Arc<Cluster>,
+    pub limits: Limits,
+    pub metrics: PrometheusHandle,
+}
+
+/// The complete HTTP router of a node.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/objects/{sha}", get(objects::serve))
+        .route("/api/v1/objects", post(objects::upload))
+        .route("/api/v1/objects/{sha}", get(objects::metadata))
+        .route("/api/v1/cluster", get(cluster_routes::status))
+        .route("/api/v1/cluster/init", post(cluster_routes::init))
+        .route("/healthz", get(cluster_routes::healthz))
+        .route("/readyz", get(cluster_routes::readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(error::not_found)
+        // Uploads enforce their own limit while streaming (see `objects::upload`).
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}

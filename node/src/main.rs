@@ -1,1 +1,102 @@
-fn main() {}
+//! `tessera`: runs Tessera nodes and talks to a running cluster.
+
+mod commands;
+mod config;
+mod serve;
+mod up;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::config::Config;
+
+const USAGE: &str = "\
+tessera — distributed image annotation storage
+
+USAGE:
+  tessera up     [--config cluster.toml]           start every local node, initialise, supervise
+  tessera run    --id N [--config cluster.toml]    run one node in the foreground
+  tessera init   [--config cluster.toml]           initialise a new cluster (no-op if initialised)
+  tessera status [--config cluster.toml]           nodes, shards, leaders and lag
+  tessera put    FILE... [--config ...]            upload images, print their SHA-256
+  tessera get    SHA256 [--config ...] > FILE      download an object
+
+Client commands talk to the first node of the config that answers, or to --node HOST:PORT.";
+
+struct Args {
+    command: String,
+    config: PathBuf,
+    id: Option<u64>,
+    node: Option<String>,
+    rest: Vec<String>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let mut parsed = Args {
+        command,
+        config: PathBuf::from("cluster.toml"),
+        id: None,
+        node: None,
+        rest: Vec::new(),
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                parsed.config = args.next().context("--config needs a path")?.into()
+            }
+            "--id" => {
+                parsed.id = Some(
+                    args.next()
+                        .context("--id needs a number")?
+                        .parse()
+                        .context("--id")?,
+                )
+            }
+            "--node" => parsed.node = Some(args.next().context("--node needs HOST:PORT")?),
+            _ => parsed.rest.push(arg),
+        }
+    }
+    Ok(parsed)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    if matches!(args.command.as_str(), "" | "help" | "-h" | "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::load(&args.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let node = args.node.as_deref();
+    runtime.block_on(async {
+        match args.command.as_str() {
+            "up" => up::up(config, &args.config).await,
+            "run" => serve::run(config, args.id.context("run needs --id N")?).await,
+            "init" => commands::init(&config, node).await,
+            "status" => commands::status(&config, node).await,
+            "put" => {
+                let files: Vec<PathBuf> = args.rest.iter().map(PathBuf::from).collect();
+                commands::put(&config, node, &files).await
+            }
+            "get" => {
+                let [sha] = args.rest.as_slice() else {
+                    bail!("usage: tessera get SHA256")
+                };
+                commands::get(&config, node, sha).await
+            }
+            other => bail!("unknown command {other:?}\n\n{USAGE}"),
+        }
+    })
+}

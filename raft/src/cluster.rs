@@ -34,6 +34,7 @@ pub const CHUNK: usize = 256 << 10;
 
 /// Raft timing and log retention, from `cluster.toml`'s `[raft]` table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RaftTuning {
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,

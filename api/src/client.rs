@@ -1,0 +1,138 @@
+//! A small HTTP client for Tessera's API, shared by the `tessera` CLI, the cluster tests and the
+//! benchmarks so that none of them re-implements request plumbing.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body parsed as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a request got no response at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("bad request: {0}")]
+    Build(String),
+    #[error("request failed: {0}")]
+    Transport(String),
+    #[error("request timed out")]
+    Timeout,
+}
+
+/// A keep-alive HTTP/1.1 client for one node.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// `base` is `host:port` or `http://host:port`.
+    pub fn new(base: &str) -> Client {
+        let base = if base.starts_with("http://") {
+            base.to_string()
+        } else {
+            format!("http://{base}")
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
+        Client {
+            base,
+            http,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| ClientError::Build(e.to_string()))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| ClientError::Build(e.to_string()))?;
+            req = req.header(name, value);
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        let exchange = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?
+                .to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {
+        self.send(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    /// Uploads an image: `POST /api/v1/objects`.
+    pub async fn put_object(&self, bytes: Bytes) -> Result<Reply, ClientError> {
+        self.send(
+            Method::POST,
+            "/api/v1/objects",
+            &[("content-type", "application/octet-stream")],
+            bytes,
+        )
+        .await
+    }
+}

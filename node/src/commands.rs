@@ -1,0 +1,185 @@
+//! The client commands: `status`, `put`, `get`, `init`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use tessera_api::client::{Client, Reply};
+
+use crate::config::Config;
+
+/// A client for the first node of the config that answers.
+async fn connect(config: &Config, node: Option<&str>) -> anyhow::Result<Client> {
+    if let Some(addr) = node {
+        return Ok(Client::new(addr));
+    }
+    for n in &config.spec.nodes {
+        let client = Client::new(&n.http).with_timeout(Duration::from_secs(2));
+        if client.get("/healthz").await.is_ok() {
+            return Ok(Client::new(&n.http));
+        }
+    }
+    bail!(
+        "no node of {} answers; is the cluster running (tessera up)?",
+        config.path.display()
+    )
+}
+
+fn check(reply: &Reply) -> anyhow::Result<()> {
+    if reply.status.is_success() {
+        return Ok(());
+    }
+    let err = reply.json();
+    let message = err["error"]["message"].as_str().map(str::to_owned);
+    bail!(
+        "{}: {}",
+        reply.status,
+        message.unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned())
+    )
+}
+
+pub async fn init(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
+    let client = connect(config, node)
+        .await?
+        .with_timeout(Duration::from_secs(120));
+    let reply = client
+        .send(
+            hyper::Method::POST,
+            "/api/v1/cluster/init",
+            &[],
+            Bytes::new(),
+        )
+        .await?;
+    check(&reply)?;
+    println!(
+        "initialised {} raft groups",
+        reply.json()["initialized_groups"]
+    );
+    Ok(())
+}
+
+pub async fn status(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
+    let client = connect(config, node).await?;
+    let reply = client.get("/api/v1/cluster").await?;
+    check(&reply)?;
+    let s = reply.json();
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    writeln!(
+        out,
+        "shards {}  replication {}  placement v{}",
+        s["shards"], s["replication"], s["placement_version"]
+    )?;
+    writeln!(
+        out,
+        "\n{:>4}  {:<22} {:<22} {}",
+        "node", "http", "rpc", "state"
+    )?;
+    for n in s["nodes"].as_array().into_iter().flatten() {
+        let up = if n["up"].as_bool() == Some(true) {
+            "up"
+        } else {
+            "DOWN"
+        };
+        writeln!(
+            out,
+            "{:>4}  {:<22} {:<22} {}",
+            n["id"],
+            n["http"].as_str().unwrap_or(""),
+            n["rpc"].as_str().unwrap_or(""),
+            up
+        )?;
+    }
+    writeln!(
+        out,
+        "\n{:>5} {:>5}  {:<12} {:>6} {:>5}  replicas (applied index, lag)",
+        "group", "shard", "voters", "leader", "term"
+    )?;
+    for g in s["groups"].as_array().into_iter().flatten() {
+        let voters: Vec<String> = g["voters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string())
+            .collect();
+        let replicas = g["replicas"].as_object();
+        let max_applied = replicas
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, r)| r["applied"].as_u64())
+            .max()
+            .unwrap_or(0);
+        let detail: Vec<String> = replicas
+            .into_iter()
+            .flatten()
+            .map(|(id, r)| match r["applied"].as_u64() {
+                Some(a) => format!("{id}:{a} (-{})", max_applied - a),
+                None => format!("{id}:-"),
+            })
+            .collect();
+        let shard = g["shard"]
+            .as_u64()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "meta".into());
+        writeln!(
+            out,
+            "{:>5} {:>5}  {:<12} {:>6} {:>5}  {}",
+            g["group"],
+            shard,
+            voters.join(","),
+            g["leader"]
+                .as_u64()
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into()),
+            g["term"],
+            detail.join("  ")
+        )?;
+    }
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+pub async fn put(config: &Config, node: Option<&str>, files: &[PathBuf]) -> anyhow::Result<()> {
+    if files.is_empty() {
+        bail!("usage: tessera put FILE...");
+    }
+    let client = connect(config, node).await?;
+    let show_progress = files.len() > 1;
+    for (i, file) in files.iter().enumerate() {
+        let bytes = tokio::fs::read(file)
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        let reply = client.put_object(Bytes::from(bytes)).await?;
+        check(&reply).with_context(|| format!("uploading {}", file.display()))?;
+        if show_progress {
+            let width = 30;
+            let done = (i + 1) * width / files.len();
+            eprint!(
+                "\r[{}{}] {}/{}",
+                "=".repeat(done),
+                " ".repeat(width - done),
+                i + 1,
+                files.len()
+            );
+        }
+        let sha = reply.json()["sha256"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if show_progress {
+            eprint!("\r");
+        }
+        println!("{sha}  {}", file.display());
+    }
+    Ok(())
+}
+
+pub async fn get(config: &Config, node: Option<&str>, sha: &str) -> anyhow::Result<()> {
+    let client = connect(config, node).await?;
+    let reply = client.get(&format!("/objects/{sha}")).await?;
+    check(&reply)?;
+    std::io::stdout().write_all(&reply.body)?;
+    Ok(())
+}

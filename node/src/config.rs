@@ -1,0 +1,152 @@
+//! `cluster.toml`: the nodes of a cluster, its shard count and replication factor.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use tessera_raft::{ClusterSpec, NodeSpec, RaftTuning};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    cluster: ClusterSection,
+    #[serde(default)]
+    raft: Option<RaftTuning>,
+    #[serde(rename = "node")]
+    nodes: Vec<NodeSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSection {
+    shards: u32,
+    #[serde(default = "default_replication")]
+    replication: usize,
+    /// Largest accepted upload in MiB.
+    #[serde(default = "default_max_object_mb")]
+    max_object_mb: u64,
+}
+
+fn default_replication() -> usize {
+    3
+}
+
+fn default_max_object_mb() -> u64 {
+    64
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSection {
+    id: u64,
+    http: String,
+    rpc: String,
+    /// Data directory, relative to the config file.
+    data: PathBuf,
+}
+
+/// A parsed and checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub spec: ClusterSpec,
+    pub tuning: RaftTuning,
+    pub max_object_bytes: u64,
+    data_dirs: Vec<(u64, PathBuf)>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: File =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let c = &file.cluster;
+        if c.shards == 0 || c.shards > 4096 {
+            bail!(
+                "cluster.shards must be between 1 and 4096, not {}",
+                c.shards
+            );
+        }
+        if c.replication == 0 {
+            bail!("cluster.replication must be at least 1");
+        }
+        if file.nodes.is_empty() {
+            bail!("the config lists no [[node]]");
+        }
+        if c.replication > file.nodes.len() {
+            bail!(
+                "cluster.replication = {} but only {} nodes are listed",
+                c.replication,
+                file.nodes.len()
+            );
+        }
+        let mut ids: Vec<u64> = file.nodes.iter().map(|n| n.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != file.nodes.len() {
+            bail!("node ids must be unique");
+        }
+        let spec = ClusterSpec {
+            shards: c.shards,
+            replication: c.replication,
+            nodes: file
+                .nodes
+                .iter()
+                .map(|n| NodeSpec {
+                    id: n.id,
+                    http: n.http.clone(),
+                    rpc: n.rpc.clone(),
+                })
+                .collect(),
+        };
+        let data_dirs = file
+            .nodes
+            .iter()
+            .map(|n| (n.id, base.join(&n.data)))
+            .collect();
+        Ok(Config {
+            path: path.to_path_buf(),
+            spec,
+            tuning: file.raft.unwrap_or_default(),
+            max_object_bytes: c.max_object_mb << 20,
+            data_dirs,
+        })
+    }
+
+    pub fn data_dir(&self, id: u64) -> anyhow::Result<&Path> {
+        self.data_dirs
+            .iter()
+            .find(|(n, _)| *n == id)
+            .map(|(_, p)| p.as_path())
+            .with_context(|| format!("node {id} is not in {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_the_default_cluster_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.spec.nodes.len(), 3);
+        assert_eq!(config.spec.replication, 3);
+        assert!(config.data_dir(1).unwrap().ends_with("data/node-1"));
+    }
+
+    #[test]
+    fn refuses_more_replicas_than_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[cluster]\nshards = 4\nreplication = 2\n[[node]]\nid = 1\nhttp = \"a:1\"\nrpc = \"a:2\"\ndata = \"d\"\n",
+        )
+        .unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("replication"), "{err}");
+    }
+}

@@ -1,0 +1,86 @@
+//! `tessera run`: one node in the foreground.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tessera_api::{AppState, Limits};
+use tessera_raft::Cluster;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
+    let node = config
+        .spec
+        .node(id)
+        .with_context(|| format!("node {id} is not in the config"))?
+        .clone();
+    let data_dir = config.data_dir(id)?.to_path_buf();
+    let http_addr: SocketAddr = node
+        .http
+        .parse()
+        .with_context(|| format!("http address {}", node.http))?;
+    let rpc_addr: SocketAddr = node
+        .rpc
+        .parse()
+        .with_context(|| format!("rpc address {}", node.rpc))?;
+    let metrics = tessera_api::install_recorder()?;
+
+    let cluster = Cluster::start(id, config.spec.clone(), &data_dir, &config.tuning).await?;
+    tracing::info!(node = id, groups = cluster.local_status().len(), data = %data_dir.display(), "node started");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let rpc = tokio::spawn(tessera_raft::serve_internal(
+        cluster.clone(),
+        rpc_addr,
+        stopped(stop_rx.clone()),
+    ));
+
+    tessera_api::spawn_gauges(cluster.clone(), metrics.clone());
+    let state = AppState {
+        cluster: cluster.clone(),
+        limits: Limits {
+            max_object_bytes: config.max_object_bytes,
+        },
+        metrics,
+    };
+    let listener = TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("binding {http_addr}"))?;
+    tracing::info!(http = %http_addr, rpc = %rpc_addr, "serving");
+    let http =
+        axum::serve(listener, tessera_api::router(state)).with_graceful_shutdown(stopped(stop_rx));
+
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let mut rpc = rpc;
+    let result = tokio::select! {
+        r = http => r.context("http server"),
+        r = &mut rpc => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("rpc server on {rpc_addr}"))),
+            Err(e) => Err(anyhow::Error::new(e).context("rpc task")),
+        },
+    };
+    cluster.shutdown().await;
+    result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,158 @@
+//! `tessera up`: starts every local node of the config as a child process, initialises a new
+//! cluster, waits until it is ready and supervises the children until Ctrl-C.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tessera_api::client::Client;
+use tokio::process::{Child, Command};
+
+use crate::config::Config;
+
+/// Whether `addr` belongs to this machine: binding to it succeeds only on a local interface.
+fn is_local(addr: &str) -> bool {
+    addr.parse::<SocketAddr>()
+        .map(|a| UdpSocket::bind(SocketAddr::new(a.ip(), 0)).is_ok())
+        .unwrap_or(false)
+}
+
+struct NodeProcess {
+    id: u64,
+    child: Child,
+}
+
+pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the tessera binary")?;
+    let mut nodes = Vec::new();
+    for node in config.spec.nodes.iter().filter(|n| is_local(&n.http)) {
+        let data = config.data_dir(node.id)?;
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        let log_path = data.join("tessera.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let child = Command::new(&exe)
+            .arg("run")
+            .arg("--id")
+            .arg(node.id.to_string())
+            .arg("--config")
+            .arg(config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting node {}", node.id))?;
+        println!(
+            "node {} started (pid {}), log: {}",
+            node.id,
+            child.id().unwrap_or(0),
+            log_path.display()
+        );
+        nodes.push(NodeProcess { id: node.id, child });
+    }
+    if nodes.is_empty() {
+        bail!("no node of {} has a local address", config_path.display());
+    }
+
+    let first = Client::new(&config.spec.nodes[0].http).with_timeout(Duration::from_secs(60));
+    wait_for(&config, "/healthz", Duration::from_secs(60)).await?;
+    let init = first
+        .send(
+            hyper::Method::POST,
+            "/api/v1/cluster/init",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await?;
+    if !init.status.is_success() {
+        bail!(
+            "initialising the cluster failed: {} {}",
+            init.status,
+            String::from_utf8_lossy(&init.body)
+        );
+    }
+    let fresh = init.json()["initialized_groups"].as_u64().unwrap_or(0);
+    if fresh > 0 {
+        println!("initialised a new cluster ({fresh} raft groups)");
+    }
+    wait_for(&config, "/readyz", Duration::from_secs(60)).await?;
+    println!("\nTessera is ready. Open a node in your browser or use the API:");
+    for node in &config.spec.nodes {
+        println!("  node {}: http://{}/", node.id, node.http);
+    }
+    println!(
+        "Upload:  curl --data-binary @photo.jpg http://{}/api/v1/objects",
+        config.spec.nodes[0].http
+    );
+    println!("Press Ctrl-C to stop the cluster.");
+
+    supervise(nodes).await
+}
+
+/// Polls `path` on every local node until all answer 2xx, or fails at the deadline.
+async fn wait_for(config: &Config, path: &str, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    for node in config.spec.nodes.iter().filter(|n| is_local(&n.http)) {
+        let client = Client::new(&node.http).with_timeout(Duration::from_secs(2));
+        loop {
+            if matches!(client.get(path).await, Ok(r) if r.status.is_success()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("node {} did not answer {path} within {limit:?}", node.id);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Waits for Ctrl-C, reporting any child that exits meanwhile; the others keep running.
+async fn supervise(mut nodes: Vec<NodeProcess>) -> anyhow::Result<()> {
+    loop {
+        let exited = async {
+            loop {
+                for (i, n) in nodes.iter_mut().enumerate() {
+                    if let Ok(Some(status)) = n.child.try_wait() {
+                        return (i, status);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            (i, status) = exited => {
+                let n = nodes.remove(i);
+                eprintln!("node {} exited ({status}); the other nodes keep running", n.id);
+                if nodes.is_empty() {
+                    bail!("every node has exited");
+                }
+            }
+        }
+    }
+    println!("\nstopping {} nodes", nodes.len());
+    for n in &nodes {
+        if let Some(pid) = n.child.id() {
+            // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+    for n in &mut nodes {
+        match tokio::time::timeout(Duration::from_secs(20), n.child.wait()).await {
+            Ok(_) => println!("node {} stopped", n.id),
+            Err(_) => {
+                eprintln!("node {} did not stop in time; killing it", n.id);
+                let _ = n.child.kill().await;
+            }
+        }
+    }
+    Ok(())
+}
