@@ -114,6 +114,23 @@ pub async fn upload(
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
+/// Reads and drops what is left of a refused body (up to a bound), so that a client that sends
+/// its whole body before reading the response still gets the 413 instead of a reset
+/// connection. Clients that sent `Expect: 100-continue` are answered without this.
+async fn discard(stream: &mut axum::body::BodyDataStream) {
+    const CAP: usize = 256 << 20;
+    let mut seen = 0;
+    let drain = async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > CAP {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+}
+
 fn meta_json(sha: &Sha256, meta: &ObjectMeta) -> serde_json::Value {
     json!({
         "sha256": sha.to_string(),

@@ -1,1 +1,7 @@
+//! Cluster-level tests: every test starts real `tessera` processes (see the harness in
+//! `tests/src/lib.rs`).
 
+mod failures;
+mod objects;
+mod snapshot;
+mod support;

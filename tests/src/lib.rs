@@ -1,1 +1,268 @@
+//! Harness for cluster-level tests: real `tessera run` processes on loopback ports with
+//! temporary data dirs, killed and restarted for real. Tests poll with deadlines; nothing here
+//! sleeps to synchronise.
 
+mod images;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tessera_api::client::{Client, Method};
+
+pub use images::png;
+
+/// Generous deadline for anything a healthy cluster does in seconds.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it returns `Some`, panicking with `what` at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// The `tessera` binary built by the same `cargo` invocation (target/<profile>/tessera).
+fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("TESSERA_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let bin = profile_dir.join("tessera");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --bins)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Node {
+    pub id: u64,
+    pub http: String,
+    pub rpc: String,
+    process: Option<Child>,
+}
+
+impl Node {
+    pub fn client(&self) -> Client {
+        Client::new(&self.http).with_timeout(Duration::from_secs(30))
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+}
+
+/// A cluster of real node processes.
+pub struct TestCluster {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    bin: PathBuf,
+    pub nodes: Vec<Node>,
+}
+
+/// Shape of a test cluster.
+pub struct Options {
+    pub nodes: usize,
+    pub shards: u32,
+    pub replication: usize,
+    pub max_object_mb: u64,
+    pub snapshot_logs: u64,
+    pub keep_logs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            nodes: 3,
+            shards: 8,
+            replication: 3,
+            max_object_mb: 64,
+            snapshot_logs: 2000,
+            keep_logs: 500,
+        }
+    }
+}
+
+impl TestCluster {
+    /// Starts every node, initialises the cluster and waits until it is ready.
+    pub async fn start(opts: Options) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut toml = format!(
+            "[cluster]\nshards = {}\nreplication = {}\nmax_object_mb = {}\n\n\
+             [raft]\nheartbeat_ms = 100\nelection_timeout_ms = 800\nsnapshot_logs = {}\nkeep_logs = {}\n",
+            opts.shards, opts.replication, opts.max_object_mb, opts.snapshot_logs, opts.keep_logs
+        );
+        let mut nodes = Vec::new();
+        for id in 1..=opts.nodes as u64 {
+            let http = format!("127.0.0.1:{}", free_port());
+            let rpc = format!("127.0.0.1:{}", free_port());
+            toml.push_str(&format!(
+                "\n[[node]]\nid = {id}\nhttp = \"{http}\"\nrpc = \"{rpc}\"\ndata = \"node-{id}\"\n"
+            ));
+            nodes.push(Node {
+                id,
+                http,
+                rpc,
+                process: None,
+            });
+        }
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let mut cluster = TestCluster {
+            dir,
+            config,
+            bin: binary(),
+            nodes,
+        };
+        for id in 1..=opts.nodes as u64 {
+            cluster.spawn(id);
+        }
+        let first = cluster.node(1).client();
+        eventually("the cluster to initialise", DEADLINE, || async {
+            let reply = first
+                .send(
+                    Method::POST,
+                    "/api/v1/cluster/init",
+                    &[],
+                    bytes::Bytes::new(),
+                )
+                .await
+                .ok()?;
+            reply.status.is_success().then_some(())
+        })
+        .await;
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{id}.log")))
+            .expect("log file");
+        let child = Command::new(&self.bin)
+            .args(["run", "--id", &id.to_string(), "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tessera");
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node");
+        node.process = Some(child);
+    }
+
+    /// Restarts a stopped node and waits until it is ready.
+    pub async fn restart(&mut self, id: u64) {
+        assert!(!self.node(id).is_running(), "node {id} is running");
+        self.spawn(id);
+        let client = self.node(id).client();
+        eventually(&format!("node {id} to be ready"), DEADLINE, || async {
+            client
+                .get("/readyz")
+                .await
+                .ok()
+                .filter(|r| r.status.is_success())
+        })
+        .await;
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill(&mut self, id: u64) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node");
+        let mut child = node.process.take().expect("node is not running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+
+    /// Waits until every running node reports every group it hosts has a leader.
+    pub async fn wait_ready(&self) {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let client = node.client();
+            eventually(
+                &format!("node {} to be ready", node.id),
+                DEADLINE,
+                || async {
+                    client
+                        .get("/readyz")
+                        .await
+                        .ok()
+                        .filter(|r| r.status.is_success())
+                },
+            )
+            .await;
+        }
+    }
+
+    /// `/api/v1/cluster` as seen from a running node.
+    pub async fn status(&self) -> Value {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.is_running())
+            .expect("a running node");
+        let reply = node
+            .client()
+            .get("/api/v1/cluster")
+            .await
+            .expect("cluster status");
+        reply.json()
+    }
+
+    /// The log of a node, for assertion messages.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.process.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Uploading, deduplicating and serving objects from every node, and refusing bad input.
+
+use bytes::Bytes;
+use tessera_api::client::Method;
+use tessera_cluster_tests::{Options, TestCluster};
+
+use crate::support::{assert_serves, image, sha_hex, upload, voters_of};
+
+/// Test 1: 4 nodes with replication 3, so every shard has a node without a replica: reads there
+/// are forwarded over the internal RPC.
+#[tokio::test]
+async fn any_node_serves_objects_uploaded_through_any_other() {
+    let cluster = TestCluster::start(Options {
+        nodes: 4,
+        shards: 8,
+        ..Options::default()
+    })
+    .await;
+    let status = cluster.status().await;
+    let mut forwarded = 0;
+    for seed in 0..12u64 {
+        let bytes = image(seed);
+        let via = &cluster.nodes[(seed % 4) as usize];
+        let sha = upload(&via.client(), &bytes).await;
+        let voters = voters_of(&status, &sha);
+        assert_eq!(voters.len(), 3);
+        for node in &cluster.nodes {
+            assert_serves(&node.client(), &sha, &bytes).await;
+            forwarded += usize::from(!voters.contains(&node.id));
+        }
+        let meta = via
+            .client()
+            .get(&format!("/api/v1/objects/{sha}"))
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(meta["size"], bytes.len());
+        assert_eq!(meta["content_type"], "image/png");
+        assert_eq!(
+            (meta["width"].as_u64(), meta["height"].as_u64()),
+            (Some(100), Some(100))
+        );
+    }
+    assert_eq!(
+        forwarded, 12,
+        "each object has exactly one node without a replica"
+    );
+}
+
+/// Test 2: the same bytes twice are stored once, with two references.
+#[tokio::test]
+async fn identical_uploads_are_stored_once() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let bytes = image(42);
+    let first = cluster
+        .node(1)
+        .client()
+        .put_object(Bytes::from(bytes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(first.status, 201);
+    assert_eq!(first.json()["deduplicated"], false);
+    let sha = sha_hex(&bytes);
+    assert_eq!(
+        first.header("location"),
+        Some(format!("/objects/{sha}").as_str())
+    );
+    let second = cluster
+        .node(2)
+        .client()
+        .put_object(Bytes::from(bytes.clone()))
+        .await
+        .unwrap();
+    assert_eq!(second.status, 200);
+    assert_eq!(second.json()["deduplicated"], true);
+    assert_eq!(second.json()["refcount"], 2);
+    let meta = cluster
+        .node(3)
+        .client()
+        .get(&format!("/api/v1/objects/{sha}"))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(meta["refcount"], 2);
+}
+
+/// HTTP semantics of `/objects/<sha>`: HEAD, ETag and If-None-Match, single ranges.
+#[tokio::test]
+async fn object_responses_follow_http_caching_and_ranges() {
+    let cluster = TestCluster::start(Options {
+        nodes: 1,
+        replication: 1,
+        ..Options::default()
+    })
+    .await;
+    let client = cluster.node(1).client();
+    let bytes = image(7);
+    let sha = upload(&client, &bytes).await;
+    let path = format!("/objects/{sha}");
+
+    let get = client.get(&path).await.unwrap();
+    assert_eq!(get.header("etag"), Some(format!("\"{sha}\"").as_str()));
+    assert_eq!(
+        get.header("cache-control"),
+        Some("private, max-age=31536000, immutable")
+    );
+    assert_eq!(get.header("content-type"), Some("image/png"));
+
+    let head = client
+        .send(Method::HEAD, &path, &[], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(bytes.len().to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+
+    let etag = format!("\"{sha}\"");
+    let cached = client
+        .send(
+            Method::GET,
+            &path,
+            &[("if-none-match", &etag)],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cached.status, 304);
+    assert!(cached.body.is_empty());
+
+    let part = client
+        .send(
+            Method::GET,
+            &path,
+            &[("range", "bytes=10-19")],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(part.status, 206);
+    assert_eq!(&part.body[..], &bytes[10..20]);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 10-19/{}", bytes.len()).as_str())
+    );
+
+    let tail = client
+        .send(Method::GET, &path, &[("range", "bytes=-4")], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(&tail.body[..], &bytes[bytes.len() - 4..]);
+
+    let beyond = format!("bytes={}-", bytes.len());
+    let bad = client
+        .send(Method::GET, &path, &[("range", &beyond)], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 416);
+    assert_eq!(
+        bad.header("content-range"),
+        Some(format!("bytes */{}", bytes.len()).as_str())
+    );
+}
+
+/// Test 3: bad input gets the right 4xx with a JSON error, stores nothing, and the node keeps
+/// serving.
+#[tokio::test]
+async fn bad_input_is_refused_with_json_errors() {
+    let cluster = TestCluster::start(Options {
+        max_object_mb: 1,
+        ..Options::default()
+    })
+    .await;
+    let client = cluster.node(2).client();
+
+    let text = b"this is plain text, not an image".to_vec();
+    let mut truncated_png = image(1);
+    truncated_png.truncate(12);
+    let oversize = tessera_cluster_tests::png(620, 620, 3); // ~1.15 MB > 1 MiB
+    let cases: [(&str, Vec<u8>, u16, &str); 4] = [
+        ("text", text, 415, "not_an_image"),
+        ("truncated header", truncated_png, 400, "corrupt_image"),
+        ("empty body", Vec::new(), 400, "empty_body"),
+        ("oversize", oversize, 413, "too_large"),
+    ];
+    for (what, body, status, code) in cases {
+        let sha = sha_hex(&body);
+        let reply = client.put_object(Bytes::from(body)).await.unwrap();
+        assert_eq!(reply.status, status, "{what}: {:?}", reply.json());
+        assert_eq!(reply.json()["error"]["code"], code, "{what}");
+        assert!(reply.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        let stored = client.get(&format!("/api/v1/objects/{sha}")).await.unwrap();
+        assert_eq!(stored.status, 404, "{what} must not be stored");
+    }
+
+    let malformed = client.get("/objects/not-a-hash").await.unwrap();
+    assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.json()["error"]["code"], "bad_hash");
+    let short = client
+        .get(&format!("/objects/{}", "a".repeat(63)))
+        .await
+        .unwrap();
+    assert_eq!(short.status, 400);
+    let unknown = client
+        .get(&format!("/objects/{}", "0".repeat(64)))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["error"]["code"], "no_such_object");
+    let no_route = client.get("/no/such/route").await.unwrap();
+    assert_eq!(no_route.status, 404);
+    assert!(no_route.json()["error"]["code"].is_string());
+
+    // Still serving.
+    assert_eq!(client.get("/healthz").await.unwrap().status, 200);
+    let bytes = image(99);
+    let sha = upload(&client, &bytes).await;
+    assert_serves(&cluster.node(3).client(), &sha, &bytes).await;
+}

@@ -1,0 +1,122 @@
+//! Helpers shared by the cluster tests.
+
+use bytes::Bytes;
+use serde_json::Value;
+use sha2::Digest;
+use tessera_api::client::Client;
+use tessera_cluster_tests::{png, TestCluster};
+
+pub fn sha_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A distinct test image for `seed` (about 30 KB).
+pub fn image(seed: u64) -> Vec<u8> {
+    png(100, 100, seed)
+}
+
+/// Uploads and asserts the upload was accepted; returns the reported hash.
+pub async fn upload(client: &Client, bytes: &[u8]) -> String {
+    let reply = client
+        .put_object(Bytes::copy_from_slice(bytes))
+        .await
+        .expect("upload request");
+    assert!(
+        reply.status.is_success(),
+        "upload failed: {} {:?}",
+        reply.status,
+        reply.json()
+    );
+    let sha = reply.json()["sha256"]
+        .as_str()
+        .expect("sha256 in reply")
+        .to_string();
+    assert_eq!(sha, sha_hex(bytes));
+    sha
+}
+
+/// Reads `/objects/<sha>` and asserts the bytes are exactly `expected`.
+pub async fn assert_serves(client: &Client, sha: &str, expected: &[u8]) {
+    let reply = client
+        .get(&format!("/objects/{sha}"))
+        .await
+        .expect("read request");
+    assert_eq!(
+        reply.status,
+        200,
+        "GET {sha} from {}: {:?}",
+        client.base(),
+        reply.json()
+    );
+    assert_eq!(
+        sha_hex(&reply.body),
+        sha,
+        "wrong bytes from {}",
+        client.base()
+    );
+    assert_eq!(&reply.body[..], expected);
+}
+
+/// The voters of the group that holds `sha`, from the cluster status.
+pub fn voters_of(status: &Value, sha: &str) -> Vec<u64> {
+    let shards = status["shards"].as_u64().expect("shards");
+    let prefix = u64::from_str_radix(&sha[..16], 16).expect("hex");
+    let shard = ((u128::from(prefix) * u128::from(shards)) >> 64) as usize;
+    status["groups"][shard + 1]["voters"]
+        .as_array()
+        .expect("voters")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect()
+}
+
+/// Waits until every group's replicas on running nodes have applied as far as its leader.
+pub async fn wait_caught_up(cluster: &TestCluster) {
+    tessera_cluster_tests::eventually(
+        "replicas to catch up",
+        tessera_cluster_tests::DEADLINE,
+        || async {
+            let status = cluster.status().await;
+            let groups = status["groups"].as_array()?.clone();
+            let running: Vec<String> = cluster
+                .nodes
+                .iter()
+                .filter(|n| n.is_running())
+                .map(|n| n.id.to_string())
+                .collect();
+            for g in groups {
+                let replicas = g["replicas"].as_object()?;
+                let leader = g["leader"].as_u64()?.to_string();
+                let target = replicas.get(&leader)?["applied"].as_u64()?;
+                for id in g["voters"].as_array()?.iter().map(|v| v.to_string()) {
+                    if running.contains(&id) && replicas.get(&id)?["applied"].as_u64()? < target {
+                        return None;
+                    }
+                }
+            }
+            Some(())
+        },
+    )
+    .await
+}
+
+/// `count` distinct images whose objects fall into `shard` of `shards`, from seeds at `from`.
+pub fn images_in_shard(shard: u64, shards: u64, count: usize, from: u64) -> Vec<Vec<u8>> {
+    (from..)
+        .map(image)
+        .filter(|bytes| {
+            let sha = sha_hex(bytes);
+            let prefix = u64::from_str_radix(&sha[..16], 16).expect("hex");
+            ((u128::from(prefix) * u128::from(shards)) >> 64) as u64 == shard
+        })
+        .take(count)
+        .collect()
+}
+
+/// The leader of Raft group `group` (shard + 1), waiting until it has one.
+pub async fn leader_of(cluster: &TestCluster, group: usize) -> u64 {
+    tessera_cluster_tests::eventually("a leader", tessera_cluster_tests::DEADLINE, || async {
+        cluster.status().await["groups"][group]["leader"].as_u64()
+    })
+    .await
+}
