@@ -49,12 +49,18 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut stream = body.into_data_stream();
     if declared.is_some_and(|n| n > limit) {
+        if !expects_continue {
+            discard(&mut stream).await;
+        }
         return Err(too_large(limit));
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
     let mut hasher = sha2::Sha256::new();
-    let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::new(
@@ -64,6 +70,7 @@ pub async fn upload(
             )
         })?;
         if (buf.len() + chunk.len()) as u64 > limit {
+            discard(&mut stream).await;
             return Err(too_large(limit));
         }
         hasher.update(&chunk);

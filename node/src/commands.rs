@@ -72,11 +72,7 @@ pub async fn status(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
         "shards {}  replication {}  placement v{}",
         s["shards"], s["replication"], s["placement_version"]
     )?;
-    writeln!(
-        out,
-        "\n{:>4}  {:<22} {:<22} {}",
-        "node", "http", "rpc", "state"
-    )?;
+    writeln!(out, "\nnode  {:<22} {:<22} state", "http", "rpc")?;
     for n in s["nodes"].as_array().into_iter().flatten() {
         let up = if n["up"].as_bool() == Some(true) {
             "up"
@@ -94,8 +90,8 @@ pub async fn status(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "\n{:>5} {:>5}  {:<12} {:>6} {:>5}  replicas (applied index, lag)",
-        "group", "shard", "voters", "leader", "term"
+        "\ngroup shard  {:<12} leader  term  replicas (applied index, lag)",
+        "voters"
     )?;
     for g in s["groups"].as_array().into_iter().flatten() {
         let voters: Vec<String> = g["voters"]

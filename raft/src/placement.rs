@@ -162,8 +162,8 @@ mod tests {
             }
         }
         // 192 replicas over 5 nodes: each node within a loose band around 38.
-        for n in 1..=5 {
-            assert!((20..=60).contains(&load[n]), "node {n} holds {}", load[n]);
+        for (n, held) in load.iter().enumerate().skip(1) {
+            assert!((20..=60).contains(held), "node {n} holds {held}");
         }
         assert_eq!(p.replicas(META_GROUP).len(), 5);
     }

@@ -1,3 +1,4 @@
+use std::io::{BufReader, BufWriter, Read, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -6,7 +7,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
 use tessera_storage::{export_group, import_group, keys, Cf, StorageError, Store};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::blocking::{blocking, storage_error};
@@ -203,24 +204,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), RaftStorageError> {
         let io = |e: std::io::Error| storage_error(ErrorVerb::Write, &e);
         snapshot.flush().await.map_err(io)?;
-        snapshot.sync_all().await.map_err(io)?;
-        drop(snapshot);
-        let received = self.receiving.take().ok_or_else(|| {
-            io(std::io::Error::other(
-                "install_snapshot without a received snapshot file",
-            ))
-        })?;
+        snapshot.seek(SeekFrom::Start(0)).await.map_err(io)?;
+        let source = snapshot.into_std().await;
+        let received = self.receiving.take();
         let final_path = self.snapshots.data_path(&meta.snapshot_id);
         let (store, group, m) = (self.store.clone(), self.group, meta.clone());
+        // The data is loaded from the handle openraft gives us and copied, as it streams by,
+        // into this node's own snapshot file, which then becomes its current snapshot.
         blocking(ErrorVerb::Write, move || {
-            let file = std::fs::File::open(&received)?;
-            import_group(&store, group, file, |batch| {
+            let kept = std::fs::File::create(&final_path)?;
+            let mut tee = Tee {
+                from: BufReader::new(source),
+                to: BufWriter::new(&kept),
+            };
+            let records = import_group(&store, group, &mut tee, |batch| {
                 stage_applied(&store, batch, group, &m.last_log_id, &m.last_membership)
             })?;
-            std::fs::rename(&received, &final_path)?;
+            tee.to.flush()?;
+            drop(tee);
+            kept.sync_all()?;
             if let Some(dir) = final_path.parent() {
                 sync_dir(dir)?;
             }
+            if let Some(path) = received {
+                std::fs::remove_file(path)?;
+            }
+            tracing::info!(group, records, "installed snapshot");
             Ok::<_, StorageError>(())
         })
         .await?;
@@ -243,6 +252,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta,
             snapshot: Box::new(file),
         }))
+    }
+}
+
+/// A reader that copies everything it reads into a writer.
+struct Tee<R, W> {
+    from: R,
+    to: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.to.write_all(&buf[..n])?;
+        Ok(n)
     }
 }
 

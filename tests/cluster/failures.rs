@@ -1,6 +1,6 @@
 //! Nodes killed with SIGKILL while uploads run, and whole-cluster restarts.
 
-use tessera_cluster_tests::{Options, TestCluster};
+use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
 
 use crate::support::{assert_serves, images_in_shard, leader_of, sha_hex, upload, wait_caught_up};
 
@@ -90,8 +90,13 @@ async fn killed_leader_loses_no_acknowledged_upload() {
         "only {} of 40 uploads succeeded",
         acknowledged.len()
     );
-    let new_leader = leader_of(&cluster, 1).await;
-    assert_ne!(new_leader, leader);
+    eventually("a new leader of the shard", DEADLINE, || async {
+        let status = cluster.status().await;
+        status["groups"][1]["leader"]
+            .as_u64()
+            .filter(|l| *l != leader)
+    })
+    .await;
     for node in cluster.nodes.iter().filter(|n| n.is_running()) {
         for bytes in &acknowledged {
             assert_serves(&node.client(), &sha_hex(bytes), bytes).await;

@@ -5,14 +5,16 @@
 pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    };
     for _ in 0..height {
-        raw.push(0); // filter: none
-        for _ in 0..width * 3 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            raw.push(state as u8);
-        }
+        let filter_none = 0u8;
+        raw.push(filter_none);
+        raw.extend((0..width * 3).map(|_| next()));
     }
     let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
     let mut ihdr = Vec::new();
