@@ -79,9 +79,9 @@ mod tests {
         );
         assert_eq!(probe_image(b""), Err(ProbeError::NotAnImage));
         assert!(probe_image(&png_header()[..14]).is_err());
-        assert_eq!(
-            probe_image(&[0xff, 0xd8, 0xff, 0xe0, 0, 16]),
-            Err(ProbeError::Corrupt("image/jpeg"))
-        );
+        // A JPEG start (SOI + JFIF APP0 segment) that ends before the frame header.
+        let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10];
+        jpeg.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+        assert_eq!(probe_image(&jpeg), Err(ProbeError::Corrupt("image/jpeg")));
     }
 }
