@@ -40,23 +40,17 @@ fn free_port() -> u16 {
         .expect("no free port")
 }
 
-/// The `tessera` binary built by the same `cargo` invocation (target/<profile>/tessera).
+/// The `tessera` binary of the same build profile: `$TESSERA_BIN`, else `tessera` next to the
+/// running executable (a binary) or one directory up (a test in `deps/`).
 fn binary() -> PathBuf {
     if let Ok(path) = std::env::var("TESSERA_BIN") {
         return PathBuf::from(path);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("tessera");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build --bins)",
-        bin.display()
-    );
-    bin
+    let exe = std::env::current_exe().expect("executable path");
+    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|d| d.join("tessera")).collect();
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!("{} is missing: build it first (cargo build --bins)", candidates[0].display())
+    })
 }
 
 pub struct Node {
@@ -90,8 +84,11 @@ pub struct Options {
     pub shards: u32,
     pub replication: usize,
     pub max_object_mb: u64,
-    pub snapshot_logs: u64,
+        pub snapshot_logs: u64,
     pub keep_logs: u64,
+    /// Short heartbeats and election timeouts, so failover tests run quickly. Benchmarks turn
+    /// this off to measure the production defaults.
+    pub fast_failover: bool,
 }
 
 impl Default for Options {
@@ -103,6 +100,7 @@ impl Default for Options {
             max_object_mb: 64,
             snapshot_logs: 2000,
             keep_logs: 500,
+            fast_failover: true,
         }
     }
 }
@@ -111,11 +109,14 @@ impl TestCluster {
     /// Starts every node, initialises the cluster and waits until it is ready.
     pub async fn start(opts: Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut toml = format!(
+                let mut toml = format!(
             "[cluster]\nshards = {}\nreplication = {}\nmax_object_mb = {}\n\n\
-             [raft]\nheartbeat_ms = 100\nelection_timeout_ms = 800\nsnapshot_logs = {}\nkeep_logs = {}\n",
+             [raft]\nsnapshot_logs = {}\nkeep_logs = {}\n",
             opts.shards, opts.replication, opts.max_object_mb, opts.snapshot_logs, opts.keep_logs
         );
+        if opts.fast_failover {
+            toml.push_str("heartbeat_ms = 100\nelection_timeout_ms = 800\n");
+        }
         let mut nodes = Vec::new();
         for id in 1..=opts.nodes as u64 {
             let http = format!("127.0.0.1:{}", free_port());
@@ -248,6 +249,16 @@ impl TestCluster {
             .await
             .expect("cluster status");
         reply.json()
+    }
+
+        /// The process id of a running node (for /proc measurements).
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id).process.as_ref().map(Child::id)
+    }
+
+    /// The data directory of a node.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
     }
 
     /// The log of a node, for assertion messages.
