@@ -37,6 +37,9 @@ impl From<ClusterError> for ApiError {
                 "unavailable",
                 e.to_string(),
             )
+        } else if let ClusterError::Timeout(m) = &e {
+            let message = format!("{m}; the write may or may not have been applied, retry it");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message)
         } else {
             tracing::error!(error = %e, "request failed");
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use sha2::Digest;
 use tessera_raft::storage::{probe_image, ObjectMeta, ProbeError, Sha256};
-use tessera_raft::{ByteRange, ObjectBody, RangeOutcome};
+use tessera_raft::{ByteRange, ObjectBody, RangeOutcome, ReadSpec};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -150,7 +150,8 @@ fn meta_json(sha: &Sha256, meta: &ObjectMeta) -> serde_json::Value {
     })
 }
 
-/// `GET /api/v1/objects/{sha}`: the metadata.
+/// `GET /api/v1/objects/{sha}`: the metadata, read from the shard leader so that the
+/// reference count is current.
 pub async fn metadata(
     State(state): State<AppState>,
     Path(sha): Path<String>,
@@ -158,7 +159,15 @@ pub async fn metadata(
     let sha = parse_sha(&sha)?;
     let read = state
         .cluster
-        .read_object(sha, None, true, 0)
+        .read_object(
+            sha,
+            ReadSpec {
+                meta_only: true,
+                linearizable: true,
+                range: None,
+            },
+            0,
+        )
         .await?
         .ok_or_else(no_such_object)?;
     Ok(Json(meta_json(&sha, &read.head.meta)))
@@ -218,7 +227,15 @@ pub async fn serve(
     let meta_only = method == Method::HEAD || not_modified;
     let read = state
         .cluster
-        .read_object(sha, range, meta_only, 0)
+        .read_object(
+            sha,
+            ReadSpec {
+                range,
+                meta_only,
+                linearizable: false,
+            },
+            0,
+        )
         .await?
         .ok_or_else(no_such_object)?;
     let meta = &read.head.meta;

@@ -36,7 +36,11 @@ impl Rng {
 
 fn render(width: u16, height: u16, noise: f32, seed: u64) -> Vec<u8> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let (fx, fy, phase) = (rng.unit() * 0.05 + 0.005, rng.unit() * 0.05 + 0.005, rng.unit() * 6.28);
+    let (fx, fy, phase) = (
+        rng.unit() * 0.05 + 0.005,
+        rng.unit() * 0.05 + 0.005,
+        rng.unit() * std::f32::consts::TAU,
+    );
     let tint = [rng.unit(), rng.unit(), rng.unit()];
     let mut pixels = Vec::with_capacity(usize::from(width) * usize::from(height) * 3);
     for y in 0..height {
@@ -105,7 +109,12 @@ pub fn generate(dir: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<Image
             }
         };
         let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-        images.push(Image { name, path, sha256, size: bytes.len() });
+        images.push(Image {
+            name,
+            path,
+            sha256,
+            size: bytes.len(),
+        });
     }
     Ok(images)
 }

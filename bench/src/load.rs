@@ -23,20 +23,45 @@ pub struct Measurement {
 
 fn number_after(text: &str, label: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.trim_start().starts_with(label))?;
-    line.trim_start()[label.len()..].split_whitespace().next()?.replace(',', "").parse().ok()
+    line.trim_start()[label.len()..]
+        .split_whitespace()
+        .next()?
+        .replace(',', "")
+        .parse()
+        .ok()
 }
 
 /// `ab -r -n N -c C [-k] URL` (`-r`: keep going on socket errors and count them).
-pub fn ab(url: &str, requests: u64, concurrency: u64, keep_alive: bool) -> anyhow::Result<Measurement> {
+pub fn ab(
+    url: &str,
+    requests: u64,
+    concurrency: u64,
+    keep_alive: bool,
+) -> anyhow::Result<Measurement> {
     let mut cmd = Command::new("ab");
-    cmd.args(["-r", "-q", "-s", "60", "-n", &requests.to_string(), "-c", &concurrency.to_string()]);
+    cmd.args([
+        "-r",
+        "-q",
+        "-s",
+        "60",
+        "-n",
+        &requests.to_string(),
+        "-c",
+        &concurrency.to_string(),
+    ]);
     if keep_alive {
         cmd.arg("-k");
     }
-    let out = cmd.arg(url).output().context("running ab (apt-get install apache2-utils)")?;
+    let out = cmd
+        .arg(url)
+        .output()
+        .context("running ab (apt-get install apache2-utils)")?;
     let text = String::from_utf8_lossy(&out.stdout);
     parse_ab(&text, requests).with_context(|| {
-        format!("unreadable ab report:\n{text}\n{}", String::from_utf8_lossy(&out.stderr))
+        format!(
+            "unreadable ab report:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
@@ -60,7 +85,12 @@ pub fn parse_ab(text: &str, requested: u64) -> anyhow::Result<Measurement> {
 }
 
 /// `wrk` with a Lua script that requests a random path of `paths_file` each time.
-pub fn wrk(base: &str, paths_file: &Path, connections: u64, seconds: u64) -> anyhow::Result<Measurement> {
+pub fn wrk(
+    base: &str,
+    paths_file: &Path,
+    connections: u64,
+    seconds: u64,
+) -> anyhow::Result<Measurement> {
     let script = paths_file.with_extension("lua");
     std::fs::write(
         &script,
@@ -74,7 +104,14 @@ pub fn wrk(base: &str, paths_file: &Path, connections: u64, seconds: u64) -> any
     )?;
     let threads = connections.min(2);
     let out = Command::new("wrk")
-        .args(["-t", &threads.to_string(), "-c", &connections.to_string(), "-d", &format!("{seconds}s")])
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+        ])
         .args(["--latency", "--timeout", "30s", "-s"])
         .arg(&script)
         .arg(base)
@@ -134,7 +171,11 @@ pub fn parse_wrk(text: &str) -> anyhow::Result<Measurement> {
     let socket_errors: u64 = text
         .lines()
         .find(|l| l.trim_start().starts_with("Socket errors:"))
-        .map(|l| l.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum())
+        .map(|l| {
+            l.split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        })
         .unwrap_or(0);
     let non_2xx = number_after(text, "Non-2xx or 3xx responses:").unwrap_or(0.0) as u64;
     let transfer = text

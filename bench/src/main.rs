@@ -15,13 +15,21 @@ fn main() -> anyhow::Result<()> {
     let mut out = PathBuf::from("target/bench/serve.json");
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => params = serve::Params { images: params.images, ..serve::Params::quick() },
+            "--quick" => {
+                params = serve::Params {
+                    images: params.images,
+                    ..serve::Params::quick()
+                }
+            }
             "--images" => params.images = args.next().context("--images N")?.parse()?,
             "--out" => out = args.next().context("--out FILE")?.into(),
             other => bail!("unknown argument {other}"),
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(serve::run(params))?;
     println!("{}", report::render(&result));
     if let Some(dir) = out.parent() {

@@ -19,7 +19,9 @@ impl Nginx {
     /// access log off, keep-alive, as deployed for static files.
     pub fn start(root: &Path) -> anyhow::Result<Nginx> {
         let prefix = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let p = prefix.path().display();
         let conf = format!(
             "user root;\nworker_processes auto;\nworker_rlimit_nofile 20000;\npid {p}/nginx.pid;\n\
@@ -49,7 +51,11 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Nginx { child, port, _prefix: prefix })
+        Ok(Nginx {
+            child,
+            port,
+            _prefix: prefix,
+        })
     }
 
     /// The master and its workers.

@@ -6,8 +6,13 @@ use crate::load::Measurement;
 use crate::serve::Report;
 
 /// The paper's Table 4: total ms for `ab -n 10c -c c`, single / multi instance.
-const PAPER: [(u64, u64, u64); 5] =
-    [(1, 17, 18), (10, 32, 30), (100, 311, 275), (1000, 3198, 2799), (10_000, 27_530, 17_553)];
+const PAPER: [(u64, u64, u64); 5] = [
+    (1, 17, 18),
+    (10, 32, 30),
+    (100, 311, 275),
+    (1000, 3198, 2799),
+    (10_000, 27_530, 17_553),
+];
 
 fn cells(m: &Measurement) -> String {
     format!(
@@ -38,7 +43,11 @@ pub fn render(report: &Report) -> String {
         "Write amplification: {:.2} bytes written per byte uploaded ({:.2} per replica); data dirs grew {:.2}x",
         i.write_amplification, i.write_amplification_per_replica, i.disk_bytes_per_uploaded_byte
     );
-    let rss: Vec<String> = report.peak_rss_mib.iter().map(|r| format!("{r:.0}")).collect();
+    let rss: Vec<String> = report
+        .peak_rss_mib
+        .iter()
+        .map(|r| format!("{r:.0}"))
+        .collect();
     let _ = writeln!(out, "Peak RSS per node (MiB): {}", rss.join(", "));
     let header = "  total ms    req/s   MiB/s    p50    p99  fail cpu µs";
     let mut mode = String::new();
@@ -46,12 +55,25 @@ pub fn render(report: &Report) -> String {
         if row.mode != mode {
             mode = row.mode.clone();
             let what = match mode.as_str() {
-                "ab" => format!("ab -n 10c -c c, new connection per request, one {} B JPEG", report.object_bytes),
-                "ab -k" => format!("ab -k -n 10c -c c, keep-alive, one {} B JPEG", report.object_bytes),
-                _ => format!("wrk, random URLs over {} images, {} s", report.params.images, report.params.wrk_seconds),
+                "ab" => format!(
+                    "ab -n 10c -c c, new connection per request, one {} B JPEG",
+                    report.object_bytes
+                ),
+                "ab -k" => format!(
+                    "ab -k -n 10c -c c, keep-alive, one {} B JPEG",
+                    report.object_bytes
+                ),
+                _ => format!(
+                    "wrk, random URLs over {} images, {} s",
+                    report.params.images, report.params.wrk_seconds
+                ),
             };
             let _ = writeln!(out, "\n== {what} ==");
-            let _ = writeln!(out, "{:>6} | Tessera{header} | nginx  {header} | Tessera/nginx req/s p99 cpu", "c");
+            let _ = writeln!(
+                out,
+                "{:>6} | Tessera{header} | nginx  {header} | Tessera/nginx req/s p99 cpu",
+                "c"
+            );
         }
         let (t, n) = (&row.tessera, &row.nginx);
         let _ = writeln!(
@@ -65,7 +87,10 @@ pub fn render(report: &Report) -> String {
             ratio(t.cpu_us_per_req, n.cpu_us_per_req)
         );
     }
-    let _ = writeln!(out, "\nThe paper's Table 4 (ab -n 10c -c c, total ms; 5 Xeon nodes, 10 GbE):");
+    let _ = writeln!(
+        out,
+        "\nThe paper's Table 4 (ab -n 10c -c c, total ms; 5 Xeon nodes, 10 GbE):"
+    );
     let _ = writeln!(out, "{:>6} {:>8} {:>8}", "c", "single", "multi");
     for (c, single, multi) in PAPER {
         let _ = writeln!(out, "{c:>6} {single:>8} {multi:>8}");

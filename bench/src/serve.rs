@@ -47,7 +47,11 @@ impl Params {
     }
 
     pub fn quick() -> Params {
-        Params { concurrencies: vec![1, 10, 100, 1000], wrk_seconds: 4, ..Params::full() }
+        Params {
+            concurrencies: vec![1, 10, 100, 1000],
+            wrk_seconds: 4,
+            ..Params::full()
+        }
     }
 }
 
@@ -69,7 +73,7 @@ pub struct Ingest {
     pub mb_per_s: f64,
     pub replication: usize,
     pub failed: usize,
-        /// Bytes the nodes wrote to storage per byte uploaded (all replicas together), counted over
+    /// Bytes the nodes wrote to storage per byte uploaded (all replicas together), counted over
     /// the whole run.
     pub write_amplification: f64,
     /// The same, per replica.
@@ -94,18 +98,31 @@ struct Target {
 }
 
 impl Target {
-    fn measure(&self, run: impl FnOnce() -> anyhow::Result<Measurement>) -> anyhow::Result<Measurement> {
+    fn measure(
+        &self,
+        run: impl FnOnce() -> anyhow::Result<Measurement>,
+    ) -> anyhow::Result<Measurement> {
         let before = procstat::cpu_seconds(&self.pids);
         let mut m = run()?;
         let cpu = procstat::cpu_seconds(&self.pids) - before;
-        m.cpu_us_per_req = if m.requests > 0 { cpu * 1e6 / m.requests as f64 } else { 0.0 };
+        m.cpu_us_per_req = if m.requests > 0 {
+            cpu * 1e6 / m.requests as f64
+        } else {
+            0.0
+        };
         Ok(m)
     }
 }
 
 pub async fn run(params: Params) -> anyhow::Result<Report> {
     let nofile = procstat::raise_nofile();
-    let max_c = params.concurrencies.iter().chain(&params.wrk_connections).copied().max().unwrap_or(1);
+    let max_c = params
+        .concurrencies
+        .iter()
+        .chain(&params.wrk_connections)
+        .copied()
+        .max()
+        .unwrap_or(1);
     if nofile < max_c + 100 {
         bail!("open-file limit {nofile} is too low for {max_c} connections");
     }
@@ -133,9 +150,9 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
     .await;
     let node_ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
     let node_pids: Vec<u32> = node_ids.iter().filter_map(|id| cluster.pid(*id)).collect();
-        let written_before = procstat::bytes_written(&node_pids);
+    let written_before = procstat::bytes_written(&node_pids);
     let mut ingest = ingest(&cluster, &images, &params).await?;
-        eprintln!(
+    eprintln!(
         "ingest: {:.0} images/s, {:.1} MB/s (replication {})",
         ingest.images_per_s, ingest.mb_per_s, ingest.replication
     );
@@ -144,8 +161,14 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
     }
 
     let nginx = Nginx::start(&corpus_dir)?;
-    let tessera = Target { base: format!("http://{}", cluster.node(1).http), pids: node_pids.clone() };
-    let reference = Target { base: format!("http://127.0.0.1:{}", nginx.port), pids: nginx.pids() };
+    let tessera = Target {
+        base: format!("http://{}", cluster.node(1).http),
+        pids: node_pids.clone(),
+    };
+    let reference = Target {
+        base: format!("http://127.0.0.1:{}", nginx.port),
+        pids: nginx.pids(),
+    };
     let median = corpus::median(&images);
     let tessera_url = format!("{}/objects/{}", tessera.base, median.sha256);
     let nginx_url = format!("{}/{}", reference.base, median.name);
@@ -158,30 +181,58 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
             let run_t = || tessera.measure(|| load::ab(&tessera_url, n, c, keep_alive));
             let run_n = || reference.measure(|| load::ab(&nginx_url, n, c, keep_alive));
             let (t, g) = alternate(i, run_t, run_n)?;
-            eprintln!("{mode:>6} c={c:<6} tessera {:>8.0} req/s  nginx {:>8.0} req/s", t.req_per_s, g.req_per_s);
-            rows.push(Row { mode: mode.into(), concurrency: c, tessera: t, nginx: g });
+            eprintln!(
+                "{mode:>6} c={c:<6} tessera {:>8.0} req/s  nginx {:>8.0} req/s",
+                t.req_per_s, g.req_per_s
+            );
+            rows.push(Row {
+                mode: mode.into(),
+                concurrency: c,
+                tessera: t,
+                nginx: g,
+            });
         }
     }
 
     let lists = tempfile::tempdir()?;
     let tessera_paths = lists.path().join("tessera.txt");
     let nginx_paths = lists.path().join("nginx.txt");
-    std::fs::write(&tessera_paths, path_list(&images, |i| format!("/objects/{}", i.sha256)))?;
+    std::fs::write(
+        &tessera_paths,
+        path_list(&images, |i| format!("/objects/{}", i.sha256)),
+    )?;
     std::fs::write(&nginx_paths, path_list(&images, |i| format!("/{}", i.name)))?;
     for (i, &c) in params.wrk_connections.iter().enumerate() {
         let secs = params.wrk_seconds;
         let run_t = || tessera.measure(|| load::wrk(&tessera.base, &tessera_paths, c, secs));
         let run_n = || reference.measure(|| load::wrk(&reference.base, &nginx_paths, c, secs));
         let (t, g) = alternate(i, run_t, run_n)?;
-        eprintln!("   wrk c={c:<6} tessera {:>8.0} req/s  nginx {:>8.0} req/s", t.req_per_s, g.req_per_s);
-        rows.push(Row { mode: "wrk random".into(), concurrency: c, tessera: t, nginx: g });
+        eprintln!(
+            "   wrk c={c:<6} tessera {:>8.0} req/s  nginx {:>8.0} req/s",
+            t.req_per_s, g.req_per_s
+        );
+        rows.push(Row {
+            mode: "wrk random".into(),
+            concurrency: c,
+            tessera: t,
+            nginx: g,
+        });
     }
-        let peak_rss_mib = node_pids.iter().map(|p| procstat::peak_rss_mib(*p)).collect();
+    let peak_rss_mib = node_pids
+        .iter()
+        .map(|p| procstat::peak_rss_mib(*p))
+        .collect();
     // Counted at the end, so that memtable flushes and compactions caused by the ingest are in.
     let written = procstat::bytes_written(&node_pids) - written_before;
     ingest.write_amplification = written as f64 / ingest.bytes.max(1) as f64;
     ingest.write_amplification_per_replica = ingest.write_amplification / ingest.replication as f64;
-    Ok(Report { params, object_bytes: median.size, ingest, rows, peak_rss_mib })
+    Ok(Report {
+        params,
+        object_bytes: median.size,
+        ingest,
+        rows,
+        peak_rss_mib,
+    })
 }
 
 /// Runs both sides, Tessera first on even cells and nginx first on odd ones, so that drift on a
@@ -191,7 +242,7 @@ fn alternate(
     tessera: impl FnOnce() -> anyhow::Result<Measurement>,
     nginx: impl FnOnce() -> anyhow::Result<Measurement>,
 ) -> anyhow::Result<(Measurement, Measurement)> {
-    if cell % 2 == 0 {
+    if cell.is_multiple_of(2) {
         let t = tessera()?;
         Ok((t, nginx()?))
     } else {
@@ -207,17 +258,23 @@ fn path_list(images: &[Image], path: impl Fn(&Image) -> String) -> String {
 async fn ingest(
     cluster: &TestCluster,
     images: &[Image],
-        params: &Params,
+    params: &Params,
 ) -> anyhow::Result<Ingest> {
     let clients: Vec<_> = cluster.nodes.iter().map(|n| n.client()).collect();
-    let disk_before: u64 = cluster.nodes.iter().map(|n| procstat::dir_bytes(&cluster.data_dir(n.id))).sum();
+    let disk_before: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| procstat::dir_bytes(&cluster.data_dir(n.id)))
+        .sum();
     let started = Instant::now();
     let results: Vec<anyhow::Result<u64>> = futures_util::stream::iter(images.iter().enumerate())
         .map(|(i, image)| {
             let client = clients[i % clients.len()].clone();
             let path: PathBuf = image.path.clone();
             async move {
-                let bytes = tokio::fs::read(&path).await.with_context(|| path.display().to_string())?;
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .with_context(|| path.display().to_string())?;
                 let len = bytes.len() as u64;
                 let reply = client.put_object(Bytes::from(bytes)).await?;
                 if !reply.status.is_success() {
@@ -235,10 +292,20 @@ async fn ingest(
         eprintln!("first upload failure: {e:#}");
     }
     let bytes: u64 = results.iter().filter_map(|r| r.as_ref().ok()).sum();
-    
-    let disk_after: u64 = cluster.nodes.iter().map(|n| procstat::dir_bytes(&cluster.data_dir(n.id))).sum();
+
+    let disk_after: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| procstat::dir_bytes(&cluster.data_dir(n.id)))
+        .sum();
     let replicas = params.replication.min(params.nodes);
-    let per_byte = |v: u64| if bytes > 0 { v as f64 / bytes as f64 } else { 0.0 };
+    let per_byte = |v: u64| {
+        if bytes > 0 {
+            v as f64 / bytes as f64
+        } else {
+            0.0
+        }
+    };
     Ok(Ingest {
         images: images.len() - failed,
         bytes,
@@ -246,7 +313,7 @@ async fn ingest(
         images_per_s: (images.len() - failed) as f64 / seconds,
         mb_per_s: bytes as f64 / 1e6 / seconds,
         replication: replicas,
-                failed,
+        failed,
         // Filled in at the end of the run.
         write_amplification: 0.0,
         write_amplification_per_replica: 0.0,

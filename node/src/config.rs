@@ -72,6 +72,12 @@ impl Config {
         if c.replication == 0 {
             bail!("cluster.replication must be at least 1");
         }
+        if c.max_object_mb == 0 || c.max_object_mb > 64 {
+            bail!(
+                "cluster.max_object_mb must be between 1 and 64, not {}",
+                c.max_object_mb
+            );
+        }
         if file.nodes.is_empty() {
             bail!("the config lists no [[node]]");
         }

@@ -48,7 +48,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         },
         metrics,
     };
-        let listener = listen(http_addr).with_context(|| format!("binding {http_addr}"))?;
+    let listener = listen(http_addr).with_context(|| format!("binding {http_addr}"))?;
     tracing::info!(http = %http_addr, rpc = %rpc_addr, "serving");
     let http =
         axum::serve(listener, tessera_api::router(state)).with_graceful_shutdown(stopped(stop_rx));
@@ -74,7 +74,11 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
 /// Binds the HTTP listener with a deep accept backlog: `ab -c 10000` opens ten thousand
 /// connections at once, and a short queue turns that burst into SYN retransmits (1 s stalls).
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(8192)

@@ -15,11 +15,11 @@ use tessera_storage::{keys, Cf, ObjectMeta, PutOutcome, Sha256, Store};
 
 use crate::command::{Command, Response};
 use crate::error::ClusterError;
-use crate::log_store::LogStore;
+use crate::log_store::{repair_purged_past_applied, LogStore};
 use crate::network::{GroupNetworkFactory, Peers};
 use crate::placement::{ClusterSpec, Placement, META_GROUP};
 use crate::proto::{InitGroupRequest, ProposeRequest, ReadRequest, StatusRequest};
-use crate::read::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadHead};
+use crate::read::{ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec};
 use crate::state_machine::{StateMachine, PLACEMENT_KEY};
 use crate::types::{NodeId, Raft};
 
@@ -120,6 +120,13 @@ impl Cluster {
         let snapshot_dir = data_dir.join("snapshots");
         let mut groups = HashMap::new();
         for group in placement.groups_of(me) {
+            let s = store.clone();
+            let reset = tokio::task::spawn_blocking(move || repair_purged_past_applied(&s, group))
+                .await
+                .map_err(|e| ClusterError::Internal(e.to_string()))??;
+            if reset {
+                tracing::warn!(group, "log was purged past the applied state by a crash during a snapshot install; rejoining from the leader");
+            }
             let log = LogStore::new(store.clone(), group);
             let sm = StateMachine::open(store.clone(), group, &snapshot_dir)
                 .await
@@ -189,13 +196,13 @@ impl Cluster {
             let Some(&first) = voters.first() else {
                 continue;
             };
-            let initialized = retry(|| self.init_group_on(first, group, voters.clone())).await?;
+            let attempt = || self.init_group_on(first, group, voters.clone());
+            let initialized = retry(ClusterError::is_transient, attempt).await?;
             fresh += usize::from(initialized);
         }
-        if fresh > 0 {
-            self.propose(META_GROUP, Command::SetPlacement(self.placement.clone()), 0)
-                .await?;
-        }
+        // Always (re)recorded: an interrupted earlier init may have created the groups without it.
+        self.propose(META_GROUP, Command::SetPlacement(self.placement.clone()), 0)
+            .await?;
         Ok(fresh)
     }
 
@@ -276,7 +283,14 @@ impl Cluster {
         command: Command,
         hops: u32,
     ) -> Result<Response, ClusterError> {
-        retry(|| self.propose_once(group, &command, hops)).await
+        if hops > 0 {
+            // Forwarded: the node the client talks to owns the retries.
+            return self.propose_once(group, &command, hops).await;
+        }
+        retry(ClusterError::is_transient, || {
+            self.propose_once(group, &command, hops)
+        })
+        .await
     }
 
     async fn propose_once(
@@ -342,40 +356,44 @@ impl Cluster {
     /// Reads an object. A local replica answers directly (no Raft round trip); on a local miss
     /// the shard leader confirms with a linearizable read, so an acknowledged object is never
     /// reported missing while its shard has a majority. Nodes without a replica forward.
+    /// With `spec.linearizable` the leader answers, so the record (reference count) is current.
     pub async fn read_object(
         &self,
         sha: Sha256,
-        range: Option<ByteRange>,
-        meta_only: bool,
+        spec: ReadSpec,
         hops: u32,
     ) -> Result<Option<ObjectRead>, ClusterError> {
         let group = self.placement.group_of(&sha);
-        retry(|| self.read_once(group, sha, range, meta_only, hops)).await
+        if hops > 0 {
+            return self.read_once(group, sha, spec, hops).await;
+        }
+        // Reads are idempotent: a timed-out attempt is retried too.
+        let retryable =
+            |e: &ClusterError| e.is_transient() || matches!(e, ClusterError::Timeout(_));
+        retry(retryable, || self.read_once(group, sha, spec, hops)).await
     }
 
     async fn read_once(
         &self,
         group: u32,
         sha: Sha256,
-        range: Option<ByteRange>,
-        meta_only: bool,
+        spec: ReadSpec,
         hops: u32,
     ) -> Result<Option<ObjectRead>, ClusterError> {
         let Some(raft) = self.group(group) else {
             let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
             for &replica in self.placement.replicas(group) {
-                match self
-                    .forward_read(replica, sha, range, meta_only, hops)
-                    .await
-                {
+                match self.forward_read(replica, sha, spec, hops).await {
                     Err(e) if e.is_transient() => last = e,
                     other => return other,
                 }
             }
             return Err(last);
         };
-        if let Some(found) = self.read_local(group, sha, range, meta_only).await? {
-            return Ok(Some(found));
+        if !spec.linearizable {
+            if let Some(found) = self.read_local(group, sha, spec).await? {
+                return Ok(Some(found));
+            }
         }
         let leader = raft.metrics().borrow().current_leader;
         match leader {
@@ -383,49 +401,47 @@ impl Cluster {
                 raft.ensure_linearizable()
                     .await
                     .map_err(|e| ClusterError::Unavailable(format!("group {group}: {e}")))?;
-                self.read_local(group, sha, range, meta_only).await
+                self.read_local(group, sha, spec).await
             }
-            Some(leader) => self.forward_read(leader, sha, range, meta_only, hops).await,
+            Some(leader) => self.forward_read(leader, sha, spec, hops).await,
             None => Err(ClusterError::Unavailable(format!(
                 "group {group} has no leader"
             ))),
         }
     }
 
-    /// Reads from this node's replica of `group` only.
+    /// Reads from this node's replica of `group` only. A record without bytes (a snapshot being
+    /// installed) counts as a miss.
     pub async fn read_local(
         &self,
         group: u32,
         sha: Sha256,
-        range: Option<ByteRange>,
-        meta_only: bool,
+        spec: ReadSpec,
     ) -> Result<Option<ObjectRead>, ClusterError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let Some(meta) = store.object_meta(group, &sha)? else {
                 return Ok(None);
             };
-            let outcome = RangeOutcome::of(range, meta.size);
-            let body = match outcome {
-                _ if meta_only => None,
-                RangeOutcome::Unsatisfiable => None,
-                RangeOutcome::Full => store.object_bytes(group, &sha)?.map(ObjectBody::Local),
-                RangeOutcome::Partial { offset, length } => {
-                    store.object_bytes(group, &sha)?.map(|b| {
-                        ObjectBody::Local(b.slice(offset as usize..(offset + length) as usize))
-                    })
-                }
-            };
-            if body.is_none() && !meta_only && outcome != RangeOutcome::Unsatisfiable {
-                return Err(ClusterError::Internal(format!(
-                    "object {sha} has metadata but no bytes"
-                )));
+            let range = RangeOutcome::of(spec.range, meta.size);
+            if spec.meta_only || range == RangeOutcome::Unsatisfiable {
+                return Ok(Some(ObjectRead {
+                    head: ReadHead { meta, range },
+                    body: None,
+                }));
             }
+            let Some(bytes) = store.object_bytes(group, &sha)? else {
+                return Ok(None);
+            };
+            let bytes = match range {
+                RangeOutcome::Partial { offset, length } => {
+                    bytes.slice(offset as usize..(offset + length) as usize)
+                }
+                _ => bytes,
+            };
+            let body = Some(ObjectBody::Local(bytes));
             Ok(Some(ObjectRead {
-                head: ReadHead {
-                    meta,
-                    range: outcome,
-                },
+                head: ReadHead { meta, range },
                 body,
             }))
         })
@@ -437,8 +453,7 @@ impl Cluster {
         &self,
         node: NodeId,
         sha: Sha256,
-        range: Option<ByteRange>,
-        meta_only: bool,
+        spec: ReadSpec,
         hops: u32,
     ) -> Result<Option<ObjectRead>, ClusterError> {
         if hops >= MAX_HOPS {
@@ -446,35 +461,52 @@ impl Cluster {
         }
         let mut client = self.client(node)?;
         let range =
-            bincode::serialize(&range).map_err(|e| ClusterError::Internal(e.to_string()))?;
-        let mut req = tonic::Request::new(ReadRequest {
+            bincode::serialize(&spec.range).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let req = tonic::Request::new(ReadRequest {
             sha256: Bytes::copy_from_slice(&sha.0),
             hops: hops + 1,
-            meta_only,
+            meta_only: spec.meta_only,
             range: range.into(),
+            linearizable: spec.linearizable,
         });
-        req.set_timeout(FORWARD_TIMEOUT);
-        let mut stream = match client.read_object(req).await {
-            Ok(reply) => reply.into_inner(),
-            Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
-            Err(s) => return Err(ClusterError::from_status(&s)),
+        // The deadline covers the first message only: a large body may take longer to stream,
+        // and each later chunk gets its own idle deadline instead.
+        let opened = tokio::time::timeout(FORWARD_TIMEOUT, async {
+            let mut stream = match client.read_object(req).await {
+                Ok(reply) => reply.into_inner(),
+                Err(s) if s.code() == tonic::Code::NotFound => return Ok(None),
+                Err(s) => return Err(ClusterError::from_status(&s)),
+            };
+            let first = stream
+                .message()
+                .await
+                .map_err(|s| ClusterError::from_status(&s))?
+                .ok_or_else(|| ClusterError::Unavailable("read stream ended early".into()))?;
+            Ok(Some((stream, first)))
+        })
+        .await
+        .map_err(|_| ClusterError::Timeout(format!("node {node} did not answer a read")))??;
+        let Some((stream, first)) = opened else {
+            return Ok(None);
         };
-        let first = stream
-            .message()
-            .await
-            .map_err(|s| ClusterError::from_status(&s))?
-            .ok_or_else(|| ClusterError::Unavailable("read stream ended early".into()))?;
         let head: ReadHead =
             bincode::deserialize(&first.head).map_err(|e| ClusterError::Internal(e.to_string()))?;
-        let body = if meta_only || head.range == RangeOutcome::Unsatisfiable {
+        let body = if spec.meta_only || head.range == RangeOutcome::Unsatisfiable {
             None
         } else {
-            let first_data = first.data;
-            let rest = stream.map(|chunk| match chunk {
-                Ok(c) => Ok(c.data),
-                Err(s) => Err(ClusterError::from_status(&s)),
+            let rest = futures_util::stream::unfold(Some(stream), |stream| async move {
+                let mut stream = stream?;
+                match tokio::time::timeout(FORWARD_TIMEOUT, stream.message()).await {
+                    Ok(Ok(Some(chunk))) => Some((Ok(chunk.data), Some(stream))),
+                    Ok(Ok(None)) => None,
+                    Ok(Err(s)) => Some((Err(ClusterError::from_status(&s)), None)),
+                    Err(_) => Some((
+                        Err(ClusterError::Timeout("read stream stalled".into())),
+                        None,
+                    )),
+                }
             });
-            let body = futures_util::stream::iter([Ok(first_data)]).chain(rest);
+            let body = futures_util::stream::iter([Ok(first.data)]).chain(rest);
             Some(ObjectBody::Remote(Box::pin(body)))
         };
         Ok(Some(ObjectRead { head, body }))
@@ -569,8 +601,11 @@ async fn current_placement(
     }
 }
 
-/// Retries a transient failure with backoff until [`RETRY_DEADLINE`].
-async fn retry<T, F, Fut>(mut attempt: F) -> Result<T, ClusterError>
+/// Retries failures that `retryable` accepts, with backoff, until [`RETRY_DEADLINE`].
+async fn retry<T, F, Fut>(
+    retryable: impl Fn(&ClusterError) -> bool,
+    mut attempt: F,
+) -> Result<T, ClusterError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ClusterError>>,
@@ -579,7 +614,7 @@ where
     let mut pause = Duration::from_millis(20);
     loop {
         match attempt().await {
-            Err(e) if e.is_transient() && Instant::now() + pause < deadline => {
+            Err(e) if retryable(&e) && Instant::now() + pause < deadline => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(500));
             }

@@ -6,6 +6,10 @@ use tessera_storage::StorageError;
 pub enum ClusterError {
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A forwarded request got no answer in time. Unlike `Unavailable`, a write may still have
+    /// been applied, so writes are not retried on it.
+    #[error("timed out: {0}")]
+    Timeout(String),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("internal: {0}")]
@@ -20,8 +24,9 @@ impl ClusterError {
     /// Interprets a status returned by a peer.
     pub fn from_status(status: &tonic::Status) -> ClusterError {
         match status.code() {
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-                ClusterError::Unavailable(status.message().to_string())
+            tonic::Code::Unavailable => ClusterError::Unavailable(status.message().to_string()),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                ClusterError::Timeout(status.message().to_string())
             }
             _ => ClusterError::Internal(format!("{:?}: {}", status.code(), status.message())),
         }
@@ -30,6 +35,7 @@ impl ClusterError {
     pub fn to_status(&self) -> tonic::Status {
         match self {
             ClusterError::Unavailable(m) => tonic::Status::unavailable(m.clone()),
+            ClusterError::Timeout(m) => tonic::Status::deadline_exceeded(m.clone()),
             other => tonic::Status::internal(other.to_string()),
         }
     }

@@ -8,6 +8,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use tessera_storage::{keys, Cf, StorageError, Store};
 
 use crate::blocking::{blocking, storage_error};
+use crate::state_machine::applied_floor;
 use crate::types::{LogId, NodeId, RaftStorageError, TypeConfig};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -162,17 +163,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = WriteBatch::default();
-        let cf = self.store.cf(Cf::Log);
-        for entry in entries {
-            let raw =
-                bincode::serialize(&entry).map_err(|e| storage_error(ErrorVerb::Write, &e))?;
-            batch.put_cf(cf, keys::log(self.group, entry.log_id.index), raw);
-        }
-        let store = self.store.clone();
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let (store, group) = (self.store.clone(), self.group);
+        // Encoding (entries carry whole images) and the write both run on the blocking pool.
         // One WriteBatch, WAL fsynced before returning: only then do we report the entries
         // flushed, which is what lets the leader count this node towards a majority.
-        let result = blocking(ErrorVerb::Write, move || store.write(batch, true)).await;
+        let result = blocking(ErrorVerb::Write, move || {
+            let mut batch = WriteBatch::default();
+            let cf = store.cf(Cf::Log);
+            for entry in &entries {
+                batch.put_cf(
+                    cf,
+                    keys::log(group, entry.log_id.index),
+                    bincode::serialize(entry)?,
+                );
+            }
+            store.write(batch, true)
+        })
+        .await;
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -215,4 +223,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
     }
+}
+
+/// Repairs a group whose log was purged past what its state machine holds.
+///
+/// openraft purges the log right after handing a received snapshot to the state machine, without
+/// waiting for the install. If the node crashes in between, the purge may be durable while the
+/// install is not: the node has neither the entries nor their effects, and openraft cannot
+/// re-apply them. Such a group is reset to an empty log and state (its vote is kept), so that it
+/// rejoins like a new replica and the leader sends it a snapshot. Returns whether it reset.
+pub(crate) fn repair_purged_past_applied(store: &Store, group: u32) -> Result<bool, StorageError> {
+    let Some(raw) = store.get(Cf::RaftMeta, &keys::named(group, PURGED))? else {
+        return Ok(false);
+    };
+    let purged: LogId = bincode::deserialize(&raw)?;
+    if purged.index <= applied_floor(store, group)? {
+        return Ok(false);
+    }
+    let mut batch = WriteBatch::default();
+    let (start, end) = (keys::group_start(group), keys::group_end(group));
+    batch.delete_cf(store.cf(Cf::RaftMeta), keys::named(group, PURGED));
+    batch.delete_cf(store.cf(Cf::RaftMeta), keys::named(group, COMMITTED));
+    for cf in [Cf::Log, Cf::SmMeta].into_iter().chain(Cf::STATE) {
+        batch.delete_range_cf(store.cf(cf), start, end);
+    }
+    store.write(batch, true)?;
+    Ok(true)
 }

@@ -6,18 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, EntryPayload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::command::Command;
 use crate::placement::ClusterSpec;
 use crate::proto::internal_client::InternalClient;
 use crate::proto::{RaftKind, RaftRequest};
@@ -25,6 +27,22 @@ use crate::types::{NodeId, TypeConfig};
 
 /// Largest message on the internal RPC: a 64 MiB object plus framing.
 pub const MAX_MESSAGE: usize = 80 << 20;
+
+/// Most bytes of entries sent in one append: what fits in a message with room for framing.
+const ENTRY_BUDGET: usize = MAX_MESSAGE - (4 << 20);
+
+/// `None` if entries of `sizes` fit in `budget` together, else how many of them fit (at least
+/// one: a single entry always fits, objects being capped well below the budget).
+fn entries_within(sizes: impl Iterator<Item = usize>, budget: usize) -> Option<u64> {
+    let mut total = 0;
+    for (i, size) in sizes.enumerate() {
+        total += size;
+        if total > budget {
+            return Some(i.max(1) as u64);
+        }
+    }
+    None
+}
 
 /// The channels to every other node of the cluster.
 pub struct Peers {
@@ -92,19 +110,22 @@ impl GroupNetwork {
     async fn call<Req, Resp, E>(
         &self,
         kind: RaftKind,
-        req: &Req,
+        req: Req,
         ttl: Duration,
     ) -> RpcResult<Resp, E>
     where
-        Req: Serialize,
+        Req: Serialize + Send + 'static,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
         let mut client = self.peers.client(self.target).ok_or_else(|| {
             RPCError::Unreachable(Unreachable::new(&std::io::Error::other("unknown peer")))
         })?;
-        let payload =
-            bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // Appends and snapshot chunks are megabytes: encode them off the async threads.
+        let payload = tokio::task::spawn_blocking(move || bincode::serialize(&req))
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftRequest {
             group: self.group,
             kind: kind as i32,
@@ -132,7 +153,17 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
-        self.call(RaftKind::Append, &rpc, option.hard_ttl()).await
+        let sizes = rpc.entries.iter().map(|e| match &e.payload {
+            EntryPayload::Normal(Command::PutObject { bytes, .. }) => bytes.len() + 256,
+            _ => 256,
+        });
+        if let Some(fit) = entries_within(sizes, ENTRY_BUDGET) {
+            // openraft retries with at most `fit` entries.
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit),
+            ));
+        }
+        self.call(RaftKind::Append, rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -140,7 +171,7 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(RaftKind::Snapshot, &rpc, option.hard_ttl()).await
+        self.call(RaftKind::Snapshot, rpc, option.hard_ttl()).await
     }
 
     async fn vote(
@@ -148,6 +179,18 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        self.call(RaftKind::Vote, &rpc, option.hard_ttl()).await
+        self.call(RaftKind::Vote, rpc, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_appends_are_split() {
+        assert_eq!(entries_within([10, 10, 10].into_iter(), 30), None);
+        assert_eq!(entries_within([10, 10, 10].into_iter(), 25), Some(2));
+        assert_eq!(entries_within([40, 10].into_iter(), 25), Some(1));
     }
 }

@@ -34,6 +34,18 @@ impl ByteRange {
     }
 }
 
+/// What a read asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadSpec {
+    /// Only part of the body.
+    pub range: Option<ByteRange>,
+    /// Only the record, no body (HEAD, metadata, `If-None-Match`).
+    pub meta_only: bool,
+    /// Answer from the shard leader after confirming its leadership, so that the mutable part
+    /// of the record (the reference count) is current. Bytes never need this: they are immutable.
+    pub linearizable: bool,
+}
+
 /// Which part of the body a read returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RangeOutcome {

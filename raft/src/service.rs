@@ -19,7 +19,7 @@ use crate::proto::{
     InitGroupReply, InitGroupRequest, ProposeReply, ProposeRequest, RaftKind, RaftReply,
     RaftRequest, ReadChunk, ReadRequest, StatusReply, StatusRequest,
 };
-use crate::read::{ByteRange, ObjectBody};
+use crate::read::{ByteRange, ObjectBody, ReadSpec};
 use crate::types::NodeId;
 
 /// Serves the internal RPC on `addr` until `shutdown` resolves.
@@ -55,6 +55,16 @@ fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, Status> {
         .map_err(|e| Status::invalid_argument(format!("undecodable request: {e}")))
 }
 
+/// Decodes a large payload (entries with images, snapshot chunks) off the async threads.
+async fn decode_blocking<T>(raw: Bytes) -> Result<T, Status>
+where
+    T: serde::de::DeserializeOwned + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || decode(&raw))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+}
+
 type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -67,8 +77,8 @@ impl Internal for InternalService {
             .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", req.group)))?;
         let payload = match RaftKind::try_from(req.kind) {
             Ok(RaftKind::Append) => {
-                let r: Result<_, RaftError<NodeId>> =
-                    raft.append_entries(decode(&req.payload)?).await;
+                let request = decode_blocking(req.payload).await?;
+                let r: Result<_, RaftError<NodeId>> = raft.append_entries(request).await;
                 encode(&r)?
             }
             Ok(RaftKind::Vote) => {
@@ -76,8 +86,9 @@ impl Internal for InternalService {
                 encode(&r)?
             }
             Ok(RaftKind::Snapshot) => {
+                let request = decode_blocking(req.payload).await?;
                 let r: Result<_, RaftError<NodeId, InstallSnapshotError>> =
-                    raft.install_snapshot(decode(&req.payload)?).await;
+                    raft.install_snapshot(request).await;
                 encode(&r)?
             }
             Err(_) => return Err(Status::invalid_argument("unknown raft message kind")),
@@ -114,7 +125,15 @@ impl Internal for InternalService {
         let range: Option<ByteRange> = decode(&req.range)?;
         let read = self
             .cluster
-            .read_object(Sha256(sha), range, req.meta_only, req.hops)
+            .read_object(
+                Sha256(sha),
+                ReadSpec {
+                    range,
+                    meta_only: req.meta_only,
+                    linearizable: req.linearizable,
+                },
+                req.hops,
+            )
             .await
             .map_err(|e| e.to_status())?
             .ok_or_else(|| Status::not_found("no such object"))?;

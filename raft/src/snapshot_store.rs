@@ -1,7 +1,9 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::ErrorVerb;
+use tokio::sync::Mutex;
 
 use crate::blocking::{blocking, storage_error};
 use crate::types::{RaftStorageError, SnapshotMeta};
@@ -12,10 +14,19 @@ use crate::types::{RaftStorageError, SnapshotMeta};
 /// `g<group>.current` the bincode `SnapshotMeta` of the snapshot to serve. The pointer is
 /// replaced by an fsynced write and an atomic rename, so a crash leaves either the old or the
 /// new snapshot current, never a half-written one.
+///
+/// openraft builds snapshots in a task of their own while the state machine may install one, so
+/// every pointer change and read happens under one lock, the pointer only moves forward, and only
+/// files older than the current snapshot are deleted.
 #[derive(Clone)]
 pub struct SnapshotStore {
     dir: PathBuf,
     group: u32,
+    lock: Arc<Mutex<()>>,
+}
+
+fn last_index(meta: &SnapshotMeta) -> u64 {
+    meta.last_log_id.map(|l| l.index).unwrap_or(0)
 }
 
 impl SnapshotStore {
@@ -24,6 +35,7 @@ impl SnapshotStore {
         let store = SnapshotStore {
             dir: dir.to_path_buf(),
             group,
+            lock: Arc::new(Mutex::new(())),
         };
         let this = store.clone();
         blocking(ErrorVerb::Write, move || {
@@ -59,8 +71,7 @@ impl SnapshotStore {
         self.dir.join(format!("g{}.current", self.group))
     }
 
-    /// The metadata of the current snapshot, if any.
-    pub async fn current(&self) -> Result<Option<SnapshotMeta>, RaftStorageError> {
+    async fn read_pointer(&self) -> Result<Option<SnapshotMeta>, RaftStorageError> {
         let path = self.pointer_path();
         blocking(ErrorVerb::Read, move || match std::fs::read(&path) {
             Ok(raw) => bincode::deserialize(&raw).map(Some).map_err(|e| *e),
@@ -70,12 +81,32 @@ impl SnapshotStore {
         .await
     }
 
-    /// Makes the snapshot whose data is at `self.data_path(meta.snapshot_id)` current and
-    /// deletes the group's older snapshot files.
+    /// The current snapshot, opened for reading.
+    pub async fn open_current(
+        &self,
+    ) -> Result<Option<(SnapshotMeta, tokio::fs::File)>, RaftStorageError> {
+        let _guard = self.lock.lock().await;
+        let Some(meta) = self.read_pointer().await? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.data_path(&meta.snapshot_id))
+            .await
+            .map_err(|e| storage_error(ErrorVerb::Read, &e))?;
+        Ok(Some((meta, file)))
+    }
+
+    /// Makes the snapshot whose data is at `self.data_path(meta.snapshot_id)` current, unless a
+    /// newer one already is, and deletes the group's older snapshot files.
     pub async fn set_current(&self, meta: &SnapshotMeta) -> Result<(), RaftStorageError> {
+        let _guard = self.lock.lock().await;
+        if let Some(current) = self.read_pointer().await? {
+            if current.last_log_id > meta.last_log_id {
+                return Ok(());
+            }
+        }
         let raw = bincode::serialize(meta).map_err(|e| storage_error(ErrorVerb::Write, &e))?;
         let this = self.clone();
-        let keep = self.data_path(&meta.snapshot_id);
+        let (keep, keep_index) = (self.data_path(&meta.snapshot_id), last_index(meta));
         blocking(ErrorVerb::Write, move || {
             let tmp = this.pointer_path().with_extension("tmp");
             let file = std::fs::File::create(&tmp)?;
@@ -86,9 +117,16 @@ impl SnapshotStore {
             let prefix = format!("g{}-", this.group);
             for entry in std::fs::read_dir(&this.dir)? {
                 let path = entry?.path();
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                let stale = name.is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".snap"));
-                if stale && path != keep {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                // Names are g<group>-<term>-<index>-<group>-<nanos>.snap.
+                let index = name
+                    .strip_prefix(&prefix)
+                    .filter(|rest| rest.ends_with(".snap"))
+                    .and_then(|rest| rest.split('-').nth(1)?.parse::<u64>().ok());
+                if index.is_some_and(|i| i < keep_index) && path != keep {
                     std::fs::remove_file(&path)?;
                 }
             }

@@ -1,4 +1,4 @@
-use std::io::{BufReader, BufWriter, Read, SeekFrom, Write};
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +19,8 @@ type Entry = openraft::Entry<TypeConfig>;
 
 const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
+/// Present while a snapshot install is replacing the state: the snapshot's metadata.
+const INSTALLING: &str = "installing";
 /// Catalogue key of the current placement.
 pub const PLACEMENT_KEY: &str = "placement";
 
@@ -44,6 +46,20 @@ impl StateMachine {
         snapshot_dir: &Path,
     ) -> Result<StateMachine, RaftStorageError> {
         let snapshots = SnapshotStore::open(snapshot_dir, group).await?;
+        let (s, dir) = (store.clone(), snapshots.clone());
+        let finished = blocking(ErrorVerb::Write, move || {
+            let Some(raw) = s.get(Cf::SmMeta, &keys::named(group, INSTALLING))? else {
+                return Ok::<_, StorageError>(None);
+            };
+            let meta: SnapshotMeta = bincode::deserialize(&raw)?;
+            tracing::warn!(group, "finishing a snapshot install interrupted by a crash");
+            load_snapshot(&s, group, &dir.data_path(&meta.snapshot_id), &meta)?;
+            Ok(Some(meta))
+        })
+        .await?;
+        if let Some(meta) = finished {
+            snapshots.set_current(&meta).await?;
+        }
         let s = store.clone();
         let (applied, membership) = blocking(ErrorVerb::Read, move || {
             let applied = match s.get(Cf::SmMeta, &keys::named(group, APPLIED))? {
@@ -88,6 +104,45 @@ fn stage_applied(
         bincode::serialize(membership)?,
     );
     Ok(())
+}
+
+/// Loads a snapshot file into `group`'s state; the final, fsynced batch records the snapshot's
+/// applied id and membership and clears the install marker.
+fn load_snapshot(
+    store: &Store,
+    group: u32,
+    path: &Path,
+    meta: &SnapshotMeta,
+) -> Result<(), StorageError> {
+    let file = std::fs::File::open(path)?;
+    let records = import_group(store, group, file, |batch| {
+        batch.delete_cf(store.cf(Cf::SmMeta), keys::named(group, INSTALLING));
+        stage_applied(
+            store,
+            batch,
+            group,
+            &meta.last_log_id,
+            &meta.last_membership,
+        )
+    })?;
+    tracing::info!(group, records, "installed snapshot");
+    Ok(())
+}
+
+/// The highest log index whose effects are (or, after an interrupted install, will be) in the
+/// state machine. A durable purge beyond it means a crash interrupted a snapshot install (see
+/// `log_store::repair_purged_past_applied`).
+pub(crate) fn applied_floor(store: &Store, group: u32) -> Result<u64, StorageError> {
+    let mut floor = 0;
+    if let Some(raw) = store.get(Cf::SmMeta, &keys::named(group, APPLIED))? {
+        let applied: Option<LogId> = bincode::deserialize(&raw)?;
+        floor = applied.map(|l| l.index).unwrap_or(0);
+    }
+    if let Some(raw) = store.get(Cf::SmMeta, &keys::named(group, INSTALLING))? {
+        let meta: SnapshotMeta = bincode::deserialize(&raw)?;
+        floor = floor.max(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+    }
+    Ok(floor)
 }
 
 fn apply_entries(
@@ -205,32 +260,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let io = |e: std::io::Error| storage_error(ErrorVerb::Write, &e);
         snapshot.flush().await.map_err(io)?;
         snapshot.seek(SeekFrom::Start(0)).await.map_err(io)?;
-        let source = snapshot.into_std().await;
+        let mut source = snapshot.into_std().await;
         let received = self.receiving.take();
-        let final_path = self.snapshots.data_path(&meta.snapshot_id);
+        let kept = self.snapshots.data_path(&meta.snapshot_id);
         let (store, group, m) = (self.store.clone(), self.group, meta.clone());
-        // The data is loaded from the handle openraft gives us and copied, as it streams by,
-        // into this node's own snapshot file, which then becomes its current snapshot.
         blocking(ErrorVerb::Write, move || {
-            let kept = std::fs::File::create(&final_path)?;
-            let mut tee = Tee {
-                from: BufReader::new(source),
-                to: BufWriter::new(&kept),
-            };
-            let records = import_group(&store, group, &mut tee, |batch| {
-                stage_applied(&store, batch, group, &m.last_log_id, &m.last_membership)
-            })?;
-            tee.to.flush()?;
-            drop(tee);
-            kept.sync_all()?;
-            if let Some(dir) = final_path.parent() {
+            // 1. The data becomes this node's own snapshot file, fsynced.
+            let mut file = std::fs::File::create(&kept)?;
+            std::io::copy(&mut source, &mut file)?;
+            file.sync_all()?;
+            if let Some(dir) = kept.parent() {
                 sync_dir(dir)?;
             }
             if let Some(path) = received {
                 std::fs::remove_file(path)?;
             }
-            tracing::info!(group, records, "installed snapshot");
-            Ok::<_, StorageError>(())
+            // 2. An fsynced marker says an install is under way: if we crash while the old state
+            //    is being replaced, `open` finishes the install from the kept file.
+            let mut batch = WriteBatch::default();
+            batch.put_cf(
+                store.cf(Cf::SmMeta),
+                keys::named(group, INSTALLING),
+                bincode::serialize(&m)?,
+            );
+            store.write(batch, true)?;
+            // 3. Replace the state; the last batch sets the applied id and clears the marker.
+            load_snapshot(&store, group, &kept, &m)
         })
         .await?;
         self.snapshots.set_current(meta).await?;
@@ -242,30 +297,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, RaftStorageError> {
-        let Some(meta) = self.snapshots.current().await? else {
-            return Ok(None);
-        };
-        let file = tokio::fs::File::open(self.snapshots.data_path(&meta.snapshot_id))
-            .await
-            .map_err(|e| storage_error(ErrorVerb::Read, &e))?;
-        Ok(Some(Snapshot {
+        let current = self.snapshots.open_current().await?;
+        Ok(current.map(|(meta, file)| Snapshot {
             meta,
             snapshot: Box::new(file),
         }))
-    }
-}
-
-/// A reader that copies everything it reads into a writer.
-struct Tee<R, W> {
-    from: R,
-    to: W,
-}
-
-impl<R: Read, W: Write> Read for Tee<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.from.read(buf)?;
-        self.to.write_all(&buf[..n])?;
-        Ok(n)
     }
 }
 
@@ -301,11 +337,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             Err(e) => return Err(storage_error(ErrorVerb::Write, &e)),
         }
         self.snapshots.set_current(&self.meta).await?;
-        let file = tokio::fs::File::open(self.snapshots.data_path(&self.meta.snapshot_id))
-            .await
-            .map_err(|e| storage_error(ErrorVerb::Read, &e))?;
+        // Usually the snapshot just built; a newer one if an install overtook this build.
+        let (meta, file) = self.snapshots.open_current().await?.ok_or_else(|| {
+            storage_error(
+                ErrorVerb::Read,
+                &std::io::Error::other("no current snapshot after build"),
+            )
+        })?;
         Ok(Snapshot {
-            meta: self.meta.clone(),
+            meta,
             snapshot: Box::new(file),
         })
     }

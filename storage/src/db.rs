@@ -40,8 +40,10 @@ impl Cf {
         Cf::Catalog,
     ];
 
-    /// The column families that make up a group's replicated state, in snapshot order.
-    pub const STATE: [Cf; 3] = [Cf::Objects, Cf::Blobs, Cf::Catalog];
+    /// The column families that make up a group's replicated state, in snapshot order. Bytes
+    /// come before records: while a snapshot is being installed, a reader that finds a record
+    /// also finds its bytes.
+    pub const STATE: [Cf; 3] = [Cf::Blobs, Cf::Objects, Cf::Catalog];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -47,10 +47,22 @@ fn binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("executable path");
-    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|d| d.join("tessera")).collect();
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!("{} is missing: build it first (cargo build --bins)", candidates[0].display())
-    })
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("tessera"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is missing: build it first (cargo build --bins)",
+                candidates[0].display()
+            )
+        })
 }
 
 pub struct Node {
@@ -84,7 +96,7 @@ pub struct Options {
     pub shards: u32,
     pub replication: usize,
     pub max_object_mb: u64,
-        pub snapshot_logs: u64,
+    pub snapshot_logs: u64,
     pub keep_logs: u64,
     /// Short heartbeats and election timeouts, so failover tests run quickly. Benchmarks turn
     /// this off to measure the production defaults.
@@ -109,7 +121,7 @@ impl TestCluster {
     /// Starts every node, initialises the cluster and waits until it is ready.
     pub async fn start(opts: Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-                let mut toml = format!(
+        let mut toml = format!(
             "[cluster]\nshards = {}\nreplication = {}\nmax_object_mb = {}\n\n\
              [raft]\nsnapshot_logs = {}\nkeep_logs = {}\n",
             opts.shards, opts.replication, opts.max_object_mb, opts.snapshot_logs, opts.keep_logs
@@ -251,7 +263,7 @@ impl TestCluster {
         reply.json()
     }
 
-        /// The process id of a running node (for /proc measurements).
+    /// The process id of a running node (for /proc measurements).
     pub fn pid(&self, id: u64) -> Option<u32> {
         self.node(id).process.as_ref().map(Child::id)
     }
