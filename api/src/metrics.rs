@@ -69,6 +69,10 @@ pub fn spawn_gauges(cluster: Arc<Cluster>, handle: PrometheusHandle) {
                 metrics::gauge!("tessera_raft_applied_index", "group" => group)
                     .set(g.applied.unwrap_or(0) as f64);
             }
+            let (hits, misses, cached) = cluster.cache_stats();
+            metrics::gauge!("tessera_cache_hits").set(hits as f64);
+            metrics::gauge!("tessera_cache_misses").set(misses as f64);
+            metrics::gauge!("tessera_cache_bytes").set(cached as f64);
             let store = cluster.store().clone();
             let sizes = tokio::task::spawn_blocking(move || {
                 [Cf::Log, Cf::Objects, Cf::Blobs].map(|cf| {

@@ -25,6 +25,13 @@ struct ClusterSection {
     /// Largest accepted upload in MiB.
     #[serde(default = "default_max_object_mb")]
     max_object_mb: u64,
+    /// Memory per node for caching hot objects, in MiB (0 disables the cache).
+    #[serde(default = "default_cache_mb")]
+    cache_mb: u64,
+}
+
+fn default_cache_mb() -> u64 {
+    256
 }
 
 fn default_replication() -> usize {
@@ -52,6 +59,7 @@ pub struct Config {
     pub spec: ClusterSpec,
     pub tuning: RaftTuning,
     pub max_object_bytes: u64,
+    pub cache_bytes: usize,
     data_dirs: Vec<(u64, PathBuf)>,
 }
 
@@ -117,6 +125,7 @@ impl Config {
             spec,
             tuning: file.raft.unwrap_or_default(),
             max_object_bytes: c.max_object_mb << 20,
+            cache_bytes: (c.cache_mb << 20) as usize,
             data_dirs,
         })
     }

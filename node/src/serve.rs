@@ -27,7 +27,14 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         .with_context(|| format!("rpc address {}", node.rpc))?;
     let metrics = tessera_api::install_recorder()?;
 
-    let cluster = Cluster::start(id, config.spec.clone(), &data_dir, &config.tuning).await?;
+    let cluster = Cluster::start(
+        id,
+        config.spec.clone(),
+        &data_dir,
+        &config.tuning,
+        config.cache_bytes,
+    )
+    .await?;
     tracing::info!(node = id, groups = cluster.local_status().len(), data = %data_dir.display(), "node started");
 
     let (stop_tx, stop_rx) = watch::channel(false);

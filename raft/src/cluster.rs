@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cf, ObjectMeta, PutOutcome, Sha256, Store};
+use tessera_storage::{keys, Cached, Cf, ObjectCache, ObjectMeta, PutOutcome, Sha256, Store};
 
 use crate::command::{Command, Response};
 use crate::error::ClusterError;
@@ -97,6 +97,8 @@ pub struct Cluster {
     store: Arc<Store>,
     peers: Arc<Peers>,
     groups: HashMap<u32, Raft>,
+    /// Whole objects recently read from local replicas.
+    cache: ObjectCache,
 }
 
 impl Cluster {
@@ -106,6 +108,7 @@ impl Cluster {
         spec: ClusterSpec,
         data_dir: &Path,
         tuning: &RaftTuning,
+        cache_bytes: usize,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let db_path = data_dir.join("db");
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
@@ -147,6 +150,7 @@ impl Cluster {
             store,
             peers,
             groups,
+            cache: ObjectCache::new(cache_bytes),
         }))
     }
 
@@ -410,43 +414,54 @@ impl Cluster {
         }
     }
 
-    /// Reads from this node's replica of `group` only. A record without bytes (a snapshot being
-    /// installed) counts as a miss.
+    /// Reads from this node's replica of `group` only, through the object cache unless the
+    /// read must be linearizable. A record without bytes (a snapshot being installed) counts as
+    /// a miss.
     pub async fn read_local(
         &self,
         group: u32,
         sha: Sha256,
         spec: ReadSpec,
     ) -> Result<Option<ObjectRead>, ClusterError> {
+        if !spec.linearizable {
+            if let Some(hit) = self.cache.get(&sha) {
+                return Ok(Some(answer(hit.meta, Some(hit.bytes), spec)));
+            }
+        }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        let found = tokio::task::spawn_blocking(move || {
             let Some(meta) = store.object_meta(group, &sha)? else {
                 return Ok(None);
             };
-            let range = RangeOutcome::of(spec.range, meta.size);
-            if spec.meta_only || range == RangeOutcome::Unsatisfiable {
-                return Ok(Some(ObjectRead {
-                    head: ReadHead { meta, range },
-                    body: None,
-                }));
+            if spec.meta_only {
+                return Ok(Some((meta, None)));
             }
-            let Some(bytes) = store.object_bytes(group, &sha)? else {
-                return Ok(None);
-            };
-            let bytes = match range {
-                RangeOutcome::Partial { offset, length } => {
-                    bytes.slice(offset as usize..(offset + length) as usize)
-                }
-                _ => bytes,
-            };
-            let body = Some(ObjectBody::Local(bytes));
-            Ok(Some(ObjectRead {
-                head: ReadHead { meta, range },
-                body,
-            }))
+            Ok(store
+                .object_bytes(group, &sha)?
+                .map(|bytes| (meta, Some(bytes))))
         })
         .await
         .map_err(|e| ClusterError::Internal(e.to_string()))?
+        .map_err(ClusterError::Storage)?;
+        let Some((meta, bytes)) = found else {
+            return Ok(None);
+        };
+        if let Some(bytes) = &bytes {
+            self.cache.insert(
+                sha,
+                Cached {
+                    meta: meta.clone(),
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+        Ok(Some(answer(meta, bytes, spec)))
+    }
+
+    /// Object cache hits, misses and current size in bytes.
+    pub fn cache_stats(&self) -> (u64, u64, usize) {
+        let (hits, misses) = self.cache.stats();
+        (hits, misses, self.cache.size())
     }
 
     async fn forward_read(
@@ -568,6 +583,23 @@ impl Cluster {
         self.peers
             .client(node)
             .ok_or_else(|| ClusterError::Internal(format!("no channel to node {node}")))
+    }
+}
+
+/// Shapes a read's answer: the record, and the requested part of the body.
+fn answer(meta: ObjectMeta, bytes: Option<Bytes>, spec: ReadSpec) -> ObjectRead {
+    let range = RangeOutcome::of(spec.range, meta.size);
+    let body = match (bytes, range) {
+        _ if spec.meta_only => None,
+        (None, _) | (_, RangeOutcome::Unsatisfiable) => None,
+        (Some(b), RangeOutcome::Full) => Some(ObjectBody::Local(b)),
+        (Some(b), RangeOutcome::Partial { offset, length }) => Some(ObjectBody::Local(
+            b.slice(offset as usize..(offset + length) as usize),
+        )),
+    };
+    ObjectRead {
+        head: ReadHead { meta, range },
+        body,
     }
 }
 

@@ -8,6 +8,7 @@
 //! This crate knows nothing about Raft; it offers the column families, the key encoding, the
 //! object records and the snapshot file format that `tessera-raft` builds on.
 
+mod cache;
 mod db;
 mod error;
 pub mod keys;
@@ -15,6 +16,7 @@ mod object;
 mod probe;
 mod snapshot_file;
 
+pub use cache::{Cached, ObjectCache};
 pub use db::{Cf, Store};
 pub use error::StorageError;
 pub use object::{ObjectMeta, PutOutcome, Sha256};
