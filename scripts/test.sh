@@ -3,7 +3,8 @@
 # cluster tests (real node processes on loopback ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# ab, wrk and nginx: the benchmark test runs them at toy sizes.
+scripts/setup.sh nginx apache2-utils wrk
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The cluster tests start the `tessera` binary itself.

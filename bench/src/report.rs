@@ -49,6 +49,17 @@ pub fn render(report: &Report) -> String {
         .map(|r| format!("{r:.0}"))
         .collect();
     let _ = writeln!(out, "Peak RSS per node (MiB): {}", rss.join(", "));
+    let hit_rate =
+        100.0 * report.cache_hits as f64 / (report.cache_hits + report.cache_misses).max(1) as f64;
+    let _ = writeln!(
+        out,
+        "Idle cluster CPU (Raft heartbeats, all nodes): {:.1} ms/s. Object cache of the serving node: {} hits, {} misses ({hit_rate:.1}% hits).",
+        report.idle_cpu_ms_per_s, report.cache_hits, report.cache_misses
+    );
+    let _ = writeln!(
+        out,
+        "cpu µs: per request, of the serving Tessera node / of nginx's master and workers."
+    );
     let header = "  total ms    req/s   MiB/s    p50    p99  fail cpu µs";
     let mut mode = String::new();
     for row in &report.rows {
@@ -85,6 +96,22 @@ pub fn render(report: &Report) -> String {
             ratio(t.req_per_s, n.req_per_s),
             ratio(t.p99_ms, n.p99_ms),
             ratio(t.cpu_us_per_req, n.cpu_us_per_req)
+        );
+    }
+    if let Some(f) = &report.forwarding {
+        let _ = writeln!(
+            out,
+            "\n== forwarded reads: wrk c={} on node 1 of 4 (replication 3), CPU of all nodes ==",
+            f.connections
+        );
+        let _ = writeln!(out, "{:>10} |{header}", "");
+        let _ = writeln!(out, "{:>10} | {}", "local", cells(&f.local));
+        let _ = writeln!(out, "{:>10} | {}", "forwarded", cells(&f.forwarded));
+        let _ = writeln!(
+            out,
+            "forwarded/local: req/s {}, cpu per request {}",
+            ratio(f.forwarded.req_per_s, f.local.req_per_s),
+            ratio(f.forwarded.cpu_us_per_req, f.local.cpu_us_per_req)
         );
     }
     let _ = writeln!(

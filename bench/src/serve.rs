@@ -29,6 +29,8 @@ pub struct Params {
     pub shards: u32,
     pub replication: usize,
     pub ingest_concurrency: usize,
+    /// Images uploaded to the 4-node cluster that measures forwarded reads (0 skips it).
+    pub forwarding_images: usize,
 }
 
 impl Params {
@@ -43,6 +45,7 @@ impl Params {
             shards: 64,
             replication: 3,
             ingest_concurrency: 16,
+            forwarding_images: 400,
         }
     }
 
@@ -82,6 +85,15 @@ pub struct Ingest {
     pub disk_bytes_per_uploaded_byte: f64,
 }
 
+/// Reads through a node without a replica (forwarded over the internal RPC) against reads of
+/// local objects on the same node, in a 4-node cluster with replication 3.
+#[derive(Clone, Debug, Serialize)]
+pub struct Forwarding {
+    pub connections: u64,
+    pub local: Measurement,
+    pub forwarded: Measurement,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub params: Params,
@@ -89,6 +101,12 @@ pub struct Report {
     pub ingest: Ingest,
     pub rows: Vec<Row>,
     pub peak_rss_mib: Vec<f64>,
+    /// CPU the nodes use with no load at all (Raft heartbeats of every group), in ms per second.
+    pub idle_cpu_ms_per_s: f64,
+    /// Object cache hits and misses of the serving node over the whole run.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub forwarding: Option<Forwarding>,
 }
 
 /// One side of a comparison: where to send requests and whose CPU to count.
@@ -161,9 +179,13 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
     }
 
     let nginx = Nginx::start(&corpus_dir)?;
+    let idle_cpu_ms_per_s = idle_cpu(&node_pids).await;
+    // CPU is counted for the node that serves the requests: the other replicas take no part in
+    // a local read (their idle cost is reported separately).
+    let serving: Vec<u32> = cluster.pid(1).into_iter().collect();
     let tessera = Target {
         base: format!("http://{}", cluster.node(1).http),
-        pids: node_pids.clone(),
+        pids: serving,
     };
     let reference = Target {
         base: format!("http://127.0.0.1:{}", nginx.port),
@@ -222,16 +244,27 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
         .iter()
         .map(|p| procstat::peak_rss_mib(*p))
         .collect();
+    let (cache_hits, cache_misses) = cache_stats(&cluster.node(1).client()).await;
     // Counted at the end, so that memtable flushes and compactions caused by the ingest are in.
     let written = procstat::bytes_written(&node_pids) - written_before;
     ingest.write_amplification = written as f64 / ingest.bytes.max(1) as f64;
     ingest.write_amplification_per_replica = ingest.write_amplification / ingest.replication as f64;
+    drop(nginx);
+    drop(cluster);
+    let forwarding = match params.forwarding_images {
+        0 => None,
+        n => Some(forwarding(&images[..n.min(images.len())], &params).await?),
+    };
     Ok(Report {
         params,
         object_bytes: median.size,
         ingest,
         rows,
         peak_rss_mib,
+        idle_cpu_ms_per_s,
+        cache_hits,
+        cache_misses,
+        forwarding,
     })
 }
 
@@ -251,8 +284,100 @@ fn alternate(
     }
 }
 
-fn path_list(images: &[Image], path: impl Fn(&Image) -> String) -> String {
-    images.iter().map(|i| path(i) + "\n").collect()
+/// CPU of `pids` over two quiet seconds, in ms per second.
+async fn idle_cpu(pids: &[u32]) -> f64 {
+    let before = procstat::cpu_seconds(pids);
+    let window = std::time::Duration::from_secs(2);
+    tokio::time::sleep(window).await;
+    (procstat::cpu_seconds(pids) - before) * 1000.0 / window.as_secs_f64()
+}
+
+/// The serving node's object cache counters, from its metrics.
+async fn cache_stats(client: &tessera_api::client::Client) -> (u64, u64) {
+    let text = match client.get("/metrics").await {
+        Ok(reply) => String::from_utf8_lossy(&reply.body).into_owned(),
+        Err(_) => return (0, 0),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    (value("tessera_cache_hits "), value("tessera_cache_misses "))
+}
+
+/// wrk over objects local to node 1 and over objects it must fetch from another node.
+async fn forwarding(images: &[Image], params: &Params) -> anyhow::Result<Forwarding> {
+    let cluster = TestCluster::start(Options {
+        nodes: 4,
+        shards: 16,
+        replication: 3,
+        fast_failover: false,
+        ..Options::default()
+    })
+    .await;
+    let client = cluster.node(1).client();
+    for image in images {
+        let bytes = tokio::fs::read(&image.path).await?;
+        let reply = client.put_object(Bytes::from(bytes)).await?;
+        if !reply.status.is_success() {
+            bail!("upload to the forwarding cluster failed: {}", reply.status);
+        }
+    }
+    let status = client.get("/api/v1/cluster").await?.json();
+    let shards = u128::from(status["shards"].as_u64().context("shards")?);
+    let on_node_1 = |sha: &str| -> bool {
+        let prefix = u64::from_str_radix(&sha[..16], 16).unwrap_or(0);
+        let group = ((u128::from(prefix) * shards) >> 64) as usize + 1;
+        status["groups"][group]["voters"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|n| n.as_u64() == Some(1)))
+    };
+    let (local, remote): (Vec<&Image>, Vec<&Image>) =
+        images.iter().partition(|i| on_node_1(&i.sha256));
+    if local.is_empty() || remote.is_empty() {
+        bail!(
+            "forwarding needs objects on and off node 1 ({} / {})",
+            local.len(),
+            remote.len()
+        );
+    }
+    let lists = tempfile::tempdir()?;
+    let list = |name: &str, set: &[&Image]| -> anyhow::Result<PathBuf> {
+        let path = lists.path().join(name);
+        std::fs::write(
+            &path,
+            path_list(set.iter().copied(), |i| format!("/objects/{}", i.sha256)),
+        )?;
+        Ok(path)
+    };
+    let (local_list, remote_list) = (list("local.txt", &local)?, list("remote.txt", &remote)?);
+    let pids: Vec<u32> = cluster
+        .nodes
+        .iter()
+        .filter_map(|n| cluster.pid(n.id))
+        .collect();
+    let target = Target {
+        base: format!("http://{}", cluster.node(1).http),
+        pids,
+    };
+    let c = params.wrk_connections.first().copied().unwrap_or(100);
+    let secs = params.wrk_seconds;
+    let local = target.measure(|| load::wrk(&target.base, &local_list, c, secs))?;
+    let forwarded = target.measure(|| load::wrk(&target.base, &remote_list, c, secs))?;
+    Ok(Forwarding {
+        connections: c,
+        local,
+        forwarded,
+    })
+}
+
+fn path_list<'a>(
+    images: impl IntoIterator<Item = &'a Image>,
+    path: impl Fn(&Image) -> String,
+) -> String {
+    images.into_iter().map(|i| path(i) + "\n").collect()
 }
 
 async fn ingest(

@@ -1,0 +1,58 @@
+//! The benchmark's code paths at toy sizes, so that it cannot rot: a real cluster, real nginx,
+//! real ab and wrk, a tiny corpus and low concurrency. It asserts that the tables are produced
+//! and that no request failed, never a timing.
+
+use tessera_bench::{report, serve};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_benchmark_produces_complete_tables() {
+    let params = serve::Params {
+        images: 24,
+        seed: 99,
+        concurrencies: vec![1, 10],
+        wrk_connections: vec![10],
+        wrk_seconds: 1,
+        nodes: 3,
+        shards: 8,
+        replication: 3,
+        ingest_concurrency: 4,
+        forwarding_images: 24,
+    };
+    let result = serve::run(params).await.expect("benchmark run");
+    assert_eq!(result.ingest.images, 24);
+    assert_eq!(result.ingest.failed, 0);
+    assert!(result.ingest.write_amplification > 0.0);
+    assert_eq!(
+        result.rows.len(),
+        2 * 2 + 1,
+        "ab plain and -k for two concurrencies, one wrk run"
+    );
+    for row in &result.rows {
+        for (side, m) in [("tessera", &row.tessera), ("nginx", &row.nginx)] {
+            assert_eq!(
+                m.failed, 0,
+                "{} c={} {side}: failed requests",
+                row.mode, row.concurrency
+            );
+            assert!(
+                m.requests > 0 && m.req_per_s > 0.0,
+                "{} c={} {side}: {m:?}",
+                row.mode,
+                row.concurrency
+            );
+        }
+    }
+    let forwarding = result.forwarding.as_ref().expect("forwarding measured");
+    assert_eq!(forwarding.local.failed + forwarding.forwarded.failed, 0);
+    assert!(forwarding.forwarded.requests > 0);
+    let text = report::render(&result);
+    for heading in [
+        "== ab -n 10c",
+        "== ab -k",
+        "== wrk",
+        "== forwarded reads",
+        "Table 4",
+    ] {
+        assert!(text.contains(heading), "missing {heading} in\n{text}");
+    }
+}
