@@ -1,41 +1,58 @@
 //! `tessera-bench serve [--quick] [--images N] [--out FILE]`
+//! `tessera-bench catchup [--images N]`
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tessera_bench::{report, serve};
+use tessera_bench::{catchup, corpus, report, serve};
+
+const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
-    if command != "serve" {
-        bail!("usage: tessera-bench serve [--quick] [--images N] [--out FILE]");
-    }
     let mut params = serve::Params::full();
+    let mut images = None;
     let mut out = PathBuf::from("target/bench/serve.json");
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => {
-                params = serve::Params {
-                    images: params.images,
-                    ..serve::Params::quick()
-                }
-            }
-            "--images" => params.images = args.next().context("--images N")?.parse()?,
+            "--quick" => params = serve::Params::quick(),
+            "--images" => images = Some(args.next().context("--images N")?.parse()?),
             "--out" => out = args.next().context("--out FILE")?.into(),
-            other => bail!("unknown argument {other}"),
+            other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(serve::run(params))?;
-    println!("{}", report::render(&result));
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
+    match command.as_str() {
+        "serve" => {
+            params.images = images.unwrap_or(params.images);
+            let result = runtime.block_on(serve::run(params))?;
+            println!("{}", report::render(&result));
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
+            println!("JSON: {}", out.display());
+        }
+        "catchup" => {
+            let count = images.unwrap_or(2000);
+            let dir = std::env::temp_dir().join("tessera-bench-corpus-1");
+            let corpus = corpus::generate(&dir, count, 1)?;
+            let result = runtime.block_on(catchup::run(&corpus, count / 10))?;
+            println!(
+                "snapshot catch-up: {:.0} MB written while the replica was down, {:.0} MB during catch-up; \
+                 caught up in {:.1}s through a snapshot at index {}; its peak RSS {:.0} MiB",
+                result.bytes_while_down as f64 / 1e6,
+                result.bytes_during_catch_up as f64 / 1e6,
+                result.seconds,
+                result.snapshot_index,
+                result.peak_rss_mib
+            );
+        }
+        _ => bail!("{USAGE}"),
     }
-    std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
-    println!("JSON: {}", out.display());
     Ok(())
 }

@@ -31,7 +31,7 @@ struct ClusterSection {
 }
 
 fn default_cache_mb() -> u64 {
-    256
+    128
 }
 
 fn default_replication() -> usize {

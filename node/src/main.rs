@@ -76,7 +76,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::load(&args.config)?;
+    // RocksDB reads run on the blocking pool: a bounded pool keeps a burst of ten thousand
+    // connections from spawning hundreds of threads (and malloc arenas with them).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(64)
         .enable_all()
         .build()?;
     let node = args.node.as_deref();

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tessera_api::{AppState, Limits};
 use tessera_raft::Cluster;
 use tokio::net::{TcpListener, TcpSocket};
@@ -55,7 +56,16 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         },
         metrics,
     };
-    let listener = listen(http_addr).with_context(|| format!("binding {http_addr}"))?;
+    // TCP_NODELAY on every accepted connection: without it Nagle's algorithm holds back the tail
+    // of a response until the client ACKs, which costs ~1 ms per request on a keep-alive
+    // connection with one request in flight.
+    let listener = listen(http_addr)
+        .with_context(|| format!("binding {http_addr}"))?
+        .tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "set TCP_NODELAY");
+            }
+        });
     tracing::info!(http = %http_addr, rpc = %rpc_addr, "serving");
     let http =
         axum::serve(listener, tessera_api::router(state)).with_graceful_shutdown(stopped(stop_rx));

@@ -29,6 +29,8 @@ const RETRY_DEADLINE: Duration = Duration::from_secs(15);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request is forwarded at most this many times (member -> leader -> new leader).
 const MAX_HOPS: u32 = 3;
+/// Objects up to this size read through a node without a replica are cached there as well.
+const FORWARD_CACHE_MAX: u64 = 4 << 20;
 /// Size of the chunks a forwarded body is streamed in.
 pub const CHUNK: usize = 256 << 10;
 
@@ -385,14 +387,7 @@ impl Cluster {
         hops: u32,
     ) -> Result<Option<ObjectRead>, ClusterError> {
         let Some(raft) = self.group(group) else {
-            let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
-            for &replica in self.placement.replicas(group) {
-                match self.forward_read(replica, sha, spec, hops).await {
-                    Err(e) if e.is_transient() => last = e,
-                    other => return other,
-                }
-            }
-            return Err(last);
+            return self.read_elsewhere(group, sha, spec, hops).await;
         };
         if !spec.linearizable {
             if let Some(found) = self.read_local(group, sha, spec).await? {
@@ -412,6 +407,74 @@ impl Cluster {
                 "group {group} has no leader"
             ))),
         }
+    }
+
+    /// Reads an object of a group this node holds no replica of, from one of its replicas.
+    /// Small objects read whole are kept in this node's cache too (objects are immutable, so any
+    /// node may cache any object): a hot object then costs a forwarded read only once.
+    async fn read_elsewhere(
+        &self,
+        group: u32,
+        sha: Sha256,
+        spec: ReadSpec,
+        hops: u32,
+    ) -> Result<Option<ObjectRead>, ClusterError> {
+        if !spec.linearizable {
+            if let Some(hit) = self.cache.get(&sha) {
+                return Ok(Some(answer(hit.meta, Some(hit.bytes), spec)));
+            }
+        }
+        let cacheable = !spec.meta_only && !spec.linearizable && spec.range.is_none();
+        let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
+        for &replica in self.placement.replicas(group) {
+            match self.forward_read(replica, sha, spec, hops).await {
+                Err(e) if e.is_transient() => last = e,
+                Ok(Some(read)) if cacheable => {
+                    return self.cache_forwarded(sha, read).await.map(Some)
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// Caches a whole forwarded object if it is small; large ones stream through unbuffered.
+    async fn cache_forwarded(
+        &self,
+        sha: Sha256,
+        read: ObjectRead,
+    ) -> Result<ObjectRead, ClusterError> {
+        let ObjectRead { head, body } = read;
+        let Some(ObjectBody::Remote(mut stream)) = body else {
+            return Ok(ObjectRead { head, body });
+        };
+        if head.meta.size > FORWARD_CACHE_MAX {
+            return Ok(ObjectRead {
+                head,
+                body: Some(ObjectBody::Remote(stream)),
+            });
+        }
+        let mut buf = bytes::BytesMut::with_capacity(head.meta.size as usize);
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        if buf.len() as u64 != head.meta.size {
+            return Err(ClusterError::Unavailable(format!(
+                "short forwarded read of {sha}"
+            )));
+        }
+        let bytes = buf.freeze();
+        self.cache.insert(
+            sha,
+            Cached {
+                meta: head.meta.clone(),
+                bytes: bytes.clone(),
+            },
+        );
+        Ok(ObjectRead {
+            head,
+            body: Some(ObjectBody::Local(bytes)),
+        })
     }
 
     /// Reads from this node's replica of `group` only, through the object cache unless the

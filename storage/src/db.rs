@@ -91,7 +91,8 @@ impl Store {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StorageError> {
         std::fs::create_dir_all(path)?;
-        let cache = Cache::new_lru_cache(128 << 20)?;
+        // Only SST blocks (records and blob pointers) go here; image bytes live in blob files.
+        let cache = Cache::new_lru_cache(32 << 20)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
