@@ -33,7 +33,8 @@ where
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -42,7 +43,7 @@ fn free_port() -> u16 {
 
 /// The `tessera` binary of the same build profile: `$TESSERA_BIN`, else `tessera` next to the
 /// running executable (a binary) or one directory up (a test in `deps/`).
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     if let Ok(path) = std::env::var("TESSERA_BIN") {
         return PathBuf::from(path);
     }

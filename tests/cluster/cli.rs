@@ -1,0 +1,202 @@
+//! The `tessera` command line as a user drives it: `up` on a fresh config, `put`, `get`,
+//! `status`, a node dying under `up`, Ctrl-C, and `up` again on the same data.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tessera_cluster_tests::{binary, free_port, png};
+
+use crate::support::sha_hex;
+
+/// `tessera up` with its stdout and stderr lines collected on a channel.
+struct Up {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Up {
+    fn start(config: &Path) -> Up {
+        let mut child = Command::new(binary())
+            .args(["up", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tessera up");
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Up {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`, returning it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "`tessera up` never printed {needle:?}; it printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn node_pids(&mut self) -> Vec<u32> {
+        (1..=3)
+            .map(|id| {
+                let line = self.expect(&format!("node {id} started (pid "));
+                let pid = line.split("(pid ").nth(1).and_then(|r| r.split(')').next());
+                pid.and_then(|p| p.parse().ok()).expect("pid in start line")
+            })
+            .collect()
+    }
+
+    /// Ctrl-C, then waits for `up` to exit.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for up") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`tessera up` did not stop after Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn tessera(config: &Path, args: &[&str]) -> std::process::Output {
+    let output = Command::new(binary())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run tessera");
+    assert!(
+        output.status.success(),
+        "tessera {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn up_put_get_status_and_ctrl_c() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut toml = String::from("[cluster]\nshards = 8\nreplication = 3\n");
+    for id in 1..=3 {
+        toml.push_str(&format!(
+            "\n[[node]]\nid = {id}\nhttp = \"127.0.0.1:{}\"\nrpc = \"127.0.0.1:{}\"\ndata = \"data/node-{id}\"\n",
+            free_port(),
+            free_port()
+        ));
+    }
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, toml).expect("config");
+
+    let mut up = Up::start(&config);
+    let pids = up.node_pids();
+    up.expect("initialised a new cluster");
+    up.expect("Tessera is ready");
+
+    let files: Vec<_> = (0..3u64)
+        .map(|seed| {
+            let path = dir.path().join(format!("img-{seed}.png"));
+            std::fs::write(&path, png(64, 48, seed)).expect("write image");
+            path
+        })
+        .collect();
+    let mut args = vec!["put"];
+    args.extend(files.iter().map(|p| p.to_str().expect("utf-8 path")));
+    let put = tessera(&config, &args);
+    let printed = String::from_utf8_lossy(&put.stdout).into_owned();
+    let shas: Vec<String> = files
+        .iter()
+        .map(|f| sha_hex(&std::fs::read(f).expect("read image")))
+        .collect();
+    for (sha, file) in shas.iter().zip(&files) {
+        assert!(
+            printed.contains(&format!("{sha}  {}", file.display())),
+            "put printed:\n{printed}"
+        );
+    }
+    let got = tessera(&config, &["get", &shas[1]]);
+    assert_eq!(got.stdout, std::fs::read(&files[1]).expect("read image"));
+    let status = String::from_utf8_lossy(&tessera(&config, &["status"]).stdout).into_owned();
+    assert_eq!(status.matches(" up").count(), 3, "status:\n{status}");
+    assert!(status.contains("meta"), "status:\n{status}");
+
+    // A node dying under `up` is reported; the others keep serving.
+    Command::new("kill")
+        .args(["-9", &pids[2].to_string()])
+        .status()
+        .expect("kill -9");
+    up.expect("node 3 exited");
+    assert_eq!(
+        tessera(&config, &["get", &shas[0]]).stdout,
+        std::fs::read(&files[0]).expect("image")
+    );
+
+    assert!(up.interrupt().success());
+    for pid in &pids[..2] {
+        assert!(!is_alive(*pid), "node process {pid} outlived `tessera up`");
+    }
+
+    // Again on the same data: no new initialisation, every object still there.
+    let mut again = Up::start(&config);
+    again.expect("Tessera is ready");
+    assert!(
+        !again
+            .seen
+            .iter()
+            .any(|l| l.contains("initialised a new cluster")),
+        "re-initialised an existing cluster"
+    );
+    for (sha, file) in shas.iter().zip(&files) {
+        assert_eq!(
+            tessera(&config, &["get", sha]).stdout,
+            std::fs::read(file).expect("image")
+        );
+    }
+    assert!(again.interrupt().success());
+}
