@@ -50,8 +50,8 @@ impl Default for RaftTuning {
     fn default() -> Self {
         // 64+ groups per node: heartbeats are spaced out so that an idle cluster costs little CPU.
         RaftTuning {
-            heartbeat_ms: 250,
-            election_timeout_ms: 1500,
+            heartbeat_ms: 500,
+            election_timeout_ms: 3000,
             snapshot_logs: 2000,
             keep_logs: 500,
         }

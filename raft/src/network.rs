@@ -28,6 +28,9 @@ use crate::types::{NodeId, TypeConfig};
 /// Largest message on the internal RPC: a 64 MiB object plus framing.
 pub const MAX_MESSAGE: usize = 80 << 20;
 
+/// Messages up to this size are encoded and decoded on the async threads.
+pub const INLINE_ENCODE: u64 = 64 << 10;
+
 /// Most bytes of entries sent in one append: what fits in a message with room for framing.
 const ENTRY_BUDGET: usize = MAX_MESSAGE - (4 << 20);
 
@@ -121,11 +124,16 @@ impl GroupNetwork {
         let mut client = self.peers.client(self.target).ok_or_else(|| {
             RPCError::Unreachable(Unreachable::new(&std::io::Error::other("unknown peer")))
         })?;
-        // Appends and snapshot chunks are megabytes: encode them off the async threads.
-        let payload = tokio::task::spawn_blocking(move || bincode::serialize(&req))
-            .await
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // Appends with images and snapshot chunks are megabytes: those are encoded off the
+        // async threads. Heartbeats and votes are tiny and encoded in place.
+        let payload = if bincode::serialized_size(&req).unwrap_or(u64::MAX) > INLINE_ENCODE {
+            tokio::task::spawn_blocking(move || bincode::serialize(&req))
+                .await
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
+        } else {
+            bincode::serialize(&req)
+        }
+        .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftRequest {
             group: self.group,
             kind: kind as i32,

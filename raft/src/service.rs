@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cluster::{Cluster, CHUNK};
 use crate::command::Command;
-use crate::network::MAX_MESSAGE;
+use crate::network::{INLINE_ENCODE, MAX_MESSAGE};
 use crate::proto::internal_server::{Internal, InternalServer};
 use crate::proto::{
     InitGroupReply, InitGroupRequest, ProposeReply, ProposeRequest, RaftKind, RaftReply,
@@ -55,11 +55,14 @@ fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, Status> {
         .map_err(|e| Status::invalid_argument(format!("undecodable request: {e}")))
 }
 
-/// Decodes a large payload (entries with images, snapshot chunks) off the async threads.
+/// Decodes a payload; large ones (entries with images, snapshot chunks) off the async threads.
 async fn decode_blocking<T>(raw: Bytes) -> Result<T, Status>
 where
     T: serde::de::DeserializeOwned + Send + 'static,
 {
+    if raw.len() as u64 <= INLINE_ENCODE {
+        return decode(&raw);
+    }
     tokio::task::spawn_blocking(move || decode(&raw))
         .await
         .map_err(|e| Status::internal(e.to_string()))?
