@@ -343,7 +343,12 @@ impl Cluster {
                 "group {group}: leader is moving"
             )));
         }
-        let raw = bincode::serialize(command).map_err(|e| ClusterError::Internal(e.to_string()))?;
+        // A command may carry a 64 MiB image: encode it off the async threads.
+        let owned = command.clone();
+        let raw = tokio::task::spawn_blocking(move || bincode::serialize(&owned))
+            .await
+            .map_err(|e| ClusterError::Internal(e.to_string()))?
+            .map_err(|e| ClusterError::Internal(e.to_string()))?;
         let mut client = self.client(node)?;
         let mut req = tonic::Request::new(ProposeRequest {
             group,

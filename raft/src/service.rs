@@ -104,7 +104,7 @@ impl Internal for InternalService {
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeReply>, Status> {
         let req = request.into_inner();
-        let command: Command = decode(&req.command)?;
+        let command: Command = decode_blocking(req.command).await?;
         let response = self
             .cluster
             .propose(req.group, command, req.hops)
