@@ -41,6 +41,22 @@ pub enum ClientError {
     Transport(String),
     #[error("request timed out")]
     Timeout,
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A keep-alive HTTP/1.1 client for one node.
@@ -49,6 +65,7 @@ pub struct Client {
     base: String,
     http: HyperClient<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    token: Option<String>,
 }
 
 impl Client {
@@ -67,12 +84,52 @@ impl Client {
             base,
             http,
             timeout: Duration::from_secs(30),
+            token: None,
         }
     }
 
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
         self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request that does not set its own.
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The same client without a token.
+    pub fn anonymous(&self) -> Client {
+        Client {
+            token: None,
+            ..self.clone()
+        }
+    }
+
+    /// Logs in with the OAuth2 password grant; returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> Result<String, ClientError> {
+        let form = format!(
+            "grant_type=password&username={}&password={}",
+            form_encode(username),
+            form_encode(password)
+        );
+        let reply = self
+            .send(
+                Method::POST,
+                "/oauth/token",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                Bytes::from(form),
+            )
+            .await?;
+        match reply.json()["access_token"].as_str() {
+            Some(token) if reply.status.is_success() => Ok(token.to_string()),
+            _ => Err(ClientError::Refused(format!(
+                "{} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            ))),
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -90,6 +147,14 @@ impl Client {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            {
+                req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+        }
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| ClientError::Build(e.to_string()))?;

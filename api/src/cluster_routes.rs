@@ -6,9 +6,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use tessera_raft::catalog::{random, CatalogOp, Role};
 use tessera_raft::GroupStatus;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::users;
 use crate::AppState;
 
 /// `GET /healthz`: the process is alive and serving HTTP.
@@ -30,15 +33,34 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     )
 }
 
-/// `POST /api/v1/cluster/init`: initialises a new cluster; a no-op on an initialised one.
+/// `POST /api/v1/cluster/init`: initialises a new cluster — Raft groups, placement, signing
+/// key and the `admin` user — and is a no-op on an initialised one. It needs no token (there is
+/// no user before it runs); a generated admin password is only written to this node's data dir,
+/// never sent over the network.
 pub async fn init(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let fresh = state.cluster.init_cluster().await?;
-    Ok(Json(json!({ "initialized_groups": fresh })))
+    let key = random()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    state
+        .cluster
+        .catalog(CatalogOp::InitClusterKey { key })
+        .await?;
+    let admin_created = users::bootstrap_admin(&state).await?;
+    let file = state.data_dir.join("initial-admin-password");
+    Ok(Json(json!({
+        "initialized_groups": fresh,
+        "admin_created": admin_created,
+        "admin_password_file": (admin_created && file.exists()).then(|| file.display().to_string()),
+    })))
 }
 
 /// `GET /api/v1/cluster`: nodes (up or not), and per group its replicas, leader, term and the
 /// applied index of every replica, gathered from all nodes at once.
-pub async fn status(State(state): State<AppState>) -> Json<Value> {
+pub async fn status(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Admin)?;
     let cluster = &state.cluster;
     let spec = cluster.spec();
     let reports =
@@ -78,12 +100,12 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "node": cluster.me(),
         "shards": spec.shards,
         "replication": spec.replication,
         "placement_version": placement.version,
         "nodes": nodes,
         "groups": groups,
-    }))
+    })))
 }

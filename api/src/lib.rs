@@ -4,12 +4,18 @@
 //! from a local replica or forwards to the node that can. Errors are JSON
 //! (`{"error": {"code": ..., "message": ...}}`, see [`ApiError`]).
 
+pub mod auth;
 pub mod client;
 mod cluster_routes;
 mod error;
 mod metrics;
+mod oauth;
 mod objects;
+mod password;
+pub mod token;
+mod users;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -42,6 +48,8 @@ pub struct AppState {
     pub cluster: Arc<Cluster>,
     pub limits: Limits,
     pub metrics: PrometheusHandle,
+    /// This node's data directory (where a generated admin password is written).
+    pub data_dir: PathBuf,
 }
 
 /// The complete HTTP router of a node.
@@ -52,6 +60,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/objects/{sha}", get(objects::metadata))
         .route("/api/v1/cluster", get(cluster_routes::status))
         .route("/api/v1/cluster/init", post(cluster_routes::init))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{name}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route("/api/v1/me", get(users::me))
+        .route("/api/v1/me/tokens", post(oauth::api_token))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
         .route("/healthz", get(cluster_routes::healthz))
         .route("/readyz", get(cluster_routes::readyz))
         .route("/metrics", get(metrics::render))

@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,10 +11,13 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::json;
 use sha2::Digest;
+use tessera_raft::catalog::Role;
 use tessera_raft::storage::{probe_image, ObjectMeta, ProbeError, Sha256};
 use tessera_raft::{ByteRange, ObjectBody, RangeOutcome, ReadSpec};
 
+use crate::auth::{self, Principal};
 use crate::error::ApiError;
+use crate::token;
 use crate::AppState;
 
 const CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
@@ -41,9 +44,11 @@ fn too_large(limit: u64) -> ApiError {
 /// bounded by the size limit while it is hashed; the image type is decided from the bytes.
 pub async fn upload(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    principal.require(Role::Manager)?;
     let limit = state.limits.max_object_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -154,8 +159,10 @@ fn meta_json(sha: &Sha256, meta: &ObjectMeta) -> serde_json::Value {
 /// reference count is current.
 pub async fn metadata(
     State(state): State<AppState>,
+    principal: Principal,
     Path(sha): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(Role::Manager)?;
     let sha = parse_sha(&sha)?;
     let read = state
         .cluster
@@ -170,7 +177,42 @@ pub async fn metadata(
         )
         .await?
         .ok_or_else(no_such_object)?;
-    Ok(Json(meta_json(&sha, &read.head.meta)))
+    let mut body = meta_json(&sha, &read.head.meta);
+    if let Some(key) = state.cluster.directory().key() {
+        let query = token::presign(&key, &sha.to_string(), token::now_ms() + PRESIGN_TTL_MS);
+        body["url"] = json!(format!("/objects/{sha}?{query}"));
+    }
+    Ok(Json(body))
+}
+
+/// How long the presigned URLs handed out by the API stay valid.
+const PRESIGN_TTL_MS: u64 = 60 * 60 * 1000;
+
+/// Who may read object bytes: a presigned URL (`?exp=&sig=`), or a manager's or admin's token
+/// (header or, for the browser, the session cookie). Annotators and reviewers read through the
+/// presigned URLs their task APIs hand out.
+fn authorize_read(
+    state: &AppState,
+    sha: &Sha256,
+    query: Option<&str>,
+    principal: Result<Principal, ApiError>,
+) -> Result<(), ApiError> {
+    if let (Some(query), Some(key)) = (query, state.cluster.directory().key()) {
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        };
+        if let (Some(exp), Some(sig)) = (param("exp").and_then(|e| e.parse().ok()), param("sig")) {
+            if token::presigned(&key, &sha.to_string(), exp, sig, token::now_ms()) {
+                return Ok(());
+            }
+            return Err(auth::unauthorized(
+                "the presigned URL is invalid or expired",
+            ));
+        }
+    }
+    principal?.require(Role::Manager)
 }
 
 fn no_such_object() -> ApiError {
@@ -218,9 +260,12 @@ pub async fn serve(
     State(state): State<AppState>,
     method: Method,
     Path(sha): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
+    principal: Result<Principal, ApiError>,
 ) -> Result<Response, ApiError> {
     let sha = parse_sha(&sha)?;
+    authorize_read(&state, &sha, query.as_deref(), principal)?;
     let etag = format!("\"{sha}\"");
     let not_modified = etag_matches(&headers, &etag);
     let range = parse_range(&headers);

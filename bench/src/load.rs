@@ -34,6 +34,7 @@ fn number_after(text: &str, label: &str) -> Option<f64> {
 /// `ab -r -n N -c C [-k] URL` (`-r`: keep going on socket errors and count them).
 pub fn ab(
     url: &str,
+    bearer: Option<&str>,
     requests: u64,
     concurrency: u64,
     keep_alive: bool,
@@ -51,6 +52,9 @@ pub fn ab(
     ]);
     if keep_alive {
         cmd.arg("-k");
+    }
+    if let Some(token) = bearer {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {token}"));
     }
     let out = cmd
         .arg(url)
@@ -87,15 +91,19 @@ pub fn parse_ab(text: &str, requested: u64) -> anyhow::Result<Measurement> {
 /// `wrk` with a Lua script that requests a random path of `paths_file` each time.
 pub fn wrk(
     base: &str,
+    bearer: Option<&str>,
     paths_file: &Path,
     connections: u64,
     seconds: u64,
 ) -> anyhow::Result<Measurement> {
     let script = paths_file.with_extension("lua");
+    let auth = bearer
+        .map(|t| format!("wrk.headers[\"Authorization\"] = \"Bearer {t}\"\n"))
+        .unwrap_or_default();
     std::fs::write(
         &script,
         format!(
-            "local paths = {{}}\n\
+            "{auth}local paths = {{}}\n\
              for line in io.lines(\"{}\") do paths[#paths + 1] = line end\n\
              math.randomseed(7)\n\
              request = function() return wrk.format(\"GET\", paths[math.random(#paths)]) end\n",

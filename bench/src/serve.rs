@@ -113,6 +113,8 @@ pub struct Report {
 struct Target {
     base: String,
     pids: Vec<u32>,
+    /// Bearer token sent with every request (Tessera), or none (nginx).
+    bearer: Option<String>,
 }
 
 impl Target {
@@ -186,10 +188,12 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
     let tessera = Target {
         base: format!("http://{}", cluster.node(1).http),
         pids: serving,
+        bearer: cluster.node(1).token().map(str::to_owned),
     };
     let reference = Target {
         base: format!("http://127.0.0.1:{}", nginx.port),
         pids: nginx.pids(),
+        bearer: None,
     };
     let median = corpus::median(&images);
     let tessera_url = format!("{}/objects/{}", tessera.base, median.sha256);
@@ -200,8 +204,11 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
         let mode = if keep_alive { "ab -k" } else { "ab" };
         for (i, &c) in params.concurrencies.iter().enumerate() {
             let n = 10 * c;
-            let run_t = || tessera.measure(|| load::ab(&tessera_url, n, c, keep_alive));
-            let run_n = || reference.measure(|| load::ab(&nginx_url, n, c, keep_alive));
+            let run_t = || {
+                tessera
+                    .measure(|| load::ab(&tessera_url, tessera.bearer.as_deref(), n, c, keep_alive))
+            };
+            let run_n = || reference.measure(|| load::ab(&nginx_url, None, n, c, keep_alive));
             let (t, g) = alternate(i, run_t, run_n)?;
             eprintln!(
                 "{mode:>6} c={c:<6} tessera {:>8.0} req/s  nginx {:>8.0} req/s",
@@ -226,8 +233,19 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
     std::fs::write(&nginx_paths, path_list(&images, |i| format!("/{}", i.name)))?;
     for (i, &c) in params.wrk_connections.iter().enumerate() {
         let secs = params.wrk_seconds;
-        let run_t = || tessera.measure(|| load::wrk(&tessera.base, &tessera_paths, c, secs));
-        let run_n = || reference.measure(|| load::wrk(&reference.base, &nginx_paths, c, secs));
+        let run_t = || {
+            tessera.measure(|| {
+                load::wrk(
+                    &tessera.base,
+                    tessera.bearer.as_deref(),
+                    &tessera_paths,
+                    c,
+                    secs,
+                )
+            })
+        };
+        let run_n =
+            || reference.measure(|| load::wrk(&reference.base, None, &nginx_paths, c, secs));
         let (t, g) = alternate(i, run_t, run_n)?;
         eprintln!(
             "   wrk c={c:<6} tessera {:>8.0} req/s  nginx {:>8.0} req/s",
@@ -361,11 +379,21 @@ async fn forwarding(images: &[Image], params: &Params) -> anyhow::Result<Forward
     let target = Target {
         base: format!("http://{}", cluster.node(1).http),
         pids,
+        bearer: cluster.node(1).token().map(str::to_owned),
     };
     let c = params.wrk_connections.first().copied().unwrap_or(100);
     let secs = params.wrk_seconds;
-    let local = target.measure(|| load::wrk(&target.base, &local_list, c, secs))?;
-    let forwarded = target.measure(|| load::wrk(&target.base, &remote_list, c, secs))?;
+    let local = target
+        .measure(|| load::wrk(&target.base, target.bearer.as_deref(), &local_list, c, secs))?;
+    let forwarded = target.measure(|| {
+        load::wrk(
+            &target.base,
+            target.bearer.as_deref(),
+            &remote_list,
+            c,
+            secs,
+        )
+    })?;
     Ok(Forwarding {
         connections: c,
         local,

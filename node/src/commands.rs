@@ -10,8 +10,8 @@ use tessera_api::client::{Client, Reply};
 
 use crate::config::Config;
 
-/// A client for the first node of the config that answers.
-async fn connect(config: &Config, node: Option<&str>) -> anyhow::Result<Client> {
+/// A client for the first node of the config that answers (or `--node`), without a token.
+async fn reach(config: &Config, node: Option<&str>) -> anyhow::Result<Client> {
     if let Some(addr) = node {
         return Ok(Client::new(addr));
     }
@@ -25,6 +25,40 @@ async fn connect(config: &Config, node: Option<&str>) -> anyhow::Result<Client> 
         "no node of {} answers; is the cluster running (tessera up)?",
         config.path.display()
     )
+}
+
+/// The credentials of the CLI: `TESSERA_TOKEN`, or `TESSERA_USER` (default `admin`) with
+/// `TESSERA_PASSWORD`, or — for the admin of a cluster started here — the password `tessera up`
+/// saved in the first node's data dir.
+async fn connect(config: &Config, node: Option<&str>) -> anyhow::Result<Client> {
+    let client = reach(config, node).await?;
+    if let Ok(token) = std::env::var("TESSERA_TOKEN") {
+        return Ok(client.with_token(token));
+    }
+    let user = std::env::var("TESSERA_USER").unwrap_or_else(|_| "admin".into());
+    let password = match std::env::var("TESSERA_PASSWORD")
+        .or_else(|_| std::env::var("TESSERA_ADMIN_PASSWORD"))
+    {
+        Ok(p) => p,
+        Err(_) => {
+            let first = config
+                .spec
+                .nodes
+                .first()
+                .context("no nodes in the config")?;
+            let file = config.data_dir(first.id)?.join("initial-admin-password");
+            std::fs::read_to_string(&file)
+                .map(|p| p.trim().to_string())
+                .with_context(|| {
+                    format!(
+                        "set TESSERA_TOKEN or TESSERA_PASSWORD (no readable {})",
+                        file.display()
+                    )
+                })?
+        }
+    };
+    let token = client.login(&user, &password).await.context("logging in")?;
+    Ok(client.with_token(token))
 }
 
 fn check(reply: &Reply) -> anyhow::Result<()> {
@@ -41,7 +75,7 @@ fn check(reply: &Reply) -> anyhow::Result<()> {
 }
 
 pub async fn init(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
-    let client = connect(config, node)
+    let client = reach(config, node)
         .await?
         .with_timeout(Duration::from_secs(120));
     let reply = client

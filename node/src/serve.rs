@@ -55,6 +55,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
             max_object_bytes: config.max_object_bytes,
         },
         metrics,
+        data_dir: data_dir.clone(),
     };
     // TCP_NODELAY on every accepted connection: without it Nagle's algorithm holds back the tail
     // of a response until the client ACKs, which costs ~1 ms per request on a keep-alive

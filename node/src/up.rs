@@ -76,9 +76,22 @@ pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
             String::from_utf8_lossy(&init.body)
         );
     }
-    let fresh = init.json()["initialized_groups"].as_u64().unwrap_or(0);
+    let reply = init.json();
+    let fresh = reply["initialized_groups"].as_u64().unwrap_or(0);
     if fresh > 0 {
         println!("initialised a new cluster ({fresh} raft groups)");
+    }
+    if reply["admin_created"].as_bool() == Some(true) {
+        match reply["admin_password_file"].as_str() {
+            Some(file) => {
+                let password = std::fs::read_to_string(file).unwrap_or_default();
+                println!(
+                    "created user admin with password {} (saved in {file})",
+                    password.trim()
+                );
+            }
+            None => println!("created user admin with the password in TESSERA_ADMIN_PASSWORD"),
+        }
     }
     wait_for(&config, "/readyz", Duration::from_secs(60)).await?;
     println!("\nTessera is ready. Open a node in your browser or use the API:");

@@ -13,12 +13,15 @@ use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tessera_storage::{keys, Cached, Cf, ObjectCache, ObjectMeta, PutOutcome, Sha256, Store};
 
+use crate::catalog::{self, CatalogOp, CatalogOutcome, Directory};
 use crate::command::{Command, Response};
 use crate::error::ClusterError;
 use crate::log_store::{repair_purged_past_applied, LogStore};
 use crate::network::{GroupNetworkFactory, Peers};
 use crate::placement::{ClusterSpec, Placement, META_GROUP};
-use crate::proto::{InitGroupRequest, ProposeRequest, ReadRequest, StatusRequest};
+use crate::proto::{
+    InitGroupRequest, ProposeRequest, ReadIndexRequest, ReadRequest, StatusRequest,
+};
 use crate::read::{ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec};
 use crate::state_machine::{StateMachine, PLACEMENT_KEY};
 use crate::types::{NodeId, Raft};
@@ -101,6 +104,8 @@ pub struct Cluster {
     groups: HashMap<u32, Raft>,
     /// Whole objects recently read from local replicas.
     cache: ObjectCache,
+    /// The catalogue records this node serves hot paths from.
+    directory: Arc<Directory>,
 }
 
 impl Cluster {
@@ -123,6 +128,7 @@ impl Cluster {
         );
         let config = Arc::new(tuning.config()?);
         let snapshot_dir = data_dir.join("snapshots");
+        let directory = Arc::new(Directory::default());
         let mut groups = HashMap::new();
         for group in placement.groups_of(me) {
             let s = store.clone();
@@ -133,7 +139,8 @@ impl Cluster {
                 tracing::warn!(group, "log was purged past the applied state by a crash during a snapshot install; rejoining from the leader");
             }
             let log = LogStore::new(store.clone(), group);
-            let sm = StateMachine::open(store.clone(), group, &snapshot_dir)
+            let view = (group == META_GROUP).then(|| directory.clone());
+            let sm = StateMachine::open(store.clone(), group, &snapshot_dir, view)
                 .await
                 .map_err(|e| ClusterError::Internal(e.to_string()))?;
             let network = GroupNetworkFactory {
@@ -153,6 +160,7 @@ impl Cluster {
             peers,
             groups,
             cache: ObjectCache::new(cache_bytes),
+            directory,
         }))
     }
 
@@ -260,6 +268,83 @@ impl Cluster {
                 "initialise group {group}: {e}"
             ))),
         }
+    }
+
+    /// The catalogue records as this node's replica knows them.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Applies a catalogue change with a fresh request id.
+    pub async fn catalog(&self, op: CatalogOp) -> Result<CatalogOutcome, ClusterError> {
+        let request_id = catalog::random().map_err(|e| ClusterError::Internal(e.to_string()))?;
+        self.catalog_with_id(request_id, op).await
+    }
+
+    /// Applies a catalogue change; the same `request_id` never applies twice.
+    pub async fn catalog_with_id(
+        &self,
+        request_id: [u8; 16],
+        op: CatalogOp,
+    ) -> Result<CatalogOutcome, ClusterError> {
+        match self
+            .propose(META_GROUP, Command::Catalog { request_id, op }, 0)
+            .await?
+        {
+            Response::Catalog(outcome) => Ok(outcome),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// Waits until this node's catalogue replica has applied every change acknowledged before
+    /// the call (read-your-writes for reads served from [`Cluster::directory`]).
+    pub async fn catalog_barrier(&self) -> Result<(), ClusterError> {
+        let Some(raft) = self.group(META_GROUP) else {
+            return Err(ClusterError::Internal(
+                "this node holds no catalogue replica".into(),
+            ));
+        };
+        let index = retry(ClusterError::is_transient, || self.read_index(raft)).await?;
+        raft.wait(Some(RETRY_DEADLINE))
+            .applied_index_at_least(Some(index), "catalogue barrier")
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("catalogue barrier: {e}")))?;
+        Ok(())
+    }
+
+    /// The catalogue leader's read index, asked of the leader.
+    async fn read_index(&self, raft: &Raft) -> Result<u64, ClusterError> {
+        let leader = raft.metrics().borrow().current_leader;
+        match leader {
+            Some(leader) if leader == self.me => self.local_read_index(META_GROUP).await,
+            Some(leader) => {
+                let mut client = self.client(leader)?;
+                let mut req = tonic::Request::new(ReadIndexRequest { group: META_GROUP });
+                req.set_timeout(FORWARD_TIMEOUT);
+                let reply = client
+                    .read_index(req)
+                    .await
+                    .map_err(|s| ClusterError::from_status(&s))?;
+                Ok(reply.into_inner().index)
+            }
+            None => Err(ClusterError::Unavailable(
+                "the catalogue has no leader".into(),
+            )),
+        }
+    }
+
+    /// This node's read index for `group`, which it must lead.
+    pub async fn local_read_index(&self, group: u32) -> Result<u64, ClusterError> {
+        let raft = self.group(group).ok_or_else(|| {
+            ClusterError::Unavailable(format!("group {group} is not hosted here"))
+        })?;
+        let read = raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("group {group}: {e}")))?;
+        Ok(read.map(|l| l.index).unwrap_or(0))
     }
 
     /// Stores an object through its shard's leader; acknowledged once a majority of the shard

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tessera_storage::{ObjectMeta, PutOutcome, Sha256};
 
+use crate::catalog::{CatalogOp, CatalogOutcome};
 use crate::placement::Placement;
 
 /// A replicated write: the payload of a Raft log entry. Every field the state machine stores is
@@ -18,6 +19,9 @@ pub enum Command {
     },
     /// Record a new version of the placement (catalogue group only).
     SetPlacement(Placement),
+    /// Change a catalogue record (catalogue group only). The request id makes retries
+    /// idempotent.
+    Catalog { request_id: [u8; 16], op: CatalogOp },
 }
 
 impl fmt::Debug for Command {
@@ -26,6 +30,16 @@ impl fmt::Debug for Command {
             // Never dump image bytes into logs.
             Command::PutObject { sha, meta, .. } => write!(f, "PutObject({sha}, {} B)", meta.size),
             Command::SetPlacement(p) => write!(f, "SetPlacement(v{})", p.version),
+            // Ops carry password hashes: name the kind only.
+            Command::Catalog { op, .. } => match op {
+                CatalogOp::InitClusterKey { .. } => f.write_str("Catalog(InitClusterKey)"),
+                CatalogOp::CreateUser(u) => write!(f, "Catalog(CreateUser {})", u.username),
+                CatalogOp::UpdateUser { username, .. } => {
+                    write!(f, "Catalog(UpdateUser {username})")
+                }
+                CatalogOp::DeleteUser { username } => write!(f, "Catalog(DeleteUser {username})"),
+                CatalogOp::RevokeToken { .. } => f.write_str("Catalog(RevokeToken)"),
+            },
         }
     }
 }
@@ -45,4 +59,5 @@ pub enum Response {
     Placement {
         version: u64,
     },
+    Catalog(CatalogOutcome),
 }

@@ -7,6 +7,7 @@
 //! when this node holds no replica.
 
 mod blocking;
+pub mod catalog;
 mod cluster;
 mod command;
 mod error;

@@ -17,7 +17,8 @@ use crate::network::{INLINE_ENCODE, MAX_MESSAGE};
 use crate::proto::internal_server::{Internal, InternalServer};
 use crate::proto::{
     InitGroupReply, InitGroupRequest, ProposeReply, ProposeRequest, RaftKind, RaftReply,
-    RaftRequest, ReadChunk, ReadRequest, StatusReply, StatusRequest,
+    RaftRequest, ReadChunk, ReadIndexReply, ReadIndexRequest, ReadRequest, StatusReply,
+    StatusRequest,
 };
 use crate::read::{ByteRange, ObjectBody, ReadSpec};
 use crate::types::NodeId;
@@ -188,6 +189,19 @@ impl Internal for InternalService {
             .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(InitGroupReply { initialized }))
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexReply>, Status> {
+        let group = request.into_inner().group;
+        let index = self
+            .cluster
+            .local_read_index(group)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(ReadIndexReply { index }))
     }
 
     async fn local_status(

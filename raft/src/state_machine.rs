@@ -11,6 +11,7 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::blocking::{blocking, storage_error};
+use crate::catalog::{self, Directory};
 use crate::command::{Command, Response};
 use crate::snapshot_store::{sync_dir, SnapshotStore};
 use crate::types::{LogId, RaftStorageError, SnapshotMeta, StoredMembership, TypeConfig};
@@ -37,6 +38,8 @@ pub struct StateMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     receiving: Option<PathBuf>,
+    /// The in-memory view of the catalogue records (catalogue group only).
+    directory: Option<Arc<Directory>>,
 }
 
 impl StateMachine {
@@ -44,6 +47,7 @@ impl StateMachine {
         store: Arc<Store>,
         group: u32,
         snapshot_dir: &Path,
+        directory: Option<Arc<Directory>>,
     ) -> Result<StateMachine, RaftStorageError> {
         let snapshots = SnapshotStore::open(snapshot_dir, group).await?;
         let (s, dir) = (store.clone(), snapshots.clone());
@@ -73,6 +77,10 @@ impl StateMachine {
             Ok::<_, StorageError>((applied, membership))
         })
         .await?;
+        if let Some(directory) = &directory {
+            let (d, s) = (directory.clone(), store.clone());
+            blocking(ErrorVerb::Read, move || d.reload(&s)).await?;
+        }
         Ok(StateMachine {
             store,
             group,
@@ -80,6 +88,7 @@ impl StateMachine {
             applied,
             membership,
             receiving: None,
+            directory,
         })
     }
 }
@@ -150,6 +159,7 @@ fn apply_entries(
     group: u32,
     entries: Vec<Entry>,
     mut membership: StoredMembership,
+    directory: Option<&Directory>,
 ) -> Result<(Vec<Response>, StoredMembership), StorageError> {
     let mut responses = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -173,6 +183,16 @@ fn apply_entries(
                 Response::Placement {
                     version: placement.version,
                 }
+            }
+            EntryPayload::Normal(Command::Catalog { request_id, op }) => {
+                let outcome = catalog::stage(store, &mut batch, &request_id, &op)?;
+                stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
+                store.write(batch, false)?;
+                if let Some(directory) = directory {
+                    directory.applied(&op, &outcome);
+                }
+                responses.push(Response::Catalog(outcome));
+                continue;
             }
         };
         stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
@@ -201,8 +221,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let (store, group, membership) = (self.store.clone(), self.group, self.membership.clone());
+        let directory = self.directory.clone();
         let (responses, membership) = blocking(ErrorVerb::Write, move || {
-            apply_entries(&store, group, entries, membership)
+            apply_entries(&store, group, entries, membership, directory.as_deref())
         })
         .await?;
         self.applied = Some(last);
@@ -291,6 +312,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.snapshots.set_current(meta).await?;
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        if let Some(directory) = &self.directory {
+            let (d, s) = (directory.clone(), self.store.clone());
+            blocking(ErrorVerb::Read, move || d.reload(&s)).await?;
+        }
         Ok(())
     }
 

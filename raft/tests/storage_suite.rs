@@ -16,7 +16,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RocksBuilder 
         let store = Arc::new(Store::open(&dir.path().join("db")).expect("open rocksdb"));
         // A non-zero group id checks that nothing assumes group 0.
         let log = LogStore::new(store.clone(), 7);
-        let sm = StateMachine::open(store, 7, &dir.path().join("snapshots")).await?;
+        let sm = StateMachine::open(store, 7, &dir.path().join("snapshots"), None).await?;
         Ok((dir, log, sm))
     }
 }

@@ -66,16 +66,30 @@ pub fn binary() -> PathBuf {
         })
 }
 
+/// The password the harness gives the `admin` user of every test cluster.
+pub const ADMIN_PASSWORD: &str = "harness-admin-password";
+
 pub struct Node {
     pub id: u64,
     pub http: String,
     pub rpc: String,
     process: Option<Child>,
+    token: Option<String>,
 }
 
 impl Node {
+    /// A client that authenticates as `admin`.
     pub fn client(&self) -> Client {
-        Client::new(&self.http).with_timeout(Duration::from_secs(30))
+        let client = Client::new(&self.http).with_timeout(Duration::from_secs(30));
+        match &self.token {
+            Some(token) => client.with_token(token.clone()),
+            None => client,
+        }
+    }
+
+    /// The admin token the harness logged in with.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     pub fn is_running(&self) -> bool {
@@ -142,6 +156,7 @@ impl TestCluster {
                 http,
                 rpc,
                 process: None,
+                token: None,
             });
         }
         let config = dir.path().join("cluster.toml");
@@ -170,6 +185,13 @@ impl TestCluster {
         })
         .await;
         cluster.wait_ready().await;
+        let token = first
+            .login("admin", ADMIN_PASSWORD)
+            .await
+            .expect("admin login");
+        for node in &mut cluster.nodes {
+            node.token = Some(token.clone());
+        }
         cluster
     }
 
@@ -190,6 +212,7 @@ impl TestCluster {
             .args(["run", "--id", &id.to_string(), "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,openraft=warn")
+            .env("TESSERA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

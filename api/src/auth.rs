@@ -1,0 +1,113 @@
+//! Who is calling: the `Principal` extractor and role checks.
+//!
+//! A request authenticates with `Authorization: Bearer <token>`, or, for `GET`/`HEAD` from a
+//! browser, the `tessera_token` cookie (never for state-changing methods, so a cross-site form
+//! cannot act with the cookie). Roles are ordered annotator < reviewer < manager < admin.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use tessera_raft::catalog::Role;
+
+use crate::error::ApiError;
+use crate::token::{self, Kind};
+use crate::AppState;
+
+/// The cookie the web UI keeps its access token in.
+pub const COOKIE: &str = "tessera_token";
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub username: String,
+    pub role: Role,
+}
+
+impl Principal {
+    /// Refuses (403) callers whose role is below `least`.
+    pub fn require(&self, least: Role) -> Result<(), ApiError> {
+        if self.role >= least {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this needs the {} role or higher; you are {}",
+                least.as_str(),
+                self.role.as_str()
+            ),
+        ))
+    }
+}
+
+pub fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+/// The token a request carries, if any.
+pub fn request_token<'a>(method: &Method, headers: &'a HeaderMap) -> Option<&'a str> {
+    bearer(headers).or_else(|| match *method {
+        Method::GET | Method::HEAD => cookie(headers),
+        _ => None,
+    })
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = request_token(&parts.method, &parts.headers)
+            .ok_or_else(|| unauthorized("send a bearer token (POST /oauth/token issues one)"))?;
+        let claims = token::check(state.cluster.directory(), token)
+            .map_err(|e| unauthorized(e.to_string()))?;
+        if claims.kind == Kind::Refresh {
+            return Err(unauthorized(
+                "refresh tokens are only accepted by /oauth/token",
+            ));
+        }
+        Ok(Principal {
+            username: claims.sub,
+            role: claims.role,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn finds_bearer_tokens_and_cookies_only_for_reads() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(request_token(&Method::POST, &h), Some("abc"));
+        let mut c = HeaderMap::new();
+        c.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; tessera_token=xyz; b=2"),
+        );
+        assert_eq!(request_token(&Method::GET, &c), Some("xyz"));
+        assert_eq!(request_token(&Method::POST, &c), None);
+        assert_eq!(request_token(&Method::GET, &HeaderMap::new()), None);
+    }
+}

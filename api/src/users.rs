@@ -1,0 +1,277 @@
+//! `/api/v1/users` (admin) and `/api/v1/me`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role, User};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::password;
+use crate::token::now_ms;
+use crate::AppState;
+
+const MAX_PAGE: usize = 1000;
+
+fn view(user: &User) -> Value {
+    json!({
+        "username": user.username,
+        "role": user.role,
+        "disabled": user.disabled,
+        "created_ms": user.created_ms,
+    })
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
+    e.message = format!("{field}: {}", e.message);
+    e
+}
+
+fn check_username(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| invalid("username", "1-64 characters of a-z, 0-9, '.', '_' and '-'"))
+}
+
+fn check_password(password: &str) -> Result<(), ApiError> {
+    (password.chars().count() >= 8 && password.len() <= 1024)
+        .then_some(())
+        .ok_or_else(|| invalid("password", "at least 8 characters"))
+}
+
+fn parse_role(role: &str) -> Result<Role, ApiError> {
+    Role::parse(role).ok_or_else(|| invalid("role", "one of admin, manager, reviewer, annotator"))
+}
+
+async fn hash(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+}
+
+fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> {
+    match result {
+        CatalogOutcome::User(user) => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, Json(view(&user))).into_response())
+        }
+        CatalogOutcome::Done => Ok(StatusCode::NO_CONTENT.into_response()),
+        CatalogOutcome::Conflict(m) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", m)),
+        CatalogOutcome::NotFound(m) => Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_user", m)),
+        CatalogOutcome::Key(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected outcome",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/users?limit=&cursor=`: users in name order; `next_cursor` continues the list.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Admin)?;
+    state.cluster.catalog_barrier().await?;
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let users = state
+        .cluster
+        .directory()
+        .users(page.cursor.as_deref(), limit + 1);
+    let next = (users.len() > limit).then(|| users[limit - 1].username.clone());
+    let items: Vec<Value> = users.iter().take(limit).map(view).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    username: String,
+    password: String,
+    role: String,
+}
+
+/// `POST /api/v1/users`.
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(new): Json<NewUser>,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Admin)?;
+    check_username(&new.username)?;
+    check_password(&new.password)?;
+    let role = parse_role(&new.role)?;
+    let user = User {
+        username: new.username,
+        role,
+        password_hash: hash(new.password).await?,
+        disabled: false,
+        created_ms: now_ms(),
+        epoch: 0,
+    };
+    outcome(
+        state.cluster.catalog(CatalogOp::CreateUser(user)).await?,
+        true,
+    )
+}
+
+/// `GET /api/v1/users/{name}` (admins, or the user themself).
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if principal.username != name {
+        principal.require(Role::Admin)?;
+    }
+    state.cluster.catalog_barrier().await?;
+    let user = state.cluster.directory().user(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_user",
+            format!("no user {name}"),
+        )
+    })?;
+    Ok(Json(view(&user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    password: Option<String>,
+    role: Option<String>,
+    disabled: Option<bool>,
+}
+
+/// `PATCH /api/v1/users/{name}`: password, role, disabled. Tokens issued before stop working.
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+    Json(change): Json<Change>,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Admin)?;
+    let role = change.role.as_deref().map(parse_role).transpose()?;
+    let password_hash = match change.password {
+        Some(p) => {
+            check_password(&p)?;
+            Some(hash(p).await?)
+        }
+        None => None,
+    };
+    let op = CatalogOp::UpdateUser {
+        username: name,
+        password_hash,
+        role,
+        disabled: change.disabled,
+    };
+    outcome(state.cluster.catalog(op).await?, false)
+}
+
+/// `DELETE /api/v1/users/{name}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Admin)?;
+    if principal.username == name {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "you cannot delete your own account",
+        ));
+    }
+    outcome(
+        state
+            .cluster
+            .catalog(CatalogOp::DeleteUser { username: name })
+            .await?,
+        false,
+    )
+}
+
+/// `GET /api/v1/me`.
+pub async fn me(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    let user = state
+        .cluster
+        .directory()
+        .user(&principal.username)
+        .ok_or_else(|| crate::auth::unauthorized("the user no longer exists"))?;
+    Ok(Json(view(&user)))
+}
+
+/// Creates the `admin` user on a new cluster: the password is `TESSERA_ADMIN_PASSWORD` if set,
+/// else generated and written to `<data dir>/initial-admin-password` (mode 0600). Returns
+/// whether an admin was created.
+pub async fn bootstrap_admin(state: &AppState) -> Result<bool, ApiError> {
+    state.cluster.catalog_barrier().await?;
+    if state.cluster.directory().user_count() > 0 {
+        return Ok(false);
+    }
+    let (password, generated) = match std::env::var("TESSERA_ADMIN_PASSWORD") {
+        Ok(p) if !p.is_empty() => (p, false),
+        _ => (
+            password::generate().map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?,
+            true,
+        ),
+    };
+    let user = User {
+        username: "admin".into(),
+        role: Role::Admin,
+        password_hash: hash(password.clone()).await?,
+        disabled: false,
+        created_ms: now_ms(),
+        epoch: 0,
+    };
+    let created = matches!(
+        state.cluster.catalog(CatalogOp::CreateUser(user)).await?,
+        CatalogOutcome::User(_)
+    );
+    if created && generated {
+        let path = state.data_dir.join("initial-admin-password");
+        let dir = state.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::create_dir_all(&dir)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            writeln!(f, "{password}")?;
+            f.sync_all()
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    }
+    Ok(created)
+}

@@ -1,0 +1,299 @@
+//! The catalogue's records: users, token revocations and the cluster key, replicated by group 0.
+//!
+//! Every change is a [`CatalogOp`] proposed with a request id; applying the same id twice
+//! returns the first outcome without changing anything, so a retried request never applies
+//! twice. Each node keeps the records it needs on hot paths (users, revoked token ids, the key)
+//! in a [`Directory`] in memory, updated as the catalogue applies.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::RwLock;
+
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use serde::{Deserialize, Serialize};
+use tessera_storage::{keys, Cf, StorageError, Store};
+
+use crate::placement::META_GROUP;
+
+/// What a user may do. See docs/architecture.md for the rules per route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Annotator,
+    Reviewer,
+    Manager,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "manager" => Some(Role::Manager),
+            "reviewer" => Some(Role::Reviewer),
+            "annotator" => Some(Role::Annotator),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Manager => "manager",
+            Role::Reviewer => "reviewer",
+            Role::Annotator => "annotator",
+        }
+    }
+}
+
+/// A user account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub role: Role,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_ms: u64,
+    /// Bumped whenever the password, role or status changes: tokens carry the epoch they were
+    /// issued under and are refused once it moved on.
+    pub epoch: u64,
+}
+
+/// A change to the catalogue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CatalogOp {
+    /// Sets the cluster's signing key unless one exists (first start).
+    InitClusterKey {
+        key: [u8; 32],
+    },
+    CreateUser(User),
+    UpdateUser {
+        username: String,
+        password_hash: Option<String>,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    },
+    DeleteUser {
+        username: String,
+    },
+    /// Refuses a token from now on; remembered until it would have expired anyway.
+    RevokeToken {
+        id: [u8; 16],
+        expires_ms: u64,
+    },
+}
+
+/// The result of a [`CatalogOp`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogOutcome {
+    Done,
+    User(User),
+    /// The key in force (the new one, or the one that already existed).
+    Key([u8; 32]),
+    Conflict(String),
+    NotFound(String),
+}
+
+const KEY: &str = "cluster_key";
+
+/// `N` bytes from the kernel's CSPRNG (ids, salts, keys, generated passwords).
+pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {
+    use std::io::Read;
+    let mut out = [0u8; N];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut out)?;
+    Ok(out)
+}
+
+fn user_key(name: &str) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("user/{name}"))
+}
+
+fn revoked_key(id: &[u8; 16]) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("revoked/{}", hex::encode(id)))
+}
+
+fn request_key(id: &[u8; 16]) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("request/{}", hex::encode(id)))
+}
+
+/// Stages `op` in `batch` and returns its outcome. Reads see the database as of the previous
+/// entry (each entry is applied in its own batch).
+pub fn stage(
+    store: &Store,
+    batch: &mut WriteBatch,
+    request_id: &[u8; 16],
+    op: &CatalogOp,
+) -> Result<CatalogOutcome, StorageError> {
+    let cf = store.cf(Cf::Catalog);
+    if let Some(raw) = store.get(Cf::Catalog, &request_key(request_id))? {
+        return Ok(bincode::deserialize(&raw)?);
+    }
+    let read_user = |name: &str| -> Result<Option<User>, StorageError> {
+        match store.get(Cf::Catalog, &user_key(name))? {
+            Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
+            None => Ok(None),
+        }
+    };
+    let outcome = match op {
+        CatalogOp::InitClusterKey { key } => {
+            match store.get(Cf::Catalog, &keys::named(META_GROUP, KEY))? {
+                Some(existing) => CatalogOutcome::Key(
+                    existing
+                        .try_into()
+                        .map_err(|_| StorageError::Corrupt("cluster key".into()))?,
+                ),
+                None => {
+                    batch.put_cf(cf, keys::named(META_GROUP, KEY), key);
+                    CatalogOutcome::Key(*key)
+                }
+            }
+        }
+        CatalogOp::CreateUser(user) => match read_user(&user.username)? {
+            Some(_) => CatalogOutcome::Conflict(format!("user {} exists", user.username)),
+            None => {
+                batch.put_cf(cf, user_key(&user.username), bincode::serialize(user)?);
+                CatalogOutcome::User(user.clone())
+            }
+        },
+        CatalogOp::UpdateUser {
+            username,
+            password_hash,
+            role,
+            disabled,
+        } => match read_user(username)? {
+            None => CatalogOutcome::NotFound(format!("no user {username}")),
+            Some(mut user) => {
+                if let Some(hash) = password_hash {
+                    user.password_hash = hash.clone();
+                }
+                user.role = role.unwrap_or(user.role);
+                user.disabled = disabled.unwrap_or(user.disabled);
+                user.epoch += 1;
+                batch.put_cf(cf, user_key(username), bincode::serialize(&user)?);
+                CatalogOutcome::User(user)
+            }
+        },
+        CatalogOp::DeleteUser { username } => match read_user(username)? {
+            None => CatalogOutcome::NotFound(format!("no user {username}")),
+            Some(_) => {
+                batch.delete_cf(cf, user_key(username));
+                CatalogOutcome::Done
+            }
+        },
+        CatalogOp::RevokeToken { id, expires_ms } => {
+            batch.put_cf(cf, revoked_key(id), expires_ms.to_be_bytes());
+            CatalogOutcome::Done
+        }
+    };
+    batch.put_cf(cf, request_key(request_id), bincode::serialize(&outcome)?);
+    Ok(outcome)
+}
+
+#[derive(Default)]
+struct View {
+    users: BTreeMap<String, User>,
+    revoked: HashSet<[u8; 16]>,
+    key: Option<[u8; 32]>,
+}
+
+/// This node's in-memory copy of the catalogue records used on hot paths. It follows the local
+/// catalogue replica, so it may trail the leader by the replication lag (milliseconds); reads
+/// that must see a write just made go through [`crate::Cluster::catalog_barrier`] first.
+#[derive(Default)]
+pub struct Directory {
+    view: RwLock<View>,
+}
+
+impl Directory {
+    /// Reloads everything from the catalogue's records in `store` (start-up, snapshot install).
+    pub fn reload(&self, store: &Store) -> Result<(), StorageError> {
+        let mut view = View::default();
+        let start = keys::group_start(META_GROUP);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(keys::group_end(META_GROUP));
+        let iter = store.db().iterator_cf_opt(
+            store.cf(Cf::Catalog),
+            opts,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            let name = String::from_utf8_lossy(&k[keys::GROUP_LEN..]).into_owned();
+            if name.starts_with("user/") {
+                let user: User = bincode::deserialize(&v)?;
+                view.users.insert(user.username.clone(), user);
+            } else if let Some(id) = name.strip_prefix("revoked/") {
+                let mut raw = [0u8; 16];
+                if hex::decode_to_slice(id, &mut raw).is_ok() {
+                    view.revoked.insert(raw);
+                }
+            } else if name == KEY {
+                view.key = v.as_ref().try_into().ok();
+            }
+        }
+        if let Ok(mut current) = self.view.write() {
+            *current = view;
+        }
+        Ok(())
+    }
+
+    /// Records the effect of an applied op.
+    pub fn applied(&self, op: &CatalogOp, outcome: &CatalogOutcome) {
+        let Ok(mut view) = self.view.write() else {
+            return;
+        };
+        match (op, outcome) {
+            (_, CatalogOutcome::User(user)) => {
+                view.users.insert(user.username.clone(), user.clone());
+            }
+            (_, CatalogOutcome::Key(key)) => view.key = Some(*key),
+            (CatalogOp::DeleteUser { username }, CatalogOutcome::Done) => {
+                view.users.remove(username);
+            }
+            (CatalogOp::RevokeToken { id, .. }, CatalogOutcome::Done) => {
+                view.revoked.insert(*id);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn user(&self, name: &str) -> Option<User> {
+        self.view.read().ok()?.users.get(name).cloned()
+    }
+
+    /// Users in name order after `after`, at most `limit`.
+    pub fn users(&self, after: Option<&str>, limit: usize) -> Vec<User> {
+        let Ok(view) = self.view.read() else {
+            return Vec::new();
+        };
+        let from = after
+            .map(|a| std::ops::Bound::Excluded(a.to_string()))
+            .unwrap_or(std::ops::Bound::Unbounded);
+        view.users
+            .range((from, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|(_, u)| u.clone())
+            .collect()
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.view.read().map(|v| v.users.len()).unwrap_or(0)
+    }
+
+    pub fn is_revoked(&self, id: &[u8; 16]) -> bool {
+        self.view
+            .read()
+            .map(|v| v.revoked.contains(id))
+            .unwrap_or(true)
+    }
+
+    /// What token checks need of a user, without cloning the record.
+    pub fn standing(&self, name: &str) -> Option<(Role, u64, bool)> {
+        let view = self.view.read().ok()?;
+        view.users.get(name).map(|u| (u.role, u.epoch, u.disabled))
+    }
+
+    pub fn key(&self) -> Option<[u8; 32]> {
+        self.view.read().ok()?.key
+    }
+}
