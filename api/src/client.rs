@@ -94,9 +94,11 @@ impl Client {
     }
 
     /// Sends `Authorization: Bearer <token>` with every request that does not set its own.
-    pub fn with_token(mut self, token: impl Into<String>) -> Client {
-        self.token = Some(token.into());
-        self
+    pub fn with_token(&self, token: impl Into<String>) -> Client {
+        Client {
+            token: Some(token.into()),
+            ..self.clone()
+        }
     }
 
     /// The same client without a token.

@@ -32,12 +32,15 @@ pub use metrics::{install_recorder, spawn_gauges};
 pub struct Limits {
     /// Largest accepted upload, in bytes.
     pub max_object_bytes: u64,
+    /// Lifetime of access tokens, in milliseconds.
+    pub access_token_ttl_ms: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_object_bytes: 64 << 20,
+            access_token_ttl_ms: 60 * 60 * 1000,
         }
     }
 }

@@ -15,7 +15,6 @@ use crate::password;
 use crate::token::{self, Claims, Kind};
 use crate::AppState;
 
-const ACCESS_TTL_MS: u64 = 60 * 60 * 1000;
 const REFRESH_TTL_MS: u64 = 30 * 24 * 60 * 60 * 1000;
 const API_TTL_MS: u64 = 365 * 24 * 60 * 60 * 1000;
 
@@ -166,7 +165,7 @@ pub async fn token(
         user.role,
         user.epoch,
         Kind::Access,
-        ACCESS_TTL_MS,
+        state.limits.access_token_ttl_ms,
     )?;
     let refresh = match refresh {
         Some(existing) => existing,
@@ -185,7 +184,7 @@ pub async fn token(
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": ACCESS_TTL_MS / 1000,
+        "expires_in": state.limits.access_token_ttl_ms / 1000,
         "refresh_token": refresh,
         "role": user.role,
     });

@@ -44,11 +44,10 @@ fn too_large(limit: u64) -> ApiError {
 /// bounded by the size limit while it is hashed; the image type is decided from the bytes.
 pub async fn upload(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Result<Principal, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    principal.require(Role::Manager)?;
     let limit = state.limits.max_object_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -58,6 +57,14 @@ pub async fn upload(
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let mut stream = body.into_data_stream();
+    // Refused callers still have their body drained, so that they read the 401/403 instead of
+    // a reset connection.
+    if let Err(refusal) = principal.and_then(|p| p.require(Role::Manager)) {
+        if !expects_continue {
+            discard(&mut stream).await;
+        }
+        return Err(refusal);
+    }
     if declared.is_some_and(|n| n > limit) {
         if !expects_continue {
             discard(&mut stream).await;
@@ -127,7 +134,7 @@ pub async fn upload(
 }
 
 /// Reads and drops what is left of a refused body (up to a bound), so that a client that sends
-/// its whole body before reading the response still gets the 413 instead of a reset
+/// its whole body before reading the response still gets the error instead of a reset
 /// connection. Clients that sent `Expect: 100-continue` are answered without this.
 async fn discard(stream: &mut axum::body::BodyDataStream) {
     const CAP: usize = 256 << 20;

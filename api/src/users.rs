@@ -1,5 +1,6 @@
 //! `/api/v1/users` (admin) and `/api/v1/me`.
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role, User};
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{parse_json, ApiError};
 use crate::password;
 use crate::token::now_ms;
 use crate::AppState;
@@ -115,9 +116,10 @@ pub struct NewUser {
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    Json(new): Json<NewUser>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Admin)?;
+    let new: NewUser = parse_json(&body)?;
     check_username(&new.username)?;
     check_password(&new.password)?;
     let role = parse_role(&new.role)?;
@@ -168,9 +170,10 @@ pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-    Json(change): Json<Change>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Admin)?;
+    let change: Change = parse_json(&body)?;
     let role = change.role.as_deref().map(parse_role).transpose()?;
     let password_hash = match change.password {
         Some(p) => {

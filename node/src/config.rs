@@ -28,6 +28,13 @@ struct ClusterSection {
     /// Memory per node for caching hot objects, in MiB (0 disables the cache).
     #[serde(default = "default_cache_mb")]
     cache_mb: u64,
+    /// Lifetime of access tokens issued by /oauth/token, in seconds.
+    #[serde(default = "default_access_token_ttl_s")]
+    access_token_ttl_s: u64,
+}
+
+fn default_access_token_ttl_s() -> u64 {
+    3600
 }
 
 fn default_cache_mb() -> u64 {
@@ -60,6 +67,7 @@ pub struct Config {
     pub tuning: RaftTuning,
     pub max_object_bytes: u64,
     pub cache_bytes: usize,
+    pub access_token_ttl_ms: u64,
     data_dirs: Vec<(u64, PathBuf)>,
 }
 
@@ -126,6 +134,7 @@ impl Config {
             tuning: file.raft.unwrap_or_default(),
             max_object_bytes: c.max_object_mb << 20,
             cache_bytes: (c.cache_mb << 20) as usize,
+            access_token_ttl_ms: c.access_token_ttl_s.max(1) * 1000,
             data_dirs,
         })
     }

@@ -53,6 +53,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         cluster: cluster.clone(),
         limits: Limits {
             max_object_bytes: config.max_object_bytes,
+            access_token_ttl_ms: config.access_token_ttl_ms,
         },
         metrics,
         data_dir: data_dir.clone(),

@@ -163,12 +163,15 @@ pub fn stage(
         } => match read_user(username)? {
             None => CatalogOutcome::NotFound(format!("no user {username}")),
             Some(mut user) => {
+                let before = user.clone();
                 if let Some(hash) = password_hash {
                     user.password_hash = hash.clone();
                 }
                 user.role = role.unwrap_or(user.role);
                 user.disabled = disabled.unwrap_or(user.disabled);
-                user.epoch += 1;
+                if user != before {
+                    user.epoch += 1;
+                }
                 batch.put_cf(cf, user_key(username), bincode::serialize(&user)?);
                 CatalogOutcome::User(user)
             }

@@ -116,6 +116,7 @@ pub struct Options {
     /// Short heartbeats and election timeouts, so failover tests run quickly. Benchmarks turn
     /// this off to measure the production defaults.
     pub fast_failover: bool,
+    pub access_token_ttl_s: u64,
 }
 
 impl Default for Options {
@@ -128,6 +129,7 @@ impl Default for Options {
             snapshot_logs: 2000,
             keep_logs: 500,
             fast_failover: true,
+            access_token_ttl_s: 3600,
         }
     }
 }
@@ -137,9 +139,14 @@ impl TestCluster {
     pub async fn start(opts: Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut toml = format!(
-            "[cluster]\nshards = {}\nreplication = {}\nmax_object_mb = {}\n\n\
+            "[cluster]\nshards = {}\nreplication = {}\nmax_object_mb = {}\naccess_token_ttl_s = {}\n\n\
              [raft]\nsnapshot_logs = {}\nkeep_logs = {}\n",
-            opts.shards, opts.replication, opts.max_object_mb, opts.snapshot_logs, opts.keep_logs
+            opts.shards,
+            opts.replication,
+            opts.max_object_mb,
+            opts.access_token_ttl_s,
+            opts.snapshot_logs,
+            opts.keep_logs
         );
         if opts.fast_failover {
             toml.push_str("heartbeat_ms = 100\nelection_timeout_ms = 800\n");

@@ -1,0 +1,487 @@
+//! Users, OAuth2 tokens and the role × route authorisation matrix, on a real cluster.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tessera_api::client::{form_encode, Client, Method, Reply};
+use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
+
+use crate::support::{image, upload};
+
+async fn form(client: &Client, path: &str, fields: &[(&str, &str)]) -> Reply {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect();
+    client
+        .send(
+            Method::POST,
+            path,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from(body.join("&")),
+        )
+        .await
+        .expect("form request")
+}
+
+async fn post_json(client: &Client, path: &str, body: serde_json::Value) -> Reply {
+    client
+        .send(
+            Method::POST,
+            path,
+            &[("content-type", "application/json")],
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .expect("json request")
+}
+
+async fn create_user(admin: &Client, name: &str, role: &str) {
+    let reply = post_json(
+        admin,
+        "/api/v1/users",
+        json!({"username": name, "password": format!("{name}-password"), "role": role}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "create {name}: {:?}", reply.json());
+}
+
+#[tokio::test]
+async fn oauth_password_refresh_revoke_and_user_changes() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    create_user(&admin, "mia", "manager").await;
+    // Read-your-writes: the new user logs in through another node at once.
+    let other = cluster.node(3).client().anonymous();
+    let login = form(
+        &other,
+        "/oauth/token",
+        &[
+            ("grant_type", "password"),
+            ("username", "mia"),
+            ("password", "mia-password"),
+        ],
+    )
+    .await;
+    assert_eq!(login.status, 200, "{:?}", login.json());
+    assert_eq!(login.header("cache-control"), Some("no-store"));
+    let grant = login.json();
+    assert_eq!(grant["token_type"], "Bearer");
+    let access = grant["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_string();
+    let refresh = grant["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_string();
+    let me = other
+        .with_token(access.clone())
+        .get("/api/v1/me")
+        .await
+        .unwrap();
+    assert_eq!(
+        (me.status.as_u16(), me.json()["role"].clone()),
+        (200, json!("manager"))
+    );
+
+    for (fields, code) in [
+        (
+            vec![
+                ("grant_type", "password"),
+                ("username", "mia"),
+                ("password", "wrong"),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", "password"),
+                ("username", "nobody"),
+                ("password", "x"),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![("grant_type", "password"), ("username", "mia")],
+            "invalid_request",
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            "unsupported_grant_type",
+        ),
+        (
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", access.as_str()),
+            ],
+            "invalid_grant",
+        ),
+    ] {
+        let reply = form(&other, "/oauth/token", &fields).await;
+        assert_eq!(reply.status, 400, "{fields:?}");
+        assert_eq!(reply.json()["error"], code, "{fields:?}");
+    }
+    // A refresh token is refused as a bearer token, and exchanged for a new access token.
+    assert_eq!(
+        other
+            .with_token(refresh.clone())
+            .get("/api/v1/me")
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    let renewed = form(
+        &other,
+        "/oauth/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(renewed.status, 200);
+    let second = renewed.json()["access_token"]
+        .as_str()
+        .expect("renewed")
+        .to_string();
+
+    // Revocation holds on every node.
+    assert_eq!(
+        form(&other, "/oauth/revoke", &[("token", &access)])
+            .await
+            .status,
+        200
+    );
+    for node in &cluster.nodes {
+        let client = node.client().with_token(access.clone());
+        eventually("revocation to reach every node", DEADLINE, || async {
+            (client.get("/api/v1/me").await.ok()?.status == 401).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        other
+            .with_token(second.clone())
+            .get("/api/v1/me")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+
+    // An API token works until revoked.
+    let api = post_json(
+        &other.with_token(second.clone()),
+        "/api/v1/me/tokens",
+        json!({}),
+    )
+    .await;
+    assert_eq!(api.status, 201);
+    let api_token = api.json()["token"].as_str().expect("api token").to_string();
+    assert_eq!(
+        other
+            .with_token(api_token.clone())
+            .get("/api/v1/me")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+
+    // Changing the password ends every token issued before; the new password works.
+    let patch = admin
+        .send(
+            Method::PATCH,
+            "/api/v1/users/mia",
+            &[("content-type", "application/json")],
+            Bytes::from(json!({"password": "new-mia-password"}).to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patch.status, 200, "{:?}", patch.json());
+    for token in [&second, &api_token] {
+        let client = other.with_token(token.clone());
+        eventually("old tokens to be refused", DEADLINE, || async {
+            (client.get("/api/v1/me").await.ok()?.status == 401).then_some(())
+        })
+        .await;
+    }
+    assert!(other.login("mia", "new-mia-password").await.is_ok());
+
+    // Bad user input and conflicts.
+    let dup = post_json(
+        &admin,
+        "/api/v1/users",
+        json!({"username": "mia", "password": "whatever1", "role": "annotator"}),
+    )
+    .await;
+    assert_eq!(dup.status, 409);
+    for bad in [
+        json!({"username": "Bad Name", "password": "whatever1", "role": "annotator"}),
+        json!({"username": "ok", "password": "short", "role": "annotator"}),
+        json!({"username": "ok", "password": "whatever1", "role": "emperor"}),
+    ] {
+        let reply = post_json(&admin, "/api/v1/users", bad.clone()).await;
+        assert_eq!(reply.status, 422, "{bad}");
+        assert_eq!(reply.json()["error"]["code"], "invalid_field");
+    }
+    let malformed = admin
+        .send(
+            Method::POST,
+            "/api/v1/users",
+            &[("content-type", "application/json")],
+            Bytes::from_static(b"{not json"),
+        )
+        .await
+        .unwrap();
+    assert!(malformed.status.is_client_error());
+
+    // Listing pages through every user.
+    let first = admin.get("/api/v1/users?limit=1").await.unwrap().json();
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(1));
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let rest = admin
+        .get(&format!("/api/v1/users?limit=10&cursor={cursor}"))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
+    assert!(rest["next_cursor"].is_null());
+
+    // Deleting a user ends their logins.
+    assert_eq!(
+        admin
+            .send(Method::DELETE, "/api/v1/users/mia", &[], Bytes::new())
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    assert!(other.login("mia", "new-mia-password").await.is_err());
+    assert_eq!(
+        admin
+            .send(Method::DELETE, "/api/v1/users/admin", &[], Bytes::new())
+            .await
+            .unwrap()
+            .status,
+        409
+    );
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let cluster = TestCluster::start(Options {
+        access_token_ttl_s: 1,
+        ..Options::default()
+    })
+    .await;
+    let client = cluster.node(2).client();
+    let token = client
+        .anonymous()
+        .login("admin", tessera_cluster_tests::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    let fresh = client
+        .with_token(token.clone())
+        .get("/api/v1/me")
+        .await
+        .unwrap();
+    assert_eq!(fresh.status, 200);
+    let expired = eventually("the token to expire", Duration::from_secs(10), || async {
+        let reply = client
+            .with_token(token.clone())
+            .get("/api/v1/me")
+            .await
+            .ok()?;
+        (reply.status == 401).then_some(reply)
+    })
+    .await;
+    assert!(expired.json()["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("expired")));
+}
+
+/// Every route × every kind of caller: allowed (not 401/403) or refused with the right status.
+#[tokio::test]
+async fn role_route_matrix() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    for (name, role) in [
+        ("mgr", "manager"),
+        ("rev", "reviewer"),
+        ("ann", "annotator"),
+    ] {
+        create_user(&admin, name, role).await;
+    }
+    let anon = cluster.node(2).client().anonymous();
+    let mut callers: Vec<(&str, Option<String>)> = vec![("none", None)];
+    callers.push((
+        "admin",
+        Some(
+            anon.login("admin", tessera_cluster_tests::ADMIN_PASSWORD)
+                .await
+                .unwrap(),
+        ),
+    ));
+    for name in ["mgr", "rev", "ann"] {
+        callers.push((
+            name,
+            Some(anon.login(name, &format!("{name}-password")).await.unwrap()),
+        ));
+    }
+    let revoked = anon
+        .login("admin", tessera_cluster_tests::ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        form(&anon, "/oauth/revoke", &[("token", &revoked)])
+            .await
+            .status,
+        200
+    );
+    callers.push(("revoked", Some(revoked)));
+    let admin_token = callers[1].1.clone().unwrap();
+    let (body, sig) = admin_token.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    callers.push(("forged", Some(format!("{body}.{flipped}{}", &sig[1..]))));
+
+    let sha = upload(&admin, &image(5)).await;
+    let object = format!("/objects/{sha}");
+    let meta = format!("/api/v1/objects/{sha}");
+    // (method, path, body, callers allowed)
+    let png = Bytes::from(image(6));
+    let routes: Vec<(Method, String, Bytes, &[&str])> = vec![
+        (Method::GET, object.clone(), Bytes::new(), &["admin", "mgr"]),
+        (
+            Method::HEAD,
+            object.clone(),
+            Bytes::new(),
+            &["admin", "mgr"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/objects".into(),
+            png,
+            &["admin", "mgr"],
+        ),
+        (Method::GET, meta.clone(), Bytes::new(), &["admin", "mgr"]),
+        (
+            Method::GET,
+            "/api/v1/cluster".into(),
+            Bytes::new(),
+            &["admin"],
+        ),
+        (
+            Method::GET,
+            "/api/v1/users".into(),
+            Bytes::new(),
+            &["admin"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".into(),
+            Bytes::from(json!({"username": "x", "password": "y"}).to_string()),
+            &["admin"],
+        ),
+        (
+            Method::GET,
+            "/api/v1/users/ann".into(),
+            Bytes::new(),
+            &["admin", "ann"],
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/users/rev".into(),
+            Bytes::from_static(b"{}"),
+            &["admin"],
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/users/nobody".into(),
+            Bytes::new(),
+            &["admin"],
+        ),
+        (
+            Method::GET,
+            "/api/v1/me".into(),
+            Bytes::new(),
+            &["admin", "mgr", "rev", "ann"],
+        ),
+        (
+            Method::POST,
+            "/api/v1/me/tokens".into(),
+            Bytes::new(),
+            &["admin", "mgr", "rev", "ann"],
+        ),
+    ];
+    for (method, path, body, allowed) in &routes {
+        for (who, token) in &callers {
+            let client = match token {
+                Some(t) => anon.with_token(t.clone()),
+                None => anon.clone(),
+            };
+            let reply = client
+                .send(
+                    method.clone(),
+                    path,
+                    &[("content-type", "application/json")],
+                    body.clone(),
+                )
+                .await
+                .unwrap();
+            let status = reply.status.as_u16();
+            if allowed.contains(who) {
+                assert!(
+                    status != 401 && status != 403,
+                    "{who} {method} {path}: {status} {:?}",
+                    reply.json()
+                );
+            } else {
+                let expected = if token.is_none() || ["revoked", "forged"].contains(who) {
+                    401
+                } else {
+                    403
+                };
+                assert_eq!(status, expected, "{who} {method} {path}");
+                if *method != Method::HEAD {
+                    assert!(
+                        reply.json()["error"]["code"].is_string(),
+                        "{who} {method} {path}: JSON error"
+                    );
+                }
+            }
+        }
+    }
+    // Public routes need no token.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(anon.get(path).await.unwrap().status, 200, "{path}");
+    }
+    // Presigned URLs from the metadata API work without a token; a tampered one does not.
+    let url = admin.get(&meta).await.unwrap().json()["url"]
+        .as_str()
+        .expect("presigned url")
+        .to_string();
+    assert_eq!(anon.get(&url).await.unwrap().status, 200);
+    let tampered = url.replace("sig=", "sig=00");
+    assert_eq!(anon.get(&tampered).await.unwrap().status, 401);
+    // The session cookie is accepted for reads only.
+    let cookie = format!("tessera_token={admin_token}");
+    let read = anon
+        .send(Method::GET, &object, &[("cookie", &cookie)], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(read.status, 200);
+    let write = anon
+        .send(
+            Method::POST,
+            "/api/v1/objects",
+            &[("cookie", &cookie)],
+            Bytes::from(image(7)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(write.status, 401);
+}
