@@ -499,6 +499,15 @@ impl Cluster {
         }
     }
 
+    /// The answer from the object cache, unless the read must be linearizable.
+    fn cached(&self, sha: &Sha256, spec: ReadSpec) -> Option<ObjectRead> {
+        if spec.linearizable {
+            return None;
+        }
+        let hit = self.cache.get(sha)?;
+        Some(answer(hit.meta, Some(hit.bytes), spec))
+    }
+
     /// Reads an object of a group this node holds no replica of, from one of its replicas.
     /// Small objects read whole are kept in this node's cache too (objects are immutable, so any
     /// node may cache any object): a hot object then costs a forwarded read only once.
@@ -509,10 +518,8 @@ impl Cluster {
         spec: ReadSpec,
         hops: u32,
     ) -> Result<Option<ObjectRead>, ClusterError> {
-        if !spec.linearizable {
-            if let Some(hit) = self.cache.get(&sha) {
-                return Ok(Some(answer(hit.meta, Some(hit.bytes), spec)));
-            }
+        if let Some(hit) = self.cached(&sha, spec) {
+            return Ok(Some(hit));
         }
         let cacheable = !spec.meta_only && !spec.linearizable && spec.range.is_none();
         let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
@@ -576,10 +583,8 @@ impl Cluster {
         sha: Sha256,
         spec: ReadSpec,
     ) -> Result<Option<ObjectRead>, ClusterError> {
-        if !spec.linearizable {
-            if let Some(hit) = self.cache.get(&sha) {
-                return Ok(Some(answer(hit.meta, Some(hit.bytes), spec)));
-            }
+        if let Some(hit) = self.cached(&sha, spec) {
+            return Ok(Some(hit));
         }
         let store = self.store.clone();
         let found = tokio::task::spawn_blocking(move || {

@@ -92,6 +92,23 @@ impl Node {
         self.token.as_deref()
     }
 
+    /// Polls `/readyz` until the node reports every group it hosts has a leader.
+    pub async fn wait_ready(&self) {
+        let client = self.client();
+        eventually(
+            &format!("node {} to be ready", self.id),
+            DEADLINE,
+            || async {
+                client
+                    .get("/readyz")
+                    .await
+                    .ok()
+                    .filter(|r| r.status.is_success())
+            },
+        )
+        .await;
+    }
+
     pub fn is_running(&self) -> bool {
         self.process.is_some()
     }
@@ -237,15 +254,7 @@ impl TestCluster {
     pub async fn restart(&mut self, id: u64) {
         assert!(!self.node(id).is_running(), "node {id} is running");
         self.spawn(id);
-        let client = self.node(id).client();
-        eventually(&format!("node {id} to be ready"), DEADLINE, || async {
-            client
-                .get("/readyz")
-                .await
-                .ok()
-                .filter(|r| r.status.is_success())
-        })
-        .await;
+        self.node(id).wait_ready().await;
     }
 
     /// `kill -9`: no chance to flush or say goodbye.
@@ -263,19 +272,7 @@ impl TestCluster {
     /// Waits until every running node reports every group it hosts has a leader.
     pub async fn wait_ready(&self) {
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            let client = node.client();
-            eventually(
-                &format!("node {} to be ready", node.id),
-                DEADLINE,
-                || async {
-                    client
-                        .get("/readyz")
-                        .await
-                        .ok()
-                        .filter(|r| r.status.is_success())
-                },
-            )
-            .await;
+            node.wait_ready().await;
         }
     }
 
