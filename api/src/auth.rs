@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use tessera_raft::catalog::Role;
 
 use crate::error::ApiError;
-use crate::token::{self, Kind};
+use crate::token::{self, Kind, TokenError};
 use crate::AppState;
 
 /// The cookie the web UI keeps its access token in.
@@ -68,14 +68,26 @@ pub fn request_token<'a>(method: &Method, headers: &'a HeaderMap) -> Option<&'a 
     })
 }
 
+/// Checks a token; if this node's catalogue view may be behind the token (a key, user or epoch
+/// it has not applied yet), waits for the catalogue once and checks again. Tokens that are
+/// simply bad never cost a barrier.
+pub async fn checked(state: &AppState, token: &str) -> Result<token::Claims, ApiError> {
+    match token::check(state.cluster.directory(), token) {
+        Err(TokenError::Behind | TokenError::NoKey) => {
+            state.cluster.catalog_barrier().await?;
+            token::check(state.cluster.directory(), token).map_err(|e| unauthorized(e.to_string()))
+        }
+        other => other.map_err(|e| unauthorized(e.to_string())),
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = request_token(&parts.method, &parts.headers)
             .ok_or_else(|| unauthorized("send a bearer token (POST /oauth/token issues one)"))?;
-        let claims = token::check(state.cluster.directory(), token)
-            .map_err(|e| unauthorized(e.to_string()))?;
+        let claims = checked(state, token).await?;
         if claims.kind == Kind::Refresh {
             return Err(unauthorized(
                 "refresh tokens are only accepted by /oauth/token",

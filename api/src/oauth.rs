@@ -139,8 +139,9 @@ pub async fn token(
             let presented = req
                 .refresh_token
                 .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required"))?;
-            let claims = token::check(state.cluster.directory(), &presented)
-                .map_err(|e| OAuthError::new("invalid_grant", e.to_string()))?;
+            let claims = crate::auth::checked(&state, &presented)
+                .await
+                .map_err(|e| OAuthError::new("invalid_grant", e.message))?;
             if claims.kind != Kind::Refresh {
                 return Err(OAuthError::new("invalid_grant", "not a refresh token"));
             }
@@ -205,6 +206,13 @@ pub async fn revoke(
     let presented = req
         .token
         .ok_or_else(|| OAuthError::new("invalid_request", "token is required"))?;
+    if state.cluster.directory().key().is_none() {
+        state
+            .cluster
+            .catalog_barrier()
+            .await
+            .map_err(ApiError::from)?;
+    }
     let Some(key) = state.cluster.directory().key() else {
         return Ok(StatusCode::OK.into_response());
     };

@@ -60,6 +60,10 @@ pub enum TokenError {
     Revoked,
     #[error("the cluster has no signing key yet")]
     NoKey,
+    /// The token may be newer than this node's view of the catalogue (the key, the user or the
+    /// user's epoch has not reached it yet): worth checking again after a catalogue barrier.
+    #[error("this node has not caught up with the user records")]
+    Behind,
 }
 
 fn mac(key: &[u8; 32]) -> HmacSha256 {
@@ -116,7 +120,9 @@ pub fn check(directory: &Directory, token: &str) -> Result<Claims, TokenError> {
             claims.role = role;
             Ok(claims)
         }
-        _ => Err(TokenError::Revoked),
+        Some((_, epoch, _)) if epoch < claims.epoch => Err(TokenError::Behind),
+        None => Err(TokenError::Behind),
+        Some(_) => Err(TokenError::Revoked),
     }
 }
 
