@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod client;
 mod cluster_routes;
+mod datasets;
 mod error;
 mod metrics;
 mod oauth;
@@ -67,6 +68,24 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/users/{name}",
             get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route(
+            "/api/v1/datasets",
+            get(datasets::list).post(datasets::create),
+        )
+        .route(
+            "/api/v1/datasets/{id}",
+            get(datasets::get)
+                .patch(datasets::rename)
+                .delete(datasets::delete),
+        )
+        .route(
+            "/api/v1/datasets/{id}/images",
+            get(datasets::images).post(datasets::add_images),
+        )
+        .route(
+            "/api/v1/datasets/{id}/images/remove",
+            post(datasets::remove),
         )
         .route("/api/v1/me", get(users::me))
         .route("/api/v1/me/tokens", post(oauth::api_token))

@@ -12,6 +12,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tessera_storage::{keys, Cf, StorageError, Store};
 
+use crate::datasets::{self, DatasetOp, DatasetOutcome};
 use crate::placement::META_GROUP;
 
 /// What a user may do. See docs/architecture.md for the rules per route.
@@ -81,6 +82,7 @@ pub enum CatalogOp {
         id: [u8; 16],
         expires_ms: u64,
     },
+    Dataset(DatasetOp),
 }
 
 /// The result of a [`CatalogOp`].
@@ -92,6 +94,7 @@ pub enum CatalogOutcome {
     Key([u8; 32]),
     Conflict(String),
     NotFound(String),
+    Dataset(DatasetOutcome),
 }
 
 const KEY: &str = "cluster_key";
@@ -187,6 +190,7 @@ pub fn stage(
             batch.put_cf(cf, revoked_key(id), expires_ms.to_be_bytes());
             CatalogOutcome::Done
         }
+        CatalogOp::Dataset(op) => CatalogOutcome::Dataset(datasets::stage(store, batch, op)?),
     };
     batch.put_cf(cf, request_key(request_id), bincode::serialize(&outcome)?);
     Ok(outcome)

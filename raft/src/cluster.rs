@@ -347,6 +347,48 @@ impl Cluster {
         Ok(read.map(|l| l.index).unwrap_or(0))
     }
 
+    /// Adds (or drops) a reference to an object in its shard group; `None` if the object does
+    /// not exist. The same `request_id` never applies twice.
+    pub async fn reference(
+        &self,
+        request_id: [u8; 16],
+        sha: Sha256,
+        add: bool,
+    ) -> Result<Option<u64>, ClusterError> {
+        let group = self.placement.group_of(&sha);
+        match self
+            .propose(
+                group,
+                Command::Reference {
+                    request_id,
+                    sha,
+                    add,
+                },
+                0,
+            )
+            .await?
+        {
+            Response::References(count) => Ok(count),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs a blocking read of this node's catalogue replica (after `catalog_barrier` when the
+    /// caller needs its own writes).
+    pub async fn read_catalog<T, F>(&self, read: F) -> Result<T, ClusterError>
+    where
+        F: FnOnce(&Store) -> Result<T, tessera_storage::StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| ClusterError::Internal(e.to_string()))?
+            .map_err(ClusterError::Storage)
+    }
+
     /// Stores an object through its shard's leader; acknowledged once a majority of the shard
     /// has the entry durably and the leader has applied it.
     pub async fn put_object(

@@ -22,6 +22,13 @@ pub enum Command {
     /// Change a catalogue record (catalogue group only). The request id makes retries
     /// idempotent.
     Catalog { request_id: [u8; 16], op: CatalogOp },
+    /// Add (or, with `add` false, drop) a reference to a stored object. The request id makes
+    /// retries idempotent.
+    Reference {
+        request_id: [u8; 16],
+        sha: Sha256,
+        add: bool,
+    },
 }
 
 impl fmt::Debug for Command {
@@ -30,6 +37,7 @@ impl fmt::Debug for Command {
             // Never dump image bytes into logs.
             Command::PutObject { sha, meta, .. } => write!(f, "PutObject({sha}, {} B)", meta.size),
             Command::SetPlacement(p) => write!(f, "SetPlacement(v{})", p.version),
+            Command::Reference { sha, add, .. } => write!(f, "Reference({sha}, add: {add})"),
             // Ops carry password hashes: name the kind only.
             Command::Catalog { op, .. } => match op {
                 CatalogOp::InitClusterKey { .. } => f.write_str("Catalog(InitClusterKey)"),
@@ -39,6 +47,7 @@ impl fmt::Debug for Command {
                 }
                 CatalogOp::DeleteUser { username } => write!(f, "Catalog(DeleteUser {username})"),
                 CatalogOp::RevokeToken { .. } => f.write_str("Catalog(RevokeToken)"),
+                CatalogOp::Dataset(op) => write!(f, "Catalog({op:?})"),
             },
         }
     }
@@ -60,4 +69,6 @@ pub enum Response {
         version: u64,
     },
     Catalog(CatalogOutcome),
+    /// The reference count after a `Reference` command; `None` if the object does not exist.
+    References(Option<u64>),
 }

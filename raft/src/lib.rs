@@ -10,6 +10,7 @@ mod blocking;
 pub mod catalog;
 mod cluster;
 mod command;
+pub mod datasets;
 mod error;
 mod log_store;
 mod network;

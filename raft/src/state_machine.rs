@@ -184,6 +184,23 @@ fn apply_entries(
                     version: placement.version,
                 }
             }
+            EntryPayload::Normal(Command::Reference {
+                request_id,
+                sha,
+                add,
+            }) => {
+                let key = keys::named(group, &format!("request/{}", hex::encode(request_id)));
+                match store.get(Cf::Catalog, &key)? {
+                    Some(raw) => Response::References(bincode::deserialize(&raw)?),
+                    None => {
+                        let count = store
+                            .stage_reference(&mut batch, group, &sha, add)?
+                            .map(|m| m.refcount);
+                        batch.put_cf(store.cf(Cf::Catalog), key, bincode::serialize(&count)?);
+                        Response::References(count)
+                    }
+                }
+            }
             EntryPayload::Normal(Command::Catalog { request_id, op }) => {
                 let outcome = catalog::stage(store, &mut batch, &request_id, &op)?;
                 stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;

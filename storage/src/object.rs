@@ -127,6 +127,33 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Stages a reference count change of an existing object; `None` if there is no such
+    /// object in `group`. Counts never go below zero.
+    pub fn stage_reference(
+        &self,
+        batch: &mut WriteBatch,
+        group: u32,
+        sha: &Sha256,
+        add: bool,
+    ) -> Result<Option<ObjectMeta>, StorageError> {
+        let Some(mut meta) = self.object_meta(group, sha)? else {
+            return Ok(None);
+        };
+        meta.refcount = if add {
+            meta.refcount + 1
+        } else {
+            meta.refcount.saturating_sub(1)
+        };
+        batch.put_cf(
+            self.cf(Cf::Objects),
+            keys::object(group, &sha.0),
+            bincode::serialize(&meta)?,
+        );
+        Ok(Some(meta))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

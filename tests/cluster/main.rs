@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod datasets;
 mod failures;
 mod objects;
 mod snapshot;

@@ -1,0 +1,384 @@
+//! `/api/v1/datasets`: named sets of uploaded images.
+//!
+//! Adding an image takes a reference on the object (in its shard group) before the membership
+//! is recorded (in the catalogue), and removing drops the reference after: a crash in between
+//! can leave an object with a reference too many, never one too few.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_raft::catalog::{random, CatalogOp, CatalogOutcome, Role};
+use tessera_raft::datasets::{self, Dataset, DatasetImage, DatasetOp, DatasetOutcome};
+use tessera_raft::storage::Sha256;
+use tessera_raft::ReadSpec;
+
+use crate::auth::Principal;
+use crate::error::{parse_json, ApiError};
+use crate::token::{self, now_ms};
+use crate::AppState;
+
+const MAX_PAGE: usize = 1000;
+/// Images added or removed by one request.
+const MAX_BATCH: usize = 1000;
+const URL_TTL_MS: u64 = 60 * 60 * 1000;
+
+fn view(d: &Dataset) -> Value {
+    json!({ "id": d.id, "name": d.name, "created_by": d.created_by, "created_ms": d.created_ms, "image_count": d.image_count })
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.trim().is_empty()
+        && name.chars().count() <= 200
+        && !name.chars().any(char::is_control);
+    ok.then_some(())
+        .ok_or_else(|| invalid("name: 1-200 characters, no control characters"))
+}
+
+async fn apply(state: &AppState, op: DatasetOp) -> Result<DatasetOutcome, ApiError> {
+    match state.cluster.catalog(CatalogOp::Dataset(op)).await? {
+        CatalogOutcome::Dataset(DatasetOutcome::NoSuchDataset(id)) => Err(no_such_dataset(id)),
+        CatalogOutcome::Dataset(DatasetOutcome::NameTaken(name)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a dataset named {name:?} exists"),
+        )),
+        CatalogOutcome::Dataset(outcome) => Ok(outcome),
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+fn no_such_dataset(id: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_dataset",
+        format!("no dataset {id}"),
+    )
+}
+
+async fn load(state: &AppState, id: u64) -> Result<Dataset, ApiError> {
+    state.cluster.catalog_barrier().await?;
+    state
+        .cluster
+        .read_catalog(move |s| datasets::dataset(s, id))
+        .await?
+        .ok_or_else(|| no_such_dataset(id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameBody {
+    name: String,
+}
+
+/// `POST /api/v1/datasets`.
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Manager)?;
+    let NameBody { name } = parse_json(&body)?;
+    check_name(&name)?;
+    let op = DatasetOp::Create {
+        name,
+        created_by: principal.username,
+        created_ms: now_ms(),
+    };
+    match apply(&state, op).await? {
+        DatasetOutcome::Dataset(d) => Ok((StatusCode::CREATED, Json(view(&d))).into_response()),
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/datasets?limit=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let after = match page.cursor.as_deref() {
+        Some(c) => Some(
+            c.parse::<u64>()
+                .map_err(|_| invalid("cursor: not a cursor from this list"))?,
+        ),
+        None => None,
+    };
+    state.cluster.catalog_barrier().await?;
+    let found = state
+        .cluster
+        .read_catalog(move |s| datasets::datasets(s, after, limit + 1))
+        .await?;
+    let next = (found.len() > limit).then(|| found[limit - 1].id.to_string());
+    let items: Vec<Value> = found.iter().take(limit).map(view).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+/// `GET /api/v1/datasets/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    Ok(Json(view(&load(&state, id).await?)))
+}
+
+/// `PATCH /api/v1/datasets/{id}`: rename.
+pub async fn rename(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    let NameBody { name } = parse_json(&body)?;
+    check_name(&name)?;
+    match apply(&state, DatasetOp::Rename { id, name }).await? {
+        DatasetOutcome::Dataset(d) => Ok(Json(view(&d))),
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// `DELETE /api/v1/datasets/{id}`: removes its images (releasing their references), then the
+/// dataset.
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Role::Manager)?;
+    load(&state, id).await?;
+    loop {
+        let page = state
+            .cluster
+            .read_catalog(move |s| datasets::images(s, id, None, MAX_BATCH))
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        remove_images(&state, id, page.iter().map(|i| i.sha).collect()).await?;
+    }
+    match apply(&state, DatasetOp::Delete { id }).await? {
+        DatasetOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
+        DatasetOutcome::NotEmpty(n) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{n} images were added while deleting; try again"),
+        )),
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewImage {
+    sha256: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBody {
+    images: Vec<NewImage>,
+}
+
+fn batch_size(n: usize) -> Result<(), ApiError> {
+    if n == 0 || n > MAX_BATCH {
+        return Err(invalid(format!(
+            "images: 1 to {MAX_BATCH} per request, not {n}"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_sha(i: usize, text: &str) -> Result<Sha256, ApiError> {
+    Sha256::parse_hex(text)
+        .ok_or_else(|| invalid(format!("images[{i}].sha256: not a SHA-256 (64 hex digits)")))
+}
+
+async fn reference(state: &AppState, sha: Sha256, add: bool) -> Result<Option<u64>, ApiError> {
+    let request_id = random().map_err(internal)?;
+    Ok(state.cluster.reference(request_id, sha, add).await?)
+}
+
+/// `POST /api/v1/datasets/{id}/images`: `{"images": [{"sha256": "...", "name": "a.jpg"}]}`.
+/// Every object must exist; nothing changes if one does not.
+pub async fn add_images(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    let AddBody { images } = parse_json(&body)?;
+    batch_size(images.len())?;
+    load(&state, id).await?;
+    let mut records = Vec::with_capacity(images.len());
+    for (i, image) in images.iter().enumerate() {
+        let sha = parse_sha(i, &image.sha256)?;
+        let read = state
+            .cluster
+            .read_object(
+                sha,
+                ReadSpec {
+                    meta_only: true,
+                    ..ReadSpec::default()
+                },
+                0,
+            )
+            .await?;
+        let meta = read
+            .ok_or_else(|| {
+                invalid(format!(
+                    "images[{i}].sha256: no object {sha}; upload it first"
+                ))
+            })?
+            .head
+            .meta;
+        let name = image.name.clone().unwrap_or_else(|| sha.to_string());
+        if name.chars().count() > 1024 || name.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "images[{i}].name: at most 1024 characters, no control characters"
+            )));
+        }
+        records.push(DatasetImage {
+            sha,
+            name,
+            width: meta.width,
+            height: meta.height,
+            added_ms: now_ms(),
+        });
+    }
+    for record in &records {
+        reference(&state, record.sha, true).await?;
+    }
+    let shas: Vec<Sha256> = records.iter().map(|r| r.sha).collect();
+    let added = match apply(
+        &state,
+        DatasetOp::AddImages {
+            id,
+            images: records,
+        },
+    )
+    .await
+    {
+        Ok(DatasetOutcome::Images(added)) => added,
+        outcome => {
+            // The membership was not recorded: give the references back.
+            for sha in &shas {
+                reference(&state, *sha, false).await?;
+            }
+            outcome?;
+            return Err(internal("unexpected outcome"));
+        }
+    };
+    // Images already in the dataset took a reference they do not need.
+    let mut already = 0;
+    for sha in shas.iter().filter(|s| !added.contains(s)) {
+        reference(&state, *sha, false).await?;
+        already += 1;
+    }
+    let added: Vec<String> = added.iter().map(Sha256::to_string).collect();
+    Ok(Json(json!({ "added": added, "already_present": already })))
+}
+
+async fn remove_images(
+    state: &AppState,
+    id: u64,
+    shas: Vec<Sha256>,
+) -> Result<Vec<Sha256>, ApiError> {
+    let removed = match apply(state, DatasetOp::RemoveImages { id, shas }).await? {
+        DatasetOutcome::Images(removed) => removed,
+        other => return Err(internal(format!("unexpected outcome {other:?}"))),
+    };
+    for sha in &removed {
+        reference(state, *sha, false).await?;
+    }
+    Ok(removed)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveBody {
+    images: Vec<String>,
+}
+
+/// `POST /api/v1/datasets/{id}/images/remove`: `{"images": ["<sha256>", ...]}`.
+pub async fn remove(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    let RemoveBody { images } = parse_json(&body)?;
+    batch_size(images.len())?;
+    let shas = images
+        .iter()
+        .enumerate()
+        .map(|(i, s)| parse_sha(i, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    load(&state, id).await?;
+    let removed: Vec<String> = remove_images(&state, id, shas)
+        .await?
+        .iter()
+        .map(Sha256::to_string)
+        .collect();
+    Ok(Json(json!({ "removed": removed })))
+}
+
+/// `GET /api/v1/datasets/{id}/images?limit=&cursor=`: with dimensions and presigned URLs.
+pub async fn images(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let after = match page.cursor.as_deref() {
+        Some(c) => Some(
+            Sha256::parse_hex(c).ok_or_else(|| invalid("cursor: not a cursor from this list"))?,
+        ),
+        None => None,
+    };
+    load(&state, id).await?;
+    let found = state
+        .cluster
+        .read_catalog(move |s| datasets::images(s, id, after.as_ref(), limit + 1))
+        .await?;
+    let next = (found.len() > limit).then(|| found[limit - 1].sha.to_string());
+    let key = state.cluster.directory().key();
+    let expires = now_ms() + URL_TTL_MS;
+    let items: Vec<Value> = found
+        .iter()
+        .take(limit)
+        .map(|i| {
+            let sha = i.sha.to_string();
+            let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
+            json!({ "sha256": sha, "name": i.name, "width": i.width, "height": i.height, "added_ms": i.added_ms, "url": url })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}

@@ -1,0 +1,214 @@
+//! Datasets: create, list, rename, add and remove images with correct reference counts, delete.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tessera_api::client::{Client, Method, Reply};
+use tessera_cluster_tests::{Options, TestCluster};
+
+use crate::support::{image, upload};
+
+async fn send(client: &Client, method: Method, path: &str, body: Value) -> Reply {
+    client
+        .send(
+            method,
+            path,
+            &[("content-type", "application/json")],
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .expect("request")
+}
+
+async fn refcount(client: &Client, sha: &str) -> u64 {
+    let meta = client
+        .get(&format!("/api/v1/objects/{sha}"))
+        .await
+        .expect("metadata")
+        .json();
+    meta["refcount"].as_u64().expect("refcount")
+}
+
+#[tokio::test]
+async fn datasets_hold_references_to_their_images() {
+    let cluster = TestCluster::start(Options {
+        nodes: 3,
+        shards: 8,
+        ..Options::default()
+    })
+    .await;
+    let (a, b) = (cluster.node(1).client(), cluster.node(2).client());
+    let shas = [
+        upload(&a, &image(11)).await,
+        upload(&a, &image(12)).await,
+        upload(&a, &image(13)).await,
+    ];
+
+    let created = send(
+        &a,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "street scenes"}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let id = created.json()["id"].as_u64().expect("id");
+    let base = format!("/api/v1/datasets/{id}");
+    assert_eq!(
+        send(
+            &b,
+            Method::POST,
+            "/api/v1/datasets",
+            json!({"name": "street scenes"})
+        )
+        .await
+        .status,
+        409
+    );
+    assert_eq!(
+        send(&b, Method::POST, "/api/v1/datasets", json!({"name": ""}))
+            .await
+            .status,
+        422
+    );
+    let bad_json = b
+        .send(
+            Method::POST,
+            "/api/v1/datasets",
+            &[],
+            Bytes::from_static(b"{\"name\":"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            bad_json.status.as_u16(),
+            bad_json.json()["error"]["code"].clone()
+        ),
+        (400, json!("bad_json"))
+    );
+
+    // Add through another node; every image takes one reference.
+    let images: Vec<Value> = shas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"sha256": s, "name": format!("cam/{i}.png")}))
+        .collect();
+    let added = send(
+        &b,
+        Method::POST,
+        &format!("{base}/images"),
+        json!({"images": images}),
+    )
+    .await;
+    assert_eq!(added.status, 200, "{:?}", added.json());
+    assert_eq!(added.json()["added"].as_array().map(Vec::len), Some(3));
+    for sha in &shas {
+        assert_eq!(refcount(&a, sha).await, 2, "upload + dataset");
+    }
+    // Adding again changes nothing, counts included.
+    let again = send(
+        &a,
+        Method::POST,
+        &format!("{base}/images"),
+        json!({"images": images}),
+    )
+    .await;
+    assert_eq!(again.json()["already_present"], 3);
+    for sha in &shas {
+        assert_eq!(refcount(&b, sha).await, 2);
+    }
+    // Unknown or malformed objects are refused, naming the entry, and nothing changes.
+    let unknown = send(
+        &a,
+        Method::POST,
+        &format!("{base}/images"),
+        json!({"images": [{"sha256": shas[0]}, {"sha256": "0".repeat(64)}]}),
+    )
+    .await;
+    assert_eq!(unknown.status, 422);
+    assert!(unknown.json()["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("images[1]")));
+    let malformed = send(
+        &a,
+        Method::POST,
+        &format!("{base}/images"),
+        json!({"images": [{"sha256": "xyz"}]}),
+    )
+    .await;
+    assert_eq!(malformed.status, 422);
+    assert_eq!(a.get(&base).await.unwrap().json()["image_count"], 3);
+
+    // Pages of images with dimensions and presigned URLs that work without a token.
+    let first = a
+        .get(&format!("{base}/images?limit=2"))
+        .await
+        .unwrap()
+        .json();
+    let items = first["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        (items[0]["width"].as_u64(), items[0]["height"].as_u64()),
+        (Some(100), Some(100))
+    );
+    let url = items[0]["url"].as_str().expect("url");
+    assert_eq!(a.anonymous().get(url).await.unwrap().status, 200);
+    let cursor = first["next_cursor"].as_str().expect("cursor");
+    let rest = a
+        .get(&format!("{base}/images?limit=2&cursor={cursor}"))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
+    assert!(rest["next_cursor"].is_null());
+
+    // Rename and list.
+    let renamed = send(&b, Method::PATCH, &base, json!({"name": "streets"})).await;
+    assert_eq!(renamed.json()["name"], "streets");
+    let listed = a.get("/api/v1/datasets").await.unwrap().json();
+    assert_eq!(listed["items"][0]["name"], "streets");
+
+    // Removing gives the reference back.
+    let removed = send(
+        &a,
+        Method::POST,
+        &format!("{base}/images/remove"),
+        json!({"images": [shas[0]]}),
+    )
+    .await;
+    assert_eq!(removed.json()["removed"].as_array().map(Vec::len), Some(1));
+    assert_eq!(refcount(&a, &shas[0]).await, 1);
+    assert_eq!(b.get(&base).await.unwrap().json()["image_count"], 2);
+
+    // Deleting the dataset releases the rest.
+    assert_eq!(
+        b.send(Method::DELETE, &base, &[], Bytes::new())
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    for sha in &shas {
+        assert_eq!(refcount(&a, sha).await, 1);
+    }
+    assert_eq!(a.get(&base).await.unwrap().status, 404);
+
+    // Annotators do not manage datasets.
+    let ann = send(
+        &a,
+        Method::POST,
+        "/api/v1/users",
+        json!({"username": "ann", "password": "ann-password", "role": "annotator"}),
+    )
+    .await;
+    assert_eq!(ann.status, 201);
+    let token = a.anonymous().login("ann", "ann-password").await.unwrap();
+    let refused = send(
+        &a.with_token(token),
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "mine"}),
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+}
