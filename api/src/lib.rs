@@ -13,6 +13,7 @@ mod metrics;
 mod oauth;
 mod objects;
 mod password;
+pub mod routes;
 pub mod token;
 mod users;
 
@@ -20,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_raft::Cluster;
@@ -58,42 +58,7 @@ pub struct AppState {
 
 /// The complete HTTP router of a node.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/objects/{sha}", get(objects::serve))
-        .route("/api/v1/objects", post(objects::upload))
-        .route("/api/v1/objects/{sha}", get(objects::metadata))
-        .route("/api/v1/cluster", get(cluster_routes::status))
-        .route("/api/v1/cluster/init", post(cluster_routes::init))
-        .route("/api/v1/users", get(users::list).post(users::create))
-        .route(
-            "/api/v1/users/{name}",
-            get(users::get).patch(users::update).delete(users::delete),
-        )
-        .route(
-            "/api/v1/datasets",
-            get(datasets::list).post(datasets::create),
-        )
-        .route(
-            "/api/v1/datasets/{id}",
-            get(datasets::get)
-                .patch(datasets::rename)
-                .delete(datasets::delete),
-        )
-        .route(
-            "/api/v1/datasets/{id}/images",
-            get(datasets::images).post(datasets::add_images),
-        )
-        .route(
-            "/api/v1/datasets/{id}/images/remove",
-            post(datasets::remove),
-        )
-        .route("/api/v1/me", get(users::me))
-        .route("/api/v1/me/tokens", post(oauth::api_token))
-        .route("/oauth/token", post(oauth::token))
-        .route("/oauth/revoke", post(oauth::revoke))
-        .route("/healthz", get(cluster_routes::healthz))
-        .route("/readyz", get(cluster_routes::readyz))
-        .route("/metrics", get(metrics::render))
+    routes::mount(Router::new())
         .fallback(error::not_found)
         // Uploads enforce their own limit while streaming (see `objects::upload`).
         .layer(DefaultBodyLimit::disable())

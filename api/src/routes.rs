@@ -1,0 +1,327 @@
+//! Every HTTP route in one table: the router and the OpenAPI document are both built from it,
+//! so the document cannot drift from what the server answers.
+
+use axum::routing::{delete, get, patch, post, MethodRouter};
+use serde_json::{json, Map, Value};
+
+use crate::{cluster_routes, datasets, metrics, oauth, objects, users, AppState};
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Anyone,
+    /// Any signed-in user.
+    SignedIn,
+    Manager,
+    Admin,
+    /// A manager's or admin's token, or a presigned URL.
+    ManagerOrPresigned,
+}
+
+impl Access {
+    fn describe(self) -> &'static str {
+        match self {
+            Access::Anyone => "no token needed",
+            Access::SignedIn => "any signed-in user",
+            Access::Manager => "manager or admin",
+            Access::Admin => "admin",
+            Access::ManagerOrPresigned => "manager or admin, or a presigned URL (?exp=&sig=)",
+        }
+    }
+}
+
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        access,
+        handler,
+    }
+}
+
+/// The table.
+pub fn routes() -> Vec<Route> {
+    use Access::*;
+    vec![
+        route(
+            "get",
+            "/objects/{sha}",
+            ManagerOrPresigned,
+            "An object's bytes (ETag, If-None-Match, Range; HEAD too)",
+            get(objects::serve),
+        ),
+        route(
+            "post",
+            "/api/v1/objects",
+            Manager,
+            "Upload an image (raw body); 201, or 200 if already stored",
+            post(objects::upload),
+        ),
+        route(
+            "get",
+            "/api/v1/objects/{sha}",
+            Manager,
+            "An object's record, with a presigned URL",
+            get(objects::metadata),
+        ),
+        route(
+            "get",
+            "/api/v1/cluster",
+            Admin,
+            "Nodes, shards, leaders and replication state",
+            get(cluster_routes::status),
+        ),
+        route(
+            "post",
+            "/api/v1/cluster/init",
+            Anyone,
+            "Initialise a new cluster (idempotent)",
+            post(cluster_routes::init),
+        ),
+        route(
+            "get",
+            "/api/v1/users",
+            Admin,
+            "Users, paged (limit, cursor)",
+            get(users::list),
+        ),
+        route(
+            "post",
+            "/api/v1/users",
+            Admin,
+            "Create a user",
+            post(users::create),
+        ),
+        route(
+            "get",
+            "/api/v1/users/{name}",
+            SignedIn,
+            "A user (admins, or the user themself)",
+            get(users::get),
+        ),
+        route(
+            "patch",
+            "/api/v1/users/{name}",
+            Admin,
+            "Change password, role or disabled",
+            patch(users::update),
+        ),
+        route(
+            "delete",
+            "/api/v1/users/{name}",
+            Admin,
+            "Delete a user",
+            delete(users::delete),
+        ),
+        route(
+            "get",
+            "/api/v1/me",
+            SignedIn,
+            "The signed-in user",
+            get(users::me),
+        ),
+        route(
+            "post",
+            "/api/v1/me/tokens",
+            SignedIn,
+            "A long-lived API token",
+            post(oauth::api_token),
+        ),
+        route(
+            "get",
+            "/api/v1/datasets",
+            Manager,
+            "Datasets, paged (limit, cursor)",
+            get(datasets::list),
+        ),
+        route(
+            "post",
+            "/api/v1/datasets",
+            Manager,
+            "Create a dataset",
+            post(datasets::create),
+        ),
+        route(
+            "get",
+            "/api/v1/datasets/{id}",
+            Manager,
+            "A dataset",
+            get(datasets::get),
+        ),
+        route(
+            "patch",
+            "/api/v1/datasets/{id}",
+            Manager,
+            "Rename a dataset",
+            patch(datasets::rename),
+        ),
+        route(
+            "delete",
+            "/api/v1/datasets/{id}",
+            Manager,
+            "Delete a dataset and release its images",
+            delete(datasets::delete),
+        ),
+        route(
+            "get",
+            "/api/v1/datasets/{id}/images",
+            Manager,
+            "A dataset's images with presigned URLs, paged",
+            get(datasets::images),
+        ),
+        route(
+            "post",
+            "/api/v1/datasets/{id}/images",
+            Manager,
+            "Add uploaded images by SHA-256",
+            post(datasets::add_images),
+        ),
+        route(
+            "post",
+            "/api/v1/datasets/{id}/images/remove",
+            Manager,
+            "Remove images",
+            post(datasets::remove),
+        ),
+        route(
+            "post",
+            "/oauth/token",
+            Anyone,
+            "OAuth2 token endpoint (password, refresh_token grants)",
+            post(oauth::token),
+        ),
+        route(
+            "post",
+            "/oauth/revoke",
+            Anyone,
+            "Revoke a token (RFC 7009)",
+            post(oauth::revoke),
+        ),
+        route(
+            "get",
+            "/api/v1/openapi.json",
+            Anyone,
+            "This document",
+            get(openapi_json),
+        ),
+        route(
+            "get",
+            "/healthz",
+            Anyone,
+            "The process is alive",
+            get(cluster_routes::healthz),
+        ),
+        route(
+            "get",
+            "/readyz",
+            Anyone,
+            "Every group hosted here has a leader",
+            get(cluster_routes::readyz),
+        ),
+        route(
+            "get",
+            "/metrics",
+            Anyone,
+            "Prometheus metrics",
+            get(metrics::render),
+        ),
+    ]
+}
+
+/// Adds every route of the table to `router`.
+pub fn mount(mut router: axum::Router<AppState>) -> axum::Router<AppState> {
+    for r in routes() {
+        router = router.route(r.path, r.handler);
+    }
+    router
+}
+
+/// The OpenAPI 3 document of the table.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for r in routes() {
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let security = match r.access {
+            Access::Anyone => json!([]),
+            Access::ManagerOrPresigned => json!([{ "bearer": [] }, {}]),
+            _ => json!([{ "bearer": [] }]),
+        };
+        let op = json!({
+            "summary": r.summary,
+            "description": format!("Access: {}.", r.access.describe()),
+            "parameters": params,
+            "security": security,
+            "responses": {
+                "default": {
+                    "description": "JSON; errors are {\"error\": {\"code\", \"message\"}}",
+                }
+            },
+        });
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": "Tessera", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "From POST /oauth/token" }
+            }
+        },
+    })
+}
+
+async fn openapi_json() -> axum::Json<Value> {
+    axum::Json(openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_once() {
+        let doc = openapi();
+        let table = routes();
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            documented,
+            table.len(),
+            "a method+path appears twice in the table"
+        );
+        for r in &table {
+            assert!(
+                doc["paths"][r.path][r.method]["summary"].is_string(),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+}
