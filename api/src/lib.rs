@@ -4,6 +4,7 @@
 //! from a local replica or forwards to the node that can. Errors are JSON
 //! (`{"error": {"code": ..., "message": ...}}`, see [`ApiError`]).
 
+mod annotation_sets;
 pub mod auth;
 pub mod client;
 mod cluster_routes;

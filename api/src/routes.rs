@@ -4,7 +4,7 @@
 use axum::routing::{delete, get, patch, post, MethodRouter};
 use serde_json::{json, Map, Value};
 
-use crate::{cluster_routes, datasets, metrics, oauth, objects, users, AppState};
+use crate::{annotation_sets, cluster_routes, datasets, metrics, oauth, objects, users, AppState};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +197,41 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Remove images",
             post(datasets::remove),
+        ),
+        route(
+            "post",
+            "/api/v1/datasets/{id}/annotation-sets",
+            Manager,
+            "Create an annotation set (label schema) on a dataset",
+            post(annotation_sets::create),
+        ),
+        route(
+            "get",
+            "/api/v1/annotation-sets",
+            Manager,
+            "Annotation sets, paged (dataset, limit, cursor)",
+            get(annotation_sets::list),
+        ),
+        route(
+            "get",
+            "/api/v1/annotation-sets/{id}",
+            Manager,
+            "An annotation set",
+            get(annotation_sets::get),
+        ),
+        route(
+            "patch",
+            "/api/v1/annotation-sets/{id}",
+            Manager,
+            "Rename or change the label schema",
+            patch(annotation_sets::update),
+        ),
+        route(
+            "delete",
+            "/api/v1/annotation-sets/{id}",
+            Manager,
+            "Delete an annotation set",
+            delete(annotation_sets::delete),
         ),
         route(
             "post",

@@ -12,6 +12,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 use tessera_storage::{keys, Cf, StorageError, Store};
 
+use crate::annotation_sets::{self, AnnotationSetOp, AnnotationSetOutcome};
 use crate::datasets::{self, DatasetOp, DatasetOutcome};
 use crate::placement::META_GROUP;
 
@@ -83,6 +84,7 @@ pub enum CatalogOp {
         expires_ms: u64,
     },
     Dataset(DatasetOp),
+    AnnotationSet(AnnotationSetOp),
 }
 
 /// The result of a [`CatalogOp`].
@@ -95,6 +97,7 @@ pub enum CatalogOutcome {
     Conflict(String),
     NotFound(String),
     Dataset(DatasetOutcome),
+    AnnotationSet(AnnotationSetOutcome),
 }
 
 const KEY: &str = "cluster_key";
@@ -191,6 +194,9 @@ pub fn stage(
             CatalogOutcome::Done
         }
         CatalogOp::Dataset(op) => CatalogOutcome::Dataset(datasets::stage(store, batch, op)?),
+        CatalogOp::AnnotationSet(op) => {
+            CatalogOutcome::AnnotationSet(annotation_sets::stage(store, batch, op)?)
+        }
     };
     batch.put_cf(cf, request_key(request_id), bincode::serialize(&outcome)?);
     Ok(outcome)

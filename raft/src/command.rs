@@ -48,6 +48,7 @@ impl fmt::Debug for Command {
                 CatalogOp::DeleteUser { username } => write!(f, "Catalog(DeleteUser {username})"),
                 CatalogOp::RevokeToken { .. } => f.write_str("Catalog(RevokeToken)"),
                 CatalogOp::Dataset(op) => write!(f, "Catalog({op:?})"),
+                CatalogOp::AnnotationSet(op) => write!(f, "Catalog({op:?})"),
             },
         }
     }

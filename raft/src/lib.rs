@@ -6,6 +6,7 @@
 //! a write to its shard's leader and a read to a local replica, forwarding over the internal RPC
 //! when this node holds no replica.
 
+pub mod annotation_sets;
 mod blocking;
 pub mod catalog;
 mod cluster;

@@ -212,3 +212,124 @@ async fn datasets_hold_references_to_their_images() {
     .await;
     assert_eq!(refused.status, 403);
 }
+
+#[tokio::test]
+async fn annotation_sets_hold_checked_label_schemas() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let (a, b) = (cluster.node(1).client(), cluster.node(3).client());
+    let dataset = send(
+        &a,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "people"}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .expect("id");
+    let labels = json!([
+        {"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"],
+         "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": true, "default": "red"},
+                        {"name": "occluded", "type": "checkbox"}]},
+        {"name": "person", "color": "#00ff00", "kinds": ["points"],
+         "keypoints": ["head", "left hand", "right hand"], "skeleton": [[0, 1], [0, 2]]},
+        {"name": "night", "color": "#000000", "kinds": ["tag"]}
+    ]);
+    let created = send(
+        &a,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+        json!({"name": "v1", "labels": labels}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let id = created.json()["id"].as_u64().expect("id");
+    assert_eq!(
+        created.json()["labels"][1]["skeleton"],
+        json!([[0, 1], [0, 2]])
+    );
+
+    for (bad, expect) in [
+        (
+            json!([{"name": "car", "color": "red", "kinds": ["rectangle"]}]),
+            "labels[car].color",
+        ),
+        (
+            json!([{"name": "car", "color": "#ff0000", "kinds": ["circle"]}]),
+            "labels",
+        ),
+        (
+            json!([{"name": "p", "color": "#ff0000", "kinds": ["points"], "keypoints": ["a"], "skeleton": [[0, 3]]}]),
+            "skeleton",
+        ),
+        (
+            json!([{"name": "c", "color": "#ff0000", "kinds": ["tag"]}, {"name": "c", "color": "#ff0000", "kinds": ["tag"]}]),
+            "twice",
+        ),
+        (json!([]), "at least one label"),
+    ] {
+        let reply = send(
+            &b,
+            Method::POST,
+            &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+            json!({"name": "bad", "labels": bad}),
+        )
+        .await;
+        assert_eq!(reply.status, 422, "{bad}");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains(expect), "{bad}: {message}");
+    }
+    let missing = send(
+        &b,
+        Method::POST,
+        "/api/v1/datasets/999/annotation-sets",
+        json!({"name": "x", "labels": labels}),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+
+    let listed = b
+        .get(&format!("/api/v1/annotation-sets?dataset={dataset}"))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    let renamed = send(
+        &b,
+        Method::PATCH,
+        &format!("/api/v1/annotation-sets/{id}"),
+        json!({"name": "v2"}),
+    )
+    .await;
+    assert_eq!(
+        (renamed.status.as_u16(), renamed.json()["name"].clone()),
+        (200, json!("v2"))
+    );
+    assert_eq!(
+        a.get(&format!("/api/v1/annotation-sets/{id}"))
+            .await
+            .unwrap()
+            .json()["labels"][0]["name"],
+        "car"
+    );
+    let deleted = b
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/annotation-sets/{id}"),
+            &[],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted.status, 204);
+    assert_eq!(
+        a.get(&format!("/api/v1/annotation-sets/{id}"))
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+}

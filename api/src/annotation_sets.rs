@@ -1,0 +1,187 @@
+//! `/api/v1/annotation-sets`: label schemas on datasets.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_raft::annotation_sets::{
+    self, schema_problem, AnnotationSetOp, AnnotationSetOutcome, Label,
+};
+use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
+
+use crate::auth::Principal;
+use crate::error::{parse_json, ApiError};
+use crate::token::now_ms;
+use crate::AppState;
+
+const MAX_PAGE: usize = 1000;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+}
+
+fn not_found(what: &'static str, id: u64) -> ApiError {
+    let code = if what == "dataset" {
+        "no_such_dataset"
+    } else {
+        "no_such_annotation_set"
+    };
+    ApiError::new(StatusCode::NOT_FOUND, code, format!("no {what} {id}"))
+}
+
+/// Checks a schema before proposing it; the state machine checks it again when applying.
+fn labels_json(labels: &Value) -> Result<String, ApiError> {
+    let parsed: Vec<Label> =
+        serde_json::from_value(labels.clone()).map_err(|e| invalid(format!("labels: {e}")))?;
+    if let Some(problem) = schema_problem(&parsed) {
+        return Err(invalid(problem));
+    }
+    serde_json::to_string(&parsed)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.trim().is_empty()
+        && name.chars().count() <= 200
+        && !name.chars().any(char::is_control);
+    ok.then_some(())
+        .ok_or_else(|| invalid("name: 1-200 characters, no control characters"))
+}
+
+async fn apply(state: &AppState, op: AnnotationSetOp) -> Result<Option<Value>, ApiError> {
+    let outcome = match state.cluster.catalog(CatalogOp::AnnotationSet(op)).await? {
+        CatalogOutcome::AnnotationSet(o) => o,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("unexpected outcome {other:?}"),
+            ))
+        }
+    };
+    match outcome {
+        AnnotationSetOutcome::Set(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        }),
+        AnnotationSetOutcome::Deleted => Ok(None),
+        AnnotationSetOutcome::NoSuchDataset(id) => Err(not_found("dataset", id)),
+        AnnotationSetOutcome::NoSuchSet(id) => Err(not_found("annotation set", id)),
+        AnnotationSetOutcome::Invalid(problem) => Err(invalid(problem)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSet {
+    name: String,
+    labels: Value,
+}
+
+/// `POST /api/v1/datasets/{id}/annotation-sets`: `{"name": ..., "labels": [...]}`.
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(dataset_id): Path<u64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Manager)?;
+    let NewSet { name, labels } = parse_json(&body)?;
+    check_name(&name)?;
+    let op = AnnotationSetOp::Create {
+        dataset_id,
+        name,
+        labels_json: labels_json(&labels)?,
+        created_by: principal.username,
+        created_ms: now_ms(),
+    };
+    let set = apply(&state, op).await?;
+    Ok((StatusCode::CREATED, Json(set.unwrap_or(Value::Null))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    dataset: Option<u64>,
+    limit: Option<usize>,
+    cursor: Option<u64>,
+}
+
+/// `GET /api/v1/annotation-sets?dataset=&limit=&cursor=`.
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    state.cluster.catalog_barrier().await?;
+    let (dataset, after) = (page.dataset, page.cursor);
+    let found = state
+        .cluster
+        .read_catalog(move |s| annotation_sets::annotation_sets(s, dataset, after, limit + 1))
+        .await?;
+    let next = (found.len() > limit).then(|| found[limit - 1].id);
+    let items: Vec<Value> = found.iter().take(limit).map(|s| json!(s)).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+/// `GET /api/v1/annotation-sets/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    state.cluster.catalog_barrier().await?;
+    let set = state
+        .cluster
+        .read_catalog(move |s| annotation_sets::annotation_set(s, id))
+        .await?;
+    set.map(|s| Json(json!(s)))
+        .ok_or_else(|| not_found("annotation set", id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    name: Option<String>,
+    labels: Option<Value>,
+}
+
+/// `PATCH /api/v1/annotation-sets/{id}`: name and/or labels.
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    let Change { name, labels } = parse_json(&body)?;
+    if let Some(n) = &name {
+        check_name(n)?;
+    }
+    let labels_json = labels.as_ref().map(labels_json).transpose()?;
+    let set = apply(
+        &state,
+        AnnotationSetOp::Update {
+            id,
+            name,
+            labels_json,
+        },
+    )
+    .await?;
+    Ok(Json(set.unwrap_or(Value::Null)))
+}
+
+/// `DELETE /api/v1/annotation-sets/{id}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Role::Manager)?;
+    apply(&state, AnnotationSetOp::Delete { id }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,367 @@
+//! Annotation sets: a label schema on a dataset, kept in the catalogue.
+
+use serde::{Deserialize, Serialize};
+use tessera_storage::{keys, Cf, StorageError, Store};
+
+use crate::placement::META_GROUP;
+
+/// The geometric kinds a label may be drawn as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeKind {
+    Rectangle,
+    RotatedRectangle,
+    Polygon,
+    Polyline,
+    /// Keypoints, optionally named and joined by skeleton edges.
+    Points,
+    /// An image-level label.
+    Tag,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AttributeKind {
+    Select { options: Vec<String> },
+    Checkbox,
+    Number { min: Option<f64>, max: Option<f64> },
+    Text,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attribute {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: AttributeKind,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub name: String,
+    /// `#rrggbb`.
+    pub color: String,
+    pub kinds: Vec<ShapeKind>,
+    #[serde(default)]
+    pub attributes: Vec<Attribute>,
+    /// Names of the keypoints of a `points` label, in order.
+    #[serde(default)]
+    pub keypoints: Vec<String>,
+    /// Pairs of keypoint indices drawn as lines.
+    #[serde(default)]
+    pub skeleton: Vec<(usize, usize)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationSet {
+    pub id: u64,
+    pub dataset_id: u64,
+    pub name: String,
+    pub labels: Vec<Label>,
+    pub created_by: String,
+    pub created_ms: u64,
+}
+
+fn attribute_problem(label: &str, a: &Attribute) -> Option<String> {
+    let at = format!("labels[{label}].attributes[{}]", a.name);
+    if a.name.trim().is_empty() {
+        return Some(format!("labels[{label}]: an attribute has no name"));
+    }
+    let default_ok = match (&a.kind, &a.default) {
+        (_, None) => true,
+        (AttributeKind::Select { options }, Some(v)) => {
+            v.as_str().is_some_and(|s| options.iter().any(|o| o == s))
+        }
+        (AttributeKind::Checkbox, Some(v)) => v.is_boolean(),
+        (AttributeKind::Number { min, max }, Some(v)) => v
+            .as_f64()
+            .is_some_and(|n| min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m)),
+        (AttributeKind::Text, Some(v)) => v.is_string(),
+    };
+    match &a.kind {
+        AttributeKind::Select { options } if options.is_empty() => {
+            Some(format!("{at}: a select needs options"))
+        }
+        AttributeKind::Number {
+            min: Some(lo),
+            max: Some(hi),
+        } if lo > hi => Some(format!("{at}: min is above max")),
+        _ if !default_ok => Some(format!("{at}: the default does not fit the attribute")),
+        _ => None,
+    }
+}
+
+/// The first problem of a label schema, named by its path (`labels[car].color: ...`).
+pub fn schema_problem(labels: &[Label]) -> Option<String> {
+    if labels.is_empty() {
+        return Some("labels: at least one label".into());
+    }
+    for (i, l) in labels.iter().enumerate() {
+        if l.name.trim().is_empty() || l.name.chars().count() > 100 {
+            return Some(format!("labels[{i}].name: 1-100 characters"));
+        }
+        if labels[..i].iter().any(|o| o.name == l.name) {
+            return Some(format!("labels[{}]: the name is used twice", l.name));
+        }
+        let hex = l
+            .color
+            .strip_prefix('#')
+            .filter(|h| h.len() == 6 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if hex.is_none() {
+            return Some(format!("labels[{}].color: #rrggbb", l.name));
+        }
+        if l.kinds.is_empty() {
+            return Some(format!("labels[{}].kinds: at least one shape kind", l.name));
+        }
+        if (!l.keypoints.is_empty() || !l.skeleton.is_empty())
+            && !l.kinds.contains(&ShapeKind::Points)
+        {
+            return Some(format!(
+                "labels[{}].keypoints: only for labels drawn as points",
+                l.name
+            ));
+        }
+        if let Some((a, b)) = l
+            .skeleton
+            .iter()
+            .find(|(a, b)| *a >= l.keypoints.len() || *b >= l.keypoints.len() || a == b)
+        {
+            return Some(format!(
+                "labels[{}].skeleton: edge ({a}, {b}) does not join two keypoints",
+                l.name
+            ));
+        }
+        for (j, a) in l.attributes.iter().enumerate() {
+            if l.attributes[..j].iter().any(|o| o.name == a.name) {
+                return Some(format!(
+                    "labels[{}].attributes[{}]: the name is used twice",
+                    l.name, a.name
+                ));
+            }
+            if let Some(p) = attribute_problem(&l.name, a) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn key(id: u64) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("annotation-set/{id:016x}"))
+}
+
+pub fn annotation_set(store: &Store, id: u64) -> Result<Option<AnnotationSet>, StorageError> {
+    match store.get(Cf::Catalog, &key(id))? {
+        Some(raw) => Ok(Some(
+            serde_json::from_slice(&raw).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(name: &str) -> Label {
+        Label {
+            name: name.into(),
+            color: "#ff0000".into(),
+            kinds: vec![ShapeKind::Rectangle],
+            attributes: vec![],
+            keypoints: vec![],
+            skeleton: vec![],
+        }
+    }
+
+    #[test]
+    fn schemas_are_checked_with_named_problems() {
+        assert_eq!(schema_problem(&[label("car")]), None);
+        assert!(schema_problem(&[]).is_some());
+        assert!(schema_problem(&[label("car"), label("car")])
+            .unwrap()
+            .contains("used twice"));
+        let mut bad_color = label("car");
+        bad_color.color = "red".into();
+        assert!(schema_problem(&[bad_color])
+            .unwrap()
+            .contains("labels[car].color"));
+        let mut person = label("person");
+        person.kinds = vec![ShapeKind::Points];
+        person.keypoints = vec!["head".into(), "hand".into()];
+        person.skeleton = vec![(0, 1)];
+        assert_eq!(schema_problem(&[person.clone()]), None);
+        person.skeleton = vec![(0, 2)];
+        assert!(schema_problem(&[person]).unwrap().contains("skeleton"));
+        let mut attr = label("car");
+        attr.attributes = vec![Attribute {
+            name: "color".into(),
+            kind: AttributeKind::Select {
+                options: vec!["red".into()],
+            },
+            required: true,
+            default: Some(serde_json::json!("blue")),
+        }];
+        assert!(schema_problem(&[attr]).unwrap().contains("default"));
+    }
+}
+
+/// Changes to annotation sets. Schemas travel as JSON text: the Raft log is bincode, which
+/// cannot carry free-form JSON values (attribute defaults).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum AnnotationSetOp {
+    Create {
+        dataset_id: u64,
+        name: String,
+        labels_json: String,
+        created_by: String,
+        created_ms: u64,
+    },
+    Update {
+        id: u64,
+        name: Option<String>,
+        labels_json: Option<String>,
+    },
+    Delete {
+        id: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AnnotationSetOutcome {
+    /// The set after the op, as JSON text.
+    Set(String),
+    Deleted,
+    NoSuchDataset(u64),
+    NoSuchSet(u64),
+    Invalid(String),
+}
+
+const NEXT_ID: &str = "annotation-set-next-id";
+
+fn labels(json: &str) -> Result<Vec<Label>, String> {
+    let labels: Vec<Label> = serde_json::from_str(json).map_err(|e| format!("labels: {e}"))?;
+    match schema_problem(&labels) {
+        Some(p) => Err(p),
+        None => Ok(labels),
+    }
+}
+
+/// Stages an annotation set op. Schemas are validated again here, so that every replica
+/// applies the same checks whatever node proposed the change.
+pub fn stage(
+    store: &Store,
+    batch: &mut rocksdb::WriteBatch,
+    op: &AnnotationSetOp,
+) -> Result<AnnotationSetOutcome, StorageError> {
+    let cf = store.cf(Cf::Catalog);
+    let write = |batch: &mut rocksdb::WriteBatch,
+                 set: &AnnotationSet|
+     -> Result<AnnotationSetOutcome, StorageError> {
+        let text = serde_json::to_string(set).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        batch.put_cf(cf, key(set.id), text.as_bytes());
+        Ok(AnnotationSetOutcome::Set(text))
+    };
+    match op {
+        AnnotationSetOp::Create {
+            dataset_id,
+            name,
+            labels_json,
+            created_by,
+            created_ms,
+        } => {
+            if crate::datasets::dataset(store, *dataset_id)?.is_none() {
+                return Ok(AnnotationSetOutcome::NoSuchDataset(*dataset_id));
+            }
+            let labels = match labels(labels_json) {
+                Ok(l) => l,
+                Err(p) => return Ok(AnnotationSetOutcome::Invalid(p)),
+            };
+            let id = match store.get(Cf::Catalog, &keys::named(META_GROUP, NEXT_ID))? {
+                Some(raw) => bincode::deserialize(&raw)?,
+                None => 1u64,
+            };
+            batch.put_cf(
+                cf,
+                keys::named(META_GROUP, NEXT_ID),
+                bincode::serialize(&(id + 1))?,
+            );
+            let set = AnnotationSet {
+                id,
+                dataset_id: *dataset_id,
+                name: name.clone(),
+                labels,
+                created_by: created_by.clone(),
+                created_ms: *created_ms,
+            };
+            write(batch, &set)
+        }
+        AnnotationSetOp::Update {
+            id,
+            name,
+            labels_json,
+        } => {
+            let Some(mut set) = annotation_set(store, *id)? else {
+                return Ok(AnnotationSetOutcome::NoSuchSet(*id));
+            };
+            if let Some(json) = labels_json {
+                match labels(json) {
+                    Ok(l) => set.labels = l,
+                    Err(p) => return Ok(AnnotationSetOutcome::Invalid(p)),
+                }
+            }
+            if let Some(name) = name {
+                set.name = name.clone();
+            }
+            write(batch, &set)
+        }
+        AnnotationSetOp::Delete { id } => {
+            if annotation_set(store, *id)?.is_none() {
+                return Ok(AnnotationSetOutcome::NoSuchSet(*id));
+            }
+            batch.delete_cf(cf, key(*id));
+            Ok(AnnotationSetOutcome::Deleted)
+        }
+    }
+}
+
+/// Annotation sets of `dataset` (all datasets with `None`), in id order after `after`.
+pub fn annotation_sets(
+    store: &Store,
+    dataset: Option<u64>,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Vec<AnnotationSet>, StorageError> {
+    let prefix = keys::named(META_GROUP, "annotation-set/");
+    let mut upper = prefix.clone();
+    if let Some(last) = upper.last_mut() {
+        *last += 1;
+    }
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_iterate_upper_bound(upper);
+    let start = match after {
+        Some(a) => key(a + 1),
+        None => prefix,
+    };
+    let iter = store.db().iterator_cf_opt(
+        store.cf(Cf::Catalog),
+        opts,
+        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+    );
+    let mut out = Vec::new();
+    for item in iter {
+        let (_, v) = item?;
+        let set: AnnotationSet =
+            serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        if dataset.is_none_or(|d| d == set.dataset_id) {
+            out.push(set);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
