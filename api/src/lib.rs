@@ -15,6 +15,7 @@ mod oauth;
 mod objects;
 mod password;
 pub mod routes;
+mod tasks;
 pub mod token;
 mod users;
 

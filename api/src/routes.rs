@@ -4,7 +4,9 @@
 use axum::routing::{delete, get, patch, post, MethodRouter};
 use serde_json::{json, Map, Value};
 
-use crate::{annotation_sets, cluster_routes, datasets, metrics, oauth, objects, users, AppState};
+use crate::{
+    annotation_sets, cluster_routes, datasets, metrics, oauth, objects, tasks, users, AppState,
+};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +14,7 @@ pub enum Access {
     Anyone,
     /// Any signed-in user.
     SignedIn,
+    Reviewer,
     Manager,
     Admin,
     /// A manager's or admin's token, or a presigned URL.
@@ -23,6 +26,7 @@ impl Access {
         match self {
             Access::Anyone => "no token needed",
             Access::SignedIn => "any signed-in user",
+            Access::Reviewer => "reviewer, manager or admin",
             Access::Manager => "manager or admin",
             Access::Admin => "admin",
             Access::ManagerOrPresigned => "manager or admin, or a presigned URL (?exp=&sig=)",
@@ -232,6 +236,55 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Delete an annotation set",
             delete(annotation_sets::delete),
+        ),
+        route(
+            "post",
+            "/api/v1/annotation-sets/{id}/tasks/split",
+            Manager,
+            "Split into tasks (chunk_size, overlap, assignees or pool)",
+            post(tasks::split),
+        ),
+        route(
+            "get",
+            "/api/v1/annotation-sets/{id}/tasks",
+            Reviewer,
+            "Tasks of an annotation set, paged (state, limit, cursor)",
+            get(tasks::list),
+        ),
+        route(
+            "get",
+            "/api/v1/me/tasks",
+            SignedIn,
+            "The caller's tasks",
+            get(tasks::mine),
+        ),
+        route(
+            "get",
+            "/api/v1/pool/tasks",
+            SignedIn,
+            "Unassigned tasks to claim",
+            get(tasks::pool),
+        ),
+        route(
+            "get",
+            "/api/v1/tasks/{id}",
+            SignedIn,
+            "A task with presigned image URLs (its assignee, pool tasks, reviewers and up)",
+            get(tasks::get),
+        ),
+        route(
+            "post",
+            "/api/v1/tasks/{id}/reassign",
+            Manager,
+            "Give a task to someone else or back to the pool",
+            post(tasks::reassign),
+        ),
+        route(
+            "post",
+            "/api/v1/tasks/{id}/{action}",
+            SignedIn,
+            "claim, start, submit (assignee); review, accept, reject (reviewers and up)",
+            post(tasks::act),
         ),
         route(
             "post",

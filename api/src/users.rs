@@ -72,13 +72,14 @@ fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> 
         CatalogOutcome::Done => Ok(StatusCode::NO_CONTENT.into_response()),
         CatalogOutcome::Conflict(m) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", m)),
         CatalogOutcome::NotFound(m) => Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_user", m)),
-        CatalogOutcome::Key(_) | CatalogOutcome::Dataset(_) | CatalogOutcome::AnnotationSet(_) => {
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "unexpected outcome",
-            ))
-        }
+        CatalogOutcome::Key(_)
+        | CatalogOutcome::Dataset(_)
+        | CatalogOutcome::AnnotationSet(_)
+        | CatalogOutcome::Task(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected outcome",
+        )),
     }
 }
 

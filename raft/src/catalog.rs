@@ -15,6 +15,7 @@ use tessera_storage::{keys, Cf, StorageError, Store};
 use crate::annotation_sets::{self, AnnotationSetOp, AnnotationSetOutcome};
 use crate::datasets::{self, DatasetOp, DatasetOutcome};
 use crate::placement::META_GROUP;
+use crate::tasks::{self, TaskOp, TaskOutcome};
 
 /// What a user may do. See docs/architecture.md for the rules per route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -85,6 +86,7 @@ pub enum CatalogOp {
     },
     Dataset(DatasetOp),
     AnnotationSet(AnnotationSetOp),
+    Task(TaskOp),
 }
 
 /// The result of a [`CatalogOp`].
@@ -98,6 +100,7 @@ pub enum CatalogOutcome {
     NotFound(String),
     Dataset(DatasetOutcome),
     AnnotationSet(AnnotationSetOutcome),
+    Task(TaskOutcome),
 }
 
 const KEY: &str = "cluster_key";
@@ -197,6 +200,7 @@ pub fn stage(
         CatalogOp::AnnotationSet(op) => {
             CatalogOutcome::AnnotationSet(annotation_sets::stage(store, batch, op)?)
         }
+        CatalogOp::Task(op) => CatalogOutcome::Task(tasks::stage(store, batch, op)?),
     };
     batch.put_cf(cf, request_key(request_id), bincode::serialize(&outcome)?);
     Ok(outcome)

@@ -6,6 +6,7 @@ use tessera_storage::{ObjectMeta, PutOutcome, Sha256};
 
 use crate::catalog::{CatalogOp, CatalogOutcome};
 use crate::placement::Placement;
+use crate::tasks::TaskOp;
 
 /// A replicated write: the payload of a Raft log entry. Every field the state machine stores is
 /// decided here, by the proposer, so that every replica applies it identically.
@@ -49,6 +50,10 @@ impl fmt::Debug for Command {
                 CatalogOp::RevokeToken { .. } => f.write_str("Catalog(RevokeToken)"),
                 CatalogOp::Dataset(op) => write!(f, "Catalog({op:?})"),
                 CatalogOp::AnnotationSet(op) => write!(f, "Catalog({op:?})"),
+                CatalogOp::Task(TaskOp::Split { set_id, chunks, .. }) => {
+                    write!(f, "Catalog(Split {set_id}: {} chunks)", chunks.len())
+                }
+                CatalogOp::Task(op) => write!(f, "Catalog({op:?})"),
             },
         }
     }

@@ -20,6 +20,7 @@ mod read;
 mod service;
 mod snapshot_store;
 mod state_machine;
+pub mod tasks;
 mod types;
 
 /// Generated from `proto/internal.proto`.

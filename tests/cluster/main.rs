@@ -8,3 +8,4 @@ mod failures;
 mod objects;
 mod snapshot;
 mod support;
+mod tasks;

@@ -246,7 +246,8 @@ async fn openapi_document_matches_the_router() {
         let concrete = path
             .replace("{sha}", &"0".repeat(64))
             .replace("{name}", "nobody")
-            .replace("{id}", "999999");
+            .replace("{id}", "999999")
+            .replace("{action}", "start");
         for method in ops.as_object().expect("operations").keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
             let reply = client.send(m, &concrete, &[], Bytes::new()).await.unwrap();

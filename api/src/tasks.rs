@@ -1,0 +1,337 @@
+//! Tasks: splitting an annotation set into chunks, assignment and the pool, the
+//! annotate → submit → review → accept/reject workflow.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_raft::tasks::{self, Action, Task, TaskOp, TaskOutcome};
+use tessera_raft::{annotation_sets, datasets};
+
+use crate::auth::Principal;
+use crate::error::{parse_json, ApiError};
+use crate::token::{self, now_ms};
+use crate::AppState;
+
+const MAX_PAGE: usize = 1000;
+const URL_TTL_MS: u64 = 4 * 60 * 60 * 1000;
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+fn summary(t: &Task) -> Value {
+    json!({
+        "id": t.id, "annotation_set": t.set_id, "chunk": t.chunk, "state": t.state,
+        "assignee": t.assignee, "reviewer": t.reviewer, "image_count": t.images.len(),
+    })
+}
+
+/// A task in full, with presigned URLs for its images (what an annotator's page loads).
+fn detail(state: &AppState, t: &Task) -> Value {
+    let mut v = summary(t);
+    let key = state.cluster.directory().key();
+    let expires = now_ms() + URL_TTL_MS;
+    v["images"] = t
+        .images
+        .iter()
+        .map(|sha| {
+            let sha = sha.to_string();
+            let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
+            json!({ "sha256": sha, "url": url })
+        })
+        .collect();
+    v["history"] = json!(t.history);
+    v
+}
+
+async fn apply(state: &AppState, op: TaskOp) -> Result<TaskOutcome, ApiError> {
+    match state.cluster.catalog(CatalogOp::Task(op)).await? {
+        CatalogOutcome::Task(TaskOutcome::NoSuchTask(id)) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_task",
+            format!("no task {id}"),
+        )),
+        CatalogOutcome::Task(TaskOutcome::Forbidden(m)) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", m))
+        }
+        CatalogOutcome::Task(TaskOutcome::Conflict(m)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "invalid_transition", m))
+        }
+        CatalogOutcome::Task(outcome) => Ok(outcome),
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitBody {
+    chunk_size: usize,
+    #[serde(default = "one")]
+    overlap: u32,
+    #[serde(default)]
+    assignees: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `POST /api/v1/annotation-sets/{id}/tasks/split`: `{"chunk_size": 50, "overlap": 1,
+/// "assignees": ["ann1", "ann2"]}`; without assignees the tasks go to the pool.
+pub async fn split(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(set_id): Path<u64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Manager)?;
+    let SplitBody {
+        chunk_size,
+        overlap,
+        assignees,
+    } = parse_json(&body)?;
+    if !(1..=10_000).contains(&chunk_size) {
+        return Err(invalid("chunk_size: 1 to 10000"));
+    }
+    if overlap == 0 || overlap > 16 {
+        return Err(invalid("overlap: 1 to 16"));
+    }
+    state.cluster.catalog_barrier().await?;
+    for (i, name) in assignees.iter().enumerate() {
+        let user = state.cluster.directory().user(name);
+        if user.is_none_or(|u| u.disabled) {
+            return Err(invalid(format!("assignees[{i}]: no active user {name}")));
+        }
+    }
+    if !assignees.is_empty() && (assignees.len() as u32) < overlap {
+        return Err(invalid(format!("overlap {overlap} needs at least {overlap} assignees, so copies go to different people")));
+    }
+    let set = state
+        .cluster
+        .read_catalog(move |s| annotation_sets::annotation_set(s, set_id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_annotation_set",
+                format!("no annotation set {set_id}"),
+            )
+        })?;
+    let dataset = set.dataset_id;
+    let mut shas = Vec::new();
+    loop {
+        let after = shas.last().copied();
+        let page = state
+            .cluster
+            .read_catalog(move |s| datasets::images(s, dataset, after.as_ref(), 5000))
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        shas.extend(page.iter().map(|i| i.sha));
+    }
+    if shas.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "empty_dataset",
+            "the dataset has no images to split",
+        ));
+    }
+    let chunks: Vec<_> = shas.chunks(chunk_size).map(<[_]>::to_vec).collect();
+    let op = TaskOp::Split {
+        set_id,
+        chunks,
+        overlap,
+        assignees,
+        by: principal.username,
+        at_ms: now_ms(),
+    };
+    match apply(&state, op).await? {
+        TaskOutcome::Created(ids) => {
+            Ok((StatusCode::CREATED, Json(json!({ "tasks": ids }))).into_response())
+        }
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    limit: Option<usize>,
+    cursor: Option<u64>,
+    state: Option<String>,
+}
+
+async fn page_of(
+    state: &AppState,
+    page: Page,
+    keep: impl Fn(&Task) -> bool + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let wanted = page.state;
+    state.cluster.catalog_barrier().await?;
+    let found = state
+        .cluster
+        .read_catalog(move |s| {
+            tasks::tasks(s, page.cursor, limit + 1, |t| {
+                keep(t) && wanted.as_deref().is_none_or(|w| json!(t.state) == json!(w))
+            })
+        })
+        .await?;
+    let next = (found.len() > limit).then(|| found[limit - 1].id);
+    let items: Vec<Value> = found.iter().take(limit).map(summary).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next })))
+}
+
+/// `GET /api/v1/annotation-sets/{id}/tasks?state=&limit=&cursor=` (reviewers and up).
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(set_id): Path<u64>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Reviewer)?;
+    page_of(&state, page, move |t| t.set_id == set_id).await
+}
+
+/// `GET /api/v1/me/tasks?state=`: the caller's tasks.
+pub async fn mine(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let me = principal.username;
+    page_of(&state, page, move |t| {
+        t.assignee.as_deref() == Some(me.as_str())
+    })
+    .await
+}
+
+/// `GET /api/v1/pool/tasks`: unassigned tasks annotators can claim.
+pub async fn pool(
+    State(state): State<AppState>,
+    _principal: Principal,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    page_of(&state, page, |t| t.assignee.is_none()).await
+}
+
+/// `GET /api/v1/tasks/{id}`: its assignee, reviewers and managers.
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    state.cluster.catalog_barrier().await?;
+    let task = state
+        .cluster
+        .read_catalog(move |s| tasks::task(s, id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_task",
+                format!("no task {id}"),
+            )
+        })?;
+    let pooled = task.assignee.is_none();
+    if task.assignee.as_deref() != Some(principal.username.as_str()) && !pooled {
+        principal.require(Role::Reviewer)?;
+    }
+    Ok(Json(detail(&state, &task)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ActBody {
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/tasks/{id}/{action}`: claim, start, submit, review, accept, reject
+/// (`{"reason": ...}`).
+pub async fn act(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, action)): Path<(u64, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let action = match action.as_str() {
+        "claim" => Action::Claim,
+        "start" => Action::Start,
+        "submit" => Action::Submit,
+        "review" => Action::Review,
+        "accept" => Action::Accept,
+        "reject" => Action::Reject,
+        other => {
+            let known = "claim, start, submit, review, accept, reject";
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_action",
+                format!("no task action {other}; one of {known}"),
+            ));
+        }
+    };
+    let ActBody { reason } = if body.is_empty() {
+        ActBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    let op = TaskOp::Act {
+        id,
+        action,
+        user: principal.username,
+        role: principal.role,
+        reason,
+        at_ms: now_ms(),
+    };
+    match apply(&state, op).await? {
+        TaskOutcome::Task(t) => Ok(Json(detail(&state, &t))),
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignBody {
+    assignee: Option<String>,
+}
+
+/// `POST /api/v1/tasks/{id}/reassign`: `{"assignee": "ann2"}` or `{"assignee": null}` (pool).
+pub async fn reassign(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Manager)?;
+    let ReassignBody { assignee } = parse_json(&body)?;
+    if let Some(name) = &assignee {
+        state.cluster.catalog_barrier().await?;
+        if state
+            .cluster
+            .directory()
+            .user(name)
+            .is_none_or(|u| u.disabled)
+        {
+            return Err(invalid(format!("assignee: no active user {name}")));
+        }
+    }
+    let op = TaskOp::Reassign {
+        id,
+        assignee,
+        by: principal.username,
+        at_ms: now_ms(),
+    };
+    match apply(&state, op).await? {
+        TaskOutcome::Task(t) => Ok(Json(detail(&state, &t))),
+        other => Err(internal(format!("unexpected outcome {other:?}"))),
+    }
+}

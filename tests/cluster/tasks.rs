@@ -1,0 +1,258 @@
+//! Splitting an annotation set into tasks, the pool, and the review workflow with rework.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tessera_api::client::{Client, Method, Reply};
+use tessera_cluster_tests::{Options, TestCluster};
+
+use crate::support::{image, upload};
+
+async fn send(client: &Client, method: Method, path: &str, body: Value) -> Reply {
+    client
+        .send(
+            method,
+            path,
+            &[("content-type", "application/json")],
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .expect("request")
+}
+
+async fn user(admin: &Client, name: &str, role: &str) -> Client {
+    let made = send(
+        admin,
+        Method::POST,
+        "/api/v1/users",
+        json!({"username": name, "password": format!("{name}-password"), "role": role}),
+    )
+    .await;
+    assert_eq!(made.status, 201);
+    let token = admin
+        .anonymous()
+        .login(name, &format!("{name}-password"))
+        .await
+        .expect("login");
+    admin.with_token(token)
+}
+
+async fn act(client: &Client, task: u64, action: &str, body: Value) -> Reply {
+    send(
+        client,
+        Method::POST,
+        &format!("/api/v1/tasks/{task}/{action}"),
+        body,
+    )
+    .await
+}
+
+fn ids(reply: &Reply) -> Vec<u64> {
+    reply.json()["tasks"]
+        .as_array()
+        .expect("task ids")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect()
+}
+
+#[tokio::test]
+async fn tasks_flow_from_split_through_review_and_rework() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let manager = user(&admin, "mgr", "manager").await;
+    let ann1 = user(&admin, "ann1", "annotator").await;
+    let ann2 = user(&admin, "ann2", "annotator").await;
+    let reviewer = user(&admin, "rev", "reviewer").await;
+
+    let mut images = Vec::new();
+    for seed in 0..5 {
+        images.push(json!({"sha256": upload(&admin, &image(100 + seed)).await}));
+    }
+    let dataset = send(
+        &manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "d"}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        send(
+            &manager,
+            Method::POST,
+            &format!("/api/v1/datasets/{dataset}/images"),
+            json!({"images": images})
+        )
+        .await
+        .status,
+        200
+    );
+    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
+    let set = send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+        json!({"name": "s", "labels": labels}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .unwrap();
+    let split_path = format!("/api/v1/annotation-sets/{set}/tasks/split");
+
+    // Overlap 2 over two annotators: every chunk once to each of them.
+    let bad = send(
+        &manager,
+        Method::POST,
+        &split_path,
+        json!({"chunk_size": 2, "overlap": 2, "assignees": ["ann1"]}),
+    )
+    .await;
+    assert_eq!(bad.status, 422);
+    let split = send(
+        &manager,
+        Method::POST,
+        &split_path,
+        json!({"chunk_size": 2, "overlap": 2, "assignees": ["ann1", "ann2"]}),
+    )
+    .await;
+    assert_eq!(split.status, 201, "{:?}", split.json());
+    assert_eq!(ids(&split).len(), 6);
+    let mine = ann1.get("/api/v1/me/tasks").await.unwrap().json();
+    let mine: Vec<Value> = mine["items"].as_array().unwrap().clone();
+    assert_eq!(mine.len(), 3);
+    let chunks: std::collections::HashSet<u64> =
+        mine.iter().filter_map(|t| t["chunk"].as_u64()).collect();
+    assert_eq!(chunks.len(), 3, "ann1 holds one copy of each chunk");
+    let task = mine[0]["id"].as_u64().unwrap();
+
+    // The task page carries presigned URLs an <img> can load without a token.
+    let detail = ann1
+        .get(&format!("/api/v1/tasks/{task}"))
+        .await
+        .unwrap()
+        .json();
+    let url = detail["images"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert_eq!(ann1.anonymous().get(&url).await.unwrap().status, 200);
+    // An annotator cannot read images outside their tasks directly.
+    let sha = detail["images"][0]["sha256"].as_str().unwrap().to_string();
+    assert_eq!(
+        ann1.get(&format!("/objects/{sha}")).await.unwrap().status,
+        403
+    );
+
+    // Transitions are enforced.
+    assert_eq!(
+        act(&ann1, task, "submit", json!({})).await.status,
+        409,
+        "submit before start"
+    );
+    assert_eq!(
+        act(&ann2, task, "start", json!({})).await.status,
+        403,
+        "not ann2's task"
+    );
+    assert_eq!(
+        act(&ann1, task, "start", json!({})).await.json()["state"],
+        "in_progress"
+    );
+    assert_eq!(
+        act(&ann1, task, "review", json!({})).await.status,
+        403,
+        "annotators do not review"
+    );
+    assert_eq!(
+        act(&ann1, task, "submit", json!({})).await.json()["state"],
+        "submitted"
+    );
+    assert_eq!(
+        act(&reviewer, task, "review", json!({})).await.json()["state"],
+        "in_review"
+    );
+    assert_eq!(
+        act(&reviewer, task, "reject", json!({})).await.status,
+        409,
+        "rejection needs a reason"
+    );
+    let rejected = act(
+        &reviewer,
+        task,
+        "reject",
+        json!({"reason": "box on car 2 is loose"}),
+    )
+    .await;
+    assert_eq!(rejected.json()["state"], "rejected");
+    // Rework.
+    assert_eq!(
+        act(&ann1, task, "start", json!({})).await.json()["state"],
+        "in_progress"
+    );
+    assert_eq!(
+        act(&ann1, task, "submit", json!({})).await.json()["state"],
+        "submitted"
+    );
+    assert_eq!(act(&reviewer, task, "review", json!({})).await.status, 200);
+    let accepted = act(&reviewer, task, "accept", json!({})).await.json();
+    assert_eq!(accepted["state"], "accepted");
+    let actions: Vec<&str> = accepted["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["created", "start", "submit", "review", "reject", "start", "submit", "review", "accept"]
+    );
+    assert_eq!(
+        send(
+            &manager,
+            Method::POST,
+            &format!("/api/v1/tasks/{task}/reassign"),
+            json!({"assignee": "ann2"})
+        )
+        .await
+        .status,
+        409
+    );
+    assert_eq!(act(&ann1, task, "dance", json!({})).await.status, 404);
+
+    // The pool: concurrent claims of one task, exactly one wins.
+    let pool = send(
+        &manager,
+        Method::POST,
+        &split_path,
+        json!({"chunk_size": 5, "overlap": 2}),
+    )
+    .await;
+    let pooled = ids(&pool);
+    assert_eq!(pooled.len(), 2);
+    let (a, b) = tokio::join!(
+        act(&ann1, pooled[0], "claim", json!({})),
+        act(&ann2, pooled[0], "claim", json!({}))
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "each task is claimed once");
+    // Whoever won cannot take the other copy of the same images; the other one can.
+    let (winner, other) = if a.status == 200 {
+        (&ann1, &ann2)
+    } else {
+        (&ann2, &ann1)
+    };
+    assert_eq!(act(winner, pooled[1], "claim", json!({})).await.status, 409);
+    assert_eq!(act(other, pooled[1], "claim", json!({})).await.status, 200);
+    let listed = reviewer
+        .get(&format!(
+            "/api/v1/annotation-sets/{set}/tasks?state=accepted"
+        ))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+}
