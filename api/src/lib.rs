@@ -5,6 +5,7 @@
 //! (`{"error": {"code": ..., "message": ...}}`, see [`ApiError`]).
 
 mod annotation_sets;
+mod annotations;
 pub mod auth;
 pub mod client;
 mod cluster_routes;
@@ -48,6 +49,9 @@ impl Default for Limits {
     }
 }
 
+/// Largest JSON request body (a few thousand shapes fit easily).
+pub const JSON_BODY_LIMIT: usize = 8 << 20;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -62,8 +66,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     routes::mount(Router::new())
         .fallback(error::not_found)
-        // Uploads enforce their own limit while streaming (see `objects::upload`).
-        .layer(DefaultBodyLimit::disable())
+        // JSON bodies are capped; uploads stream through a raw body, which this does not
+        // limit, and enforce their own limit (see `objects::upload`).
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }

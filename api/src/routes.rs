@@ -1,11 +1,12 @@
 //! Every HTTP route in one table: the router and the OpenAPI document are both built from it,
 //! so the document cannot drift from what the server answers.
 
-use axum::routing::{delete, get, patch, post, MethodRouter};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    annotation_sets, cluster_routes, datasets, metrics, oauth, objects, tasks, users, AppState,
+    annotation_sets, annotations, cluster_routes, datasets, metrics, oauth, objects, tasks, users,
+    AppState,
 };
 
 /// Who may call a route.
@@ -285,6 +286,27 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "claim, start, submit (assignee); review, accept, reject (reviewers and up)",
             post(tasks::act),
+        ),
+        route(
+            "get",
+            "/api/v1/tasks/{id}/images/{sha}/annotations",
+            SignedIn,
+            "The current version of an image's shapes in a task (ETag)",
+            get(annotations::get),
+        ),
+        route(
+            "put",
+            "/api/v1/tasks/{id}/images/{sha}/annotations",
+            SignedIn,
+            "Save shapes (If-Match: the edited version; 412 if stale)",
+            put(annotations::put),
+        ),
+        route(
+            "get",
+            "/api/v1/tasks/{id}/images/{sha}/annotations/history",
+            SignedIn,
+            "Every saved version, who and when",
+            get(annotations::history),
         ),
         route(
             "post",

@@ -75,7 +75,8 @@ fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> 
         CatalogOutcome::Key(_)
         | CatalogOutcome::Dataset(_)
         | CatalogOutcome::AnnotationSet(_)
-        | CatalogOutcome::Task(_) => Err(ApiError::new(
+        | CatalogOutcome::Task(_)
+        | CatalogOutcome::Annotation(_) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "unexpected outcome",

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tessera_storage::{keys, Cf, StorageError, Store};
 
 use crate::annotation_sets::{self, AnnotationSetOp, AnnotationSetOutcome};
+use crate::annotations::{self, Save, SaveOutcome};
 use crate::datasets::{self, DatasetOp, DatasetOutcome};
 use crate::placement::META_GROUP;
 use crate::tasks::{self, TaskOp, TaskOutcome};
@@ -87,6 +88,7 @@ pub enum CatalogOp {
     Dataset(DatasetOp),
     AnnotationSet(AnnotationSetOp),
     Task(TaskOp),
+    SaveAnnotation(Save),
 }
 
 /// The result of a [`CatalogOp`].
@@ -101,6 +103,7 @@ pub enum CatalogOutcome {
     Dataset(DatasetOutcome),
     AnnotationSet(AnnotationSetOutcome),
     Task(TaskOutcome),
+    Annotation(SaveOutcome),
 }
 
 const KEY: &str = "cluster_key";
@@ -201,6 +204,9 @@ pub fn stage(
             CatalogOutcome::AnnotationSet(annotation_sets::stage(store, batch, op)?)
         }
         CatalogOp::Task(op) => CatalogOutcome::Task(tasks::stage(store, batch, op)?),
+        CatalogOp::SaveAnnotation(save) => {
+            CatalogOutcome::Annotation(annotations::stage(store, batch, save)?)
+        }
     };
     batch.put_cf(cf, request_key(request_id), bincode::serialize(&outcome)?);
     Ok(outcome)

@@ -239,6 +239,11 @@ fn scan<T: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
+/// One image of a dataset.
+pub fn image(store: &Store, id: u64, sha: &Sha256) -> Result<Option<DatasetImage>, StorageError> {
+    get(store, &image_key(id, sha))
+}
+
 /// Datasets in id order after `after`.
 pub fn datasets(
     store: &Store,

@@ -7,6 +7,7 @@
 //! when this node holds no replica.
 
 pub mod annotation_sets;
+pub mod annotations;
 mod blocking;
 pub mod catalog;
 mod cluster;

@@ -256,3 +256,174 @@ async fn tasks_flow_from_split_through_review_and_rework() {
         .json();
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn annotations_are_versioned_validated_and_never_overwritten() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let manager = user(&admin, "mgr", "manager").await;
+    let ann1 = user(&admin, "ann1", "annotator").await;
+    let ann2 = user(&admin, "ann2", "annotator").await;
+    let sha = upload(&admin, &image(300)).await; // 100 x 100
+    let dataset = send(
+        &manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "d"}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .unwrap();
+    send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/images"),
+        json!({"images": [{"sha256": sha}]}),
+    )
+    .await;
+    let labels = json!([
+        {"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"],
+         "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": true}]},
+        {"name": "person", "color": "#00ff00", "kinds": ["points"], "keypoints": ["head", "foot"], "skeleton": [[0, 1]]},
+        {"name": "night", "color": "#000000", "kinds": ["tag"]},
+        {"name": "crate", "color": "#0000ff", "kinds": ["rotated_rectangle"]}
+    ]);
+    let set = send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+        json!({"name": "s", "labels": labels}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .unwrap();
+    let split = send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        json!({"chunk_size": 10, "assignees": ["ann1"]}),
+    )
+    .await;
+    let task = ids(&split)[0];
+    act(&ann1, task, "start", json!({})).await;
+    let path = format!("/api/v1/tasks/{task}/images/{sha}/annotations");
+
+    let empty = ann1.get(&path).await.unwrap();
+    assert_eq!(
+        (empty.json()["version"].as_u64(), empty.header("etag")),
+        (Some(0), Some("\"0\""))
+    );
+    let good = json!({"shapes": [
+        {"label": "car", "kind": "rectangle", "points": [[10, 10], [50, 40]], "attributes": {"colour": "red"}},
+        {"label": "person", "kind": "points", "points": [[20, 5], [20, 90]]},
+        {"label": "night", "kind": "tag"},
+        {"label": "crate", "kind": "rotated_rectangle", "points": [[60, 60], [90, 80]], "angle": 30}
+    ]});
+    let put = |client: &Client, version: &str, body: Value| {
+        let (client, path, version) = (client.clone(), path.clone(), version.to_string());
+        async move {
+            let mut headers = vec![("content-type", "application/json")];
+            if !version.is_empty() {
+                headers.push(("if-match", version.as_str()));
+            }
+            client
+                .send(Method::PUT, &path, &headers, Bytes::from(body.to_string()))
+                .await
+                .expect("put")
+        }
+    };
+    assert_eq!(put(&ann1, "", good.clone()).await.status, 428);
+    let first = put(&ann1, "\"0\"", good.clone()).await;
+    assert_eq!(
+        (first.status.as_u16(), first.json()["version"].clone()),
+        (200, json!(1))
+    );
+
+    // Two saves from version 1 at once: exactly one wins, the other learns the current version.
+    let (a, b) = tokio::join!(
+        put(&ann1, "\"1\"", good.clone()),
+        put(&ann1, "\"1\"", good.clone())
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 412]);
+    let loser = if a.status == 412 { &a } else { &b };
+    assert_eq!(loser.json()["current_version"], 2);
+
+    for (shape, expect) in [
+        (
+            json!({"label": "bus", "kind": "rectangle", "points": [[1, 1], [2, 2]]}),
+            "shapes[0].label",
+        ),
+        (
+            json!({"label": "car", "kind": "polyline", "points": [[1, 1], [2, 2]], "attributes": {"colour": "red"}}),
+            "shapes[0].kind",
+        ),
+        (
+            json!({"label": "car", "kind": "rectangle", "points": [[1, 1], [150, 2]], "attributes": {"colour": "red"}}),
+            "shapes[0].points[1]",
+        ),
+        (
+            json!({"label": "car", "kind": "polygon", "points": [[1, 1], [2, 2], [1, 1]], "attributes": {"colour": "red"}}),
+            "three distinct",
+        ),
+        (
+            json!({"label": "car", "kind": "rectangle", "points": [[1, 1], [2, 2]]}),
+            "shapes[0].attributes.colour: required",
+        ),
+        (
+            json!({"label": "car", "kind": "rectangle", "points": [[1, 1], [2, 2]], "attributes": {"colour": "green"}}),
+            "shapes[0].attributes.colour",
+        ),
+        (
+            json!({"label": "crate", "kind": "rotated_rectangle", "points": [[1, 1], [2, 2]]}),
+            "shapes[0].angle",
+        ),
+        (
+            json!({"label": "person", "kind": "points", "points": [[1, 1]]}),
+            "named keypoint",
+        ),
+        (
+            json!({"label": "night", "kind": "tag", "colour": "x"}),
+            "unknown field",
+        ),
+    ] {
+        let reply = put(&ann1, "\"2\"", json!({"shapes": [shape]})).await;
+        assert_eq!(reply.status, 422, "{shape}");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains(expect), "{shape}: {message}");
+    }
+    let malformed = ann1
+        .send(
+            Method::PUT,
+            &path,
+            &[("if-match", "\"2\"")],
+            Bytes::from_static(b"{\"shapes\": ["),
+        )
+        .await
+        .unwrap();
+    assert_eq!(malformed.status, 400);
+
+    // Only the assignee edits, and only while the task is in progress.
+    assert_eq!(put(&ann2, "\"2\"", good.clone()).await.status, 403);
+    assert_eq!(ann2.get(&path).await.unwrap().status, 403);
+    act(&ann1, task, "submit", json!({})).await;
+    assert_eq!(put(&ann1, "\"2\"", good.clone()).await.status, 403);
+
+    let history = ann1.get(&format!("{path}/history")).await.unwrap().json();
+    let versions: Vec<u64> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["version"].as_u64())
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(history["items"][0]["saved_by"], "ann1");
+    let current = manager.get(&path).await.unwrap().json();
+    assert_eq!(current["shapes"], good["shapes"]);
+}

@@ -1,0 +1,199 @@
+//! `/api/v1/tasks/{id}/images/{sha}/annotations`: the versioned shapes of one image in one task.
+//!
+//! `GET` returns the current version with `ETag: "<version>"`; `PUT` must send
+//! `If-Match: "<version>"` (`"0"` for an image without annotations yet). A stale version gets
+//! `412` with the current one, so concurrent editors never overwrite each other silently.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_raft::annotations::{self, Save, SaveOutcome, Version};
+use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_raft::storage::Sha256;
+use tessera_raft::tasks;
+
+use crate::auth::Principal;
+use crate::error::{parse_json, ApiError};
+use crate::token::now_ms;
+use crate::AppState;
+
+fn parse_sha(text: &str) -> Result<Sha256, ApiError> {
+    Sha256::parse_hex(text).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_hash",
+            "images are named by 64 hex digits (SHA-256)",
+        )
+    })
+}
+
+fn view(v: &Version) -> Value {
+    let shapes: Value = serde_json::from_str(&v.shapes).unwrap_or(Value::Null);
+    json!({ "version": v.version, "shapes": shapes, "saved_by": v.saved_by, "saved_ms": v.saved_ms })
+}
+
+/// Reading needs the task's assignee or a reviewer and up.
+async fn may_read(
+    state: &AppState,
+    principal: &Principal,
+    task: u64,
+    sha: Sha256,
+) -> Result<(), ApiError> {
+    state.cluster.catalog_barrier().await?;
+    let found = state
+        .cluster
+        .read_catalog(move |s| tasks::task(s, task))
+        .await?;
+    let task = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_task",
+            format!("no task {task}"),
+        )
+    })?;
+    if !task.images.contains(&sha) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_in_task",
+            format!("image {sha} is not in task {}", task.id),
+        ));
+    }
+    if task.assignee.as_deref() != Some(principal.username.as_str()) {
+        principal.require(Role::Reviewer)?;
+    }
+    Ok(())
+}
+
+/// `GET …/annotations`.
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((task, sha)): Path<(u64, String)>,
+) -> Result<Response, ApiError> {
+    let sha = parse_sha(&sha)?;
+    may_read(&state, &principal, task, sha).await?;
+    let current = state
+        .cluster
+        .read_catalog(move |s| annotations::current(s, task, &sha))
+        .await?;
+    let body = match &current {
+        Some(v) => view(v),
+        None => json!({ "version": 0, "shapes": [], "saved_by": null, "saved_ms": null }),
+    };
+    let version = current.map(|v| v.version).unwrap_or(0);
+    Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())
+}
+
+/// `GET …/annotations/history`: every version, oldest first.
+pub async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((task, sha)): Path<(u64, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let sha = parse_sha(&sha)?;
+    may_read(&state, &principal, task, sha).await?;
+    let versions = state
+        .cluster
+        .read_catalog(move |s| annotations::history(s, task, &sha))
+        .await?;
+    Ok(Json(
+        json!({ "items": versions.iter().map(view).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Body {
+    shapes: Value,
+}
+
+/// `PUT …/annotations` with `If-Match`.
+pub async fn put(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((task, sha)): Path<(u64, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let sha = parse_sha(&sha)?;
+    let base = headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "if_match_required",
+                "send If-Match with the version you edited (\"0\" for none)",
+            )
+        })?;
+    let Body { shapes } = parse_json(&body)?;
+    let save = Save {
+        task,
+        sha,
+        base,
+        shapes: shapes.to_string(),
+        user: principal.username,
+        role: principal.role,
+        at_ms: now_ms(),
+    };
+    let outcome = match state
+        .cluster
+        .catalog(CatalogOp::SaveAnnotation(save))
+        .await?
+    {
+        CatalogOutcome::Annotation(o) => o,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("unexpected outcome {other:?}"),
+            ))
+        }
+    };
+    match outcome {
+        SaveOutcome::Saved(version) => Ok((
+            [(header::ETAG, format!("\"{version}\""))],
+            Json(json!({ "version": version })),
+        )
+            .into_response()),
+        SaveOutcome::Stale(current) => {
+            let body = json!({
+                "error": { "code": "stale_version", "message": format!("you edited version {base}; the current one is {current}") },
+                "current_version": current,
+            });
+            Ok((
+                StatusCode::PRECONDITION_FAILED,
+                [(header::ETAG, format!("\"{current}\""))],
+                Json(body),
+            )
+                .into_response())
+        }
+        SaveOutcome::NoSuchTask(id) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_task",
+            format!("no task {id}"),
+        )),
+        SaveOutcome::NotInTask => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_in_task",
+            format!("image {sha} is not in task {task}"),
+        )),
+        SaveOutcome::Forbidden(m) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)),
+        SaveOutcome::Invalid(m) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_shape",
+            m,
+        )),
+    }
+}
