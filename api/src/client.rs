@@ -45,6 +45,15 @@ pub enum ClientError {
     Refused(String),
 }
 
+/// `host:port` or a URL, as a base URL with its scheme.
+fn with_scheme(base: &str) -> String {
+    if base.starts_with("http://") {
+        base.to_string()
+    } else {
+        format!("http://{base}")
+    }
+}
+
 /// `application/x-www-form-urlencoded` encoding of one value.
 pub fn form_encode(value: &str) -> String {
     value
@@ -71,11 +80,7 @@ pub struct Client {
 impl Client {
     /// `base` is `host:port` or `http://host:port`.
     pub fn new(base: &str) -> Client {
-        let base = if base.starts_with("http://") {
-            base.to_string()
-        } else {
-            format!("http://{base}")
-        };
+        let base = with_scheme(base);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -97,6 +102,14 @@ impl Client {
     pub fn with_token(&self, token: impl Into<String>) -> Client {
         Client {
             token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The same client (token included) talking to another node.
+    pub fn with_base(&self, base: &str) -> Client {
+        Client {
+            base: with_scheme(base),
             ..self.clone()
         }
     }

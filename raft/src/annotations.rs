@@ -134,9 +134,11 @@ pub fn problem(shapes: &Value, labels: &[Label], width: u32, height: u32) -> Opt
         };
         let kind: ShapeKind = match obj.get("kind").map(|k| serde_json::from_value(k.clone())) {
             Some(Ok(k)) => k,
-            _ => return Some(format!(
+            _ => {
+                return Some(format!(
                 "{at}.kind: one of rectangle, rotated_rectangle, polygon, polyline, points, tag"
-            )),
+            ))
+            }
         };
         if !label.kinds.contains(&kind) {
             return Some(

@@ -427,3 +427,106 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     let current = manager.get(&path).await.unwrap().json();
     assert_eq!(current["shapes"], good["shapes"]);
 }
+
+/// The catalogue's leader is killed while an annotator saves: every acknowledged save is there
+/// afterwards, with its version, read through any surviving node.
+#[tokio::test]
+async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let leader = crate::support::leader_of(&cluster, 0).await;
+    let via = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| *id != leader)
+        .expect("another node");
+    let admin = cluster.node(via).client();
+    let manager = user(&admin, "mgr", "manager").await;
+    let ann = user(&admin, "ann", "annotator").await;
+    let mut images = Vec::new();
+    for seed in 0..20 {
+        images.push(upload(&admin, &image(400 + seed)).await);
+    }
+    let dataset = send(
+        &manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "d"}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .unwrap();
+    let list: Vec<Value> = images.iter().map(|s| json!({"sha256": s})).collect();
+    send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/images"),
+        json!({"images": list}),
+    )
+    .await;
+    let labels = json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}]);
+    let set = send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+        json!({"name": "s", "labels": labels}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .unwrap();
+    let split = send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        json!({"chunk_size": 20, "assignees": ["ann"]}),
+    )
+    .await;
+    let task = ids(&split)[0];
+    act(&ann, task, "start", json!({})).await;
+
+    let body = json!({"shapes": [{"label": "night", "kind": "tag"}]}).to_string();
+    let mut acknowledged = Vec::new();
+    for (i, sha) in images.iter().enumerate() {
+        if i == 8 {
+            cluster.kill(leader);
+        }
+        let path = format!("/api/v1/tasks/{task}/images/{sha}/annotations");
+        let reply = ann
+            .send(
+                Method::PUT,
+                &path,
+                &[("content-type", "application/json"), ("if-match", "\"0\"")],
+                Bytes::from(body.clone()),
+            )
+            .await;
+        match reply {
+            Ok(r) if r.status == 200 => acknowledged.push(sha.clone()),
+            // Only saves racing the kill may fail, and they must say so.
+            Ok(r) => assert!(
+                i >= 8,
+                "save {i} failed before the kill: {} {:?}",
+                r.status,
+                r.json()
+            ),
+            Err(e) => assert!(i >= 8, "save {i} failed before the kill: {e}"),
+        }
+    }
+    assert!(
+        acknowledged.len() >= 16,
+        "only {} of 20 saves were acknowledged",
+        acknowledged.len()
+    );
+    for node in cluster.nodes.iter().filter(|n| n.is_running()) {
+        let reader = ann.with_base(&node.http);
+        for sha in &acknowledged {
+            let current = reader
+                .get(&format!("/api/v1/tasks/{task}/images/{sha}/annotations"))
+                .await
+                .unwrap();
+            assert_eq!(current.status, 200, "node {}", node.id);
+            assert_eq!(current.json()["version"], 1, "node {} image {sha}", node.id);
+        }
+    }
+}
