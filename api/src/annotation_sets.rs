@@ -185,3 +185,55 @@ pub async fn delete(
     apply(&state, AnnotationSetOp::Delete { id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `GET /api/v1/annotation-sets/{id}/stats`: tasks by state, images annotated of the total,
+/// shapes per label and kind, per annotator (images, shapes, saves, active time) and per day.
+/// Maintained by the state machine as changes apply; reading it scans nothing.
+pub async fn stats(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Reviewer)?;
+    state.cluster.catalog_barrier().await?;
+    let found = state
+        .cluster
+        .read_catalog(move |s| {
+            let Some(set) = annotation_sets::annotation_set(s, id)? else {
+                return Ok(None);
+            };
+            let total = tessera_raft::datasets::dataset(s, set.dataset_id)?
+                .map(|d| d.image_count)
+                .unwrap_or(0);
+            Ok(Some((tessera_raft::stats::load(s, id)?, total)))
+        })
+        .await?;
+    let (stats, total) = found.ok_or_else(|| not_found("annotation set", id))?;
+    let days: serde_json::Map<String, Value> = stats
+        .days
+        .iter()
+        .map(|(day, d)| {
+            (
+                tessera_raft::stats::date(*day),
+                json!({ "saves": d.saves, "shapes": d.shapes }),
+            )
+        })
+        .collect();
+    let by_label: serde_json::Map<String, Value> = stats
+        .shapes
+        .iter()
+        .map(|(label, kinds)| {
+            (
+                label.clone(),
+                json!({ "total": kinds.values().sum::<u64>(), "by_kind": kinds }),
+            )
+        })
+        .collect();
+    Ok(Json(json!({
+        "tasks": stats.tasks,
+        "images": { "total": total, "annotated": stats.annotated },
+        "shapes": { "total": stats.shapes.values().flat_map(|k| k.values()).sum::<u64>(), "by_label": by_label },
+        "annotators": stats.annotators,
+        "days": days,
+    })))
+}

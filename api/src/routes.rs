@@ -309,6 +309,13 @@ pub fn routes() -> Vec<Route> {
             get(annotations::history),
         ),
         route(
+            "get",
+            "/api/v1/annotation-sets/{id}/stats",
+            Reviewer,
+            "Progress and label statistics, maintained incrementally",
+            get(annotation_sets::stats),
+        ),
+        route(
             "post",
             "/oauth/token",
             Anyone,

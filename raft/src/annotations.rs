@@ -12,6 +12,7 @@ use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 use crate::annotation_sets::{self, AttributeKind, Label, ShapeKind};
 use crate::catalog::Role;
 use crate::placement::META_GROUP;
+use crate::stats;
 use crate::tasks::{self, TaskState};
 
 /// Most shapes on one image.
@@ -256,9 +257,8 @@ pub fn stage(
             task.id, task.state
         )));
     }
-    let current_version = current(store, save.task, &save.sha)?
-        .map(|v| v.version)
-        .unwrap_or(0);
+    let previous = current(store, save.task, &save.sha)?;
+    let current_version = previous.as_ref().map(|v| v.version).unwrap_or(0);
     if save.base != current_version {
         return Ok(SaveOutcome::Stale(current_version));
     }
@@ -288,5 +288,17 @@ pub fn stage(
     let mut hist = history_prefix(save.task, &save.sha);
     hist.extend_from_slice(format!("{:016x}", version.version).as_bytes());
     batch.put_cf(cf, hist, raw);
+    let before = previous
+        .as_ref()
+        .map(|p| (p.shapes.as_str(), p.saved_by.as_str()));
+    stats::annotation_saved(
+        store,
+        batch,
+        task.set_id,
+        before,
+        &save.shapes,
+        &save.user,
+        save.at_ms,
+    )?;
     Ok(SaveOutcome::Saved(version.version))
 }

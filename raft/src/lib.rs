@@ -21,6 +21,7 @@ mod read;
 mod service;
 mod snapshot_store;
 mod state_machine;
+pub mod stats;
 pub mod tasks;
 mod types;
 

@@ -10,6 +10,7 @@ use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 
 use crate::catalog::Role;
 use crate::placement::META_GROUP;
+use crate::stats;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -290,6 +291,7 @@ pub fn stage(
                 keys::named(META_GROUP, NEXT_ID),
                 bincode::serialize(&next)?,
             );
+            stats::tasks_created(store, batch, *set_id, created.len() as u64)?;
             Ok(TaskOutcome::Created(created))
         }
         TaskOp::Act {
@@ -306,9 +308,11 @@ pub fn stage(
             if *action == Action::Reject && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
                 return Ok(TaskOutcome::Conflict("a rejection needs a reason".into()));
             }
+            let before = t.state;
             if let Err(refusal) = decide(&mut t, *action, user, *role, store)? {
                 return Ok(refusal);
             }
+            stats::task_moved(store, batch, t.set_id, before, t.state)?;
             let name = format!("{action:?}").to_lowercase();
             t.history.push(TaskEvent {
                 by: user.clone(),

@@ -255,6 +255,16 @@ async fn tasks_flow_from_split_through_review_and_rework() {
         .unwrap()
         .json();
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+    let stats = reviewer
+        .get(&format!("/api/v1/annotation-sets/{set}/stats"))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        stats["tasks"],
+        json!({"accepted": 1, "new": 7, "in_progress": 0, "in_review": 0, "rejected": 0, "submitted": 0})
+    );
+    assert_eq!(stats["images"]["total"], 5);
 }
 
 #[tokio::test]
@@ -426,6 +436,26 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     assert_eq!(history["items"][0]["saved_by"], "ann1");
     let current = manager.get(&path).await.unwrap().json();
     assert_eq!(current["shapes"], good["shapes"]);
+    let stats = manager
+        .get(&format!("/api/v1/annotation-sets/{set}/stats"))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(stats["images"], json!({"total": 1, "annotated": 1}));
+    assert_eq!(
+        stats["shapes"]["total"], 4,
+        "the current version counts, not every save"
+    );
+    assert_eq!(
+        stats["shapes"]["by_label"]["car"]["by_kind"]["rectangle"],
+        1
+    );
+    assert_eq!(stats["annotators"]["ann1"]["saves"], 2);
+    assert_eq!(stats["annotators"]["ann1"]["shapes"], 4);
+    assert_eq!(stats["tasks"]["submitted"], 1);
+    let days = stats["days"].as_object().expect("days");
+    assert_eq!(days.len(), 1);
+    assert_eq!(days.values().next().unwrap()["saves"], 2);
 }
 
 /// The catalogue's leader is killed while an annotator saves: every acknowledged save is there
@@ -529,4 +559,21 @@ async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
             assert_eq!(current.json()["version"], 1, "node {} image {sha}", node.id);
         }
     }
+    // The statistics match a recount of what is stored.
+    let mut annotated = 0;
+    for sha in &images {
+        let current = ann
+            .get(&format!("/api/v1/tasks/{task}/images/{sha}/annotations"))
+            .await
+            .unwrap()
+            .json();
+        annotated += u64::from(current["version"].as_u64() == Some(1));
+    }
+    let stats = manager
+        .get(&format!("/api/v1/annotation-sets/{set}/stats"))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(stats["images"]["annotated"], annotated);
+    assert_eq!(stats["shapes"]["total"], annotated);
 }
