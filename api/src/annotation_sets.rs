@@ -70,6 +70,9 @@ async fn apply(state: &AppState, op: AnnotationSetOp) -> Result<Option<Value>, A
         AnnotationSetOutcome::NoSuchDataset(id) => Err(not_found("dataset", id)),
         AnnotationSetOutcome::NoSuchSet(id) => Err(not_found("annotation set", id)),
         AnnotationSetOutcome::Invalid(problem) => Err(invalid(problem)),
+        AnnotationSetOutcome::WouldOrphan(problem) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "would_orphan", problem))
+        }
     }
 }
 

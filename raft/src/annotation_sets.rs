@@ -238,9 +238,31 @@ pub enum AnnotationSetOutcome {
     NoSuchDataset(u64),
     NoSuchSet(u64),
     Invalid(String),
+    /// The new schema drops a label or shape kind that existing annotations use.
+    WouldOrphan(String),
 }
 
 const NEXT_ID: &str = "annotation-set-next-id";
+
+/// The first label or (label, kind) that current annotations use but `labels` no longer allows.
+fn orphaned(stats: &crate::stats::SetStats, labels: &[Label]) -> Option<String> {
+    for (label, kinds) in &stats.shapes {
+        for (kind, count) in kinds.iter().filter(|(_, n)| **n > 0) {
+            let allowed = labels.iter().find(|l| &l.name == label).is_some_and(|l| {
+                l.kinds.iter().any(|k| {
+                    serde_json::to_value(k)
+                        .ok()
+                        .and_then(|v| v.as_str().map(|s| s == kind))
+                        == Some(true)
+                })
+            });
+            if !allowed {
+                return Some(format!("{count} {kind} shapes of label {label:?} exist; the new schema would orphan them"));
+            }
+        }
+    }
+    None
+}
 
 fn labels(json: &str) -> Result<Vec<Label>, String> {
     let labels: Vec<Label> = serde_json::from_str(json).map_err(|e| format!("labels: {e}"))?;
@@ -308,10 +330,14 @@ pub fn stage(
                 return Ok(AnnotationSetOutcome::NoSuchSet(*id));
             };
             if let Some(json) = labels_json {
-                match labels(json) {
-                    Ok(l) => set.labels = l,
+                let new = match labels(json) {
+                    Ok(l) => l,
                     Err(p) => return Ok(AnnotationSetOutcome::Invalid(p)),
+                };
+                if let Some(orphan) = orphaned(&crate::stats::load(store, *id)?, &new) {
+                    return Ok(AnnotationSetOutcome::WouldOrphan(orphan));
                 }
+                set.labels = new;
             }
             if let Some(name) = name {
                 set.name = name.clone();

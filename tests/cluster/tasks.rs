@@ -456,6 +456,37 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     let days = stats["days"].as_object().expect("days");
     assert_eq!(days.len(), 1);
     assert_eq!(days.values().next().unwrap()["saves"], 2);
+
+    // Schema changes that would orphan annotations are refused; harmless ones go through.
+    let set_path = format!("/api/v1/annotation-sets/{set}");
+    let mut without_crate = labels.as_array().unwrap().clone();
+    without_crate.retain(|l| l["name"] != "crate");
+    let orphaning = send(
+        &manager,
+        Method::PATCH,
+        &set_path,
+        json!({"labels": without_crate}),
+    )
+    .await;
+    assert_eq!(orphaning.status, 409);
+    assert_eq!(orphaning.json()["error"]["code"], "would_orphan");
+    assert!(orphaning.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("crate"));
+    let mut narrower = labels.as_array().unwrap().clone();
+    narrower[0]["kinds"] = json!(["rectangle"]);
+    assert_eq!(
+        send(
+            &manager,
+            Method::PATCH,
+            &set_path,
+            json!({"labels": narrower})
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 /// The catalogue's leader is killed while an annotator saves: every acknowledged save is there
