@@ -9,6 +9,7 @@ mod annotations;
 pub mod auth;
 pub mod client;
 mod cluster_routes;
+mod comments;
 mod datasets;
 mod error;
 mod metrics;

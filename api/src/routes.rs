@@ -5,8 +5,8 @@ use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    annotation_sets, annotations, cluster_routes, datasets, metrics, oauth, objects, tasks, users,
-    AppState,
+    annotation_sets, annotations, cluster_routes, comments, datasets, metrics, oauth, objects,
+    tasks, users, AppState,
 };
 
 /// Who may call a route.
@@ -314,6 +314,27 @@ pub fn routes() -> Vec<Route> {
             Reviewer,
             "Progress and label statistics, maintained incrementally",
             get(annotation_sets::stats),
+        ),
+        route(
+            "get",
+            "/api/v1/tasks/{id}/comments",
+            SignedIn,
+            "A task's review threads (assignee, reviewers and up)",
+            get(comments::list),
+        ),
+        route(
+            "post",
+            "/api/v1/tasks/{id}/comments",
+            SignedIn,
+            "Start a thread at an image point, or answer one",
+            post(comments::add),
+        ),
+        route(
+            "post",
+            "/api/v1/comments/{id}/resolve",
+            Reviewer,
+            "Resolve a thread",
+            post(comments::resolve),
         ),
         route(
             "post",

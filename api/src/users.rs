@@ -76,7 +76,8 @@ fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> 
         | CatalogOutcome::Dataset(_)
         | CatalogOutcome::AnnotationSet(_)
         | CatalogOutcome::Task(_)
-        | CatalogOutcome::Annotation(_) => Err(ApiError::new(
+        | CatalogOutcome::Annotation(_)
+        | CatalogOutcome::Comment(_) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "unexpected outcome",

@@ -14,6 +14,7 @@ use tessera_storage::{keys, Cf, StorageError, Store};
 
 use crate::annotation_sets::{self, AnnotationSetOp, AnnotationSetOutcome};
 use crate::annotations::{self, Save, SaveOutcome};
+use crate::comments::{self, CommentOp, CommentOutcome};
 use crate::datasets::{self, DatasetOp, DatasetOutcome};
 use crate::placement::META_GROUP;
 use crate::tasks::{self, TaskOp, TaskOutcome};
@@ -89,10 +90,11 @@ pub enum CatalogOp {
     AnnotationSet(AnnotationSetOp),
     Task(TaskOp),
     SaveAnnotation(Save),
+    Comment(CommentOp),
 }
 
 /// The result of a [`CatalogOp`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CatalogOutcome {
     Done,
     User(User),
@@ -104,6 +106,7 @@ pub enum CatalogOutcome {
     AnnotationSet(AnnotationSetOutcome),
     Task(TaskOutcome),
     Annotation(SaveOutcome),
+    Comment(CommentOutcome),
 }
 
 const KEY: &str = "cluster_key";
@@ -207,6 +210,7 @@ pub fn stage(
         CatalogOp::SaveAnnotation(save) => {
             CatalogOutcome::Annotation(annotations::stage(store, batch, save)?)
         }
+        CatalogOp::Comment(op) => CatalogOutcome::Comment(comments::stage(store, batch, op)?),
     };
     batch.put_cf(cf, request_key(request_id), bincode::serialize(&outcome)?);
     Ok(outcome)

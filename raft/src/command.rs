@@ -54,6 +54,7 @@ impl fmt::Debug for Command {
                     write!(f, "Catalog(Split {set_id}: {} chunks)", chunks.len())
                 }
                 CatalogOp::Task(op) => write!(f, "Catalog({op:?})"),
+                CatalogOp::Comment(op) => write!(f, "Catalog({op:?})"),
                 // Shapes can be large: name the image only.
                 CatalogOp::SaveAnnotation(s) => {
                     write!(f, "Catalog(SaveAnnotation task {} {})", s.task, s.sha)

@@ -12,6 +12,7 @@ mod blocking;
 pub mod catalog;
 mod cluster;
 mod command;
+pub mod comments;
 pub mod datasets;
 mod error;
 mod log_store;

@@ -187,6 +187,65 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     )
     .await;
     assert_eq!(rejected.json()["state"], "rejected");
+    // Review comments pinned to a point, answered, resolved.
+    let comments = format!("/api/v1/tasks/{task}/comments");
+    let pin = send(
+        &reviewer,
+        Method::POST,
+        &comments,
+        json!({"sha256": sha, "x": 10, "y": 20, "text": "box is loose"}),
+    )
+    .await;
+    assert_eq!(pin.status, 201, "{:?}", pin.json());
+    let thread = pin.json()["id"].as_u64().unwrap();
+    let outside = send(
+        &reviewer,
+        Method::POST,
+        &comments,
+        json!({"sha256": sha, "x": 500, "y": 20, "text": "?"}),
+    )
+    .await;
+    assert_eq!(outside.status, 422);
+    let reply = send(
+        &ann1,
+        Method::POST,
+        &comments,
+        json!({"parent": thread, "text": "fixing"}),
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.json()["x"].clone()),
+        (201, json!(10.0))
+    );
+    assert_eq!(
+        send(
+            &ann2,
+            Method::POST,
+            &comments,
+            json!({"parent": thread, "text": "hi"})
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        ann1.get(&comments).await.unwrap().json()["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let resolve = format!("/api/v1/comments/{thread}/resolve");
+    assert_eq!(
+        send(&ann1, Method::POST, &resolve, json!({})).await.status,
+        403
+    );
+    assert_eq!(
+        send(&reviewer, Method::POST, &resolve, json!({}))
+            .await
+            .json()["resolved_by"],
+        "rev"
+    );
+
     // Rework.
     assert_eq!(
         act(&ann1, task, "start", json!({})).await.json()["state"],

@@ -1,0 +1,149 @@
+//! Review comments: `GET/POST /api/v1/tasks/{id}/comments`, `POST /api/v1/comments/{id}/resolve`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_raft::comments::{self, Comment, CommentOp, CommentOutcome};
+use tessera_raft::storage::Sha256;
+use tessera_raft::tasks;
+
+use crate::auth::Principal;
+use crate::error::{parse_json, ApiError};
+use crate::token::now_ms;
+use crate::AppState;
+
+fn view(c: &Comment) -> Value {
+    json!({
+        "id": c.id, "task": c.task, "sha256": c.sha.to_string(), "x": c.x, "y": c.y, "text": c.text,
+        "by": c.by, "at_ms": c.at_ms, "parent": c.parent, "resolved_by": c.resolved_by,
+    })
+}
+
+async fn apply(state: &AppState, op: CommentOp) -> Result<Comment, ApiError> {
+    let outcome = match state.cluster.catalog(CatalogOp::Comment(op)).await? {
+        CatalogOutcome::Comment(o) => o,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("unexpected outcome {other:?}"),
+            ))
+        }
+    };
+    match outcome {
+        CommentOutcome::Comment(c) => Ok(*c),
+        CommentOutcome::NotFound(m) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", m)),
+        CommentOutcome::Forbidden(m) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)),
+        CommentOutcome::Invalid(m) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            m,
+        )),
+    }
+}
+
+/// `GET /api/v1/tasks/{id}/comments`: the task's threads, oldest first (assignee, reviewers and up).
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(task): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    state.cluster.catalog_barrier().await?;
+    let found = state
+        .cluster
+        .read_catalog(move |s| tasks::task(s, task))
+        .await?;
+    let t = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_task",
+            format!("no task {task}"),
+        )
+    })?;
+    if t.assignee.as_deref() != Some(principal.username.as_str()) {
+        principal.require(Role::Reviewer)?;
+    }
+    let all = state
+        .cluster
+        .read_catalog(move |s| comments::of_task(s, task))
+        .await?;
+    Ok(Json(
+        json!({ "items": all.iter().map(view).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    sha256: Option<String>,
+    #[serde(default)]
+    x: f64,
+    #[serde(default)]
+    y: f64,
+    text: String,
+    parent: Option<u64>,
+}
+
+/// `POST /api/v1/tasks/{id}/comments`: `{"sha256", "x", "y", "text"}` starts a thread at a point
+/// of an image; `{"parent", "text"}` answers one.
+pub async fn add(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(task): Path<u64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let new: NewComment = parse_json(&body)?;
+    if new.text.trim().is_empty() || new.text.chars().count() > 5000 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "text: 1-5000 characters",
+        ));
+    }
+    let sha = match new.sha256.as_deref() {
+        Some(text) => Some(Sha256::parse_hex(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                "sha256: 64 hex digits",
+            )
+        })?),
+        None => None,
+    };
+    let op = CommentOp::Add {
+        task,
+        sha,
+        x: new.x,
+        y: new.y,
+        text: new.text,
+        parent: new.parent,
+        by: principal.username,
+        role: principal.role,
+        at_ms: now_ms(),
+    };
+    let comment = apply(&state, op).await?;
+    Ok((StatusCode::CREATED, Json(view(&comment))).into_response())
+}
+
+/// `POST /api/v1/comments/{id}/resolve` (reviewers and up).
+pub async fn resolve(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    let comment = apply(
+        &state,
+        CommentOp::Resolve {
+            id,
+            by: principal.username,
+            role: principal.role,
+        },
+    )
+    .await?;
+    Ok(Json(view(&comment)))
+}

@@ -1,0 +1,199 @@
+//! Review comments: pinned to a point of an image in a task, threaded, resolvable.
+
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use serde::{Deserialize, Serialize};
+use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
+
+use crate::catalog::Role;
+use crate::placement::META_GROUP;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub id: u64,
+    pub task: u64,
+    pub sha: Sha256,
+    pub x: f64,
+    pub y: f64,
+    pub text: String,
+    pub by: String,
+    pub at_ms: u64,
+    /// The comment this one answers (its thread's first comment).
+    pub parent: Option<u64>,
+    pub resolved_by: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CommentOp {
+    /// `sha`, `x` and `y` are taken from the parent for replies.
+    Add {
+        task: u64,
+        sha: Option<Sha256>,
+        x: f64,
+        y: f64,
+        text: String,
+        parent: Option<u64>,
+        by: String,
+        role: Role,
+        at_ms: u64,
+    },
+    Resolve {
+        id: u64,
+        by: String,
+        role: Role,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CommentOutcome {
+    Comment(Box<Comment>),
+    NotFound(String),
+    Forbidden(String),
+    Invalid(String),
+}
+
+const NEXT_ID: &str = "comment-next-id";
+
+fn key(id: u64) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("comment/{id:016x}"))
+}
+
+fn get(store: &Store, id: u64) -> Result<Option<Comment>, StorageError> {
+    match store.get(Cf::Catalog, &key(id))? {
+        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// A task's comments, oldest first.
+pub fn of_task(store: &Store, task: u64) -> Result<Vec<Comment>, StorageError> {
+    let prefix = keys::named(META_GROUP, "comment/");
+    let mut upper = prefix.clone();
+    if let Some(last) = upper.last_mut() {
+        *last += 1;
+    }
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_upper_bound(upper);
+    let iter = store.db().iterator_cf_opt(
+        store.cf(Cf::Catalog),
+        opts,
+        IteratorMode::From(&prefix, Direction::Forward),
+    );
+    let mut out = Vec::new();
+    for item in iter {
+        let (_, v) = item?;
+        let c: Comment = bincode::deserialize(&v)?;
+        if c.task == task {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+pub fn stage(
+    store: &Store,
+    batch: &mut WriteBatch,
+    op: &CommentOp,
+) -> Result<CommentOutcome, StorageError> {
+    let cf = store.cf(Cf::Catalog);
+    match op {
+        CommentOp::Add {
+            task,
+            sha,
+            x,
+            y,
+            text,
+            parent,
+            by,
+            role,
+            at_ms,
+        } => {
+            let Some(t) = crate::tasks::task(store, *task)? else {
+                return Ok(CommentOutcome::NotFound(format!("no task {task}")));
+            };
+            if t.assignee.as_deref() != Some(by.as_str()) && *role < Role::Reviewer {
+                return Ok(CommentOutcome::Forbidden(format!(
+                    "task {task} is not yours to comment on"
+                )));
+            }
+            let (sha, x, y) = match parent {
+                Some(p) => match get(store, *p)? {
+                    Some(parent) if parent.task == *task && parent.parent.is_none() => {
+                        (parent.sha, parent.x, parent.y)
+                    }
+                    _ => {
+                        return Ok(CommentOutcome::Invalid(format!(
+                            "parent: no thread {p} in task {task}"
+                        )))
+                    }
+                },
+                None => {
+                    let Some(sha) = sha else {
+                        return Ok(CommentOutcome::Invalid(
+                            "sha256: required for a new thread".into(),
+                        ));
+                    };
+                    if !t.images.contains(sha) {
+                        return Ok(CommentOutcome::Invalid(format!(
+                            "sha256: image {sha} is not in task {task}"
+                        )));
+                    }
+                    let set = crate::annotation_sets::annotation_set(store, t.set_id)?;
+                    let image = match set {
+                        Some(s) => crate::datasets::image(store, s.dataset_id, sha)?,
+                        None => None,
+                    };
+                    let (w, h) = image
+                        .map(|i| (f64::from(i.width), f64::from(i.height)))
+                        .unwrap_or((0.0, 0.0));
+                    if !(0.0..=w).contains(x) || !(0.0..=h).contains(y) {
+                        return Ok(CommentOutcome::Invalid(format!(
+                            "x, y: ({x}, {y}) is outside the {w}x{h} image"
+                        )));
+                    }
+                    (*sha, *x, *y)
+                }
+            };
+            let id = match store.get(Cf::Catalog, &keys::named(META_GROUP, NEXT_ID))? {
+                Some(raw) => bincode::deserialize(&raw)?,
+                None => 1u64,
+            };
+            batch.put_cf(
+                cf,
+                keys::named(META_GROUP, NEXT_ID),
+                bincode::serialize(&(id + 1))?,
+            );
+            let comment = Comment {
+                id,
+                task: *task,
+                sha,
+                x,
+                y,
+                text: text.clone(),
+                by: by.clone(),
+                at_ms: *at_ms,
+                parent: *parent,
+                resolved_by: None,
+            };
+            batch.put_cf(cf, key(id), bincode::serialize(&comment)?);
+            Ok(CommentOutcome::Comment(Box::new(comment)))
+        }
+        CommentOp::Resolve { id, by, role } => {
+            let Some(mut c) = get(store, *id)? else {
+                return Ok(CommentOutcome::NotFound(format!("no comment {id}")));
+            };
+            if *role < Role::Reviewer {
+                return Ok(CommentOutcome::Forbidden(
+                    "resolving needs the reviewer role or higher".into(),
+                ));
+            }
+            if c.parent.is_some() {
+                return Ok(CommentOutcome::Invalid(format!(
+                    "comment {id} is a reply; resolve its thread"
+                )));
+            }
+            c.resolved_by = Some(by.clone());
+            batch.put_cf(cf, key(*id), bincode::serialize(&c)?);
+            Ok(CommentOutcome::Comment(Box::new(c)))
+        }
+    }
+}
