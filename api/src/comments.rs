@@ -136,6 +136,7 @@ pub async fn resolve(
     principal: Principal,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Reviewer)?;
     let comment = apply(
         &state,
         CommentOp::Resolve {

@@ -18,11 +18,25 @@ pub enum Access {
     Reviewer,
     Manager,
     Admin,
+    /// Admins, and any user for their own record.
+    AdminOrSelf,
     /// A manager's or admin's token, or a presigned URL.
     ManagerOrPresigned,
 }
 
 impl Access {
+    /// A machine-readable name, published as `x-tessera-access` in the OpenAPI document.
+    fn key(self) -> &'static str {
+        match self {
+            Access::Anyone => "anyone",
+            Access::SignedIn => "signed_in",
+            Access::Reviewer => "reviewer",
+            Access::Manager => "manager",
+            Access::Admin | Access::AdminOrSelf => "admin",
+            Access::ManagerOrPresigned => "manager",
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             Access::Anyone => "no token needed",
@@ -30,6 +44,7 @@ impl Access {
             Access::Reviewer => "reviewer, manager or admin",
             Access::Manager => "manager or admin",
             Access::Admin => "admin",
+            Access::AdminOrSelf => "admin, or the user themself",
             Access::ManagerOrPresigned => "manager or admin, or a presigned URL (?exp=&sig=)",
         }
     }
@@ -115,7 +130,7 @@ pub fn routes() -> Vec<Route> {
         route(
             "get",
             "/api/v1/users/{name}",
-            SignedIn,
+            AdminOrSelf,
             "A user (admins, or the user themself)",
             get(users::get),
         ),
@@ -407,6 +422,7 @@ pub fn openapi() -> Value {
         let op = json!({
             "summary": r.summary,
             "description": format!("Access: {}.", r.access.describe()),
+            "x-tessera-access": r.access.key(),
             "parameters": params,
             "security": security,
             "responses": {
