@@ -667,3 +667,105 @@ async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
     assert_eq!(stats["images"]["annotated"], annotated);
     assert_eq!(stats["shapes"]["total"], annotated);
 }
+
+/// Many annotators claim from the pool at once: every task ends up with exactly one assignee,
+/// and nobody holds two copies of the same images.
+#[tokio::test]
+async fn pool_claims_under_contention_give_each_task_once() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let manager = user(&admin, "mgr", "manager").await;
+    let mut annotators = Vec::new();
+    for i in 0..5 {
+        let client = user(&admin, &format!("ann{i}"), "annotator").await;
+        // Spread the annotators over the nodes.
+        annotators.push(client.with_base(&cluster.nodes[i % 3].http));
+    }
+    let mut images = Vec::new();
+    for seed in 0..5 {
+        images.push(json!({"sha256": upload(&admin, &image(500 + seed)).await}));
+    }
+    let dataset = send(
+        &manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "d"}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .unwrap();
+    send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/images"),
+        json!({"images": images}),
+    )
+    .await;
+    let labels = json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}]);
+    let set = send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+        json!({"name": "s", "labels": labels}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .unwrap();
+    let split = send(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        json!({"chunk_size": 1, "overlap": 2}),
+    )
+    .await;
+    let pooled = ids(&split);
+    assert_eq!(pooled.len(), 10);
+
+    // Everyone tries to claim every task at once.
+    let mut attempts = Vec::new();
+    for client in &annotators {
+        for &task in &pooled {
+            let client = client.clone();
+            attempts.push(tokio::spawn(async move {
+                (
+                    task,
+                    act(&client, task, "claim", json!({})).await.status.as_u16(),
+                )
+            }));
+        }
+    }
+    let mut wins = std::collections::HashMap::new();
+    for attempt in attempts {
+        let (task, status) = attempt.await.expect("claim task");
+        assert!(status == 200 || status == 409, "claim of {task}: {status}");
+        if status == 200 {
+            *wins.entry(task).or_insert(0) += 1;
+        }
+    }
+    for task in &pooled {
+        assert_eq!(
+            wins.get(task),
+            Some(&1),
+            "task {task} claimed {:?} times",
+            wins.get(task)
+        );
+    }
+    let listed = manager
+        .get(&format!("/api/v1/annotation-sets/{set}/tasks?limit=100"))
+        .await
+        .unwrap()
+        .json();
+    let mut holders = std::collections::HashSet::new();
+    for t in listed["items"].as_array().unwrap() {
+        let holder = (
+            t["assignee"].as_str().expect("assigned").to_string(),
+            t["chunk"].as_u64().unwrap(),
+        );
+        assert!(
+            holders.insert(holder.clone()),
+            "{holder:?} holds two copies of one chunk"
+        );
+    }
+}
