@@ -94,14 +94,13 @@ pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
         }
     }
     wait_for(&config, "/readyz", Duration::from_secs(60)).await?;
-    println!("\nTessera is ready. Open a node in your browser or use the API:");
+    println!("\nTessera is ready. Every node serves the whole API:");
     for node in &config.spec.nodes {
         println!("  node {}: http://{}/", node.id, node.http);
     }
-    println!(
-        "Upload:  curl --data-binary @photo.jpg http://{}/api/v1/objects",
-        config.spec.nodes[0].http
-    );
+    let first = &config.spec.nodes[0].http;
+    println!("API description: http://{first}/api/v1/openapi.json (log in with POST /oauth/token; see README)");
+    println!("CLI on this machine: tessera status | tessera put FILE... | tessera get SHA256");
     println!("Press Ctrl-C to stop the cluster.");
 
     supervise(nodes).await
