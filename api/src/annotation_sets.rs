@@ -13,15 +13,10 @@ use tessera_raft::annotation_sets::{
 use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
 
 use crate::auth::Principal;
-use crate::error::{parse_json, ApiError};
+use crate::error::{check_name, invalid, parse_json, ApiError};
+use crate::paging;
 use crate::token::now_ms;
 use crate::AppState;
-
-const MAX_PAGE: usize = 1000;
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
-}
 
 fn not_found(what: &'static str, id: u64) -> ApiError {
     let code = if what == "dataset" {
@@ -41,14 +36,6 @@ fn labels_json(labels: &Value) -> Result<String, ApiError> {
     }
     serde_json::to_string(&parsed)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
-}
-
-fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.trim().is_empty()
-        && name.chars().count() <= 200
-        && !name.chars().any(char::is_control);
-    ok.then_some(())
-        .ok_or_else(|| invalid("name: 1-200 characters, no control characters"))
 }
 
 async fn apply(state: &AppState, op: AnnotationSetOp) -> Result<Option<Value>, ApiError> {
@@ -118,16 +105,14 @@ pub async fn list(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Manager)?;
-    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = paging::limit(page.limit);
     state.cluster.catalog_barrier().await?;
     let (dataset, after) = (page.dataset, page.cursor);
     let found = state
         .cluster
         .read_catalog(move |s| annotation_sets::annotation_sets(s, dataset, after, limit + 1))
         .await?;
-    let next = (found.len() > limit).then(|| found[limit - 1].id);
-    let items: Vec<Value> = found.iter().take(limit).map(|s| json!(s)).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(paging::page(&found, limit, |s| s.id, |s| json!(s))))
 }
 
 /// `GET /api/v1/annotation-sets/{id}`.

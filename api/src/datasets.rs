@@ -17,33 +17,17 @@ use tessera_raft::storage::Sha256;
 use tessera_raft::ReadSpec;
 
 use crate::auth::Principal;
-use crate::error::{parse_json, ApiError};
+use crate::error::{check_name, internal, invalid, parse_json, ApiError};
+use crate::paging;
 use crate::token::{self, now_ms};
 use crate::AppState;
 
-const MAX_PAGE: usize = 1000;
 /// Images added or removed by one request.
 const MAX_BATCH: usize = 1000;
 const URL_TTL_MS: u64 = 60 * 60 * 1000;
 
 fn view(d: &Dataset) -> Value {
     json!({ "id": d.id, "name": d.name, "created_by": d.created_by, "created_ms": d.created_ms, "image_count": d.image_count })
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-}
-
-fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.trim().is_empty()
-        && name.chars().count() <= 200
-        && !name.chars().any(char::is_control);
-    ok.then_some(())
-        .ok_or_else(|| invalid("name: 1-200 characters, no control characters"))
 }
 
 async fn apply(state: &AppState, op: DatasetOp) -> Result<DatasetOutcome, ApiError> {
@@ -115,7 +99,7 @@ pub async fn list(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Manager)?;
-    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = paging::limit(page.limit);
     let after = match page.cursor.as_deref() {
         Some(c) => Some(
             c.parse::<u64>()
@@ -128,9 +112,12 @@ pub async fn list(
         .cluster
         .read_catalog(move |s| datasets::datasets(s, after, limit + 1))
         .await?;
-    let next = (found.len() > limit).then(|| found[limit - 1].id.to_string());
-    let items: Vec<Value> = found.iter().take(limit).map(view).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(paging::page(
+        &found,
+        limit,
+        |d| d.id.to_string(),
+        view,
+    )))
 }
 
 /// `GET /api/v1/datasets/{id}`.
@@ -356,7 +343,7 @@ pub async fn images(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Manager)?;
-    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = paging::limit(page.limit);
     let after = match page.cursor.as_deref() {
         Some(c) => Some(
             Sha256::parse_hex(c).ok_or_else(|| invalid("cursor: not a cursor from this list"))?,
@@ -368,17 +355,17 @@ pub async fn images(
         .cluster
         .read_catalog(move |s| datasets::images(s, id, after.as_ref(), limit + 1))
         .await?;
-    let next = (found.len() > limit).then(|| found[limit - 1].sha.to_string());
     let key = state.cluster.directory().key();
     let expires = now_ms() + URL_TTL_MS;
-    let items: Vec<Value> = found
-        .iter()
-        .take(limit)
-        .map(|i| {
-            let sha = i.sha.to_string();
-            let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
-            json!({ "sha256": sha, "name": i.name, "width": i.width, "height": i.height, "added_ms": i.added_ms, "url": url })
-        })
-        .collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    let view = |i: &tessera_raft::datasets::DatasetImage| {
+        let sha = i.sha.to_string();
+        let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
+        json!({ "sha256": sha, "name": i.name, "width": i.width, "height": i.height, "added_ms": i.added_ms, "url": url })
+    };
+    Ok(Json(paging::page(
+        &found,
+        limit,
+        |i| i.sha.to_string(),
+        view,
+    )))
 }

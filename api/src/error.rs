@@ -83,6 +83,25 @@ pub async fn json_errors(
     ApiError::new(status, code, String::from_utf8_lossy(&text).into_owned()).into_response()
 }
 
+/// 422 for a field that does not satisfy its rules; the message starts with the field's path.
+pub fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+}
+
+/// 500 for what should not happen (logged by the caller's error path).
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+}
+
+/// A display name: 1-200 characters, no control characters.
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.trim().is_empty()
+        && name.chars().count() <= 200
+        && !name.chars().any(char::is_control);
+    ok.then_some(())
+        .ok_or_else(|| invalid("name: 1-200 characters, no control characters"))
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
 }

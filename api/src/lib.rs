@@ -15,6 +15,7 @@ mod error;
 mod metrics;
 mod oauth;
 mod objects;
+mod paging;
 mod password;
 pub mod routes;
 mod tasks;

@@ -16,7 +16,7 @@ use tessera_raft::storage::{probe_image, ObjectMeta, ProbeError, Sha256};
 use tessera_raft::{ByteRange, ObjectBody, RangeOutcome, ReadSpec};
 
 use crate::auth::{self, Principal};
-use crate::error::ApiError;
+use crate::error::{internal, ApiError};
 use crate::token;
 use crate::AppState;
 
@@ -330,10 +330,6 @@ pub async fn serve(
     };
     metrics::counter!("tessera_served_bytes_total").increment(length);
     builder.body(body).map_err(internal)
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
 
 #[cfg(test)]

@@ -13,20 +13,12 @@ use tessera_raft::tasks::{self, Action, Task, TaskOp, TaskOutcome};
 use tessera_raft::{annotation_sets, datasets};
 
 use crate::auth::Principal;
-use crate::error::{parse_json, ApiError};
+use crate::error::{internal, invalid, parse_json, ApiError};
+use crate::paging;
 use crate::token::{self, now_ms};
 use crate::AppState;
 
-const MAX_PAGE: usize = 1000;
 const URL_TTL_MS: u64 = 4 * 60 * 60 * 1000;
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-}
 
 fn summary(t: &Task) -> Value {
     json!({
@@ -175,7 +167,7 @@ async fn page_of(
     page: Page,
     keep: impl Fn(&Task) -> bool + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = paging::limit(page.limit);
     let wanted = page.state;
     state.cluster.catalog_barrier().await?;
     let found = state
@@ -186,9 +178,7 @@ async fn page_of(
             })
         })
         .await?;
-    let next = (found.len() > limit).then(|| found[limit - 1].id);
-    let items: Vec<Value> = found.iter().take(limit).map(summary).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(paging::page(&found, limit, |t| t.id, summary)))
 }
 
 /// `GET /api/v1/annotation-sets/{id}/tasks?state=&limit=&cursor=` (reviewers and up).

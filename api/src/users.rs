@@ -11,11 +11,10 @@ use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role, User};
 
 use crate::auth::Principal;
 use crate::error::{parse_json, ApiError};
+use crate::paging;
 use crate::password;
 use crate::token::now_ms;
 use crate::AppState;
-
-const MAX_PAGE: usize = 1000;
 
 fn view(user: &User) -> Value {
     json!({
@@ -26,10 +25,8 @@ fn view(user: &User) -> Value {
     })
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
-    e.message = format!("{field}: {}", e.message);
-    e
+fn invalid(field: &str, message: &str) -> ApiError {
+    crate::error::invalid(format!("{field}: {message}"))
 }
 
 fn check_username(name: &str) -> Result<(), ApiError> {
@@ -99,14 +96,17 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Admin)?;
     state.cluster.catalog_barrier().await?;
-    let limit = page.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let limit = paging::limit(page.limit);
     let users = state
         .cluster
         .directory()
         .users(page.cursor.as_deref(), limit + 1);
-    let next = (users.len() > limit).then(|| users[limit - 1].username.clone());
-    let items: Vec<Value> = users.iter().take(limit).map(view).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": next })))
+    Ok(Json(paging::page(
+        &users,
+        limit,
+        |u| u.username.clone(),
+        view,
+    )))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,25 @@
+//! Pages of lists: `?limit=&cursor=` in, `{"items": [...], "next_cursor": ...}` out.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// The largest page a client can ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// The page size asked for: 100 by default, between 1 and [`MAX_PAGE`].
+pub fn limit(asked: Option<usize>) -> usize {
+    asked.unwrap_or(100).clamp(1, MAX_PAGE)
+}
+
+/// A page from up to `limit + 1` records read in order: the extra one only tells that there is
+/// a next page, whose cursor is the last record shown.
+pub fn page<T, C: Serialize>(
+    found: &[T],
+    limit: usize,
+    cursor: impl Fn(&T) -> C,
+    view: impl Fn(&T) -> Value,
+) -> Value {
+    let next = (found.len() > limit).then(|| cursor(&found[limit - 1]));
+    let items: Vec<Value> = found.iter().take(limit).map(view).collect();
+    json!({ "items": items, "next_cursor": next })
+}
