@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::catalog::{random, CatalogOp, CatalogOutcome, Role};
+use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
 use tessera_raft::datasets::{self, Dataset, DatasetImage, DatasetOp, DatasetOutcome};
 use tessera_raft::storage::Sha256;
 use tessera_raft::ReadSpec;
@@ -31,7 +31,7 @@ fn view(d: &Dataset) -> Value {
 }
 
 async fn apply(state: &AppState, op: DatasetOp) -> Result<DatasetOutcome, ApiError> {
-    match state.cluster.catalog(CatalogOp::Dataset(op)).await? {
+    match crate::idempotency::catalog(&state, CatalogOp::Dataset(op)).await? {
         CatalogOutcome::Dataset(DatasetOutcome::NoSuchDataset(id)) => Err(no_such_dataset(id)),
         CatalogOutcome::Dataset(DatasetOutcome::NameTaken(name)) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -205,7 +205,7 @@ fn parse_sha(i: usize, text: &str) -> Result<Sha256, ApiError> {
 }
 
 async fn reference(state: &AppState, sha: Sha256, add: bool) -> Result<Option<u64>, ApiError> {
-    let request_id = random().map_err(internal)?;
+    let request_id = crate::idempotency::next_request_id()?;
     Ok(state.cluster.reference(request_id, sha, add).await?)
 }
 

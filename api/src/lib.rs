@@ -12,6 +12,7 @@ mod cluster_routes;
 mod comments;
 mod datasets;
 mod error;
+mod idempotency;
 mod metrics;
 mod oauth;
 mod objects;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         // JSON bodies are capped; uploads stream through a raw body, which this does not
         // limit, and enforce their own limit (see `objects::upload`).
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(idempotency::layer))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)

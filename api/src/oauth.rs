@@ -222,7 +222,9 @@ pub async fn revoke(
                 id,
                 expires_ms: claims.exp,
             };
-            state.cluster.catalog(op).await.map_err(ApiError::from)?;
+            crate::idempotency::catalog(&state, op)
+                .await
+                .map_err(ApiError::from)?;
         }
     }
     Ok(StatusCode::OK.into_response())

@@ -137,7 +137,7 @@ pub async fn create(
         epoch: 0,
     };
     outcome(
-        state.cluster.catalog(CatalogOp::CreateUser(user)).await?,
+        crate::idempotency::catalog(&state, CatalogOp::CreateUser(user)).await?,
         true,
     )
 }
@@ -193,7 +193,7 @@ pub async fn update(
         role,
         disabled: change.disabled,
     };
-    outcome(state.cluster.catalog(op).await?, false)
+    outcome(crate::idempotency::catalog(&state, op).await?, false)
 }
 
 /// `DELETE /api/v1/users/{name}`.
@@ -258,7 +258,7 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<bool, ApiError> {
         epoch: 0,
     };
     let created = matches!(
-        state.cluster.catalog(CatalogOp::CreateUser(user)).await?,
+        crate::idempotency::catalog(&state, CatalogOp::CreateUser(user)).await?,
         CatalogOutcome::User(_)
     );
     if created && generated {

@@ -333,3 +333,68 @@ async fn annotation_sets_hold_checked_label_schemas() {
         404
     );
 }
+
+/// A request retried with the same `Idempotency-Key` applies once and answers the same.
+#[tokio::test]
+async fn idempotency_keys_make_retries_apply_once() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let (a, b) = (cluster.node(1).client(), cluster.node(2).client());
+    let keyed = |client: &Client, key: &'static str, path: String, body: Value| {
+        let client = client.clone();
+        async move {
+            let headers = [
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ];
+            client
+                .send(Method::POST, &path, &headers, Bytes::from(body.to_string()))
+                .await
+                .expect("request")
+        }
+    };
+    let first = keyed(
+        &a,
+        "create-1",
+        "/api/v1/datasets".into(),
+        json!({"name": "once"}),
+    )
+    .await;
+    let again = keyed(
+        &b,
+        "create-1",
+        "/api/v1/datasets".into(),
+        json!({"name": "once"}),
+    )
+    .await;
+    assert_eq!((first.status.as_u16(), again.status.as_u16()), (201, 201));
+    assert_eq!(first.json()["id"], again.json()["id"]);
+    let unkeyed = send(
+        &a,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "once"}),
+    )
+    .await;
+    assert_eq!(unkeyed.status, 409, "without a key it is a second request");
+
+    // A multi-step request (references, then membership) retried: counts move once.
+    let id = first.json()["id"].as_u64().unwrap();
+    let sha = upload(&a, &image(77)).await;
+    let body = json!({"images": [{"sha256": sha}]});
+    for client in [&a, &b] {
+        let reply = keyed(
+            client,
+            "add-1",
+            format!("/api/v1/datasets/{id}/images"),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["added"].as_array().map(Vec::len), Some(1));
+    }
+    assert_eq!(
+        refcount(&a, &sha).await,
+        2,
+        "upload + one dataset membership"
+    );
+}
