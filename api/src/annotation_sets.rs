@@ -39,7 +39,7 @@ fn labels_json(labels: &Value) -> Result<String, ApiError> {
 }
 
 async fn apply(state: &AppState, op: AnnotationSetOp) -> Result<Option<Value>, ApiError> {
-    let outcome = match crate::idempotency::catalog(&state, CatalogOp::AnnotationSet(op)).await? {
+    let outcome = match crate::idempotency::catalog(state, CatalogOp::AnnotationSet(op)).await? {
         CatalogOutcome::AnnotationSet(o) => o,
         other => {
             return Err(ApiError::new(

@@ -25,7 +25,7 @@ fn view(c: &Comment) -> Value {
 }
 
 async fn apply(state: &AppState, op: CommentOp) -> Result<Comment, ApiError> {
-    let outcome = match crate::idempotency::catalog(&state, CatalogOp::Comment(op)).await? {
+    let outcome = match crate::idempotency::catalog(state, CatalogOp::Comment(op)).await? {
         CatalogOutcome::Comment(o) => o,
         other => {
             return Err(ApiError::new(

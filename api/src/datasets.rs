@@ -31,7 +31,7 @@ fn view(d: &Dataset) -> Value {
 }
 
 async fn apply(state: &AppState, op: DatasetOp) -> Result<DatasetOutcome, ApiError> {
-    match crate::idempotency::catalog(&state, CatalogOp::Dataset(op)).await? {
+    match crate::idempotency::catalog(state, CatalogOp::Dataset(op)).await? {
         CatalogOutcome::Dataset(DatasetOutcome::NoSuchDataset(id)) => Err(no_such_dataset(id)),
         CatalogOutcome::Dataset(DatasetOutcome::NameTaken(name)) => Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -46,7 +46,7 @@ fn detail(state: &AppState, t: &Task) -> Value {
 }
 
 async fn apply(state: &AppState, op: TaskOp) -> Result<TaskOutcome, ApiError> {
-    match crate::idempotency::catalog(&state, CatalogOp::Task(op)).await? {
+    match crate::idempotency::catalog(state, CatalogOp::Task(op)).await? {
         CatalogOutcome::Task(TaskOutcome::NoSuchTask(id)) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_task",

@@ -258,7 +258,7 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<bool, ApiError> {
         epoch: 0,
     };
     let created = matches!(
-        crate::idempotency::catalog(&state, CatalogOp::CreateUser(user)).await?,
+        crate::idempotency::catalog(state, CatalogOp::CreateUser(user)).await?,
         CatalogOutcome::User(_)
     );
     if created && generated {
