@@ -398,3 +398,58 @@ async fn idempotency_keys_make_retries_apply_once() {
         "upload + one dataset membership"
     );
 }
+
+/// Bad JSON input of every kind gets a 4xx with a JSON error naming the problem, and changes
+/// nothing.
+#[tokio::test]
+async fn bad_json_input_is_named_and_changes_nothing() {
+    let cluster = TestCluster::start(Options {
+        nodes: 1,
+        replication: 1,
+        ..Options::default()
+    })
+    .await;
+    let a = cluster.node(1).client();
+    let wrong_type = send(&a, Method::POST, "/api/v1/datasets", json!({"name": 5})).await;
+    assert_eq!(wrong_type.status, 400);
+    assert_eq!(wrong_type.json()["error"]["code"], "bad_json");
+    assert!(wrong_type.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid type"));
+    let unknown_field = send(
+        &a,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "x", "colour": "red"}),
+    )
+    .await;
+    assert!(unknown_field.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("colour"));
+    // Over the 8 MiB JSON limit: axum's own rejection, answered in the same JSON shape.
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(9 << 20));
+    let too_big = a
+        .send(
+            Method::POST,
+            "/api/v1/datasets",
+            &[("content-type", "application/json")],
+            Bytes::from(huge),
+        )
+        .await
+        .unwrap();
+    assert_eq!(too_big.status, 413);
+    assert_eq!(too_big.json()["error"]["code"], "too_large");
+    // Bad query strings too.
+    let bad_query = a.get("/api/v1/datasets?limit=many").await.unwrap();
+    assert_eq!(bad_query.status, 400);
+    assert!(bad_query.json()["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("limit")));
+    assert_eq!(
+        a.get("/api/v1/datasets").await.unwrap().json()["items"],
+        json!([]),
+        "nothing was created"
+    );
+}
