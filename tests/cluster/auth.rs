@@ -1,13 +1,11 @@
 //! Users, OAuth2 tokens and the role × route authorisation matrix, on a real cluster.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use serde_json::json;
 use tessera_api::client::{form_encode, Client, Method, Reply};
 use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
 
-use crate::support::{image, upload};
+use crate::support::{create_user, image, send_json, upload};
 
 async fn form(client: &Client, path: &str, fields: &[(&str, &str)]) -> Reply {
     let body: Vec<String> = fields
@@ -23,28 +21,6 @@ async fn form(client: &Client, path: &str, fields: &[(&str, &str)]) -> Reply {
         )
         .await
         .expect("form request")
-}
-
-async fn post_json(client: &Client, path: &str, body: serde_json::Value) -> Reply {
-    client
-        .send(
-            Method::POST,
-            path,
-            &[("content-type", "application/json")],
-            Bytes::from(body.to_string()),
-        )
-        .await
-        .expect("json request")
-}
-
-async fn create_user(admin: &Client, name: &str, role: &str) {
-    let reply = post_json(
-        admin,
-        "/api/v1/users",
-        json!({"username": name, "password": format!("{name}-password"), "role": role}),
-    )
-    .await;
-    assert_eq!(reply.status, 201, "create {name}: {:?}", reply.json());
 }
 
 #[tokio::test]
@@ -170,8 +146,9 @@ async fn oauth_password_refresh_revoke_and_user_changes() {
     );
 
     // An API token works until revoked.
-    let api = post_json(
+    let api = send_json(
         &other.with_token(second.clone()),
+        Method::POST,
         "/api/v1/me/tokens",
         json!({}),
     )
@@ -209,8 +186,9 @@ async fn oauth_password_refresh_revoke_and_user_changes() {
     assert!(other.login("mia", "new-mia-password").await.is_ok());
 
     // Bad user input and conflicts.
-    let dup = post_json(
+    let dup = send_json(
         &admin,
+        Method::POST,
         "/api/v1/users",
         json!({"username": "mia", "password": "whatever1", "role": "annotator"}),
     )
@@ -221,7 +199,7 @@ async fn oauth_password_refresh_revoke_and_user_changes() {
         json!({"username": "ok", "password": "short", "role": "annotator"}),
         json!({"username": "ok", "password": "whatever1", "role": "emperor"}),
     ] {
-        let reply = post_json(&admin, "/api/v1/users", bad.clone()).await;
+        let reply = send_json(&admin, Method::POST, "/api/v1/users", bad.clone()).await;
         assert_eq!(reply.status, 422, "{bad}");
         assert_eq!(reply.json()["error"]["code"], "invalid_field");
     }
@@ -290,7 +268,7 @@ async fn expired_tokens_are_refused() {
         .await
         .unwrap();
     assert_eq!(fresh.status, 200);
-    let expired = eventually("the token to expire", Duration::from_secs(10), || async {
+    let expired = eventually("the token to expire", DEADLINE, || async {
         let reply = client
             .with_token(token.clone())
             .get("/api/v1/me")

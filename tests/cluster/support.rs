@@ -1,9 +1,9 @@
 //! Helpers shared by the cluster tests.
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::Digest;
-use tessera_api::client::Client;
+use tessera_api::client::{Client, Method, Reply};
 use tessera_cluster_tests::{png, TestCluster};
 
 pub fn sha_hex(bytes: &[u8]) -> String {
@@ -119,4 +119,27 @@ pub async fn leader_of(cluster: &TestCluster, group: usize) -> u64 {
         cluster.status().await["groups"][group]["leader"].as_u64()
     })
     .await
+}
+
+/// Sends `body` as JSON and returns the reply.
+pub async fn send_json(client: &Client, method: Method, path: &str, body: Value) -> Reply {
+    let headers = [("content-type", "application/json")];
+    client
+        .send(method, path, &headers, Bytes::from(body.to_string()))
+        .await
+        .expect("json request")
+}
+
+/// Creates a user (password `<name>-password`) as `admin` and returns a client logged in as it.
+pub async fn create_user(admin: &Client, name: &str, role: &str) -> Client {
+    let password = format!("{name}-password");
+    let body = json!({"username": name, "password": password, "role": role});
+    let reply = send_json(admin, Method::POST, "/api/v1/users", body).await;
+    assert_eq!(reply.status, 201, "create {name}: {:?}", reply.json());
+    let token = admin
+        .anonymous()
+        .login(name, &password)
+        .await
+        .expect("login");
+    admin.with_token(token)
 }

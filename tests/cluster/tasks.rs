@@ -5,39 +5,45 @@ use serde_json::{json, Value};
 use tessera_api::client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster};
 
-use crate::support::{image, upload};
+use crate::support::{create_user, image, send_json, upload};
 
-async fn send(client: &Client, method: Method, path: &str, body: Value) -> Reply {
-    client
-        .send(
-            method,
-            path,
-            &[("content-type", "application/json")],
-            Bytes::from(body.to_string()),
-        )
-        .await
-        .expect("request")
-}
-
-async fn user(admin: &Client, name: &str, role: &str) -> Client {
-    let made = send(
-        admin,
+/// Uploads the test images of `seeds` (as `admin`), puts them in a new dataset and creates an
+/// annotation set with `labels` on it (as `manager`). Returns the images' hashes and the set.
+async fn annotated_dataset(
+    admin: &Client,
+    manager: &Client,
+    seeds: std::ops::Range<u64>,
+    labels: Value,
+) -> (Vec<String>, u64) {
+    let mut shas = Vec::new();
+    for seed in seeds {
+        shas.push(upload(admin, &image(seed)).await);
+    }
+    let created = send_json(
+        manager,
         Method::POST,
-        "/api/v1/users",
-        json!({"username": name, "password": format!("{name}-password"), "role": role}),
+        "/api/v1/datasets",
+        json!({"name": "d"}),
     )
     .await;
-    assert_eq!(made.status, 201);
-    let token = admin
-        .anonymous()
-        .login(name, &format!("{name}-password"))
-        .await
-        .expect("login");
-    admin.with_token(token)
+    let dataset = created.json()["id"].as_u64().expect("dataset id");
+    let images: Vec<Value> = shas.iter().map(|s| json!({"sha256": s})).collect();
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    let added = send_json(manager, Method::POST, &path, json!({"images": images})).await;
+    assert_eq!(added.status, 200, "{:?}", added.json());
+    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
+    let set = send_json(
+        manager,
+        Method::POST,
+        &path,
+        json!({"name": "s", "labels": labels}),
+    )
+    .await;
+    (shas, set.json()["id"].as_u64().expect("annotation set id"))
 }
 
 async fn act(client: &Client, task: u64, action: &str, body: Value) -> Reply {
-    send(
+    send_json(
         client,
         Method::POST,
         &format!("/api/v1/tasks/{task}/{action}"),
@@ -59,51 +65,17 @@ fn ids(reply: &Reply) -> Vec<u64> {
 async fn tasks_flow_from_split_through_review_and_rework() {
     let cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
-    let manager = user(&admin, "mgr", "manager").await;
-    let ann1 = user(&admin, "ann1", "annotator").await;
-    let ann2 = user(&admin, "ann2", "annotator").await;
-    let reviewer = user(&admin, "rev", "reviewer").await;
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann1 = create_user(&admin, "ann1", "annotator").await;
+    let ann2 = create_user(&admin, "ann2", "annotator").await;
+    let reviewer = create_user(&admin, "rev", "reviewer").await;
 
-    let mut images = Vec::new();
-    for seed in 0..5 {
-        images.push(json!({"sha256": upload(&admin, &image(100 + seed)).await}));
-    }
-    let dataset = send(
-        &manager,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "d"}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .unwrap();
-    assert_eq!(
-        send(
-            &manager,
-            Method::POST,
-            &format!("/api/v1/datasets/{dataset}/images"),
-            json!({"images": images})
-        )
-        .await
-        .status,
-        200
-    );
     let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
-    let set = send(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-        json!({"name": "s", "labels": labels}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .unwrap();
+    let (_, set) = annotated_dataset(&admin, &manager, 100..105, labels).await;
     let split_path = format!("/api/v1/annotation-sets/{set}/tasks/split");
 
     // Overlap 2 over two annotators: every chunk once to each of them.
-    let bad = send(
+    let bad = send_json(
         &manager,
         Method::POST,
         &split_path,
@@ -111,7 +83,7 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     )
     .await;
     assert_eq!(bad.status, 422);
-    let split = send(
+    let split = send_json(
         &manager,
         Method::POST,
         &split_path,
@@ -189,7 +161,7 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     assert_eq!(rejected.json()["state"], "rejected");
     // Review comments pinned to a point, answered, resolved.
     let comments = format!("/api/v1/tasks/{task}/comments");
-    let pin = send(
+    let pin = send_json(
         &reviewer,
         Method::POST,
         &comments,
@@ -198,7 +170,7 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     .await;
     assert_eq!(pin.status, 201, "{:?}", pin.json());
     let thread = pin.json()["id"].as_u64().unwrap();
-    let outside = send(
+    let outside = send_json(
         &reviewer,
         Method::POST,
         &comments,
@@ -206,7 +178,7 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     )
     .await;
     assert_eq!(outside.status, 422);
-    let reply = send(
+    let reply = send_json(
         &ann1,
         Method::POST,
         &comments,
@@ -218,7 +190,7 @@ async fn tasks_flow_from_split_through_review_and_rework() {
         (201, json!(10.0))
     );
     assert_eq!(
-        send(
+        send_json(
             &ann2,
             Method::POST,
             &comments,
@@ -236,11 +208,13 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     );
     let resolve = format!("/api/v1/comments/{thread}/resolve");
     assert_eq!(
-        send(&ann1, Method::POST, &resolve, json!({})).await.status,
+        send_json(&ann1, Method::POST, &resolve, json!({}))
+            .await
+            .status,
         403
     );
     assert_eq!(
-        send(&reviewer, Method::POST, &resolve, json!({}))
+        send_json(&reviewer, Method::POST, &resolve, json!({}))
             .await
             .json()["resolved_by"],
         "rev"
@@ -269,7 +243,7 @@ async fn tasks_flow_from_split_through_review_and_rework() {
         ["created", "start", "submit", "review", "reject", "start", "submit", "review", "accept"]
     );
     assert_eq!(
-        send(
+        send_json(
             &manager,
             Method::POST,
             &format!("/api/v1/tasks/{task}/reassign"),
@@ -282,7 +256,7 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     assert_eq!(act(&ann1, task, "dance", json!({})).await.status, 404);
 
     // The pool: concurrent claims of one task, exactly one wins.
-    let pool = send(
+    let pool = send_json(
         &manager,
         Method::POST,
         &split_path,
@@ -330,27 +304,9 @@ async fn tasks_flow_from_split_through_review_and_rework() {
 async fn annotations_are_versioned_validated_and_never_overwritten() {
     let cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
-    let manager = user(&admin, "mgr", "manager").await;
-    let ann1 = user(&admin, "ann1", "annotator").await;
-    let ann2 = user(&admin, "ann2", "annotator").await;
-    let sha = upload(&admin, &image(300)).await; // 100 x 100
-    let dataset = send(
-        &manager,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "d"}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .unwrap();
-    send(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/images"),
-        json!({"images": [{"sha256": sha}]}),
-    )
-    .await;
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann1 = create_user(&admin, "ann1", "annotator").await;
+    let ann2 = create_user(&admin, "ann2", "annotator").await;
     let labels = json!([
         {"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"],
          "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": true}]},
@@ -358,17 +314,9 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
         {"name": "night", "color": "#000000", "kinds": ["tag"]},
         {"name": "crate", "color": "#0000ff", "kinds": ["rotated_rectangle"]}
     ]);
-    let set = send(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-        json!({"name": "s", "labels": labels}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .unwrap();
-    let split = send(
+    let (shas, set) = annotated_dataset(&admin, &manager, 300..301, labels.clone()).await;
+    let sha = shas[0].clone(); // 100 x 100
+    let split = send_json(
         &manager,
         Method::POST,
         &format!("/api/v1/annotation-sets/{set}/tasks/split"),
@@ -520,7 +468,7 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     let set_path = format!("/api/v1/annotation-sets/{set}");
     let mut without_crate = labels.as_array().unwrap().clone();
     without_crate.retain(|l| l["name"] != "crate");
-    let orphaning = send(
+    let orphaning = send_json(
         &manager,
         Method::PATCH,
         &set_path,
@@ -536,7 +484,7 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     let mut narrower = labels.as_array().unwrap().clone();
     narrower[0]["kinds"] = json!(["rectangle"]);
     assert_eq!(
-        send(
+        send_json(
             &manager,
             Method::PATCH,
             &set_path,
@@ -561,42 +509,11 @@ async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
         .find(|id| *id != leader)
         .expect("another node");
     let admin = cluster.node(via).client();
-    let manager = user(&admin, "mgr", "manager").await;
-    let ann = user(&admin, "ann", "annotator").await;
-    let mut images = Vec::new();
-    for seed in 0..20 {
-        images.push(upload(&admin, &image(400 + seed)).await);
-    }
-    let dataset = send(
-        &manager,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "d"}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .unwrap();
-    let list: Vec<Value> = images.iter().map(|s| json!({"sha256": s})).collect();
-    send(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/images"),
-        json!({"images": list}),
-    )
-    .await;
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann = create_user(&admin, "ann", "annotator").await;
     let labels = json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}]);
-    let set = send(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-        json!({"name": "s", "labels": labels}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .unwrap();
-    let split = send(
+    let (images, set) = annotated_dataset(&admin, &manager, 400..420, labels).await;
+    let split = send_json(
         &manager,
         Method::POST,
         &format!("/api/v1/annotation-sets/{set}/tasks/split"),
@@ -674,46 +591,16 @@ async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
 async fn pool_claims_under_contention_give_each_task_once() {
     let cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
-    let manager = user(&admin, "mgr", "manager").await;
+    let manager = create_user(&admin, "mgr", "manager").await;
     let mut annotators = Vec::new();
     for i in 0..5 {
-        let client = user(&admin, &format!("ann{i}"), "annotator").await;
+        let client = create_user(&admin, &format!("ann{i}"), "annotator").await;
         // Spread the annotators over the nodes.
         annotators.push(client.with_base(&cluster.nodes[i % 3].http));
     }
-    let mut images = Vec::new();
-    for seed in 0..5 {
-        images.push(json!({"sha256": upload(&admin, &image(500 + seed)).await}));
-    }
-    let dataset = send(
-        &manager,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "d"}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .unwrap();
-    send(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/images"),
-        json!({"images": images}),
-    )
-    .await;
     let labels = json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}]);
-    let set = send(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-        json!({"name": "s", "labels": labels}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .unwrap();
-    let split = send(
+    let (_, set) = annotated_dataset(&admin, &manager, 500..505, labels).await;
+    let split = send_json(
         &manager,
         Method::POST,
         &format!("/api/v1/annotation-sets/{set}/tasks/split"),
