@@ -21,6 +21,7 @@ mod password;
 pub mod routes;
 mod tasks;
 pub mod token;
+mod ui;
 mod users;
 
 use std::path::PathBuf;
@@ -68,7 +69,7 @@ pub struct AppState {
 /// The complete HTTP router of a node.
 pub fn router(state: AppState) -> Router {
     routes::mount(Router::new())
-        .fallback(error::not_found)
+        .fallback(ui::serve)
         // JSON bodies are capped; uploads stream through a raw body, which this does not
         // limit, and enforce their own limit (see `objects::upload`).
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
