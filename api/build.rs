@@ -31,7 +31,11 @@ fn main() {
             continue;
         };
         let rel = rel.to_string_lossy().replace('\\', "/");
-        let _ = writeln!(table, "    ({rel:?}, include_bytes!({:?})),", file.display());
+        let _ = writeln!(
+            table,
+            "    ({rel:?}, include_bytes!({:?})),",
+            file.display()
+        );
     }
     table.push(']');
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("ui_assets.rs");

@@ -18,7 +18,7 @@ use crate::paging;
 use crate::token::now_ms;
 use crate::AppState;
 
-fn not_found(what: &'static str, id: u64) -> ApiError {
+pub(crate) fn not_found(what: &'static str, id: u64) -> ApiError {
     let code = if what == "dataset" {
         "no_such_dataset"
     } else {

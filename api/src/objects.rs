@@ -204,22 +204,35 @@ fn authorize_read(
     query: Option<&str>,
     principal: Result<Principal, ApiError>,
 ) -> Result<(), ApiError> {
-    if let (Some(query), Some(key)) = (query, state.cluster.directory().key()) {
-        let param = |name: &str| {
-            query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-        };
-        if let (Some(exp), Some(sig)) = (param("exp").and_then(|e| e.parse().ok()), param("sig")) {
-            if token::presigned(&key, &sha.to_string(), exp, sig, token::now_ms()) {
-                return Ok(());
-            }
-            return Err(auth::unauthorized(
-                "the presigned URL is invalid or expired",
-            ));
-        }
+    match presigned_query(state, &sha.to_string(), query) {
+        Some(checked) => checked,
+        None => principal?.require(Role::Manager),
     }
-    principal?.require(Role::Manager)
+}
+
+/// Checks the `?exp=&sig=` of a presigned URL for `resource`; `None` when the query has none.
+pub(crate) fn presigned_query(
+    state: &AppState,
+    resource: &str,
+    query: Option<&str>,
+) -> Option<Result<(), ApiError>> {
+    let query = query?;
+    let key = state.cluster.directory().key()?;
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
+    let (exp, sig) = (param("exp")?.parse().ok()?, param("sig")?);
+    Some(
+        if token::presigned(&key, resource, exp, sig, token::now_ms()) {
+            Ok(())
+        } else {
+            Err(auth::unauthorized(
+                "the presigned URL is invalid or expired",
+            ))
+        },
+    )
 }
 
 fn no_such_object() -> ApiError {
@@ -232,7 +245,7 @@ fn no_such_object() -> ApiError {
 
 /// Parses a single `bytes=` range. Anything else (several ranges, other units, bad syntax) is
 /// ignored, which RFC 9110 allows: the whole object is sent.
-fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
+pub(crate) fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
     let spec = headers
         .get(header::RANGE)?
         .to_str()

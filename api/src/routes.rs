@@ -5,8 +5,8 @@ use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    annotation_sets, annotations, cluster_routes, comments, datasets, metrics, oauth, objects,
-    tasks, users, AppState,
+    annotation_sets, annotations, cluster_routes, comments, datasets, export, jobs, metrics, oauth,
+    objects, tasks, users, AppState,
 };
 
 /// Who may call a route.
@@ -350,6 +350,41 @@ pub fn routes() -> Vec<Route> {
             Reviewer,
             "Resolve a thread",
             post(comments::resolve),
+        ),
+        route(
+            "post",
+            "/api/v1/annotation-sets/{id}/exports",
+            Manager,
+            "Start an export job (coco, voc, yolo, yolo-segment, yolo-pose, yolo-darknet, cvat, labelme, csv)",
+            post(export::start),
+        ),
+        route(
+            "get",
+            "/api/v1/jobs",
+            Manager,
+            "Import and export jobs (?dataset= or ?annotation_set=), paged",
+            get(jobs::list),
+        ),
+        route(
+            "get",
+            "/api/v1/jobs/{id}",
+            Manager,
+            "A job's state, progress, skipped files and result",
+            get(jobs::get),
+        ),
+        route(
+            "post",
+            "/api/v1/jobs/{id}/cancel",
+            Manager,
+            "Cancel a running job",
+            post(jobs::cancel),
+        ),
+        route(
+            "get",
+            "/api/v1/jobs/{id}/download",
+            ManagerOrPresigned,
+            "A finished export's zip (Range supported; other nodes redirect to the one holding it)",
+            get(jobs::download),
         ),
         route(
             "post",

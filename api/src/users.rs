@@ -74,7 +74,9 @@ fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> 
         | CatalogOutcome::AnnotationSet(_)
         | CatalogOutcome::Task(_)
         | CatalogOutcome::Annotation(_)
-        | CatalogOutcome::Comment(_) => Err(ApiError::new(
+        | CatalogOutcome::Comment(_)
+        | CatalogOutcome::Job(_)
+        | CatalogOutcome::Imported(_) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "unexpected outcome",

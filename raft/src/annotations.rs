@@ -302,3 +302,81 @@ pub fn stage(
     )?;
     Ok(SaveOutcome::Saved(version.version))
 }
+
+/// Shapes brought in from another tool (COCO, VOC, YOLO, CVAT) for an image of an annotation
+/// set: the starting point of every task with that image until a version is saved there.
+/// They are not anyone's work, so statistics do not count them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    pub shapes: String,
+    /// What they came from, e.g. "coco import (job 12)".
+    pub source: String,
+    pub imported_ms: u64,
+}
+
+/// Imported shapes for a batch of images; applied all or nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Import {
+    pub set: u64,
+    /// `(image, shapes as JSON text)`.
+    pub images: Vec<(Sha256, String)>,
+    pub source: String,
+    pub at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImportOutcome {
+    Imported(u64),
+    NoSuchSet(u64),
+    Invalid(String),
+}
+
+fn imported_key(set: u64, sha: &Sha256) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("annotation-imported/{set:016x}/{sha}"))
+}
+
+pub fn imported(store: &Store, set: u64, sha: &Sha256) -> Result<Option<Imported>, StorageError> {
+    match store.get(Cf::Catalog, &imported_key(set, sha))? {
+        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
+        None => Ok(None),
+    }
+}
+
+/// Checks every image's shapes against the schema and the image, then stages them all.
+pub fn stage_import(
+    store: &Store,
+    batch: &mut WriteBatch,
+    import: &Import,
+) -> Result<ImportOutcome, StorageError> {
+    let Some(set) = annotation_sets::annotation_set(store, import.set)? else {
+        return Ok(ImportOutcome::NoSuchSet(import.set));
+    };
+    for (sha, shapes) in &import.images {
+        let Some(image) = crate::datasets::image(store, set.dataset_id, sha)? else {
+            return Ok(ImportOutcome::Invalid(format!(
+                "image {sha} is not in the dataset"
+            )));
+        };
+        let parsed: Value = match serde_json::from_str(shapes) {
+            Ok(v) => v,
+            Err(e) => return Ok(ImportOutcome::Invalid(format!("{sha}: shapes: {e}"))),
+        };
+        if let Some(p) = problem(&parsed, &set.labels, image.width, image.height) {
+            return Ok(ImportOutcome::Invalid(format!("{sha}: {p}")));
+        }
+    }
+    let cf = store.cf(Cf::Catalog);
+    for (sha, shapes) in &import.images {
+        let record = Imported {
+            shapes: shapes.clone(),
+            source: import.source.clone(),
+            imported_ms: import.at_ms,
+        };
+        batch.put_cf(
+            cf,
+            imported_key(import.set, sha),
+            bincode::serialize(&record)?,
+        );
+    }
+    Ok(ImportOutcome::Imported(import.images.len() as u64))
+}

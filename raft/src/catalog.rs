@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use tessera_storage::{keys, Cf, StorageError, Store};
 
 use crate::annotation_sets::{self, AnnotationSetOp, AnnotationSetOutcome};
-use crate::annotations::{self, Save, SaveOutcome};
+use crate::annotations::{self, Import, ImportOutcome, Save, SaveOutcome};
 use crate::comments::{self, CommentOp, CommentOutcome};
 use crate::datasets::{self, DatasetOp, DatasetOutcome};
+use crate::jobs::{self, JobOp, JobOutcome};
 use crate::placement::META_GROUP;
 use crate::tasks::{self, TaskOp, TaskOutcome};
 
@@ -91,6 +92,8 @@ pub enum CatalogOp {
     Task(TaskOp),
     SaveAnnotation(Save),
     Comment(CommentOp),
+    Job(JobOp),
+    ImportAnnotations(Import),
 }
 
 /// The result of a [`CatalogOp`].
@@ -107,6 +110,8 @@ pub enum CatalogOutcome {
     Task(TaskOutcome),
     Annotation(SaveOutcome),
     Comment(CommentOutcome),
+    Job(JobOutcome),
+    Imported(ImportOutcome),
 }
 
 const KEY: &str = "cluster_key";
@@ -211,6 +216,10 @@ pub fn stage(
             CatalogOutcome::Annotation(annotations::stage(store, batch, save)?)
         }
         CatalogOp::Comment(op) => CatalogOutcome::Comment(comments::stage(store, batch, op)?),
+        CatalogOp::Job(op) => CatalogOutcome::Job(jobs::stage(store, batch, op)?),
+        CatalogOp::ImportAnnotations(import) => {
+            CatalogOutcome::Imported(annotations::stage_import(store, batch, import)?)
+        }
     };
     batch.put_cf(cf, request_key(request_id), bincode::serialize(&outcome)?);
     Ok(outcome)

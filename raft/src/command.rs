@@ -55,6 +55,13 @@ impl fmt::Debug for Command {
                 }
                 CatalogOp::Task(op) => write!(f, "Catalog({op:?})"),
                 CatalogOp::Comment(op) => write!(f, "Catalog({op:?})"),
+                CatalogOp::Job(op) => write!(f, "Catalog({op:?})"),
+                CatalogOp::ImportAnnotations(i) => write!(
+                    f,
+                    "Catalog(ImportAnnotations set {}: {} images)",
+                    i.set,
+                    i.images.len()
+                ),
                 // Shapes can be large: name the image only.
                 CatalogOp::SaveAnnotation(s) => {
                     write!(f, "Catalog(SaveAnnotation task {} {})", s.task, s.sha)

@@ -90,7 +90,7 @@ fn image_key(id: u64, sha: &Sha256) -> Vec<u8> {
     k
 }
 
-fn get<T: serde::de::DeserializeOwned>(
+pub(crate) fn get<T: serde::de::DeserializeOwned>(
     store: &Store,
     key: &[u8],
 ) -> Result<Option<T>, StorageError> {
@@ -205,7 +205,7 @@ pub fn dataset(store: &Store, id: u64) -> Result<Option<Dataset>, StorageError> 
     get(store, &dataset_key(id))
 }
 
-fn scan<T: serde::de::DeserializeOwned>(
+pub(crate) fn scan<T: serde::de::DeserializeOwned>(
     store: &Store,
     prefix: &[u8],
     after: Option<&[u8]>,

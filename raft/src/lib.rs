@@ -15,6 +15,7 @@ mod command;
 pub mod comments;
 pub mod datasets;
 mod error;
+pub mod jobs;
 mod log_store;
 mod network;
 pub mod placement;

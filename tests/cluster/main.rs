@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod datasets;
+mod exports;
 mod failures;
 mod objects;
 mod snapshot;

@@ -1,0 +1,76 @@
+//! CSV: `annotations.csv`, one row per shape (`image,width,height,label,kind,angle,points`,
+//! points as a JSON list of `[x, y]`), and one row with empty label and kind for an image
+//! without shapes, so every image is listed. Images go to `images/`.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+
+use super::archive::{Archive, Format, Item, Part};
+use super::shapes::num;
+
+pub struct Csv {
+    rows: Option<BufWriter<File>>,
+}
+
+impl Csv {
+    pub fn new() -> Csv {
+        Csv { rows: None }
+    }
+}
+
+/// A field quoted when it holds a comma, quote or line break (RFC 4180).
+fn field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+impl Format for Csv {
+    fn image_path(&self, item: &Item) -> String {
+        format!("images/{}", item.file_name())
+    }
+
+    fn item(&mut self, out: &mut Archive, item: &Item) -> io::Result<()> {
+        if self.rows.is_none() {
+            self.rows = Some(out.spool()?);
+        }
+        let Some(rows) = self.rows.as_mut() else {
+            return Ok(());
+        };
+        let image = field(&item.file_name());
+        if item.shapes.is_empty() {
+            writeln!(rows, "{image},{},{},,,,[]", item.width, item.height)?;
+        }
+        for shape in &item.shapes {
+            let kind = serde_json::to_value(shape.kind)?;
+            let points: Vec<String> = shape
+                .points
+                .iter()
+                .map(|p| format!("[{},{}]", num(p[0]), num(p[1])))
+                .collect();
+            writeln!(
+                rows,
+                "{image},{},{},{},{},{},{}",
+                item.width,
+                item.height,
+                field(&shape.label),
+                kind.as_str().unwrap_or(""),
+                shape.angle.map(num).unwrap_or_default(),
+                field(&format!("[{}]", points.join(",")))
+            )?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, out: &mut Archive) -> io::Result<()> {
+        let mut parts = vec![Part::Text(
+            "image,width,height,label,kind,angle,points\n".into(),
+        )];
+        if let Some(rows) = self.rows {
+            parts.push(Part::Spool(rows));
+        }
+        out.append("annotations.csv", parts)
+    }
+}

@@ -1,0 +1,445 @@
+//! Exports: an annotation set written as a dataset in a format training code reads, as a zip
+//! built by a background job.
+//!
+//! The job reads the image list and the task each image's shapes come from once, then streams
+//! images one at a time from the cluster into a writer thread that owns the zip; memory stays
+//! bounded by one image and a few buffers however large the set is (whole-dataset documents are
+//! spooled to disk, see `archive.rs`). What each format does with each kind of shape is in
+//! docs/formats.md, and every shape a format cannot carry is counted in the export's report.
+
+mod archive;
+mod coco;
+mod csv;
+mod cvat;
+mod labelme;
+pub mod shapes;
+mod voc;
+mod xml;
+mod yolo;
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tessera_raft::annotation_sets::{self, Label};
+use tessera_raft::annotations;
+use tessera_raft::catalog::Role;
+use tessera_raft::datasets;
+use tessera_raft::jobs::{Job, JobKind, JobResult};
+use tessera_raft::storage::{Sha256, StorageError, Store};
+use tessera_raft::tasks::{self, TaskState};
+use tessera_raft::{ObjectBody, ReadSpec};
+
+use crate::auth::Principal;
+use crate::error::{internal, invalid, parse_json, ApiError};
+use crate::jobs::{self, Runner, Stop};
+use crate::AppState;
+use archive::{Archive, Format, Item, Stems};
+use shapes::Shape;
+
+/// The formats, by the names the API takes.
+pub const FORMATS: [&str; 9] = [
+    "coco",
+    "voc",
+    "yolo",
+    "yolo-segment",
+    "yolo-pose",
+    "yolo-darknet",
+    "cvat",
+    "labelme",
+    "csv",
+];
+
+/// What an export was asked for (kept as the job's params).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub format: String,
+    #[serde(default = "yes")]
+    pub include_images: bool,
+    /// Only images of accepted tasks, with the accepted shapes.
+    #[serde(default)]
+    pub only_accepted: bool,
+    /// Subset names and their shares (`{"train": 0.8, "val": 0.2}`); one subset by default.
+    #[serde(default)]
+    pub splits: Option<BTreeMap<String, f64>>,
+    /// Seeds the assignment of images to splits (the same seed gives the same splits).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Options {
+    fn check(&self) -> Result<(), ApiError> {
+        if !FORMATS.contains(&self.format.as_str()) {
+            return Err(invalid(format!(
+                "format: one of {}, not {:?}",
+                FORMATS.join(", "),
+                self.format
+            )));
+        }
+        if let Some(splits) = &self.splits {
+            if splits.is_empty() || splits.len() > 10 {
+                return Err(invalid("splits: one to ten subsets"));
+            }
+            for (name, share) in splits {
+                let ok_name = !name.is_empty()
+                    && name.len() <= 32
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+                if !ok_name {
+                    return Err(invalid(format!(
+                        "splits.{name}: subset names are 1-32 lowercase letters and digits \
+                         (VOC readers split names on '_')"
+                    )));
+                }
+                if !(share.is_finite() && *share > 0.0) {
+                    return Err(invalid(format!("splits.{name}: a share above 0")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The subset of an image: deterministic in the seed and the image's hash.
+    fn subset(&self, sha: &Sha256) -> String {
+        let Some(splits) = &self.splits else {
+            let default = if self.format.starts_with("yolo") {
+                "train"
+            } else {
+                "default"
+            };
+            return default.to_string();
+        };
+        let digest = sha2::Sha256::new()
+            .chain_update(self.seed.to_be_bytes())
+            .chain_update(sha.0)
+            .finalize();
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&digest[..8]);
+        let total: f64 = splits.values().sum();
+        let point = u64::from_be_bytes(raw) as f64 / u64::MAX as f64 * total;
+        let mut acc = 0.0;
+        for (name, share) in splits {
+            acc += share;
+            if point < acc {
+                return name.clone();
+            }
+        }
+        splits.keys().last().cloned().unwrap_or_default()
+    }
+}
+
+/// `POST /api/v1/annotation-sets/{id}/exports`: starts an export job (202).
+pub async fn start(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    principal.require(Role::Manager)?;
+    let options: Options = parse_json(&body)?;
+    options.check()?;
+    state.cluster.catalog_barrier().await?;
+    let set = state
+        .cluster
+        .read_catalog(move |s| annotation_sets::annotation_set(s, id))
+        .await?
+        .ok_or_else(|| crate::annotation_sets::not_found("annotation set", id))?;
+    let params = serde_json::to_value(&options).map_err(internal)?;
+    let job = jobs::create(
+        &state,
+        JobKind::Export,
+        Some(set.dataset_id),
+        Some(id),
+        &principal.username,
+        &params,
+    )
+    .await?;
+    let body = jobs::view(&state, &job);
+    spawn(state, job.clone());
+    let location = format!("/api/v1/jobs/{}", job.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// Runs `job` (an export this node owns) in the background.
+pub fn spawn(state: AppState, job: Job) {
+    tokio::spawn(async move {
+        let runner = Runner::start(&state, job);
+        let outcome = run(&state, &runner).await;
+        if outcome.is_err() {
+            let _ = tokio::fs::remove_file(jobs::export_path(&state, &runner.job)).await;
+        }
+        if let Err(Stop::Failed(e)) = &outcome {
+            tracing::warn!(job = runner.job.id, error = %e, "export failed");
+        }
+        runner.finish(&state, outcome).await;
+    });
+}
+
+/// Where an image's shapes come from.
+#[derive(Clone, Copy)]
+enum Source {
+    Task(u64),
+    /// Shapes imported from another tool, not yet worked on in a task.
+    Imported,
+}
+
+struct Entry {
+    sha: Sha256,
+    name: String,
+    width: u32,
+    height: u32,
+    source: Option<Source>,
+}
+
+struct Plan {
+    set_name: String,
+    labels: Vec<Label>,
+    entries: Vec<Entry>,
+    left_out: u64,
+}
+
+/// The images to export and where each one's shapes come from: the accepted task that has it
+/// (the latest, with overlap), else the task furthest along, else imported shapes.
+fn plan(store: &Store, set_id: u64, only_accepted: bool) -> Result<Option<Plan>, StorageError> {
+    let Some(set) = annotation_sets::annotation_set(store, set_id)? else {
+        return Ok(None);
+    };
+    let rank = |s: TaskState| match s {
+        TaskState::Accepted => 3,
+        TaskState::Submitted | TaskState::InReview => 2,
+        _ => 1,
+    };
+    let mut best: HashMap<Sha256, (u8, u64)> = HashMap::new();
+    for task in tasks::tasks(store, None, usize::MAX, |t| t.set_id == set_id)? {
+        let r = rank(task.state);
+        for sha in &task.images {
+            let slot = best.entry(*sha).or_insert((r, task.id));
+            if (r, task.id) > *slot {
+                *slot = (r, task.id);
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    let mut left_out = 0;
+    let mut after = None;
+    loop {
+        let page = datasets::images(store, set.dataset_id, after.as_ref(), 1000)?;
+        let Some(last) = page.last().map(|i| i.sha) else {
+            break;
+        };
+        for image in page {
+            let task = best.get(&image.sha).copied();
+            let accepted = task.is_some_and(|(r, _)| r == 3);
+            if only_accepted && !accepted {
+                left_out += 1;
+                continue;
+            }
+            let source = match task {
+                Some((_, id)) if annotations::current(store, id, &image.sha)?.is_some() => {
+                    Some(Source::Task(id))
+                }
+                _ if !only_accepted => Some(Source::Imported),
+                _ => None,
+            };
+            entries.push(Entry {
+                sha: image.sha,
+                name: image.name,
+                width: image.width,
+                height: image.height,
+                source,
+            });
+        }
+        after = Some(last);
+    }
+    Ok(Some(Plan {
+        set_name: set.name,
+        labels: set.labels,
+        entries,
+        left_out,
+    }))
+}
+
+/// The shapes of a batch of entries, read in one go from the local catalogue replica.
+fn shapes_of(
+    store: &Store,
+    set_id: u64,
+    batch: &[(Sha256, Option<Source>)],
+) -> Result<Vec<Vec<Shape>>, StorageError> {
+    let mut out = Vec::with_capacity(batch.len());
+    for (sha, source) in batch {
+        let text = match source {
+            Some(Source::Task(task)) => annotations::current(store, *task, sha)?.map(|v| v.shapes),
+            Some(Source::Imported) => annotations::imported(store, set_id, sha)?.map(|v| v.shapes),
+            None => None,
+        };
+        out.push(text.map(|t| Shape::parse_all(&t)).unwrap_or_default());
+    }
+    Ok(out)
+}
+
+fn format_for(options: &Options, labels: Vec<Label>, set_name: &str) -> Box<dyn Format> {
+    match options.format.as_str() {
+        "coco" => Box::new(coco::Coco::new(labels)),
+        "voc" => Box::new(voc::Voc::new(labels)),
+        "yolo" => Box::new(yolo::Yolo::new(yolo::Variant::Detect, labels)),
+        "yolo-segment" => Box::new(yolo::Yolo::new(yolo::Variant::Segment, labels)),
+        "yolo-pose" => Box::new(yolo::Yolo::new(yolo::Variant::Pose, labels)),
+        "yolo-darknet" => Box::new(yolo::Yolo::new(yolo::Variant::Darknet, labels)),
+        "cvat" => Box::new(cvat::Cvat::new(labels, set_name.to_string())),
+        "labelme" => Box::new(labelme::LabelMe::new()),
+        _ => Box::new(csv::Csv::new()),
+    }
+}
+
+/// Reads an object whole (bytes when `with_bytes`), wherever it lives.
+async fn fetch(
+    state: &AppState,
+    sha: Sha256,
+    with_bytes: bool,
+) -> Result<(String, Option<Bytes>), Stop> {
+    let spec = ReadSpec {
+        meta_only: !with_bytes,
+        ..ReadSpec::default()
+    };
+    let read = state
+        .cluster
+        .read_object(sha, spec, 0)
+        .await
+        .map_err(|e| Stop::Failed(format!("reading image {sha}: {e}")))?
+        .ok_or_else(|| Stop::Failed(format!("image {sha} is missing from the object store")))?;
+    let content_type = read.head.meta.content_type.clone();
+    let bytes = match read.body {
+        _ if !with_bytes => None,
+        Some(ObjectBody::Local(bytes)) => Some(bytes),
+        Some(ObjectBody::Remote(mut stream)) => {
+            let mut buf = bytes::BytesMut::with_capacity(read.head.meta.size as usize);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| Stop::Failed(format!("reading image {sha}: {e}")))?;
+                buf.extend_from_slice(&chunk);
+            }
+            Some(buf.freeze())
+        }
+        None => return Err(Stop::Failed(format!("image {sha} came back without bytes"))),
+    };
+    Ok((content_type, bytes))
+}
+
+/// Images read ahead of the writer.
+const PIPELINE: usize = 4;
+/// Entries whose shapes are read per catalogue read.
+const SHAPE_BATCH: usize = 64;
+
+async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
+    let job = runner.job.clone();
+    let options: Options = serde_json::from_str(&job.params)
+        .map_err(|e| Stop::Failed(format!("bad export options: {e}")))?;
+    let set_id = job
+        .annotation_set
+        .ok_or_else(|| Stop::Failed("no annotation set".into()))?;
+    let only_accepted = options.only_accepted;
+    let plan = state
+        .cluster
+        .read_catalog(move |s| plan(s, set_id, only_accepted))
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?
+        .ok_or_else(|| Stop::Failed(format!("annotation set {set_id} was deleted")))?;
+    let path = jobs::export_path(state, &job);
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| Stop::Failed(format!("creating {}: {e}", parent.display())))?;
+    }
+    let mut format = format_for(&options, plan.labels.clone(), &plan.set_name);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(PIPELINE);
+    let writer_path = path.clone();
+    let left_out = plan.left_out;
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
+        let mut archive = Archive::create(&writer_path)?;
+        if left_out > 0 {
+            archive.report.note(format!(
+                "{left_out} images without an accepted task were left out (only_accepted)"
+            ));
+        }
+        while let Some(item) = rx.blocking_recv() {
+            if let Some(bytes) = &item.bytes {
+                archive.file(&format.image_path(&item), bytes, false)?;
+            }
+            format.item(&mut archive, &item)?;
+        }
+        format.finish(&mut archive)?;
+        archive.finish()
+    });
+    let mut stems = Stems::new();
+    for chunk in plan.entries.chunks(SHAPE_BATCH) {
+        runner.check()?;
+        let keys: Vec<(Sha256, Option<Source>)> = chunk.iter().map(|e| (e.sha, e.source)).collect();
+        let shapes = state
+            .cluster
+            .read_catalog(move |s| shapes_of(s, set_id, &keys))
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))?;
+        for (entry, shapes) in chunk.iter().zip(shapes) {
+            let (content_type, bytes) = fetch(state, entry.sha, options.include_images).await?;
+            let count = shapes.len() as u64;
+            let item = Item {
+                stem: stems.stem(&entry.name, &entry.sha),
+                ext: archive::extension(&content_type),
+                subset: options.subset(&entry.sha),
+                width: entry.width,
+                height: entry.height,
+                shapes,
+                bytes,
+            };
+            if tx.send(item).await.is_err() {
+                break;
+            }
+            runner.update(|p| {
+                p.images_exported += 1;
+                p.shapes_exported += count;
+            });
+        }
+    }
+    drop(tx);
+    let report = writer
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?
+        .map_err(|e| Stop::Failed(format!("writing the archive: {e}")))?;
+    runner.check()?;
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map_err(|e| Stop::Failed(e.to_string()))?
+        .len();
+    let clean: String = plan
+        .set_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(JobResult {
+        file_name: Some(format!("{clean}-{}.zip", options.format)),
+        size,
+        report,
+    })
+}

@@ -1,0 +1,210 @@
+//! YOLO, in Ultralytics' layout (`data.yaml`, `images/<split>/`, `labels/<split>/`) as detect,
+//! segment and pose variants, and in Darknet's (`obj.data`, `obj.names`, `<split>.txt`,
+//! `obj_<split>_data/`). One label file per image, empty when it has no objects (an image
+//! without one is dropped by readers). Coordinates are normalised to [0, 1] and written as
+//! plain decimals (`%.6f`): a line with an exponent makes datumaro skip the whole file.
+
+use std::collections::BTreeSet;
+use std::io;
+
+use tessera_raft::annotation_sets::{Label, ShapeKind};
+
+use super::archive::{Archive, Format, Item};
+use super::shapes::Shape;
+use super::voc::kind_plural;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Detect,
+    Segment,
+    Pose,
+    Darknet,
+}
+
+pub struct Yolo {
+    variant: Variant,
+    labels: Vec<Label>,
+    splits: BTreeSet<String>,
+    /// Keypoints per object in the pose variant (the most any label names).
+    keypoints: usize,
+    /// Darknet's image lists, one per split.
+    lists: std::collections::BTreeMap<String, String>,
+}
+
+/// A normalised coordinate: clamped into [0, 1], six decimals.
+fn norm(v: f64, size: u32) -> String {
+    format!("{:.6}", (v / f64::from(size.max(1))).clamp(0.0, 1.0))
+}
+
+impl Yolo {
+    pub fn new(variant: Variant, labels: Vec<Label>) -> Yolo {
+        let keypoints = labels.iter().map(|l| l.keypoints.len()).max().unwrap_or(0);
+        Yolo {
+            variant,
+            labels,
+            splits: BTreeSet::new(),
+            keypoints,
+            lists: Default::default(),
+        }
+    }
+
+    fn box_fields(item: &Item, shape: &Shape) -> Option<String> {
+        let (x0, y0, x1, y1) = shape.extent()?;
+        let (x0, x1) = (x0.max(0.0), x1.min(f64::from(item.width)));
+        let (y0, y1) = (y0.max(0.0), y1.min(f64::from(item.height)));
+        Some(format!(
+            "{} {} {} {}",
+            norm((x0 + x1) / 2.0, item.width),
+            norm((y0 + y1) / 2.0, item.height),
+            norm(x1 - x0, item.width),
+            norm(y1 - y0, item.height)
+        ))
+    }
+
+    /// The label line of one shape, or `None` (counted in the report) when this variant
+    /// cannot carry it.
+    fn line(&self, out: &mut Archive, item: &Item, shape: &Shape) -> Option<String> {
+        let class = self.labels.iter().position(|l| l.name == shape.label)?;
+        let name = match self.variant {
+            Variant::Detect => "YOLO detect",
+            Variant::Segment => "YOLO segment",
+            Variant::Pose => "YOLO pose",
+            Variant::Darknet => "YOLO Darknet",
+        };
+        let left_out = |out: &mut Archive| {
+            out.report
+                .loss(format!("{} left out of {name}", kind_plural(shape.kind)));
+            None
+        };
+        match (self.variant, shape.kind) {
+            (_, ShapeKind::Tag) => left_out(out),
+            (Variant::Detect | Variant::Darknet, ShapeKind::Points) => left_out(out),
+            (Variant::Detect | Variant::Darknet, kind) => {
+                if kind != ShapeKind::Rectangle {
+                    out.report.loss(format!(
+                        "{} exported to {name} as their bounding boxes",
+                        kind_plural(kind)
+                    ));
+                }
+                Some(format!("{class} {}", Self::box_fields(item, shape)?))
+            }
+            (Variant::Segment, ShapeKind::Points | ShapeKind::Polyline) => left_out(out),
+            (Variant::Segment, _) => {
+                let outline = shape.outline()?;
+                let coords: Vec<String> = outline
+                    .iter()
+                    .map(|p| format!("{} {}", norm(p[0], item.width), norm(p[1], item.height)))
+                    .collect();
+                Some(format!("{class} {}", coords.join(" ")))
+            }
+            (Variant::Pose, kind) => {
+                let named = self.labels[class].keypoints.len();
+                if kind == ShapeKind::Points && (named == 0 || shape.points.len() != named) {
+                    out.report.loss(
+                        "keypoint sets of labels without named keypoints left out of YOLO pose",
+                    );
+                    return None;
+                }
+                let mut text = format!("{class} {}", Self::box_fields(item, shape)?);
+                let points: &[[f64; 2]] = if kind == ShapeKind::Points {
+                    &shape.points
+                } else {
+                    &[]
+                };
+                for i in 0..self.keypoints {
+                    match points.get(i) {
+                        Some(p) => text.push_str(&format!(
+                            " {} {} 2",
+                            norm(p[0], item.width),
+                            norm(p[1], item.height)
+                        )),
+                        None => text.push_str(" 0.000000 0.000000 0"),
+                    }
+                }
+                Some(text)
+            }
+        }
+    }
+
+    fn data_dir(split: &str) -> String {
+        format!("obj_{split}_data")
+    }
+}
+
+impl Format for Yolo {
+    fn image_path(&self, item: &Item) -> String {
+        match self.variant {
+            Variant::Darknet => format!("{}/{}", Self::data_dir(&item.subset), item.file_name()),
+            _ => format!("images/{}/{}", item.subset, item.file_name()),
+        }
+    }
+
+    fn item(&mut self, out: &mut Archive, item: &Item) -> io::Result<()> {
+        self.splits.insert(item.subset.clone());
+        let mut text = String::new();
+        for shape in &item.shapes {
+            if let Some(line) = self.line(out, item, shape) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        let path = match self.variant {
+            Variant::Darknet => {
+                let line = format!("data/{}\n", self.image_path(item));
+                self.lists
+                    .entry(item.subset.clone())
+                    .or_default()
+                    .push_str(&line);
+                format!("{}/{}.txt", Self::data_dir(&item.subset), item.stem)
+            }
+            _ => format!("labels/{}/{}.txt", item.subset, item.stem),
+        };
+        out.file(&path, text.as_bytes(), true)
+    }
+
+    fn finish(self: Box<Self>, out: &mut Archive) -> io::Result<()> {
+        if self.variant == Variant::Darknet {
+            let mut names = String::new();
+            for l in &self.labels {
+                names.push_str(&l.name);
+                names.push('\n');
+            }
+            out.file("obj.names", names.as_bytes(), true)?;
+            let mut data = format!("classes = {}\n", self.labels.len());
+            for (split, list) in &self.lists {
+                data.push_str(&format!("{split} = data/{split}.txt\n"));
+                out.file(&format!("{split}.txt"), list.as_bytes(), true)?;
+            }
+            data.push_str("names = data/obj.names\nbackup = backup/\n");
+            return out.file("obj.data", data.as_bytes(), true);
+        }
+        let mut yaml =
+            String::from("# Exported by Tessera (Ultralytics dataset layout)\npath: .\n");
+        let first = self.splits.iter().next().cloned().unwrap_or("train".into());
+        let split_of = |name: &str| {
+            if self.splits.contains(name) {
+                name.to_string()
+            } else {
+                first.clone()
+            }
+        };
+        yaml.push_str(&format!("train: images/{}\n", split_of("train")));
+        yaml.push_str(&format!("val: images/{}\n", split_of("val")));
+        if self.splits.contains("test") {
+            yaml.push_str("test: images/test\n");
+        }
+        if self.variant == Variant::Pose {
+            yaml.push_str(&format!("kpt_shape: [{}, 3]\n", self.keypoints));
+        }
+        yaml.push_str("names:\n");
+        for (i, l) in self.labels.iter().enumerate() {
+            yaml.push_str(&format!("  {i}: {}\n", yaml_string(&l.name)));
+        }
+        out.file("data.yaml", yaml.as_bytes(), true)
+    }
+}
+
+/// A YAML double-quoted scalar.
+fn yaml_string(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}

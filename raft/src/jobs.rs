@@ -1,0 +1,356 @@
+//! Background jobs (imports and exports), kept in the catalogue so that every node can report
+//! them and a job never outlives its runner unnoticed.
+//!
+//! A job is run by one node (its `node`), which proposes [`JobOp::Progress`] at least every few
+//! seconds. Each progress op bumps `beats`; the catalogue leader watches `beats` on its own
+//! monotonic clock and, when a running job stops beating, takes it over or fails it (see
+//! `tessera_api::jobs`), so no job stays "running" after its node died. A runner learns that it
+//! was cancelled or replaced from the outcome of its next progress op and stops.
+
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use tessera_storage::{keys, Cf, StorageError, Store};
+
+use crate::datasets::{get, scan};
+use crate::placement::META_GROUP;
+
+/// Skipped files remembered per job; further ones are only counted.
+pub const MAX_SKIPPED: usize = 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Media into a dataset.
+    Import,
+    /// An annotation set to a dataset format.
+    Export,
+    /// Existing annotations into an annotation set.
+    AnnotationImport,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// Counters a job reports; which ones move depends on the kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub bytes_received: u64,
+    pub files_seen: u64,
+    pub images_added: u64,
+    pub duplicates: u64,
+    pub skipped: u64,
+    pub images_exported: u64,
+    pub shapes_exported: u64,
+    pub shapes_imported: u64,
+}
+
+/// A file an import passed over, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skip {
+    pub name: String,
+    pub reason: String,
+}
+
+/// What a finished export (or annotation import) produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The download's file name, for exports.
+    pub file_name: Option<String>,
+    pub size: u64,
+    /// Lines for the user: what a format could not carry, unknown labels, unmatched images.
+    pub report: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    pub kind: JobKind,
+    pub state: JobState,
+    pub dataset: Option<u64>,
+    pub annotation_set: Option<u64>,
+    pub created_by: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// The node running it.
+    pub node: u64,
+    /// How many times a runner took it on (exports are restarted when their node dies).
+    pub attempt: u32,
+    /// Bumped by every progress report: the liveness signal.
+    pub beats: u64,
+    /// The options it was started with, as JSON text.
+    pub params: String,
+    pub progress: Progress,
+    pub skipped: Vec<Skip>,
+    pub error: Option<String>,
+    pub result: Option<JobResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum JobOp {
+    Create {
+        kind: JobKind,
+        dataset: Option<u64>,
+        annotation_set: Option<u64>,
+        created_by: String,
+        at_ms: u64,
+        node: u64,
+        params: String,
+    },
+    /// From the runner `node`: the counters now, and files skipped since the last report.
+    Progress {
+        id: u64,
+        node: u64,
+        attempt: u32,
+        progress: Progress,
+        skipped: Vec<Skip>,
+        at_ms: u64,
+    },
+    Finish {
+        id: u64,
+        node: u64,
+        attempt: u32,
+        state: JobState,
+        error: Option<String>,
+        result: Option<JobResult>,
+        at_ms: u64,
+    },
+    Cancel {
+        id: u64,
+        at_ms: u64,
+    },
+    /// The leader hands a job whose runner went silent to `node` (`attempt` is the one it
+    /// saw, so two takeovers of the same silence apply once).
+    Takeover {
+        id: u64,
+        attempt: u32,
+        node: u64,
+        at_ms: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobOutcome {
+    Job(Job),
+    /// The runner no longer owns the job (finished, cancelled or taken over): it must stop.
+    NotYours(Job),
+    NoSuchJob(u64),
+}
+
+const NEXT_ID: &str = "job-next-id";
+
+fn job_key(id: u64) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("job/{id:016x}"))
+}
+
+fn running_key(id: u64) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("job-running/{id:016x}"))
+}
+
+fn owner_prefix(kind: &str, owner: u64) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("job-by-{kind}/{owner:016x}/"))
+}
+
+fn owner_key(kind: &str, owner: u64, id: u64) -> Vec<u8> {
+    let mut k = owner_prefix(kind, owner);
+    k.extend_from_slice(format!("{id:016x}").as_bytes());
+    k
+}
+
+/// Stages a job op. Reads see the state before this entry.
+pub fn stage(
+    store: &Store,
+    batch: &mut WriteBatch,
+    op: &JobOp,
+) -> Result<JobOutcome, StorageError> {
+    let cf = store.cf(Cf::Catalog);
+    let put = |batch: &mut WriteBatch, job: &Job| -> Result<(), StorageError> {
+        batch.put_cf(cf, job_key(job.id), bincode::serialize(job)?);
+        Ok(())
+    };
+    let id = match op {
+        JobOp::Create {
+            kind,
+            dataset,
+            annotation_set,
+            created_by,
+            at_ms,
+            node,
+            params,
+        } => {
+            let id = get::<u64>(store, &keys::named(META_GROUP, NEXT_ID))?.unwrap_or(1);
+            batch.put_cf(
+                cf,
+                keys::named(META_GROUP, NEXT_ID),
+                bincode::serialize(&(id + 1))?,
+            );
+            let job = Job {
+                id,
+                kind: *kind,
+                state: JobState::Running,
+                dataset: *dataset,
+                annotation_set: *annotation_set,
+                created_by: created_by.clone(),
+                created_ms: *at_ms,
+                updated_ms: *at_ms,
+                node: *node,
+                attempt: 1,
+                beats: 0,
+                params: params.clone(),
+                progress: Progress::default(),
+                skipped: Vec::new(),
+                error: None,
+                result: None,
+            };
+            // Indexes by dataset and by annotation set hold the id: the record is the value.
+            let record = bincode::serialize(&job_key(id))?;
+            if let Some(d) = dataset {
+                batch.put_cf(cf, owner_key("dataset", *d, id), &record);
+            }
+            if let Some(s) = annotation_set {
+                batch.put_cf(cf, owner_key("set", *s, id), &record);
+            }
+            batch.put_cf(cf, running_key(id), &record);
+            put(batch, &job)?;
+            return Ok(JobOutcome::Job(job));
+        }
+        JobOp::Progress { id, .. }
+        | JobOp::Finish { id, .. }
+        | JobOp::Cancel { id, .. }
+        | JobOp::Takeover { id, .. } => *id,
+    };
+    let Some(mut job) = get::<Job>(store, &job_key(id))? else {
+        return Ok(JobOutcome::NoSuchJob(id));
+    };
+    let owns = |node: u64, attempt: u32, job: &Job| {
+        job.state == JobState::Running && job.node == node && job.attempt == attempt
+    };
+    match op {
+        JobOp::Progress {
+            node,
+            attempt,
+            progress,
+            skipped,
+            at_ms,
+            ..
+        } => {
+            if !owns(*node, *attempt, &job) {
+                return Ok(JobOutcome::NotYours(job));
+            }
+            job.progress = progress.clone();
+            let room = MAX_SKIPPED.saturating_sub(job.skipped.len());
+            job.skipped.extend(skipped.iter().take(room).cloned());
+            job.beats += 1;
+            job.updated_ms = *at_ms;
+        }
+        JobOp::Finish {
+            node,
+            attempt,
+            state,
+            error,
+            result,
+            at_ms,
+            ..
+        } => {
+            if !owns(*node, *attempt, &job) {
+                return Ok(JobOutcome::NotYours(job));
+            }
+            job.state = *state;
+            job.error = error.clone();
+            job.result = result.clone();
+            job.updated_ms = *at_ms;
+        }
+        JobOp::Cancel { at_ms, .. } => {
+            if job.state == JobState::Running {
+                job.state = JobState::Cancelled;
+                job.updated_ms = *at_ms;
+            }
+        }
+        JobOp::Takeover {
+            attempt,
+            node,
+            at_ms,
+            ..
+        } => {
+            if job.state != JobState::Running || job.attempt != *attempt {
+                return Ok(JobOutcome::NotYours(job));
+            }
+            job.node = *node;
+            job.attempt += 1;
+            job.beats += 1;
+            job.updated_ms = *at_ms;
+        }
+        JobOp::Create { .. } => unreachable!("handled above"),
+    }
+    if job.state != JobState::Running {
+        batch.delete_cf(cf, running_key(id));
+    }
+    put(batch, &job)?;
+    Ok(JobOutcome::Job(job))
+}
+
+/// One job from this node's catalogue replica.
+pub fn job(store: &Store, id: u64) -> Result<Option<Job>, StorageError> {
+    get(store, &job_key(id))
+}
+
+/// Which jobs to list.
+#[derive(Clone, Copy, Debug)]
+pub enum JobFilter {
+    All,
+    Dataset(u64),
+    AnnotationSet(u64),
+}
+
+/// Jobs in id order after `after`.
+pub fn jobs(
+    store: &Store,
+    filter: JobFilter,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Vec<Job>, StorageError> {
+    let prefix = match filter {
+        JobFilter::All => {
+            let after = after.map(|a| format!("{a:016x}"));
+            let after = after.as_deref().map(str::as_bytes);
+            return scan(store, &keys::named(META_GROUP, "job/"), after, limit);
+        }
+        JobFilter::Dataset(d) => owner_prefix("dataset", d),
+        JobFilter::AnnotationSet(s) => owner_prefix("set", s),
+    };
+    by_index(store, &prefix, after, limit)
+}
+
+/// Jobs whose record keys are the values of the index under `prefix`.
+fn by_index(
+    store: &Store,
+    prefix: &[u8],
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Vec<Job>, StorageError> {
+    let after = after.map(|a| format!("{a:016x}"));
+    let after = after.as_deref().map(str::as_bytes);
+    let record_keys: Vec<Vec<u8>> = scan(store, prefix, after, limit)?;
+    let mut out = Vec::with_capacity(record_keys.len());
+    for key in record_keys {
+        if let Some(job) = get::<Job>(store, &key)? {
+            out.push(job);
+        }
+    }
+    Ok(out)
+}
+
+/// Running jobs (for the leader's liveness watch), from their own index.
+pub fn running(store: &Store) -> Result<Vec<Job>, StorageError> {
+    by_index(
+        store,
+        &keys::named(META_GROUP, "job-running/"),
+        None,
+        usize::MAX,
+    )
+}

@@ -1,0 +1,443 @@
+//! Exports: every format, checked by the tools people load them with (datumaro, pycocotools,
+//! an Ultralytics-layout reader; see tests/formats/check_export.py), downloads with ranges and
+//! from any node, options, cancellation, and an export whose node is killed.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tessera_api::client::{Client, Method};
+use tessera_cluster_tests::{eventually, png, Options, TestCluster, DEADLINE};
+
+use crate::support::{create_user, send_json, upload};
+
+const LABELS: &str = r##"[
+  {"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon", "polyline", "rotated_rectangle"],
+   "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"]}]},
+  {"name": "person", "color": "#00ff00", "kinds": ["points"], "keypoints": ["head", "hand"], "skeleton": [[0, 1]]},
+  {"name": "sunny", "color": "#ffff00", "kinds": ["tag"]}
+]"##;
+
+/// The shapes drawn on image `i` (images are 64 x 48).
+fn shapes(i: usize) -> Value {
+    let d = i as f64;
+    json!([
+        {"label": "car", "kind": "rectangle", "points": [[2.5 + d, 3.0], [30.25, 20.5 + d]], "attributes": {"colour": "red"}},
+        {"label": "car", "kind": "polygon", "points": [[10.0, 10.0], [40.0 + d, 12.0], [25.0, 40.0]]},
+        {"label": "car", "kind": "polyline", "points": [[1.0, 1.0], [20.0, 30.0 + d], [60.0, 5.0]]},
+        {"label": "car", "kind": "rotated_rectangle", "points": [[20.0, 15.0], [40.0, 25.0]], "angle": 30.0 + d},
+        {"label": "person", "kind": "points", "points": [[12.0 + d, 8.0], [14.0, 30.0]]},
+        {"label": "sunny", "kind": "tag"}
+    ])
+}
+
+/// A small annotated set: `n` images named `img-00i.png`, annotated in one task by `ann`,
+/// submitted and accepted. Returns `(manager, set id, [(name stem, sha)])`.
+async fn accepted_set(cluster: &TestCluster, n: usize) -> (Client, u64, Vec<(String, String)>) {
+    let admin = cluster.node(1).client();
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann = create_user(&admin, "ann", "annotator").await;
+    let dataset = send_json(
+        &manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "exp"}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .expect("dataset id");
+    let mut images = Vec::new();
+    for i in 0..n {
+        let sha = upload(&manager, &png(64, 48, 9000 + i as u64)).await;
+        images.push((format!("img-{i:03}"), sha));
+    }
+    let list: Vec<Value> = images
+        .iter()
+        .map(|(stem, sha)| json!({"sha256": sha, "name": format!("{stem}.png")}))
+        .collect();
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    let added = send_json(&manager, Method::POST, &path, json!({"images": list})).await;
+    assert_eq!(added.status, 200, "{:?}", added.json());
+    let labels: Value = serde_json::from_str(LABELS).expect("labels");
+    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
+    let set = send_json(
+        &manager,
+        Method::POST,
+        &path,
+        json!({"name": "vehicles", "labels": labels}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .expect("set id");
+    let split = send_json(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        json!({"chunk_size": n, "assignees": ["ann"]}),
+    )
+    .await;
+    let task = split.json()["tasks"][0].as_u64().expect("task id");
+    let act = |client: &Client, action: &str| {
+        let (client, path) = (client.clone(), format!("/api/v1/tasks/{task}/{action}"));
+        async move { send_json(&client, Method::POST, &path, json!({})).await }
+    };
+    assert_eq!(act(&ann, "start").await.status, 200);
+    for (i, (_, sha)) in images.iter().enumerate() {
+        let reply = ann
+            .send(
+                Method::PUT,
+                &format!("/api/v1/tasks/{task}/images/{sha}/annotations"),
+                &[("content-type", "application/json"), ("if-match", "\"0\"")],
+                bytes::Bytes::from(json!({"shapes": shapes(i)}).to_string()),
+            )
+            .await
+            .expect("save");
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+    }
+    assert_eq!(act(&ann, "submit").await.status, 200);
+    assert_eq!(act(&manager, "review").await.status, 200);
+    assert_eq!(act(&manager, "accept").await.status, 200);
+    (manager, set, images)
+}
+
+/// Starts an export and waits for its job to end; returns the job.
+async fn export(client: &Client, set: u64, options: Value) -> Value {
+    let path = format!("/api/v1/annotation-sets/{set}/exports");
+    let started = send_json(client, Method::POST, &path, options).await;
+    assert_eq!(started.status, 202, "{:?}", started.json());
+    let id = started.json()["id"].as_u64().expect("job id");
+    finished(client, id).await
+}
+
+async fn finished(client: &Client, id: u64) -> Value {
+    eventually("the job to end", DEADLINE * 2, || async {
+        let job = client.get(&format!("/api/v1/jobs/{id}")).await.ok()?.json();
+        (job["state"] != "running").then_some(job)
+    })
+    .await
+}
+
+/// Downloads a finished export through its presigned URL (no token), following the redirect
+/// to the node that holds it.
+async fn download(any: &Client, cluster: &TestCluster, job: &Value) -> Vec<u8> {
+    let url = job["result"]["url"].as_str().expect("download url");
+    let reply = any.anonymous().get(url).await.expect("download");
+    let reply = if reply.status == 307 {
+        let location = reply.header("location").expect("location").to_string();
+        let node = cluster
+            .nodes
+            .iter()
+            .find(|n| location.contains(&n.http))
+            .expect("redirect to a node");
+        let path = &location[location.find("/api/").expect("path")..];
+        node.client().anonymous().get(path).await.expect("download")
+    } else {
+        reply
+    };
+    assert_eq!(reply.status, 200, "download {url}");
+    assert_eq!(
+        reply
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok()),
+        Some(reply.body.len())
+    );
+    reply.body.to_vec()
+}
+
+/// The Python of the venv with datumaro and pycocotools (made by scripts/test.sh).
+fn python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = std::env::var("TESSERA_FORMATS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/formats-venv/bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test.sh creates it (python3 -m venv target/formats-venv && \
+         target/formats-venv/bin/pip install -r tests/formats/requirements.txt)",
+        path.display()
+    );
+    path
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("formats")
+        .join(name)
+}
+
+/// Unpacks `zip` into a fresh directory.
+fn unpack(zip: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("export.zip");
+    std::fs::write(&file, zip).expect("write zip");
+    let out = dir.path().join("x");
+    let status = std::process::Command::new(python())
+        .args(["-m", "zipfile", "-e"])
+        .arg(&file)
+        .arg(&out)
+        .status()
+        .expect("python");
+    assert!(status.success(), "the export is not a valid zip");
+    std::fs::remove_file(&file).expect("remove zip");
+    dir
+}
+
+/// Runs the consumer check for `format` on an unpacked export.
+fn check(format: &str, dir: &Path, expected: &Value, with_images: bool) {
+    let expected_file = dir.join("expected.json");
+    std::fs::write(&expected_file, expected.to_string()).expect("expected.json");
+    let output = std::process::Command::new(python())
+        .arg(script("check_export.py"))
+        .args(["--format", format, "--dir"])
+        .arg(dir.join("x"))
+        .arg("--expected")
+        .arg(&expected_file)
+        .arg(if with_images {
+            "--with-images"
+        } else {
+            "--no-images"
+        })
+        .output()
+        .expect("check_export.py");
+    assert!(
+        output.status.success(),
+        "{format} export failed the consumer check:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn expected(images: &[(String, String)]) -> Value {
+    let labels: Value = serde_json::from_str(LABELS).expect("labels");
+    let labels: Vec<Value> = labels
+        .as_array()
+        .expect("labels")
+        .iter()
+        .map(|l| json!({"name": l["name"], "keypoints": l.get("keypoints").cloned().unwrap_or(json!([]))}))
+        .collect();
+    let images: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, (stem, _))| json!({"file": stem, "width": 64, "height": 48, "shapes": shapes(i)}))
+        .collect();
+    json!({"labels": labels, "images": images})
+}
+
+#[tokio::test]
+async fn every_format_loads_unchanged_in_the_consumers_tools() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let (manager, set, images) = accepted_set(&cluster, 3).await;
+    let expected = expected(&images);
+    let formats = [
+        "coco",
+        "voc",
+        "yolo",
+        "yolo-segment",
+        "yolo-pose",
+        "yolo-darknet",
+        "cvat",
+        "labelme",
+        "csv",
+    ];
+    for (i, format) in formats.iter().enumerate() {
+        // Exports start on different nodes; downloads go through node 1 (redirected).
+        let client = manager.with_base(&cluster.node(1 + (i as u64 % 3)).http);
+        let job = export(
+            &client,
+            set,
+            json!({"format": format, "only_accepted": true}),
+        )
+        .await;
+        assert_eq!(job["state"], "succeeded", "{format}: {job}");
+        assert_eq!(job["progress"]["images_exported"], 3, "{format}: {job}");
+        assert_eq!(job["progress"]["shapes_exported"], 18, "{format}: {job}");
+        let zip = download(&manager.with_base(&cluster.node(1).http), &cluster, &job).await;
+        let dir = unpack(&zip);
+        check(format, dir.path(), &expected, true);
+        let report = job["result"]["report"].as_array().expect("report").clone();
+        if *format == "coco" {
+            let text = json!(report).to_string();
+            assert!(text.contains("polylines left out of COCO"), "{text}");
+            assert!(text.contains("image tags left out of COCO"), "{text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn export_options_downloads_and_bad_requests() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let (manager, set, images) = accepted_set(&cluster, 4).await;
+
+    // Without images: annotation files only; COCO keeps an images/ directory.
+    let job = export(
+        &manager,
+        set,
+        json!({"format": "coco", "include_images": false}),
+    )
+    .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let zip = download(&manager, &cluster, &job).await;
+    let dir = unpack(&zip);
+    check("coco", dir.path(), &expected(&images), false);
+
+    // Splits by ratio with a seed: deterministic, every image in exactly one subset.
+    let options = json!({"format": "yolo", "splits": {"train": 0.5, "val": 0.5}, "seed": 7});
+    let first = export(&manager, set, options.clone()).await;
+    let second = export(&manager, set, options).await;
+    let listing = |zip: &[u8]| {
+        let dir = unpack(zip);
+        let mut files: Vec<String> = ["train", "val"]
+            .iter()
+            .flat_map(|split| {
+                let path = dir.path().join("x/labels").join(split);
+                std::fs::read_dir(path)
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| format!("{split}/{}", e.file_name().to_string_lossy()))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let a = listing(&download(&manager, &cluster, &first).await);
+    let b = listing(&download(&manager, &cluster, &second).await);
+    assert_eq!(a, b, "the same seed gives the same splits");
+    assert_eq!(a.len(), 4, "{a:?}");
+
+    // Ranges resume a download; the presigned URL works without a token, a forged one not.
+    let url = first["result"]["url"].as_str().expect("url").to_string();
+    let runner = cluster.node(first["node"].as_u64().expect("node"));
+    let anon = runner.client().anonymous();
+    let whole = anon.get(&url).await.expect("get");
+    assert_eq!(whole.status, 200);
+    let part = anon
+        .send(
+            Method::GET,
+            &url,
+            &[("range", "bytes=10-")],
+            bytes::Bytes::new(),
+        )
+        .await
+        .expect("range");
+    assert_eq!(part.status, 206);
+    assert_eq!(&part.body[..], &whole.body[10..]);
+    let forged = url.replace("sig=", "sig=00");
+    assert_eq!(anon.get(&forged).await.expect("forged").status, 401);
+
+    // Bad requests are named and start nothing.
+    let path = format!("/api/v1/annotation-sets/{set}/exports");
+    for (body, needle) in [
+        (json!({"format": "pdf"}), "format"),
+        (
+            json!({"format": "voc", "splits": {"train_a": 1}}),
+            "splits.train_a",
+        ),
+        (
+            json!({"format": "voc", "splits": {"train": 0}}),
+            "splits.train",
+        ),
+        (json!({"format": "voc", "colour": 1}), "unknown field"),
+    ] {
+        let reply = send_json(&manager, Method::POST, &path, body).await;
+        assert_eq!(reply.status, 400, "{:?}", reply.json());
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(message.contains(needle), "{message}");
+    }
+    let missing = send_json(
+        &manager,
+        Method::POST,
+        "/api/v1/annotation-sets/999/exports",
+        json!({"format": "coco"}),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    let jobs = manager
+        .get(&format!("/api/v1/jobs?annotation_set={set}"))
+        .await
+        .expect("jobs");
+    assert_eq!(
+        jobs.json()["items"].as_array().map(Vec::len),
+        Some(4),
+        "{:?}",
+        jobs.json()
+    );
+}
+
+#[tokio::test]
+async fn an_export_whose_node_dies_is_finished_by_another() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let (manager, set, _) = accepted_set(&cluster, 3).await;
+    // Enough bytes that the export is still running when its node is killed.
+    let admin = cluster.node(1).client();
+    let dataset = manager
+        .get(&format!("/api/v1/annotation-sets/{set}"))
+        .await
+        .expect("set")
+        .json()["dataset_id"]
+        .as_u64()
+        .expect("dataset");
+    let mut list = Vec::new();
+    for seed in 0..80u64 {
+        let sha = upload(&admin, &png(400, 300, 50_000 + seed)).await;
+        list.push(json!({"sha256": sha, "name": format!("big-{seed}.png")}));
+    }
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    assert_eq!(
+        send_json(&manager, Method::POST, &path, json!({"images": list}))
+            .await
+            .status,
+        200
+    );
+
+    let leader = crate::support::leader_of(&cluster, 0).await;
+    let victim = (1..=3).find(|n| *n != leader).expect("a follower");
+    let at_victim = manager.with_base(&cluster.node(victim).http);
+    let path = format!("/api/v1/annotation-sets/{set}/exports");
+    let started = send_json(&at_victim, Method::POST, &path, json!({"format": "coco"})).await;
+    assert_eq!(started.status, 202);
+    let id = started.json()["id"].as_u64().expect("id");
+    let at_leader = manager.with_base(&cluster.node(leader).http);
+    eventually("the export to make progress", DEADLINE, || async {
+        let job = at_leader
+            .get(&format!("/api/v1/jobs/{id}"))
+            .await
+            .ok()?
+            .json();
+        assert_eq!(
+            job["state"], "running",
+            "the export ended before the kill: {job}"
+        );
+        (job["progress"]["images_exported"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    cluster.kill(victim);
+    let job = finished(&at_leader, id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["attempt"], 2, "{job}");
+    assert_ne!(job["node"], victim, "{job}");
+    assert_eq!(job["progress"]["images_exported"], 83, "{job}");
+    let zip = download(&at_leader, &cluster, &job).await;
+    assert!(zip.len() > 80 * 100_000, "{} bytes", zip.len());
+
+    // Cancelling a running export stops it.
+    let started = send_json(&at_leader, Method::POST, &path, json!({"format": "cvat"})).await;
+    let id = started.json()["id"].as_u64().expect("id");
+    let cancel = send_json(
+        &at_leader,
+        Method::POST,
+        &format!("/api/v1/jobs/{id}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(cancel.status, 200);
+    let job = finished(&at_leader, id).await;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(job["result"].is_null(), "{job}");
+}
