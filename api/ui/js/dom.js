@@ -49,7 +49,8 @@ export function toast(message, kind = 'info', ms = 4000) {
 
 /** A labelled form field: <label>text <input ...></label>. */
 export function field(label, control, hint) {
-  return h('label', { class: 'field' }, h('span', null, label), control, hint ? h('small', { class: 'muted' }, hint) : null);
+  const l = h('label', { class: 'field' }, h('span', null, label), control);
+  return hint ? h('div', null, l, h('small', { class: 'muted' }, hint)) : l;
 }
 
 export function fmtBytes(n) {

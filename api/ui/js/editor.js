@@ -1,0 +1,584 @@
+// The annotation canvas: one image, its shapes, the view (zoom and pan) and the drawing tools.
+// Shapes are in image pixels ({label, kind, points: [[x, y]...], angle?, attributes?}); the image
+// is drawn through the view transform and the shapes in screen space, so lines stay crisp at any
+// zoom. The canvas keeps its backing store at devicePixelRatio.
+
+const HANDLE = 5; // half-size of a vertex handle, CSS px
+const CLOSE = 9; // how near the first point closes a polygon, CSS px
+const round = (v) => Math.round(v * 100) / 100;
+let nextId = 1;
+
+export function withIds(shapes) {
+  return shapes.map((s) => ({ ...s, points: s.points.map((p) => [...p]), _id: nextId++ }));
+}
+
+/** The shapes as the API takes them (no local fields). */
+export function clean(shapes) {
+  return shapes.map((s) => {
+    const out = { label: s.label, kind: s.kind, points: s.points.map(([x, y]) => [round(x), round(y)]) };
+    if (s.kind === 'rotated_rectangle') out.angle = s.angle || 0;
+    if (s.attributes && Object.keys(s.attributes).length) out.attributes = s.attributes;
+    return out;
+  });
+}
+
+/** The four corners of a (rotated) rectangle, in image pixels. */
+export function corners(s) {
+  const [[x1, y1], [x2, y2]] = s.points;
+  const pts = [[x1, y1], [x2, y1], [x2, y2], [x1, y2]];
+  if (s.kind !== 'rotated_rectangle' || !s.angle) return pts;
+  const cx = (x1 + x2) / 2;
+  const cy = (y1 + y2) / 2;
+  const a = (s.angle * Math.PI) / 180;
+  const [c, n] = [Math.cos(a), Math.sin(a)];
+  return pts.map(([x, y]) => [cx + (x - cx) * c - (y - cy) * n, cy + (x - cx) * n + (y - cy) * c]);
+}
+
+function inside(poly, x, y) {
+  let hit = false;
+  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+    const [xi, yi] = poly[i];
+    const [xj, yj] = poly[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) hit = !hit;
+  }
+  return hit;
+}
+
+function segDist(px, py, [ax, ay], [bx, by]) {
+  const dx = bx - ax;
+  const dy = by - ay;
+  const t = dx || dy ? Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy))) : 0;
+  return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
+}
+
+function alpha(hex, a) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
+}
+
+export class Editor {
+  /**
+   * `labels`: the schema; `hooks`: {change(), select(shape|null), draft(text), comment(x, y),
+   * toast(msg), label(): the current label name}.
+   */
+  constructor(canvas, labels, hooks) {
+    this.canvas = canvas;
+    this.ctx = canvas.getContext('2d');
+    this.labels = labels;
+    this.hooks = hooks;
+    this.image = null;
+    this.shapes = [];
+    this.pins = [];
+    this.selected = null;
+    this.tool = 'select';
+    this.readOnly = false;
+    this.scale = 1;
+    this.tx = 0;
+    this.ty = 0;
+    this.draft = null;
+    this.drag = null;
+    this.space = false;
+    this.pointer = null;
+    this.undoStack = [];
+    this.redoStack = [];
+    this.frame = 0;
+    this.resize = new ResizeObserver(() => { this.fitCanvas(); this.invalidate(); });
+    this.resize.observe(canvas);
+    canvas.addEventListener('pointerdown', (e) => this.down(e));
+    canvas.addEventListener('pointermove', (e) => this.move(e));
+    canvas.addEventListener('pointerup', (e) => this.up(e));
+    canvas.addEventListener('dblclick', (e) => { e.preventDefault(); this.finishDraft(); });
+    canvas.addEventListener('wheel', (e) => this.wheel(e), { passive: false });
+    canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+    canvas.addEventListener('auxclick', (e) => e.preventDefault());
+  }
+
+  destroy() { this.resize.disconnect(); cancelAnimationFrame(this.frame); }
+
+  label(name) { return this.labels.find((l) => l.name === name); }
+
+  /** Shows an image with its shapes; `history` keeps undo/redo per image. */
+  show(image, shapes, history, { fit = true } = {}) {
+    this.image = image;
+    this.shapes = shapes;
+    this.undoStack = history.undo;
+    this.redoStack = history.redo;
+    this.selected = null;
+    this.draft = null;
+    this.hooks.draft?.('');
+    if (fit) this.fit();
+    this.invalidate();
+    this.hooks.select?.(null);
+  }
+
+  fitCanvas() {
+    const r = this.canvas.getBoundingClientRect();
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(r.width * dpr));
+    const hgt = Math.max(1, Math.round(r.height * dpr));
+    if (this.canvas.width !== w || this.canvas.height !== hgt) {
+      const first = this.canvas.width <= 300 && this.canvas.height <= 150;
+      this.canvas.width = w;
+      this.canvas.height = hgt;
+      if (first) this.fit();
+    }
+  }
+
+  fit() {
+    if (!this.image) return;
+    const r = this.canvas.getBoundingClientRect();
+    const pad = 16;
+    const s = Math.min((r.width - 2 * pad) / this.image.naturalWidth, (r.height - 2 * pad) / this.image.naturalHeight);
+    this.scale = s > 0 ? s : 1;
+    this.tx = (r.width - this.image.naturalWidth * this.scale) / 2;
+    this.ty = (r.height - this.image.naturalHeight * this.scale) / 2;
+    this.invalidate();
+  }
+
+  zoomAt(factor, sx, sy) {
+    const s = Math.min(64, Math.max(0.02, this.scale * factor));
+    this.tx = sx - ((sx - this.tx) * s) / this.scale;
+    this.ty = sy - ((sy - this.ty) * s) / this.scale;
+    this.scale = s;
+    this.invalidate();
+  }
+
+  zoom(factor) {
+    const r = this.canvas.getBoundingClientRect();
+    this.zoomAt(factor, r.width / 2, r.height / 2);
+  }
+
+  invalidate() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); });
+  }
+
+  // --- coordinates
+  local(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return [e.clientX - r.left, e.clientY - r.top];
+  }
+  toImage([sx, sy], clamp = true) {
+    let x = (sx - this.tx) / this.scale;
+    let y = (sy - this.ty) / this.scale;
+    if (clamp && this.image) {
+      x = Math.max(0, Math.min(this.image.naturalWidth, x));
+      y = Math.max(0, Math.min(this.image.naturalHeight, y));
+    }
+    return [x, y];
+  }
+  toScreen([x, y]) { return [x * this.scale + this.tx, y * this.scale + this.ty]; }
+
+  // --- history
+  checkpoint() {
+    this.undoStack.push(JSON.stringify(this.shapes));
+    if (this.undoStack.length > 200) this.undoStack.shift();
+    this.redoStack.length = 0;
+  }
+  restore(json) {
+    const sel = this.selected;
+    this.shapes.splice(0, this.shapes.length, ...JSON.parse(json));
+    this.selected = this.shapes.some((s) => s._id === sel) ? sel : null;
+    this.hooks.select?.(this.selectedShape());
+    this.changed();
+  }
+  undo() {
+    if (this.draft) { this.cancelDraft(); return; }
+    if (!this.undoStack.length) return;
+    this.redoStack.push(JSON.stringify(this.shapes));
+    this.restore(this.undoStack.pop());
+  }
+  redo() {
+    if (!this.redoStack.length) return;
+    this.undoStack.push(JSON.stringify(this.shapes));
+    this.restore(this.redoStack.pop());
+  }
+  changed() { this.invalidate(); this.hooks.change?.(); }
+
+  // --- selection and editing
+  selectedShape() { return this.shapes.find((s) => s._id === this.selected) || null; }
+  select(id) {
+    this.selected = id;
+    this.invalidate();
+    this.hooks.select?.(this.selectedShape());
+  }
+  deleteSelected() {
+    const s = this.selectedShape();
+    if (!s || this.readOnly) return;
+    this.checkpoint();
+    this.shapes.splice(this.shapes.indexOf(s), 1);
+    this.select(null);
+    this.changed();
+  }
+  update(shape, fn) {
+    if (this.readOnly) return;
+    this.checkpoint();
+    fn(shape);
+    this.changed();
+    this.hooks.select?.(this.selectedShape());
+  }
+  add(shape) {
+    this.checkpoint();
+    const s = { ...shape, _id: nextId++ };
+    const label = this.label(s.label);
+    const attrs = {};
+    for (const a of label?.attributes || []) {
+      if (a.default != null) attrs[a.name] = a.default;
+      else if (a.required) attrs[a.name] = a.type === 'select' ? a.options[0] : a.type === 'checkbox' ? false : a.type === 'number' ? (a.min ?? 0) : '';
+    }
+    if (Object.keys(attrs).length) s.attributes = attrs;
+    this.shapes.push(s);
+    this.selected = s._id;
+    this.changed();
+    this.hooks.select?.(s);
+    return s;
+  }
+
+  setTool(tool) {
+    this.cancelDraft();
+    this.tool = tool;
+    this.canvas.dataset.tool = tool;
+    this.canvas.style.cursor = tool === 'select' ? 'default' : 'crosshair';
+  }
+
+  /** The label to draw `kind` with: the current one if it allows it, else the first that does. */
+  labelFor(kind) {
+    const current = this.label(this.hooks.label?.());
+    if (current?.kinds.includes(kind)) return current;
+    return this.labels.find((l) => l.kinds.includes(kind)) || null;
+  }
+
+  // --- hit testing (screen space)
+  vertexHandles(s) {
+    if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') return corners(s);
+    return s.points;
+  }
+  hitHandle(sp) {
+    const s = this.selectedShape();
+    if (!s || s._hidden) return null;
+    const hs = this.vertexHandles(s);
+    for (let i = hs.length - 1; i >= 0; i--) {
+      const [x, y] = this.toScreen(hs[i]);
+      if (Math.abs(x - sp[0]) <= HANDLE + 2 && Math.abs(y - sp[1]) <= HANDLE + 2) return { shape: s, index: i };
+    }
+    return null;
+  }
+  hitShape(sp) {
+    for (let i = this.shapes.length - 1; i >= 0; i--) {
+      const s = this.shapes[i];
+      if (s._hidden || s.kind === 'tag') continue;
+      const pts = (s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s) : s.points).map((p) => this.toScreen(p));
+      if ((s.kind === 'rectangle' || s.kind === 'rotated_rectangle' || s.kind === 'polygon') && inside(pts, sp[0], sp[1])) return s;
+      if (s.kind === 'polyline' || s.kind === 'polygon') {
+        for (let j = 1; j < pts.length + (s.kind === 'polygon' ? 1 : 0); j++) {
+          if (segDist(sp[0], sp[1], pts[j - 1], pts[j % pts.length]) < 6) return s;
+        }
+      }
+      if (s.kind === 'points' && pts.some(([x, y]) => Math.hypot(x - sp[0], y - sp[1]) < 8)) return s;
+    }
+    return null;
+  }
+
+  // --- pointer
+  down(e) {
+    this.canvas.focus({ preventScroll: true });
+    const sp = this.local(e);
+    if (e.button === 1 || (e.button === 0 && this.space) || e.button === 2) {
+      this.drag = { type: 'pan', start: sp, tx: this.tx, ty: this.ty };
+      this.canvas.setPointerCapture(e.pointerId);
+      e.preventDefault();
+      return;
+    }
+    if (e.button !== 0 || !this.image) return;
+    const ip = this.toImage(sp);
+    if (this.tool === 'comment') { this.hooks.comment?.(ip[0], ip[1]); return; }
+    if (this.tool === 'select' || this.readOnly) {
+      const handle = !this.readOnly && this.hitHandle(sp);
+      if (handle) {
+        this.checkpoint();
+        this.drag = { type: 'vertex', ...handle, moved: false };
+      } else {
+        const s = this.hitShape(sp);
+        this.select(s ? s._id : null);
+        if (s && !this.readOnly) {
+          this.checkpoint();
+          this.drag = { type: 'move', shape: s, last: ip, moved: false, orig: JSON.stringify(s.points) };
+        } else {
+          this.drag = { type: 'pan', start: sp, tx: this.tx, ty: this.ty };
+        }
+      }
+      this.canvas.setPointerCapture(e.pointerId);
+      return;
+    }
+    if (this.tool === 'rectangle' || this.tool === 'rotated_rectangle') {
+      const label = this.labelFor(this.tool);
+      if (!label) { this.hooks.toast?.(`No label is drawn as ${this.tool.replace('_', ' ')}`); return; }
+      this.draft = { kind: this.tool, label: label.name, points: [ip, ip] };
+      this.drag = { type: 'draw' };
+      this.canvas.setPointerCapture(e.pointerId);
+      this.invalidate();
+      return;
+    }
+    if (this.tool === 'polygon' || this.tool === 'polyline' || this.tool === 'points') {
+      const label = this.labelFor(this.tool);
+      if (!label) { this.hooks.toast?.(`No label is drawn as ${this.tool}`); return; }
+      if (!this.draft) this.draft = { kind: this.tool, label: label.name, points: [] };
+      const pts = this.draft.points;
+      if (this.tool === 'polygon' && pts.length >= 3) {
+        const [fx, fy] = this.toScreen(pts[0]);
+        if (Math.hypot(fx - sp[0], fy - sp[1]) <= CLOSE) { this.finishDraft(); return; }
+      }
+      pts.push(ip);
+      if (this.tool === 'points') {
+        const names = this.label(this.draft.label)?.keypoints || [];
+        if (names.length && pts.length === names.length) { this.finishDraft(); return; }
+      }
+      this.draftHint();
+      this.invalidate();
+    }
+  }
+
+  move(e) {
+    const sp = this.local(e);
+    this.pointer = sp;
+    const d = this.drag;
+    if (d?.type === 'pan') {
+      this.tx = d.tx + sp[0] - d.start[0];
+      this.ty = d.ty + sp[1] - d.start[1];
+      this.invalidate();
+      return;
+    }
+    const ip = this.toImage(sp);
+    if (d?.type === 'draw') {
+      this.draft.points[1] = ip;
+    } else if (d?.type === 'vertex') {
+      d.moved = true;
+      const s = d.shape;
+      if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') {
+        const [[x1, y1], [x2, y2]] = s.points;
+        const xs = [x1, x2, x2, x1];
+        const ys = [y1, y1, y2, y2];
+        // Corner i moves; the opposite corner (i + 2) stays.
+        const o = (d.index + 2) % 4;
+        s.points = [[xs[o], ys[o]], ip];
+      } else {
+        s.points[d.index] = ip;
+      }
+    } else if (d?.type === 'move') {
+      const s = d.shape;
+      let dx = ip[0] - d.last[0];
+      let dy = ip[1] - d.last[1];
+      const W = this.image.naturalWidth;
+      const H = this.image.naturalHeight;
+      for (const [x, y] of s.points) {
+        dx = Math.max(-x, Math.min(W - x, dx));
+        dy = Math.max(-y, Math.min(H - y, dy));
+      }
+      if (dx || dy) d.moved = true;
+      s.points = s.points.map(([x, y]) => [x + dx, y + dy]);
+      d.last = [d.last[0] + dx, d.last[1] + dy];
+    } else if (!this.draft) {
+      return;
+    }
+    this.invalidate();
+  }
+
+  up(e) {
+    const d = this.drag;
+    this.drag = null;
+    if (this.canvas.hasPointerCapture?.(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
+    if (!d) return;
+    if (d.type === 'draw') {
+      const [[x1, y1], [x2, y2]] = this.draft.points;
+      const draft = this.draft;
+      this.draft = null;
+      if (Math.abs(x2 - x1) * this.scale < 3 || Math.abs(y2 - y1) * this.scale < 3) { this.invalidate(); return; }
+      const shape = { label: draft.label, kind: draft.kind, points: [[Math.min(x1, x2), Math.min(y1, y2)], [Math.max(x1, x2), Math.max(y1, y2)]] };
+      if (draft.kind === 'rotated_rectangle') shape.angle = 0;
+      this.add(shape);
+    } else if (d.type === 'vertex' || d.type === 'move') {
+      if (d.moved) {
+        const s = d.shape;
+        if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') {
+          const [[x1, y1], [x2, y2]] = s.points;
+          s.points = [[Math.min(x1, x2), Math.min(y1, y2)], [Math.max(x1, x2), Math.max(y1, y2)]];
+        }
+        this.changed();
+        this.hooks.select?.(s);
+      } else {
+        this.undoStack.pop(); // nothing changed: drop the checkpoint
+      }
+    }
+  }
+
+  wheel(e) {
+    e.preventDefault();
+    const [sx, sy] = this.local(e);
+    this.zoomAt(Math.pow(1.0015, -e.deltaY * (e.deltaMode === 1 ? 33 : 1)), sx, sy);
+  }
+
+  // --- drafts (polygon, polyline, keypoints)
+  draftHint() {
+    const d = this.draft;
+    if (!d) { this.hooks.draft?.(''); return; }
+    if (d.kind === 'points') {
+      const names = this.label(d.label)?.keypoints || [];
+      this.hooks.draft?.(names.length ? `${d.label}: click ${names[d.points.length]} (${d.points.length + 1}/${names.length}); Esc cancels`
+        : `${d.label}: click points, Enter finishes`);
+    } else {
+      this.hooks.draft?.(`${d.kind} ${d.label}: ${d.points.length} points; ${d.kind === 'polygon' ? 'click the first point or press Enter to close' : 'Enter or double-click finishes'}; Backspace removes the last; Esc cancels`);
+    }
+  }
+  finishDraft() {
+    const d = this.draft;
+    if (!d) return;
+    const need = d.kind === 'polygon' ? 3 : d.kind === 'polyline' ? 2 : 1;
+    const names = d.kind === 'points' ? this.label(d.label)?.keypoints || [] : [];
+    if (d.points.length < need || (names.length && d.points.length !== names.length)) {
+      this.hooks.toast?.(names.length ? `place all ${names.length} keypoints` : `a ${d.kind} needs at least ${need} points`);
+      return;
+    }
+    this.draft = null;
+    this.hooks.draft?.('');
+    this.add({ label: d.label, kind: d.kind, points: d.points });
+  }
+  cancelDraft() {
+    if (!this.draft) return;
+    this.draft = null;
+    this.hooks.draft?.('');
+    this.invalidate();
+  }
+  popDraftPoint() {
+    if (!this.draft) return false;
+    this.draft.points.pop();
+    if (!this.draft.points.length) this.cancelDraft();
+    else { this.draftHint(); this.invalidate(); }
+    return true;
+  }
+
+  // --- drawing
+  draw() {
+    const { ctx, canvas } = this;
+    const dpr = window.devicePixelRatio || 1;
+    this.fitCanvas();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    canvas.dataset.scale = String(this.scale);
+    canvas.dataset.tx = String(this.tx);
+    canvas.dataset.ty = String(this.ty);
+    if (!this.image) return;
+    ctx.setTransform(dpr * this.scale, 0, 0, dpr * this.scale, dpr * this.tx, dpr * this.ty);
+    ctx.imageSmoothingEnabled = this.scale < 2;
+    ctx.drawImage(this.image, 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    for (const s of this.shapes) if (!s._hidden) this.drawShape(s, s._id === this.selected);
+    if (this.draft) this.drawDraft();
+    for (const p of this.pins) this.drawPin(p);
+  }
+
+  path(pts, close) {
+    const { ctx } = this;
+    ctx.beginPath();
+    pts.forEach((p, i) => { const [x, y] = this.toScreen(p); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+    if (close) ctx.closePath();
+  }
+
+  drawShape(s, selected) {
+    const { ctx } = this;
+    const color = this.label(s.label)?.color || '#ffffff';
+    ctx.lineWidth = selected ? 3 : 2;
+    ctx.strokeStyle = color;
+    ctx.fillStyle = alpha(color, selected ? 0.3 : 0.15);
+    ctx.setLineDash([]);
+    if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle' || s.kind === 'polygon') {
+      this.path(s.kind === 'polygon' ? s.points : corners(s), true);
+      ctx.fill();
+      ctx.stroke();
+    } else if (s.kind === 'polyline') {
+      this.path(s.points, false);
+      ctx.stroke();
+    } else if (s.kind === 'points') {
+      const label = this.label(s.label);
+      for (const [a, b] of label?.skeleton || []) {
+        if (s.points[a] && s.points[b]) { this.path([s.points[a], s.points[b]], false); ctx.stroke(); }
+      }
+      s.points.forEach((p, i) => {
+        const [x, y] = this.toScreen(p);
+        ctx.beginPath();
+        ctx.arc(x, y, selected ? 5 : 4, 0, Math.PI * 2);
+        ctx.fillStyle = color;
+        ctx.fill();
+        ctx.strokeStyle = '#000';
+        ctx.lineWidth = 1;
+        ctx.stroke();
+        if (selected && label?.keypoints[i]) this.text(label.keypoints[i], x + 7, y - 7);
+      });
+    }
+    if (s.kind !== 'tag' && s.points.length) {
+      const [x, y] = this.toScreen(s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s)[0] : s.points[0]);
+      this.text(s.label, x, y - 6, color);
+    }
+    if (selected && !this.readOnly) {
+      for (const p of this.vertexHandles(s)) {
+        const [x, y] = this.toScreen(p);
+        ctx.fillStyle = '#fff';
+        ctx.strokeStyle = '#000';
+        ctx.lineWidth = 1;
+        ctx.fillRect(x - HANDLE, y - HANDLE, HANDLE * 2, HANDLE * 2);
+        ctx.strokeRect(x - HANDLE, y - HANDLE, HANDLE * 2, HANDLE * 2);
+      }
+    }
+  }
+
+  text(t, x, y, bg = '#000') {
+    const { ctx } = this;
+    ctx.font = '12px system-ui, sans-serif';
+    const w = ctx.measureText(t).width;
+    ctx.fillStyle = 'rgba(0,0,0,.65)';
+    ctx.fillRect(x - 2, y - 12, w + 4, 15);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(t, x, y);
+    void bg;
+  }
+
+  drawDraft() {
+    const { ctx } = this;
+    const d = this.draft;
+    const color = this.label(d.label)?.color || '#fff';
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.setLineDash([6, 4]);
+    if (d.kind === 'rectangle' || d.kind === 'rotated_rectangle') {
+      this.path(corners({ kind: 'rectangle', points: d.points }), true);
+      ctx.stroke();
+    } else {
+      const pts = [...d.points];
+      if (this.pointer && d.kind !== 'points') pts.push(this.toImage(this.pointer));
+      this.path(pts, false);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      for (const p of d.points) {
+        const [x, y] = this.toScreen(p);
+        ctx.fillStyle = color;
+        ctx.fillRect(x - 3, y - 3, 6, 6);
+      }
+    }
+    ctx.setLineDash([]);
+  }
+
+  drawPin(p) {
+    const { ctx } = this;
+    const [x, y] = this.toScreen([p.x, p.y]);
+    ctx.beginPath();
+    ctx.arc(x, y, 9, 0, Math.PI * 2);
+    ctx.fillStyle = p.resolved ? '#9aa0a6' : '#ffb000';
+    ctx.fill();
+    ctx.strokeStyle = '#000';
+    ctx.lineWidth = 1.5;
+    ctx.stroke();
+    ctx.fillStyle = '#000';
+    ctx.font = 'bold 11px system-ui, sans-serif';
+    const t = String(p.n);
+    ctx.fillText(t, x - ctx.measureText(t).width / 2, y + 4);
+  }
+}

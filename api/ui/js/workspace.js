@@ -1,0 +1,529 @@
+// The annotation workspace: a task's images one at a time on the canvas editor, with tools,
+// labels and attributes, the object list, autosave under the version protocol (If-Match; a 412
+// opens the conflict dialog), prefetching of the next images, review (comments pinned at points,
+// accept, reject with a reason) and keyboard shortcuts.
+
+import { api, ApiError, atLeast, currentSession } from './api.js';
+import { clean, Editor, withIds } from './editor.js';
+import { clear, fmtTime, h, modal, stateBadge, toast } from './dom.js';
+
+const TOOLS = [
+  ['select', 'Select', 'V'], ['rectangle', 'Rect', 'R'], ['rotated_rectangle', 'Rotated', 'T'],
+  ['polygon', 'Polygon', 'P'], ['polyline', 'Line', 'L'], ['points', 'Points', 'K'], ['comment', 'Comment', 'C'],
+];
+const KEY_TOOL = Object.fromEntries(TOOLS.map(([t, , k]) => [k.toLowerCase(), t]));
+const AUTOSAVE_MS = 700;
+const PREFETCH = 3;
+
+const SHORTCUTS = [
+  ['V R T P L K', 'Select, rectangle, rotated rectangle, polygon, polyline, keypoints'],
+  ['C', 'Comment at a point (review)'],
+  ['1 – 9', 'Choose a label (and relabel the selected shape)'],
+  ['D or →, A or ←', 'Next, previous image'],
+  ['Enter', 'Finish a polygon, polyline or keypoints'],
+  ['Backspace', 'Remove the last point of the shape being drawn'],
+  ['Esc', 'Cancel drawing, deselect'],
+  ['Delete', 'Delete the selected shape'],
+  ['H', 'Hide or show the selected shape'],
+  ['[ ]', 'Rotate the selected rotated rectangle by 5°'],
+  ['Ctrl+Z, Ctrl+Shift+Z (Ctrl+Y)', 'Undo, redo'],
+  ['Ctrl+S', 'Save now'],
+  ['F', 'Fit the image to the screen'],
+  ['+ / − or wheel', 'Zoom'],
+  ['Space + drag, middle or right drag', 'Pan'],
+  ['?', 'This help'],
+];
+
+export async function render(el, [taskId], ctx) {
+  const me = currentSession().username;
+  let task = await api(`/api/v1/tasks/${taskId}`);
+  const labels = task.labels || (await api(`/api/v1/annotation-sets/${task.annotation_set}`)).labels;
+  let comments = [];
+  const mode = () => (task.state === 'in_progress' && task.assignee === me ? 'annotate'
+    : task.state === 'in_review' && (task.reviewer === me || atLeast('manager')) ? 'review' : 'view');
+
+  // --- per-image state: {sha, url, img, version, shapes, saved, saving, error, history}
+  const images = task.images.map((i, n) => ({ ...i, n, version: 0, shapes: null, saved: '[]', history: { undo: [], redo: [] } }));
+  const loadImage = (im) => (im.imgP ??= new Promise((resolve, reject) => {
+    const img = new Image();
+    img.decoding = 'async';
+    img.onload = () => img.decode().catch(() => {}).then(() => resolve(img));
+    img.onerror = () => reject(new Error(`image ${im.sha256.slice(0, 12)} did not load`));
+    img.src = im.url;
+  }));
+  const loadShapes = (im) => (im.shapesP ??= api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`).then((a) => {
+    im.version = a.version;
+    im.shapes = withIds(a.shapes || []);
+    im.saved = JSON.stringify(clean(im.shapes));
+    im.savedBy = a.saved_by;
+    markStrip(im);
+  }));
+  const prefetch = (from) => {
+    for (let i = from; i < Math.min(images.length, from + PREFETCH + 1); i++) {
+      loadImage(images[i]).catch(() => {});
+      loadShapes(images[i]).catch(() => {});
+    }
+  };
+  let current = null;
+
+  // --- layout
+  main(el, true);
+  const canvas = h('canvas', { id: 'canvas', tabindex: '0', 'aria-label': 'Image canvas: draw with the mouse; press ? for shortcuts' });
+  const stage = h('div', { class: 'ws-stage' }, canvas);
+  const toolButtons = TOOLS.map(([t, text, k]) => h('button', { type: 'button', 'data-tool': t, title: `${text} (${k})`, 'aria-pressed': 'false', 'aria-keyshortcuts': k }, text));
+  const tools = h('div', { class: 'ws-tools', role: 'toolbar', 'aria-label': 'Tools', 'aria-orientation': 'vertical' }, toolButtons,
+    h('hr'), h('button', { type: 'button', id: 'zoom-in', title: 'Zoom in (+)' }, '+'), h('button', { type: 'button', id: 'zoom-out', title: 'Zoom out (−)' }, '−'),
+    h('button', { type: 'button', id: 'fit', title: 'Fit (F)' }, 'Fit'),
+    h('button', { type: 'button', id: 'undo', title: 'Undo (Ctrl+Z)' }, 'Undo'), h('button', { type: 'button', id: 'redo', title: 'Redo (Ctrl+Shift+Z)' }, 'Redo'),
+    h('button', { type: 'button', id: 'help', title: 'Shortcuts (?)' }, '?'));
+  const saveState = h('span', { class: 'save-state saved', id: 'save-state', role: 'status', 'aria-live': 'polite' }, 'saved');
+  const position = h('span', { id: 'position' });
+  const zoomText = h('span', { class: 'muted', id: 'zoom' });
+  const draftHint = h('span', { class: 'hint', id: 'draft-hint', 'aria-live': 'polite' });
+  const barActions = h('span', { class: 'row' });
+  const bar = h('div', { class: 'ws-bar' },
+    h('a', { href: task.assignee === me ? '/my-tasks' : `/sets/${task.annotation_set}/tasks`, 'data-link': true }, '← Back'),
+    h('strong', null, `Task #${task.id}`), stateBadge(task.state), position,
+    h('button', { type: 'button', id: 'prev', title: 'Previous image (A)' }, '← Prev'), h('button', { type: 'button', id: 'next', title: 'Next image (D)' }, 'Next →'),
+    zoomText, draftHint, h('span', { class: 'spacer' }), saveState, barActions);
+  const labelList = h('ul', { class: 'labels-list', id: 'labels', 'aria-label': 'Labels' });
+  const tagBox = h('div', { id: 'tags' });
+  const attrBox = h('div', { id: 'attributes' });
+  const objectList = h('ul', { class: 'objects-list', id: 'objects', 'aria-label': 'Objects', role: 'listbox' });
+  const commentList = h('ul', { class: 'comments-list', id: 'comments', 'aria-label': 'Review comments' });
+  const side = h('aside', { class: 'ws-side', 'aria-label': 'Labels and objects' },
+    h('h2', null, 'Labels'), labelList, tagBox, h('h2', null, 'Selected'), attrBox,
+    h('h2', null, 'Objects'), objectList, h('h2', null, 'Comments'), commentList);
+  const strip = h('nav', { class: 'ws-strip', id: 'strip', 'aria-label': 'Images of this task' });
+  const ws = h('div', { class: 'ws' }, bar, tools, stage, side, strip);
+  el.append(ws);
+
+  // --- labels
+  let currentLabel = labels[0]?.name;
+  function renderLabels() {
+    clear(labelList);
+    labels.forEach((l, i) => {
+      const b = h('button', { type: 'button', 'aria-pressed': String(l.name === currentLabel), title: `${l.kinds.join(', ')} (${i + 1})`, dataset: { label: l.name } },
+        h('span', { class: 'swatch', style: { background: l.color } }), i < 9 ? h('kbd', null, i + 1) : null, l.name);
+      b.addEventListener('click', () => chooseLabel(i));
+      labelList.append(h('li', null, b));
+    });
+  }
+  function chooseLabel(i) {
+    const l = labels[i];
+    if (!l) return;
+    currentLabel = l.name;
+    renderLabels();
+    const s = editor.selectedShape();
+    if (s && s.label !== l.name && l.kinds.includes(s.kind) && !editor.readOnly) {
+      editor.update(s, (x) => { x.label = l.name; delete x.attributes; });
+    }
+  }
+
+  // --- the editor
+  const editor = new Editor(canvas, labels, {
+    change: () => { if (current) { renderObjects(); scheduleSave(current); markStrip(current); } },
+    select: (s) => { renderAttributes(s); renderObjects(); },
+    draft: (t) => { draftHint.textContent = t; },
+    comment: (x, y) => addComment(x, y),
+    toast: (m) => toast(m),
+    label: () => currentLabel,
+  });
+  window.tessera.editor = editor;
+  const zoomLoop = setInterval(() => { zoomText.textContent = `${Math.round(editor.scale * 100)}%`; }, 250);
+
+  function setTool(t) {
+    if (t === 'comment' && mode() !== 'review') { toast('Comments are for reviewers'); return; }
+    if (t !== 'select' && t !== 'comment' && editor.readOnly) { toast('This task is read-only now'); return; }
+    editor.setTool(t);
+    for (const b of toolButtons) b.setAttribute('aria-pressed', String(b.dataset.tool === t));
+  }
+  for (const b of toolButtons) b.addEventListener('click', () => setTool(b.dataset.tool));
+  tools.querySelector('#zoom-in').addEventListener('click', () => editor.zoom(1.25));
+  tools.querySelector('#zoom-out').addEventListener('click', () => editor.zoom(0.8));
+  tools.querySelector('#fit').addEventListener('click', () => editor.fit());
+  tools.querySelector('#undo').addEventListener('click', () => editor.undo());
+  tools.querySelector('#redo').addEventListener('click', () => editor.redo());
+  tools.querySelector('#help').addEventListener('click', showHelp);
+  bar.querySelector('#prev').addEventListener('click', () => go(current.n - 1));
+  bar.querySelector('#next').addEventListener('click', () => go(current.n + 1));
+
+  // --- tags (image-level labels)
+  function renderTags() {
+    clear(tagBox);
+    const tagLabels = labels.filter((l) => l.kinds.includes('tag'));
+    if (!tagLabels.length || !current?.shapes) return;
+    tagBox.append(h('h2', null, 'Image tags'));
+    for (const l of tagLabels) {
+      const on = current.shapes.some((s) => s.kind === 'tag' && s.label === l.name);
+      const box = h('input', { type: 'checkbox', checked: on, disabled: editor.readOnly });
+      box.addEventListener('change', () => {
+        if (box.checked) editor.add({ label: l.name, kind: 'tag', points: [] });
+        else {
+          editor.checkpoint();
+          const i = current.shapes.findIndex((s) => s.kind === 'tag' && s.label === l.name);
+          if (i >= 0) current.shapes.splice(i, 1);
+          editor.changed();
+        }
+      });
+      tagBox.append(h('label', { style: { display: 'block' } }, box, ' ', h('span', { class: 'swatch', style: { background: l.color } }), ' ', l.name));
+    }
+  }
+
+  // --- the selected shape's label and attributes
+  function renderAttributes(s) {
+    clear(attrBox);
+    if (!s) { attrBox.append(h('p', { class: 'muted' }, 'Nothing selected.')); return; }
+    const ro = editor.readOnly;
+    const label = labels.find((l) => l.name === s.label);
+    const labelSel = h('select', { id: 'shape-label', disabled: ro },
+      labels.filter((l) => l.kinds.includes(s.kind)).map((l) => h('option', { value: l.name, selected: l.name === s.label }, l.name)));
+    labelSel.addEventListener('change', () => editor.update(s, (x) => { x.label = labelSel.value; delete x.attributes; }));
+    attrBox.append(h('label', { class: 'field' }, h('span', null, `${s.kind.replace('_', ' ')} label`), labelSel));
+    if (s.kind === 'rotated_rectangle') {
+      const angle = h('input', { type: 'number', min: 0, max: 359, step: 1, value: s.angle || 0, id: 'shape-angle', disabled: ro });
+      angle.addEventListener('change', () => editor.update(s, (x) => { x.angle = ((Number(angle.value) % 360) + 360) % 360; }));
+      attrBox.append(h('label', { class: 'field' }, h('span', null, 'Angle (degrees)'), angle));
+    }
+    for (const a of label?.attributes || []) {
+      const value = s.attributes?.[a.name];
+      let input;
+      const set = (v) => editor.update(s, (x) => {
+        x.attributes = { ...(x.attributes || {}) };
+        if (v === undefined) delete x.attributes[a.name]; else x.attributes[a.name] = v;
+      });
+      if (a.type === 'select') {
+        input = h('select', { disabled: ro, 'data-attr': a.name }, a.required ? null : h('option', { value: '' }, '—'),
+          a.options.map((o) => h('option', { value: o, selected: o === value }, o)));
+        input.addEventListener('change', () => set(input.value === '' ? undefined : input.value));
+      } else if (a.type === 'checkbox') {
+        input = h('input', { type: 'checkbox', checked: !!value, disabled: ro, 'data-attr': a.name });
+        input.addEventListener('change', () => set(input.checked));
+      } else if (a.type === 'number') {
+        input = h('input', { type: 'number', value: value ?? '', min: a.min ?? null, max: a.max ?? null, disabled: ro, 'data-attr': a.name });
+        input.addEventListener('change', () => set(input.value === '' ? undefined : Number(input.value)));
+      } else {
+        input = h('input', { value: value ?? '', disabled: ro, 'data-attr': a.name });
+        input.addEventListener('change', () => set(input.value));
+      }
+      attrBox.append(h('label', { class: 'field' }, h('span', null, a.name + (a.required ? ' *' : '')), input));
+    }
+  }
+
+  // --- object list with visibility toggles
+  function renderObjects() {
+    clear(objectList);
+    if (!current?.shapes) return;
+    renderTags();
+    current.shapes.forEach((s, i) => {
+      const color = labels.find((l) => l.name === s.label)?.color || '#888';
+      const sel = s._id === editor.selected;
+      const vis = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!s._hidden), title: s._hidden ? 'Show' : 'Hide' }, s._hidden ? 'show' : 'hide');
+      vis.addEventListener('click', () => { s._hidden = !s._hidden; editor.invalidate(); renderObjects(); });
+      const name = h('button', { type: 'button', class: 'name' }, h('span', { class: 'swatch', style: { background: color } }), ` ${i + 1}. ${s.label} · ${s.kind.replace('_', ' ')}`);
+      name.addEventListener('click', () => editor.select(s._id));
+      const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly }, '✕');
+      del.addEventListener('click', () => { editor.select(s._id); editor.deleteSelected(); });
+      objectList.append(h('li', { role: 'option', 'aria-selected': String(sel), dataset: { kind: s.kind, label: s.label } }, name, vis, del));
+    });
+    if (!current.shapes.length) objectList.append(h('li', { class: 'muted' }, 'No shapes yet.'));
+  }
+
+  // --- thumbnails strip
+  function renderStrip() {
+    clear(strip);
+    for (const im of images) {
+      const b = h('button', { type: 'button', 'aria-label': `Image ${im.n + 1}`, 'aria-current': String(im === current), dataset: { n: String(im.n) } },
+        h('img', { src: im.url, alt: '', loading: 'lazy', width: 90, height: 70 }));
+      b.addEventListener('click', () => go(im.n));
+      strip.append(b);
+      markStrip(im);
+    }
+  }
+  function markStrip(im) {
+    const b = strip.children[im.n];
+    if (!b) return;
+    b.setAttribute('aria-current', String(im === current));
+    b.querySelector('.dot')?.remove();
+    if (im.shapes?.length) b.append(h('span', { class: 'dot', title: 'annotated' }));
+  }
+
+  // --- autosave under the version protocol
+  const dirty = (im) => im.shapes && JSON.stringify(clean(im.shapes)) !== im.saved;
+  function showSaveState() {
+    const im = current;
+    if (!im) return;
+    const [cls, text] = im.conflict ? ['error', 'conflict'] : im.error ? ['error', `not saved: ${im.error}`]
+      : im.saving ? ['saving', 'saving…'] : dirty(im) ? ['dirty', 'unsaved changes'] : ['saved', `saved · v${im.version}`];
+    saveState.className = `save-state ${cls}`;
+    saveState.textContent = text;
+    saveState.dataset.version = String(im.version);
+  }
+  function scheduleSave(im) {
+    im.error = null;
+    clearTimeout(im.timer);
+    im.timer = setTimeout(() => save(im), AUTOSAVE_MS);
+    showSaveState();
+  }
+  async function save(im, { base } = {}) {
+    clearTimeout(im.timer);
+    if (im.saving) { im.again = true; return im.saving; }
+    if (!dirty(im) && base === undefined) { showSaveState(); return; }
+    const body = clean(im.shapes);
+    const text = JSON.stringify(body);
+    im.saving = (async () => {
+      try {
+        const r = await api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`, {
+          method: 'PUT', json: { shapes: body }, headers: { 'if-match': `"${base ?? im.version}"` }, full: true, accept: [412],
+        });
+        if (r.status === 412) {
+          im.conflict = true;
+          showSaveState();
+          await resolveConflict(im, r.body?.current_version);
+          return;
+        }
+        im.version = r.body.version;
+        im.saved = text;
+        im.error = null;
+      } catch (e) {
+        im.error = e instanceof ApiError ? e.message : String(e);
+        if (im === current) toast(`Not saved: ${im.error}`, 'error', 7000);
+      } finally {
+        im.saving = null;
+        showSaveState();
+      }
+    })();
+    await im.saving;
+    if (im.again) { im.again = false; if (dirty(im) && !im.conflict) await save(im); }
+  }
+  const saveAll = () => Promise.all(images.filter((im) => dirty(im) || im.saving).map((im) => (im.saving || save(im))));
+
+  // A stale version: show theirs and mine; reload theirs (mine stays in undo) or keep mine.
+  async function resolveConflict(im, theirVersion) {
+    const theirs = await api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`);
+    const mine = clean(im.shapes);
+    const body = h('div', { id: 'conflict' },
+      h('p', null, `Someone saved this image while you were editing: version ${theirs.version} by ${theirs.saved_by || '?'} at ${fmtTime(theirs.saved_ms)}. Your changes were made on version ${im.version}. Nothing has been overwritten.`),
+      h('div', { class: 'conflict-cols' },
+        h('div', null, h('h3', null, `Theirs: ${theirs.shapes.length} shapes`), h('pre', null, summary(theirs.shapes))),
+        h('div', null, h('h3', null, `Yours: ${mine.length} shapes`), h('pre', null, summary(mine)))),
+      h('p', { class: 'muted' }, 'Reload theirs keeps yours in undo (Ctrl+Z brings it back). Keep mine saves yours as a new version; theirs stays in the history.'));
+    const choice = await modal('Edit conflict', body, [
+      { text: 'Reload theirs', value: 'theirs', class: '' },
+      { text: 'Keep mine', value: 'mine', class: 'primary' },
+    ]);
+    im.conflict = false;
+    if (choice === 'mine') {
+      im.version = theirs.version ?? theirVersion;
+      im.saving = null;
+      await save(im, { base: im.version });
+    } else {
+      // Theirs, with mine one undo step away.
+      im.history.undo.push(JSON.stringify(im.shapes));
+      im.history.redo.length = 0;
+      im.version = theirs.version;
+      im.shapes.splice(0, im.shapes.length, ...withIds(theirs.shapes));
+      im.saved = JSON.stringify(clean(im.shapes));
+      if (im === current) { editor.select(null); editor.invalidate(); renderObjects(); }
+      toast(choice === 'theirs' ? 'Reloaded their version; Ctrl+Z restores yours' : 'Kept their version; Ctrl+Z restores yours');
+    }
+    showSaveState();
+  }
+
+  // --- moving between images
+  let seq = 0;
+  async function go(n) {
+    if (n < 0 || n >= images.length) return;
+    const prev = current;
+    if (prev && dirty(prev)) save(prev);
+    const im = images[n];
+    const mine = ++seq;
+    position.textContent = `image ${n + 1} of ${images.length}`;
+    prefetch(n + 1);
+    try {
+      const [img] = await Promise.all([loadImage(im), loadShapes(im)]);
+      if (mine !== seq) return;
+      current = im;
+      editor.readOnly = mode() === 'view';
+      editor.show(img, im.shapes, im.history, { fit: true });
+      canvas.dataset.sha = im.sha256;
+      canvas.dataset.width = String(img.naturalWidth);
+      canvas.dataset.height = String(img.naturalHeight);
+      canvas.dataset.n = String(n);
+      editor.pins = pinsFor(im);
+      renderObjects();
+      renderComments();
+      for (const x of images) markStrip(x);
+      strip.children[n]?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+      showSaveState();
+      const url = new URL(location.href);
+      url.searchParams.set('image', String(n + 1));
+      history.replaceState(null, '', url.pathname + url.search);
+    } catch (e) {
+      toast(e.message, 'error');
+    }
+  }
+
+  // --- comments (review)
+  const pinsFor = (im) => comments.filter((c) => c.sha256 === im.sha256 && c.parent == null)
+    .map((c) => ({ x: c.x, y: c.y, n: comments.filter((x) => x.parent == null).indexOf(c) + 1, resolved: !!c.resolved_by }));
+  async function loadComments() {
+    try { comments = (await api(`/api/v1/tasks/${taskId}/comments`)).items; } catch { comments = []; }
+    if (current) { editor.pins = pinsFor(current); editor.invalidate(); renderComments(); }
+  }
+  function renderComments() {
+    clear(commentList);
+    const roots = comments.filter((c) => c.parent == null);
+    const here = roots.filter((c) => c.sha256 === current?.sha256);
+    for (const c of here) {
+      const replies = comments.filter((r) => r.parent === c.id);
+      const li = h('li', { class: c.resolved_by ? 'resolved' : '', dataset: { comment: String(c.id) } },
+        h('strong', null, `#${roots.indexOf(c) + 1} ${c.by}: `), c.text,
+        replies.map((r) => h('div', null, h('em', null, `${r.by}: `), r.text)));
+      const reply = h('button', { type: 'button', class: 'vis' }, 'Reply');
+      reply.addEventListener('click', async () => {
+        const text = await ask('Reply', 'Your reply');
+        if (text) { await api(`/api/v1/tasks/${taskId}/comments`, { json: { parent: c.id, text } }); loadComments(); }
+      });
+      li.append(h('div', null, reply));
+      if (!c.resolved_by && atLeast('reviewer')) {
+        const res = h('button', { type: 'button', class: 'vis' }, 'Resolve');
+        res.addEventListener('click', async () => { await api(`/api/v1/comments/${c.id}/resolve`, { method: 'POST' }); loadComments(); });
+        li.lastChild.append(' ', res);
+      }
+      commentList.append(li);
+    }
+    const elsewhere = roots.length - here.length;
+    if (!here.length) commentList.append(h('li', { class: 'muted', style: { border: 0, background: 'none' } }, 'No comments on this image.'));
+    if (elsewhere > 0) commentList.append(h('li', { class: 'muted', style: { border: 0, background: 'none' } }, `${elsewhere} on other images.`));
+  }
+  async function ask(title, label, required = true) {
+    const ta = h('textarea', { rows: 3, cols: 40, id: 'ask-text', required });
+    const body = h('label', { class: 'field' }, h('span', null, label), ta);
+    setTimeout(() => ta.focus(), 0);
+    const ok = await modal(title, body, [{ text: 'Cancel', value: false }, { text: 'OK', value: true, class: 'primary' }]);
+    return ok ? ta.value.trim() : null;
+  }
+  async function addComment(x, y) {
+    const text = await ask('Comment at this point', 'Comment');
+    if (!text) return;
+    try {
+      await api(`/api/v1/tasks/${taskId}/comments`, { json: { sha256: current.sha256, x: Math.round(x * 10) / 10, y: Math.round(y * 10) / 10, text } });
+      await loadComments();
+    } catch (e) { toast(e.message, 'error'); }
+  }
+
+  // --- task actions
+  async function act(action, body) {
+    await saveAll();
+    if (images.some((im) => dirty(im) || im.error || im.conflict)) { toast('Some changes are not saved yet', 'error'); return false; }
+    try {
+      task = await api(`/api/v1/tasks/${taskId}/${action}`, body ? { json: body } : { method: 'POST' });
+      return true;
+    } catch (e) { toast(e.message, 'error'); return false; }
+  }
+  function renderActions() {
+    clear(barActions);
+    const m = mode();
+    if (m === 'annotate') {
+      const b = h('button', { type: 'button', class: 'primary', id: 'submit' }, 'Submit task');
+      b.addEventListener('click', async () => {
+        if (await act('submit')) { toast(`Task ${task.id} submitted`, 'ok'); ctx.navigate('/my-tasks'); }
+      });
+      barActions.append(b);
+    } else if (m === 'review') {
+      const acc = h('button', { type: 'button', class: 'primary', id: 'accept' }, 'Accept');
+      const rej = h('button', { type: 'button', class: 'danger', id: 'reject' }, 'Reject…');
+      acc.addEventListener('click', async () => { if (await act('accept')) { toast(`Task ${task.id} accepted`, 'ok'); ctx.navigate(`/sets/${task.annotation_set}/tasks`); } });
+      rej.addEventListener('click', async () => {
+        const reason = await ask('Reject task', 'Reason (the annotator sees it with the comments)');
+        if (reason && await act('reject', { reason })) { toast(`Task ${task.id} sent back`, 'ok'); ctx.navigate(`/sets/${task.annotation_set}/tasks`); }
+      });
+      barActions.append(acc, rej);
+    } else if (task.assignee === me && (task.state === 'new' || task.state === 'rejected')) {
+      const b = h('button', { type: 'button', class: 'primary', id: 'start' }, task.state === 'new' ? 'Start' : 'Start rework');
+      b.addEventListener('click', async () => {
+        if (await act('start')) { editor.readOnly = false; renderActions(); renderAttributes(editor.selectedShape()); renderObjects(); }
+      });
+      barActions.append(b);
+    }
+    const reason = [...(task.history || [])].reverse().find((e) => e.reason)?.reason;
+    if (reason && (task.state === 'rejected' || m === 'annotate')) barActions.prepend(h('span', { class: 'badge st-rejected', title: 'Reviewer' }, `Rejected: ${reason}`));
+  }
+
+  // --- keyboard
+  function typing(e) {
+    const t = e.target;
+    return t instanceof HTMLElement && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName)) || document.querySelector('dialog[open]');
+  }
+  function onKey(e) {
+    if (typing(e)) return;
+    const k = e.key;
+    const ctrl = e.ctrlKey || e.metaKey;
+    if (ctrl && k.toLowerCase() === 'z') { e.preventDefault(); if (e.shiftKey) editor.redo(); else editor.undo(); return; }
+    if (ctrl && k.toLowerCase() === 'y') { e.preventDefault(); editor.redo(); return; }
+    if (ctrl && k.toLowerCase() === 's') { e.preventDefault(); if (current) save(current); return; }
+    if (ctrl || e.altKey) return;
+    if (k === ' ') { editor.space = true; canvas.style.cursor = 'grab'; e.preventDefault(); return; }
+    if (k === 'Enter') { editor.finishDraft(); return; }
+    if (k === 'Escape') { if (editor.draft) editor.cancelDraft(); else editor.select(null); return; }
+    if (k === 'Backspace' && editor.popDraftPoint()) { e.preventDefault(); return; }
+    if (k === 'Delete' || k === 'Backspace') { editor.deleteSelected(); e.preventDefault(); return; }
+    if (k === 'ArrowRight' || k === 'd' || k === 'D') { go(current.n + 1); return; }
+    if (k === 'ArrowLeft' || k === 'a' || k === 'A') { go(current.n - 1); return; }
+    if (k === 'f' || k === 'F') { editor.fit(); return; }
+    if (k === '+' || k === '=') { editor.zoom(1.25); return; }
+    if (k === '-') { editor.zoom(0.8); return; }
+    if (k === '?') { showHelp(); return; }
+    if (k === 'h' || k === 'H') { const s = editor.selectedShape(); if (s) { s._hidden = !s._hidden; editor.invalidate(); renderObjects(); } return; }
+    if (k === '[' || k === ']') {
+      const s = editor.selectedShape();
+      if (s?.kind === 'rotated_rectangle') editor.update(s, (x) => { x.angle = (((x.angle || 0) + (k === ']' ? 5 : -5)) % 360 + 360) % 360; });
+      return;
+    }
+    if (/^[1-9]$/.test(k)) { chooseLabel(Number(k) - 1); return; }
+    const tool = KEY_TOOL[k.toLowerCase()];
+    if (tool) setTool(tool);
+  }
+  function onKeyUp(e) { if (e.key === ' ') { editor.space = false; canvas.style.cursor = editor.tool === 'select' ? 'default' : 'crosshair'; } }
+  document.addEventListener('keydown', onKey);
+  document.addEventListener('keyup', onKeyUp);
+
+  function showHelp() {
+    modal('Keyboard shortcuts', h('table', { class: 'help-table' }, h('tbody', null, SHORTCUTS.map(([k, t]) => h('tr', null, h('td', null, k), h('td', null, t))))),
+      [{ text: 'Close', value: true, class: 'primary' }]);
+  }
+
+  // --- leaving
+  ctx.setLeaveGuard((unloading) => {
+    const pending = images.some((im) => dirty(im) || im.saving || im.conflict);
+    if (!pending) return true;
+    if (unloading) { saveAll(); return false; }
+    saveAll();
+    return confirm('Some changes are still being saved. Leave anyway?');
+  });
+
+  renderLabels();
+  renderActions();
+  setTool('select');
+  renderStrip();
+  const start = Math.max(0, Math.min(images.length - 1, Number(ctx.query.get('image') || 1) - 1));
+  await go(start);
+  loadComments();
+
+  return () => {
+    document.removeEventListener('keydown', onKey);
+    document.removeEventListener('keyup', onKeyUp);
+    clearInterval(zoomLoop);
+    editor.destroy();
+    saveAll();
+    main(el, false);
+  };
+}
+
+/** One line per shape: label, kind and rounded points. */
+function summary(shapes) {
+  return shapes.map((x) => `${x.label} · ${x.kind.replace('_', ' ')} ${x.points.map(([a, b]) => `(${Math.round(a)}, ${Math.round(b)})`).join(' ')}`).join('\n') || '(none)';
+}
+
+function main(el, full) { el.classList.toggle('full', full); }

@@ -1,0 +1,423 @@
+// The crowdsourced workflow of issue 6 in headless Debian chromium against a running cluster:
+//   1. admin creates a manager and two annotators;
+//   2. the manager uploads images and an archive, creates an annotation set with three labels
+//      (one with keypoints), splits into tasks with overlap 1 and assigns them;
+//   3. annotator A draws a rectangle, a polygon and keypoints with real mouse events, sets an
+//      attribute, moves to the next image, undoes and redoes, and submits;
+//   4. a second tab saves the same image first: the first tab gets the conflict dialog and keeps
+//      its shapes, the other tab's version stays in the history;
+//   5. the manager (as reviewer) rejects with a comment, A fixes and resubmits, the manager accepts;
+//   6. the dashboard shows counts and charts; the manager exports COCO from the dialog and the
+//      downloaded file holds the drawn shapes.
+// Shapes read back through the API must have the drawn pixel coordinates (±1 px).
+//
+// Env: TESSERA_URL (a node), TESSERA_URL2 (another node, optional), TESSERA_ADMIN_PASSWORD,
+// TESSERA_IMAGES_DIR (PNG files to upload), TESSERA_ARTEFACTS (screenshots; default
+// target/ui-artefacts), TESSERA_RUN (suffix for names, so runs can share a cluster).
+
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { unzip, zip } from './zip.mjs';
+
+const BASE = process.env.TESSERA_URL || 'http://127.0.0.1:8081';
+const BASE2 = process.env.TESSERA_URL2 || BASE;
+const ADMIN_PASSWORD = process.env.TESSERA_ADMIN_PASSWORD;
+const IMAGES = process.env.TESSERA_IMAGES_DIR;
+const ART = resolve(process.env.TESSERA_ARTEFACTS || 'target/ui-artefacts');
+const RUN = process.env.TESSERA_RUN || '';
+const SKIP = new Set((process.env.TESSERA_UI_SKIP || '').split(',').filter(Boolean));
+const TIMEOUT = 30_000;
+mkdirSync(ART, { recursive: true });
+assert.ok(ADMIN_PASSWORD, 'TESSERA_ADMIN_PASSWORD is required');
+assert.ok(IMAGES, 'TESSERA_IMAGES_DIR is required');
+
+const MGR = `mgr${RUN}`;
+const ANN_A = `ann-a${RUN}`;
+const ANN_B = `ann-b${RUN}`;
+const pw = (u) => `${u}-password`;
+const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const t0 = Date.now();
+
+// --- API checks from node (not through the page)
+async function token(user, password) {
+  const r = await fetch(`${BASE}/oauth/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'password', username: user, password }) });
+  assert.equal(r.status, 200, `login ${user}`);
+  return (await r.json()).access_token;
+}
+async function apiGet(tok, path) {
+  const r = await fetch(`${BASE}${path}`, { headers: { authorization: `Bearer ${tok}` } });
+  const body = await r.json();
+  assert.ok(r.ok, `${path}: ${r.status} ${JSON.stringify(body)}`);
+  return body;
+}
+/** Polls `check` until it returns a truthy value (deadline, not a fixed sleep). */
+async function eventually(what, check, ms = TIMEOUT) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try { const v = await check(); if (v) return v; } catch (e) { last = e; }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const near = (a, b, what) => assert.ok(Math.abs(a - b) <= 1, `${what}: ${a} is not within 1 px of ${b}`);
+function nearPoints(actual, expected, what) {
+  assert.equal(actual.length, expected.length, `${what}: ${JSON.stringify(actual)} vs ${JSON.stringify(expected)}`);
+  actual.forEach((p, i) => { near(p[0], expected[i][0], `${what}[${i}].x`); near(p[1], expected[i][1], `${what}[${i}].y`); });
+}
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+let shot = 0;
+async function screenshot(page, name) {
+  const file = join(ART, `${String(++shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file });
+  log('screenshot', file);
+}
+const errors = [];
+async function newUserPage(base = BASE) {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 860 }, acceptDownloads: true });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => { errors.push(e.message); console.log('pageerror:', e.message); });
+  page.on('console', (m) => { if (m.type() === 'error') console.log('console error:', m.text()); });
+  page.base = base;
+  return page;
+}
+async function signIn(page, user, password) {
+  await page.goto(`${page.base}/`);
+  await page.waitForURL(/\/login/);
+  await page.getByLabel('Username').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL((u) => !u.pathname.startsWith('/login'));
+  await page.getByText(`${user} ·`).waitFor();
+}
+async function go(page, path) {
+  await page.evaluate((p) => window.tessera.navigate(p), path);
+  await page.waitForURL((u) => u.pathname + u.search === path || u.pathname === path.split('?')[0]);
+}
+
+// --- canvas geometry: image pixel → page coordinates, from the view the canvas publishes
+async function view(page) {
+  const c = page.locator('#canvas');
+  const box = await c.boundingBox();
+  const d = await c.evaluate((el) => ({ ...el.dataset }));
+  return { left: box.x, top: box.y, scale: Number(d.scale), tx: Number(d.tx), ty: Number(d.ty), sha: d.sha, n: Number(d.n) };
+}
+async function at(page, [x, y]) {
+  const v = await view(page);
+  return [v.left + v.tx + x * v.scale, v.top + v.ty + y * v.scale];
+}
+async function clickAt(page, p) {
+  const [sx, sy] = await at(page, p);
+  await page.mouse.click(sx, sy);
+}
+async function dragBetween(page, a, b) {
+  const [ax, ay] = await at(page, a);
+  const [bx, by] = await at(page, b);
+  await page.mouse.move(ax, ay);
+  await page.mouse.down();
+  await page.mouse.move((ax + bx) / 2, (ay + by) / 2, { steps: 4 });
+  await page.mouse.move(bx, by, { steps: 4 });
+  await page.mouse.up();
+}
+async function waitSaved(page) {
+  await page.locator('#save-state.saved').waitFor();
+}
+async function objectCount(page) {
+  return page.locator('#objects li[data-kind]').count();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Admin creates a manager and two annotators.
+log('step 1: users');
+const admin = await newUserPage();
+await signIn(admin, 'admin', ADMIN_PASSWORD);
+await go(admin, '/admin/users');
+for (const [user, role] of [[MGR, 'manager'], [ANN_A, 'annotator'], [ANN_B, 'annotator']]) {
+  await admin.getByLabel('Username').fill(user);
+  await admin.getByLabel('Password').fill(pw(user));
+  await admin.locator('#new-role').selectOption(role);
+  await admin.getByRole('button', { name: 'Create user' }).click();
+  await admin.locator(`#users tr[data-user="${user}"]`).waitFor();
+}
+await screenshot(admin, 'admin-users');
+await go(admin, '/admin/cluster');
+await admin.locator('#nodes tr[data-up="true"]').nth(2).waitFor();
+await admin.locator('#rate-total', { hasText: 'requests/s' }).waitFor();
+await screenshot(admin, 'admin-cluster');
+
+// 2. The manager uploads, creates the annotation set, splits and assigns.
+log('step 2: dataset, upload, schema, split');
+const mgr = await newUserPage();
+await signIn(mgr, MGR, pw(MGR));
+await mgr.waitForURL(/\/datasets$/);
+await mgr.getByLabel('New dataset name').fill(`street${RUN}`);
+await mgr.getByRole('button', { name: 'Create dataset' }).click();
+await mgr.waitForURL(/\/datasets\/\d+$/);
+const datasetId = Number(new URL(mgr.url()).pathname.split('/').pop());
+const pngs = readdirSync(IMAGES).filter((f) => f.endsWith('.png')).sort();
+assert.ok(pngs.length >= 4, 'at least four test images');
+// Two loose images through the objects API, the rest in an archive through the import API.
+const loose = SKIP.has('import') ? pngs : pngs.slice(0, 2);
+await mgr.locator('#upload-files').setInputFiles(loose.map((f) => join(IMAGES, f)));
+await mgr.locator('.upload[data-kind="images"][data-state="done"]').waitFor();
+if (!SKIP.has('import')) {
+  const archive = zip(pngs.slice(2).map((f) => ({ name: `batch/${f}`, data: readFileSync(join(IMAGES, f)) })));
+  await mgr.locator('#upload-files').setInputFiles({ name: 'batch.zip', mimeType: 'application/zip', buffer: archive });
+  const row = mgr.locator('.upload[data-kind="import"]').first();
+  await row.and(mgr.locator('[data-state="done"]')).waitFor();
+  await row.locator('.badge.st-succeeded').waitFor({ timeout: 1000 }).catch(async () => {
+    throw new Error(`import did not succeed: ${await row.textContent()}`);
+  });
+}
+const expectedImages = SKIP.has('import') ? loose.length : pngs.length;
+await mgr.locator('#image-count', { hasText: `${expectedImages} images` }).waitFor();
+await mgr.locator('#thumbs img').nth(expectedImages - 1).waitFor();
+await eventually('thumbnails to load', () => mgr.locator('#thumbs img').evaluateAll((imgs) => imgs.every((i) => i.complete && i.naturalWidth > 0)));
+await screenshot(mgr, 'dataset-uploaded');
+
+await mgr.getByRole('link', { name: 'New annotation set' }).click();
+await mgr.waitForURL(/\/sets\/new/);
+await mgr.getByLabel('Annotation set name').fill('v1');
+const labelRows = mgr.locator('#labels .label-row');
+// Label 1: car, rectangle + polygon, a required select attribute.
+await labelRows.nth(0).getByLabel('Label name').fill('car');
+await labelRows.nth(0).getByLabel('Polygon').check();
+await labelRows.nth(0).getByRole('button', { name: 'Add attribute' }).click();
+await labelRows.nth(0).getByLabel('Attribute name').fill('colour');
+await labelRows.nth(0).getByLabel('Options (comma separated)').fill('red, blue, white');
+// Label 2: person keypoints with a skeleton.
+await mgr.getByRole('button', { name: 'Add label' }).click();
+await labelRows.nth(1).getByLabel('Label name').fill('person');
+await labelRows.nth(1).getByLabel('Rectangle', { exact: true }).uncheck();
+await labelRows.nth(1).getByLabel('Keypoints').check();
+await labelRows.nth(1).getByLabel(/Keypoint names/).fill('head, left hand, right hand');
+await labelRows.nth(1).getByLabel(/Skeleton edges/).fill('head-left hand, head-right hand');
+// Label 3: sign, polygon and image-level tag.
+await mgr.getByRole('button', { name: 'Add label' }).click();
+await labelRows.nth(2).getByLabel('Label name').fill('sign');
+await labelRows.nth(2).getByLabel('Tag (image-level)').check();
+await screenshot(mgr, 'schema-editor');
+await mgr.getByRole('button', { name: 'Create annotation set' }).click();
+await mgr.waitForURL(/\/sets\/\d+\/tasks$/);
+const setId = Number(new URL(mgr.url()).pathname.split('/')[2]);
+const mgrToken = await token(MGR, pw(MGR));
+const set = await apiGet(mgrToken, `/api/v1/annotation-sets/${setId}`);
+assert.deepEqual(set.labels.map((l) => l.name), ['car', 'person', 'sign']);
+assert.deepEqual(set.labels[1].skeleton, [[0, 1], [0, 2]]);
+const chunk = Math.ceil(expectedImages / 2);
+await mgr.getByLabel('Chunk size (images per task)').fill(String(chunk));
+await mgr.getByLabel('Overlap (annotators per image)').fill('1');
+await mgr.getByLabel('Assignees (comma separated)').fill(`${ANN_A}, ${ANN_B}`);
+await mgr.getByRole('button', { name: 'Split', exact: true }).click();
+await mgr.locator('#tasks tr[data-task]').nth(1).waitFor();
+const tasks = (await apiGet(mgrToken, `/api/v1/annotation-sets/${setId}/tasks`)).items;
+assert.equal(tasks.length, 2);
+const taskA = tasks.find((t) => t.assignee === ANN_A);
+assert.ok(taskA, `a task for ${ANN_A}: ${JSON.stringify(tasks)}`);
+await screenshot(mgr, 'tasks-split');
+
+// 3. Annotator A draws with the mouse.
+log('step 3: annotate');
+const a = await newUserPage();
+await signIn(a, ANN_A, pw(ANN_A));
+await go(a, '/my-tasks');
+const myRow = a.locator(`#my-tasks tr[data-task="${taskA.id}"]`);
+await myRow.getByRole('button', { name: 'Start' }).click();
+await a.waitForURL(new RegExp(`/tasks/${taskA.id}`));
+await a.locator('#canvas[data-sha]').waitFor();
+await waitSaved(a);
+const v0 = await view(a);
+log('view', JSON.stringify(v0));
+// A rectangle (label 1: car).
+await a.keyboard.press('1');
+await a.keyboard.press('r');
+const RECT = [[100, 80], [300, 240]];
+await dragBetween(a, RECT[0], RECT[1]);
+await eventually('the rectangle', async () => (await objectCount(a)) === 1);
+// Its attribute.
+await a.locator('#attributes [data-attr="colour"]').selectOption('blue');
+// A polygon, closed by clicking its first point.
+await a.keyboard.press('p');
+const POLY = [[350, 100], [500, 120], [520, 260], [380, 300]];
+for (const p of POLY) await clickAt(a, p);
+await clickAt(a, POLY[0]);
+await eventually('the polygon', async () => (await objectCount(a)) === 2);
+// Keypoints of a person (label 2): one click per named keypoint.
+await a.keyboard.press('2');
+await a.keyboard.press('k');
+const KP = [[200, 330], [150, 400], [260, 410]];
+for (const p of KP) await clickAt(a, p);
+await eventually('the keypoints', async () => (await objectCount(a)) === 3);
+// An image-level tag.
+await a.locator('#tags').getByLabel('sign').check();
+await eventually('the tag', async () => (await objectCount(a)) === 4);
+await a.keyboard.press('Escape');
+await waitSaved(a);
+await screenshot(a, 'annotator-drawn');
+const firstSha = v0.sha;
+
+// Zoom in with the wheel and pan with space+drag: drawing stays exact at another zoom.
+await a.keyboard.press('d');
+await a.locator('#canvas[data-n="1"]').waitFor();
+await waitSaved(a);
+const c1 = await a.locator('#canvas').boundingBox();
+await a.mouse.move(c1.x + c1.width / 2, c1.y + c1.height / 2);
+await a.mouse.wheel(0, -300);
+await eventually('zoom', async () => (await view(a)).scale > v0.scale * 1.2);
+await a.keyboard.down(' ');
+await a.mouse.move(c1.x + c1.width / 2, c1.y + c1.height / 2);
+await a.mouse.down();
+await a.mouse.move(c1.x + c1.width / 2 + 60, c1.y + c1.height / 2 + 40, { steps: 5 });
+await a.mouse.up();
+await a.keyboard.up(' ');
+const v1 = await view(a);
+log('zoomed view', JSON.stringify(v1));
+await a.keyboard.press('1');
+await a.keyboard.press('r');
+const RECT2 = [[260, 200], [360, 280]];
+await dragBetween(a, RECT2[0], RECT2[1]);
+await eventually('the second rectangle', async () => (await objectCount(a)) === 1);
+// Undo removes it, redo brings it back.
+await a.keyboard.press('Control+z');
+await eventually('undo', async () => (await objectCount(a)) === 0);
+await a.keyboard.press('Control+Shift+z');
+await eventually('redo', async () => (await objectCount(a)) === 1);
+await waitSaved(a);
+await screenshot(a, 'annotator-zoomed-second-image');
+const secondSha = v1.sha;
+
+// 4. A second tab on the same image saves first; the first tab sees the conflict and keeps its work.
+log('step 4: conflict');
+const tab2 = await a.context().newPage();
+tab2.on('pageerror', (e) => { errors.push(e.message); console.log('pageerror (tab 2):', e.message); });
+// On another node when TESSERA_URL2 names one (its own origin, so it signs in there).
+tab2.base = BASE2;
+if (BASE2 !== BASE) await signIn(tab2, ANN_A, pw(ANN_A));
+await tab2.goto(`${BASE2}/tasks/${taskA.id}?image=2`);
+await tab2.locator('#canvas[data-n="1"]').waitFor();
+await waitSaved(tab2);
+await tab2.keyboard.press('3');
+await tab2.keyboard.press('p');
+const THEIRS = [[20, 20], [80, 20], [50, 70]];
+for (const p of THEIRS) await clickAt(tab2, p);
+await tab2.keyboard.press('Enter');
+await eventually('tab 2 polygon', async () => (await objectCount(tab2)) === 2);
+await waitSaved(tab2);
+// Back in the first tab (still on the version before tab 2's save): move the rectangle.
+await a.bringToFront();
+await a.keyboard.press('v');
+const MOVE = [20, 10];
+const mid = [(RECT2[0][0] + RECT2[1][0]) / 2, (RECT2[0][1] + RECT2[1][1]) / 2];
+await dragBetween(a, mid, [mid[0] + MOVE[0], mid[1] + MOVE[1]]);
+const dialog = a.locator('dialog[open] #conflict');
+await dialog.waitFor();
+await screenshot(a, 'conflict-dialog');
+assert.match(await dialog.textContent(), /Theirs: 2 shapes/);
+assert.match(await dialog.textContent(), /Yours: 1 shapes/);
+await a.getByRole('button', { name: 'Keep mine' }).click();
+await waitSaved(a);
+await tab2.close();
+
+// 3 (end). Submit, then check every drawn coordinate through the API.
+await a.getByRole('button', { name: 'Submit task' }).click();
+await a.waitForURL(/\/my-tasks$/);
+await a.locator(`#my-tasks tr[data-task="${taskA.id}"][data-state="submitted"]`).waitFor();
+const aToken = await token(ANN_A, pw(ANN_A));
+const first = await apiGet(aToken, `/api/v1/tasks/${taskA.id}/images/${firstSha}/annotations`);
+const byKind = (shapes, kind) => shapes.filter((s) => s.kind === kind);
+nearPoints(byKind(first.shapes, 'rectangle')[0].points, RECT, 'rectangle');
+assert.deepEqual(byKind(first.shapes, 'rectangle')[0].attributes, { colour: 'blue' });
+nearPoints(byKind(first.shapes, 'polygon')[0].points, POLY, 'polygon');
+nearPoints(byKind(first.shapes, 'points')[0].points, KP, 'keypoints');
+assert.equal(byKind(first.shapes, 'points')[0].label, 'person');
+assert.equal(byKind(first.shapes, 'tag')[0].label, 'sign');
+const second = await apiGet(aToken, `/api/v1/tasks/${taskA.id}/images/${secondSha}/annotations`);
+assert.equal(second.shapes.length, 1, `kept mine: ${JSON.stringify(second.shapes)}`);
+nearPoints(second.shapes[0].points, RECT2.map(([x, y]) => [x + MOVE[0], y + MOVE[1]]), 'moved rectangle (zoomed)');
+const hist = await apiGet(aToken, `/api/v1/tasks/${taskA.id}/images/${secondSha}/annotations/history`);
+const theirs = hist.items.find((v) => v.shapes.some((s) => s.kind === 'polygon'));
+assert.ok(theirs, 'the other tab\'s version is kept in the history');
+nearPoints(theirs.shapes.find((s) => s.kind === 'polygon').points, THEIRS, 'the other tab\'s polygon');
+
+// 5. Review: reject with a comment, rework, accept.
+log('step 5: review');
+await go(mgr, `/sets/${setId}/tasks`);
+await mgr.locator(`#tasks tr[data-task="${taskA.id}"]`).getByRole('button', { name: 'Review' }).click();
+await mgr.waitForURL(new RegExp(`/tasks/${taskA.id}`));
+await mgr.locator('#canvas[data-sha]').waitFor();
+await mgr.keyboard.press('c');
+await clickAt(mgr, [310, 250]);
+await mgr.getByLabel('Comment', { exact: true }).fill('The car box is too tight at the bottom right');
+await mgr.getByRole('button', { name: 'OK' }).click();
+await mgr.locator('#comments li[data-comment]').waitFor();
+await screenshot(mgr, 'review-comment');
+await mgr.getByRole('button', { name: 'Reject…' }).click();
+await mgr.getByLabel(/Reason/).fill('see the comment on the first image');
+await mgr.getByRole('button', { name: 'OK' }).click();
+await mgr.waitForURL(/\/sets\/\d+\/tasks$/);
+await mgr.locator(`#tasks tr[data-task="${taskA.id}"][data-state="rejected"]`).waitFor();
+
+await go(a, '/my-tasks');
+await a.locator(`#my-tasks tr[data-task="${taskA.id}"][data-state="rejected"]`).getByRole('button', { name: 'Start rework' }).click();
+await a.waitForURL(new RegExp(`/tasks/${taskA.id}`));
+await a.locator('#comments li[data-comment]', { hasText: 'too tight' }).waitFor();
+await a.getByText('Rejected: see the comment').waitFor();
+await screenshot(a, 'rework-with-comment');
+// Fix: drag the rectangle's bottom-right corner out by 10 px.
+await a.keyboard.press('v');
+await clickAt(a, [200, 160]);
+await dragBetween(a, RECT[1], [RECT[1][0] + 10, RECT[1][1] + 10]);
+await waitSaved(a);
+await a.getByRole('button', { name: 'Submit task' }).click();
+await a.waitForURL(/\/my-tasks$/);
+const fixed = await apiGet(aToken, `/api/v1/tasks/${taskA.id}/images/${firstSha}/annotations`);
+nearPoints(byKind(fixed.shapes, 'rectangle')[0].points, [RECT[0], [RECT[1][0] + 10, RECT[1][1] + 10]], 'resized rectangle');
+
+await go(mgr, `/sets/${setId}/tasks`);
+await mgr.locator(`#tasks tr[data-task="${taskA.id}"]`).getByRole('button', { name: 'Review' }).click();
+await mgr.waitForURL(new RegExp(`/tasks/${taskA.id}`));
+await mgr.getByRole('button', { name: 'Accept' }).click();
+await mgr.waitForURL(/\/sets\/\d+\/tasks$/);
+await mgr.locator(`#tasks tr[data-task="${taskA.id}"][data-state="accepted"]`).waitFor();
+
+// 6. Dashboard and export.
+log('step 6: dashboard, export');
+await go(mgr, `/sets/${setId}/dashboard`);
+await mgr.locator('#state-counts [data-state="accepted"] b', { hasText: '1' }).waitFor();
+await mgr.locator('#images-annotated', { hasText: `2 / ${expectedImages}` }).waitFor();
+const labelChart = mgr.locator('[data-chart="Shapes per label"] svg');
+assert.match(await labelChart.getAttribute('aria-label'), /car 3/);
+assert.match(await labelChart.getAttribute('aria-label'), /person 1/);
+assert.match(await mgr.locator('[data-chart="Shapes per annotator"] svg').getAttribute('aria-label'), new RegExp(ANN_A));
+await screenshot(mgr, 'dashboard');
+
+if (!SKIP.has('export')) {
+  await mgr.getByRole('button', { name: 'Export…' }).click();
+  await mgr.getByLabel('Format').selectOption('coco');
+  await mgr.getByRole('button', { name: 'Start export' }).click();
+  const link = mgr.locator('#export-download');
+  await link.waitFor({ timeout: 60_000 });
+  await screenshot(mgr, 'export-done');
+  const [download] = await Promise.all([mgr.waitForEvent('download'), link.click()]);
+  const file = join(ART, download.suggestedFilename() || 'export.zip');
+  await download.saveAs(file);
+  const entries = unzip(readFileSync(file));
+  const jsonName = [...entries.keys()].find((n) => n.endsWith('.json'));
+  assert.ok(jsonName, `a COCO JSON in the export: ${[...entries.keys()].join(', ')}`);
+  const coco = JSON.parse(entries.get(jsonName).toString());
+  const cat = (name) => coco.categories.find((c) => c.name === name)?.id;
+  const boxes = coco.annotations.filter((x) => x.category_id === cat('car') && !(x.segmentation?.[0]?.length > 8));
+  const want = [RECT[0][0], RECT[0][1], RECT[1][0] + 10 - RECT[0][0], RECT[1][1] + 10 - RECT[0][1]];
+  assert.ok(boxes.some((b) => b.bbox.every((v, i) => Math.abs(v - want[i]) <= 1)), `the drawn car box ${want} in ${JSON.stringify(coco.annotations.map((x) => x.bbox))}`);
+  const person = coco.annotations.find((x) => x.category_id === cat('person'));
+  assert.ok(person?.keypoints, 'the keypoints in the export');
+  KP.forEach(([x, y], i) => { near(person.keypoints[i * 3], x, `keypoint ${i}.x`); near(person.keypoints[i * 3 + 1], y, `keypoint ${i}.y`); });
+}
+
+assert.deepEqual(errors, [], 'no uncaught page errors');
+await browser.close();
+log('ok: all steps passed');
