@@ -10,3 +10,4 @@ mod objects;
 mod snapshot;
 mod support;
 mod tasks;
+mod ui;

@@ -10,9 +10,9 @@ const FORMATS = [
 
 export function openExport(set) {
   const format = h('select', { id: 'export-format' }, FORMATS.map(([v, t]) => h('option', { value: v }, t)));
-  const images = h('input', { type: 'checkbox', id: 'export-images' });
+  const images = h('input', { type: 'checkbox', id: 'export-images', checked: true });
   const accepted = h('input', { type: 'checkbox', id: 'export-accepted' });
-  const train = h('input', { type: 'number', min: 0, max: 100, value: 100, id: 'split-train', size: 4 });
+  const train = h('input', { type: 'number', min: 0, max: 100, value: 0, id: 'split-train', size: 4 });
   const val = h('input', { type: 'number', min: 0, max: 100, value: 0, id: 'split-val', size: 4 });
   const test = h('input', { type: 'number', min: 0, max: 100, value: 0, id: 'split-test', size: 4 });
   const seed = h('input', { type: 'number', value: 0, id: 'split-seed', size: 6 });
@@ -27,7 +27,7 @@ export function openExport(set) {
     field('Format', format),
     h('label', null, images, ' include the images'), h('br'),
     h('label', null, accepted, ' only accepted tasks'),
-    h('fieldset', { class: 'row', style: { border: 0, padding: 0 } }, h('legend', null, 'Splits (%)'),
+    h('fieldset', { class: 'row', style: { border: 0, padding: 0 } }, h('legend', null, 'Splits (%; all 0: one subset)'),
       field('train', train), field('val', val), field('test', test), field('seed', seed)),
     err, status, h('div', { class: 'actions' }, close, start), past);
   close.addEventListener('click', () => { ac.abort(); dlg.close(); dlg.remove(); });
@@ -39,7 +39,7 @@ export function openExport(set) {
     start.disabled = true;
     try {
       const job = await api(`/api/v1/annotation-sets/${set.id}/exports`, {
-        json: { format: format.value, include_images: images.checked, only_accepted: accepted.checked, splits, seed: Number(seed.value) },
+        json: { format: format.value, include_images: images.checked, only_accepted: accepted.checked, splits: Object.keys(splits).length ? splits : null, seed: Number(seed.value) },
       });
       const final = await followJob(job.id, (j) => showJob(status, j), ac.signal);
       showJob(status, final);

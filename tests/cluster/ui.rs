@@ -1,0 +1,101 @@
+//! The web UI in a real browser: a 3-node cluster serving the embedded UI, and the whole
+//! crowdsourced workflow (`tests/ui/workflow.mjs`) driven in headless Debian chromium through
+//! playwright-core — users, upload and import, label schema, split, drawing with real mouse
+//! events, the edit-conflict dialog, review with comments, dashboard and COCO export.
+//!
+//! Needs `node`/`npm` and `/usr/bin/chromium` (Debian's `chromium` package); playwright-core is
+//! installed into `tests/ui/node_modules` from its lock file on first use. Screenshots of every
+//! step go to `$TESSERA_ARTEFACTS` (default `target/ui-artefacts`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tessera_cluster_tests::{png, Options, TestCluster, ADMIN_PASSWORD};
+
+/// The whole browser workflow takes well under a minute on loopback; this is the hang guard.
+const WORKFLOW_DEADLINE: Duration = Duration::from_secs(300);
+
+fn ui_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("ui")
+}
+
+fn chromium() -> PathBuf {
+    let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    assert!(
+        path.is_file(),
+        "{} is missing: install Debian's chromium (scripts/setup.sh chromium)",
+        path.display()
+    );
+    path
+}
+
+/// `npm ci` from the lock file when playwright-core is not installed yet.
+fn playwright() {
+    let dir = ui_dir();
+    if dir.join("node_modules/playwright-core/package.json").is_file() {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .status()
+        .expect("npm (node's package manager) is required for the UI tests");
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
+
+#[tokio::test]
+async fn the_whole_workflow_works_in_a_real_browser() {
+    let browser = chromium();
+    playwright();
+    let cluster = TestCluster::start(Options::default()).await;
+
+    let images = tempfile::tempdir().expect("temp dir");
+    for seed in 0..6u64 {
+        let path = images.path().join(format!("street-{seed}.png"));
+        std::fs::write(path, png(640, 480, 700 + seed)).expect("write image");
+    }
+    let artefacts = std::env::var("TESSERA_ARTEFACTS").map(PathBuf::from).unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/ui-artefacts")
+    });
+
+    let mut child = Command::new("node")
+        .arg("workflow.mjs")
+        .current_dir(ui_dir())
+        .env("TESSERA_URL", format!("http://{}", cluster.node(1).http))
+        .env("TESSERA_URL2", format!("http://{}", cluster.node(2).http))
+        .env("TESSERA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("TESSERA_IMAGES_DIR", images.path())
+        .env("TESSERA_ARTEFACTS", &artefacts)
+        .env("CHROMIUM", &browser)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("node is required for the UI tests");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break status;
+        }
+        if started.elapsed() > WORKFLOW_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the browser workflow did not finish in {WORKFLOW_DEADLINE:?}; screenshots in {}",
+                artefacts.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        status.success(),
+        "the browser workflow failed ({status}); its output is above, screenshots in {}\nnode 1 log tail:\n{}",
+        artefacts.display(),
+        tail(&cluster.log(1), 40)
+    );
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
