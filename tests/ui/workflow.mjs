@@ -394,6 +394,16 @@ assert.match(await labelChart.getAttribute('aria-label'), /car 3/);
 assert.match(await labelChart.getAttribute('aria-label'), /person 1/);
 assert.match(await mgr.locator('[data-chart="Shapes per annotator"] svg').getAttribute('aria-label'), new RegExp(ANN_A));
 await screenshot(mgr, 'dashboard');
+// The dataset's thumbnails filtered by annotation state and label.
+await go(mgr, `/datasets/${datasetId}`);
+await mgr.locator('#filter-set').selectOption(String(setId));
+await mgr.locator('#filter-state').selectOption('annotated');
+await mgr.getByText(`2 of ${expectedImages} images match`).waitFor();
+assert.equal(await mgr.locator('#thumbs img').count(), 2);
+await mgr.locator('#filter-label').selectOption('person');
+await mgr.getByText(`1 of ${expectedImages} images match`).waitFor();
+await screenshot(mgr, 'dataset-filtered');
+await go(mgr, `/sets/${setId}/dashboard`);
 
 if (!SKIP.has('export')) {
   await mgr.getByRole('button', { name: 'Export…' }).click();

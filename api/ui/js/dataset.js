@@ -1,8 +1,8 @@
 // One dataset: upload (drag-and-drop of files, folders and archives, with progress), import jobs,
 // the thumbnail grid, and its annotation sets.
 
-import { api, ApiError, followJob, upload } from './api.js';
-import { clear, fmtBytes, fmtTime, h, progressBar, setProgress, stateBadge, toast } from './dom.js';
+import { all, api, ApiError, followJob, upload } from './api.js';
+import { clear, field, fmtBytes, fmtTime, h, progressBar, setProgress, stateBadge, toast } from './dom.js';
 
 const IMAGE = /\.(jpe?g|png|webp|gif|bmp|tiff?)$/i;
 const PAGE = 48;
@@ -170,9 +170,72 @@ export async function render(el, [id], ctx) {
   const cursors = [null];
   let pageNo = 0;
   let nextCursor = null;
+  // Filters (annotated or not, by label) are worked out in the browser from an annotation set's
+  // tasks and their saved shapes, then applied to the whole image list and paged here.
+  const filterSet = h('select', { id: 'filter-set' }, h('option', { value: '' }, 'no filter'));
+  const filterState = h('select', { id: 'filter-state' },
+    [['', 'all images'], ['annotated', 'annotated'], ['unannotated', 'not annotated']].map(([v, t]) => h('option', { value: v }, t)));
+  const filterLabel = h('select', { id: 'filter-label' }, h('option', { value: '' }, 'any label'));
+  const filterNote = h('span', { class: 'muted', 'aria-live': 'polite' });
+  const filters = h('div', { class: 'row', role: 'group', 'aria-label': 'Filters' },
+    field('Annotation set', filterSet), field('Status', filterState), field('Label', filterLabel), filterNote);
+  let index = null; // {setId, bySha: Map(sha -> Set(labels))}
+  let filtered = null; // the filtered image list, when a filter is on
+  async function buildIndex(setId) {
+    filterNote.textContent = 'reading annotations…';
+    const bySha = new Map();
+    const tasks = await all(`/api/v1/annotation-sets/${setId}/tasks`);
+    const pairs = [];
+    await pool(tasks, 6, async (t) => {
+      const full = await api(`/api/v1/tasks/${t.id}`, { signal: ac.signal });
+      for (const img of full.images) pairs.push([t.id, img.sha256]);
+    });
+    await pool(pairs, 6, async ([task, sha]) => {
+      const a = await api(`/api/v1/tasks/${task}/images/${sha}/annotations`, { signal: ac.signal });
+      const labels = bySha.get(sha) || new Set();
+      for (const shape of a.shapes || []) labels.add(shape.label);
+      bySha.set(sha, labels);
+    });
+    return { setId, bySha };
+  }
+  async function applyFilters() {
+    const setId = filterSet.value;
+    if (!setId || (!filterState.value && !filterLabel.value)) {
+      filtered = null;
+      filterNote.textContent = '';
+    } else {
+      if (index?.setId !== setId) index = await buildIndex(setId);
+      const images = await all(`/api/v1/datasets/${id}/images`);
+      filtered = images.filter((img) => {
+        const labels = index.bySha.get(img.sha256) || new Set();
+        if (filterState.value === 'annotated' && !labels.size) return false;
+        if (filterState.value === 'unannotated' && labels.size) return false;
+        return !filterLabel.value || labels.has(filterLabel.value);
+      });
+      filterNote.textContent = `${filtered.length} of ${images.length} images match`;
+    }
+    pageNo = 0;
+    cursors.length = 1;
+    await loadPage();
+  }
+  filterSet.addEventListener('change', async () => {
+    clear(filterLabel).append(h('option', { value: '' }, 'any label'));
+    const s = setsById.get(filterSet.value);
+    for (const l of s?.labels || []) filterLabel.append(h('option', { value: l.name }, l.name));
+    index = null;
+    await applyFilters();
+  });
+  filterState.addEventListener('change', applyFilters);
+  filterLabel.addEventListener('change', applyFilters);
+
   async function loadPage() {
-    const c = cursors[pageNo];
-    const page = await api(`/api/v1/datasets/${id}/images?limit=${PAGE}${c ? `&cursor=${c}` : ''}`);
+    let page;
+    if (filtered) {
+      page = { items: filtered.slice(pageNo * PAGE, (pageNo + 1) * PAGE), next_cursor: (pageNo + 1) * PAGE < filtered.length ? 'more' : null };
+    } else {
+      const c = cursors[pageNo];
+      page = await api(`/api/v1/datasets/${id}/images?limit=${PAGE}${c ? `&cursor=${c}` : ''}`);
+    }
     clear(grid);
     for (const img of page.items) {
       grid.append(h('figure', { class: 'thumb' },
@@ -196,9 +259,14 @@ export async function render(el, [id], ctx) {
 
   // --- annotation sets
   const sets = h('ul', { id: 'sets' });
+  const setsById = new Map();
   async function loadSets() {
     const page = await api(`/api/v1/annotation-sets?dataset=${id}`);
     clear(sets);
+    for (const s of page.items) {
+      if (!setsById.has(String(s.id))) filterSet.append(h('option', { value: String(s.id) }, s.name));
+      setsById.set(String(s.id), s);
+    }
     for (const s of page.items) {
       sets.append(h('li', null, h('a', { href: `/sets/${s.id}/tasks`, 'data-link': true }, s.name),
         ' ', h('span', { class: 'muted' }, s.labels.map((l) => l.name).join(', '))));
@@ -208,12 +276,12 @@ export async function render(el, [id], ctx) {
 
   el.append(
     h('p', null, h('a', { href: '/datasets', 'data-link': true }, '← Datasets')),
-    h('div', { class: 'row' }, title, count),
+    h('div', { class: 'row title-row' }, title, count),
     h('section', { class: 'card', 'aria-labelledby': 'sets-h' },
       h('h2', { id: 'sets-h' }, 'Annotation sets'), sets,
       h('a', { class: 'button', href: `/sets/new?dataset=${id}`, 'data-link': true }, 'New annotation set')),
     h('section', { class: 'card', 'aria-labelledby': 'up-h' }, h('h2', { id: 'up-h' }, 'Upload'), zone, jobsBox),
-    h('section', { 'aria-labelledby': 'img-h' }, h('div', { class: 'row' }, h('h2', { id: 'img-h' }, 'Images'), prev, pageInfo, next), grid));
+    h('section', { 'aria-labelledby': 'img-h' }, h('div', { class: 'row' }, h('h2', { id: 'img-h' }, 'Images'), prev, pageInfo, next), filters, grid));
   await Promise.all([loadPage(), loadSets(), loadJobs()]);
   ctx.setLeaveGuard((unloading) => {
     const busy = uploads.querySelector('li:not([data-state="done"])');

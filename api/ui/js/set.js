@@ -14,7 +14,7 @@ export async function render(el, [id, tab = 'tasks'], ctx) {
   const body = h('div');
   el.append(
     h('p', null, h('a', { href: `/datasets/${set.dataset_id}`, 'data-link': true }, `← ${dataset.name}`)),
-    h('div', { class: 'row' }, h('h1', null, set.name), h('span', { class: 'spacer', style: { flex: 1 } }), exportButton),
+    h('div', { class: 'row title-row' }, h('h1', null, set.name), h('span', { class: 'spacer', style: { flex: 1 } }), exportButton),
     tabs, body);
   if (tab === 'schema') {
     const { schemaEditor } = await import('./schema.js');
