@@ -1,4 +1,6 @@
-//! CVAT for images 1.1: `annotations.xml` with `images/` next to it. Every Tessera kind has a
+//! CVAT for images 1.1: `annotations.xml` with `images/` next to it (with splits, one
+//! `<subset>.xml` per subset: readers name a task file's subset after the file and drop images
+//! whose `subset` attribute disagrees, so none is written). Every Tessera kind has a
 //! CVAT element (`box` with `rotation` for rotated rectangles, `polygon`, `polyline`,
 //! `points` — one element per keypoint set, which datumaro keeps together — and `tag`).
 
@@ -15,9 +17,9 @@ use super::xml::escape;
 pub struct Cvat {
     labels: Vec<Label>,
     name: String,
-    body: Option<BufWriter<File>>,
+    /// Per subset: the `<image>` elements written so far, and how many.
+    bodies: std::collections::BTreeMap<String, (BufWriter<File>, u64)>,
     next_id: u64,
-    subsets: std::collections::BTreeSet<String>,
 }
 
 impl Cvat {
@@ -25,9 +27,8 @@ impl Cvat {
         Cvat {
             labels,
             name,
-            body: None,
+            bodies: Default::default(),
             next_id: 0,
-            subsets: Default::default(),
         }
     }
 
@@ -63,14 +64,12 @@ impl Cvat {
             }
             labels.push_str("          </attributes>\n        </label>\n");
         }
-        let subsets: Vec<&str> = self.subsets.iter().map(String::as_str).collect();
         format!(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<annotations>\n  <version>1.1</version>\n  \
              <meta>\n    <task>\n      <name>{}</name>\n      <size>{size}</size>\n      \
-             <mode>annotation</mode>\n      <subsets>{}</subsets>\n      <labels>\n{labels}      \
+             <mode>annotation</mode>\n      <labels>\n{labels}      \
              </labels>\n    </task>\n  </meta>\n",
             escape(&self.name),
-            escape(&subsets.join("\n")),
         )
     }
 }
@@ -149,16 +148,14 @@ impl Format for Cvat {
     }
 
     fn item(&mut self, out: &mut Archive, item: &Item) -> io::Result<()> {
-        if self.body.is_none() {
-            self.body = Some(out.spool()?);
+        if !self.bodies.contains_key(&item.subset) {
+            self.bodies.insert(item.subset.clone(), (out.spool()?, 0));
         }
-        self.subsets.insert(item.subset.clone());
         let id = self.next_id;
         self.next_id += 1;
         let mut xml = format!(
-            "  <image id=\"{id}\" name=\"{}\" subset=\"{}\" width=\"{}\" height=\"{}\">\n",
+            "  <image id=\"{id}\" name=\"{}\" width=\"{}\" height=\"{}\">\n",
             escape(&item.file_name()),
-            escape(&item.subset),
             item.width,
             item.height
         );
@@ -168,20 +165,39 @@ impl Format for Cvat {
             }
         }
         xml.push_str("  </image>\n");
-        match self.body.as_mut() {
-            Some(body) => body.write_all(xml.as_bytes()),
+        match self.bodies.get_mut(&item.subset) {
+            Some((body, count)) => {
+                *count += 1;
+                body.write_all(xml.as_bytes())
+            }
             None => Ok(()),
         }
     }
 
     fn finish(self: Box<Self>, out: &mut Archive) -> io::Result<()> {
-        let meta = self.meta(self.next_id);
-        let mut parts = vec![Part::Text(meta)];
-        if let Some(body) = self.body {
-            parts.push(Part::Spool(body));
-        }
-        parts.push(Part::Text("</annotations>\n".into()));
         out.dir("images/")?;
-        out.append("annotations.xml", parts)
+        let single = self.bodies.len() <= 1;
+        let mut this = *self;
+        if this.bodies.is_empty() {
+            let parts = vec![
+                Part::Text(this.meta(0)),
+                Part::Text("</annotations>\n".into()),
+            ];
+            return out.append("annotations.xml", parts);
+        }
+        for (subset, (body, count)) in std::mem::take(&mut this.bodies) {
+            let file = if single {
+                "annotations.xml".to_string()
+            } else {
+                format!("{subset}.xml")
+            };
+            let parts = vec![
+                Part::Text(this.meta(count)),
+                Part::Spool(body),
+                Part::Text("</annotations>\n".into()),
+            ];
+            out.append(&file, parts)?;
+        }
+        Ok(())
     }
 }

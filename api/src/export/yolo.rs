@@ -97,22 +97,17 @@ impl Yolo {
                     .collect();
                 Some(format!("{class} {}", coords.join(" ")))
             }
-            (Variant::Pose, kind) => {
+            (Variant::Pose, ShapeKind::Points) => {
                 let named = self.labels[class].keypoints.len();
-                if kind == ShapeKind::Points && (named == 0 || shape.points.len() != named) {
+                if named == 0 || shape.points.len() != named {
                     out.report.loss(
                         "keypoint sets of labels without named keypoints left out of YOLO pose",
                     );
                     return None;
                 }
                 let mut text = format!("{class} {}", Self::box_fields(item, shape)?);
-                let points: &[[f64; 2]] = if kind == ShapeKind::Points {
-                    &shape.points
-                } else {
-                    &[]
-                };
                 for i in 0..self.keypoints {
-                    match points.get(i) {
+                    match shape.points.get(i) {
                         Some(p) => text.push_str(&format!(
                             " {} {} 2",
                             norm(p[0], item.width),
@@ -123,6 +118,9 @@ impl Yolo {
                 }
                 Some(text)
             }
+            // A pose dataset's objects are keypoint sets; boxes and outlines belong in detect
+            // or segment exports.
+            (Variant::Pose, _) => left_out(out),
         }
     }
 
@@ -178,8 +176,8 @@ impl Format for Yolo {
             data.push_str("names = data/obj.names\nbackup = backup/\n");
             return out.file("obj.data", data.as_bytes(), true);
         }
-        let mut yaml =
-            String::from("# Exported by Tessera (Ultralytics dataset layout)\npath: .\n");
+        // No `path:`: Ultralytics then resolves the splits against this file's folder.
+        let mut yaml = String::from("# Exported by Tessera (Ultralytics dataset layout)\n");
         let first = self.splits.iter().next().cloned().unwrap_or("train".into());
         let split_of = |name: &str| {
             if self.splits.contains(name) {
