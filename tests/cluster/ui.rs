@@ -21,7 +21,8 @@ fn ui_dir() -> PathBuf {
 }
 
 fn chromium() -> PathBuf {
-    let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let path =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     assert!(
         path.is_file(),
         "{} is missing: install Debian's chromium (scripts/setup.sh chromium)",
@@ -33,7 +34,10 @@ fn chromium() -> PathBuf {
 /// `npm ci` from the lock file when playwright-core is not installed yet.
 fn playwright() {
     let dir = ui_dir();
-    if dir.join("node_modules/playwright-core/package.json").is_file() {
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
         return;
     }
     let status = Command::new("npm")
@@ -55,10 +59,9 @@ async fn the_whole_workflow_works_in_a_real_browser() {
         let path = images.path().join(format!("street-{seed}.png"));
         std::fs::write(path, png(640, 480, 700 + seed)).expect("write image");
     }
-    let artefacts = std::env::var("TESSERA_ARTEFACTS").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ui-artefacts")
-    });
+    let artefacts = std::env::var("TESSERA_ARTEFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-artefacts"));
 
     let mut child = Command::new("node")
         .arg("workflow.mjs")
