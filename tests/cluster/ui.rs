@@ -5,7 +5,8 @@
 //!
 //! Needs `node`/`npm` and `/usr/bin/chromium` (Debian's `chromium` package); playwright-core is
 //! installed into `tests/ui/node_modules` from its lock file on first use. Screenshots of every
-//! step go to `$TESSERA_ARTEFACTS` (default `target/ui-artefacts`).
+//! step go to `$TESSERA_ARTEFACTS` (default `target/ui-artefacts`). `TESSERA_UI_SKIP=import` or
+//! `=export` (comma separated) leaves those steps out while working on a node without them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -92,13 +93,14 @@ async fn the_whole_workflow_works_in_a_real_browser() {
     };
     assert!(
         status.success(),
-        "the browser workflow failed ({status}); its output is above, screenshots in {}\nnode 1 log tail:\n{}",
+        "the browser workflow failed ({status}); its output is above, screenshots in {}\nerrors logged by node 1:\n{}",
         artefacts.display(),
-        tail(&cluster.log(1), 40)
+        errors(&cluster.log(1))
     );
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+/// The last few ERROR lines of a node's log.
+fn errors(log: &str) -> String {
+    let found: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    found[found.len().saturating_sub(20)..].join("\n")
 }

@@ -123,6 +123,12 @@ async function dragBetween(page, a, b) {
   await page.mouse.move(bx, by, { steps: 4 });
   await page.mouse.up();
 }
+/** Waits for the workspace's canvas, failing early with the page's error when it shows one. */
+async function workspace(page) {
+  const failed = page.locator('main .error[role="alert"]');
+  await page.locator('#canvas[data-sha]').or(failed).first().waitFor();
+  if (await failed.count()) throw new Error(`the workspace did not open: ${await failed.first().textContent()}`);
+}
 async function waitSaved(page) {
   await page.locator('#save-state.saved').waitFor();
 }
@@ -228,7 +234,7 @@ await go(a, '/my-tasks');
 const myRow = a.locator(`#my-tasks tr[data-task="${taskA.id}"]`);
 await myRow.getByRole('button', { name: 'Start' }).click();
 await a.waitForURL(new RegExp(`/tasks/${taskA.id}`));
-await a.locator('#canvas[data-sha]').waitFor();
+await workspace(a);
 await waitSaved(a);
 const v0 = await view(a);
 log('view', JSON.stringify(v0));
@@ -348,7 +354,7 @@ log('step 5: review');
 await go(mgr, `/sets/${setId}/tasks`);
 await mgr.locator(`#tasks tr[data-task="${taskA.id}"]`).getByRole('button', { name: 'Review' }).click();
 await mgr.waitForURL(new RegExp(`/tasks/${taskA.id}`));
-await mgr.locator('#canvas[data-sha]').waitFor();
+await workspace(mgr);
 await mgr.keyboard.press('c');
 await clickAt(mgr, [310, 250]);
 await mgr.getByLabel('Comment', { exact: true }).fill('The car box is too tight at the bottom right');
