@@ -150,6 +150,10 @@ for (const [user, role] of [[MGR, 'manager'], [ANN_A, 'annotator'], [ANN_B, 'ann
   await admin.locator(`#users tr[data-user="${user}"]`).waitFor();
 }
 await screenshot(admin, 'admin-users');
+// The session survives a reload.
+await admin.reload();
+await admin.locator('#users tr[data-user="admin"]').waitFor();
+await admin.getByText('admin ·').waitFor();
 await go(admin, '/admin/cluster');
 await admin.locator('#nodes tr[data-up="true"]').nth(2).waitFor();
 await admin.locator('#rate-total', { hasText: 'requests/s' }).waitFor();
@@ -236,6 +240,26 @@ await myRow.getByRole('button', { name: 'Start' }).click();
 await a.waitForURL(new RegExp(`/tasks/${taskA.id}`));
 await workspace(a);
 await waitSaved(a);
+// First paint of the workspace on a reload (the image and its shapes drawn), on loopback.
+const reloadStart = Date.now();
+await a.reload();
+await workspace(a);
+const firstPaint = Date.now() - reloadStart;
+log(`workspace first paint after reload: ${firstPaint} ms`);
+assert.ok(firstPaint < 2000, `the workspace took ${firstPaint} ms to show`);
+await waitSaved(a);
+// The next images and their shapes are fetched before they are asked for.
+const task = await a.evaluate((id) => window.tessera.api(`/api/v1/tasks/${id}`), taskA.id);
+await eventually('the next image to be prefetched', () => a.evaluate((sha) => performance.getEntriesByType('resource')
+  .some((r) => r.name.includes(`/objects/${sha}`)) && performance.getEntriesByType('resource')
+  .some((r) => r.name.includes(`/images/${sha}/annotations`)), task.images[1].sha256));
+// The shortcut overlay.
+await a.locator('#canvas').focus();
+await a.keyboard.press('?');
+await a.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor();
+await screenshot(a, 'shortcuts');
+await a.keyboard.press('Escape');
+await a.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor({ state: 'detached' });
 const v0 = await view(a);
 log('view', JSON.stringify(v0));
 // A rectangle (label 1: car).
@@ -433,6 +457,14 @@ if (!SKIP.has('export')) {
   assert.ok(person?.keypoints, 'the keypoints in the export');
   KP.forEach(([x, y], i) => { near(person.keypoints[i * 3], x, `keypoint ${i}.x`); near(person.keypoints[i * 3 + 1], y, `keypoint ${i}.y`); });
 }
+
+// Signing out revokes the token.
+const session = JSON.parse(await admin.evaluate(() => localStorage.getItem('tessera.session')));
+assert.equal((await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${session.access}` } })).status, 200);
+await admin.getByRole('button', { name: 'Sign out' }).click();
+await admin.waitForURL(/\/login/);
+await eventually('the signed-out token to be refused', async () =>
+  (await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${session.access}` } })).status === 401);
 
 assert.deepEqual(errors, [], 'no uncaught page errors');
 await browser.close();
