@@ -43,7 +43,7 @@ export async function render(el, [id], ctx) {
   const ac = new AbortController();
 
   // --- uploads
-  const fileInput = h('input', { type: 'file', multiple: true, id: 'upload-files', class: 'visually-hidden', 'aria-label': 'Choose files or archives' });
+  const fileInput = h('input', { type: 'file', multiple: true, id: 'upload-files' });
   const dirInput = h('input', { type: 'file', multiple: true, webkitdirectory: true, id: 'upload-folder', 'aria-label': 'Choose a folder' });
   const uploads = h('ul', { class: 'uploads', 'aria-label': 'Uploads' });
   const zone = h('div', { class: 'dropzone', id: 'dropzone' },
@@ -128,11 +128,18 @@ export async function render(el, [id], ctx) {
       return;
     }
     detail.textContent = 'importing…';
+    const cancel = h('button', { type: 'button', class: 'danger' }, 'Cancel import');
+    cancel.addEventListener('click', async () => {
+      cancel.disabled = true;
+      try { await api(`/api/v1/jobs/${job.id}/cancel`, { method: 'POST' }); } catch (e) { toast(e.message, 'error'); cancel.disabled = false; }
+    });
+    li.append(cancel);
     const final = await followJob(job.id, (j) => {
       const p = j.progress || {};
       detail.textContent = `files ${p.files_seen ?? 0} · images added ${p.images_added ?? 0} · duplicates ${p.duplicates ?? 0} · skipped ${p.skipped ?? 0}`;
       if (j.state === 'running') count.textContent = `${dataset.image_count + (p.images_added || 0)}+ images`;
     }, ac.signal);
+    cancel.remove();
     const b2 = stateBadge(final.state);
     badge.replaceWith(b2);
     badge = b2;
