@@ -26,6 +26,9 @@ export async function render(el, [id, tab = 'tasks'], ctx) {
   }
 }
 
+/** How many image reads a page may spend on per-task progress bars. */
+export const PROGRESS_BUDGET = 2000;
+
 /** Images with at least one shape, per task (one annotation read per image, 6 at a time). */
 export async function taskProgress(taskId, signal) {
   const t = await api(`/api/v1/tasks/${taskId}`, { signal });
@@ -75,9 +78,11 @@ async function renderTasks(el, set, ctx) {
   const tbody = h('tbody');
   const table = h('table', { id: 'tasks', 'aria-label': 'Tasks' },
     h('thead', null, h('tr', null, ['Task', 'Chunk', 'Images', 'State', 'Progress', 'Assignee', 'Reviewer', ''].map((t) => h('th', null, t)))), tbody);
+  let budget = 0;
   async function load() {
     const q = stateFilter.value ? `?state=${stateFilter.value}` : '';
     const tasks = await all(`/api/v1/annotation-sets/${set.id}/tasks${q}`);
+    budget = PROGRESS_BUDGET;
     clear(tbody);
     for (const t of tasks) tbody.append(taskRow(t));
     if (!tasks.length) tbody.append(h('tr', null, h('td', { colspan: 8, class: 'muted' }, 'No tasks.')));
@@ -85,9 +90,13 @@ async function renderTasks(el, set, ctx) {
   function taskRow(t) {
     const prog = progressBar(0, t.image_count, `task ${t.id} images annotated`);
     if (t.state === 'accepted') { prog.querySelector('.bar').style.width = '100%'; }
-    taskProgress(t.id, ac.signal).then(({ done, total }) => {
-      prog.replaceWith(progressBar(done, total, `task ${t.id} images annotated`));
-    }).catch(() => {});
+    // Per-image progress costs one read per image: only while the page stays small.
+    if (budget >= t.image_count) {
+      budget -= t.image_count;
+      taskProgress(t.id, ac.signal).then(({ done, total }) => {
+        prog.replaceWith(progressBar(done, total, `task ${t.id} images annotated`));
+      }).catch(() => {});
+    }
     const who = h('input', { value: t.assignee || '', 'aria-label': `Assignee of task ${t.id}`, size: 10, list: 'known-users' });
     const reassign = h('button', { type: 'button' }, 'Reassign');
     reassign.addEventListener('click', async () => {
