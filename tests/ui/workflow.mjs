@@ -210,6 +210,8 @@ await labelRows.nth(1).getByLabel(/Skeleton edges/).fill('head-left hand, head-r
 await mgr.getByRole('button', { name: 'Add label' }).click();
 await labelRows.nth(2).getByLabel('Label name').fill('sign');
 await labelRows.nth(2).getByLabel('Tag (image-level)').check();
+await labelRows.nth(2).getByLabel('Rotated rectangle').check();
+await labelRows.nth(2).getByLabel('Polyline').check();
 await screenshot(mgr, 'schema-editor');
 await mgr.getByRole('button', { name: 'Create annotation set' }).click();
 await mgr.waitForURL(/\/sets\/\d+\/tasks$/);
@@ -352,6 +354,27 @@ await a.getByRole('button', { name: 'Keep mine' }).click();
 await waitSaved(a);
 await tab2.close();
 
+// The third image: a rotated rectangle turned with ] and a polyline finished with Enter.
+await a.keyboard.press('d');
+await a.locator('#canvas[data-n="2"]').waitFor();
+await a.keyboard.press('f');
+await a.keyboard.press('3');
+await a.keyboard.press('t');
+const ROT = [[120, 100], [220, 160]];
+await dragBetween(a, ROT[0], ROT[1]);
+await eventually('the rotated rectangle', async () => (await objectCount(a)) === 1);
+await a.keyboard.press(']');
+await a.keyboard.press(']');
+await eventually('the angle', async () => (await a.locator('#shape-angle').inputValue()) === '10');
+await a.keyboard.press('l');
+const LINE = [[300, 300], [400, 320], [450, 400]];
+for (const p of LINE) await clickAt(a, p);
+await a.keyboard.press('Enter');
+await eventually('the polyline', async () => (await objectCount(a)) === 2);
+await waitSaved(a);
+await screenshot(a, 'rotated-and-polyline');
+const thirdSha = (await view(a)).sha;
+
 // 3 (end). Submit, then check every drawn coordinate through the API.
 await a.getByRole('button', { name: 'Submit task' }).click();
 await a.waitForURL(/\/my-tasks$/);
@@ -368,6 +391,11 @@ assert.equal(byKind(first.shapes, 'tag')[0].label, 'sign');
 const second = await apiGet(aToken, `/api/v1/tasks/${taskA.id}/images/${secondSha}/annotations`);
 assert.equal(second.shapes.length, 1, `kept mine: ${JSON.stringify(second.shapes)}`);
 nearPoints(second.shapes[0].points, RECT2.map(([x, y]) => [x + MOVE[0], y + MOVE[1]]), 'moved rectangle (zoomed)');
+const third = await apiGet(aToken, `/api/v1/tasks/${taskA.id}/images/${thirdSha}/annotations`);
+const rot = byKind(third.shapes, 'rotated_rectangle')[0];
+nearPoints(rot.points, ROT, 'rotated rectangle');
+assert.equal(rot.angle, 10);
+nearPoints(byKind(third.shapes, 'polyline')[0].points, LINE, 'polyline');
 const hist = await apiGet(aToken, `/api/v1/tasks/${taskA.id}/images/${secondSha}/annotations/history`);
 const theirs = hist.items.find((v) => v.shapes.some((s) => s.kind === 'polygon'));
 assert.ok(theirs, 'the other tab\'s version is kept in the history');
@@ -418,7 +446,7 @@ await mgr.locator(`#tasks tr[data-task="${taskA.id}"][data-state="accepted"]`).w
 log('step 6: dashboard, export');
 await go(mgr, `/sets/${setId}/dashboard`);
 await mgr.locator('#state-counts [data-state="accepted"] b', { hasText: '1' }).waitFor();
-await mgr.locator('#images-annotated', { hasText: `2 / ${expectedImages}` }).waitFor();
+await mgr.locator('#images-annotated', { hasText: `3 / ${expectedImages}` }).waitFor();
 const labelChart = mgr.locator('[data-chart="Shapes per label"] svg');
 assert.match(await labelChart.getAttribute('aria-label'), /car 3/);
 assert.match(await labelChart.getAttribute('aria-label'), /person 1/);
@@ -428,8 +456,8 @@ await screenshot(mgr, 'dashboard');
 await go(mgr, `/datasets/${datasetId}`);
 await mgr.locator('#filter-set').selectOption(String(setId));
 await mgr.locator('#filter-state').selectOption('annotated');
-await mgr.getByText(`2 of ${expectedImages} images match`).waitFor();
-assert.equal(await mgr.locator('#thumbs img').count(), 2);
+await mgr.getByText(`3 of ${expectedImages} images match`).waitFor();
+assert.equal(await mgr.locator('#thumbs img').count(), 3);
 await mgr.locator('#filter-label').selectOption('person');
 await mgr.getByText(`1 of ${expectedImages} images match`).waitFor();
 await screenshot(mgr, 'dataset-filtered');
