@@ -39,6 +39,8 @@ export async function render(el, [taskId], ctx) {
   let task = await api(`/api/v1/tasks/${taskId}`);
   const labels = task.labels || (await api(`/api/v1/annotation-sets/${task.annotation_set}`)).labels;
   let comments = [];
+  // Where reviewers go back to: managers to the set's task list, reviewers to their queue.
+  const reviewHome = () => (atLeast('manager') ? `/sets/${task.annotation_set}/tasks` : '/review');
   const mode = () => (task.state === 'in_progress' && task.assignee === me ? 'annotate'
     : task.state === 'in_review' && (task.reviewer === me || atLeast('manager')) ? 'review' : 'view');
 
@@ -82,7 +84,7 @@ export async function render(el, [taskId], ctx) {
   const draftHint = h('span', { class: 'hint', id: 'draft-hint', 'aria-live': 'polite' });
   const barActions = h('span', { class: 'row' });
   const bar = h('div', { class: 'ws-bar' },
-    h('a', { href: task.assignee === me ? '/my-tasks' : `/sets/${task.annotation_set}/tasks`, 'data-link': true }, '← Back'),
+    h('a', { href: task.assignee === me ? '/my-tasks' : reviewHome(), 'data-link': true }, '← Back'),
     h('strong', null, `Task #${task.id}`), stateBadge(task.state), position,
     h('button', { type: 'button', id: 'prev', title: 'Previous image (A)' }, '← Prev'), h('button', { type: 'button', id: 'next', title: 'Next image (D)' }, 'Next →'),
     zoomText, draftHint, h('span', { class: 'spacer' }), saveState, barActions);
@@ -434,10 +436,10 @@ export async function render(el, [taskId], ctx) {
     } else if (m === 'review') {
       const acc = h('button', { type: 'button', class: 'primary', id: 'accept' }, 'Accept');
       const rej = h('button', { type: 'button', class: 'danger', id: 'reject' }, 'Reject…');
-      acc.addEventListener('click', async () => { if (await act('accept')) { toast(`Task ${task.id} accepted`, 'ok'); ctx.navigate(`/sets/${task.annotation_set}/tasks`); } });
+      acc.addEventListener('click', async () => { if (await act('accept')) { toast(`Task ${task.id} accepted`, 'ok'); ctx.navigate(reviewHome()); } });
       rej.addEventListener('click', async () => {
         const reason = await ask('Reject task', 'Reason (the annotator sees it with the comments)');
-        if (reason && await act('reject', { reason })) { toast(`Task ${task.id} sent back`, 'ok'); ctx.navigate(`/sets/${task.annotation_set}/tasks`); }
+        if (reason && await act('reject', { reason })) { toast(`Task ${task.id} sent back`, 'ok'); ctx.navigate(reviewHome()); }
       });
       barActions.append(acc, rej);
     } else if (task.assignee === me && (task.state === 'new' || task.state === 'rejected')) {
