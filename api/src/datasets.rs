@@ -257,12 +257,29 @@ pub async fn add_images(
             added_ms: now_ms(),
         });
     }
-    for record in &records {
-        reference(&state, record.sha, true).await?;
+    let (added, already) = add_records(&state, id, records, false).await?;
+    let added: Vec<String> = added.iter().map(Sha256::to_string).collect();
+    Ok(Json(json!({ "added": added, "already_present": already })))
+}
+
+/// Records `records` as images of dataset `id` and returns the ones added and how many were
+/// already there. Each image holds one reference on its object: taken here, or, when
+/// `referenced`, the one the caller's upload took (imports), which is given back for images
+/// that were already in the dataset.
+pub(crate) async fn add_records(
+    state: &AppState,
+    id: u64,
+    records: Vec<DatasetImage>,
+    referenced: bool,
+) -> Result<(Vec<Sha256>, usize), ApiError> {
+    if !referenced {
+        for record in &records {
+            reference(state, record.sha, true).await?;
+        }
     }
     let shas: Vec<Sha256> = records.iter().map(|r| r.sha).collect();
     let added = match apply(
-        &state,
+        state,
         DatasetOp::AddImages {
             id,
             images: records,
@@ -274,20 +291,23 @@ pub async fn add_images(
         outcome => {
             // The membership was not recorded: give the references back.
             for sha in &shas {
-                reference(&state, *sha, false).await?;
+                reference(state, *sha, false).await?;
             }
             outcome?;
             return Err(internal("unexpected outcome"));
         }
     };
-    // Images already in the dataset took a reference they do not need.
+    // Images already in the dataset (or twice in this batch) hold a reference they do not need.
     let mut already = 0;
-    for sha in shas.iter().filter(|s| !added.contains(s)) {
-        reference(&state, *sha, false).await?;
+    let mut kept = std::collections::HashSet::new();
+    for sha in &shas {
+        if added.contains(sha) && kept.insert(*sha) {
+            continue;
+        }
+        reference(state, *sha, false).await?;
         already += 1;
     }
-    let added: Vec<String> = added.iter().map(Sha256::to_string).collect();
-    Ok(Json(json!({ "added": added, "already_present": already })))
+    Ok((added, already))
 }
 
 async fn remove_images(

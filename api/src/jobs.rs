@@ -82,7 +82,7 @@ pub async fn create(
         params: params.to_string(),
     };
     match apply(state, op).await? {
-        JobOutcome::Job(job) => Ok(job),
+        JobOutcome::Job(job) => Ok(*job),
         other => Err(internal(format!("unexpected outcome {other:?}"))),
     }
 }
@@ -111,6 +111,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct Runner {
     pub job: Arc<Job>,
+    cluster: Arc<tessera_raft::Cluster>,
     shared: Arc<Mutex<Shared>>,
     stopped: Arc<AtomicBool>,
 }
@@ -120,6 +121,7 @@ impl Runner {
     pub fn start(state: &AppState, job: Job) -> Runner {
         let runner = Runner {
             job: Arc::new(job),
+            cluster: state.cluster.clone(),
             shared: Arc::default(),
             stopped: Arc::default(),
         };
@@ -195,7 +197,9 @@ impl Runner {
     /// `Err(Stop::Stopped)` once the job was cancelled or handed to another node: the work
     /// checks this between files and gives up.
     pub fn check(&self) -> Result<(), Stop> {
-        if self.stopped.load(Ordering::Relaxed) {
+        if self.stopped.load(Ordering::Relaxed)
+            || self.cluster.directory().is_cancelled(self.job.id)
+        {
             return Err(Stop::Stopped);
         }
         Ok(())
@@ -547,7 +551,7 @@ async fn revive(state: &AppState, job: Job) -> Result<(), ApiError> {
             at_ms: now_ms(),
         };
         if let JobOutcome::Job(job) = apply(state, op).await? {
-            crate::export::spawn(state.clone(), job);
+            crate::export::spawn(state.clone(), *job);
         }
         return Ok(());
     }

@@ -14,6 +14,7 @@ mod datasets;
 mod error;
 mod export;
 mod idempotency;
+mod import;
 pub mod jobs;
 mod metrics;
 mod oauth;

@@ -104,6 +104,11 @@ pub async fn upload(
         ProbeError::Corrupt(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "corrupt_image", e.to_string())
         }
+        ProbeError::TooLarge { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "image_too_large",
+            e.to_string(),
+        ),
     })?;
     let sha = Sha256(hasher.finalize().into());
     let bytes = buf.freeze();

@@ -5,8 +5,8 @@ use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    annotation_sets, annotations, cluster_routes, comments, datasets, export, jobs, metrics, oauth,
-    objects, tasks, users, AppState,
+    annotation_sets, annotations, cluster_routes, comments, datasets, export, import, jobs,
+    metrics, oauth, objects, tasks, users, AppState,
 };
 
 /// Who may call a route.
@@ -350,6 +350,14 @@ pub fn routes() -> Vec<Route> {
             Reviewer,
             "Resolve a thread",
             post(comments::resolve),
+        ),
+        route(
+            "post",
+            "/api/v1/datasets/{id}/imports",
+            Manager,
+            "Import an image, archive (zip, tar, tar.gz, tar.zst), video, PDF or office document \
+             (raw body; ?filename=&video_fps=&pdf_dpi=) as a job",
+            post(import::start),
         ),
         route(
             "post",

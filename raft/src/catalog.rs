@@ -230,6 +230,8 @@ struct View {
     users: BTreeMap<String, User>,
     revoked: HashSet<[u8; 16]>,
     key: Option<[u8; 32]>,
+    /// Jobs cancelled since this node started: their runners stop at once.
+    cancelled: HashSet<u64>,
 }
 
 /// This node's in-memory copy of the catalogue records used on hot paths. It follows the local
@@ -289,6 +291,12 @@ impl Directory {
             (CatalogOp::RevokeToken { id, .. }, CatalogOutcome::Done) => {
                 view.revoked.insert(*id);
             }
+            (
+                CatalogOp::Job(JobOp::Cancel { id, .. }),
+                CatalogOutcome::Job(JobOutcome::Job(job)),
+            ) if job.state == jobs::JobState::Cancelled => {
+                view.cancelled.insert(*id);
+            }
             _ => {}
         }
     }
@@ -327,6 +335,14 @@ impl Directory {
     pub fn standing(&self, name: &str) -> Option<(Role, u64, bool)> {
         let view = self.view.read().ok()?;
         view.users.get(name).map(|u| (u.role, u.epoch, u.disabled))
+    }
+
+    /// Whether job `id` was cancelled (as applied by this node).
+    pub fn is_cancelled(&self, id: u64) -> bool {
+        self.view
+            .read()
+            .map(|v| v.cancelled.contains(&id))
+            .unwrap_or(false)
     }
 
     pub fn key(&self) -> Option<[u8; 32]> {

@@ -136,9 +136,9 @@ pub enum JobOp {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobOutcome {
-    Job(Job),
+    Job(Box<Job>),
     /// The runner no longer owns the job (finished, cancelled or taken over): it must stop.
-    NotYours(Job),
+    NotYours(Box<Job>),
     NoSuchJob(u64),
 }
 
@@ -217,7 +217,7 @@ pub fn stage(
             }
             batch.put_cf(cf, running_key(id), &record);
             put(batch, &job)?;
-            return Ok(JobOutcome::Job(job));
+            return Ok(JobOutcome::Job(Box::new(job)));
         }
         JobOp::Progress { id, .. }
         | JobOp::Finish { id, .. }
@@ -240,7 +240,7 @@ pub fn stage(
             ..
         } => {
             if !owns(*node, *attempt, &job) {
-                return Ok(JobOutcome::NotYours(job));
+                return Ok(JobOutcome::NotYours(Box::new(job)));
             }
             job.progress = progress.clone();
             let room = MAX_SKIPPED.saturating_sub(job.skipped.len());
@@ -258,7 +258,7 @@ pub fn stage(
             ..
         } => {
             if !owns(*node, *attempt, &job) {
-                return Ok(JobOutcome::NotYours(job));
+                return Ok(JobOutcome::NotYours(Box::new(job)));
             }
             job.state = *state;
             job.error = error.clone();
@@ -278,7 +278,7 @@ pub fn stage(
             ..
         } => {
             if job.state != JobState::Running || job.attempt != *attempt {
-                return Ok(JobOutcome::NotYours(job));
+                return Ok(JobOutcome::NotYours(Box::new(job)));
             }
             job.node = *node;
             job.attempt += 1;
@@ -291,7 +291,7 @@ pub fn stage(
         batch.delete_cf(cf, running_key(id));
     }
     put(batch, &job)?;
-    Ok(JobOutcome::Job(job))
+    Ok(JobOutcome::Job(Box::new(job)))
 }
 
 /// One job from this node's catalogue replica.

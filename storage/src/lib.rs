@@ -11,6 +11,7 @@
 mod cache;
 mod db;
 mod error;
+mod exif;
 pub mod keys;
 mod object;
 mod probe;
@@ -20,5 +21,5 @@ pub use cache::{Cached, ObjectCache};
 pub use db::{Cf, Store};
 pub use error::StorageError;
 pub use object::{ObjectMeta, PutOutcome, Sha256};
-pub use probe::{probe_image, ImageInfo, ProbeError};
+pub use probe::{probe_image, ImageInfo, ProbeError, MAX_PIXELS, MAX_SIDE};
 pub use snapshot_file::{export_group, import_group};

@@ -2,13 +2,13 @@
 //! an Ultralytics-layout reader; see tests/formats/check_export.py), downloads with ranges and
 //! from any node, options, cancellation, and an export whose node is killed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use tessera_api::client::{Client, Method};
 use tessera_cluster_tests::{eventually, png, Options, TestCluster, DEADLINE};
 
-use crate::support::{create_user, send_json, upload};
+use crate::support::{create_user, python, script, send_json, upload};
 
 const LABELS: &str = r##"[
   {"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon", "polyline", "rotated_rectangle"],
@@ -143,27 +143,6 @@ async fn download(any: &Client, cluster: &TestCluster, job: &Value) -> Vec<u8> {
         Some(reply.body.len())
     );
     reply.body.to_vec()
-}
-
-/// The Python of the venv with datumaro and pycocotools (made by scripts/test.sh).
-fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let path = std::env::var("TESSERA_FORMATS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/formats-venv/bin/python"));
-    assert!(
-        path.exists(),
-        "{} is missing: scripts/test.sh creates it (python3 -m venv target/formats-venv && \
-         target/formats-venv/bin/pip install -r tests/formats/requirements.txt)",
-        path.display()
-    );
-    path
-}
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("formats")
-        .join(name)
 }
 
 /// Unpacks `zip` into a fresh directory.

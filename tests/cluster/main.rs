@@ -6,6 +6,7 @@ mod cli;
 mod datasets;
 mod exports;
 mod failures;
+mod imports;
 mod objects;
 mod snapshot;
 mod support;

@@ -1,5 +1,7 @@
 //! Helpers shared by the cluster tests.
 
+use std::path::{Path, PathBuf};
+
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -142,4 +144,26 @@ pub async fn create_user(admin: &Client, name: &str, role: &str) -> Client {
         .await
         .expect("login");
     admin.with_token(token)
+}
+
+/// The Python of the venv with datumaro and pycocotools (made by scripts/test.sh).
+pub fn python() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = std::env::var("TESSERA_FORMATS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/formats-venv/bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test.sh creates it (python3 -m venv target/formats-venv && \
+         target/formats-venv/bin/pip install -r tests/formats/requirements.txt)",
+        path.display()
+    );
+    path
+}
+
+/// A script of tests/formats.
+pub fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("formats")
+        .join(name)
 }
