@@ -175,13 +175,24 @@ const loose = SKIP.has('import') ? pngs : pngs.slice(0, 2);
 await mgr.locator('#upload-files').setInputFiles(loose.map((f) => join(IMAGES, f)));
 await mgr.locator('.upload[data-kind="images"][data-state="done"]').waitFor();
 if (!SKIP.has('import')) {
-  const archive = zip(pngs.slice(2).map((f) => ({ name: `batch/${f}`, data: readFileSync(join(IMAGES, f)) })));
+  // The rest of the images, one already uploaded (a duplicate) and a file that is no image.
+  const archive = zip([
+    ...pngs.slice(2).map((f) => ({ name: `batch/${f}`, data: readFileSync(join(IMAGES, f)) })),
+    { name: 'batch/again.png', data: readFileSync(join(IMAGES, pngs[0])) },
+    { name: 'batch/notes.txt', data: Buffer.from('not an image') },
+  ]);
   await mgr.locator('#upload-files').setInputFiles({ name: 'batch.zip', mimeType: 'application/zip', buffer: archive });
   const row = mgr.locator('.upload[data-kind="import"]').first();
   await row.and(mgr.locator('[data-state="done"]')).waitFor();
   await row.locator('.badge.st-succeeded').waitFor({ timeout: 1000 }).catch(async () => {
     throw new Error(`import did not succeed: ${await row.textContent()}`);
   });
+  const summary = await row.locator('.detail .counts').textContent();
+  assert.match(summary, new RegExp(`images added ${pngs.length - 2}\\b`), summary);
+  assert.match(summary, /duplicates 1\b/, summary);
+  assert.match(summary, /skipped 1\b/, summary);
+  await row.getByText('1 skipped').click();
+  await row.getByText(/notes\.txt: /).waitFor();
 }
 const expectedImages = SKIP.has('import') ? loose.length : pngs.length;
 await mgr.locator('#image-count', { hasText: `${expectedImages} images` }).waitFor();

@@ -127,7 +127,8 @@ export async function render(el, [id], ctx) {
       li.dataset.state = 'done';
       return;
     }
-    detail.textContent = 'importing…';
+    const counts = h('span', { class: 'counts' }, 'importing…');
+    detail.replaceChildren(counts);
     const cancel = h('button', { type: 'button', class: 'danger' }, 'Cancel import');
     cancel.addEventListener('click', async () => {
       cancel.disabled = true;
@@ -136,7 +137,7 @@ export async function render(el, [id], ctx) {
     li.append(cancel);
     const final = await followJob(job.id, (j) => {
       const p = j.progress || {};
-      detail.textContent = `files ${p.files_seen ?? 0} · images added ${p.images_added ?? 0} · duplicates ${p.duplicates ?? 0} · skipped ${p.skipped ?? 0}`;
+      counts.textContent = `files ${p.files_seen ?? 0} · images added ${p.images_added ?? 0} · duplicates ${p.duplicates ?? 0} · skipped ${p.skipped ?? 0}`;
       if (j.state === 'running') count.textContent = `${dataset.image_count + (p.images_added || 0)}+ images`;
     }, ac.signal);
     cancel.remove();
@@ -291,7 +292,7 @@ export async function render(el, [id], ctx) {
     h('section', { 'aria-labelledby': 'img-h' }, h('div', { class: 'row' }, h('h2', { id: 'img-h' }, 'Images'), prev, pageInfo, next), filters, grid));
   await Promise.all([loadPage(), loadSets(), loadJobs()]);
   ctx.setLeaveGuard((unloading) => {
-    const busy = uploads.querySelector('li:not([data-state="done"])');
+    const busy = uploads.querySelector(':scope > li:not([data-state="done"])');
     return !busy || (!unloading && confirm('Uploads are still running. Leave and cancel them?'));
   });
   return () => ac.abort();
