@@ -194,6 +194,15 @@ if (!SKIP.has('import')) {
   await row.getByText('1 skipped').click();
   await row.getByText(/notes\.txt: /).waitFor();
 }
+// Drag and drop onto the drop zone (a file already in the dataset: nothing new is added).
+const dropped = await mgr.evaluateHandle(([name, b64]) => {
+  const dt = new DataTransfer();
+  dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, { type: 'image/png' }));
+  return dt;
+}, [loose[0], readFileSync(join(IMAGES, loose[0])).toString('base64')]);
+await mgr.locator('#dropzone').dispatchEvent('dragover', { dataTransfer: dropped });
+await mgr.locator('#dropzone').dispatchEvent('drop', { dataTransfer: dropped });
+await mgr.locator('.upload[data-kind="images"][data-state="done"]', { hasText: '0 images added, 1 already in the dataset' }).waitFor();
 const expectedImages = SKIP.has('import') ? loose.length : pngs.length;
 await mgr.locator('#image-count', { hasText: `${expectedImages} images` }).waitFor();
 await mgr.locator('#thumbs img').nth(expectedImages - 1).waitFor();
