@@ -295,6 +295,7 @@ export async function render(el, [taskId], ctx) {
         showSaveState();
       }
     })();
+    showSaveState();
     await im.saving;
     if (im.again) { im.again = false; if (dirty(im) && !im.conflict) await save(im); }
   }
