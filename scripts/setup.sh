@@ -3,10 +3,11 @@
 #   clang, libclang-dev  bindgen (librocksdb-sys)
 #   librocksdb-dev       RocksDB 7.8 shared library we link against (see .cargo/config.toml)
 #   protobuf-compiler    protoc, for the internal RPC's generated code
+#   ffmpeg, poppler-utils  video frames and PDF pages for imports (run time)
 # Extra packages can be passed as arguments (the benchmark adds nginx, apache2-utils, wrk).
 set -euo pipefail
 
-packages=(clang libclang-dev librocksdb-dev protobuf-compiler pkg-config "$@")
+packages=(clang libclang-dev librocksdb-dev protobuf-compiler pkg-config ffmpeg poppler-utils "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

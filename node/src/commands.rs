@@ -1,4 +1,4 @@
-//! The client commands: `status`, `put`, `get`, `init`.
+//! The client commands: `status`, `put`, `get`, `init` (and the connection `import` uses).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ async fn reach(config: &Config, node: Option<&str>) -> anyhow::Result<Client> {
 /// The credentials of the CLI: `TESSERA_TOKEN`, or `TESSERA_USER` (default `admin`) with
 /// `TESSERA_PASSWORD`, or — for the admin of a cluster started here — the password `tessera up`
 /// saved in the first node's data dir.
-async fn connect(config: &Config, node: Option<&str>) -> anyhow::Result<Client> {
+pub async fn connect(config: &Config, node: Option<&str>) -> anyhow::Result<Client> {
     let client = reach(config, node).await?;
     if let Ok(token) = std::env::var("TESSERA_TOKEN") {
         return Ok(client.with_token(token));
@@ -61,7 +61,8 @@ async fn connect(config: &Config, node: Option<&str>) -> anyhow::Result<Client> 
     Ok(client.with_token(token))
 }
 
-fn check(reply: &Reply) -> anyhow::Result<()> {
+/// Turns an error reply into an error naming the server's message.
+pub fn check(reply: &Reply) -> anyhow::Result<()> {
     if reply.status.is_success() {
         return Ok(());
     }

@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod import;
 mod serve;
 mod up;
 
@@ -21,6 +22,9 @@ USAGE:
   tessera status [--config cluster.toml]           nodes, shards, leaders and lag
   tessera put    FILE... [--config ...]            upload images, print their SHA-256
   tessera get    SHA256 [--config ...] > FILE      download an object
+  tessera import --dataset NAME PATH...            images, folders, archives, videos, PDFs into a
+                                                   dataset (created if needed); run it again to
+                                                   finish an interrupted import
 
 Client commands talk to the first node of the config that answers, or to --node HOST:PORT.";
 
@@ -29,6 +33,7 @@ struct Args {
     config: PathBuf,
     id: Option<u64>,
     node: Option<String>,
+    dataset: Option<String>,
     rest: Vec<String>,
 }
 
@@ -40,6 +45,7 @@ fn parse_args() -> anyhow::Result<Args> {
         config: PathBuf::from("cluster.toml"),
         id: None,
         node: None,
+        dataset: None,
         rest: Vec::new(),
     };
     while let Some(arg) = args.next() {
@@ -56,6 +62,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 )
             }
             "--node" => parsed.node = Some(args.next().context("--node needs HOST:PORT")?),
+            "--dataset" => parsed.dataset = Some(args.next().context("--dataset needs a name")?),
             _ => parsed.rest.push(arg),
         }
     }
@@ -98,6 +105,15 @@ fn main() -> anyhow::Result<()> {
                     bail!("usage: tessera get SHA256")
                 };
                 commands::get(&config, node, sha).await
+            }
+            "import" => {
+                let name = args
+                    .dataset
+                    .as_deref()
+                    .context("usage: tessera import --dataset NAME PATH...")?;
+                let files: Vec<PathBuf> = args.rest.iter().map(PathBuf::from).collect();
+                let client = commands::connect(&config, node).await?;
+                import::import(&client, name, &files).await
             }
             other => bail!("unknown command {other:?}\n\n{USAGE}"),
         }

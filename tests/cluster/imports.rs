@@ -319,3 +319,63 @@ async fn an_import_whose_node_dies_fails_clearly_and_can_be_run_again() {
     let count = images(&at_leader, dataset).await.len();
     assert!(count < 300, "{count}");
 }
+
+#[tokio::test]
+async fn the_cli_imports_folders_and_archives_and_resumes() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let (fixture_dir, _) = fixtures();
+    let work = tempfile::tempdir().expect("temp dir");
+    let photos = work.path().join("photos");
+    std::fs::create_dir_all(photos.join("cam1")).expect("mkdir");
+    std::fs::write(photos.join("cam1/a.png"), png(40, 30, 1)).expect("write");
+    std::fs::write(photos.join("b.png"), png(40, 30, 2)).expect("write");
+    std::fs::write(photos.join("notes.txt"), "not an image").expect("write");
+    let run = || {
+        std::process::Command::new(tessera_cluster_tests::binary())
+            .arg("import")
+            .arg("--config")
+            .arg(cluster.config_path())
+            .args(["--dataset", "from-cli"])
+            .arg(&photos)
+            .arg(fixture_dir.path().join("mixed.zip"))
+            .env("TESSERA_PASSWORD", tessera_cluster_tests::ADMIN_PASSWORD)
+            .output()
+            .expect("tessera import")
+    };
+    let first = run();
+    let stdout = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        first.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // 2 images from the folder, 6 from the archive; the two text files (one in the folder, one
+    // in the archive) are skipped by the server.
+    assert!(
+        stdout.contains("8 images added; 2 uploaded, 0 already stored, 2 files skipped"),
+        "{stdout}"
+    );
+    let datasets = admin
+        .get("/api/v1/datasets")
+        .await
+        .expect("datasets")
+        .json();
+    let id = datasets["items"][0]["id"].as_u64().expect("dataset");
+    let names: BTreeSet<String> = images(&admin, id).await.into_iter().map(|i| i.0).collect();
+    assert!(
+        names.contains("cam1/a.png") && names.contains("b.png"),
+        "{names:?}"
+    );
+    assert!(names.contains("inner.tar.gz/e.jpg"), "{names:?}");
+
+    // Run again (as after an interruption): nothing is uploaded or added twice.
+    let second = run();
+    let stdout = String::from_utf8_lossy(&second.stdout).to_string();
+    assert!(second.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("0 images added; 0 uploaded, 2 already stored"),
+        "{stdout}"
+    );
+    assert_eq!(images(&admin, id).await.len(), 8);
+}

@@ -219,6 +219,11 @@ impl TestCluster {
         cluster
     }
 
+    /// The cluster.toml the nodes run with (for CLI tests).
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
     pub fn node(&self, id: u64) -> &Node {
         self.nodes
             .iter()
