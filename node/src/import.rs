@@ -119,11 +119,9 @@ struct Bar {
 impl Bar {
     fn draw(&self, done_files: usize, done_bytes: u64, note: &str) {
         let width = 30;
-        let filled = if self.bytes == 0 {
-            width
-        } else {
-            (done_bytes.min(self.bytes) * width as u64 / self.bytes) as usize
-        };
+        let filled = (done_bytes.min(self.bytes) * width as u64)
+            .checked_div(self.bytes)
+            .map_or(width, |f| f as usize);
         eprint!(
             "\r[{}{}] {done_files}/{} files  {:.1}/{:.1} MB  {note:<40.40}",
             "=".repeat(filled),
