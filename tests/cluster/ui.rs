@@ -21,6 +21,11 @@ fn ui_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("ui")
 }
 
+fn workspace_root() -> PathBuf {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+    tests.parent().unwrap_or(tests).to_path_buf()
+}
+
 fn chromium() -> PathBuf {
     let path =
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
@@ -62,7 +67,7 @@ async fn the_whole_workflow_works_in_a_real_browser() {
     }
     let artefacts = std::env::var("TESSERA_ARTEFACTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-artefacts"));
+        .unwrap_or_else(|_| workspace_root().join("target/ui-artefacts"));
 
     let mut child = Command::new("node")
         .arg("workflow.mjs")
