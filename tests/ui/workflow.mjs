@@ -69,6 +69,19 @@ function nearPoints(actual, expected, what) {
 }
 
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+// On a failure, a screenshot of every open page before exiting.
+process.on('uncaughtException', async (e) => {
+  console.error(e);
+  let n = 0;
+  for (const context of browser.contexts()) {
+    for (const page of context.pages()) {
+      const file = join(ART, `failure-${++n}.png`);
+      await page.screenshot({ path: file }).then(() => console.error(`failure screenshot ${file} (${page.url()})`), () => {});
+    }
+  }
+  await browser.close().catch(() => {});
+  process.exit(1);
+});
 let shot = 0;
 async function screenshot(page, name) {
   const file = join(ART, `${String(++shot).padStart(2, '0')}-${name}.png`);

@@ -19,6 +19,7 @@ const routes = [
 
 const view = document.getElementById('view');
 let cleanup = null;
+let renderSeq = 0;
 /** A page with unsaved work sets this to a function answering whether leaving is fine. */
 let leaveGuard = null;
 export const setLeaveGuard = (f) => { leaveGuard = f; };
@@ -82,6 +83,7 @@ export async function render() {
   }
   renderNav();
   const found = routes.find(([re]) => re.test(path));
+  renderSeq++;
   clear(view);
   if (!found) {
     view.append(h('h1', null, 'Not found'), h('p', null, h('a', { href: home(), 'data-link': true }, 'Go home')));
@@ -92,15 +94,24 @@ export async function render() {
     view.append(h('h1', null, 'Not allowed'), h('p', null, `This page needs the ${role} role.`));
     return;
   }
+  // Each render draws into its own element: a render that a newer one overtook (a click while
+  // the page was loading) finishes into a detached element and is cleaned up, never shown.
+  const mine = ++renderSeq;
+  const page = h('div', { class: 'page' });
+  view.append(page);
+  const current = () => mine === renderSeq;
   try {
     const mod = await load();
     const params = path.match(re).slice(1);
-    const ctx = { navigate, setLeaveGuard, query: new URLSearchParams(location.search) };
-    cleanup = (await mod.render(view, params, ctx)) || null;
+    const ctx = { navigate, setLeaveGuard: (f) => { if (current()) leaveGuard = f; }, query: new URLSearchParams(location.search), current };
+    const done = (await mod.render(page, params, ctx)) || null;
+    if (current()) cleanup = done;
+    else if (done) done();
   } catch (e) {
     console.error(e);
-    view.append(h('p', { class: 'error', role: 'alert' }, `Could not load this page: ${e.message}`));
+    if (current()) page.append(h('p', { class: 'error', role: 'alert' }, `Could not load this page: ${e.message}`));
   }
+  if (!current()) return;
   if (!view.contains(document.activeElement) || document.activeElement === document.body) {
     const first = view.querySelector('[autofocus]');
     (first || view).focus({ preventScroll: true });

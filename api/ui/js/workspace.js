@@ -529,4 +529,4 @@ function summary(shapes) {
   return shapes.map((x) => `${x.label} · ${x.kind.replace('_', ' ')} ${x.points.map(([a, b]) => `(${Math.round(a)}, ${Math.round(b)})`).join(' ')}`).join('\n') || '(none)';
 }
 
-function main(el, full) { el.classList.toggle('full', full); }
+function main(_el, full) { document.getElementById('view').classList.toggle('full', full); }
