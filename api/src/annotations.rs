@@ -76,13 +76,25 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let sha = parse_sha(&sha)?;
     may_read(&state, &principal, task, sha).await?;
-    let current = state
+    // Before the first save, the image starts from shapes imported from another tool, if any.
+    let (current, imported) = state
         .cluster
-        .read_catalog(move |s| annotations::current(s, task, &sha))
+        .read_catalog(move |s| {
+            let current = annotations::current(s, task, &sha)?;
+            let imported = match (&current, tessera_raft::tasks::task(s, task)?) {
+                (None, Some(t)) => annotations::imported(s, t.set_id, &sha)?,
+                _ => None,
+            };
+            Ok((current, imported))
+        })
         .await?;
-    let body = match &current {
-        Some(v) => view(v),
-        None => json!({ "version": 0, "shapes": [], "saved_by": null, "saved_ms": null }),
+    let body = match (&current, imported) {
+        (Some(v), _) => view(v),
+        (None, Some(i)) => {
+            let shapes: Value = serde_json::from_str(&i.shapes).unwrap_or(json!([]));
+            json!({ "version": 0, "shapes": shapes, "saved_by": null, "saved_ms": null, "imported_from": i.source })
+        }
+        (None, None) => json!({ "version": 0, "shapes": [], "saved_by": null, "saved_ms": null }),
     };
     let version = current.map(|v| v.version).unwrap_or(0);
     Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())

@@ -4,6 +4,7 @@
 //! from a local replica or forwards to the node that can. Errors are JSON
 //! (`{"error": {"code": ..., "message": ...}}`, see [`ApiError`]).
 
+mod annotation_import;
 mod annotation_sets;
 mod annotations;
 pub mod auth;
@@ -26,6 +27,7 @@ mod tasks;
 pub mod token;
 mod ui;
 mod users;
+mod xml;
 
 use std::path::PathBuf;
 use std::sync::Arc;

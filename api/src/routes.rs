@@ -5,8 +5,8 @@ use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
 use crate::{
-    annotation_sets, annotations, cluster_routes, comments, datasets, export, import, jobs,
-    metrics, oauth, objects, tasks, users, AppState,
+    annotation_import, annotation_sets, annotations, cluster_routes, comments, datasets, export,
+    import, jobs, metrics, oauth, objects, tasks, users, AppState,
 };
 
 /// Who may call a route.
@@ -358,6 +358,14 @@ pub fn routes() -> Vec<Route> {
             "Import an image, archive (zip, tar, tar.gz, tar.zst), video, PDF or office document \
              (raw body; ?filename=&video_fps=&pdf_dpi=) as a job",
             post(import::start),
+        ),
+        route(
+            "post",
+            "/api/v1/annotation-sets/{id}/annotation-imports",
+            Manager,
+            "Import COCO, VOC, YOLO or CVAT annotations as pre-annotations \
+             (raw zip/JSON/XML body; ?format=&create_labels=) as a job",
+            post(annotation_import::start),
         ),
         route(
             "post",

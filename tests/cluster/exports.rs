@@ -412,3 +412,153 @@ async fn an_export_whose_node_dies_is_finished_by_another() {
     assert_eq!(job["state"], "cancelled", "{job}");
     assert!(job["result"].is_null(), "{job}");
 }
+
+/// Starts an annotation import of `body` into `set` and waits for its job.
+async fn import_annotations(client: &Client, set: u64, query: &str, body: Vec<u8>) -> Value {
+    let path = format!("/api/v1/annotation-sets/{set}/annotation-imports?{query}");
+    let reply = client
+        .send(Method::POST, &path, &[], bytes::Bytes::from(body))
+        .await
+        .expect("annotation import");
+    assert_eq!(reply.status, 202, "{:?}", reply.json());
+    finished(client, reply.json()["id"].as_u64().expect("job id")).await
+}
+
+#[tokio::test]
+async fn exports_import_back_as_pre_annotations_and_export_the_same() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let (manager, set, images) = accepted_set(&cluster, 3).await;
+    let expected = expected(&images);
+    let dataset = manager
+        .get(&format!("/api/v1/annotation-sets/{set}"))
+        .await
+        .expect("set")
+        .json()["dataset_id"]
+        .as_u64()
+        .expect("dataset");
+    for (i, (format, with_images)) in [
+        ("coco", true),
+        ("cvat", false),
+        ("voc", false),
+        ("yolo", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let first = export(
+            &manager,
+            set,
+            json!({"format": format, "include_images": with_images}),
+        )
+        .await;
+        let zip = download(&manager, &cluster, &first).await;
+        // A fresh set with only one label: the others come from the import.
+        let fresh = send_json(
+            &manager,
+            Method::POST,
+            &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+            json!({"name": format!("round-trip-{i}"), "labels": [{"name": "car", "color": "#ff0000", "kinds": ["rectangle"],
+                   "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"]}]}]}),
+        )
+        .await
+        .json()["id"]
+            .as_u64()
+            .expect("fresh set");
+        let job = import_annotations(
+            &manager,
+            fresh,
+            &format!("format={format}&create_labels=true"),
+            zip,
+        )
+        .await;
+        assert_eq!(job["state"], "succeeded", "{format}: {job}");
+        let report = job["result"]["report"].to_string();
+        assert!(report.contains("3 images matched"), "{format}: {report}");
+        let second = export(
+            &manager,
+            fresh,
+            json!({"format": format, "include_images": true}),
+        )
+        .await;
+        assert_eq!(second["state"], "succeeded", "{format}: {second}");
+        let dir = unpack(&download(&manager, &cluster, &second).await);
+        check(format, dir.path(), &expected, true);
+    }
+
+    // Annotators start from the imported shapes (version 0), and the report names what was
+    // not imported: an unknown image and, without create_labels, an unknown label.
+    let coco = json!({
+        "images": [{"id": 1, "file_name": "img-000.png", "width": 64, "height": 48},
+                   {"id": 2, "file_name": "missing.png", "width": 10, "height": 10}],
+        "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "boat"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 20], "segmentation": [], "area": 200, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [5, 5, 5, 5], "segmentation": [], "area": 25, "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1], "segmentation": [], "area": 1, "iscrowd": 0}
+        ]
+    });
+    let labels: Value = serde_json::from_str(LABELS).expect("labels");
+    let pre = send_json(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+        json!({"name": "pre", "labels": labels}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .expect("set");
+    let job = import_annotations(&manager, pre, "format=coco", coco.to_string().into_bytes()).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let report = job["result"]["report"].to_string();
+    assert!(
+        report.contains("missing.png") && report.contains("boat"),
+        "{report}"
+    );
+    let admin = cluster.node(1).client();
+    let ann = create_user(&admin, "ann2", "annotator").await;
+    let split = send_json(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{pre}/tasks/split"),
+        json!({"chunk_size": 10, "assignees": ["ann2"]}),
+    )
+    .await;
+    let task = split.json()["tasks"][0].as_u64().expect("task");
+    let sha = &images[0].1;
+    let got = ann
+        .get(&format!("/api/v1/tasks/{task}/images/{sha}/annotations"))
+        .await
+        .expect("annotations")
+        .json();
+    assert_eq!(got["version"], 0, "{got}");
+    assert_eq!(
+        got["shapes"],
+        json!([{"label": "car", "kind": "rectangle", "points": [[1.0, 2.0], [11.0, 22.0]]}]),
+        "{got}"
+    );
+    assert!(
+        got["imported_from"]
+            .as_str()
+            .unwrap_or("")
+            .contains("coco import"),
+        "{got}"
+    );
+
+    // Bad requests: unknown format, not an annotation file.
+    let path = format!("/api/v1/annotation-sets/{pre}/annotation-imports?format=kitti");
+    let reply = manager
+        .send(Method::POST, &path, &[], bytes::Bytes::from_static(b"{}"))
+        .await
+        .expect("post");
+    assert_eq!(reply.status, 422, "{:?}", reply.json());
+    let job = import_annotations(&manager, pre, "format=voc", b"not a zip".to_vec()).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no voc annotations"),
+        "{job}"
+    );
+}

@@ -195,21 +195,7 @@ impl Stems {
     }
 
     pub fn stem(&mut self, name: &str, sha: &Sha256) -> String {
-        let base = match name.rsplit_once('.') {
-            Some((stem, ext)) if !ext.contains('/') && ext.len() <= 5 && !stem.is_empty() => stem,
-            _ => name,
-        };
-        let mut clean: String = base
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        clean = clean.trim_matches('.').to_string();
+        let mut clean = clean_stem(name);
         if clean.is_empty() || clean.len() > 150 {
             clean = sha.to_string();
         }
@@ -219,6 +205,27 @@ impl Stems {
         }
         clean
     }
+}
+
+/// An image name as an export names its file (without extension): path separators and
+/// characters some tools trip on become `_`. Annotation imports match exported files back to
+/// dataset images with it.
+pub fn clean_stem(name: &str) -> String {
+    let base = match name.rsplit_once('.') {
+        Some((stem, ext)) if !ext.contains('/') && ext.len() <= 5 && !stem.is_empty() => stem,
+        _ => name,
+    };
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    clean.trim_matches('.').to_string()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tessera_raft::annotation_sets::{AttributeKind, Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item, Part};
 use super::shapes::{clamp, num, Shape};
-use super::xml::escape;
+use crate::xml::escape;
 
 pub struct Cvat {
     labels: Vec<Label>,

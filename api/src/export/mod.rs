@@ -7,14 +7,13 @@
 //! spooled to disk, see `archive.rs`). What each format does with each kind of shape is in
 //! docs/formats.md, and every shape a format cannot carry is counted in the export's report.
 
-mod archive;
+pub mod archive;
 mod coco;
 mod csv;
 mod cvat;
 mod labelme;
 pub mod shapes;
 mod voc;
-mod xml;
 mod yolo;
 
 use std::collections::{BTreeMap, HashMap};

@@ -11,7 +11,7 @@ use tessera_raft::annotation_sets::{Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item};
 use super::shapes::{clamp, num};
-use super::xml::escape;
+use crate::xml::escape;
 
 pub struct Voc {
     labels: Vec<Label>,

@@ -14,7 +14,7 @@
 //! same upload again adds only the rest.
 
 mod media;
-mod unpack;
+pub(crate) mod unpack;
 
 use std::path::PathBuf;
 
@@ -163,7 +163,11 @@ pub async fn start(
 }
 
 /// Streams the body to `spool/upload`, counting bytes.
-async fn receive(runner: &Runner, body: Body, spool: &std::path::Path) -> Result<(), Stop> {
+pub(crate) async fn receive(
+    runner: &Runner,
+    body: Body,
+    spool: &std::path::Path,
+) -> Result<(), Stop> {
     let fail = |what: &str, e: &dyn std::fmt::Display| Stop::Failed(format!("{what}: {e}"));
     tokio::fs::create_dir_all(spool)
         .await

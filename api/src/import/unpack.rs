@@ -127,7 +127,7 @@ impl From<io::Error> for Halt {
 }
 
 /// A path inside an archive that is safe to use as a name: relative, no `..`, no root.
-fn safe_name(raw: &str) -> Option<String> {
+pub(crate) fn safe_name(raw: &str) -> Option<String> {
     let path = Path::new(raw);
     let parts: Option<Vec<&str>> = path
         .components()

@@ -1,0 +1,109 @@
+//! CVAT for images 1.1 XML: boxes (rotated when they have a `rotation`), polygons, polylines,
+//! points and tags, with their attributes.
+
+use serde_json::Value;
+use tessera_raft::annotation_sets::ShapeKind;
+
+use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
+use crate::xml;
+
+fn points(text: &str) -> Vec<[f64; 2]> {
+    text.split(';')
+        .filter_map(|pair| {
+            let (x, y) = pair.split_once(',')?;
+            Some([x.trim().parse().ok()?, y.trim().parse().ok()?])
+        })
+        .collect()
+}
+
+/// Adds the contents of one CVAT XML document.
+pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
+    let root = xml::parse(text)?;
+    if root.name != "annotations" {
+        return Err(format!(
+            "CVAT: root element is <{}>, not <annotations>",
+            root.name
+        ));
+    }
+    let labels = root
+        .child("meta")
+        .and_then(|m| m.child("task").or_else(|| m.child("project")))
+        .and_then(|t| t.child("labels"));
+    for label in labels.into_iter().flat_map(|l| l.children.iter()) {
+        if let Some(name) = label.text_of("name") {
+            out.declare(RawLabel {
+                name: name.to_string(),
+                ..RawLabel::default()
+            });
+        }
+    }
+    for image in root.children("image") {
+        let number = |name: &str| image.attr(name).and_then(|v| v.parse::<f64>().ok());
+        let mut raw = RawImage {
+            file: image.attr("name").unwrap_or("").to_string(),
+            size: number("width")
+                .zip(number("height"))
+                .map(|(w, h)| (w as u32, h as u32)),
+            ..RawImage::default()
+        };
+        for e in &image.children {
+            let Some(label) = e.attr("label") else {
+                continue;
+            };
+            let get = |name: &str| e.attr(name).and_then(|v| v.parse::<f64>().ok());
+            let mut shape = match e.name.as_str() {
+                "box" => {
+                    let (Some(x0), Some(y0), Some(x1), Some(y1)) =
+                        (get("xtl"), get("ytl"), get("xbr"), get("ybr"))
+                    else {
+                        continue;
+                    };
+                    let rotation = get("rotation").filter(|r| r.rem_euclid(360.0) != 0.0);
+                    let kind = if rotation.is_some() {
+                        ShapeKind::RotatedRectangle
+                    } else {
+                        ShapeKind::Rectangle
+                    };
+                    let mut s = RawShape::new(label, kind, vec![[x0, y0], [x1, y1]]);
+                    s.angle = rotation.map(|r| r.rem_euclid(360.0));
+                    s
+                }
+                "polygon" => RawShape::new(
+                    label,
+                    ShapeKind::Polygon,
+                    points(e.attr("points").unwrap_or("")),
+                ),
+                "polyline" => RawShape::new(
+                    label,
+                    ShapeKind::Polyline,
+                    points(e.attr("points").unwrap_or("")),
+                ),
+                "points" => RawShape::new(
+                    label,
+                    ShapeKind::Points,
+                    points(e.attr("points").unwrap_or("")),
+                ),
+                "tag" => RawShape::new(label, ShapeKind::Tag, Vec::new()),
+                other => {
+                    out.notes
+                        .push(format!("CVAT <{other}> elements are not imported"));
+                    continue;
+                }
+            };
+            for a in e.children("attribute") {
+                if let Some(name) = a.attr("name") {
+                    shape
+                        .attributes
+                        .insert(name.to_string(), Value::String(a.text.trim().to_string()));
+                }
+            }
+            out.declare(RawLabel {
+                name: label.to_string(),
+                ..RawLabel::default()
+            });
+            raw.shapes.push(shape);
+        }
+        out.images.push(raw);
+    }
+    Ok(())
+}

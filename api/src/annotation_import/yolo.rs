@@ -1,0 +1,154 @@
+//! YOLO label files, in Ultralytics' layout (`data.yaml`, `labels/<split>/*.txt`) or Darknet's
+//! (`obj.names`, `obj_*_data/*.txt`): `class cx cy w h` lines become rectangles, longer lines
+//! polygons (segment) or keypoint sets (pose, when `data.yaml` has `kpt_shape`). Coordinates are
+//! fractions of the image size, resolved once the image is matched.
+
+use std::path::Path;
+
+use tessera_raft::annotation_sets::ShapeKind;
+
+use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
+
+/// Class names from `data.yaml` (`names:` as a block map, a block list or a flow list) and
+/// its `kpt_shape`, read without a YAML library: only these two keys matter.
+pub fn names_from_yaml(text: &str) -> (Vec<String>, Option<usize>) {
+    let unquote = |s: &str| {
+        let s = s.trim();
+        serde_json::from_str::<String>(s).unwrap_or_else(|_| s.trim_matches('\'').to_string())
+    };
+    let mut names = Vec::new();
+    let mut kpts = None;
+    let mut in_names = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indented = line.starts_with(' ') || line.starts_with('\t');
+        if !indented {
+            in_names = false;
+            if let Some(rest) = trimmed.strip_prefix("names:") {
+                let rest = rest.trim();
+                if let Some(list) = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+                    names = list
+                        .split(',')
+                        .map(unquote)
+                        .filter(|n| !n.is_empty())
+                        .collect();
+                } else {
+                    in_names = true;
+                }
+            } else if let Some(rest) = trimmed.strip_prefix("kpt_shape:") {
+                kpts = rest
+                    .trim()
+                    .trim_start_matches('[')
+                    .split(',')
+                    .next()
+                    .and_then(|k| k.trim().parse().ok());
+            }
+        } else if in_names {
+            if let Some(item) = trimmed.strip_prefix("- ") {
+                names.push(unquote(item));
+            } else if let Some((_, name)) = trimmed.split_once(':') {
+                names.push(unquote(name));
+            }
+        }
+    }
+    (names, kpts)
+}
+
+/// Adds the label file `path` (its stem names the image).
+pub fn read_labels(
+    path: &Path,
+    text: &str,
+    names: &[String],
+    keypoints: Option<usize>,
+    out: &mut Parsed,
+) {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut image = RawImage {
+        file: stem,
+        normalized: true,
+        ..RawImage::default()
+    };
+    for (n, line) in text.lines().enumerate() {
+        let fields: Vec<f64> = match line.split_whitespace().map(str::parse).collect() {
+            Ok(f) => f,
+            Err(_) => {
+                out.notes
+                    .push(format!("{}: line {} is not numbers", path.display(), n + 1));
+                continue;
+            }
+        };
+        if fields.is_empty() {
+            continue;
+        }
+        let Some(label) = names.get(fields[0] as usize) else {
+            out.notes
+                .push(format!("{}: line {}: unknown class", path.display(), n + 1));
+            continue;
+        };
+        let v = &fields[1..];
+        let shape = match (v.len(), keypoints) {
+            (4, _) => RawShape::new(
+                label,
+                ShapeKind::Rectangle,
+                vec![
+                    [v[0] - v[2] / 2.0, v[1] - v[3] / 2.0],
+                    [v[0] + v[2] / 2.0, v[1] + v[3] / 2.0],
+                ],
+            ),
+            (len, Some(k)) if len == 4 + 3 * k || len == 4 + 2 * k => {
+                let dims = (len - 4) / k.max(1);
+                let points = v[4..].chunks_exact(dims).map(|c| [c[0], c[1]]).collect();
+                RawShape::new(label, ShapeKind::Points, points)
+            }
+            (len, None) if len >= 6 && len % 2 == 0 => RawShape::new(
+                label,
+                ShapeKind::Polygon,
+                v.chunks_exact(2).map(|c| [c[0], c[1]]).collect(),
+            ),
+            _ => {
+                out.notes.push(format!(
+                    "{}: line {} has {} values",
+                    path.display(),
+                    n + 1,
+                    fields.len()
+                ));
+                continue;
+            }
+        };
+        image.shapes.push(shape);
+    }
+    out.images.push(image);
+}
+
+/// Declares the class names as labels.
+pub fn declare(names: &[String], out: &mut Parsed) {
+    for name in names {
+        out.declare(RawLabel {
+            name: name.clone(),
+            ..RawLabel::default()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_names_in_every_yaml_form() {
+        let (n, k) =
+            super::names_from_yaml("path: .\nnames:\n  0: car\n  1: \"a b\"\nkpt_shape: [2, 3]\n");
+        assert_eq!(
+            (n, k),
+            (vec!["car".to_string(), "a b".to_string()], Some(2))
+        );
+        let (n, _) = super::names_from_yaml("names:\n- car\n- person\n");
+        assert_eq!(n, vec!["car", "person"]);
+        let (n, _) = super::names_from_yaml("names: ['car', person]\n");
+        assert_eq!(n, vec!["car", "person"]);
+    }
+}
