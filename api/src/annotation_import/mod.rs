@@ -405,7 +405,7 @@ fn coerce(kind: &AttributeKind, value: &Value) -> Option<Value> {
         other => other.to_string(),
     };
     match kind {
-        AttributeKind::Select { options } => options.contains(&text).then(|| Value::String(text)),
+        AttributeKind::Select { options } => options.contains(&text).then_some(Value::String(text)),
         AttributeKind::Checkbox => match text.as_str() {
             "true" | "True" | "1" => Some(Value::Bool(true)),
             "false" | "False" | "0" => Some(Value::Bool(false)),
