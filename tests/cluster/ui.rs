@@ -3,8 +3,9 @@
 //! playwright-core — users, upload and import, label schema, split, drawing with real mouse
 //! events, the edit-conflict dialog, review with comments, dashboard and COCO export.
 //!
-//! Needs `node`/`npm` and `/usr/bin/chromium` (Debian's `chromium` package); playwright-core is
-//! installed into `tests/ui/node_modules` from its lock file on first use. Screenshots of every
+//! Needs `node`/`npm` and `/usr/bin/chromium` (Debian's `chromium` package); playwright-core and
+//! axe-core (accessibility checks of every page) are installed into `tests/ui/node_modules` from
+//! the lock file on first use. Screenshots of every
 //! step go to `$TESSERA_ARTEFACTS` (default `target/ui-artefacts`). `TESSERA_UI_SKIP=import` or
 //! `=export` (comma separated) leaves those steps out while working on a node without them.
 
@@ -37,13 +38,16 @@ fn chromium() -> PathBuf {
     path
 }
 
-/// `npm ci` from the lock file when playwright-core is not installed yet.
+/// `npm ci` from the lock file when playwright-core or axe-core is not installed yet.
 fn playwright() {
     let dir = ui_dir();
-    if dir
-        .join("node_modules/playwright-core/package.json")
-        .is_file()
-    {
+    let installed = ["playwright-core", "axe-core"].iter().all(|p| {
+        dir.join("node_modules")
+            .join(p)
+            .join("package.json")
+            .is_file()
+    });
+    if installed {
         return;
     }
     let status = Command::new("npm")

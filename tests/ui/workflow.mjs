@@ -112,6 +112,20 @@ async function go(page, path) {
   await page.waitForURL((u) => u.pathname + u.search === path || u.pathname === path.split('?')[0]);
 }
 
+// --- accessibility: axe-core's WCAG 2 A/AA rules on a page; serious and critical findings fail.
+const AXE = new URL('./node_modules/axe-core/axe.min.js', import.meta.url).pathname;
+const a11yChecked = [];
+async function a11y(page, name) {
+  if (!(await page.evaluate(() => !!window.axe))) await page.addScriptTag({ path: AXE });
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  assert.deepEqual(found, [], `accessibility of ${name}`);
+  a11yChecked.push(name);
+}
+
 // --- canvas geometry: image pixel → page coordinates, from the view the canvas publishes
 async function view(page) {
   const c = page.locator('#canvas');
@@ -153,6 +167,9 @@ async function objectCount(page) {
 // 1. Admin creates a manager and two annotators.
 log('step 1: users');
 const admin = await newUserPage();
+await admin.goto(`${BASE}/login`);
+await admin.getByLabel('Username').waitFor();
+await a11y(admin, 'sign-in');
 await signIn(admin, 'admin', ADMIN_PASSWORD);
 await go(admin, '/admin/users');
 for (const [user, role] of [[MGR, 'manager'], [ANN_A, 'annotator'], [ANN_B, 'annotator']]) {
@@ -163,6 +180,7 @@ for (const [user, role] of [[MGR, 'manager'], [ANN_A, 'annotator'], [ANN_B, 'ann
   await admin.locator(`#users tr[data-user="${user}"]`).waitFor();
 }
 await screenshot(admin, 'admin-users');
+await a11y(admin, 'users');
 // The session survives a reload.
 await admin.reload();
 await admin.locator('#users tr[data-user="admin"]').waitFor();
@@ -171,6 +189,7 @@ await go(admin, '/admin/cluster');
 await admin.locator('#nodes tr[data-up="true"]').nth(2).waitFor();
 await admin.locator('#rate-total', { hasText: 'requests/s' }).waitFor();
 await screenshot(admin, 'admin-cluster');
+await a11y(admin, 'cluster');
 
 // 2. The manager uploads, creates the annotation set, splits and assigns.
 log('step 2: dataset, upload, schema, split');
@@ -221,6 +240,7 @@ await mgr.locator('#image-count', { hasText: `${expectedImages} images` }).waitF
 await mgr.locator('#thumbs img').nth(expectedImages - 1).waitFor();
 await eventually('thumbnails to load', () => mgr.locator('#thumbs img').evaluateAll((imgs) => imgs.every((i) => i.complete && i.naturalWidth > 0)));
 await screenshot(mgr, 'dataset-uploaded');
+await a11y(mgr, 'dataset');
 
 await mgr.getByRole('link', { name: 'New annotation set' }).click();
 await mgr.waitForURL(/\/sets\/new/);
@@ -246,6 +266,7 @@ await labelRows.nth(2).getByLabel('Tag (image-level)').check();
 await labelRows.nth(2).getByLabel('Rotated rectangle').check();
 await labelRows.nth(2).getByLabel('Polyline').check();
 await screenshot(mgr, 'schema-editor');
+await a11y(mgr, 'schema editor');
 await mgr.getByRole('button', { name: 'Create annotation set' }).click();
 await mgr.waitForURL(/\/sets\/\d+\/tasks$/);
 const setId = Number(new URL(mgr.url()).pathname.split('/')[2]);
@@ -264,12 +285,15 @@ assert.equal(tasks.length, 2);
 const taskA = tasks.find((t) => t.assignee === ANN_A);
 assert.ok(taskA, `a task for ${ANN_A}: ${JSON.stringify(tasks)}`);
 await screenshot(mgr, 'tasks-split');
+await a11y(mgr, 'tasks');
 
 // 3. Annotator A draws with the mouse.
 log('step 3: annotate');
 const a = await newUserPage();
 await signIn(a, ANN_A, pw(ANN_A));
 await go(a, '/my-tasks');
+await a.locator('#my-tasks tr[data-task]').first().waitFor();
+await a11y(a, 'my tasks');
 const myRow = a.locator(`#my-tasks tr[data-task="${taskA.id}"]`);
 await myRow.getByRole('button', { name: 'Start' }).click();
 await a.waitForURL(new RegExp(`/tasks/${taskA.id}`));
@@ -323,6 +347,7 @@ await eventually('the tag', async () => (await objectCount(a)) === 4);
 await a.keyboard.press('Escape');
 await waitSaved(a);
 await screenshot(a, 'annotator-drawn');
+await a11y(a, 'workspace');
 const firstSha = v0.sha;
 
 // Zoom in with the wheel and pan with space+drag: drawing stays exact at another zoom.
@@ -381,6 +406,7 @@ await dragBetween(a, mid, [mid[0] + MOVE[0], mid[1] + MOVE[1]]);
 const dialog = a.locator('dialog[open] #conflict');
 await dialog.waitFor();
 await screenshot(a, 'conflict-dialog');
+await a11y(a, 'conflict dialog');
 assert.match(await dialog.textContent(), /Theirs: 2 shapes/);
 assert.match(await dialog.textContent(), /Yours: 1 shapes/);
 await a.getByRole('button', { name: 'Keep mine' }).click();
@@ -485,6 +511,7 @@ assert.match(await labelChart.getAttribute('aria-label'), /car 3/);
 assert.match(await labelChart.getAttribute('aria-label'), /person 1/);
 assert.match(await mgr.locator('[data-chart="Shapes per annotator"] svg').getAttribute('aria-label'), new RegExp(ANN_A));
 await screenshot(mgr, 'dashboard');
+await a11y(mgr, 'dashboard');
 // The dataset's thumbnails filtered by annotation state and label.
 await go(mgr, `/datasets/${datasetId}`);
 await mgr.locator('#filter-set').selectOption(String(setId));
@@ -503,6 +530,7 @@ if (!SKIP.has('export')) {
   const link = mgr.locator('#export-download');
   await link.waitFor({ timeout: 60_000 });
   await screenshot(mgr, 'export-done');
+await a11y(mgr, 'export dialog');
   const [download] = await Promise.all([mgr.waitForEvent('download'), link.click()]);
   const file = join(ART, download.suggestedFilename() || 'export.zip');
   await download.saveAs(file);
@@ -529,4 +557,4 @@ await eventually('the signed-out token to be refused', async () =>
 
 assert.deepEqual(errors, [], 'no uncaught page errors');
 await browser.close();
-log('ok: all steps passed');
+log(`ok: all steps passed; accessibility checked on ${a11yChecked.join(', ')}`);

@@ -91,7 +91,7 @@ export async function render(el, [taskId], ctx) {
   const labelList = h('ul', { class: 'labels-list', id: 'labels', 'aria-label': 'Labels' });
   const tagBox = h('div', { id: 'tags' });
   const attrBox = h('div', { id: 'attributes' });
-  const objectList = h('ul', { class: 'objects-list', id: 'objects', 'aria-label': 'Objects', role: 'listbox' });
+  const objectList = h('ul', { class: 'objects-list', id: 'objects', 'aria-label': 'Objects' });
   const commentList = h('ul', { class: 'comments-list', id: 'comments', 'aria-label': 'Review comments' });
   const side = h('aside', { class: 'ws-side', 'aria-label': 'Labels and objects' },
     h('h2', null, 'Labels'), labelList, tagBox, h('h2', null, 'Selected'), attrBox,
@@ -222,11 +222,11 @@ export async function render(el, [taskId], ctx) {
       const sel = s._id === editor.selected;
       const vis = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!s._hidden), title: s._hidden ? 'Show' : 'Hide' }, s._hidden ? 'show' : 'hide');
       vis.addEventListener('click', () => { s._hidden = !s._hidden; editor.invalidate(); renderObjects(); });
-      const name = h('button', { type: 'button', class: 'name' }, h('span', { class: 'swatch', style: { background: color } }), ` ${i + 1}. ${s.label} · ${s.kind.replace('_', ' ')}`);
+      const name = h('button', { type: 'button', class: 'name', 'aria-pressed': String(sel) }, h('span', { class: 'swatch', style: { background: color } }), ` ${i + 1}. ${s.label} · ${s.kind.replace('_', ' ')}`);
       name.addEventListener('click', () => editor.select(s._id));
       const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly }, '✕');
       del.addEventListener('click', () => { editor.select(s._id); editor.deleteSelected(); });
-      objectList.append(h('li', { role: 'option', 'aria-selected': String(sel), dataset: { kind: s.kind, label: s.label } }, name, vis, del));
+      objectList.append(h('li', { class: sel ? 'selected' : null, dataset: { kind: s.kind, label: s.label } }, name, vis, del));
     });
     if (!current.shapes.length) objectList.append(h('li', { class: 'muted' }, 'No shapes yet.'));
   }
