@@ -3,6 +3,7 @@
 
 pub mod catchup;
 pub mod corpus;
+pub mod export;
 pub mod load;
 pub mod nginx;
 pub mod procstat;

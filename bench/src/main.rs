@@ -1,24 +1,27 @@
 //! `tessera-bench serve [--quick] [--images N] [--out FILE]`
 //! `tessera-bench catchup [--images N]`
+//! `tessera-bench export [--images N] [--shapes K]`
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tessera_bench::{catchup, corpus, report, serve};
+use tessera_bench::{catchup, corpus, export, report, serve};
 
-const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]";
+const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
     let mut params = serve::Params::full();
     let mut images = None;
+    let mut shapes = 10;
     let mut out = PathBuf::from("target/bench/serve.json");
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => params = serve::Params::quick(),
             "--images" => images = Some(args.next().context("--images N")?.parse()?),
             "--out" => out = args.next().context("--out FILE")?.into(),
+            "--shapes" => shapes = args.next().context("--shapes K")?.parse()?,
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
@@ -51,6 +54,24 @@ fn main() -> anyhow::Result<()> {
                 result.snapshot_index,
                 result.peak_rss_mib
             );
+        }
+        "export" => {
+            let count = images.unwrap_or(100_000);
+            let result = runtime.block_on(export::run(count, shapes))?;
+            println!(
+                "export of {} shapes over {} images (set built in {:.0} s), node RSS sampled every 20 ms:",
+                result.shapes, result.images, result.setup_seconds
+            );
+            println!(
+                "| format | seconds | zip MB | RSS before (MiB) | peak (MiB) | growth (MiB) |"
+            );
+            println!("|---|---|---|---|---|---|");
+            for r in &result.runs {
+                println!(
+                    "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |",
+                    r.format, r.seconds, r.zip_mb, r.baseline_rss_mib, r.peak_rss_mib, r.growth_mib
+                );
+            }
         }
         _ => bail!("{USAGE}"),
     }
