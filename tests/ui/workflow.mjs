@@ -341,9 +341,24 @@ await a.keyboard.press('k');
 const KP = [[200, 330], [150, 400], [260, 410]];
 for (const p of KP) await clickAt(a, p);
 await eventually('the keypoints', async () => (await objectCount(a)) === 3);
-// An image-level tag.
+// An image-level tag; leaving while it is being saved (the save held back here) asks first,
+// and dismissing the question keeps the page.
+let release;
+const held = new Promise((r) => { release = r; });
+const holdSaves = async (route) => { if (route.request().method() === 'PUT') await held; await route.fallback(); };
+await a.route(/\/annotations$/, holdSaves);
 await a.locator('#tags').getByLabel('sign').check();
 await eventually('the tag', async () => (await objectCount(a)) === 4);
+await a.locator('#save-state.saving').waitFor();
+const asked = new Promise((resolve, reject) => {
+  a.once('dialog', (d) => { resolve(d.message()); d.dismiss(); });
+  setTimeout(() => reject(new Error('no unsaved-changes question')), 10_000);
+});
+await a.getByRole('link', { name: '← Back' }).click();
+assert.match(await asked, /still being saved/);
+assert.match(a.url(), new RegExp(`/tasks/${taskA.id}`));
+release();
+await a.unroute(/\/annotations$/, holdSaves);
 await a.keyboard.press('Escape');
 await waitSaved(a);
 await screenshot(a, 'annotator-drawn');
@@ -484,6 +499,11 @@ await a.waitForURL(new RegExp(`/tasks/${taskA.id}`));
 await a.locator('#comments li[data-comment]', { hasText: 'too tight' }).waitFor();
 await a.getByText('Rejected: see the comment').waitFor();
 await screenshot(a, 'rework-with-comment');
+// The annotator answers the thread.
+await a.locator('#comments li[data-comment]').getByRole('button', { name: 'Reply' }).click();
+await a.getByLabel('Your reply').fill('Fixed, thanks');
+await a.getByRole('button', { name: 'OK' }).click();
+await a.locator('#comments li[data-comment]', { hasText: 'Fixed, thanks' }).waitFor();
 // Fix: drag the rectangle's bottom-right corner out by 10 px.
 await a.keyboard.press('v');
 await clickAt(a, [200, 160]);
