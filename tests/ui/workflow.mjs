@@ -284,6 +284,17 @@ const tasks = (await apiGet(mgrToken, `/api/v1/annotation-sets/${setId}/tasks`))
 assert.equal(tasks.length, 2);
 const taskA = tasks.find((t) => t.assignee === ANN_A);
 assert.ok(taskA, `a task for ${ANN_A}: ${JSON.stringify(tasks)}`);
+// Task B back to the pool; annotator B claims it there.
+const taskB = tasks.find((t) => t.assignee === ANN_B);
+const rowB = mgr.locator(`#tasks tr[data-task="${taskB.id}"]`);
+await rowB.getByLabel(`Assignee of task ${taskB.id}`).fill('');
+await rowB.getByRole('button', { name: 'Reassign' }).click();
+await mgr.locator(`#tasks tr[data-task="${taskB.id}"]`, { hasText: 'pool' }).waitFor();
+const b = await newUserPage();
+await signIn(b, ANN_B, pw(ANN_B));
+await b.locator(`#pool-tasks tr[data-task="${taskB.id}"]`).getByRole('button', { name: 'Claim' }).click();
+await b.locator(`#my-tasks tr[data-task="${taskB.id}"][data-state="new"]`).waitFor();
+await b.context().close();
 await screenshot(mgr, 'tasks-split');
 await a11y(mgr, 'tasks');
 
