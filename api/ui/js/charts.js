@@ -29,7 +29,7 @@ export function dayChart(title, rows) {
   const pad = { l: 34, r: 8, t: 10, b: 34 };
   const max = Math.max(1, ...rows.map((r) => r.value));
   const n = Math.max(1, rows.length);
-  const cw = (W - pad.l - pad.r) / n;
+  const cw = Math.min(60, (W - pad.l - pad.r) / n);
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${title}: ${rows.map((r) => `${r.day} ${r.value}`).join(', ') || 'no data'}` });
   const y = (v) => pad.t + (H - pad.t - pad.b) * (1 - v / max);
   svg.append(s('line', { x1: pad.l, y1: y(0), x2: W - pad.r, y2: y(0), stroke: '#888' }),

@@ -31,7 +31,7 @@ export async function renderDashboard(el, set) {
     box.append(h('div', { class: 'charts' },
       barChart('Shapes per label', Object.entries(st.shapes.by_label).map(([label, v]) => ({ label, value: v.total, color: colors[label] }))),
       barChart('Shapes per annotator', Object.entries(st.annotators).map(([label, a]) => ({ label, value: a.shapes }))),
-      barChart('Active minutes per annotator', Object.entries(st.annotators).map(([label, a]) => ({ label, value: Math.round(a.active_ms / 60000) }))),
+      barChart('Active minutes per annotator', Object.entries(st.annotators).map(([label, a]) => ({ label, value: Math.round(a.active_ms / 6000) / 10 }))),
       dayChart('Shapes per day', Object.entries(st.days).map(([day, d]) => ({ day, value: Math.max(0, d.shapes) })))));
     box.append(h('h2', null, 'Tasks'), h('table', { id: 'task-progress', 'aria-label': 'Task progress' },
       h('thead', null, h('tr', null, ['Task', 'State', 'Assignee', 'Images annotated'].map((t) => h('th', null, t)))),
