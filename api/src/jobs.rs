@@ -506,12 +506,7 @@ async fn watchdog(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
-        let leads = state
-            .cluster
-            .local_status()
-            .iter()
-            .any(|g| g.group == 0 && g.state == "leader");
-        if !leads {
+        if !state.cluster.leads(tessera_raft::placement::META_GROUP) {
             seen.clear();
             continue;
         }

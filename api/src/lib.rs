@@ -18,7 +18,7 @@ mod idempotency;
 mod import;
 pub mod jobs;
 mod metrics;
-mod oauth;
+pub mod oauth;
 mod objects;
 mod paging;
 mod password;

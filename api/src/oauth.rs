@@ -256,3 +256,28 @@ pub async fn api_token(
     )
         .into_response())
 }
+
+/// How often the catalogue leader forgets revocations of expired tokens.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs on every node; while it leads the catalogue, proposes dropping revocations of tokens
+/// that have expired (an expired token is refused as expired anyway), so the revocation list
+/// every node keeps in memory stays as small as the tokens still alive.
+pub async fn prune_revocations(state: AppState) {
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tick.tick().await;
+        if !state.cluster.leads(tessera_raft::placement::META_GROUP) {
+            continue;
+        }
+        // A minute of slack for clocks that disagree.
+        let before_ms = token::now_ms().saturating_sub(60_000);
+        if let Err(e) = state
+            .cluster
+            .catalog(CatalogOp::PruneRevoked { before_ms })
+            .await
+        {
+            tracing::warn!(error = %e, "pruning expired revocations failed");
+        }
+    }
+}

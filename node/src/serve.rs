@@ -59,6 +59,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
     };
     tessera_api::jobs::start_background(&state).await;
+    tokio::spawn(tessera_api::oauth::prune_revocations(state.clone()));
     // TCP_NODELAY on every accepted connection: without it Nagle's algorithm holds back the tail
     // of a response until the client ACKs, which costs ~1 ms per request on a keep-alive
     // connection with one request in flight.

@@ -5,7 +5,7 @@
 //! twice. Each node keeps the records it needs on hot paths (users, revoked token ids, the key)
 //! in a [`Directory`] in memory, updated as the catalogue applies.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
@@ -87,6 +87,11 @@ pub enum CatalogOp {
         id: [u8; 16],
         expires_ms: u64,
     },
+    /// Forgets revocations of tokens that expired before `before_ms` (they are refused as
+    /// expired anyway). Proposed now and then by the catalogue leader with its clock.
+    PruneRevoked {
+        before_ms: u64,
+    },
     Dataset(DatasetOp),
     AnnotationSet(AnnotationSetOp),
     Task(TaskOp),
@@ -130,6 +135,11 @@ fn user_key(name: &str) -> Vec<u8> {
 
 fn revoked_key(id: &[u8; 16]) -> Vec<u8> {
     keys::named(META_GROUP, &format!("revoked/{}", hex::encode(id)))
+}
+
+/// The expiry stored with a revocation (0, pruned first, if unreadable).
+fn expiry(raw: &[u8]) -> u64 {
+    raw.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
 fn request_key(id: &[u8; 16]) -> Vec<u8> {
@@ -207,6 +217,27 @@ pub fn stage(
             batch.put_cf(cf, revoked_key(id), expires_ms.to_be_bytes());
             CatalogOutcome::Done
         }
+        CatalogOp::PruneRevoked { before_ms } => {
+            let prefix = keys::named(META_GROUP, "revoked/");
+            let mut upper = prefix.clone();
+            if let Some(last) = upper.last_mut() {
+                *last += 1;
+            }
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_upper_bound(upper);
+            let iter = store.db().iterator_cf_opt(
+                cf,
+                opts,
+                IteratorMode::From(&prefix, Direction::Forward),
+            );
+            for item in iter {
+                let (k, v) = item?;
+                if expiry(&v) < *before_ms {
+                    batch.delete_cf(cf, k);
+                }
+            }
+            CatalogOutcome::Done
+        }
         CatalogOp::Dataset(op) => CatalogOutcome::Dataset(datasets::stage(store, batch, op)?),
         CatalogOp::AnnotationSet(op) => {
             CatalogOutcome::AnnotationSet(annotation_sets::stage(store, batch, op)?)
@@ -228,7 +259,8 @@ pub fn stage(
 #[derive(Default)]
 struct View {
     users: BTreeMap<String, User>,
-    revoked: HashSet<[u8; 16]>,
+    /// Revoked token ids and when those tokens expire.
+    revoked: HashMap<[u8; 16], u64>,
     key: Option<[u8; 32]>,
     /// Jobs cancelled since this node started: their runners stop at once.
     cancelled: HashSet<u64>,
@@ -263,7 +295,7 @@ impl Directory {
             } else if let Some(id) = name.strip_prefix("revoked/") {
                 let mut raw = [0u8; 16];
                 if hex::decode_to_slice(id, &mut raw).is_ok() {
-                    view.revoked.insert(raw);
+                    view.revoked.insert(raw, expiry(&v));
                 }
             } else if name == KEY {
                 view.key = v.as_ref().try_into().ok();
@@ -288,8 +320,11 @@ impl Directory {
             (CatalogOp::DeleteUser { username }, CatalogOutcome::Done) => {
                 view.users.remove(username);
             }
-            (CatalogOp::RevokeToken { id, .. }, CatalogOutcome::Done) => {
-                view.revoked.insert(*id);
+            (CatalogOp::RevokeToken { id, expires_ms }, CatalogOutcome::Done) => {
+                view.revoked.insert(*id, *expires_ms);
+            }
+            (CatalogOp::PruneRevoked { before_ms }, CatalogOutcome::Done) => {
+                view.revoked.retain(|_, expires| *expires >= *before_ms);
             }
             (
                 CatalogOp::Job(JobOp::Cancel { id, .. }),
@@ -327,7 +362,7 @@ impl Directory {
     pub fn is_revoked(&self, id: &[u8; 16]) -> bool {
         self.view
             .read()
-            .map(|v| v.revoked.contains(id))
+            .map(|v| v.revoked.contains_key(id))
             .unwrap_or(true)
     }
 
@@ -345,7 +380,53 @@ impl Directory {
             .unwrap_or(false)
     }
 
+    /// How many revocations this node remembers.
+    pub fn revoked_count(&self) -> usize {
+        self.view.read().map(|v| v.revoked.len()).unwrap_or(0)
+    }
+
     pub fn key(&self) -> Option<[u8; 32]> {
         self.view.read().ok()?.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(store: &Store, directory: &Directory, op: CatalogOp) -> CatalogOutcome {
+        let mut batch = WriteBatch::default();
+        let id = random::<16>().expect("random");
+        let outcome = stage(store, &mut batch, &id, &op).expect("stage");
+        store.write(batch, false).expect("write");
+        directory.applied(&op, &outcome);
+        outcome
+    }
+
+    #[test]
+    fn expired_revocations_are_forgotten_on_disk_and_in_memory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        let directory = Directory::default();
+        let (old, young) = ([1u8; 16], [2u8; 16]);
+        for (id, expires_ms) in [(old, 100), (young, 300)] {
+            apply(
+                &store,
+                &directory,
+                CatalogOp::RevokeToken { id, expires_ms },
+            );
+        }
+        assert!(directory.is_revoked(&old) && directory.is_revoked(&young));
+        apply(
+            &store,
+            &directory,
+            CatalogOp::PruneRevoked { before_ms: 200 },
+        );
+        assert!(!directory.is_revoked(&old) && directory.is_revoked(&young));
+        // What is on disk agrees: a node starting now loads only the young one.
+        let fresh = Directory::default();
+        fresh.reload(&store).expect("reload");
+        assert_eq!(fresh.revoked_count(), 1);
+        assert!(fresh.is_revoked(&young));
     }
 }

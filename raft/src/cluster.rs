@@ -184,6 +184,14 @@ impl Cluster {
         self.groups.get(&group)
     }
 
+    /// Whether this node currently leads `group` (as far as it knows).
+    pub fn leads(&self, group: u32) -> bool {
+        self.group(group).is_some_and(|raft| {
+            let m = raft.metrics().borrow().clone();
+            m.state == ServerState::Leader
+        })
+    }
+
     /// Stops every local group (used on clean shutdown).
     pub async fn shutdown(&self) {
         for raft in self.groups.values() {

@@ -48,6 +48,9 @@ impl fmt::Debug for Command {
                 }
                 CatalogOp::DeleteUser { username } => write!(f, "Catalog(DeleteUser {username})"),
                 CatalogOp::RevokeToken { .. } => f.write_str("Catalog(RevokeToken)"),
+                CatalogOp::PruneRevoked { before_ms } => {
+                    write!(f, "Catalog(PruneRevoked before {before_ms})")
+                }
                 CatalogOp::Dataset(op) => write!(f, "Catalog({op:?})"),
                 CatalogOp::AnnotationSet(op) => write!(f, "Catalog({op:?})"),
                 CatalogOp::Task(TaskOp::Split { set_id, chunks, .. }) => {
