@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # ab, wrk and nginx: the benchmark test runs them at toy sizes. zstd and python3-venv: the
 # import/export tests make fixtures and read exports back with datumaro and pycocotools.
-scripts/setup.sh nginx apache2-utils wrk zstd python3-venv
+# chromium: the browser test (driven by playwright-core, which needs node and npm).
+scripts/setup.sh nginx apache2-utils wrk zstd python3-venv chromium
+command -v npm >/dev/null || scripts/setup.sh nodejs npm
 venv=target/formats-venv
 if ! cmp -s tests/formats/requirements.txt "$venv/requirements.txt" 2>/dev/null; then
   rm -rf "$venv"

@@ -276,6 +276,13 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             "get",
+            "/api/v1/review/tasks",
+            Reviewer,
+            "The review queue: submitted tasks and those in review by the caller (?state=)",
+            get(tasks::review_queue),
+        ),
+        route(
+            "get",
             "/api/v1/pool/tasks",
             SignedIn,
             "Unassigned tasks to claim",

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
-use tessera_raft::tasks::{self, Action, Task, TaskOp, TaskOutcome};
+use tessera_raft::tasks::{self, Action, Task, TaskOp, TaskOutcome, TaskState};
 use tessera_raft::{annotation_sets, datasets};
 
 use crate::auth::Principal;
@@ -27,9 +27,17 @@ fn summary(t: &Task) -> Value {
     })
 }
 
-/// A task in full, with presigned URLs for its images (what an annotator's page loads).
-fn detail(state: &AppState, t: &Task) -> Value {
+/// A task in full, with presigned URLs for its images and its annotation set's name and label
+/// schema (what an annotator's page loads: annotators may not read annotation sets).
+async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
+    let set_id = t.set_id;
+    let set = state
+        .cluster
+        .read_catalog(move |s| annotation_sets::annotation_set(s, set_id))
+        .await?;
     let mut v = summary(t);
+    v["set_name"] = json!(set.as_ref().map(|s| &s.name));
+    v["labels"] = json!(set.as_ref().map(|s| &s.labels));
     let key = state.cluster.directory().key();
     let expires = now_ms() + URL_TTL_MS;
     v["images"] = t
@@ -42,7 +50,7 @@ fn detail(state: &AppState, t: &Task) -> Value {
         })
         .collect();
     v["history"] = json!(t.history);
-    v
+    Ok(v)
 }
 
 async fn apply(state: &AppState, op: TaskOp) -> Result<TaskOutcome, ApiError> {
@@ -205,6 +213,49 @@ pub async fn mine(
     .await
 }
 
+/// `GET /api/v1/review/tasks?state=`: the review queue — submitted tasks, and tasks in review
+/// by the caller (managers see every task in review). Each carries its set's name.
+pub async fn review_queue(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Role::Reviewer)?;
+    let me = principal.username;
+    let everyone = principal.role >= Role::Manager;
+    let Json(mut listed) = page_of(&state, page, move |t| match t.state {
+        TaskState::Submitted => true,
+        TaskState::InReview => everyone || t.reviewer.as_deref() == Some(me.as_str()),
+        _ => false,
+    })
+    .await?;
+    let ids: Vec<u64> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["annotation_set"].as_u64())
+        .collect();
+    let names = state
+        .cluster
+        .read_catalog(move |s| {
+            let mut names = std::collections::HashMap::new();
+            for id in ids {
+                if let Some(set) = annotation_sets::annotation_set(s, id)? {
+                    names.insert(id, set.name);
+                }
+            }
+            Ok(names)
+        })
+        .await?;
+    for item in listed["items"].as_array_mut().into_iter().flatten() {
+        let name = item["annotation_set"]
+            .as_u64()
+            .and_then(|id| names.get(&id));
+        item["set_name"] = json!(name);
+    }
+    Ok(Json(listed))
+}
+
 /// `GET /api/v1/pool/tasks`: unassigned tasks annotators can claim.
 pub async fn pool(
     State(state): State<AppState>,
@@ -236,7 +287,7 @@ pub async fn get(
     if task.assignee.as_deref() != Some(principal.username.as_str()) && !pooled {
         principal.require(Role::Reviewer)?;
     }
-    Ok(Json(detail(&state, &task)))
+    Ok(Json(detail(&state, &task).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -283,7 +334,7 @@ pub async fn act(
         at_ms: now_ms(),
     };
     match apply(&state, op).await? {
-        TaskOutcome::Task(t) => Ok(Json(detail(&state, &t))),
+        TaskOutcome::Task(t) => Ok(Json(detail(&state, &t).await?)),
         other => Err(internal(format!("unexpected outcome {other:?}"))),
     }
 }
@@ -321,7 +372,7 @@ pub async fn reassign(
         at_ms: now_ms(),
     };
     match apply(&state, op).await? {
-        TaskOutcome::Task(t) => Ok(Json(detail(&state, &t))),
+        TaskOutcome::Task(t) => Ok(Json(detail(&state, &t).await?)),
         other => Err(internal(format!("unexpected outcome {other:?}"))),
     }
 }

@@ -656,3 +656,57 @@ async fn pool_claims_under_contention_give_each_task_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn reviewers_have_a_queue_and_annotators_get_the_schema_with_their_task() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann = create_user(&admin, "ann", "annotator").await;
+    let rev = create_user(&admin, "rev", "reviewer").await;
+    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
+    let (_, set) = annotated_dataset(&admin, &manager, 400..404, labels).await;
+    let split = send_json(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        json!({"chunk_size": 2, "assignees": ["ann"]}),
+    )
+    .await;
+    let tasks = ids(&split);
+    // The annotator's task carries the label schema (annotators may not read sets).
+    let task = ann
+        .get(&format!("/api/v1/tasks/{}", tasks[0]))
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(task["labels"][0]["name"], "car", "{task}");
+    assert_eq!(task["set_name"], "s", "{task}");
+    let queue = |client: &Client| {
+        let client = client.clone();
+        async move {
+            let reply = client.get("/api/v1/review/tasks").await.expect("queue");
+            assert_eq!(reply.status, 200, "{:?}", reply.json());
+            let items = reply.json()["items"].as_array().expect("items").clone();
+            items
+                .iter()
+                .filter_map(|t| t["id"].as_u64())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(queue(&rev).await.is_empty());
+    for t in &tasks {
+        act(&ann, *t, "start", json!({})).await;
+        act(&ann, *t, "submit", json!({})).await;
+    }
+    assert_eq!(queue(&rev).await, tasks);
+    // Taken for review by the manager: gone from the reviewer's queue, still in the manager's.
+    assert_eq!(
+        act(&manager, tasks[0], "review", json!({})).await.status,
+        200
+    );
+    assert_eq!(queue(&rev).await, tasks[1..].to_vec());
+    assert_eq!(queue(&manager).await, tasks);
+    let denied = ann.get("/api/v1/review/tasks").await.unwrap();
+    assert_eq!(denied.status, 403);
+}
