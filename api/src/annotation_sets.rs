@@ -27,6 +27,19 @@ pub(crate) fn not_found(what: &'static str, id: u64) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, code, format!("no {what} {id}"))
 }
 
+/// An annotation set read after a catalogue barrier (read-your-writes), or a 404.
+pub(crate) async fn load(
+    state: &AppState,
+    id: u64,
+) -> Result<annotation_sets::AnnotationSet, ApiError> {
+    state.cluster.catalog_barrier().await?;
+    state
+        .cluster
+        .read_catalog(move |s| annotation_sets::annotation_set(s, id))
+        .await?
+        .ok_or_else(|| not_found("annotation set", id))
+}
+
 /// Checks a schema before proposing it; the state machine checks it again when applying.
 fn labels_json(labels: &Value) -> Result<String, ApiError> {
     let parsed: Vec<Label> =
@@ -122,13 +135,7 @@ pub async fn get(
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Manager)?;
-    state.cluster.catalog_barrier().await?;
-    let set = state
-        .cluster
-        .read_catalog(move |s| annotation_sets::annotation_set(s, id))
-        .await?;
-    set.map(|s| Json(json!(s)))
-        .ok_or_else(|| not_found("annotation set", id))
+    Ok(Json(json!(load(&state, id).await?)))
 }
 
 #[derive(Deserialize)]

@@ -100,13 +100,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Manager)?;
     let limit = paging::limit(page.limit);
-    let after = match page.cursor.as_deref() {
-        Some(c) => Some(
-            c.parse::<u64>()
-                .map_err(|_| invalid("cursor: not a cursor from this list"))?,
-        ),
-        None => None,
-    };
+    let after = paging::id_cursor(page.cursor.as_deref())?;
     state.cluster.catalog_barrier().await?;
     let found = state
         .cluster

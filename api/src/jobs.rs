@@ -314,13 +314,7 @@ pub async fn list(
         (None, None) => JobFilter::All,
     };
     let limit = paging::limit(query.limit);
-    let after = match query.cursor.as_deref() {
-        Some(c) => Some(
-            c.parse::<u64>()
-                .map_err(|_| invalid("cursor: not a cursor from this list"))?,
-        ),
-        None => None,
-    };
+    let after = paging::id_cursor(query.cursor.as_deref())?;
     state.cluster.catalog_barrier().await?;
     let found = state
         .cluster

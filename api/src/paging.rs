@@ -11,6 +11,16 @@ pub fn limit(asked: Option<usize>) -> usize {
     asked.unwrap_or(100).clamp(1, MAX_PAGE)
 }
 
+/// A numeric cursor from a `?cursor=` (an id the previous page ended at).
+pub fn id_cursor(cursor: Option<&str>) -> Result<Option<u64>, crate::ApiError> {
+    cursor
+        .map(|c| {
+            c.parse::<u64>()
+                .map_err(|_| crate::error::invalid("cursor: not a cursor from this list"))
+        })
+        .transpose()
+}
+
 /// A page from up to `limit + 1` records read in order: the extra one only tells that there is
 /// a next page, whose cursor is the last record shown.
 pub fn page<T, C: Serialize>(

@@ -19,9 +19,7 @@ use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
@@ -74,12 +72,7 @@ pub async fn start(
             options.format
         )));
     }
-    state.cluster.catalog_barrier().await?;
-    let set = state
-        .cluster
-        .read_catalog(move |s| annotation_sets::annotation_set(s, id))
-        .await?
-        .ok_or_else(|| crate::annotation_sets::not_found("annotation set", id))?;
+    let set = crate::annotation_sets::load(&state, id).await?;
     let params = serde_json::to_value(&options).map_err(internal)?;
     let job = jobs::create(
         &state,
@@ -91,34 +84,13 @@ pub async fn start(
     )
     .await?;
     let runner = Runner::start(&state, job);
-    let spool = jobs::dir(&state, "imports").join(runner.job.id.to_string());
-    if let Err(stop) = crate::import::receive(&runner, body, &spool).await {
-        let _ = tokio::fs::remove_dir_all(&spool).await;
-        let message = match &stop {
-            Stop::Failed(m) => m.clone(),
-            Stop::Stopped => "cancelled".into(),
-        };
-        runner.finish(&state, Err(stop)).await;
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "upload_failed",
-            message,
-        ));
-    }
-    let view = jobs::view(&state, &runner.job);
-    let location = format!("/api/v1/jobs/{}", runner.job.id);
-    let task_state = state.clone();
-    tokio::spawn(async move {
-        let outcome = run(&task_state, &runner, &spool, options).await;
-        let _ = tokio::fs::remove_dir_all(&spool).await;
-        runner.finish(&task_state, outcome).await;
-    });
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(view),
+    crate::import::accept_upload(
+        state,
+        runner,
+        body,
+        move |state, runner, spool| async move { run(&state, &runner, &spool, options).await },
     )
-        .into_response())
+    .await
 }
 
 /// The upload's files: a zip is extracted (safe names only); a bare document is kept as is.

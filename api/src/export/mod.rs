@@ -149,12 +149,7 @@ pub async fn start(
     principal.require(Role::Manager)?;
     let options: Options = parse_json(&body)?;
     options.check()?;
-    state.cluster.catalog_barrier().await?;
-    let set = state
-        .cluster
-        .read_catalog(move |s| annotation_sets::annotation_set(s, id))
-        .await?
-        .ok_or_else(|| crate::annotation_sets::not_found("annotation set", id))?;
+    let set = crate::annotation_sets::load(&state, id).await?;
     let params = serde_json::to_value(&options).map_err(internal)?;
     let job = jobs::create(
         &state,

@@ -124,35 +124,53 @@ pub async fn start(
     )
     .await?;
     let runner = Runner::start(&state, job);
+    accept_upload(
+        state,
+        runner,
+        body,
+        move |state, runner, spool| async move { process(&state, &runner, &spool, options).await },
+    )
+    .await
+}
+
+/// Receives the body of a job's upload into the job's spool directory, then answers 202 and
+/// runs `work` on it in the background; the spool is removed when the work ends. A body that
+/// breaks off fails the job and the request.
+pub(crate) async fn accept_upload<F, Fut>(
+    state: AppState,
+    runner: Runner,
+    body: Body,
+    work: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(AppState, Runner, PathBuf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<JobResult, Stop>> + Send,
+{
     let spool = jobs::dir(&state, "imports").join(runner.job.id.to_string());
-    match receive(&runner, body, &spool).await {
-        Ok(()) => {}
-        Err(stop) => {
-            let _ = tokio::fs::remove_dir_all(&spool).await;
-            let message = match &stop {
-                Stop::Failed(m) => m.clone(),
-                Stop::Stopped => "cancelled".into(),
-            };
-            runner.clone().finish(&state, Err(stop)).await;
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "upload_failed",
-                message,
-            ));
-        }
+    if let Err(stop) = receive(&runner, body, &spool).await {
+        let _ = tokio::fs::remove_dir_all(&spool).await;
+        let message = match &stop {
+            Stop::Failed(m) => m.clone(),
+            Stop::Stopped => "cancelled".into(),
+        };
+        runner.finish(&state, Err(stop)).await;
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "upload_failed",
+            message,
+        ));
     }
     let view = jobs::view(&state, &runner.job);
     let location = format!("/api/v1/jobs/{}", runner.job.id);
-    let task_state = state.clone();
     tokio::spawn(async move {
-        let outcome = process(&task_state, &runner, &spool, options).await;
+        let outcome = work(state.clone(), runner.clone(), spool.clone()).await;
         if let Err(e) = tokio::fs::remove_dir_all(&spool).await {
-            tracing::warn!(error = %e, "removing an import spool failed");
+            tracing::warn!(error = %e, "removing an upload spool failed");
         }
         if let Err(Stop::Failed(e)) = &outcome {
-            tracing::warn!(job = runner.job.id, error = %e, "import failed");
+            tracing::warn!(job = runner.job.id, error = %e, "job failed");
         }
-        runner.finish(&task_state, outcome).await;
+        runner.finish(&state, outcome).await;
     });
     Ok((
         StatusCode::ACCEPTED,
