@@ -25,7 +25,9 @@ pub fn names_from_yaml(text: &str) -> (Vec<String>, Option<usize>) {
             continue;
         }
         let indented = line.starts_with(' ') || line.starts_with('\t');
-        if !indented {
+        // A block list may sit at the key's own indentation (`names:` then `- car`).
+        let list_item = in_names && trimmed.starts_with("- ");
+        if !indented && !list_item {
             in_names = false;
             if let Some(rest) = trimmed.strip_prefix("names:") {
                 let rest = rest.trim();
