@@ -130,7 +130,13 @@ impl Cluster {
         let snapshot_dir = data_dir.join("snapshots");
         let directory = Arc::new(Directory::default());
         let mut groups = HashMap::new();
-        for group in placement.groups_of(me) {
+        // Every node follows the catalogue: as a voter when placed so, else as a learner (see
+        // `keep_catalogue_learners`), so that any node can check tokens and serve the domain.
+        let mut hosted: Vec<u32> = placement.groups_of(me).collect();
+        if !hosted.contains(&META_GROUP) {
+            hosted.insert(0, META_GROUP);
+        }
+        for group in hosted {
             let s = store.clone();
             let reset = tokio::task::spawn_blocking(move || repair_purged_past_applied(&s, group))
                 .await
@@ -152,7 +158,7 @@ impl Cluster {
                 .map_err(|e| ClusterError::Internal(format!("group {group}: {e}")))?;
             groups.insert(group, raft);
         }
-        Ok(Arc::new(Cluster {
+        let cluster = Arc::new(Cluster {
             me,
             spec,
             placement,
@@ -161,7 +167,9 @@ impl Cluster {
             groups,
             cache: ObjectCache::new(cache_bytes),
             directory,
-        }))
+        });
+        tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
+        Ok(cluster)
     }
 
     pub fn me(&self) -> NodeId {
@@ -859,6 +867,40 @@ where
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
             other => return other,
+        }
+    }
+}
+
+/// While this node leads the catalogue, adds every node of the cluster that is not one of
+/// its voters as a learner: learners receive the catalogue's log without voting, so nodes
+/// beyond the catalogue's five replicas still hold the users, keys and the annotation domain
+/// locally (reads after a barrier, token checks in microseconds).
+async fn keep_catalogue_learners(cluster: std::sync::Weak<Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let Some(this) = cluster.upgrade() else {
+            return;
+        };
+        let Some(raft) = this.group(META_GROUP) else {
+            return;
+        };
+        if !this.leads(META_GROUP) {
+            continue;
+        }
+        let membership = raft.metrics().borrow().membership_config.clone();
+        let known: Vec<NodeId> = membership.membership().nodes().map(|(id, _)| *id).collect();
+        for node in this.spec.nodes.iter().filter(|n| !known.contains(&n.id)) {
+            let address = BasicNode {
+                addr: node.rpc.clone(),
+            };
+            match raft.add_learner(node.id, address, false).await {
+                Ok(_) => tracing::info!(node = node.id, "added as a catalogue learner"),
+                Err(e) => {
+                    tracing::debug!(node = node.id, error = %e, "adding a catalogue learner");
+                    break;
+                }
+            }
         }
     }
 }

@@ -553,3 +553,54 @@ async fn every_documented_route_enforces_its_access_level() {
     }
     assert!(checked > 150, "only {checked} route x caller checks");
 }
+
+/// With seven nodes the catalogue has five voters; the other two follow it as learners, so
+/// they check tokens, see revocations and serve the domain (with read-your-writes) like the rest.
+#[tokio::test]
+async fn nodes_beyond_the_catalogue_voters_serve_everything() {
+    let cluster = TestCluster::start(Options {
+        nodes: 7,
+        ..Options::default()
+    })
+    .await;
+    let status = cluster.status().await;
+    let voters: Vec<u64> = status["groups"][0]["voters"]
+        .as_array()
+        .expect("catalogue voters")
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    assert_eq!(voters.len(), 5, "{status}");
+    let outside: Vec<u64> = (1..=7).filter(|n| !voters.contains(n)).collect();
+    let admin = cluster.node(1).client();
+    let manager = create_user(&admin, "mgr", "manager").await;
+    for &n in &outside {
+        let here = manager.with_base(&cluster.node(n).http);
+        // Login through this node, a write through it, and read-your-writes on it.
+        let token = here
+            .anonymous()
+            .login("mgr", "mgr-password")
+            .await
+            .expect("login on a learner");
+        let here = here.with_token(token.clone());
+        let name = format!("made-on-{n}");
+        let created = send_json(
+            &here,
+            Method::POST,
+            "/api/v1/datasets",
+            json!({"name": name}),
+        )
+        .await;
+        assert_eq!(created.status, 201, "{:?}", created.json());
+        let listed = here.get("/api/v1/datasets").await.expect("list").json();
+        assert!(listed.to_string().contains(&name), "{listed}");
+        // Revoked through node 1: refused here too.
+        let revoked = form(&admin.anonymous(), "/oauth/revoke", &[("token", &token)]).await;
+        assert_eq!(revoked.status, 200);
+        eventually("the revocation to reach a learner", DEADLINE, || async {
+            let reply = here.get("/api/v1/me").await.ok()?;
+            (reply.status == 401).then_some(())
+        })
+        .await;
+    }
+}

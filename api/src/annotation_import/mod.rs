@@ -18,6 +18,7 @@ use std::io::Read;
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -62,10 +63,11 @@ pub async fn start(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-    Query(options): Query<Options>,
+    options: Result<Query<Options>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Manager)?;
+    let Query(options) = options.map_err(|e| invalid(e.body_text()))?;
     if !["coco", "voc", "yolo", "cvat"].contains(&options.format.as_str()) {
         return Err(invalid(format!(
             "format: one of coco, voc, yolo, cvat, not {:?}",
@@ -514,7 +516,11 @@ async fn run(
             labels_json: Some(labels_json),
         };
         match crate::idempotency::catalog(state, CatalogOp::AnnotationSet(op)).await {
-            Ok(CatalogOutcome::AnnotationSet(AnnotationSetOutcome::Set(_))) => {
+            Ok(CatalogOutcome::AnnotationSet(AnnotationSetOutcome::Set(text))) => {
+                // The schema as the update left it (this node's replica may not have it yet).
+                let updated: AnnotationSet = serde_json::from_str(&text)
+                    .map_err(|e| Stop::Failed(format!("reading the updated schema: {e}")))?;
+                labels = updated.labels;
                 report.add(
                     "labels or shape kinds added to the schema",
                     used.keys().cloned().collect::<Vec<_>>().join(", "),
@@ -523,7 +529,6 @@ async fn run(
             Ok(other) => return Err(Stop::Failed(format!("updating the schema: {other:?}"))),
             Err(e) => return Err(Stop::Failed(format!("updating the schema: {e}"))),
         }
-        labels = load_set(state, set_id).await?.labels;
     }
     // Fit every shape; propose in batches.
     let mut batch: Vec<(Sha256, String)> = Vec::new();

@@ -19,6 +19,7 @@ pub(crate) mod unpack;
 use std::path::PathBuf;
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -96,10 +97,12 @@ pub async fn start(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-    Query(options): Query<Options>,
+    options: Result<Query<Options>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // The role is checked before the query string, so that callers without it learn that first.
     principal.require(Role::Manager)?;
+    let Query(options) = options.map_err(|e| invalid(e.body_text()))?;
     options.check()?;
     state.cluster.catalog_barrier().await?;
     state
