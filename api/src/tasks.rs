@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
-use tessera_raft::tasks::{self, Action, Task, TaskOp, TaskOutcome, TaskState};
+use tessera_raft::tasks::{self, Action, Task, TaskIndex, TaskOp, TaskOutcome, TaskState};
 use tessera_raft::{annotation_sets, datasets};
 
 use crate::auth::Principal;
@@ -170,10 +170,12 @@ pub struct Page {
     state: Option<String>,
 }
 
+/// A page of the tasks in `indexes` (merged in id order) that `keep` accepts.
 async fn page_of(
     state: &AppState,
     page: Page,
-    keep: impl Fn(&Task) -> bool + Send + 'static,
+    indexes: Vec<TaskIndex>,
+    keep: impl Fn(&Task) -> bool + Send + Sync + 'static,
 ) -> Result<Json<Value>, ApiError> {
     let limit = paging::limit(page.limit);
     let wanted = page.state;
@@ -181,9 +183,15 @@ async fn page_of(
     let found = state
         .cluster
         .read_catalog(move |s| {
-            tasks::tasks(s, page.cursor, limit + 1, |t| {
-                keep(t) && wanted.as_deref().is_none_or(|w| json!(t.state) == json!(w))
-            })
+            let mut found = Vec::new();
+            for index in indexes {
+                found.extend(tasks::tasks(s, index, page.cursor, limit + 1, |t| {
+                    keep(t) && wanted.as_deref().is_none_or(|w| json!(t.state) == json!(w))
+                })?);
+            }
+            found.sort_by_key(|t| t.id);
+            found.truncate(limit + 1);
+            Ok(found)
         })
         .await?;
     Ok(Json(paging::page(&found, limit, |t| t.id, summary)))
@@ -197,7 +205,7 @@ pub async fn list(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Reviewer)?;
-    page_of(&state, page, move |t| t.set_id == set_id).await
+    page_of(&state, page, vec![TaskIndex::Set(set_id)], |_| true).await
 }
 
 /// `GET /api/v1/me/tasks?state=`: the caller's tasks.
@@ -206,10 +214,12 @@ pub async fn mine(
     principal: Principal,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let me = principal.username;
-    page_of(&state, page, move |t| {
-        t.assignee.as_deref() == Some(me.as_str())
-    })
+    page_of(
+        &state,
+        page,
+        vec![TaskIndex::Assignee(principal.username)],
+        |_| true,
+    )
     .await
 }
 
@@ -223,7 +233,11 @@ pub async fn review_queue(
     principal.require(Role::Reviewer)?;
     let me = principal.username;
     let everyone = principal.role >= Role::Manager;
-    let Json(mut listed) = page_of(&state, page, move |t| match t.state {
+    let indexes = vec![
+        TaskIndex::State(TaskState::Submitted),
+        TaskIndex::State(TaskState::InReview),
+    ];
+    let Json(mut listed) = page_of(&state, page, indexes, move |t| match t.state {
         TaskState::Submitted => true,
         TaskState::InReview => everyone || t.reviewer.as_deref() == Some(me.as_str()),
         _ => false,
@@ -262,7 +276,7 @@ pub async fn pool(
     _principal: Principal,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    page_of(&state, page, |t| t.assignee.is_none()).await
+    page_of(&state, page, vec![TaskIndex::Pool], |_| true).await
 }
 
 /// `GET /api/v1/tasks/{id}`: its assignee, reviewers and managers.

@@ -78,6 +78,8 @@ impl StateMachine {
         })
         .await?;
         if let Some(directory) = &directory {
+            let s = store.clone();
+            blocking(ErrorVerb::Write, move || crate::tasks::backfill_indexes(&s)).await?;
             let (d, s) = (directory.clone(), store.clone());
             blocking(ErrorVerb::Read, move || d.reload(&s)).await?;
         }

@@ -109,21 +109,114 @@ pub fn task(store: &Store, id: u64) -> Result<Option<Task>, StorageError> {
     }
 }
 
-/// Tasks matching `keep`, in id order after `after`.
+/// Which tasks a listing walks. Every variant but `All` is an index the state machine keeps
+/// in the same batch as the task record (`task-by-*/…/<id>` keys with empty values), so lists,
+/// "my tasks", the pool, the review queue and claim checks never scan every task.
+#[derive(Clone, Debug)]
+pub enum TaskIndex {
+    All,
+    Set(u64),
+    Assignee(String),
+    Pool,
+    State(TaskState),
+    Chunk(u64),
+}
+
+fn state_name(state: TaskState) -> String {
+    format!("{state:?}").to_lowercase()
+}
+
+impl TaskIndex {
+    fn prefix(&self) -> Vec<u8> {
+        let name = match self {
+            TaskIndex::All => "task/".to_string(),
+            TaskIndex::Set(set) => format!("task-by-set/{set:016x}/"),
+            TaskIndex::Assignee(user) => format!("task-by-user/{}/", hex::encode(user)),
+            TaskIndex::Pool => "task-pool/".to_string(),
+            TaskIndex::State(state) => format!("task-by-state/{}/", state_name(*state)),
+            TaskIndex::Chunk(chunk) => format!("task-by-chunk/{chunk:016x}/"),
+        };
+        keys::named(META_GROUP, &name)
+    }
+}
+
+/// The index entries of a task.
+fn index_keys(t: &Task) -> Vec<Vec<u8>> {
+    let holder = match &t.assignee {
+        Some(user) => TaskIndex::Assignee(user.clone()),
+        None => TaskIndex::Pool,
+    };
+    [
+        TaskIndex::Set(t.set_id),
+        holder,
+        TaskIndex::State(t.state),
+        TaskIndex::Chunk(t.chunk),
+    ]
+    .iter()
+    .map(|index| {
+        let mut k = index.prefix();
+        k.extend_from_slice(format!("{:016x}", t.id).as_bytes());
+        k
+    })
+    .collect()
+}
+
+/// Stages a task record and moves its index entries from `before` to it.
+fn save(
+    store: &Store,
+    batch: &mut WriteBatch,
+    before: Option<&Task>,
+    t: &Task,
+) -> Result<(), StorageError> {
+    let cf = store.cf(Cf::Catalog);
+    for k in before.map(index_keys).unwrap_or_default() {
+        batch.delete_cf(cf, k);
+    }
+    for k in index_keys(t) {
+        batch.put_cf(cf, k, []);
+    }
+    batch.put_cf(cf, task_key(t.id), bincode::serialize(t)?);
+    Ok(())
+}
+
+const INDEXED: &str = "task-indexes-v1";
+
+/// Writes the index entries of tasks recorded before indexes existed (once; a no-op after).
+/// Every replica derives the same entries from the same records, so replicas stay identical.
+pub fn backfill_indexes(store: &Store) -> Result<(), StorageError> {
+    let marker = keys::named(META_GROUP, INDEXED);
+    if store.get(Cf::Catalog, &marker)?.is_some() {
+        return Ok(());
+    }
+    let mut batch = WriteBatch::default();
+    for t in tasks(store, TaskIndex::All, None, usize::MAX, |_| true)? {
+        for k in index_keys(&t) {
+            batch.put_cf(store.cf(Cf::Catalog), k, []);
+        }
+    }
+    batch.put_cf(store.cf(Cf::Catalog), marker, []);
+    store.write(batch, true)
+}
+
+/// Tasks of `index` matching `keep`, in id order after `after`.
 pub fn tasks(
     store: &Store,
+    index: TaskIndex,
     after: Option<u64>,
     limit: usize,
     keep: impl Fn(&Task) -> bool,
 ) -> Result<Vec<Task>, StorageError> {
-    let prefix = keys::named(META_GROUP, "task/");
+    let prefix = index.prefix();
     let mut upper = prefix.clone();
     if let Some(last) = upper.last_mut() {
         *last += 1;
     }
     let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(upper);
-    let start = after.map(|a| task_key(a + 1)).unwrap_or(prefix);
+    let mut start = prefix.clone();
+    if let Some(a) = after {
+        start.extend_from_slice(format!("{:016x}", a + 1).as_bytes());
+    }
     let iter = store.db().iterator_cf_opt(
         store.cf(Cf::Catalog),
         opts,
@@ -131,8 +224,20 @@ pub fn tasks(
     );
     let mut out = Vec::new();
     for item in iter {
-        let (_, v) = item?;
-        let t: Task = bincode::deserialize(&v)?;
+        let (k, v) = item?;
+        let t: Task = match index {
+            TaskIndex::All => bincode::deserialize(&v)?,
+            _ => {
+                let id = std::str::from_utf8(&k[prefix.len()..])
+                    .ok()
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| StorageError::Corrupt("task index key".into()))?;
+                match task(store, id)? {
+                    Some(t) => t,
+                    None => continue,
+                }
+            }
+        };
         if keep(&t) {
             out.push(t);
             if out.len() == limit {
@@ -171,10 +276,8 @@ fn decide(
                     task.id
                 ))));
             }
-            let holds_chunk = !tasks(store, None, 1, |t| {
-                t.set_id == task.set_id
-                    && t.chunk == task.chunk
-                    && t.assignee.as_deref() == Some(user)
+            let holds_chunk = !tasks(store, TaskIndex::Chunk(task.chunk), None, 1, |t| {
+                t.assignee.as_deref() == Some(user)
             })?
             .is_empty();
             if holds_chunk {
@@ -241,10 +344,6 @@ pub fn stage(
     op: &TaskOp,
 ) -> Result<TaskOutcome, StorageError> {
     let cf = store.cf(Cf::Catalog);
-    let save = |batch: &mut WriteBatch, t: &Task| -> Result<(), StorageError> {
-        batch.put_cf(cf, task_key(t.id), bincode::serialize(t)?);
-        Ok(())
-    };
     match op {
         TaskOp::Split {
             set_id,
@@ -281,7 +380,7 @@ pub fn stage(
                         state: TaskState::New,
                         history: vec![event],
                     };
-                    save(batch, &task)?;
+                    save(store, batch, None, &task)?;
                     created.push(next);
                     next += 1;
                 }
@@ -308,11 +407,11 @@ pub fn stage(
             if *action == Action::Reject && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
                 return Ok(TaskOutcome::Conflict("a rejection needs a reason".into()));
             }
-            let before = t.state;
+            let before = t.clone();
             if let Err(refusal) = decide(&mut t, *action, user, *role, store)? {
                 return Ok(refusal);
             }
-            stats::task_moved(store, batch, t.set_id, before, t.state)?;
+            stats::task_moved(store, batch, t.set_id, before.state, t.state)?;
             let name = format!("{action:?}").to_lowercase();
             t.history.push(TaskEvent {
                 by: user.clone(),
@@ -320,7 +419,7 @@ pub fn stage(
                 at_ms: *at_ms,
                 reason: reason.clone(),
             });
-            save(batch, &t)?;
+            save(store, batch, Some(&before), &t)?;
             Ok(TaskOutcome::Task(Box::new(t)))
         }
         TaskOp::Reassign {
@@ -335,6 +434,7 @@ pub fn stage(
             if matches!(t.state, TaskState::Accepted) {
                 return Ok(TaskOutcome::Conflict(format!("task {id} is accepted")));
             }
+            let before = t.clone();
             t.assignee = assignee.clone();
             let reason = Some(format!("to {}", assignee.as_deref().unwrap_or("the pool")));
             t.history.push(TaskEvent {
@@ -343,8 +443,90 @@ pub fn stage(
                 at_ms: *at_ms,
                 reason,
             });
-            save(batch, &t)?;
+            save(store, batch, Some(&before), &t)?;
             Ok(TaskOutcome::Task(Box::new(t)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(store: &Store, op: TaskOp) -> TaskOutcome {
+        let mut batch = WriteBatch::default();
+        let outcome = stage(store, &mut batch, &op).expect("stage");
+        store.write(batch, false).expect("write");
+        outcome
+    }
+
+    fn ids(store: &Store, index: TaskIndex) -> Vec<u64> {
+        tasks(store, index, None, 100, |_| true)
+            .expect("list")
+            .iter()
+            .map(|t| t.id)
+            .collect()
+    }
+
+    #[test]
+    fn indexes_follow_every_change_and_backfill_old_records() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        let split = TaskOp::Split {
+            set_id: 7,
+            chunks: vec![vec![Sha256([1; 32])], vec![Sha256([2; 32])]],
+            overlap: 1,
+            assignees: vec!["ann".into()],
+            by: "mgr".into(),
+            at_ms: 0,
+        };
+        assert_eq!(apply(&store, split), TaskOutcome::Created(vec![1, 2]));
+        assert_eq!(ids(&store, TaskIndex::Set(7)), vec![1, 2]);
+        assert_eq!(ids(&store, TaskIndex::Assignee("ann".into())), vec![1, 2]);
+        let act = |id, action| TaskOp::Act {
+            id,
+            action,
+            user: "ann".into(),
+            role: Role::Annotator,
+            reason: None,
+            at_ms: 1,
+        };
+        apply(&store, act(1, Action::Start));
+        apply(&store, act(1, Action::Submit));
+        assert_eq!(ids(&store, TaskIndex::State(TaskState::Submitted)), vec![1]);
+        assert_eq!(ids(&store, TaskIndex::State(TaskState::New)), vec![2]);
+        let to_pool = TaskOp::Reassign {
+            id: 2,
+            assignee: None,
+            by: "mgr".into(),
+            at_ms: 2,
+        };
+        apply(&store, to_pool);
+        assert_eq!(ids(&store, TaskIndex::Pool), vec![2]);
+        assert_eq!(ids(&store, TaskIndex::Assignee("ann".into())), vec![1]);
+        assert_eq!(
+            tasks(&store, TaskIndex::Set(7), Some(1), 10, |_| true).expect("page")[0].id,
+            2
+        );
+
+        // A record from before the indexes: found once backfilled.
+        let old = Task {
+            id: 9,
+            set_id: 8,
+            chunk: 9,
+            images: Vec::new(),
+            assignee: Some("bob".into()),
+            reviewer: None,
+            state: TaskState::New,
+            history: Vec::new(),
+        };
+        let cf = store.cf(Cf::Catalog);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, task_key(9), bincode::serialize(&old).expect("encode"));
+        store.write(batch, false).expect("write");
+        assert!(ids(&store, TaskIndex::Set(8)).is_empty());
+        backfill_indexes(&store).expect("backfill");
+        assert_eq!(ids(&store, TaskIndex::Set(8)), vec![9]);
+        assert_eq!(ids(&store, TaskIndex::Assignee("bob".into())), vec![9]);
     }
 }

@@ -32,7 +32,7 @@ use tessera_raft::catalog::Role;
 use tessera_raft::datasets;
 use tessera_raft::jobs::{Job, JobKind, JobResult};
 use tessera_raft::storage::{Sha256, StorageError, Store};
-use tessera_raft::tasks::{self, TaskState};
+use tessera_raft::tasks::{self, TaskIndex, TaskState};
 use tessera_raft::{ObjectBody, ReadSpec};
 
 use crate::auth::Principal;
@@ -221,7 +221,7 @@ fn plan(store: &Store, set_id: u64, only_accepted: bool) -> Result<Option<Plan>,
         _ => 1,
     };
     let mut best: HashMap<Sha256, (u8, u64)> = HashMap::new();
-    for task in tasks::tasks(store, None, usize::MAX, |t| t.set_id == set_id)? {
+    for task in tasks::tasks(store, TaskIndex::Set(set_id), None, usize::MAX, |_| true)? {
         let r = rank(task.state);
         for sha in &task.images {
             let slot = best.entry(*sha).or_insert((r, task.id));
