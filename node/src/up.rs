@@ -94,13 +94,14 @@ pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
         }
     }
     wait_for(&config, "/readyz", Duration::from_secs(60)).await?;
-    println!("\nTessera is ready. Every node serves the whole API:");
+    println!("\nTessera is ready. Every node serves the web UI and the whole API:");
     for node in &config.spec.nodes {
         println!("  node {}: http://{}/", node.id, node.http);
     }
     let first = &config.spec.nodes[0].http;
+    println!("Open http://{first}/ in a browser and sign in as admin.");
     println!("API description: http://{first}/api/v1/openapi.json (log in with POST /oauth/token; see README)");
-    println!("CLI on this machine: tessera status | tessera put FILE... | tessera get SHA256");
+    println!("CLI on this machine: tessera status | put FILE... | get SHA256 | import --dataset NAME PATH...");
     println!("Press Ctrl-C to stop the cluster.");
 
     supervise(nodes).await
