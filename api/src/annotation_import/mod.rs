@@ -237,27 +237,16 @@ struct Names {
 
 impl Names {
     fn insert(&mut self, key: String, sha: Sha256) {
-        self.by_name
-            .entry(key)
-            .and_modify(|v| {
-                if *v != Some(sha) {
-                    *v = None;
-                }
-            })
-            .or_insert(Some(sha));
+        insert_unique(&mut self.by_name, key, sha);
     }
 
-    /// The image `file` names: `hashes` first (images in the upload), then names.
-    fn find(&self, file: &str, hashes: &HashMap<String, Sha256>) -> Option<Sha256> {
+    /// The image `file` names: an image of the upload first (by path, file name or stem),
+    /// then dataset names.
+    fn find(&self, file: &str, uploaded: &HashMap<String, Option<Sha256>>) -> Option<Sha256> {
         let base = file.rsplit('/').next().unwrap_or(file);
-        let by_hash = hashes
+        let by_hash = [file.to_string(), base.to_string(), clean_stem(base)]
             .iter()
-            .find(|(path, _)| {
-                path.as_str() == file
-                    || path.ends_with(&format!("/{base}"))
-                    || path.as_str() == base
-            })
-            .map(|(_, sha)| *sha)
+            .find_map(|k| uploaded.get(k).copied().flatten())
             .filter(|sha| self.sizes.contains_key(sha));
         by_hash.or_else(|| {
             [
@@ -270,6 +259,29 @@ impl Names {
             .find_map(|k| self.by_name.get(k).copied().flatten())
         })
     }
+}
+
+/// The images of an upload by path, file name and stem (a name two images share maps to none).
+fn uploaded_names(hashes: &HashMap<String, Sha256>) -> HashMap<String, Option<Sha256>> {
+    let mut out: HashMap<String, Option<Sha256>> = HashMap::new();
+    for (path, sha) in hashes {
+        let base = path.rsplit('/').next().unwrap_or(path);
+        for key in [path.clone(), base.to_string(), clean_stem(base)] {
+            insert_unique(&mut out, key, *sha);
+        }
+    }
+    out
+}
+
+/// Maps `key` to `sha`, or to nothing once two different images claim it.
+fn insert_unique(map: &mut HashMap<String, Option<Sha256>>, key: String, sha: Sha256) {
+    map.entry(key)
+        .and_modify(|v| {
+            if *v != Some(sha) {
+                *v = None;
+            }
+        })
+        .or_insert(Some(sha));
 }
 
 fn names(
@@ -466,6 +478,7 @@ async fn run(
         .read_catalog(move |s| names(s, dataset))
         .await
         .map_err(|e| Stop::Failed(e.to_string()))?;
+    let uploaded = uploaded_names(&hashes);
     let mut report = Report::default();
     for note in &parsed.notes {
         report.add("notes", note.clone());
@@ -473,7 +486,7 @@ async fn run(
     // Match images and resolve normalised coordinates.
     let mut matched: Vec<(Sha256, (u32, u32), RawImage)> = Vec::new();
     for mut image in parsed.images {
-        let Some(sha) = names.find(&image.file, &hashes) else {
+        let Some(sha) = names.find(&image.file, &uploaded) else {
             report.add("images not in the dataset (unmatched)", image.file.clone());
             continue;
         };

@@ -281,7 +281,7 @@ async fn process(
 async fn store(
     state: &AppState,
     runner: &Runner,
-    path: &PathBuf,
+    path: &std::path::Path,
     name: &str,
 ) -> Result<Option<DatasetImage>, Stop> {
     let bytes = tokio::fs::read(path)
