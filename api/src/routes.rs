@@ -56,6 +56,78 @@ pub struct Route {
     pub summary: &'static str,
     pub access: Access,
     handler: MethodRouter<AppState>,
+    body: Option<BodyDoc>,
+    query: Option<QueryDoc>,
+}
+
+/// How a handler parses its query string.
+#[cfg(test)]
+type ParseQuery = fn(&str) -> Result<(), String>;
+
+/// The query string a route takes, as an example a test parses with the handler's own type;
+/// the document lists its parameters.
+struct QueryDoc {
+    example: &'static str,
+    /// The handler's query type, published as `x-rust-query-type`.
+    rust_type: &'static str,
+    #[cfg(test)]
+    parse: ParseQuery,
+}
+
+/// How a handler parses its JSON body (only whether it accepts it matters here).
+type ParseBody = fn(&[u8]) -> Result<(), crate::ApiError>;
+
+/// A request body as the OpenAPI document describes it. JSON bodies carry an example that a
+/// test parses with the handler's own request type, so the example cannot drift from the code.
+struct BodyDoc {
+    media_type: &'static str,
+    description: &'static str,
+    example: Option<Value>,
+    /// The handler's parse of a JSON body (`None` for raw bodies).
+    parse: Option<ParseBody>,
+    rust_type: &'static str,
+}
+
+impl Route {
+    /// A JSON body parsed as `T`, with an example.
+    fn json<T: serde::de::DeserializeOwned>(mut self, example: Value) -> Route {
+        self.body = Some(BodyDoc {
+            media_type: "application/json",
+            description: "JSON; unknown fields are refused",
+            example: Some(example),
+            parse: Some(|bytes| crate::error::parse_json::<T>(bytes).map(|_| ())),
+            rust_type: std::any::type_name::<T>(),
+        });
+        self
+    }
+
+    /// Query parameters parsed as `T`, shown by an example (`limit=100&cursor=…`).
+    fn query<T: serde::de::DeserializeOwned>(mut self, example: &'static str) -> Route {
+        self.query = Some(QueryDoc {
+            example,
+            rust_type: std::any::type_name::<T>(),
+            #[cfg(test)]
+            parse: |q| {
+                let uri: axum::http::Uri = format!("/?{q}").parse().map_err(|e| format!("{e}"))?;
+                axum::extract::Query::<T>::try_from_uri(&uri)
+                    .map(|_| ())
+                    .map_err(|e| e.body_text())
+            },
+        });
+        self
+    }
+
+    /// A raw body streamed by the handler (a file).
+    fn raw(mut self, description: &'static str) -> Route {
+        self.body = Some(BodyDoc {
+            media_type: "application/octet-stream",
+            description,
+            example: None,
+            parse: None,
+            rust_type: "",
+        });
+        self
+    }
 }
 
 fn route(
@@ -71,6 +143,8 @@ fn route(
         summary,
         access,
         handler,
+        body: None,
+        query: None,
     }
 }
 
@@ -91,7 +165,8 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Upload an image (raw body); 201, or 200 if already stored",
             post(objects::upload),
-        ),
+        )
+        .raw("the image bytes (JPEG, PNG, WebP, GIF, BMP or TIFF)"),
         route(
             "get",
             "/api/v1/objects/{sha}",
@@ -119,14 +194,16 @@ pub fn routes() -> Vec<Route> {
             Admin,
             "Users, paged (limit, cursor)",
             get(users::list),
-        ),
+        )
+        .query::<users::Page>("limit=100&cursor=mia"),
         route(
             "post",
             "/api/v1/users",
             Admin,
             "Create a user",
             post(users::create),
-        ),
+        )
+        .json::<users::NewUser>(json!({"username": "mia", "password": "a-long-password", "role": "manager"})),
         route(
             "get",
             "/api/v1/users/{name}",
@@ -140,7 +217,8 @@ pub fn routes() -> Vec<Route> {
             Admin,
             "Change password, role or disabled",
             patch(users::update),
-        ),
+        )
+        .json::<users::Change>(json!({"password": "another-long-password", "role": "reviewer", "disabled": false})),
         route(
             "delete",
             "/api/v1/users/{name}",
@@ -168,14 +246,16 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Datasets, paged (limit, cursor)",
             get(datasets::list),
-        ),
+        )
+        .query::<datasets::Page>("limit=100&cursor=12"),
         route(
             "post",
             "/api/v1/datasets",
             Manager,
             "Create a dataset",
             post(datasets::create),
-        ),
+        )
+        .json::<datasets::NameBody>(json!({"name": "street scenes"})),
         route(
             "get",
             "/api/v1/datasets/{id}",
@@ -189,7 +269,8 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Rename a dataset",
             patch(datasets::rename),
-        ),
+        )
+        .json::<datasets::NameBody>(json!({"name": "street scenes 2"})),
         route(
             "delete",
             "/api/v1/datasets/{id}",
@@ -203,35 +284,40 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "A dataset's images with presigned URLs, paged",
             get(datasets::images),
-        ),
+        )
+        .query::<datasets::Page>("limit=100&cursor=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
         route(
             "post",
             "/api/v1/datasets/{id}/images",
             Manager,
             "Add uploaded images by SHA-256",
             post(datasets::add_images),
-        ),
+        )
+        .json::<datasets::AddBody>(json!({"images": [{"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "name": "cam1/0001.jpg"}]})),
         route(
             "post",
             "/api/v1/datasets/{id}/images/remove",
             Manager,
             "Remove images",
             post(datasets::remove),
-        ),
+        )
+        .json::<datasets::RemoveBody>(json!({"images": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]})),
         route(
             "post",
             "/api/v1/datasets/{id}/annotation-sets",
             Manager,
             "Create an annotation set (label schema) on a dataset",
             post(annotation_sets::create),
-        ),
+        )
+        .json::<annotation_sets::NewSet>(json!({"name": "v1", "labels": [{"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"], "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": false}]}, {"name": "person", "color": "#00ff00", "kinds": ["points"], "keypoints": ["head", "hand"], "skeleton": [[0, 1]]}]})),
         route(
             "get",
             "/api/v1/annotation-sets",
             Manager,
             "Annotation sets, paged (dataset, limit, cursor)",
             get(annotation_sets::list),
-        ),
+        )
+        .query::<annotation_sets::Page>("dataset=1&limit=100&cursor=3"),
         route(
             "get",
             "/api/v1/annotation-sets/{id}",
@@ -245,7 +331,8 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Rename or change the label schema",
             patch(annotation_sets::update),
-        ),
+        )
+        .json::<annotation_sets::Change>(json!({"name": "v2"})),
         route(
             "delete",
             "/api/v1/annotation-sets/{id}",
@@ -259,35 +346,40 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Split into tasks (chunk_size, overlap, assignees or pool)",
             post(tasks::split),
-        ),
+        )
+        .json::<tasks::SplitBody>(json!({"chunk_size": 50, "overlap": 2, "assignees": ["ann1", "ann2"]})),
         route(
             "get",
             "/api/v1/annotation-sets/{id}/tasks",
             Reviewer,
             "Tasks of an annotation set, paged (state, limit, cursor)",
             get(tasks::list),
-        ),
+        )
+        .query::<tasks::Page>("state=submitted&limit=100&cursor=40"),
         route(
             "get",
             "/api/v1/me/tasks",
             SignedIn,
             "The caller's tasks",
             get(tasks::mine),
-        ),
+        )
+        .query::<tasks::Page>("state=in_progress&limit=100&cursor=40"),
         route(
             "get",
             "/api/v1/review/tasks",
             Reviewer,
             "The review queue: submitted tasks and those in review by the caller (?state=)",
             get(tasks::review_queue),
-        ),
+        )
+        .query::<tasks::Page>("state=submitted&limit=100&cursor=40"),
         route(
             "get",
             "/api/v1/pool/tasks",
             SignedIn,
             "Unassigned tasks to claim",
             get(tasks::pool),
-        ),
+        )
+        .query::<tasks::Page>("limit=100&cursor=40"),
         route(
             "get",
             "/api/v1/tasks/{id}",
@@ -301,14 +393,16 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Give a task to someone else or back to the pool",
             post(tasks::reassign),
-        ),
+        )
+        .json::<tasks::ReassignBody>(json!({"assignee": "ann2"})),
         route(
             "post",
             "/api/v1/tasks/{id}/{action}",
             SignedIn,
             "claim, start, submit (assignee); review, accept, reject (reviewers and up)",
             post(tasks::act),
-        ),
+        )
+        .json::<tasks::ActBody>(json!({"reason": "boxes too loose (only for reject)"})),
         route(
             "get",
             "/api/v1/tasks/{id}/images/{sha}/annotations",
@@ -322,7 +416,8 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "Save shapes (If-Match: the edited version; 412 if stale)",
             put(annotations::put),
-        ),
+        )
+        .json::<annotations::Body>(json!({"shapes": [{"label": "car", "kind": "rectangle", "points": [[10, 20], [200, 120]], "attributes": {"colour": "red"}}, {"label": "car", "kind": "rotated_rectangle", "points": [[50, 50], [90, 70]], "angle": 30}]})),
         route(
             "get",
             "/api/v1/tasks/{id}/images/{sha}/annotations/history",
@@ -350,7 +445,8 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "Start a thread at an image point, or answer one",
             post(comments::add),
-        ),
+        )
+        .json::<comments::NewComment>(json!({"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "x": 15, "y": 25, "text": "box too loose"})),
         route(
             "post",
             "/api/v1/comments/{id}/resolve",
@@ -365,7 +461,9 @@ pub fn routes() -> Vec<Route> {
             "Import an image, archive (zip, tar, tar.gz, tar.zst), video, PDF or office document \
              (raw body; ?filename=&video_fps=&pdf_dpi=) as a job",
             post(import::start),
-        ),
+        )
+        .query::<import::Options>("filename=photos.zip&video_fps=1&pdf_dpi=150")
+        .raw("the file: an image, zip, tar, tar.gz, tar.zst, video, PDF or office document"),
         route(
             "post",
             "/api/v1/annotation-sets/{id}/annotation-imports",
@@ -373,21 +471,25 @@ pub fn routes() -> Vec<Route> {
             "Import COCO, VOC, YOLO or CVAT annotations as pre-annotations \
              (raw zip/JSON/XML body; ?format=&create_labels=) as a job",
             post(annotation_import::start),
-        ),
+        )
+        .query::<annotation_import::Options>("format=coco&create_labels=true")
+        .raw("a zip of a COCO, VOC, YOLO or CVAT dataset, or a bare COCO JSON / CVAT XML file"),
         route(
             "post",
             "/api/v1/annotation-sets/{id}/exports",
             Manager,
             "Start an export job (coco, voc, yolo, yolo-segment, yolo-pose, yolo-darknet, cvat, labelme, csv)",
             post(export::start),
-        ),
+        )
+        .json::<export::Options>(json!({"format": "coco", "include_images": true, "only_accepted": true, "splits": {"train": 0.8, "val": 0.2}, "seed": 1})),
         route(
             "get",
             "/api/v1/jobs",
             Manager,
             "Import and export jobs (?dataset= or ?annotation_set=), paged",
             get(jobs::list),
-        ),
+        )
+        .query::<jobs::ListQuery>("annotation_set=1&limit=100&cursor=7"),
         route(
             "get",
             "/api/v1/jobs/{id}",
@@ -466,12 +568,18 @@ pub fn mount(mut router: axum::Router<AppState>) -> axum::Router<AppState> {
 pub fn openapi() -> Value {
     let mut paths = Map::new();
     for r in routes() {
-        let params: Vec<Value> = r
+        let mut params: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        if let Some(query) = &r.query {
+            for pair in query.example.split('&') {
+                let (name, example) = pair.split_once('=').unwrap_or((pair, ""));
+                params.push(json!({ "name": name, "in": "query", "required": false, "schema": { "type": "string" }, "example": example }));
+            }
+        }
         let security = match r.access {
             Access::Anyone => json!([]),
             Access::ManagerOrPresigned => json!([{ "bearer": [] }, {}]),
@@ -489,6 +597,24 @@ pub fn openapi() -> Value {
                 }
             },
         });
+        let mut op = op;
+        if let Some(query) = &r.query {
+            op["x-rust-query-type"] = json!(query.rust_type);
+        }
+        if let Some(body) = &r.body {
+            let mut content = json!({ "schema": { "type": if body.parse.is_some() { "object" } else { "string" } } });
+            if let Some(example) = &body.example {
+                content["example"] = example.clone();
+                content["x-rust-type"] = json!(body.rust_type);
+            } else {
+                content["schema"]["format"] = json!("binary");
+            }
+            op["requestBody"] = json!({
+                "required": true,
+                "description": body.description,
+                "content": { body.media_type: content },
+            });
+        }
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method] = op;
     }
@@ -511,6 +637,46 @@ async fn openapi_json() -> axum::Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_examples_parse_as_their_handlers_parse() {
+        let mut checked = 0;
+        for r in routes() {
+            let Some(BodyDoc {
+                example: Some(example),
+                parse: Some(parse),
+                ..
+            }) = &r.body
+            else {
+                continue;
+            };
+            if let Err(e) = parse(example.to_string().as_bytes()) {
+                panic!(
+                    "{} {}: the example does not parse: {}",
+                    r.method, r.path, e.message
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked >= 14, "only {checked} body examples");
+    }
+
+    #[test]
+    fn query_examples_parse_as_their_handlers_parse() {
+        let mut checked = 0;
+        for r in routes() {
+            if let Some(q) = &r.query {
+                if let Err(e) = (q.parse)(q.example) {
+                    panic!(
+                        "{} {}: the query example does not parse: {e}",
+                        r.method, r.path
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} query examples");
+    }
 
     #[test]
     fn every_route_is_documented_once() {
