@@ -81,6 +81,50 @@ async fn apply(state: &AppState, op: AnnotationSetOp) -> Result<Option<Value>, A
 pub struct NewSet {
     name: String,
     labels: Value,
+    /// Users (reviewer role or higher) who review this set's tasks.
+    #[serde(default)]
+    reviewers: Vec<String>,
+}
+
+/// Checks that every listed reviewer is a user with the reviewer role or higher.
+fn check_reviewers(state: &AppState, reviewers: &[String]) -> Result<(), ApiError> {
+    for (i, name) in reviewers.iter().enumerate() {
+        match state.cluster.directory().standing(name) {
+            None => return Err(invalid(format!("reviewers[{i}]: no user {name:?}"))),
+            Some((role, _, _)) if role < Role::Reviewer => {
+                return Err(invalid(format!(
+                    "reviewers[{i}]: {name} is {}; reviewers need the reviewer role",
+                    role.as_str()
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// 403 unless the caller reviews annotation set `id` (managers review every set; reviewers
+/// the sets that list them), 404 if there is no such set.
+pub(crate) async fn require_reviewer_of(
+    state: &AppState,
+    principal: &Principal,
+    id: u64,
+) -> Result<(), ApiError> {
+    principal.require(Role::Reviewer)?;
+    if principal.role >= Role::Manager {
+        return Ok(());
+    }
+    if load(state, id)
+        .await?
+        .reviewed_by(&principal.username, principal.role)
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("you are not a reviewer of annotation set {id}; a manager can add you"),
+    ))
 }
 
 /// `POST /api/v1/datasets/{id}/annotation-sets`: `{"name": ..., "labels": [...]}`.
@@ -91,8 +135,13 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(Role::Manager)?;
-    let NewSet { name, labels } = parse_json(&body)?;
+    let NewSet {
+        name,
+        labels,
+        reviewers,
+    } = parse_json(&body)?;
     check_name(&name)?;
+    check_reviewers(&state, &reviewers)?;
     let op = AnnotationSetOp::Create {
         dataset_id,
         name,
@@ -100,7 +149,13 @@ pub async fn create(
         created_by: principal.username,
         created_ms: now_ms(),
     };
-    let set = apply(&state, op).await?;
+    let mut set = apply(&state, op).await?;
+    if let (false, Some(id)) = (
+        reviewers.is_empty(),
+        set.as_ref().and_then(|s| s["id"].as_u64()),
+    ) {
+        set = apply(&state, AnnotationSetOp::SetReviewers { id, reviewers }).await?;
+    }
     Ok((StatusCode::CREATED, Json(set.unwrap_or(Value::Null))).into_response())
 }
 
@@ -143,9 +198,10 @@ pub async fn get(
 pub struct Change {
     name: Option<String>,
     labels: Option<Value>,
+    reviewers: Option<Vec<String>>,
 }
 
-/// `PATCH /api/v1/annotation-sets/{id}`: name and/or labels.
+/// `PATCH /api/v1/annotation-sets/{id}`: name, labels and/or reviewers.
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -153,12 +209,19 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Manager)?;
-    let Change { name, labels } = parse_json(&body)?;
+    let Change {
+        name,
+        labels,
+        reviewers,
+    } = parse_json(&body)?;
     if let Some(n) = &name {
         check_name(n)?;
     }
+    if let Some(r) = &reviewers {
+        check_reviewers(&state, r)?;
+    }
     let labels_json = labels.as_ref().map(labels_json).transpose()?;
-    let set = apply(
+    let mut set = apply(
         &state,
         AnnotationSetOp::Update {
             id,
@@ -167,6 +230,9 @@ pub async fn update(
         },
     )
     .await?;
+    if let Some(reviewers) = reviewers {
+        set = apply(&state, AnnotationSetOp::SetReviewers { id, reviewers }).await?;
+    }
     Ok(Json(set.unwrap_or(Value::Null)))
 }
 
@@ -189,8 +255,7 @@ pub async fn stats(
     principal: Principal,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Role::Reviewer)?;
-    state.cluster.catalog_barrier().await?;
+    require_reviewer_of(&state, &principal, id).await?;
     let found = state
         .cluster
         .read_catalog(move |s| {

@@ -12,7 +12,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_raft::annotations::{self, Save, SaveOutcome, Version};
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_raft::catalog::{CatalogOp, CatalogOutcome};
 use tessera_raft::storage::Sha256;
 use tessera_raft::tasks;
 
@@ -63,7 +63,7 @@ async fn may_read(
         ));
     }
     if task.assignee.as_deref() != Some(principal.username.as_str()) {
-        principal.require(Role::Reviewer)?;
+        crate::annotation_sets::require_reviewer_of(state, principal, task.set_id).await?;
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ pub async fn list(
         )
     })?;
     if t.assignee.as_deref() != Some(principal.username.as_str()) {
-        principal.require(Role::Reviewer)?;
+        crate::annotation_sets::require_reviewer_of(&state, &principal, t.set_id).await?;
     }
     let all = state
         .cluster

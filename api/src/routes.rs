@@ -332,7 +332,7 @@ pub fn routes() -> Vec<Route> {
             "Rename or change the label schema",
             patch(annotation_sets::update),
         )
-        .json::<annotation_sets::Change>(json!({"name": "v2"})),
+        .json::<annotation_sets::Change>(json!({"name": "v2", "reviewers": ["rev1"]})),
         route(
             "delete",
             "/api/v1/annotation-sets/{id}",

@@ -204,7 +204,7 @@ pub async fn list(
     Path(set_id): Path<u64>,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Role::Reviewer)?;
+    crate::annotation_sets::require_reviewer_of(&state, &principal, set_id).await?;
     page_of(&state, page, vec![TaskIndex::Set(set_id)], |_| true).await
 }
 
@@ -231,16 +231,36 @@ pub async fn review_queue(
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Reviewer)?;
-    let me = principal.username;
     let everyone = principal.role >= Role::Manager;
+    // The sets a reviewer reviews (a short scan of set records; managers see every set).
+    let (who, role) = (principal.username.clone(), principal.role);
+    let mine: std::collections::HashSet<u64> = if everyone {
+        Default::default()
+    } else {
+        state.cluster.catalog_barrier().await?;
+        state
+            .cluster
+            .read_catalog(move |s| {
+                Ok(annotation_sets::annotation_sets(s, None, None, usize::MAX)?
+                    .into_iter()
+                    .filter(|set| set.reviewed_by(&who, role))
+                    .map(|set| set.id)
+                    .collect())
+            })
+            .await?
+    };
+    let me = principal.username;
     let indexes = vec![
         TaskIndex::State(TaskState::Submitted),
         TaskIndex::State(TaskState::InReview),
     ];
-    let Json(mut listed) = page_of(&state, page, indexes, move |t| match t.state {
-        TaskState::Submitted => true,
-        TaskState::InReview => everyone || t.reviewer.as_deref() == Some(me.as_str()),
-        _ => false,
+    let Json(mut listed) = page_of(&state, page, indexes, move |t| {
+        let reviews = everyone || mine.contains(&t.set_id);
+        match t.state {
+            TaskState::Submitted => reviews,
+            TaskState::InReview => everyone || t.reviewer.as_deref() == Some(me.as_str()),
+            _ => false,
+        }
     })
     .await?;
     let ids: Vec<u64> = listed["items"]
@@ -299,7 +319,7 @@ pub async fn get(
         })?;
     let pooled = task.assignee.is_none();
     if task.assignee.as_deref() != Some(principal.username.as_str()) && !pooled {
-        principal.require(Role::Reviewer)?;
+        crate::annotation_sets::require_reviewer_of(&state, &principal, task.set_id).await?;
     }
     Ok(Json(detail(&state, &task).await?))
 }

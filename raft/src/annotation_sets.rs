@@ -63,6 +63,29 @@ pub struct AnnotationSet {
     pub labels: Vec<Label>,
     pub created_by: String,
     pub created_ms: u64,
+    /// Users with the reviewer role who review this set's tasks (managers review every set).
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+}
+
+impl AnnotationSet {
+    /// Whether `user` may review this set's tasks: managers and admins always, reviewers when
+    /// the set lists them.
+    pub fn reviewed_by(&self, user: &str, role: crate::catalog::Role) -> bool {
+        use crate::catalog::Role;
+        role >= Role::Manager
+            || (role >= Role::Reviewer && self.reviewers.iter().any(|r| r == user))
+    }
+}
+
+/// [`AnnotationSet::reviewed_by`] for set `id` (false when it does not exist).
+pub fn reviews(
+    store: &Store,
+    id: u64,
+    user: &str,
+    role: crate::catalog::Role,
+) -> Result<bool, StorageError> {
+    Ok(annotation_set(store, id)?.is_some_and(|s| s.reviewed_by(user, role)))
 }
 
 fn attribute_problem(label: &str, a: &Attribute) -> Option<String> {
@@ -228,6 +251,11 @@ pub enum AnnotationSetOp {
     Delete {
         id: u64,
     },
+    /// Replaces the set's reviewers (new variants go last: the log numbers them by position).
+    SetReviewers {
+        id: u64,
+        reviewers: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +346,7 @@ pub fn stage(
                 labels,
                 created_by: created_by.clone(),
                 created_ms: *created_ms,
+                reviewers: Vec::new(),
             };
             write(batch, &set)
         }
@@ -350,6 +379,13 @@ pub fn stage(
             }
             batch.delete_cf(cf, key(*id));
             Ok(AnnotationSetOutcome::Deleted)
+        }
+        AnnotationSetOp::SetReviewers { id, reviewers } => {
+            let Some(mut set) = annotation_set(store, *id)? else {
+                return Ok(AnnotationSetOutcome::NoSuchSet(*id));
+            };
+            set.reviewers = reviewers.clone();
+            write(batch, &set)
         }
     }
 }

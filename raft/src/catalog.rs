@@ -65,7 +65,8 @@ pub struct User {
     pub epoch: u64,
 }
 
-/// A change to the catalogue.
+/// A change to the catalogue. The Raft log stores these with bincode, which numbers variants
+/// by position: new variants go at the end, or logs written before would decode wrongly.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum CatalogOp {
     /// Sets the cluster's signing key unless one exists (first start).
@@ -87,11 +88,6 @@ pub enum CatalogOp {
         id: [u8; 16],
         expires_ms: u64,
     },
-    /// Forgets revocations of tokens that expired before `before_ms` (they are refused as
-    /// expired anyway). Proposed now and then by the catalogue leader with its clock.
-    PruneRevoked {
-        before_ms: u64,
-    },
     Dataset(DatasetOp),
     AnnotationSet(AnnotationSetOp),
     Task(TaskOp),
@@ -99,6 +95,11 @@ pub enum CatalogOp {
     Comment(CommentOp),
     Job(JobOp),
     ImportAnnotations(Import),
+    /// Forgets revocations of tokens that expired before `before_ms` (they are refused as
+    /// expired anyway). Proposed now and then by the catalogue leader with its clock.
+    PruneRevoked {
+        before_ms: u64,
+    },
 }
 
 /// The result of a [`CatalogOp`].

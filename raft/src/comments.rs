@@ -110,7 +110,8 @@ pub fn stage(
             let Some(t) = crate::tasks::task(store, *task)? else {
                 return Ok(CommentOutcome::NotFound(format!("no task {task}")));
             };
-            if t.assignee.as_deref() != Some(by.as_str()) && *role < Role::Reviewer {
+            let reviewer = crate::annotation_sets::reviews(store, t.set_id, by, *role)?;
+            if t.assignee.as_deref() != Some(by.as_str()) && !reviewer {
                 return Ok(CommentOutcome::Forbidden(format!(
                     "task {task} is not yours to comment on"
                 )));
@@ -181,9 +182,14 @@ pub fn stage(
             let Some(mut c) = get(store, *id)? else {
                 return Ok(CommentOutcome::NotFound(format!("no comment {id}")));
             };
-            if *role < Role::Reviewer {
+            let set = crate::tasks::task(store, c.task)?.map(|t| t.set_id);
+            let reviewer = match set {
+                Some(set) => crate::annotation_sets::reviews(store, set, by, *role)?,
+                None => *role >= Role::Manager,
+            };
+            if !reviewer {
                 return Ok(CommentOutcome::Forbidden(
-                    "resolving needs the reviewer role or higher".into(),
+                    "resolving needs a reviewer of the task's annotation set".into(),
                 ));
             }
             if c.parent.is_some() {

@@ -267,7 +267,8 @@ fn decide(
     store: &Store,
 ) -> Result<Result<(), TaskOutcome>, StorageError> {
     let is_assignee = task.assignee.as_deref() == Some(user);
-    let can_review = role >= Role::Reviewer;
+    let can_review = matches!(action, Action::Review | Action::Accept | Action::Reject)
+        && crate::annotation_sets::reviews(store, task.set_id, user, role)?;
     let outcome = match action {
         Action::Claim => {
             if task.assignee.is_some() || task.state != TaskState::New {
@@ -306,9 +307,13 @@ fn decide(
             }
             _ => Err(conflict(task, action)),
         },
-        Action::Review | Action::Accept | Action::Reject if !can_review => Err(
-            TaskOutcome::Forbidden("reviewing needs the reviewer role or higher".into()),
-        ),
+        Action::Review | Action::Accept | Action::Reject if !can_review => {
+            Err(TaskOutcome::Forbidden(format!(
+                "reviewing needs the reviewer role and a place among the reviewers of annotation \
+                 set {} (managers review every set)",
+                task.set_id
+            )))
+        }
         Action::Review => match task.state {
             TaskState::Submitted => {
                 task.state = TaskState::InReview;

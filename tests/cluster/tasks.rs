@@ -142,6 +142,22 @@ async fn tasks_flow_from_split_through_review_and_rework() {
         act(&ann1, task, "submit", json!({})).await.json()["state"],
         "submitted"
     );
+    // A reviewer reviews only the sets that list them.
+    assert_eq!(act(&reviewer, task, "review", json!({})).await.status, 403);
+    let set_path = format!("/api/v1/annotation-sets/{set}");
+    let assigned = send_json(
+        &manager,
+        Method::PATCH,
+        &set_path,
+        json!({"reviewers": ["rev"]}),
+    )
+    .await;
+    assert_eq!(
+        assigned.json()["reviewers"],
+        json!(["rev"]),
+        "{:?}",
+        assigned.json()
+    );
     assert_eq!(
         act(&reviewer, task, "review", json!({})).await.json()["state"],
         "in_review"
@@ -658,7 +674,7 @@ async fn pool_claims_under_contention_give_each_task_once() {
 }
 
 #[tokio::test]
-async fn reviewers_have_a_queue_and_annotators_get_the_schema_with_their_task() {
+async fn reviewers_review_their_sets_from_a_queue_and_annotators_get_the_schema() {
     let cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
     let manager = create_user(&admin, "mgr", "manager").await;
@@ -699,6 +715,28 @@ async fn reviewers_have_a_queue_and_annotators_get_the_schema_with_their_task() 
         act(&ann, *t, "start", json!({})).await;
         act(&ann, *t, "submit", json!({})).await;
     }
+    // Not among the set's reviewers yet: nothing to review, and no access to the set's tasks.
+    assert!(queue(&rev).await.is_empty());
+    let set_tasks = format!("/api/v1/annotation-sets/{set}/tasks");
+    assert_eq!(rev.get(&set_tasks).await.unwrap().status, 403);
+    let set_path = format!("/api/v1/annotation-sets/{set}");
+    let not_a_reviewer = send_json(
+        &manager,
+        Method::PATCH,
+        &set_path,
+        json!({"reviewers": ["ann"]}),
+    )
+    .await;
+    assert_eq!(not_a_reviewer.status, 422, "{:?}", not_a_reviewer.json());
+    let assigned = send_json(
+        &manager,
+        Method::PATCH,
+        &set_path,
+        json!({"reviewers": ["rev"]}),
+    )
+    .await;
+    assert_eq!(assigned.status, 200, "{:?}", assigned.json());
+    assert_eq!(rev.get(&set_tasks).await.unwrap().status, 200);
     assert_eq!(queue(&rev).await, tasks);
     // Taken for review by the manager: gone from the reviewer's queue, still in the manager's.
     assert_eq!(

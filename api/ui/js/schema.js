@@ -1,5 +1,6 @@
-// The annotation set editor: labels with colours, allowed shape kinds, attributes, keypoint names
-// and skeleton edges. Used for new sets (/sets/new?dataset=ID) and the Schema tab of a set.
+// The annotation set editor: its reviewers, labels with colours, allowed shape kinds, attributes,
+// keypoint names and skeleton edges. Used for new sets (/sets/new?dataset=ID) and the Schema tab
+// of a set.
 
 import { api } from './api.js';
 import { clear, field, h, toast } from './dom.js';
@@ -101,6 +102,7 @@ function unflatAttr(a) {
 /** The editor form; `set` is null for a new set on `datasetId`. */
 export function schemaEditor({ set, datasetId, onSaved }) {
   const name = h('input', { value: set?.name || '', required: true, id: 'set-name', maxlength: 200 });
+  const reviewers = h('input', { value: (set?.reviewers || []).join(', '), id: 'set-reviewers', size: 40 });
   const labels = h('div', { id: 'labels' });
   const err = h('p', { class: 'error', role: 'alert' });
   const initial = set?.labels?.length ? set.labels : [{ name: '', color: PALETTE[0], kinds: ['rectangle'] }];
@@ -114,12 +116,18 @@ export function schemaEditor({ set, datasetId, onSaved }) {
   });
   const save = h('button', { type: 'submit', class: 'primary' }, set ? 'Save schema' : 'Create annotation set');
   const form = h('form', { class: 'card', 'aria-label': 'Label schema' },
-    field('Annotation set name', name), h('h2', null, 'Labels'), labels, add, err, h('p', null, save));
+    field('Annotation set name', name),
+    field('Reviewers (user names, comma separated; managers review every set)', reviewers),
+    h('h2', null, 'Labels'), labels, add, err, h('p', null, save));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     err.textContent = '';
     try {
-      const body = { name: name.value.trim(), labels: [...labels.children].map((r) => r.read()) };
+      const body = {
+        name: name.value.trim(),
+        labels: [...labels.children].map((r) => r.read()),
+        reviewers: reviewers.value.split(',').map((r) => r.trim()).filter(Boolean),
+      };
       const saved = set
         ? await api(`/api/v1/annotation-sets/${set.id}`, { method: 'PATCH', json: body })
         : await api(`/api/v1/datasets/${datasetId}/annotation-sets`, { json: body });
