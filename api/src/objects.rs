@@ -1,7 +1,5 @@
 //! Upload, serving and metadata of content-addressed objects.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -112,18 +110,7 @@ pub async fn upload(
     })?;
     let sha = Sha256(hasher.finalize().into());
     let bytes = buf.freeze();
-    let created_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let meta = ObjectMeta {
-        size: bytes.len() as u64,
-        content_type: info.content_type.to_string(),
-        width: info.width,
-        height: info.height,
-        refcount: 0,
-        created_ms,
-    };
+    let meta = ObjectMeta::for_upload(bytes.len() as u64, &info, token::now_ms());
     let outcome = state.cluster.put_object(sha, meta, bytes).await?;
     metrics::counter!("tessera_upload_bytes_total").increment(outcome.meta.size);
     let status = if outcome.deduplicated {

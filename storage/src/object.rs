@@ -62,6 +62,21 @@ pub struct ObjectMeta {
     pub created_ms: u64,
 }
 
+impl ObjectMeta {
+    /// The record proposed for newly uploaded bytes (the state machine sets the reference
+    /// count when it stores them).
+    pub fn for_upload(size: u64, image: &crate::ImageInfo, created_ms: u64) -> ObjectMeta {
+        ObjectMeta {
+            size,
+            content_type: image.content_type.to_string(),
+            width: image.width,
+            height: image.height,
+            refcount: 0,
+            created_ms,
+        }
+    }
+}
+
 /// The result of storing an object: its record after the write and whether the bytes were
 /// already there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,6 +52,14 @@ async fn act(client: &Client, task: u64, action: &str, body: Value) -> Reply {
     .await
 }
 
+/// Splits `set` as `body` asks (as `manager`); returns the new task ids.
+async fn split(manager: &Client, set: u64, body: Value) -> Vec<u64> {
+    let path = format!("/api/v1/annotation-sets/{set}/tasks/split");
+    let reply = send_json(manager, Method::POST, &path, body).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.json());
+    ids(&reply)
+}
+
 fn ids(reply: &Reply) -> Vec<u64> {
     reply.json()["tasks"]
         .as_array()
@@ -332,14 +340,12 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     ]);
     let (shas, set) = annotated_dataset(&admin, &manager, 300..301, labels.clone()).await;
     let sha = shas[0].clone(); // 100 x 100
-    let split = send_json(
+    let task = split(
         &manager,
-        Method::POST,
-        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        set,
         json!({"chunk_size": 10, "assignees": ["ann1"]}),
     )
-    .await;
-    let task = ids(&split)[0];
+    .await[0];
     act(&ann1, task, "start", json!({})).await;
     let path = format!("/api/v1/tasks/{task}/images/{sha}/annotations");
 
@@ -529,14 +535,12 @@ async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
     let ann = create_user(&admin, "ann", "annotator").await;
     let labels = json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}]);
     let (images, set) = annotated_dataset(&admin, &manager, 400..420, labels).await;
-    let split = send_json(
+    let task = split(
         &manager,
-        Method::POST,
-        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        set,
         json!({"chunk_size": 20, "assignees": ["ann"]}),
     )
-    .await;
-    let task = ids(&split)[0];
+    .await[0];
     act(&ann, task, "start", json!({})).await;
 
     let body = json!({"shapes": [{"label": "night", "kind": "tag"}]}).to_string();
@@ -616,14 +620,7 @@ async fn pool_claims_under_contention_give_each_task_once() {
     }
     let labels = json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}]);
     let (_, set) = annotated_dataset(&admin, &manager, 500..505, labels).await;
-    let split = send_json(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
-        json!({"chunk_size": 1, "overlap": 2}),
-    )
-    .await;
-    let pooled = ids(&split);
+    let pooled = split(&manager, set, json!({"chunk_size": 1, "overlap": 2})).await;
     assert_eq!(pooled.len(), 10);
 
     // Everyone tries to claim every task at once.
@@ -682,14 +679,12 @@ async fn reviewers_review_their_sets_from_a_queue_and_annotators_get_the_schema(
     let rev = create_user(&admin, "rev", "reviewer").await;
     let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
     let (_, set) = annotated_dataset(&admin, &manager, 400..404, labels).await;
-    let split = send_json(
+    let tasks = split(
         &manager,
-        Method::POST,
-        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        set,
         json!({"chunk_size": 2, "assignees": ["ann"]}),
     )
     .await;
-    let tasks = ids(&split);
     // The annotator's task carries the label schema (annotators may not read sets).
     let task = ann
         .get(&format!("/api/v1/tasks/{}", tasks[0]))

@@ -295,14 +295,7 @@ async fn store(
         }
     };
     let sha = Sha256(sha2::Sha256::digest(&bytes).into());
-    let meta = ObjectMeta {
-        size: bytes.len() as u64,
-        content_type: info.content_type.to_string(),
-        width: info.width,
-        height: info.height,
-        refcount: 0,
-        created_ms: now_ms(),
-    };
+    let meta = ObjectMeta::for_upload(bytes.len() as u64, &info, now_ms());
     state
         .cluster
         .put_object(sha, meta, bytes.into())
