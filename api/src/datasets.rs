@@ -349,26 +349,112 @@ pub async fn remove(
     Ok(Json(json!({ "removed": removed })))
 }
 
-/// `GET /api/v1/datasets/{id}/images?limit=&cursor=`: with dimensions and presigned URLs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    /// Filters by what was saved in this annotation set's tasks (with `annotated`, `label`).
+    annotation_set: Option<u64>,
+    annotated: Option<bool>,
+    label: Option<String>,
+}
+
+/// A filter on what an annotation set's tasks saved on each image.
+struct SavedFilter {
+    set: u64,
+    annotated: Option<bool>,
+    label: Option<String>,
+}
+
+impl SavedFilter {
+    fn keeps(&self, labels: &std::collections::BTreeSet<String>) -> bool {
+        self.annotated.is_none_or(|a| a != labels.is_empty())
+            && self.label.as_ref().is_none_or(|l| labels.contains(l))
+    }
+}
+
+/// Up to `limit` images of dataset `id` after `after` that `filter` keeps, walking the dataset
+/// in hash order (a sparse filter reads far; each image costs a few key lookups). `None` when
+/// the annotation set is not on this dataset.
+fn filtered_images(
+    s: &tessera_raft::storage::Store,
+    id: u64,
+    after: Option<Sha256>,
+    limit: usize,
+    filter: &SavedFilter,
+) -> Result<Option<Vec<DatasetImage>>, tessera_raft::storage::StorageError> {
+    use tessera_raft::tasks::{self, TaskIndex};
+    match tessera_raft::annotation_sets::annotation_set(s, filter.set)? {
+        Some(set) if set.dataset_id == id => {}
+        _ => return Ok(None),
+    }
+    let mut tasks_of: std::collections::HashMap<Sha256, Vec<u64>> = Default::default();
+    for t in tasks::tasks(s, TaskIndex::Set(filter.set), None, usize::MAX, |_| true)? {
+        for sha in t.images {
+            tasks_of.entry(sha).or_default().push(t.id);
+        }
+    }
+    let mut out = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page = datasets::images(s, id, cursor.as_ref(), 1000)?;
+        let Some(last) = page.last().map(|i| i.sha) else {
+            return Ok(Some(out));
+        };
+        for image in page {
+            let tasks = tasks_of.get(&image.sha).map(Vec::as_slice).unwrap_or(&[]);
+            let labels = tessera_raft::annotations::saved_labels(s, tasks, &image.sha)?;
+            if filter.keeps(&labels) {
+                out.push(image);
+                if out.len() == limit {
+                    return Ok(Some(out));
+                }
+            }
+        }
+        cursor = Some(last);
+    }
+}
+
+/// `GET /api/v1/datasets/{id}/images?limit=&cursor=`: with dimensions and presigned URLs;
+/// `&annotation_set=&annotated=&label=` keeps the images that set's tasks annotated (or not),
+/// or annotated with a label.
 pub async fn images(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-    Query(page): Query<Page>,
+    Query(query): Query<ImagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Role::Manager)?;
-    let limit = paging::limit(page.limit);
-    let after = match page.cursor.as_deref() {
+    let limit = paging::limit(query.limit);
+    let after = match query.cursor.as_deref() {
         Some(c) => Some(
             Sha256::parse_hex(c).ok_or_else(|| invalid("cursor: not a cursor from this list"))?,
         ),
         None => None,
     };
+    let filter = match (query.annotation_set, &query.annotated, &query.label) {
+        (Some(set), annotated, label) => Some(SavedFilter {
+            set,
+            annotated: *annotated,
+            label: label.clone(),
+        }),
+        (None, None, None) => None,
+        (None, _, _) => return Err(invalid("annotated, label: need annotation_set")),
+    };
     load(&state, id).await?;
     let found = state
         .cluster
-        .read_catalog(move |s| datasets::images(s, id, after.as_ref(), limit + 1))
-        .await?;
+        .read_catalog(move |s| match &filter {
+            None => datasets::images(s, id, after.as_ref(), limit + 1).map(Some),
+            Some(f) => filtered_images(s, id, after, limit + 1, f),
+        })
+        .await?
+        .ok_or_else(|| {
+            invalid(format!(
+                "annotation_set: not an annotation set of dataset {id}"
+            ))
+        })?;
     let key = state.cluster.directory().key();
     let expires = now_ms() + URL_TTL_MS;
     let view = |i: &tessera_raft::datasets::DatasetImage| {

@@ -285,7 +285,7 @@ pub fn routes() -> Vec<Route> {
             "A dataset's images with presigned URLs, paged",
             get(datasets::images),
         )
-        .query::<datasets::Page>("limit=100&cursor=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+        .query::<datasets::ImagesQuery>("limit=100&cursor=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08&annotation_set=1&annotated=true&label=car"),
         route(
             "post",
             "/api/v1/datasets/{id}/images",

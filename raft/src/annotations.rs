@@ -380,3 +380,23 @@ pub fn stage_import(
     }
     Ok(ImportOutcome::Imported(import.images.len() as u64))
 }
+
+/// The labels saved on image `sha` in any of `tasks` (for filters such as "annotated with car").
+pub fn saved_labels(
+    store: &Store,
+    tasks: &[u64],
+    sha: &Sha256,
+) -> Result<std::collections::BTreeSet<String>, StorageError> {
+    let mut labels = std::collections::BTreeSet::new();
+    for task in tasks {
+        if let Some(v) = current(store, *task, sha)? {
+            let shapes: Value = serde_json::from_str(&v.shapes).unwrap_or(Value::Null);
+            for shape in shapes.as_array().into_iter().flatten() {
+                if let Some(label) = shape.get("label").and_then(Value::as_str) {
+                    labels.insert(label.to_string());
+                }
+            }
+        }
+    }
+    Ok(labels)
+}

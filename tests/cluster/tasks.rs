@@ -743,3 +743,110 @@ async fn reviewers_review_their_sets_from_a_queue_and_annotators_get_the_schema(
     let denied = ann.get("/api/v1/review/tasks").await.unwrap();
     assert_eq!(denied.status, 403);
 }
+
+#[tokio::test]
+async fn dataset_images_filter_by_what_a_set_saved() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann = create_user(&admin, "ann", "annotator").await;
+    let labels = json!([
+        {"name": "car", "color": "#ff0000", "kinds": ["rectangle"]},
+        {"name": "night", "color": "#000000", "kinds": ["tag"]}
+    ]);
+    let (shas, set) = annotated_dataset(&admin, &manager, 500..505, labels).await;
+    let task = split(
+        &manager,
+        set,
+        json!({"chunk_size": 5, "assignees": ["ann"]}),
+    )
+    .await[0];
+    act(&ann, task, "start", json!({})).await;
+    let save = |sha: &str, shapes: Value| {
+        let (ann, path) = (
+            ann.clone(),
+            format!("/api/v1/tasks/{task}/images/{sha}/annotations"),
+        );
+        async move {
+            let headers = [("content-type", "application/json"), ("if-match", "\"0\"")];
+            let body = Bytes::from(json!({ "shapes": shapes }).to_string());
+            let reply = ann.send(Method::PUT, &path, &headers, body).await.unwrap();
+            assert_eq!(reply.status, 200, "{:?}", reply.json());
+        }
+    };
+    save(
+        &shas[0],
+        json!([{"label": "car", "kind": "rectangle", "points": [[1, 1], [9, 9]]}]),
+    )
+    .await;
+    save(&shas[1], json!([{"label": "night", "kind": "tag"}])).await;
+    save(&shas[2], json!([])).await;
+    let dataset = manager
+        .get(&format!("/api/v1/annotation-sets/{set}"))
+        .await
+        .unwrap()
+        .json()["dataset_id"]
+        .as_u64()
+        .unwrap();
+    let listed = |query: &str| {
+        let query = query.to_string();
+        let (manager, path) = (
+            manager.clone(),
+            format!("/api/v1/datasets/{dataset}/images?{query}"),
+        );
+        async move {
+            let reply = manager.get(&path).await.unwrap();
+            assert_eq!(reply.status, 200, "{query}: {:?}", reply.json());
+            let mut got: Vec<String> = reply.json()["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["sha256"].as_str().unwrap().to_string())
+                .collect();
+            got.sort();
+            got
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let q = format!("annotation_set={set}");
+    assert_eq!(
+        listed(&format!("{q}&annotated=true")).await,
+        sorted(vec![shas[0].clone(), shas[1].clone()])
+    );
+    assert_eq!(
+        listed(&format!("{q}&annotated=false")).await,
+        sorted(shas[2..].to_vec())
+    );
+    assert_eq!(
+        listed(&format!("{q}&label=night")).await,
+        vec![shas[1].clone()]
+    );
+    // Paging through a filter: one image per page, every match once.
+    let first = manager
+        .get(&format!(
+            "/api/v1/datasets/{dataset}/images?{q}&annotated=false&limit=1"
+        ))
+        .await
+        .unwrap()
+        .json();
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let rest = listed(&format!("{q}&annotated=false&limit=10&cursor={cursor}")).await;
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    for (query, status) in [
+        ("annotated=true", 422),
+        ("annotation_set=999&annotated=true", 422),
+        ("annotated=maybe&annotation_set=1", 400),
+    ] {
+        let reply = manager
+            .get(&format!("/api/v1/datasets/{dataset}/images?{query}"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, status, "{query}: {:?}", reply.json());
+    }
+}

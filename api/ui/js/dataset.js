@@ -178,8 +178,8 @@ export async function render(el, [id], ctx) {
   const cursors = [null];
   let pageNo = 0;
   let nextCursor = null;
-  // Filters (annotated or not, by label) are worked out in the browser from an annotation set's
-  // tasks and their saved shapes, then applied to the whole image list and paged here.
+  // Filters (annotated or not, by label) are answered by the server from an annotation set's
+  // saved shapes; the matching images are then paged here.
   const filterSet = h('select', { id: 'filter-set' }, h('option', { value: '' }, 'no filter'));
   const filterState = h('select', { id: 'filter-state' },
     [['', 'all images'], ['annotated', 'annotated'], ['unannotated', 'not annotated']].map(([v, t]) => h('option', { value: v }, t)));
@@ -187,40 +187,20 @@ export async function render(el, [id], ctx) {
   const filterNote = h('span', { class: 'muted', 'aria-live': 'polite' });
   const filters = h('div', { class: 'row', role: 'group', 'aria-label': 'Filters' },
     field('Annotation set', filterSet), field('Status', filterState), field('Label', filterLabel), filterNote);
-  let index = null; // {setId, bySha: Map(sha -> Set(labels))}
   let filtered = null; // the filtered image list, when a filter is on
-  async function buildIndex(setId) {
-    filterNote.textContent = 'reading annotations…';
-    const bySha = new Map();
-    const tasks = await all(`/api/v1/annotation-sets/${setId}/tasks`);
-    const pairs = [];
-    await pool(tasks, 6, async (t) => {
-      const full = await api(`/api/v1/tasks/${t.id}`, { signal: ac.signal });
-      for (const img of full.images) pairs.push([t.id, img.sha256]);
-    });
-    await pool(pairs, 6, async ([task, sha]) => {
-      const a = await api(`/api/v1/tasks/${task}/images/${sha}/annotations`, { signal: ac.signal });
-      const labels = bySha.get(sha) || new Set();
-      for (const shape of a.shapes || []) labels.add(shape.label);
-      bySha.set(sha, labels);
-    });
-    return { setId, bySha };
-  }
   async function applyFilters() {
     const setId = filterSet.value;
     if (!setId || (!filterState.value && !filterLabel.value)) {
       filtered = null;
       filterNote.textContent = '';
     } else {
-      if (index?.setId !== setId) index = await buildIndex(setId);
-      const images = await all(`/api/v1/datasets/${id}/images`);
-      filtered = images.filter((img) => {
-        const labels = index.bySha.get(img.sha256) || new Set();
-        if (filterState.value === 'annotated' && !labels.size) return false;
-        if (filterState.value === 'unannotated' && labels.size) return false;
-        return !filterLabel.value || labels.has(filterLabel.value);
-      });
-      filterNote.textContent = `${filtered.length} of ${images.length} images match`;
+      filterNote.textContent = 'filtering…';
+      let q = `annotation_set=${setId}`;
+      if (filterState.value) q += `&annotated=${filterState.value === 'annotated'}`;
+      if (filterLabel.value) q += `&label=${encodeURIComponent(filterLabel.value)}`;
+      filtered = await all(`/api/v1/datasets/${id}/images?${q}`);
+      const total = (await api(`/api/v1/datasets/${id}`)).image_count;
+      filterNote.textContent = `${filtered.length} of ${total} images match`;
     }
     pageNo = 0;
     cursors.length = 1;
@@ -230,7 +210,6 @@ export async function render(el, [id], ctx) {
     clear(filterLabel).append(h('option', { value: '' }, 'any label'));
     const s = setsById.get(filterSet.value);
     for (const l of s?.labels || []) filterLabel.append(h('option', { value: l.name }, l.name));
-    index = null;
     await applyFilters();
   });
   filterState.addEventListener('change', applyFilters);
