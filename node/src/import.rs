@@ -4,7 +4,8 @@
 //! Images are hashed here and uploaded only when the cluster does not have them yet, then
 //! added to the dataset in batches (adding is idempotent), so running the same command again
 //! after an interruption skips what is done. Everything else (archives, videos, PDFs, office
-//! documents) goes to the server's import jobs, whose progress is shown until they end.
+//! documents, and GIFs, which may be animated) goes to the server's import jobs, whose progress
+//! is shown until they end.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -152,7 +153,8 @@ pub async fn import(client: &Client, name: &str, paths: &[PathBuf]) -> anyhow::R
         let bytes = tokio::fs::read(&item.path)
             .await
             .with_context(|| format!("reading {}", item.path.display()))?;
-        if probe_image(&bytes).is_ok() {
+        // GIFs go through the server's import, which keeps an animation's first frame.
+        if probe_image(&bytes).is_ok() && !bytes.starts_with(b"GIF8") {
             let sha = hex::encode(sha2::Sha256::digest(&bytes));
             let head = client
                 .send(Method::HEAD, &format!("/objects/{sha}"), &[], Bytes::new())

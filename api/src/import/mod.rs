@@ -13,6 +13,7 @@
 //! (the spool was on this node); images stored before stay in the dataset, and importing the
 //! same upload again adds only the rest.
 
+mod gif_frame;
 mod media;
 pub(crate) mod unpack;
 
@@ -284,9 +285,23 @@ async fn store(
     path: &std::path::Path,
     name: &str,
 ) -> Result<Option<DatasetImage>, Stop> {
-    let bytes = tokio::fs::read(path)
+    let mut bytes = tokio::fs::read(path)
         .await
         .map_err(|e| Stop::Failed(format!("reading a staged file: {e}")))?;
+    if bytes.starts_with(b"GIF8") {
+        let gif = bytes.clone();
+        let converted = tokio::task::spawn_blocking(move || gif_frame::first_frame_png(&gif))
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))?;
+        match converted {
+            Ok(Some(png)) => bytes = png,
+            Ok(None) => {}
+            Err(why) => {
+                runner.skip(name, why);
+                return Ok(None);
+            }
+        }
+    }
     let info = match probe_image(&bytes) {
         Ok(info) => info,
         Err(e) => {
