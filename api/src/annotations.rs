@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use tessera_raft::annotations::{self, Save, SaveOutcome, Version};
 use tessera_raft::catalog::{CatalogOp, CatalogOutcome};
 use tessera_raft::storage::Sha256;
-use tessera_raft::tasks;
 
 use crate::auth::Principal;
 use crate::error::{parse_json, ApiError};
@@ -43,18 +42,7 @@ async fn may_read(
     task: u64,
     sha: Sha256,
 ) -> Result<(), ApiError> {
-    state.cluster.catalog_barrier().await?;
-    let found = state
-        .cluster
-        .read_catalog(move |s| tasks::task(s, task))
-        .await?;
-    let task = found.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_such_task",
-            format!("no task {task}"),
-        )
-    })?;
+    let task = crate::tasks::load(state, task).await?;
     if !task.images.contains(&sha) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -191,11 +179,7 @@ pub async fn put(
             )
                 .into_response())
         }
-        SaveOutcome::NoSuchTask(id) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_such_task",
-            format!("no task {id}"),
-        )),
+        SaveOutcome::NoSuchTask(id) => Err(crate::tasks::no_such_task(id)),
         SaveOutcome::NotInTask => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_in_task",

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
 use tessera_raft::comments::{self, Comment, CommentOp, CommentOutcome};
 use tessera_raft::storage::Sha256;
-use tessera_raft::tasks;
 
 use crate::auth::Principal;
 use crate::error::{parse_json, ApiError};
@@ -53,18 +52,7 @@ pub async fn list(
     principal: Principal,
     Path(task): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
-    state.cluster.catalog_barrier().await?;
-    let found = state
-        .cluster
-        .read_catalog(move |s| tasks::task(s, task))
-        .await?;
-    let t = found.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_such_task",
-            format!("no task {task}"),
-        )
-    })?;
+    let t = crate::tasks::load(&state, task).await?;
     if t.assignee.as_deref() != Some(principal.username.as_str()) {
         crate::annotation_sets::require_reviewer_of(&state, &principal, t.set_id).await?;
     }

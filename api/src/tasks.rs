@@ -53,13 +53,27 @@ async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+pub(crate) fn no_such_task(id: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_task",
+        format!("no task {id}"),
+    )
+}
+
+/// A task read after a catalogue barrier (read-your-writes), or a 404.
+pub(crate) async fn load(state: &AppState, id: u64) -> Result<Task, ApiError> {
+    state.cluster.catalog_barrier().await?;
+    state
+        .cluster
+        .read_catalog(move |s| tasks::task(s, id))
+        .await?
+        .ok_or_else(|| no_such_task(id))
+}
+
 async fn apply(state: &AppState, op: TaskOp) -> Result<TaskOutcome, ApiError> {
     match crate::idempotency::catalog(state, CatalogOp::Task(op)).await? {
-        CatalogOutcome::Task(TaskOutcome::NoSuchTask(id)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_such_task",
-            format!("no task {id}"),
-        )),
+        CatalogOutcome::Task(TaskOutcome::NoSuchTask(id)) => Err(no_such_task(id)),
         CatalogOutcome::Task(TaskOutcome::Forbidden(m)) => {
             Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", m))
         }
@@ -305,18 +319,7 @@ pub async fn get(
     principal: Principal,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
-    state.cluster.catalog_barrier().await?;
-    let task = state
-        .cluster
-        .read_catalog(move |s| tasks::task(s, id))
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_such_task",
-                format!("no task {id}"),
-            )
-        })?;
+    let task = load(&state, id).await?;
     let pooled = task.assignee.is_none();
     if task.assignee.as_deref() != Some(principal.username.as_str()) && !pooled {
         crate::annotation_sets::require_reviewer_of(&state, &principal, task.set_id).await?;
