@@ -71,8 +71,9 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
             }
         });
     tracing::info!(http = %http_addr, rpc = %rpc_addr, "serving");
-    let http =
-        axum::serve(listener, tessera_api::router(state)).with_graceful_shutdown(stopped(stop_rx));
+    // The peer address reaches handlers as `ConnectInfo` (sessions record where they began).
+    let app = tessera_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let http = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx));
 
     tokio::spawn(async move {
         shutdown_signal().await;
