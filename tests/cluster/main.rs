@@ -8,6 +8,7 @@ mod exports;
 mod failures;
 mod imports;
 mod objects;
+mod sessions;
 mod snapshot;
 mod support;
 mod tasks;

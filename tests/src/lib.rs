@@ -274,6 +274,27 @@ impl TestCluster {
         child.wait().expect("reap");
     }
 
+    /// `SIGSTOP`: the node is frozen as a stalled machine would be (its sockets stay open), until
+    /// [`TestCluster::resume`].
+    pub fn pause(&self, id: u64) {
+        self.signal(id, "STOP");
+    }
+
+    /// `SIGCONT` after [`TestCluster::pause`].
+    pub fn resume(&self, id: u64) {
+        self.signal(id, "CONT");
+    }
+
+    fn signal(&self, id: u64, signal: &str) {
+        let pid = self.pid(id).expect("node is not running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Waits until every running node reports every group it hosts has a leader.
     pub async fn wait_ready(&self) {
         for node in self.nodes.iter().filter(|n| n.is_running()) {
