@@ -519,6 +519,17 @@ async fn run(
             }
         }
     }
+    // Names no export could write back (line breaks, NUL) are never added to the schema.
+    used.retain(|name, _| {
+        let Some(c) = tessera_raft::annotation_sets::control_character(name) else {
+            return true;
+        };
+        report.add(
+            "labels with control characters (not created; their shapes are dropped)",
+            format!("{name:?}: {c}"),
+        );
+        false
+    });
     let mut labels = set.labels.clone();
     if options.create_labels && widen(&mut labels, &used, &parsed.labels) {
         let labels_json =
