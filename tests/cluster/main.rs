@@ -6,6 +6,7 @@ mod cli;
 mod datasets;
 mod exports;
 mod failures;
+mod hostile;
 mod imports;
 mod objects;
 mod sessions;
