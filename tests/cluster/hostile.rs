@@ -223,6 +223,27 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
         "the import wrote {delta} bytes for a {compressed}-byte bomb"
     );
     all_ready(&cluster, "a gzip bomb").await;
+
+    // A file that looks like a video but is not: the reason names no server path.
+    let mut fake = vec![0x1a, 0x45, 0xdf, 0xa3];
+    fake.extend_from_slice(&[0x42; 4096]);
+    let job = job_end(
+        &manager,
+        start_import(&manager, dataset, "clip.webm", fake).await,
+    )
+    .await;
+    let said = job.to_string();
+    assert!(said.contains("video could not be decoded"), "{said}");
+    let data = cluster.data_dir(1);
+    let root = data
+        .parent()
+        .expect("test dir")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        !said.contains(&root) && !said.contains("/jobs/"),
+        "a server path in {said}"
+    );
     let images: Value = manager
         .get(&format!("/api/v1/datasets/{dataset}/images"))
         .await
