@@ -9,7 +9,7 @@ mod annotation_sets;
 mod annotations;
 pub mod auth;
 pub mod client;
-mod cluster_routes;
+pub mod cluster_routes;
 mod comments;
 mod datasets;
 mod error;

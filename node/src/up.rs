@@ -122,13 +122,21 @@ pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
         bail!("no node of {} has a local address", config_path.display());
     }
 
-    let first = Client::new(&config.spec.nodes[0].http).with_timeout(Duration::from_secs(60));
+    // Initialised through the first local node, with the init token it keeps in its data dir.
+    let first_id = nodes[0].id;
+    let first_http = config
+        .spec
+        .node(first_id)
+        .map(|n| n.http.clone())
+        .context("the first local node")?;
+    let first = Client::new(&first_http).with_timeout(Duration::from_secs(60));
     wait_for(&config, "/healthz", Duration::from_secs(60)).await?;
+    let token = crate::commands::init_token(config.data_dir(first_id)?)?;
     let init = first
         .send(
             hyper::Method::POST,
             "/api/v1/cluster/init",
-            &[],
+            &[("authorization", &format!("Bearer {token}"))],
             bytes::Bytes::new(),
         )
         .await?;

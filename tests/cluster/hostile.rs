@@ -255,3 +255,52 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
         "nothing of the bomb stored"
     );
 }
+
+#[tokio::test]
+async fn cluster_init_needs_credentials_and_repeats_quietly() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let annotator = create_user(&admin, "ann", "annotator").await;
+    let init = |client: &Client| {
+        let client = client.clone();
+        async move {
+            client
+                .send(Method::POST, "/api/v1/cluster/init", &[], Bytes::new())
+                .await
+                .expect("init")
+        }
+    };
+    let errors = |id: u64| cluster.log(id).matches("ERROR").count();
+    let before: Vec<usize> = (1..=3).map(errors).collect();
+    for node in &cluster.nodes {
+        let anonymous = node.client().anonymous();
+        let reply = init(&anonymous).await;
+        assert_eq!(reply.status, 401, "node {}: {:?}", node.id, reply.json());
+        assert!(reply.json()["error"]["message"]
+            .to_string()
+            .contains("init token"));
+        let forged = init(&anonymous.with_token("0".repeat(64))).await;
+        assert_eq!(forged.status, 401, "node {}", node.id);
+        let other = std::fs::read_to_string(cluster.data_dir(node.id % 3 + 1).join("init-token"))
+            .expect("another node's init token");
+        let foreign = init(&anonymous.with_token(other.trim().to_string())).await;
+        assert_eq!(
+            foreign.status, 401,
+            "node {}: another node's init token",
+            node.id
+        );
+        let own = std::fs::read_to_string(cluster.data_dir(node.id).join("init-token"))
+            .expect("init token");
+        let reply = init(&anonymous.with_token(own.trim().to_string())).await;
+        assert_eq!(reply.status, 200, "node {}: {:?}", node.id, reply.json());
+        assert_eq!(reply.json()["initialized_groups"], 0);
+        assert_eq!(reply.json()["admin_created"], false);
+    }
+    assert_eq!(init(&annotator).await.status, 403);
+    for _ in 0..5 {
+        assert_eq!(init(&admin).await.status, 200);
+    }
+    let after: Vec<usize> = (1..=3).map(errors).collect();
+    assert_eq!(before, after, "repeated inits logged errors");
+    all_ready(&cluster, "init calls").await;
+}

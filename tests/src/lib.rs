@@ -195,12 +195,14 @@ impl TestCluster {
             cluster.spawn(id);
         }
         let first = cluster.node(1).client();
+        let token_file = cluster.data_dir(1).join("init-token");
         eventually("the cluster to initialise", DEADLINE, || async {
+            let token = std::fs::read_to_string(&token_file).ok()?;
             let reply = first
                 .send(
                     Method::POST,
                     "/api/v1/cluster/init",
-                    &[],
+                    &[("authorization", &format!("Bearer {}", token.trim()))],
                     bytes::Bytes::new(),
                 )
                 .await
