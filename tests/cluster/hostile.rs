@@ -88,6 +88,14 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
         .expect("upload");
     assert_eq!(refused.status, 400, "{:?}", refused.json());
     assert_eq!(refused.json()["error"]["code"], "corrupt_image");
+    for path in ["/api/v1/me", "/", "/api/v1/nothing-here"] {
+        let reply = manager.get(path).await.expect("get");
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
     let bmp = upload(&manager, &top_down_bmp()).await;
     let record = manager
         .get(&format!("/api/v1/objects/{bmp}"))
