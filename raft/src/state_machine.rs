@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::blocking::{blocking, storage_error};
 use crate::catalog::{self, Directory};
 use crate::command::{Command, Response};
+use crate::placement::META_GROUP;
 use crate::snapshot_store::{sync_dir, SnapshotStore};
 use crate::types::{LogId, RaftStorageError, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -64,6 +65,8 @@ impl StateMachine {
         if let Some(meta) = finished {
             snapshots.set_current(&meta).await?;
         }
+        let s = store.clone();
+        blocking(ErrorVerb::Write, move || s.migrate_blobs(group)).await?;
         let s = store.clone();
         let (applied, membership) = blocking(ErrorVerb::Read, move || {
             let applied = match s.get(Cf::SmMeta, &keys::named(group, APPLIED))? {
@@ -164,6 +167,23 @@ fn apply_entries(
     directory: Option<&Directory>,
 ) -> Result<(Vec<Response>, StoredMembership), StorageError> {
     let mut responses = Vec::with_capacity(entries.len());
+    // Shard groups: the bytes of every new object of the call are appended first, so that one
+    // fdatasync (in the first `write_state`) covers them all; the writer lock keeps compaction
+    // from recording an older volume head in between.
+    let volumes = match group {
+        META_GROUP => None,
+        _ => Some(store.volumes(group)?),
+    };
+    let _writer = volumes.as_ref().map(|v| v.writer());
+    if let Some(volumes) = &volumes {
+        for entry in &entries {
+            if let EntryPayload::Normal(Command::PutObject { sha, bytes, .. }) = &entry.payload {
+                if store.needs_bytes(group, sha)? {
+                    volumes.append_pending(sha, bytes)?;
+                }
+            }
+        }
+    }
     for entry in entries {
         let mut batch = WriteBatch::default();
         let response = match entry.payload {
@@ -206,7 +226,7 @@ fn apply_entries(
             EntryPayload::Normal(Command::Catalog { request_id, op }) => {
                 let outcome = catalog::stage(store, &mut batch, &request_id, &op)?;
                 stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
-                store.write(batch, false)?;
+                store.write_state(group, batch, false)?;
                 if let Some(directory) = directory {
                     directory.applied(&op, &outcome);
                 }
@@ -215,7 +235,7 @@ fn apply_entries(
             }
         };
         stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
-        store.write(batch, false)?;
+        store.write_state(group, batch, false)?;
         responses.push(response);
     }
     Ok((responses, membership))
@@ -263,10 +283,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // snapshot: from then on it sees exactly the state at `meta.last_log_id`, and this
         // group may keep applying while the file is written.
         let done = tokio::task::spawn_blocking(move || {
-            let snap = store.db().snapshot();
+            let view = store.group_view(group);
             let _ = taken_tx.send(());
+            let view = view?;
             let file = std::fs::File::create(&path)?;
-            export_group(&store, &snap, group, &file)?;
+            export_group(&store, &view, &file)?;
             file.sync_all()?;
             Ok::<_, StorageError>(())
         });
