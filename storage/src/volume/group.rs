@@ -334,7 +334,12 @@ impl GroupVolumes {
 
     /// Deletes a volume file nothing points to any more.
     pub fn delete(&self, id: u32) -> Result<(), StorageError> {
-        std::fs::remove_file(self.dir.join(file_name(id)))?;
+        lock(&self.inner).files.remove(&id);
+        match std::fs::remove_file(self.dir.join(file_name(id))) {
+            // Already gone with the rest of the group's volumes (snapshot install).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        }
         sync_dir(&self.dir)?;
         Ok(())
     }

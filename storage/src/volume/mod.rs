@@ -13,10 +13,12 @@
 //! state, and the log is purged only behind a snapshot, so no acknowledged object ever exists
 //! only in unsynced volume bytes.
 
+mod compact;
 mod group;
 mod location;
 mod migrate;
 mod needle;
+mod scrub;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -25,9 +27,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+pub use compact::{Compaction, GARBAGE_RATIO};
 pub use group::{read_needle, sync_dir, GroupVolumes, VolumeHead};
 pub use location::Location;
 pub use needle::{NeedleFault, HEADER_LEN};
+pub use scrub::ScrubSlice;
 pub use store::ObjectSlice;
 
 /// Volumes roll over at this size: large enough that a node has few files, small enough that

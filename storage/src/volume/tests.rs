@@ -197,3 +197,122 @@ fn a_data_dir_written_with_blobs_migrates_and_resumes() {
         assert_eq!(store.object_bytes(GROUP, &sha).unwrap().unwrap(), b[..]);
     }
 }
+
+#[test]
+fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with_volume_size(dir.path(), 256 << 10).unwrap();
+    let objects: Vec<(Sha256, Vec<u8>)> = (0..40)
+        .map(|i| {
+            let b = body(i, 20_000);
+            (put(&store, &b), b)
+        })
+        .collect();
+    let volume_bytes = |store: &Store| -> u64 {
+        store
+            .volumes(GROUP)
+            .unwrap()
+            .files()
+            .values()
+            .map(|f| f.metadata().unwrap().len())
+            .sum()
+    };
+    let before = volume_bytes(&store);
+    // Drop three objects of every four.
+    for (i, (sha, _)) in objects.iter().enumerate() {
+        if i % 4 != 0 {
+            let mut batch = WriteBatch::default();
+            store
+                .stage_reference(&mut batch, GROUP, sha, false)
+                .unwrap();
+            store.write_state(GROUP, batch, false).unwrap();
+        }
+    }
+    // A reader holding a slice from before keeps reading the old file after it is deleted.
+    let (_, held) = store.object_slice(GROUP, &objects[0].0).unwrap().unwrap();
+    let done = store.compact_volumes(GROUP, super::GARBAGE_RATIO).unwrap();
+    assert!(done.volumes >= 2, "{done:?}");
+    let after = volume_bytes(&store);
+    assert!(after < before / 2, "{before} -> {after}");
+    assert_eq!(before - after, done.reclaimed_bytes);
+    let mut read = vec![0u8; held.len as usize];
+    held.file.read_exact_at(&mut read, held.offset).unwrap();
+    assert_eq!(read, objects[0].1);
+    for (i, (sha, b)) in objects.iter().enumerate() {
+        let found = store.object_bytes(GROUP, sha).unwrap();
+        if i % 4 == 0 {
+            assert_eq!(found.unwrap(), b[..]);
+        } else {
+            assert!(found.is_none());
+        }
+    }
+    // Nothing left to do; the compacted state survives a reopen.
+    assert_eq!(
+        store
+            .compact_volumes(GROUP, super::GARBAGE_RATIO)
+            .unwrap()
+            .volumes,
+        0
+    );
+    drop(store);
+    let store = Store::open_with_volume_size(dir.path(), 256 << 10).unwrap();
+    for (sha, b) in objects.iter().step_by(4) {
+        assert_eq!(store.object_bytes(GROUP, sha).unwrap().unwrap(), b[..]);
+    }
+}
+
+#[test]
+fn scrub_finds_damaged_and_truncated_needles_and_repair_rewrites_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let objects: Vec<(Sha256, Vec<u8>)> = (0..10)
+        .map(|i| {
+            let b = body(i, 8_000);
+            (put(&store, &b), b)
+        })
+        .collect();
+    let (flipped, _) = &objects[3];
+    let at = store.object_location(GROUP, flipped).unwrap().unwrap();
+    let path = volume_file(dir.path(), at.volume);
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0u8; 3], at.offset + 10).unwrap();
+    // The last object loses its tail, as if the file were truncated.
+    let (cut, _) = &objects[9];
+    let last = store.object_location(GROUP, cut).unwrap().unwrap();
+    file.set_len(last.offset + 100).unwrap();
+
+    let mut damaged = Vec::new();
+    let mut from = None;
+    let mut slices = 0;
+    loop {
+        let slice = store.scrub_slice(GROUP, from, 20_000).unwrap();
+        damaged.extend(slice.damaged);
+        slices += 1;
+        match slice.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    assert!(slices >= 3, "{slices}");
+    damaged.sort();
+    let mut expected = vec![*flipped, *cut];
+    expected.sort();
+    assert_eq!(damaged, expected);
+    for (sha, b) in &objects {
+        let served = store.object_bytes(GROUP, sha).unwrap();
+        assert_eq!(served.is_some(), !expected.contains(sha));
+        if expected.contains(sha) {
+            assert!(store.object_slice(GROUP, sha).unwrap().is_none());
+            assert!(store.repair_object(GROUP, sha, b.as_slice()).is_ok());
+        }
+    }
+    assert!(store
+        .repair_object(GROUP, &objects[0].0, b"not it")
+        .is_err());
+    for (sha, b) in &objects {
+        assert_eq!(store.object_bytes(GROUP, sha).unwrap().unwrap(), b[..]);
+    }
+    assert_eq!(store.volumes(GROUP).unwrap().corrupt_count(), 0);
+    let clean = store.scrub_slice(GROUP, None, u64::MAX).unwrap();
+    assert!(clean.damaged.is_empty());
+}
