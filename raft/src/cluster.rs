@@ -39,7 +39,8 @@ const FORWARD_CACHE_MAX: u64 = 4 << 20;
 /// Size of the chunks a forwarded body is streamed in.
 pub const CHUNK: usize = 256 << 10;
 
-/// Raft timing and log retention, from `cluster.toml`'s `[raft]` table.
+/// Raft timing and log retention, and the pace of volume upkeep, from `cluster.toml`'s `[raft]`
+/// table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftTuning {
@@ -49,6 +50,12 @@ pub struct RaftTuning {
     pub snapshot_logs: u64,
     /// Entries kept in the log behind a snapshot, for followers that are only a little behind.
     pub keep_logs: u64,
+    /// A scrub pass over every local needle starts this often (0: never).
+    pub scrub_interval_ms: u64,
+    /// How fast a scrub reads, so it never competes with serving.
+    pub scrub_bytes_per_s: u64,
+    /// Volumes are checked for garbage this often (0: never).
+    pub compact_interval_ms: u64,
 }
 
 impl Default for RaftTuning {
@@ -59,6 +66,9 @@ impl Default for RaftTuning {
             election_timeout_ms: 3000,
             snapshot_logs: 2000,
             keep_logs: 500,
+            scrub_interval_ms: 24 * 3600 * 1000,
+            scrub_bytes_per_s: 32 << 20,
+            compact_interval_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -94,6 +104,9 @@ pub struct GroupStatus {
     pub last_log: Option<u64>,
     pub applied: Option<u64>,
     pub snapshot: Option<u64>,
+    /// Objects whose local bytes failed their checksum and are not repaired yet.
+    #[serde(default)]
+    pub damaged: u64,
 }
 
 /// A running node: its groups, its peers and the placement it routes by.
@@ -171,6 +184,7 @@ impl Cluster {
             directory,
         });
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
+        crate::maintenance::spawn(Arc::downgrade(&cluster), tuning);
         Ok(cluster)
     }
 
@@ -188,6 +202,10 @@ impl Cluster {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    pub(crate) fn hosted_groups(&self) -> impl Iterator<Item = u32> + '_ {
+        self.groups.keys().copied()
     }
 
     pub(crate) fn group(&self, group: u32) -> Option<&Raft> {
@@ -575,7 +593,7 @@ impl Cluster {
     }
 
     /// Reads from the other replicas of a group whose local bytes are missing or damaged.
-    async fn read_from_peers(
+    pub(crate) async fn read_from_peers(
         &self,
         group: u32,
         sha: Sha256,
@@ -841,6 +859,7 @@ impl Cluster {
                     last_log: m.last_log_index,
                     applied: m.last_applied.map(|l| l.index),
                     snapshot: m.snapshot.map(|l| l.index),
+                    damaged: self.store.damaged_objects(group) as u64,
                 }
             })
             .collect();

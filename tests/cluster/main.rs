@@ -12,3 +12,4 @@ mod snapshot;
 mod support;
 mod tasks;
 mod ui;
+mod volumes;

@@ -49,6 +49,12 @@ impl Store {
         Ok(opened)
     }
 
+    /// How many of `group`'s objects have damaged local bytes awaiting repair.
+    pub fn damaged_objects(&self, group: u32) -> usize {
+        let opened = self.volume_set().groups().get(&group).cloned();
+        opened.map(|v| v.corrupt_count()).unwrap_or(0)
+    }
+
     /// Writes a batch of `group`'s state. New needles it indexes are fdatasynced first, so a
     /// durable index entry never points to bytes that a crash could lose.
     pub fn write_state(
