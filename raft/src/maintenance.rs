@@ -104,10 +104,16 @@ async fn compact_loop(cluster: Weak<Cluster>, every: Duration) {
             return;
         };
         for group in this.shard_groups() {
+            let Some(raft) = this.group(group) else {
+                continue;
+            };
+            // Volumes that unpurged log stubs point into stay in place.
+            let purged = raft.metrics().borrow().purged.map(|l| l.index).unwrap_or(0);
             let store = this.store().clone();
-            let done =
-                tokio::task::spawn_blocking(move || store.compact_volumes(group, GARBAGE_RATIO))
-                    .await;
+            let done = tokio::task::spawn_blocking(move || {
+                store.compact_volumes(group, GARBAGE_RATIO, purged)
+            })
+            .await;
             match done {
                 Ok(Ok(done)) if done.volumes > 0 => {
                     tracing::info!(

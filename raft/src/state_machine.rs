@@ -6,7 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
-use tessera_storage::{export_group, import_group, keys, Cf, StorageError, Store};
+use tessera_storage::volume::{GroupVolumes, Location};
+use tessera_storage::{
+    export_group, import_group, keys, Cf, ObjectMeta, Sha256, StorageError, Store,
+};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -159,6 +162,41 @@ pub(crate) fn applied_floor(store: &Store, group: u32) -> Result<u64, StorageErr
     Ok(floor)
 }
 
+/// Rewrites the applied log entry `log_id` as a stub pointing to the needle its bytes went to,
+/// in the batch that indexes that needle (so after the volume's fdatasync). The entry's bytes
+/// were written once to the WAL; if the log is purged before RocksDB flushes the memtable that
+/// holds both versions, the flush keeps only the stub and the bytes never reach a blob file:
+/// each uploaded byte is written twice per replica (WAL, volume) instead of three times. The log
+/// store rebuilds the full entry from the needle whenever openraft reads it, and compaction leaves
+/// volumes that unpurged stubs point into in place (`GroupVolumes::movable`).
+fn stage_stub(
+    store: &Store,
+    batch: &mut WriteBatch,
+    volumes: &GroupVolumes,
+    log_id: LogId,
+    sha: Sha256,
+    meta: ObjectMeta,
+    at: Location,
+) -> Result<(), StorageError> {
+    let stub = Entry {
+        log_id,
+        payload: EntryPayload::Normal(Command::StoredObject {
+            sha,
+            meta,
+            volume: at.volume,
+            offset: at.offset,
+            len: at.len,
+        }),
+    };
+    batch.put_cf(
+        store.cf(Cf::Log),
+        keys::log(volumes.group(), log_id.index),
+        bincode::serialize(&stub)?,
+    );
+    volumes.note_stub(at.volume, log_id.index);
+    store.stage_volume_head(batch, volumes)
+}
+
 fn apply_entries(
     store: &Store,
     group: u32,
@@ -193,7 +231,17 @@ fn apply_entries(
                 Response::None
             }
             EntryPayload::Normal(Command::PutObject { sha, meta, bytes }) => {
-                Response::Object(store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?)
+                let (outcome, stored) =
+                    store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?;
+                if let (Some(at), Some(volumes)) = (stored, &volumes) {
+                    stage_stub(store, &mut batch, volumes, entry.log_id, sha, meta, at)?;
+                }
+                Response::Object(outcome)
+            }
+            EntryPayload::Normal(Command::StoredObject { sha, .. }) => {
+                return Err(StorageError::Corrupt(format!(
+                    "log stub of {sha} reached the state machine"
+                )));
             }
             EntryPayload::Normal(Command::SetPlacement(placement)) => {
                 let raw = bincode::serialize(&placement)?;

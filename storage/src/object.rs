@@ -7,6 +7,7 @@ use sha2::Digest;
 use crate::db::{Cf, Store};
 use crate::error::StorageError;
 use crate::keys;
+use crate::volume::Location;
 
 /// The SHA-256 of an object's bytes: its name everywhere in Tessera.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -100,7 +101,8 @@ impl Store {
     /// a needle in the group's volumes, its index entry and a record with reference count 1;
     /// afterwards a reference count increment (and the bytes again if this replica lacks them
     /// or found them damaged: the log entry carries a good copy). `fresh` carries the
-    /// proposer's metadata for a new object. Write `batch` with [`Store::write_state`].
+    /// proposer's metadata for a new object. Write `batch` with [`Store::write_state`]. Also
+    /// returns where the bytes were appended, if they were.
     pub fn stage_put_object(
         &self,
         batch: &mut WriteBatch,
@@ -108,7 +110,7 @@ impl Store {
         sha: &Sha256,
         fresh: &ObjectMeta,
         bytes: &[u8],
-    ) -> Result<PutOutcome, StorageError> {
+    ) -> Result<(PutOutcome, Option<Location>), StorageError> {
         let key = keys::object(group, &sha.0);
         let volumes = self.volumes(group)?;
         let (outcome, store_bytes) = match self.object_meta(group, sha)? {
@@ -136,6 +138,7 @@ impl Store {
                 (outcome, true)
             }
         };
+        let mut stored = None;
         if store_bytes {
             let at = match volumes.take_pending(sha) {
                 Some(at) => at,
@@ -143,13 +146,14 @@ impl Store {
             };
             self.stage_location(batch, &volumes, sha, &at)?;
             volumes.repaired(sha);
+            stored = Some(at);
         }
         batch.put_cf(
             self.cf(Cf::Objects),
             key,
             bincode::serialize(&outcome.meta)?,
         );
-        Ok(outcome)
+        Ok((outcome, stored))
     }
 
     /// Whether applying a `PutObject` of `sha` will append its bytes (see
@@ -228,7 +232,7 @@ mod tests {
         };
         for expected in [(false, 1), (true, 2)] {
             let mut batch = WriteBatch::default();
-            let out = store
+            let (out, _) = store
                 .stage_put_object(&mut batch, 3, &sha, &fresh, &bytes)
                 .unwrap();
             store.write_state(3, batch, false).unwrap();

@@ -34,13 +34,21 @@ impl Store {
     /// an old file that nothing points to and the next pass deletes. The active volume is never
     /// compacted. Runs beside applies: they only touch the active volume, and the swap happens
     /// under the volumes' writer lock, re-checking each entry.
-    pub fn compact_volumes(&self, group: u32, ratio: f64) -> Result<Compaction, StorageError> {
+    ///
+    /// Volumes that log stubs newer than `purged` (the group's last purged log index) point
+    /// into are left alone until the log is purged past them.
+    pub fn compact_volumes(
+        &self,
+        group: u32,
+        ratio: f64,
+        purged: u64,
+    ) -> Result<Compaction, StorageError> {
         let volumes = self.volumes(group)?;
         let active = volumes.head().active;
         let live = self.live_needles(group)?;
         let mut done = Compaction::default();
         for (id, file) in volumes.files() {
-            if id == active {
+            if id == active || !volumes.movable(id, purged) {
                 continue;
             }
             let needles = live.get(&id).cloned().unwrap_or_default();

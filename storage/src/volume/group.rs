@@ -46,6 +46,10 @@ pub struct GroupVolumes {
 struct Inner {
     files: BTreeMap<u32, Arc<File>>,
     head: VolumeHead,
+    /// Per volume, the highest Raft log index whose entry was rewritten as a stub pointing into
+    /// it (see [`GroupVolumes::note_stub`]): the volume must keep its needles in place until the
+    /// log is purged past that index.
+    stubs: BTreeMap<u32, u64>,
     /// Whether the active volume has appends not yet fdatasynced.
     unsynced: bool,
     /// Needles appended ahead of the batch that will index them (see `append_pending`).
@@ -76,6 +80,7 @@ impl GroupVolumes {
         dir: PathBuf,
         group: u32,
         head: VolumeHead,
+        mut stubs: BTreeMap<u32, u64>,
         max_bytes: u64,
     ) -> Result<GroupVolumes, StorageError> {
         std::fs::create_dir_all(&dir)?;
@@ -146,6 +151,7 @@ impl GroupVolumes {
         if changed {
             sync_dir(&dir)?;
         }
+        stubs.retain(|id, _| files.contains_key(id));
         Ok(GroupVolumes {
             group,
             dir,
@@ -153,6 +159,7 @@ impl GroupVolumes {
             inner: Mutex::new(Inner {
                 files,
                 head,
+                stubs,
                 unsynced: false,
                 pending: HashMap::new(),
             }),
@@ -172,6 +179,28 @@ impl GroupVolumes {
 
     pub fn head(&self) -> VolumeHead {
         lock(&self.inner).head
+    }
+
+    /// Records that log entry `index` now points to a needle in `volume` instead of carrying its
+    /// bytes. Stage [`GroupVolumes::stubs`] in the same batch as the stub.
+    pub fn note_stub(&self, volume: u32, index: u64) {
+        let mut inner = lock(&self.inner);
+        let highest = inner.stubs.entry(volume).or_insert(0);
+        *highest = (*highest).max(index);
+    }
+
+    /// Per volume, the highest log index of a stub pointing into it.
+    pub fn stubs(&self) -> BTreeMap<u32, u64> {
+        lock(&self.inner).stubs.clone()
+    }
+
+    /// Whether log entries up to `purged` are all that point into volume `id`, so that its
+    /// needles may move.
+    pub fn movable(&self, id: u32, purged: u64) -> bool {
+        lock(&self.inner)
+            .stubs
+            .get(&id)
+            .is_none_or(|highest| *highest <= purged)
     }
 
     /// Appends a needle to the active volume, rolling to a new volume when it is full. Not
@@ -306,6 +335,7 @@ impl GroupVolumes {
         }
         sync_dir(&self.dir)?;
         inner.files.clear();
+        inner.stubs.clear();
         inner.pending.clear();
         inner.unsynced = false;
         inner.head = VolumeHead {
@@ -330,11 +360,16 @@ impl GroupVolumes {
         let mut inner = lock(&self.inner);
         inner.files.insert(new_id, Arc::new(new));
         inner.files.remove(&old_id);
+        inner.stubs.remove(&old_id);
     }
 
     /// Deletes a volume file nothing points to any more.
     pub fn delete(&self, id: u32) -> Result<(), StorageError> {
-        lock(&self.inner).files.remove(&id);
+        {
+            let mut inner = lock(&self.inner);
+            inner.files.remove(&id);
+            inner.stubs.remove(&id);
+        }
         match std::fs::remove_file(self.dir.join(file_name(id))) {
             // Already gone with the rest of the group's volumes (snapshot install).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

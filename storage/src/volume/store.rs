@@ -15,6 +15,8 @@ use crate::volume::{read_needle, GroupVolumes, Location, VolumeHead};
 
 /// `sm_meta` key of a group's [`VolumeHead`].
 const HEAD: &str = "volumes";
+/// `sm_meta` key of a group's stub marks (see [`GroupVolumes::note_stub`]).
+const STUBS: &str = "volume-stubs";
 /// A reader that finds its volume compacted away looks the object up again this many times.
 const LOOKUPS: usize = 3;
 
@@ -38,11 +40,16 @@ impl Store {
             Some(raw) => bincode::deserialize(&raw)?,
             None => VolumeHead::default(),
         };
+        let stubs = match self.get(Cf::SmMeta, &keys::named(group, STUBS))? {
+            Some(raw) => bincode::deserialize(&raw)?,
+            None => Default::default(),
+        };
         let dir = self.volume_set().dir(group);
         let opened = Arc::new(GroupVolumes::open(
             dir,
             group,
             head,
+            stubs,
             self.volume_set().max_bytes(),
         )?);
         groups.insert(group, opened.clone());
@@ -87,18 +94,42 @@ impl Store {
         self.stage_volume_head(batch, volumes)
     }
 
-    /// Stages the current head of `volumes`.
+    /// Stages the current head of `volumes` and its stub marks.
     pub fn stage_volume_head(
         &self,
         batch: &mut WriteBatch,
         volumes: &GroupVolumes,
     ) -> Result<(), StorageError> {
+        let cf = self.cf(Cf::SmMeta);
+        let group = volumes.group();
         batch.put_cf(
-            self.cf(Cf::SmMeta),
-            keys::named(volumes.group(), HEAD),
+            cf,
+            keys::named(group, HEAD),
             bincode::serialize(&volumes.head())?,
         );
+        batch.put_cf(
+            cf,
+            keys::named(group, STUBS),
+            bincode::serialize(&volumes.stubs())?,
+        );
         Ok(())
+    }
+
+    /// The bytes of the needle a log stub points to (checked against `sha`), or — if that copy
+    /// was damaged and repaired since — the object's current copy.
+    pub fn stub_bytes(
+        &self,
+        group: u32,
+        sha: &Sha256,
+        at: &Location,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let volumes = self.volumes(group)?;
+        if let Some(file) = volumes.file(at.volume) {
+            if let Ok(body) = read_needle(&file, at, sha)? {
+                return Ok(Some(body));
+            }
+        }
+        Ok(self.object_bytes(group, sha)?.map(|b| b.to_vec()))
     }
 
     pub fn object_location(

@@ -230,7 +230,9 @@ fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
     }
     // A reader holding a slice from before keeps reading the old file after it is deleted.
     let (_, held) = store.object_slice(GROUP, &objects[0].0).unwrap().unwrap();
-    let done = store.compact_volumes(GROUP, super::GARBAGE_RATIO).unwrap();
+    let done = store
+        .compact_volumes(GROUP, super::GARBAGE_RATIO, u64::MAX)
+        .unwrap();
     assert!(done.volumes >= 2, "{done:?}");
     let after = volume_bytes(&store);
     assert!(after < before / 2, "{before} -> {after}");
@@ -249,7 +251,7 @@ fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
     // Nothing left to do; the compacted state survives a reopen.
     assert_eq!(
         store
-            .compact_volumes(GROUP, super::GARBAGE_RATIO)
+            .compact_volumes(GROUP, super::GARBAGE_RATIO, u64::MAX)
             .unwrap()
             .volumes,
         0
@@ -315,4 +317,36 @@ fn scrub_finds_damaged_and_truncated_needles_and_repair_rewrites_them() {
     assert_eq!(store.volumes(GROUP).unwrap().corrupt_count(), 0);
     let clean = store.scrub_slice(GROUP, None, u64::MAX).unwrap();
     assert!(clean.damaged.is_empty());
+}
+
+#[test]
+fn volumes_that_unpurged_log_stubs_point_into_stay_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with_volume_size(dir.path(), 64 << 10).unwrap();
+    let objects: Vec<Sha256> = (0..12).map(|i| put(&store, &body(i, 20_000))).collect();
+    let first = store.object_location(GROUP, &objects[0]).unwrap().unwrap();
+    let volumes = store.volumes(GROUP).unwrap();
+    // Log entry 40 was rewritten as a stub pointing into the first volume.
+    volumes.note_stub(first.volume, 40);
+    let mut batch = WriteBatch::default();
+    store.stage_volume_head(&mut batch, &volumes).unwrap();
+    store.write_state(GROUP, batch, false).unwrap();
+    for sha in &objects {
+        let mut batch = WriteBatch::default();
+        store
+            .stage_reference(&mut batch, GROUP, sha, false)
+            .unwrap();
+        store.write_state(GROUP, batch, false).unwrap();
+    }
+    drop((volumes, store));
+    // The mark survives a restart.
+    let store = Store::open_with_volume_size(dir.path(), 64 << 10).unwrap();
+    store
+        .compact_volumes(GROUP, super::GARBAGE_RATIO, 39)
+        .unwrap();
+    assert!(store.volumes(GROUP).unwrap().file(first.volume).is_some());
+    store
+        .compact_volumes(GROUP, super::GARBAGE_RATIO, 40)
+        .unwrap();
+    assert!(store.volumes(GROUP).unwrap().file(first.volume).is_none());
 }
