@@ -164,9 +164,10 @@ pub(crate) fn applied_floor(store: &Store, group: u32) -> Result<u64, StorageErr
 
 /// Rewrites the applied log entry `log_id` as a stub pointing to the needle its bytes went to,
 /// in the batch that indexes that needle (so after the volume's fdatasync). The entry's bytes
-/// were written once to the WAL; if the log is purged before RocksDB flushes the memtable that
-/// holds both versions, the flush keeps only the stub and the bytes never reach a blob file:
-/// each uploaded byte is written twice per replica (WAL, volume) instead of three times. The log
+/// were written once to the WAL; the apply follows the append within milliseconds, so the stub
+/// nearly always lands in the same memtable as the full entry, whose flush then keeps only the
+/// stub: the bytes never reach a blob file, and each uploaded byte is written twice per replica
+/// (WAL, volume) instead of three times. The log
 /// store rebuilds the full entry from the needle whenever openraft reads it, and compaction leaves
 /// volumes that unpurged stubs point into in place (`GroupVolumes::movable`).
 fn stage_stub(
