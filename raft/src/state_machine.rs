@@ -167,9 +167,9 @@ pub(crate) fn applied_floor(store: &Store, group: u32) -> Result<u64, StorageErr
 /// were written once to the WAL; the apply follows the append within milliseconds, so the stub
 /// nearly always lands in the same memtable as the full entry, whose flush then keeps only the
 /// stub: the bytes never reach a blob file, and each uploaded byte is written twice per replica
-/// (WAL, volume) instead of three times. The log
-/// store rebuilds the full entry from the needle whenever openraft reads it, and compaction leaves
-/// volumes that unpurged stubs point into in place (`GroupVolumes::movable`).
+/// (WAL, volume) instead of three times. The log store rebuilds the full entry from the needle
+/// whenever openraft reads it, and compaction leaves volumes that unpurged stubs point into in
+/// place (`GroupVolumes::movable`).
 fn stage_stub(
     store: &Store,
     batch: &mut WriteBatch,
