@@ -154,7 +154,7 @@ pub async fn status(
             let replicas: BTreeMap<String, Value> = reports
                 .iter()
                 .map(|r| {
-                    let v = json!({ "state": r.state, "applied": r.applied, "last_log": r.last_log, "snapshot": r.snapshot });
+                    let v = json!({ "state": r.state, "applied": r.applied, "last_log": r.last_log, "snapshot": r.snapshot, "damaged": r.damaged });
                     (r.reporter.to_string(), v)
                 })
                 .collect();

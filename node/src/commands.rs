@@ -168,9 +168,15 @@ pub async fn status(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
         let detail: Vec<String> = replicas
             .into_iter()
             .flatten()
-            .map(|(id, r)| match r["applied"].as_u64() {
-                Some(a) => format!("{id}:{a} (-{})", max_applied - a),
-                None => format!("{id}:-"),
+            .map(|(id, r)| {
+                let applied = match r["applied"].as_u64() {
+                    Some(a) => format!("{id}:{a} (-{})", max_applied - a),
+                    None => format!("{id}:-"),
+                };
+                match r["damaged"].as_u64() {
+                    Some(n) if n > 0 => format!("{applied} [{n} damaged]"),
+                    _ => applied,
+                }
             })
             .collect();
         let shard = g["shard"]

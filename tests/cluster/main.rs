@@ -14,3 +14,4 @@ mod snapshot;
 mod support;
 mod tasks;
 mod ui;
+mod volumes;

@@ -134,6 +134,8 @@ pub struct Options {
     /// this off to measure the production defaults.
     pub fast_failover: bool,
     pub access_token_ttl_s: u64,
+    /// `[raft] scrub_interval_ms`: how often a scrub pass over every volume starts.
+    pub scrub_interval_ms: Option<u64>,
 }
 
 impl Default for Options {
@@ -147,6 +149,7 @@ impl Default for Options {
             keep_logs: 500,
             fast_failover: true,
             access_token_ttl_s: 3600,
+            scrub_interval_ms: None,
         }
     }
 }
@@ -167,6 +170,9 @@ impl TestCluster {
         );
         if opts.fast_failover {
             toml.push_str("heartbeat_ms = 100\nelection_timeout_ms = 800\n");
+        }
+        if let Some(ms) = opts.scrub_interval_ms {
+            toml.push_str(&format!("scrub_interval_ms = {ms}\n"));
         }
         let mut nodes = Vec::new();
         for id in 1..=opts.nodes as u64 {
