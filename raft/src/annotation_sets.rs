@@ -467,21 +467,8 @@ pub fn annotation_sets(
     limit: usize,
 ) -> Result<Vec<AnnotationSet>, StorageError> {
     let prefix = keys::named(META_GROUP, "annotation-set/");
-    let mut upper = prefix.clone();
-    if let Some(last) = upper.last_mut() {
-        *last += 1;
-    }
-    let mut opts = rocksdb::ReadOptions::default();
-    opts.set_iterate_upper_bound(upper);
-    let start = match after {
-        Some(a) => key(a + 1),
-        None => prefix,
-    };
-    let iter = store.db().iterator_cf_opt(
-        store.cf(Cf::Catalog),
-        opts,
-        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
-    );
+    let start = after.map(|a| key(a + 1));
+    let iter = store.scan_prefix(Cf::Catalog, &prefix, start.as_deref());
     let mut out = Vec::new();
     for item in iter {
         let (_, v) = item?;

@@ -4,7 +4,7 @@
 //! the current version, so two tabs or two reviewers never silently overwrite each other (the
 //! loser gets the current version back). Every version is kept with who saved it and when.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
@@ -71,19 +71,8 @@ pub fn current(store: &Store, task: u64, sha: &Sha256) -> Result<Option<Version>
 /// Every version of an image's annotations, oldest first.
 pub fn history(store: &Store, task: u64, sha: &Sha256) -> Result<Vec<Version>, StorageError> {
     let prefix = history_prefix(task, sha);
-    let mut upper = prefix.clone();
-    if let Some(last) = upper.last_mut() {
-        *last += 1;
-    }
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(upper);
-    let iter = store.db().iterator_cf_opt(
-        store.cf(Cf::Catalog),
-        opts,
-        IteratorMode::From(&prefix, Direction::Forward),
-    );
     let mut out = Vec::new();
-    for item in iter {
+    for item in store.scan_prefix(Cf::Catalog, &prefix, None) {
         let (_, v) = item?;
         out.push(bincode::deserialize(&v)?);
     }

@@ -329,18 +329,7 @@ pub fn stage(
         }
         CatalogOp::PruneRevoked { before_ms } => {
             let prefix = keys::named(META_GROUP, "revoked/");
-            let mut upper = prefix.clone();
-            if let Some(last) = upper.last_mut() {
-                *last += 1;
-            }
-            let mut opts = ReadOptions::default();
-            opts.set_iterate_upper_bound(upper);
-            let iter = store.db().iterator_cf_opt(
-                cf,
-                opts,
-                IteratorMode::From(&prefix, Direction::Forward),
-            );
-            for item in iter {
+            for item in store.scan_prefix(Cf::Catalog, &prefix, None) {
                 let (k, v) = item?;
                 if be_u64(&v) < *before_ms {
                     batch.delete_cf(cf, k);
@@ -457,19 +446,8 @@ fn stage_assign_ids(
     batch: &mut WriteBatch,
 ) -> Result<Vec<(String, u64)>, StorageError> {
     let prefix = keys::named(META_GROUP, "user/");
-    let mut upper = prefix.clone();
-    if let Some(last) = upper.last_mut() {
-        *last += 1;
-    }
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(upper);
-    let iter = store.db().iterator_cf_opt(
-        store.cf(Cf::Catalog),
-        opts,
-        IteratorMode::From(&prefix, Direction::Forward),
-    );
     let mut names = Vec::new();
-    for item in iter {
+    for item in store.scan_prefix(Cf::Catalog, &prefix, None) {
         let (k, _) = item?;
         let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
         if read_u64(store, &user_id_key(&name))?.is_none() {

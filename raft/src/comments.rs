@@ -1,6 +1,6 @@
 //! Review comments: pinned to a point of an image in a task, threaded, resolvable.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 
@@ -67,19 +67,8 @@ fn get(store: &Store, id: u64) -> Result<Option<Comment>, StorageError> {
 /// A task's comments, oldest first.
 pub fn of_task(store: &Store, task: u64) -> Result<Vec<Comment>, StorageError> {
     let prefix = keys::named(META_GROUP, "comment/");
-    let mut upper = prefix.clone();
-    if let Some(last) = upper.last_mut() {
-        *last += 1;
-    }
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(upper);
-    let iter = store.db().iterator_cf_opt(
-        store.cf(Cf::Catalog),
-        opts,
-        IteratorMode::From(&prefix, Direction::Forward),
-    );
     let mut out = Vec::new();
-    for item in iter {
+    for item in store.scan_prefix(Cf::Catalog, &prefix, None) {
         let (_, v) = item?;
         let c: Comment = bincode::deserialize(&v)?;
         if c.task == task {

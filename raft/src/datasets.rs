@@ -6,7 +6,7 @@
 //! (an object kept longer than needed), never too low: references are added before the
 //! membership is recorded, and dropped after it is removed.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 
@@ -211,26 +211,13 @@ pub(crate) fn scan<T: serde::de::DeserializeOwned>(
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<T>, StorageError> {
-    let mut upper = prefix.to_vec();
-    if let Some(last) = upper.last_mut() {
-        *last += 1;
-    }
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(upper);
-    let start = match after {
-        Some(a) => {
-            let mut k = prefix.to_vec();
-            k.extend_from_slice(a);
-            k.push(0);
-            k
-        }
-        None => prefix.to_vec(),
-    };
-    let iter = store.db().iterator_cf_opt(
-        store.cf(Cf::Catalog),
-        opts,
-        IteratorMode::From(&start, Direction::Forward),
-    );
+    let start = after.map(|a| {
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(a);
+        k.push(0);
+        k
+    });
+    let iter = store.scan_prefix(Cf::Catalog, prefix, start.as_deref());
     let mut out = Vec::new();
     for item in iter.take(limit) {
         let (_, v) = item?;

@@ -9,9 +9,9 @@
 //! Records: `session/<id hex>` -> [`Session`], and `session-by-user/<user id>/<id hex>` -> empty,
 //! so a user's sessions are one prefix scan (listing, "sign out everywhere", deletion).
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cf, StorageError, Store};
+use tessera_storage::{keys, Cf, Record, StorageError, Store};
 
 use crate::placement::META_GROUP;
 
@@ -124,23 +124,9 @@ pub fn of_user(store: &Store, user_id: u64) -> Result<Vec<Session>, StorageError
     Ok(out)
 }
 
-/// A key and its value, as RocksDB's iterator yields them.
-type Record = (Box<[u8]>, Box<[u8]>);
-
 /// Every record under `prefix`.
 fn scan(store: &Store, prefix: &[u8]) -> Result<Vec<Record>, StorageError> {
-    let mut upper = prefix.to_vec();
-    if let Some(last) = upper.last_mut() {
-        *last += 1;
-    }
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(upper);
-    let iter = store.db().iterator_cf_opt(
-        store.cf(Cf::Catalog),
-        opts,
-        IteratorMode::From(prefix, Direction::Forward),
-    );
-    iter.map(|item| item.map_err(StorageError::from)).collect()
+    store.scan_prefix(Cf::Catalog, prefix, None).collect()
 }
 
 /// Stages a new session.

@@ -4,7 +4,7 @@
 //! or the same transition are ordered by the Raft log: exactly one wins, the other gets a
 //! conflict naming the state it found.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 
@@ -207,21 +207,11 @@ pub fn tasks(
     keep: impl Fn(&Task) -> bool,
 ) -> Result<Vec<Task>, StorageError> {
     let prefix = index.prefix();
-    let mut upper = prefix.clone();
-    if let Some(last) = upper.last_mut() {
-        *last += 1;
-    }
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(upper);
     let mut start = prefix.clone();
     if let Some(a) = after {
         start.extend_from_slice(format!("{:016x}", a + 1).as_bytes());
     }
-    let iter = store.db().iterator_cf_opt(
-        store.cf(Cf::Catalog),
-        opts,
-        IteratorMode::From(&start, Direction::Forward),
-    );
+    let iter = store.scan_prefix(Cf::Catalog, &prefix, Some(&start));
     let mut out = Vec::new();
     for item in iter {
         let (k, v) = item?;

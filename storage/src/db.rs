@@ -2,11 +2,27 @@ use std::path::Path;
 
 use bytes::Bytes;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
-    WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::StorageError;
+
+/// A key and its value, as a scan yields them.
+pub type Record = (Box<[u8]>, Box<[u8]>);
+
+/// The first key after every key that starts with `prefix`; `None` when there is none (a
+/// prefix of `0xff` bytes only).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
 use crate::volume::{Volumes, DEFAULT_VOLUME_BYTES};
 
 /// The column families of a node's database.
@@ -146,6 +162,28 @@ impl Store {
         Ok(())
     }
 
+    /// The records of `cf` whose keys start with `prefix`, in key order, from the first key at
+    /// or after `from` (a key within the prefix: where a page continues) or from the start.
+    pub fn scan_prefix<'a>(
+        &'a self,
+        cf: Cf,
+        prefix: &[u8],
+        from: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<Record, StorageError>> + 'a {
+        let mut opts = ReadOptions::default();
+        if let Some(upper) = prefix_end(prefix) {
+            opts.set_iterate_upper_bound(upper);
+        }
+        let start = from.unwrap_or(prefix);
+        self.db
+            .iterator_cf_opt(
+                self.cf(cf),
+                opts,
+                IteratorMode::From(start, Direction::Forward),
+            )
+            .map(|item| item.map_err(StorageError::from))
+    }
+
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
@@ -162,5 +200,32 @@ impl Store {
             .property_int_value_cf(self.cf(cf), name)
             .ok()
             .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_scans_stop_at_the_prefix_and_resume_from_a_key() {
+        assert_eq!(prefix_end(b"ab/"), Some(b"ab0".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff]), None);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut batch = WriteBatch::default();
+        for key in ["a/1", "a/2", "a/3", "a0", "b/1", "a"] {
+            batch.put_cf(store.cf(Cf::Catalog), key, key);
+        }
+        store.write(batch, false).expect("write");
+        let keys = |from: Option<&[u8]>| -> Vec<String> {
+            store
+                .scan_prefix(Cf::Catalog, b"a/", from)
+                .map(|r| String::from_utf8(r.expect("read").0.into_vec()).expect("utf-8"))
+                .collect()
+        };
+        assert_eq!(keys(None), ["a/1", "a/2", "a/3"]);
+        assert_eq!(keys(Some(b"a/2")), ["a/2", "a/3"]);
     }
 }

@@ -20,7 +20,7 @@ mod snapshot_file;
 pub mod volume;
 
 pub use cache::{Cached, ObjectCache};
-pub use db::{Cf, Store};
+pub use db::{Cf, Record, Store};
 pub use error::StorageError;
 pub use object::{ObjectMeta, PutOutcome, Sha256};
 pub use probe::{probe_image, ImageInfo, ProbeError, MAX_PIXELS, MAX_SIDE};
