@@ -91,10 +91,10 @@ fn check_reviewers(state: &AppState, reviewers: &[String]) -> Result<(), ApiErro
     for (i, name) in reviewers.iter().enumerate() {
         match state.cluster.directory().standing(name) {
             None => return Err(invalid(format!("reviewers[{i}]: no user {name:?}"))),
-            Some((role, _, _)) if role < Role::Reviewer => {
+            Some(s) if s.role < Role::Reviewer => {
                 return Err(invalid(format!(
                     "reviewers[{i}]: {name} is {}; reviewers need the reviewer role",
-                    role.as_str()
+                    s.role.as_str()
                 )))
             }
             Some(_) => {}

@@ -20,7 +20,10 @@ pub const COOKIE: &str = "tessera_token";
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub username: String,
+    pub user_id: u64,
     pub role: Role,
+    /// The session the token belongs to.
+    pub session: [u8; 16],
 }
 
 impl Principal {
@@ -69,11 +72,11 @@ pub fn request_token<'a>(method: &Method, headers: &'a HeaderMap) -> Option<&'a 
 }
 
 /// Checks a token; if this node's catalogue view may be behind the token (a key, user or epoch
-/// it has not applied yet), waits for the catalogue once and checks again. Tokens that are
-/// simply bad never cost a barrier.
+/// it has not applied yet) or was not confirmed current recently, waits for the catalogue once
+/// and checks again. Tokens that are simply bad never cost a barrier.
 pub async fn checked(state: &AppState, token: &str) -> Result<token::Claims, ApiError> {
     match token::check(state.cluster.directory(), token) {
-        Err(TokenError::Behind | TokenError::NoKey) => {
+        Err(TokenError::Behind | TokenError::NoKey | TokenError::Stale) => {
             state.cluster.catalog_barrier().await?;
             token::check(state.cluster.directory(), token).map_err(|e| unauthorized(e.to_string()))
         }
@@ -93,9 +96,14 @@ impl FromRequestParts<AppState> for Principal {
                 "refresh tokens are only accepted by /oauth/token",
             ));
         }
+        let (Some(user_id), Some(session)) = (claims.uid, claims.session_bytes()) else {
+            return Err(unauthorized(TokenError::Outdated.to_string()));
+        };
         Ok(Principal {
             username: claims.sub,
+            user_id,
             role: claims.role,
+            session,
         })
     }
 }

@@ -24,6 +24,7 @@ mod objects;
 mod paging;
 mod password;
 pub mod routes;
+mod sessions;
 mod tasks;
 pub mod token;
 mod ui;

@@ -1,5 +1,6 @@
-//! The OAuth 2.0 token endpoint (RFC 6749: password and refresh_token grants), revocation
-//! (RFC 7009) and long-lived API tokens for scripts.
+//! The OAuth 2.0 token endpoint (RFC 6749: password and refresh_token grants, refresh tokens
+//! rotated with reuse detection as RFC 9700 §4.14 asks), revocation (RFC 7009) and long-lived
+//! API tokens for scripts. Every grant belongs to a session (`tessera_raft::sessions`).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -7,11 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
-use tessera_raft::catalog::{random, CatalogOp, Role};
+use tessera_raft::catalog::{random, Account, CatalogOp, CatalogOutcome};
+use tessera_raft::sessions::{Refreshed, Session, SessionKind};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::password;
+use crate::sessions::ClientInfo;
 use crate::token::{self, Claims, Kind};
 use crate::AppState;
 
@@ -66,11 +69,11 @@ pub struct TokenRequest {
     refresh_token: Option<String>,
 }
 
+/// Signs a token of `kind` for `account` in `session`; refresh tokens carry their number `seq`.
 fn sign(
     state: &AppState,
-    sub: &str,
-    role: Role,
-    epoch: u64,
+    account: &Account,
+    session: &Session,
     kind: Kind,
     ttl: u64,
 ) -> Result<(String, Claims), ApiError> {
@@ -85,73 +88,81 @@ fn sign(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let claims = Claims {
         id: hex::encode(id),
-        sub: sub.to_string(),
-        role,
+        sub: account.user.username.clone(),
+        uid: Some(account.id),
+        sid: Some(hex::encode(session.id)),
+        seq: if kind == Kind::Refresh {
+            session.refresh_seq
+        } else {
+            0
+        },
+        role: account.user.role,
         kind,
         exp: token::now_ms() + ttl,
-        epoch,
+        epoch: account.user.epoch,
     };
     Ok((token::issue(&key, &claims), claims))
 }
 
-/// `POST /oauth/token` (form-encoded).
+/// The account named `name` with its id, giving ids to users from before ids first (the
+/// catalogue leader does that within seconds of an upgrade; a sign-in in between does it now).
+async fn account(state: &AppState, name: &str) -> Result<Option<Account>, ApiError> {
+    let found = state.cluster.directory().user(name);
+    if found.as_ref().is_some_and(|a| a.id == 0) {
+        state.cluster.catalog(CatalogOp::AssignUserIds).await?;
+        state.cluster.catalog_barrier().await?;
+        return Ok(state.cluster.directory().user(name));
+    }
+    Ok(found)
+}
+
+/// Opens a session of `kind` for `account`, valid for `ttl` ms from now.
+pub(crate) async fn open_session(
+    state: &AppState,
+    account: &Account,
+    kind: SessionKind,
+    ttl: u64,
+    client: ClientInfo,
+) -> Result<Session, ApiError> {
+    let now = token::now_ms();
+    let session = Session {
+        id: random().map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?,
+        user_id: account.id,
+        username: account.user.username.clone(),
+        kind,
+        epoch: account.user.epoch,
+        created_ms: now,
+        expires_ms: now + ttl,
+        last_used_ms: now,
+        refresh_seq: 0,
+        client: client.agent,
+        address: client.address,
+        revoked: None,
+    };
+    match crate::idempotency::catalog(state, CatalogOp::OpenSession(session)).await? {
+        CatalogOutcome::Session(session) => Ok(session),
+        CatalogOutcome::Conflict(m) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", m)),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("unexpected outcome {other:?}"),
+        )),
+    }
+}
+
+/// `POST /oauth/token` (form-encoded): the password grant opens a session; the refresh grant
+/// rotates the session's refresh token, and a refresh token presented a second time ends the
+/// session (RFC 9700 §4.14: one of the two holders stole it).
 pub async fn token(
     State(state): State<AppState>,
+    client: ClientInfo,
     Form(req): Form<TokenRequest>,
 ) -> Result<Response, OAuthError> {
-    let (user, refresh) = match req.grant_type.as_deref() {
-        Some("password") => {
-            let (Some(username), Some(pass)) = (req.username, req.password) else {
-                return Err(OAuthError::new(
-                    "invalid_request",
-                    "username and password are required",
-                ));
-            };
-            // Read-your-writes: a user created a moment ago through another node logs in here.
-            state
-                .cluster
-                .catalog_barrier()
-                .await
-                .map_err(ApiError::from)?;
-            let bad = || OAuthError::new("invalid_grant", "unknown user or wrong password");
-            let user = state
-                .cluster
-                .directory()
-                .user(&username)
-                .filter(|u| !u.disabled);
-            let stored = user.as_ref().map(|u| u.password_hash.clone());
-            let ok = tokio::task::spawn_blocking(move || match stored {
-                Some(stored) => password::verify(&pass, &stored),
-                // Unknown user: spend the same time, so timing does not reveal which names exist.
-                None => {
-                    password::verify(&pass, dummy_hash());
-                    false
-                }
-            })
-            .await
-            .unwrap_or(false);
-            match user {
-                Some(user) if ok => (user, None),
-                _ => return Err(bad()),
-            }
-        }
-        Some("refresh_token") => {
-            let presented = req
-                .refresh_token
-                .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required"))?;
-            let claims = crate::auth::checked(&state, &presented)
-                .await
-                .map_err(|e| OAuthError::new("invalid_grant", e.message))?;
-            if claims.kind != Kind::Refresh {
-                return Err(OAuthError::new("invalid_grant", "not a refresh token"));
-            }
-            let user = state
-                .cluster
-                .directory()
-                .user(&claims.sub)
-                .ok_or_else(|| OAuthError::new("invalid_grant", "the user no longer exists"))?;
-            (user, Some(presented))
-        }
+    let (account, session) = match req.grant_type.as_deref() {
+        Some("password") => password_grant(&state, req, client).await?,
+        Some("refresh_token") => refresh_grant(&state, req).await?,
         Some(other) => {
             return Err(OAuthError::new(
                 "unsupported_grant_type",
@@ -160,36 +171,122 @@ pub async fn token(
         }
         None => return Err(OAuthError::new("invalid_request", "grant_type is required")),
     };
-    let (access, _) = sign(
-        &state,
-        &user.username,
-        user.role,
-        user.epoch,
-        Kind::Access,
-        state.limits.access_token_ttl_ms,
-    )?;
-    let refresh = match refresh {
-        Some(existing) => existing,
-        None => {
-            sign(
-                &state,
-                &user.username,
-                user.role,
-                user.epoch,
-                Kind::Refresh,
-                REFRESH_TTL_MS,
-            )?
-            .0
-        }
-    };
+    let ttl = state.limits.access_token_ttl_ms;
+    let (access, _) = sign(&state, &account, &session, Kind::Access, ttl)?;
+    let (refresh, _) = sign(&state, &account, &session, Kind::Refresh, REFRESH_TTL_MS)?;
     let body = json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": state.limits.access_token_ttl_ms / 1000,
+        "expires_in": ttl / 1000,
         "refresh_token": refresh,
-        "role": user.role,
+        "role": account.user.role,
+        "session": hex::encode(session.id),
     });
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+async fn password_grant(
+    state: &AppState,
+    req: TokenRequest,
+    client: ClientInfo,
+) -> Result<(Account, Session), OAuthError> {
+    let (Some(username), Some(pass)) = (req.username, req.password) else {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "username and password are required",
+        ));
+    };
+    // Read-your-writes: a user created a moment ago through another node logs in here.
+    state
+        .cluster
+        .catalog_barrier()
+        .await
+        .map_err(ApiError::from)?;
+    let bad = || OAuthError::new("invalid_grant", "unknown user or wrong password");
+    let found = account(state, &username)
+        .await?
+        .filter(|a| !a.user.disabled);
+    let stored = found.as_ref().map(|a| a.user.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || match stored {
+        Some(stored) => password::verify(&pass, &stored),
+        // Unknown user: spend the same time, so timing does not reveal which names exist.
+        None => {
+            password::verify(&pass, dummy_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let account = match found {
+        Some(account) if ok => account,
+        _ => return Err(bad()),
+    };
+    let session = open_session(state, &account, SessionKind::SignIn, REFRESH_TTL_MS, client)
+        .await
+        .map_err(|e| match e.status {
+            StatusCode::CONFLICT => OAuthError::new("invalid_grant", e.message),
+            _ => OAuthError::from(e),
+        })?;
+    Ok((account, session))
+}
+
+async fn refresh_grant(
+    state: &AppState,
+    req: TokenRequest,
+) -> Result<(Account, Session), OAuthError> {
+    let presented = req
+        .refresh_token
+        .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required"))?;
+    let claims = crate::auth::checked(state, &presented)
+        .await
+        .map_err(|e| OAuthError::new("invalid_grant", e.message))?;
+    if claims.kind != Kind::Refresh {
+        return Err(OAuthError::new("invalid_grant", "not a refresh token"));
+    }
+    let id = claims
+        .session_bytes()
+        .ok_or_else(|| OAuthError::new("invalid_grant", "not a refresh token"))?;
+    let now_ms = token::now_ms();
+    let op = CatalogOp::RefreshSession {
+        id,
+        seq: claims.seq,
+        now_ms,
+        expires_ms: now_ms + REFRESH_TTL_MS,
+    };
+    let session = match state.cluster.catalog(op).await.map_err(ApiError::from)? {
+        CatalogOutcome::Refreshed(Refreshed::Rotated(session)) => session,
+        CatalogOutcome::Refreshed(Refreshed::Reused(session)) => {
+            metrics::counter!("tessera_refresh_token_reuse_total").increment(1);
+            tracing::warn!(
+                target: "tessera::audit",
+                user = %session.username,
+                session = %hex::encode(session.id),
+                "a rotated refresh token was presented again: the session is revoked"
+            );
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "this refresh token was already used, so it may have been stolen: its session is signed out; sign in again",
+            ));
+        }
+        CatalogOutcome::Refreshed(Refreshed::Refused(reason)) => {
+            return Err(OAuthError::new("invalid_grant", reason))
+        }
+        other => {
+            return Err(OAuthError::from(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("unexpected outcome {other:?}"),
+            )))
+        }
+    };
+    // The rotation checked the user's id and epoch; the local view has applied it.
+    let account = state
+        .cluster
+        .directory()
+        .user(&session.username)
+        .filter(|a| a.id == session.user_id)
+        .ok_or_else(|| OAuthError::new("invalid_grant", "the user no longer exists"))?;
+    Ok((account, session))
 }
 
 #[derive(Deserialize)]
@@ -197,8 +294,10 @@ pub struct RevokeRequest {
     token: Option<String>,
 }
 
-/// `POST /oauth/revoke` (RFC 7009): revokes the token across the cluster. Answers 200 for
-/// tokens that are unknown or already invalid, as the RFC asks.
+/// `POST /oauth/revoke` (RFC 7009): revokes the token across the cluster. A refresh or API
+/// token ends its whole session, so the access tokens minted from it stop working too; an
+/// access token is revoked alone. Answers 200 for tokens that are unknown or already invalid,
+/// as the RFC asks.
 pub async fn revoke(
     State(state): State<AppState>,
     Form(req): Form<RevokeRequest>,
@@ -216,39 +315,49 @@ pub async fn revoke(
     let Some(key) = state.cluster.directory().key() else {
         return Ok(StatusCode::OK.into_response());
     };
-    if let Ok(claims) = token::verify(&key, &presented, token::now_ms()) {
-        if let Some(id) = claims.id_bytes() {
-            let op = CatalogOp::RevokeToken {
-                id,
-                expires_ms: claims.exp,
-            };
-            crate::idempotency::catalog(&state, op)
-                .await
-                .map_err(ApiError::from)?;
-        }
-    }
+    let Ok(claims) = token::verify(&key, &presented, token::now_ms()) else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    let op = match (claims.kind, claims.session_bytes(), claims.id_bytes()) {
+        (Kind::Refresh | Kind::Api, Some(id), _) => CatalogOp::RevokeSession {
+            id,
+            user_id: None,
+            at_ms: token::now_ms(),
+            reason: "revoked by its holder".into(),
+        },
+        (_, _, Some(id)) => CatalogOp::RevokeToken {
+            id,
+            expires_ms: claims.exp,
+        },
+        _ => return Ok(StatusCode::OK.into_response()),
+    };
+    crate::idempotency::catalog(&state, op)
+        .await
+        .map_err(ApiError::from)?;
     Ok(StatusCode::OK.into_response())
 }
 
-/// `POST /api/v1/me/tokens`: a long-lived API token for scripts, revocable with /oauth/revoke.
+/// `POST /api/v1/me/tokens`: a long-lived API token for scripts, in a session of its own (listed
+/// with the user's sessions; revocable there or with /oauth/revoke).
 pub async fn api_token(
     State(state): State<AppState>,
     principal: Principal,
+    client: ClientInfo,
 ) -> Result<Response, ApiError> {
-    let user = state
+    let account = state
         .cluster
         .directory()
         .user(&principal.username)
+        .filter(|a| a.id == principal.user_id)
         .ok_or_else(|| crate::auth::unauthorized("the user no longer exists"))?;
-    let (token, claims) = sign(
-        &state,
-        &user.username,
-        user.role,
-        user.epoch,
-        Kind::Api,
-        API_TTL_MS,
-    )?;
-    let body = json!({ "token": token, "id": claims.id, "expires_ms": claims.exp });
+    let session = open_session(&state, &account, SessionKind::ApiToken, API_TTL_MS, client).await?;
+    let (token, claims) = sign(&state, &account, &session, Kind::Api, API_TTL_MS)?;
+    let body = json!({
+        "token": token,
+        "id": claims.id,
+        "session": hex::encode(session.id),
+        "expires_ms": claims.exp,
+    });
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     annotation_import, annotation_sets, annotations, cluster_routes, comments, datasets, export,
-    import, jobs, metrics, oauth, objects, tasks, users, AppState,
+    import, jobs, metrics, oauth, objects, sessions, tasks, users, AppState,
 };
 
 /// Who may call a route.
@@ -58,6 +58,8 @@ pub struct Route {
     handler: MethodRouter<AppState>,
     body: Option<BodyDoc>,
     query: Option<QueryDoc>,
+    /// The success status and the JSON Schema of its body, where published.
+    response: Option<(u16, Value)>,
 }
 
 /// How a handler parses its query string.
@@ -117,6 +119,12 @@ impl Route {
         self
     }
 
+    /// The success response: its status and the JSON Schema of its body.
+    fn responds(mut self, status: u16, schema: Value) -> Route {
+        self.response = Some((status, schema));
+        self
+    }
+
     /// A raw body streamed by the handler (a file).
     fn raw(mut self, description: &'static str) -> Route {
         self.body = Some(BodyDoc {
@@ -145,6 +153,7 @@ fn route(
         handler,
         body: None,
         query: None,
+        response: None,
     }
 }
 
@@ -239,6 +248,61 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "A long-lived API token",
             post(oauth::api_token),
+        ),
+        route(
+            "get",
+            "/api/v1/me/sessions",
+            SignedIn,
+            "The caller's live sessions (sign-ins and API tokens): opened when, where, last refreshed",
+            get(sessions::list_mine),
+        )
+        .responds(200, sessions::session_list_schema()),
+        route(
+            "delete",
+            "/api/v1/me/sessions",
+            SignedIn,
+            "Sign out everywhere: end every session of the caller, this one included",
+            delete(sessions::end_all_mine),
+        )
+        .responds(200, ended_schema("ended")),
+        route(
+            "delete",
+            "/api/v1/me/sessions/{id}",
+            SignedIn,
+            "End one of the caller's sessions (its access, refresh and API tokens stop working on every node)",
+            delete(sessions::end_mine),
+        ),
+        route(
+            "put",
+            "/api/v1/me/password",
+            SignedIn,
+            "Change your own password (proving the current one); every other session of yours ends",
+            put(sessions::change_password),
+        )
+        .json::<sessions::PasswordChange>(json!({"current_password": "a-long-password", "new_password": "another-long-password"}))
+        .responds(200, ended_schema("ended_sessions")),
+        route(
+            "get",
+            "/api/v1/users/{name}/sessions",
+            AdminOrSelf,
+            "A user's live sessions (admins, or the user themself)",
+            get(sessions::list_of),
+        )
+        .responds(200, sessions::session_list_schema()),
+        route(
+            "delete",
+            "/api/v1/users/{name}/sessions",
+            AdminOrSelf,
+            "End every session of a user",
+            delete(sessions::end_all_of),
+        )
+        .responds(200, ended_schema("ended")),
+        route(
+            "delete",
+            "/api/v1/users/{name}/sessions/{id}",
+            AdminOrSelf,
+            "End one session of a user",
+            delete(sessions::end_of),
         ),
         route(
             "get",
@@ -564,6 +628,15 @@ pub fn mount(mut router: axum::Router<AppState>) -> axum::Router<AppState> {
     router
 }
 
+/// `{"<field>": <how many sessions ended>}`.
+fn ended_schema(field: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": [field],
+        "properties": { field: { "type": "integer", "description": "sessions ended" } }
+    })
+}
+
 /// The OpenAPI 3 document of the table.
 pub fn openapi() -> Value {
     let mut paths = Map::new();
@@ -598,6 +671,12 @@ pub fn openapi() -> Value {
             },
         });
         let mut op = op;
+        if let Some((status, schema)) = &r.response {
+            op["responses"][status.to_string()] = json!({
+                "description": "success",
+                "content": { "application/json": { "schema": schema } },
+            });
+        }
         if let Some(query) = &r.query {
             op["x-rust-query-type"] = json!(query.rust_type);
         }

@@ -122,7 +122,7 @@ pub async fn split(
     state.cluster.catalog_barrier().await?;
     for (i, name) in assignees.iter().enumerate() {
         let user = state.cluster.directory().user(name);
-        if user.is_none_or(|u| u.disabled) {
+        if user.is_none_or(|a| a.user.disabled) {
             return Err(invalid(format!("assignees[{i}]: no active user {name}")));
         }
     }
@@ -397,7 +397,7 @@ pub async fn reassign(
             .cluster
             .directory()
             .user(name)
-            .is_none_or(|u| u.disabled)
+            .is_none_or(|a| a.user.disabled)
         {
             return Err(invalid(format!("assignee: no active user {name}")));
         }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role, User};
+use tessera_raft::catalog::{Account, CatalogOp, CatalogOutcome, Role, User};
 
 use crate::auth::Principal;
 use crate::error::{parse_json, ApiError};
@@ -16,8 +16,10 @@ use crate::password;
 use crate::token::now_ms;
 use crate::AppState;
 
-fn view(user: &User) -> Value {
+fn view(account: &Account) -> Value {
+    let user = &account.user;
     json!({
+        "id": account.id,
         "username": user.username,
         "role": user.role,
         "disabled": user.disabled,
@@ -39,7 +41,7 @@ fn check_username(name: &str) -> Result<(), ApiError> {
         .ok_or_else(|| invalid("username", "1-64 characters of a-z, 0-9, '.', '_' and '-'"))
 }
 
-fn check_password(password: &str) -> Result<(), ApiError> {
+pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
     (password.chars().count() >= 8 && password.len() <= 1024)
         .then_some(())
         .ok_or_else(|| invalid("password", "at least 8 characters"))
@@ -58,17 +60,19 @@ async fn hash(password: String) -> Result<String, ApiError> {
 
 fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> {
     match result {
-        CatalogOutcome::User(user) => {
+        CatalogOutcome::Account(account) => {
             let status = if created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
-            Ok((status, Json(view(&user))).into_response())
+            Ok((status, Json(view(&account))).into_response())
         }
         CatalogOutcome::Done => Ok(StatusCode::NO_CONTENT.into_response()),
         CatalogOutcome::Conflict(m) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", m)),
         CatalogOutcome::NotFound(m) => Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_user", m)),
+        // A retry of a request applied before user ids existed: its user has no id yet.
+        CatalogOutcome::User(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         CatalogOutcome::Key(_)
         | CatalogOutcome::Dataset(_)
         | CatalogOutcome::AnnotationSet(_)
@@ -76,7 +80,12 @@ fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> 
         | CatalogOutcome::Annotation(_)
         | CatalogOutcome::Comment(_)
         | CatalogOutcome::Job(_)
-        | CatalogOutcome::Imported(_) => Err(ApiError::new(
+        | CatalogOutcome::Imported(_)
+        | CatalogOutcome::UserIds(_)
+        | CatalogOutcome::Session(_)
+        | CatalogOutcome::Refreshed(_)
+        | CatalogOutcome::SessionsEnded(_)
+        | CatalogOutcome::PasswordSet { .. } => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "unexpected outcome",
@@ -106,7 +115,7 @@ pub async fn list(
     Ok(Json(paging::page(
         &users,
         limit,
-        |u| u.username.clone(),
+        |a| a.user.username.clone(),
         view,
     )))
 }
@@ -172,7 +181,8 @@ pub struct Change {
     disabled: Option<bool>,
 }
 
-/// `PATCH /api/v1/users/{name}`: password, role, disabled. Tokens issued before stop working.
+/// `PATCH /api/v1/users/{name}`: password, role, disabled. A change ends every session of the
+/// user (the epoch moves on); users change their own password with `PUT /api/v1/me/password`.
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -226,12 +236,13 @@ pub async fn me(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let user = state
+    let account = state
         .cluster
         .directory()
         .user(&principal.username)
+        .filter(|a| a.id == principal.user_id)
         .ok_or_else(|| crate::auth::unauthorized("the user no longer exists"))?;
-    Ok(Json(view(&user)))
+    Ok(Json(view(&account)))
 }
 
 /// Creates the `admin` user on a new cluster: the password is `TESSERA_ADMIN_PASSWORD` if set,
@@ -261,7 +272,7 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<bool, ApiError> {
     };
     let created = matches!(
         crate::idempotency::catalog(state, CatalogOp::CreateUser(user)).await?,
-        CatalogOutcome::User(_)
+        CatalogOutcome::Account(_)
     );
     if created && generated {
         let path = state.data_dir.join("initial-admin-password");

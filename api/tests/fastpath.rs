@@ -278,6 +278,9 @@ async fn auth_failures_are_answered_alike_by_both_paths() {
     let claims = |exp: u64| Claims {
         id: "0123456789abcdef0123456789abcdef".into(),
         sub: "max".into(),
+        uid: Some(2),
+        sid: Some("00112233445566778899aabbccddeeff".into()),
+        seq: 0,
         role: Role::Admin,
         kind: Kind::Access,
         exp,

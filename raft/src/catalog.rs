@@ -1,12 +1,14 @@
-//! The catalogue's records: users, token revocations and the cluster key, replicated by group 0.
+//! The catalogue's records: users, sessions, token revocations and the cluster key, replicated
+//! by group 0.
 //!
 //! Every change is a [`CatalogOp`] proposed with a request id; applying the same id twice
 //! returns the first outcome without changing anything, so a retried request never applies
-//! twice. Each node keeps the records it needs on hot paths (users, revoked token ids, the key)
-//! in a [`Directory`] in memory, updated as the catalogue applies.
+//! twice. Each node keeps the records it needs on hot paths (users, revoked token and session
+//! ids, the key) in a [`Directory`] in memory, updated as the catalogue applies.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ use crate::comments::{self, CommentOp, CommentOutcome};
 use crate::datasets::{self, DatasetOp, DatasetOutcome};
 use crate::jobs::{self, JobOp, JobOutcome};
 use crate::placement::META_GROUP;
+use crate::sessions::{self, Refreshed, Session};
 use crate::tasks::{self, TaskOp, TaskOutcome};
 
 /// What a user may do. See docs/architecture.md for the rules per route.
@@ -65,6 +68,27 @@ pub struct User {
     pub epoch: u64,
 }
 
+/// A user with the id the catalogue gave them when they were created.
+///
+/// The id is never reused: a user deleted and created again under the same name gets a new one.
+/// Tokens carry it, so a token can never act as a later user of the same name. (The id is kept
+/// beside the [`User`] record, whose layout is fixed by logs written before ids existed; users
+/// from then have id 0 until the catalogue leader assigns theirs with [`CatalogOp::AssignUserIds`].)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: u64,
+    pub user: User,
+}
+
+/// What a token check needs to know of a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub id: u64,
+    pub role: Role,
+    pub epoch: u64,
+    pub disabled: bool,
+}
+
 /// A change to the catalogue. The Raft log stores these with bincode, which numbers variants
 /// by position: new variants go at the end, or logs written before would decode wrongly.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -100,6 +124,41 @@ pub enum CatalogOp {
     PruneRevoked {
         before_ms: u64,
     },
+    /// Gives every user created before user ids existed an id, in name order.
+    AssignUserIds,
+    /// Opens a session (sign-in or API token) for its user, if the user still has the id and
+    /// epoch the session names.
+    OpenSession(Session),
+    /// A refresh grant presenting refresh token number `seq` of session `id`.
+    RefreshSession {
+        id: [u8; 16],
+        seq: u32,
+        now_ms: u64,
+        expires_ms: u64,
+    },
+    /// Ends one session; with `user_id`, only if it is that user's.
+    RevokeSession {
+        id: [u8; 16],
+        user_id: Option<u64>,
+        at_ms: u64,
+        reason: String,
+    },
+    /// Ends every session of a user but `except`.
+    RevokeUserSessions {
+        user_id: u64,
+        except: Option<[u8; 16]>,
+        at_ms: u64,
+        reason: String,
+    },
+    /// A user's own password change: sets the hash and ends every other session of theirs
+    /// (the session making the change stays signed in; an admin's reset is `UpdateUser`).
+    SetOwnPassword {
+        user_id: u64,
+        username: String,
+        password_hash: String,
+        keep_session: [u8; 16],
+        at_ms: u64,
+    },
 }
 
 /// The result of a [`CatalogOp`].
@@ -118,9 +177,22 @@ pub enum CatalogOutcome {
     Comment(CommentOutcome),
     Job(JobOutcome),
     Imported(ImportOutcome),
+    /// A user created or changed.
+    Account(Account),
+    /// Ids given by `AssignUserIds`.
+    UserIds(Vec<(String, u64)>),
+    Session(Session),
+    Refreshed(Refreshed),
+    /// The sessions an op ended.
+    SessionsEnded(Vec<Session>),
+    PasswordSet {
+        account: Account,
+        ended: Vec<Session>,
+    },
 }
 
 const KEY: &str = "cluster_key";
+const NEXT_USER_ID: &str = "next-user-id";
 
 /// `N` bytes from the kernel's CSPRNG (ids, salts, keys, generated passwords).
 pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {
@@ -134,12 +206,47 @@ fn user_key(name: &str) -> Vec<u8> {
     keys::named(META_GROUP, &format!("user/{name}"))
 }
 
+fn user_id_key(name: &str) -> Vec<u8> {
+    keys::named(META_GROUP, &format!("user-id/{name}"))
+}
+
+fn read_u64(store: &Store, key: &[u8]) -> Result<Option<u64>, StorageError> {
+    match store.get(Cf::Catalog, key)? {
+        Some(raw) => {
+            let raw: [u8; 8] = raw
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("a u64 catalogue record".into()))?;
+            Ok(Some(u64::from_be_bytes(raw)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The user named `name` with their id (0 for users from before ids, not yet assigned).
+fn read_account(store: &Store, name: &str) -> Result<Option<Account>, StorageError> {
+    let Some(raw) = store.get(Cf::Catalog, &user_key(name))? else {
+        return Ok(None);
+    };
+    let user: User = bincode::deserialize(&raw)?;
+    let id = read_u64(store, &user_id_key(name))?.unwrap_or(0);
+    Ok(Some(Account { id, user }))
+}
+
+/// Takes the next user id (ids start at 1; 0 marks a user from before ids).
+fn stage_next_user_id(store: &Store, batch: &mut WriteBatch) -> Result<u64, StorageError> {
+    let key = keys::named(META_GROUP, NEXT_USER_ID);
+    let id = read_u64(store, &key)?.unwrap_or(1);
+    batch.put_cf(store.cf(Cf::Catalog), key, (id + 1).to_be_bytes());
+    Ok(id)
+}
+
 fn revoked_key(id: &[u8; 16]) -> Vec<u8> {
     keys::named(META_GROUP, &format!("revoked/{}", hex::encode(id)))
 }
 
-/// The expiry stored with a revocation (0, pruned first, if unreadable).
-fn expiry(raw: &[u8]) -> u64 {
+/// A big-endian u64 record: a revocation's expiry, a user id (0, pruned first or "no id", if
+/// unreadable).
+fn be_u64(raw: &[u8]) -> u64 {
     raw.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
@@ -159,12 +266,6 @@ pub fn stage(
     if let Some(raw) = store.get(Cf::Catalog, &request_key(request_id))? {
         return Ok(bincode::deserialize(&raw)?);
     }
-    let read_user = |name: &str| -> Result<Option<User>, StorageError> {
-        match store.get(Cf::Catalog, &user_key(name))? {
-            Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
-            None => Ok(None),
-        }
-    };
     let outcome = match op {
         CatalogOp::InitClusterKey { key } => {
             match store.get(Cf::Catalog, &keys::named(META_GROUP, KEY))? {
@@ -179,11 +280,16 @@ pub fn stage(
                 }
             }
         }
-        CatalogOp::CreateUser(user) => match read_user(&user.username)? {
+        CatalogOp::CreateUser(user) => match read_account(store, &user.username)? {
             Some(_) => CatalogOutcome::Conflict(format!("user {} exists", user.username)),
             None => {
+                let id = stage_next_user_id(store, batch)?;
                 batch.put_cf(cf, user_key(&user.username), bincode::serialize(user)?);
-                CatalogOutcome::User(user.clone())
+                batch.put_cf(cf, user_id_key(&user.username), id.to_be_bytes());
+                CatalogOutcome::Account(Account {
+                    id,
+                    user: user.clone(),
+                })
             }
         },
         CatalogOp::UpdateUser {
@@ -191,26 +297,29 @@ pub fn stage(
             password_hash,
             role,
             disabled,
-        } => match read_user(username)? {
+        } => match read_account(store, username)? {
             None => CatalogOutcome::NotFound(format!("no user {username}")),
-            Some(mut user) => {
+            Some(mut account) => {
+                let user = &mut account.user;
                 let before = user.clone();
                 if let Some(hash) = password_hash {
                     user.password_hash = hash.clone();
                 }
                 user.role = role.unwrap_or(user.role);
                 user.disabled = disabled.unwrap_or(user.disabled);
-                if user != before {
+                if *user != before {
                     user.epoch += 1;
                 }
                 batch.put_cf(cf, user_key(username), bincode::serialize(&user)?);
-                CatalogOutcome::User(user)
+                CatalogOutcome::Account(account)
             }
         },
-        CatalogOp::DeleteUser { username } => match read_user(username)? {
+        CatalogOp::DeleteUser { username } => match read_account(store, username)? {
             None => CatalogOutcome::NotFound(format!("no user {username}")),
-            Some(_) => {
+            Some(account) => {
                 batch.delete_cf(cf, user_key(username));
+                batch.delete_cf(cf, user_id_key(username));
+                sessions::stage_delete_all(store, batch, account.id)?;
                 CatalogOutcome::Done
             }
         },
@@ -233,12 +342,97 @@ pub fn stage(
             );
             for item in iter {
                 let (k, v) = item?;
-                if expiry(&v) < *before_ms {
+                if be_u64(&v) < *before_ms {
                     batch.delete_cf(cf, k);
                 }
             }
+            sessions::stage_prune(store, batch, *before_ms)?;
             CatalogOutcome::Done
         }
+        CatalogOp::AssignUserIds => CatalogOutcome::UserIds(stage_assign_ids(store, batch)?),
+        CatalogOp::OpenSession(session) => {
+            let current = read_account(store, &session.username)?;
+            match current {
+                Some(a)
+                    if a.id == session.user_id
+                        && a.user.epoch == session.epoch
+                        && !a.user.disabled =>
+                {
+                    sessions::stage_open(store, batch, session)?;
+                    CatalogOutcome::Session(session.clone())
+                }
+                _ => CatalogOutcome::Conflict(format!(
+                    "user {} changed while signing in; sign in again",
+                    session.username
+                )),
+            }
+        }
+        CatalogOp::RefreshSession {
+            id,
+            seq,
+            now_ms,
+            expires_ms,
+        } => {
+            let user = match sessions::read(store, id)? {
+                Some(s) => {
+                    read_account(store, &s.username)?.map(|a| (a.id, a.user.epoch, a.user.disabled))
+                }
+                None => None,
+            };
+            CatalogOutcome::Refreshed(sessions::stage_refresh(
+                store,
+                batch,
+                id,
+                *seq,
+                user,
+                *now_ms,
+                *expires_ms,
+            )?)
+        }
+        CatalogOp::RevokeSession {
+            id,
+            user_id,
+            at_ms,
+            reason,
+        } => match sessions::stage_revoke_one(store, batch, id, *user_id, *at_ms, reason)? {
+            Some(session) => CatalogOutcome::SessionsEnded(vec![session]),
+            None => CatalogOutcome::NotFound("no such session".into()),
+        },
+        CatalogOp::RevokeUserSessions {
+            user_id,
+            except,
+            at_ms,
+            reason,
+        } => CatalogOutcome::SessionsEnded(sessions::stage_revoke_all(
+            store,
+            batch,
+            *user_id,
+            except.as_ref(),
+            *at_ms,
+            reason,
+        )?),
+        CatalogOp::SetOwnPassword {
+            user_id,
+            username,
+            password_hash,
+            keep_session,
+            at_ms,
+        } => match read_account(store, username)? {
+            Some(mut account) if account.id == *user_id => {
+                account.user.password_hash = password_hash.clone();
+                batch.put_cf(cf, user_key(username), bincode::serialize(&account.user)?);
+                let ended = sessions::stage_revoke_all(
+                    store,
+                    batch,
+                    *user_id,
+                    Some(keep_session),
+                    *at_ms,
+                    "the password was changed",
+                )?;
+                CatalogOutcome::PasswordSet { account, ended }
+            }
+            _ => CatalogOutcome::NotFound(format!("no user {username}")),
+        },
         CatalogOp::Dataset(op) => CatalogOutcome::Dataset(datasets::stage(store, batch, op)?),
         CatalogOp::AnnotationSet(op) => {
             CatalogOutcome::AnnotationSet(annotation_sets::stage(store, batch, op)?)
@@ -257,9 +451,66 @@ pub fn stage(
     Ok(outcome)
 }
 
+/// Gives an id to every user that has none, in name order; returns the ids given.
+fn stage_assign_ids(
+    store: &Store,
+    batch: &mut WriteBatch,
+) -> Result<Vec<(String, u64)>, StorageError> {
+    let prefix = keys::named(META_GROUP, "user/");
+    let mut upper = prefix.clone();
+    if let Some(last) = upper.last_mut() {
+        *last += 1;
+    }
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_upper_bound(upper);
+    let iter = store.db().iterator_cf_opt(
+        store.cf(Cf::Catalog),
+        opts,
+        IteratorMode::From(&prefix, Direction::Forward),
+    );
+    let mut names = Vec::new();
+    for item in iter {
+        let (k, _) = item?;
+        let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+        if read_u64(store, &user_id_key(&name))?.is_none() {
+            names.push(name);
+        }
+    }
+    let key = keys::named(META_GROUP, NEXT_USER_ID);
+    let mut next = read_u64(store, &key)?.unwrap_or(1);
+    let mut given = Vec::with_capacity(names.len());
+    for name in names {
+        batch.put_cf(
+            store.cf(Cf::Catalog),
+            user_id_key(&name),
+            next.to_be_bytes(),
+        );
+        given.push((name, next));
+        next += 1;
+    }
+    batch.put_cf(store.cf(Cf::Catalog), key, next.to_be_bytes());
+    Ok(given)
+}
+
+/// How long a node trusts its view of the users after a catalogue barrier confirmed it current.
+///
+/// A node that has not heard from the catalogue leader for longer (paused, partitioned, or the
+/// leader is gone) re-confirms before it accepts a token, so a token of a user deleted or
+/// signed out while it was away is refused, never accepted from a stale view. Every node
+/// renews it in the background (`Cluster`), twice a second; shorter than an election, so a
+/// catalogue leader change does not make every check wait.
+pub const VIEW_LEASE: Duration = Duration::from_secs(3);
+
 #[derive(Default)]
 struct View {
-    users: BTreeMap<String, User>,
+    users: BTreeMap<String, Account>,
+    /// The next id the catalogue will give a user: a token naming a smaller id whose user is
+    /// not in `users` belongs to a deleted user.
+    next_user_id: u64,
+    /// Until when this view counts as current: see [`VIEW_LEASE`].
+    current_until: Option<Instant>,
+    /// Revoked sessions and when their last token expires.
+    revoked_sessions: HashMap<[u8; 16], u64>,
     /// Revoked token ids and when those tokens expire.
     revoked: HashMap<[u8; 16], u64>,
     key: Option<[u8; 32]>,
@@ -287,19 +538,32 @@ impl Directory {
             opts,
             IteratorMode::From(&start, Direction::Forward),
         );
+        let mut ids = HashMap::new();
         for item in iter {
             let (k, v) = item?;
             let name = String::from_utf8_lossy(&k[keys::GROUP_LEN..]).into_owned();
             if name.starts_with("user/") {
                 let user: User = bincode::deserialize(&v)?;
-                view.users.insert(user.username.clone(), user);
+                let id = ids.get(&user.username).copied().unwrap_or(0);
+                view.users
+                    .insert(user.username.clone(), Account { id, user });
+            } else if let Some(user) = name.strip_prefix("user-id/") {
+                // "user-id/" sorts before "user/": ids are known when their users come.
+                ids.insert(user.to_string(), be_u64(&v));
+            } else if name == NEXT_USER_ID {
+                view.next_user_id = be_u64(&v);
             } else if let Some(id) = name.strip_prefix("revoked/") {
                 let mut raw = [0u8; 16];
                 if hex::decode_to_slice(id, &mut raw).is_ok() {
-                    view.revoked.insert(raw, expiry(&v));
+                    view.revoked.insert(raw, be_u64(&v));
                 }
             } else if name == KEY {
                 view.key = v.as_ref().try_into().ok();
+            } else if name.starts_with("session/") {
+                let session: Session = bincode::deserialize(&v)?;
+                if session.revoked.is_some() {
+                    view.revoked_sessions.insert(session.id, session.expires_ms);
+                }
             }
         }
         if let Ok(mut current) = self.view.write() {
@@ -314,8 +578,32 @@ impl Directory {
             return;
         };
         match (op, outcome) {
-            (_, CatalogOutcome::User(user)) => {
-                view.users.insert(user.username.clone(), user.clone());
+            (_, CatalogOutcome::Account(account))
+            | (_, CatalogOutcome::PasswordSet { account, .. }) => {
+                view.next_user_id = view.next_user_id.max(account.id + 1);
+                view.users
+                    .insert(account.user.username.clone(), account.clone());
+                if let CatalogOutcome::PasswordSet { ended, .. } = outcome {
+                    for s in ended {
+                        view.revoked_sessions.insert(s.id, s.expires_ms);
+                    }
+                }
+            }
+            (_, CatalogOutcome::UserIds(given)) => {
+                for (name, id) in given {
+                    view.next_user_id = view.next_user_id.max(id + 1);
+                    if let Some(account) = view.users.get_mut(name) {
+                        account.id = *id;
+                    }
+                }
+            }
+            (_, CatalogOutcome::SessionsEnded(ended)) => {
+                for s in ended {
+                    view.revoked_sessions.insert(s.id, s.expires_ms);
+                }
+            }
+            (_, CatalogOutcome::Refreshed(Refreshed::Reused(s))) => {
+                view.revoked_sessions.insert(s.id, s.expires_ms);
             }
             (_, CatalogOutcome::Key(key)) => view.key = Some(*key),
             (CatalogOp::DeleteUser { username }, CatalogOutcome::Done) => {
@@ -326,6 +614,8 @@ impl Directory {
             }
             (CatalogOp::PruneRevoked { before_ms }, CatalogOutcome::Done) => {
                 view.revoked.retain(|_, expires| *expires >= *before_ms);
+                view.revoked_sessions
+                    .retain(|_, expires| *expires >= *before_ms);
             }
             (
                 CatalogOp::Job(JobOp::Cancel { id, .. }),
@@ -337,12 +627,12 @@ impl Directory {
         }
     }
 
-    pub fn user(&self, name: &str) -> Option<User> {
+    pub fn user(&self, name: &str) -> Option<Account> {
         self.view.read().ok()?.users.get(name).cloned()
     }
 
     /// Users in name order after `after`, at most `limit`.
-    pub fn users(&self, after: Option<&str>, limit: usize) -> Vec<User> {
+    pub fn users(&self, after: Option<&str>, limit: usize) -> Vec<Account> {
         let Ok(view) = self.view.read() else {
             return Vec::new();
         };
@@ -368,9 +658,50 @@ impl Directory {
     }
 
     /// What token checks need of a user, without cloning the record.
-    pub fn standing(&self, name: &str) -> Option<(Role, u64, bool)> {
+    pub fn standing(&self, name: &str) -> Option<Standing> {
         let view = self.view.read().ok()?;
-        view.users.get(name).map(|u| (u.role, u.epoch, u.disabled))
+        view.users.get(name).map(|a| Standing {
+            id: a.id,
+            role: a.user.role,
+            epoch: a.user.epoch,
+            disabled: a.user.disabled,
+        })
+    }
+
+    /// The id the next created user will get, as far as this node has applied.
+    pub fn next_user_id(&self) -> u64 {
+        self.view.read().map(|v| v.next_user_id).unwrap_or(0)
+    }
+
+    /// Whether some user still waits for an id (a data dir from before user ids).
+    pub fn has_users_without_ids(&self) -> bool {
+        self.view
+            .read()
+            .map(|v| v.users.values().any(|a| a.id == 0))
+            .unwrap_or(false)
+    }
+
+    pub fn is_session_revoked(&self, id: &[u8; 16]) -> bool {
+        self.view
+            .read()
+            .map(|v| v.revoked_sessions.contains_key(id))
+            .unwrap_or(true)
+    }
+
+    /// Records that a catalogue barrier started at `since` has completed: the view holds every
+    /// change committed before `since`, and counts as current for [`VIEW_LEASE`] from then.
+    pub fn confirmed_current(&self, since: Instant) {
+        if let Ok(mut view) = self.view.write() {
+            let until = since + VIEW_LEASE;
+            view.current_until = Some(view.current_until.map_or(until, |u| u.max(until)));
+        }
+    }
+
+    /// Whether the view was confirmed current less than [`VIEW_LEASE`] ago.
+    pub fn is_current(&self) -> bool {
+        self.view
+            .read()
+            .is_ok_and(|v| v.current_until.is_some_and(|u| Instant::now() < u))
     }
 
     /// Whether job `id` was cancelled (as applied by this node).

@@ -169,6 +169,7 @@ impl Cluster {
             directory,
         });
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
+        tokio::spawn(keep_directory_current(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 
@@ -315,18 +316,23 @@ impl Cluster {
     }
 
     /// Waits until this node's catalogue replica has applied every change acknowledged before
-    /// the call (read-your-writes for reads served from [`Cluster::directory`]).
+    /// the call (read-your-writes for reads served from [`Cluster::directory`]), and renews the
+    /// directory's lease on being current (see [`catalog::VIEW_LEASE`]).
     pub async fn catalog_barrier(&self) -> Result<(), ClusterError> {
         let Some(raft) = self.group(META_GROUP) else {
             return Err(ClusterError::Internal(
                 "this node holds no catalogue replica".into(),
             ));
         };
+        // Taken before asking: everything committed before this instant is applied once the
+        // wait below returns.
+        let since = Instant::now();
         let index = retry(ClusterError::is_transient, || self.read_index(raft)).await?;
         raft.wait(Some(RETRY_DEADLINE))
             .applied_index_at_least(Some(index), "catalogue barrier")
             .await
             .map_err(|e| ClusterError::Unavailable(format!("catalogue barrier: {e}")))?;
+        self.directory.confirmed_current(since);
         Ok(())
     }
 
@@ -875,6 +881,23 @@ where
 /// its voters as a learner: learners receive the catalogue's log without voting, so nodes
 /// beyond the catalogue's five replicas still hold the users, keys and the annotation domain
 /// locally (reads after a barrier, token checks in microseconds).
+/// Renews the directory's lease on being current with a catalogue barrier twice a second, so
+/// that token checks on a healthy node never wait, while a node cut off from the catalogue
+/// leader (paused, partitioned) stops trusting its view within [`catalog::VIEW_LEASE`].
+async fn keep_directory_current(cluster: std::sync::Weak<Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(this) = cluster.upgrade() else {
+            return;
+        };
+        if let Err(e) = this.catalog_barrier().await {
+            tracing::debug!(error = %e, "renewing the catalogue view");
+        }
+    }
+}
+
 async fn keep_catalogue_learners(cluster: std::sync::Weak<Cluster>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
@@ -887,6 +910,18 @@ async fn keep_catalogue_learners(cluster: std::sync::Weak<Cluster>) {
         };
         if !this.leads(META_GROUP) {
             continue;
+        }
+        if this.directory.has_users_without_ids() {
+            match this.catalog(CatalogOp::AssignUserIds).await {
+                Ok(CatalogOutcome::UserIds(given)) => {
+                    tracing::info!(
+                        users = given.len(),
+                        "gave ids to users from before user ids"
+                    )
+                }
+                Ok(other) => tracing::warn!(?other, "assigning user ids"),
+                Err(e) => tracing::warn!(error = %e, "assigning user ids"),
+            }
         }
         let membership = raft.metrics().borrow().membership_config.clone();
         let known: Vec<NodeId> = membership.membership().nodes().map(|(id, _)| *id).collect();

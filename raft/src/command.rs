@@ -69,6 +69,17 @@ impl fmt::Debug for Command {
                 CatalogOp::SaveAnnotation(s) => {
                     write!(f, "Catalog(SaveAnnotation task {} {})", s.task, s.sha)
                 }
+                CatalogOp::AssignUserIds => f.write_str("Catalog(AssignUserIds)"),
+                // Sessions name users and clients: the kind and user only.
+                CatalogOp::OpenSession(s) => write!(f, "Catalog(OpenSession {})", s.username),
+                CatalogOp::RefreshSession { .. } => f.write_str("Catalog(RefreshSession)"),
+                CatalogOp::RevokeSession { .. } => f.write_str("Catalog(RevokeSession)"),
+                CatalogOp::RevokeUserSessions { user_id, .. } => {
+                    write!(f, "Catalog(RevokeUserSessions user {user_id})")
+                }
+                CatalogOp::SetOwnPassword { username, .. } => {
+                    write!(f, "Catalog(SetOwnPassword {username})")
+                }
             },
         }
     }

@@ -21,6 +21,7 @@ mod network;
 pub mod placement;
 mod read;
 mod service;
+pub mod sessions;
 mod snapshot_store;
 mod state_machine;
 pub mod stats;

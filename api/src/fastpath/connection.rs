@@ -2,6 +2,7 @@
 //! answer object requests in order (pipelined ones too), and hand everything else to hyper.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -28,7 +29,12 @@ enum Step {
 }
 
 /// Serves `socket` until the client closes it, a timeout, an error, or shutdown.
-pub async fn run(mut socket: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let config = &shared.config;
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
     let mut scratch = Scratch::new();
@@ -70,7 +76,7 @@ pub async fn run(mut socket: TcpStream, shared: Arc<Shared>, mut stop: watch::Re
                 started = (!buf.is_empty()).then(Instant::now);
             }
             Step::HandOff => {
-                return handoff::serve(socket, buf, shared.router.clone(), stop).await;
+                return handoff::serve(socket, peer, buf, shared.router.clone(), stop).await;
             }
             Step::Refuse(e) => {
                 let _ =

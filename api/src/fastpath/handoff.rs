@@ -2,6 +2,7 @@
 //! read from the connection replayed first. The connection stays with hyper from then on.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 
@@ -67,15 +68,19 @@ impl AsyncWrite for Replay {
 }
 
 /// Serves the rest of the connection with hyper's HTTP/1 server and the router, starting with
-/// the bytes in `read`. On `stop`, hyper finishes the request in flight and closes.
+/// the bytes in `read`. Handlers see the client's address as `ConnectInfo<SocketAddr>`, as
+/// with `axum::serve`. On `stop`, hyper finishes the request in flight and closes.
 pub async fn serve(
     socket: TcpStream,
+    peer: SocketAddr,
     read: BytesMut,
     router: Router,
     mut stop: watch::Receiver<bool>,
 ) {
     let io = TokioIo::new(Replay { read, socket });
-    let service = TowerToHyperService::new(router);
+    let make = TowerToHyperService::new(router.into_make_service_with_connect_info::<SocketAddr>());
+    let Ok(service) = hyper::service::Service::call(&make, peer).await;
+    let service = TowerToHyperService::new(service);
     let mut conn = pin!(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
     let mut stopping = false;
     loop {

@@ -83,7 +83,7 @@ pub async fn serve(
     let (open_tx, open_rx) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (socket, _) = tokio::select! {
+        let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -98,7 +98,7 @@ pub async fn serve(
         }
         let (shared, stop, open) = (shared.clone(), stop_rx.clone(), open_rx.clone());
         tokio::spawn(async move {
-            connection::run(socket, shared, stop).await;
+            connection::run(socket, peer, shared, stop).await;
             drop(open);
         });
     }

@@ -83,7 +83,8 @@ impl Node {
             config,
             stopped(stop_rx.clone()),
         ));
-        let router = tessera_api::router(state.clone());
+        let router =
+            tessera_api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(slow_listener, router).await });
 
         let client = Client::new(&fast.to_string());
