@@ -71,6 +71,12 @@ pub async fn run(
             Step::Answered { len, keep_alive } => {
                 buf.advance(len);
                 if !keep_alive || *stop.borrow() {
+                    // Lingering only pays when the client has sent more than it got answers
+                    // for; a client done with its one request just gets our FIN.
+                    if buf.is_empty() {
+                        let _ = socket.shutdown().await;
+                        return;
+                    }
                     return close(socket).await;
                 }
                 started = (!buf.is_empty()).then(Instant::now);
@@ -129,8 +135,8 @@ pub async fn run(
     }
 }
 
-/// Closes after a final response: our side first (FIN), then whatever the client still sends
-/// is read and dropped for a moment, so that unread bytes do not make the kernel answer with a
+/// Closes after a final response when the client may still be sending: our side first (FIN),
+/// then whatever the client still sends is read and dropped for a moment, so that unread bytes do not make the kernel answer with a
 /// reset that could destroy the response before the client reads it.
 async fn close(mut socket: TcpStream) {
     if socket.shutdown().await.is_err() {
