@@ -15,7 +15,7 @@ mod handoff;
 mod head;
 mod metrics;
 mod object;
-pub mod request;
+mod request;
 mod sendfile;
 
 use std::future::Future;
