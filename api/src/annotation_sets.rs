@@ -8,7 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_raft::annotation_sets::{
-    self, schema_problem, AnnotationSetOp, AnnotationSetOutcome, Label,
+    self, control_character_problem, schema_problem, AnnotationSetOp, AnnotationSetOutcome, Label,
 };
 use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
 
@@ -44,7 +44,7 @@ pub(crate) async fn load(
 fn labels_json(labels: &Value) -> Result<String, ApiError> {
     let parsed: Vec<Label> =
         serde_json::from_value(labels.clone()).map_err(|e| invalid(format!("labels: {e}")))?;
-    if let Some(problem) = schema_problem(&parsed) {
+    if let Some(problem) = schema_problem(&parsed).or_else(|| control_character_problem(&parsed)) {
         return Err(invalid(problem));
     }
     serde_json::to_string(&parsed)

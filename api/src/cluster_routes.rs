@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use std::path::Path;
+
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 use tessera_raft::catalog::{random, CatalogOp, Role};
@@ -33,18 +35,84 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     )
 }
 
+/// The file in a node's data dir holding its init token.
+pub const INIT_TOKEN_FILE: &str = "init-token";
+
+/// Creates the node's init token (32 random bytes, hex, mode 0600) unless it exists: the
+/// credential for `POST /api/v1/cluster/init` before any user exists. Only someone who can
+/// read the node's data dir (the operator, `tessera up`) has it.
+pub fn ensure_init_token(data_dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(INIT_TOKEN_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let token = hex::encode(random::<32>()?);
+    let staged = data_dir.join(format!("{INIT_TOKEN_FILE}.new"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&staged)?;
+    f.write_all(token.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(staged, path)
+}
+
+/// Whether the request carries this node's init token, or an admin's token.
+async fn may_init(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = || {
+        crate::auth::unauthorized(format!(
+            "initialising needs the node's init token (the file {INIT_TOKEN_FILE} in its data \
+             dir) or an admin's token, as a bearer token"
+        ))
+    };
+    let presented = crate::auth::request_token(&Method::POST, headers).ok_or_else(refused)?;
+    let path = state.data_dir.join(INIT_TOKEN_FILE);
+    let expected = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+        .await
+        .map_err(crate::error::internal)?
+        .map_err(crate::error::internal)?;
+    let (a, b) = (expected.trim().as_bytes(), presented.as_bytes());
+    // Constant time over the token's length: no early exit on the first differing byte.
+    if a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+        return Ok(());
+    }
+    match crate::auth::checked(state, presented).await {
+        Ok(claims) if claims.role == Role::Admin => Ok(()),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "initialising needs the admin role or the node's init token",
+        )),
+        Err(_) => Err(refused()),
+    }
+}
+
 /// `POST /api/v1/cluster/init`: initialises a new cluster — Raft groups, placement, signing
-/// key and the `admin` user — and is a no-op on an initialised one. It needs no token (there is
-/// no user before it runs); a generated admin password is only written to this node's data dir,
-/// never sent over the network.
-pub async fn init(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let fresh = state.cluster.init_cluster().await?;
-    let key = random()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    state
-        .cluster
-        .catalog(CatalogOp::InitClusterKey { key })
-        .await?;
+/// key and the `admin` user — and is a no-op on an initialised one. Before any user exists the
+/// credential is the node's init token; a generated admin password is only written to this
+/// node's data dir, never sent over the network. On a cluster that has its key (set last by
+/// the first init, after every group) it initialises nothing and logs nothing.
+pub async fn init(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    may_init(&state, &headers).await?;
+    let fresh = if state.cluster.directory().key().is_some() {
+        0
+    } else {
+        let fresh = state.cluster.init_cluster().await?;
+        let key = random().map_err(crate::error::internal)?;
+        state
+            .cluster
+            .catalog(CatalogOp::InitClusterKey { key })
+            .await?;
+        fresh
+    };
     let admin_created = users::bootstrap_admin(&state).await?;
     let file = state.data_dir.join("initial-admin-password");
     Ok(Json(json!({
@@ -86,7 +154,7 @@ pub async fn status(
             let replicas: BTreeMap<String, Value> = reports
                 .iter()
                 .map(|r| {
-                    let v = json!({ "state": r.state, "applied": r.applied, "last_log": r.last_log, "snapshot": r.snapshot });
+                    let v = json!({ "state": r.state, "applied": r.applied, "last_log": r.last_log, "snapshot": r.snapshot, "damaged": r.damaged });
                     (r.reporter.to_string(), v)
                 })
                 .collect();

@@ -9,7 +9,7 @@ mod annotation_sets;
 mod annotations;
 pub mod auth;
 pub mod client;
-mod cluster_routes;
+pub mod cluster_routes;
 mod comments;
 mod datasets;
 mod error;
@@ -83,5 +83,17 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(idempotency::layer))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::map_response(no_sniffing))
         .with_state(state)
+}
+
+/// Every response says its `Content-Type` is the truth (`X-Content-Type-Options: nosniff`): a
+/// browser never runs an upload or an export as a script or a page because its bytes look
+/// like one.
+async fn no_sniffing(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }

@@ -22,6 +22,8 @@ pub enum Access {
     AdminOrSelf,
     /// A manager's or admin's token, or a presigned URL.
     ManagerOrPresigned,
+    /// The node's init token (from its data dir) or an admin's token.
+    InitToken,
 }
 
 impl Access {
@@ -34,6 +36,7 @@ impl Access {
             Access::Manager => "manager",
             Access::Admin | Access::AdminOrSelf => "admin",
             Access::ManagerOrPresigned => "manager",
+            Access::InitToken => "init",
         }
     }
 
@@ -46,6 +49,9 @@ impl Access {
             Access::Admin => "admin",
             Access::AdminOrSelf => "admin, or the user themself",
             Access::ManagerOrPresigned => "manager or admin, or a presigned URL (?exp=&sig=)",
+            Access::InitToken => {
+                "the node's init token (the file init-token in its data dir) or an admin's token"
+            }
         }
     }
 }
@@ -193,7 +199,7 @@ pub fn routes() -> Vec<Route> {
         route(
             "post",
             "/api/v1/cluster/init",
-            Anyone,
+            InitToken,
             "Initialise a new cluster (idempotent)",
             post(cluster_routes::init),
         ),

@@ -153,7 +153,7 @@ async fn live(state: &AppState, account: &Account, current: &[u8; 16]) -> Result
         .await?;
     let now = token::now_ms();
     all.retain(|s| s.is_live(id, epoch, now));
-    all.sort_by(|a, b| b.created_ms.cmp(&a.created_ms));
+    all.sort_by_key(|s| std::cmp::Reverse(s.created_ms));
     let items: Vec<SessionView> = all.iter().map(|s| view(s, current)).collect();
     Ok(json!({ "items": items }))
 }
@@ -255,8 +255,8 @@ pub async fn end_of(
     principal: Principal,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
     let account = managed(&state, &principal, &name).await?;
+    let id = parse_id(&id)?;
     end_one(&state, &account, id, "signed out by an admin").await
 }
 

@@ -96,10 +96,21 @@ pub enum TokenError {
 /// The reason given for a token whose user was deleted (whether or not the name was reused).
 const DELETED: &str = "the user was deleted";
 
+/// An HMAC keyed with `key`. Keying hashes the key's two pads (two SHA-256 blocks); the cluster
+/// key never changes once set, so the keyed state is computed once per process and cloned for
+/// every check (a copy of two hash states, no allocation).
 fn mac(key: &[u8; 32]) -> HmacSha256 {
-    // HMAC accepts keys of any length; a 32-byte key cannot fail.
-    <HmacSha256 as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    static KEYED: std::sync::OnceLock<([u8; 32], HmacSha256)> = std::sync::OnceLock::new();
+    let new = || {
+        // HMAC accepts keys of any length; a 32-byte key cannot fail.
+        <HmacSha256 as Mac>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    };
+    match KEYED.get_or_init(|| (*key, new())) {
+        (cached, keyed) if cached == key => keyed.clone(),
+        // Another key (unit tests with several keys in one process).
+        _ => new(),
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -186,9 +197,24 @@ fn standing(directory: &Directory, name: &str, uid: u64) -> Result<Standing, Tok
     }
 }
 
+/// The MAC over `object:<sha>:<exp>`, fed in pieces: checking a presigned URL allocates nothing.
 fn presign_mac(key: &[u8; 32], sha: &str, exp: u64) -> HmacSha256 {
     let mut m = mac(key);
-    m.update(format!("object:{sha}:{exp}").as_bytes());
+    m.update(b"object:");
+    m.update(sha.as_bytes());
+    m.update(b":");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = exp;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    m.update(&digits[at..]);
     m
 }
 
@@ -200,10 +226,11 @@ pub fn presign(key: &[u8; 32], sha: &str, exp: u64) -> String {
 
 /// Whether `sig` (hex) presigns `sha` until `exp`, and `exp` is still ahead.
 pub fn presigned(key: &[u8; 32], sha: &str, exp: u64, sig: &str, now: u64) -> bool {
-    let Ok(sig) = hex::decode(sig) else {
+    let mut raw = [0u8; 32];
+    if hex::decode_to_slice(sig, &mut raw).is_err() {
         return false;
-    };
-    exp > now && presign_mac(key, sha, exp).verify_slice(&sig).is_ok()
+    }
+    exp > now && presign_mac(key, sha, exp).verify_slice(&raw).is_ok()
 }
 
 #[cfg(test)]
@@ -400,5 +427,16 @@ mod tests {
         assert!(!presigned(&key, "abd", 5_000, sig, 1));
         assert!(!presigned(&key, "abc", 5_001, sig, 1));
         assert!(!presigned(&key, "abc", 5_000, "zz", 1));
+        // The MAC is over the decimal expiry exactly as the URL carries it.
+        let mut m = mac(&key);
+        m.update(b"object:abc:5000");
+        assert_eq!(
+            query,
+            format!("exp=5000&sig={}", hex::encode(m.finalize().into_bytes()))
+        );
+        let zero = presign(&key, "abc", 0);
+        assert!(zero.starts_with("exp=0&sig="));
+        // Keyed state cached for one key never signs for another.
+        assert_ne!(presign(&[4u8; 32], "abc", 5_000), query);
     }
 }

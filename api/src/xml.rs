@@ -35,6 +35,11 @@ impl Element {
     }
 }
 
+/// The deepest nesting a document may have. VOC and CVAT files are five or six levels deep; a
+/// limit keeps a hostile document (100,000 nested elements) from building a tree whose drop
+/// recurses past the stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses a document into its root element.
 pub fn parse(text: &str) -> Result<Element, String> {
     let mut reader = Reader::from_str(text);
@@ -59,7 +64,16 @@ pub fn parse(text: &str) -> Result<Element, String> {
             .read_event()
             .map_err(|e| format!("at byte {}: {e}", reader.buffer_position()))?
         {
-            Event::Start(e) => stack.push(open(&e)?),
+            Event::Start(e) => {
+                // The bottom of the stack is the document, not an element.
+                if stack.len() > MAX_DEPTH {
+                    return Err(format!(
+                        "at byte {}: elements are nested deeper than {MAX_DEPTH} levels",
+                        reader.buffer_position()
+                    ));
+                }
+                stack.push(open(&e)?)
+            }
             Event::Empty(e) => {
                 let element = open(&e)?;
                 if let Some(parent) = stack.last_mut() {
@@ -128,6 +142,14 @@ mod tests {
         assert_eq!(root.text_of("b"), Some("t & u"));
         assert_eq!(root.child("c").and_then(|c| c.attr("y")), Some("2"));
         assert!(super::parse("<a><b></a>").is_err());
+    }
+
+    #[test]
+    fn refuses_documents_nested_deeper_than_the_limit() {
+        let nested = |depth: usize| format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+        assert!(super::parse(&nested(super::MAX_DEPTH)).is_ok());
+        let err = super::parse(&nested(100_000)).unwrap_err();
+        assert!(err.contains("nested deeper than 64 levels"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The client commands: `status`, `put`, `get`, `init` (and the connection `import` uses).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -75,15 +75,38 @@ pub fn check(reply: &Reply) -> anyhow::Result<()> {
     )
 }
 
+/// The init token a node keeps in its data dir (see `tessera_api::cluster_routes`).
+pub fn init_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(tessera_api::cluster_routes::INIT_TOKEN_FILE);
+    let token = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the init token {}", path.display()))?;
+    Ok(token.trim().to_string())
+}
+
+/// `tessera init`: with `TESSERA_INIT_TOKEN`, through any node (or `--node`); otherwise through
+/// a node of this machine whose data dir holds its init token.
 pub async fn init(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
-    let client = reach(config, node)
-        .await?
-        .with_timeout(Duration::from_secs(120));
+    let (client, token) = match std::env::var("TESSERA_INIT_TOKEN") {
+        Ok(token) => (reach(config, node).await?, token),
+        Err(_) => {
+            let local = config
+                .spec
+                .nodes
+                .iter()
+                .filter(|n| node.is_none_or(|addr| addr.trim_start_matches("http://") == n.http))
+                .find_map(|n| Some((n, init_token(config.data_dir(n.id).ok()?).ok()?)));
+            let Some((n, token)) = local else {
+                bail!("no init token here: run on a node's machine or set TESSERA_INIT_TOKEN (the file init-token in a node's data dir)");
+            };
+            (Client::new(&n.http), token)
+        }
+    };
+    let client = client.with_timeout(Duration::from_secs(120));
     let reply = client
         .send(
             hyper::Method::POST,
             "/api/v1/cluster/init",
-            &[],
+            &[("authorization", &format!("Bearer {token}"))],
             Bytes::new(),
         )
         .await?;
@@ -145,9 +168,15 @@ pub async fn status(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
         let detail: Vec<String> = replicas
             .into_iter()
             .flatten()
-            .map(|(id, r)| match r["applied"].as_u64() {
-                Some(a) => format!("{id}:{a} (-{})", max_applied - a),
-                None => format!("{id}:-"),
+            .map(|(id, r)| {
+                let applied = match r["applied"].as_u64() {
+                    Some(a) => format!("{id}:{a} (-{})", max_applied - a),
+                    None => format!("{id}:-"),
+                };
+                match r["damaged"].as_u64() {
+                    Some(n) if n > 0 => format!("{applied} [{n} damaged]"),
+                    _ => applied,
+                }
             })
             .collect();
         let shard = g["shard"]

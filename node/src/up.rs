@@ -1,8 +1,9 @@
 //! `tessera up`: starts every local node of the config as a child process, initialises a new
-//! cluster, waits until it is ready and supervises the children until Ctrl-C.
+//! cluster, waits until it is ready and supervises the children until Ctrl-C, restarting a node
+//! that exits (a crash, an OOM kill) with back-off.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,93 @@ fn is_local(addr: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A supervised `tessera run` child.
 struct NodeProcess {
     id: u64,
     child: Child,
+    /// How to start it again.
+    exe: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    started: Instant,
+    /// Restarts in a row that ended within [`STABLE`] (the back-off grows with them).
+    quick_exits: u32,
+}
+
+/// A node that ran this long before exiting is restarted at once, with the back-off reset.
+const STABLE: Duration = Duration::from_secs(60);
+/// The longest wait between restarts of a node that keeps exiting.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl NodeProcess {
+    fn start(
+        id: u64,
+        exe: &Path,
+        config_path: &Path,
+        log_path: &Path,
+    ) -> anyhow::Result<NodeProcess> {
+        let mut node = NodeProcess {
+            id,
+            child: spawn(id, exe, config_path, log_path)?,
+            exe: exe.to_path_buf(),
+            config_path: config_path.to_path_buf(),
+            log_path: log_path.to_path_buf(),
+            started: Instant::now(),
+            quick_exits: 0,
+        };
+        node.report("started");
+        Ok(node)
+    }
+
+    fn report(&mut self, what: &str) {
+        println!(
+            "node {} {what} (pid {}), log: {}",
+            self.id,
+            self.child.id().unwrap_or(0),
+            self.log_path.display()
+        );
+    }
+
+    /// How long to wait before restarting after an exit now: nothing after a long run, then 1,
+    /// 2, 4 ... seconds up to [`MAX_BACKOFF`] for a node that keeps exiting (a crash loop must
+    /// not spin).
+    fn backoff(&mut self) -> Duration {
+        if self.started.elapsed() >= STABLE {
+            self.quick_exits = 0;
+        }
+        let wait = match self.quick_exits {
+            0 => Duration::ZERO,
+            n => Duration::from_secs(1 << (n - 1).min(5)).min(MAX_BACKOFF),
+        };
+        self.quick_exits += 1;
+        wait
+    }
+
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.child = spawn(self.id, &self.exe, &self.config_path, &self.log_path)?;
+        self.started = Instant::now();
+        self.report("restarted");
+        Ok(())
+    }
+}
+
+fn spawn(id: u64, exe: &Path, config_path: &Path, log_path: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    Command::new(exe)
+        .arg("run")
+        .arg("--id")
+        .arg(id.to_string())
+        .arg("--config")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting node {id}"))
 }
 
 pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
@@ -31,41 +116,27 @@ pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
         let data = config.data_dir(node.id)?;
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
         let log_path = data.join("tessera.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)?;
-        let child = Command::new(&exe)
-            .arg("run")
-            .arg("--id")
-            .arg(node.id.to_string())
-            .arg("--config")
-            .arg(config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting node {}", node.id))?;
-        println!(
-            "node {} started (pid {}), log: {}",
-            node.id,
-            child.id().unwrap_or(0),
-            log_path.display()
-        );
-        nodes.push(NodeProcess { id: node.id, child });
+        nodes.push(NodeProcess::start(node.id, &exe, config_path, &log_path)?);
     }
     if nodes.is_empty() {
         bail!("no node of {} has a local address", config_path.display());
     }
 
-    let first = Client::new(&config.spec.nodes[0].http).with_timeout(Duration::from_secs(60));
+    // Initialised through the first local node, with the init token it keeps in its data dir.
+    let first_id = nodes[0].id;
+    let first_http = config
+        .spec
+        .node(first_id)
+        .map(|n| n.http.clone())
+        .context("the first local node")?;
+    let first = Client::new(&first_http).with_timeout(Duration::from_secs(60));
     wait_for(&config, "/healthz", Duration::from_secs(60)).await?;
+    let token = crate::commands::init_token(config.data_dir(first_id)?)?;
     let init = first
         .send(
             hyper::Method::POST,
             "/api/v1/cluster/init",
-            &[],
+            &[("authorization", &format!("Bearer {token}"))],
             bytes::Bytes::new(),
         )
         .await?;
@@ -125,7 +196,8 @@ async fn wait_for(config: &Config, path: &str, limit: Duration) -> anyhow::Resul
     Ok(())
 }
 
-/// Waits for Ctrl-C, reporting any child that exits meanwhile; the others keep running.
+/// Waits for Ctrl-C; a child that exits meanwhile is reported and restarted with back-off,
+/// while the others keep running.
 async fn supervise(mut nodes: Vec<NodeProcess>) -> anyhow::Result<()> {
     loop {
         let exited = async {
@@ -138,15 +210,23 @@ async fn supervise(mut nodes: Vec<NodeProcess>) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         };
+        let (i, status) = tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            exit = exited => exit,
+        };
+        let node = &mut nodes[i];
+        let wait = node.backoff();
+        eprintln!(
+            "node {} exited ({status}); restarting it in {} s (the other nodes keep running)",
+            node.id,
+            wait.as_secs()
+        );
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
-            (i, status) = exited => {
-                let n = nodes.remove(i);
-                eprintln!("node {} exited ({status}); the other nodes keep running", n.id);
-                if nodes.is_empty() {
-                    bail!("every node has exited");
-                }
-            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if let Err(e) = node.restart() {
+            eprintln!("node {}: {e:#}", node.id);
         }
     }
     println!("\nstopping {} nodes", nodes.len());

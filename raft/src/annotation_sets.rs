@@ -172,6 +172,47 @@ pub fn schema_problem(labels: &[Label]) -> Option<String> {
     None
 }
 
+/// The first control character (NUL, CR, LF, ...) in `text`, as `U+000A`.
+pub fn control_character(text: &str) -> Option<String> {
+    text.chars()
+        .find(|c| c.is_control())
+        .map(|c| format!("U+{:04X}", c as u32))
+}
+
+/// The first name in a schema holding a control character: every export format writes names
+/// into line- or field-based files (`obj.names`, VOC's `labelmap.txt`, CSV), where a line break
+/// or NUL forges entries. The API checks this on every change; the state machine does not, so
+/// log entries from before the rule apply as they did.
+pub fn control_character_problem(labels: &[Label]) -> Option<String> {
+    for (i, l) in labels.iter().enumerate() {
+        let found = |text: &str, at: String| {
+            control_character(text).map(|c| format!("{at}: control character {c} is not allowed"))
+        };
+        if let Some(p) = found(&l.name, format!("labels[{i}].name")) {
+            return Some(p);
+        }
+        for (j, k) in l.keypoints.iter().enumerate() {
+            if let Some(p) = found(k, format!("labels[{}].keypoints[{j}]", l.name)) {
+                return Some(p);
+            }
+        }
+        for (j, a) in l.attributes.iter().enumerate() {
+            if let Some(p) = found(&a.name, format!("labels[{}].attributes[{j}].name", l.name)) {
+                return Some(p);
+            }
+            if let AttributeKind::Select { options } = &a.kind {
+                for (k, o) in options.iter().enumerate() {
+                    let at = format!("labels[{}].attributes[{}].options[{k}]", l.name, a.name);
+                    if let Some(p) = found(o, at) {
+                        return Some(p);
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 pub(crate) fn key(id: u64) -> Vec<u8> {
     keys::named(META_GROUP, &format!("annotation-set/{id:016x}"))
 }
@@ -229,6 +270,34 @@ mod tests {
             default: Some(serde_json::json!("blue")),
         }];
         assert!(schema_problem(&[attr]).unwrap().contains("default"));
+    }
+
+    #[test]
+    fn control_characters_in_names_are_named() {
+        assert_eq!(control_character_problem(&[label("car")]), None);
+        let forged = label("car\ntruck");
+        assert_eq!(
+            control_character_problem(&[forged]).as_deref(),
+            Some("labels[0].name: control character U+000A is not allowed")
+        );
+        let mut person = label("person");
+        person.kinds = vec![ShapeKind::Points];
+        person.keypoints = vec!["head".into(), "ha\0nd".into()];
+        assert!(control_character_problem(&[person])
+            .unwrap()
+            .starts_with("labels[person].keypoints[1]: control character U+0000"));
+        let mut attr = label("car");
+        attr.attributes = vec![Attribute {
+            name: "colour".into(),
+            kind: AttributeKind::Select {
+                options: vec!["red\r".into()],
+            },
+            required: false,
+            default: None,
+        }];
+        assert!(control_character_problem(&[attr])
+            .unwrap()
+            .contains("options[0]: control character U+000D"));
     }
 }
 

@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cached, Cf, ObjectCache, ObjectMeta, PutOutcome, Sha256, Store};
+use tessera_storage::{
+    keys, Cached, Cf, ObjectCache, ObjectMeta, ObjectSlice, PutOutcome, Sha256, Store,
+};
 
 use crate::catalog::{self, CatalogOp, CatalogOutcome, Directory};
 use crate::command::{Command, Response};
@@ -37,7 +39,8 @@ const FORWARD_CACHE_MAX: u64 = 4 << 20;
 /// Size of the chunks a forwarded body is streamed in.
 pub const CHUNK: usize = 256 << 10;
 
-/// Raft timing and log retention, from `cluster.toml`'s `[raft]` table.
+/// Raft timing and log retention, and the pace of volume upkeep, from `cluster.toml`'s `[raft]`
+/// table.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftTuning {
@@ -47,6 +50,12 @@ pub struct RaftTuning {
     pub snapshot_logs: u64,
     /// Entries kept in the log behind a snapshot, for followers that are only a little behind.
     pub keep_logs: u64,
+    /// A scrub pass over every local needle starts this often (0: never).
+    pub scrub_interval_ms: u64,
+    /// How fast a scrub reads, so it never competes with serving.
+    pub scrub_bytes_per_s: u64,
+    /// Volumes are checked for garbage this often (0: never).
+    pub compact_interval_ms: u64,
 }
 
 impl Default for RaftTuning {
@@ -57,6 +66,9 @@ impl Default for RaftTuning {
             election_timeout_ms: 3000,
             snapshot_logs: 2000,
             keep_logs: 500,
+            scrub_interval_ms: 24 * 3600 * 1000,
+            scrub_bytes_per_s: 32 << 20,
+            compact_interval_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -92,6 +104,9 @@ pub struct GroupStatus {
     pub last_log: Option<u64>,
     pub applied: Option<u64>,
     pub snapshot: Option<u64>,
+    /// Objects whose local bytes failed their checksum and are not repaired yet.
+    #[serde(default)]
+    pub damaged: u64,
 }
 
 /// A running node: its groups, its peers and the placement it routes by.
@@ -170,6 +185,7 @@ impl Cluster {
         });
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
         tokio::spawn(keep_directory_current(Arc::downgrade(&cluster)));
+        crate::maintenance::spawn(Arc::downgrade(&cluster), tuning);
         Ok(cluster)
     }
 
@@ -187,6 +203,10 @@ impl Cluster {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    pub(crate) fn hosted_groups(&self) -> impl Iterator<Item = u32> + '_ {
+        self.groups.keys().copied()
     }
 
     pub(crate) fn group(&self, group: u32) -> Option<&Raft> {
@@ -544,8 +564,14 @@ impl Cluster {
             return self.read_elsewhere(group, sha, spec, hops).await;
         };
         if !spec.linearizable {
-            if let Some(found) = self.read_local(group, sha, spec).await? {
-                return Ok(Some(found));
+            match self.read_here(group, sha, spec).await? {
+                Local::Found(found) => return Ok(Some(found)),
+                Local::NoBytes => {
+                    if let Some(found) = self.read_from_peers(group, sha, spec, hops).await {
+                        return Ok(Some(found));
+                    }
+                }
+                Local::NoRecord => {}
             }
         }
         let leader = raft.metrics().borrow().current_leader;
@@ -554,13 +580,47 @@ impl Cluster {
                 raft.ensure_linearizable()
                     .await
                     .map_err(|e| ClusterError::Unavailable(format!("group {group}: {e}")))?;
-                self.read_local(group, sha, spec).await
+                match self.read_here(group, sha, spec).await? {
+                    Local::Found(found) => Ok(Some(found)),
+                    Local::NoRecord => Ok(None),
+                    Local::NoBytes => match self.read_from_peers(group, sha, spec, hops).await {
+                        Some(found) => Ok(Some(found)),
+                        None => Err(ClusterError::Unavailable(format!(
+                            "no intact replica of {sha} answered"
+                        ))),
+                    },
+                }
             }
             Some(leader) => self.forward_read(leader, sha, spec, hops).await,
             None => Err(ClusterError::Unavailable(format!(
                 "group {group} has no leader"
             ))),
         }
+    }
+
+    /// Reads from the other replicas of a group whose local bytes are missing or damaged.
+    pub(crate) async fn read_from_peers(
+        &self,
+        group: u32,
+        sha: Sha256,
+        spec: ReadSpec,
+        hops: u32,
+    ) -> Option<ObjectRead> {
+        let spec = ReadSpec {
+            linearizable: false,
+            ..spec
+        };
+        for &replica in self.placement.replicas(group) {
+            if replica == self.me {
+                continue;
+            }
+            match self.forward_read(replica, sha, spec, hops).await {
+                Ok(Some(found)) => return Some(found),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(replica, %sha, error = %e, "peer read failed"),
+            }
+        }
+        None
     }
 
     /// The answer from the object cache, unless the read must be linearizable.
@@ -637,16 +697,28 @@ impl Cluster {
     }
 
     /// Reads from this node's replica of `group` only, through the object cache unless the
-    /// read must be linearizable. A record without bytes (a snapshot being installed) counts as
-    /// a miss.
+    /// read must be linearizable. A record without intact bytes (a snapshot being installed,
+    /// damaged bytes) counts as a miss.
     pub async fn read_local(
         &self,
         group: u32,
         sha: Sha256,
         spec: ReadSpec,
     ) -> Result<Option<ObjectRead>, ClusterError> {
+        Ok(match self.read_here(group, sha, spec).await? {
+            Local::Found(found) => Some(found),
+            Local::NoRecord | Local::NoBytes => None,
+        })
+    }
+
+    async fn read_here(
+        &self,
+        group: u32,
+        sha: Sha256,
+        spec: ReadSpec,
+    ) -> Result<Local, ClusterError> {
         if let Some(hit) = self.cached(&sha, spec) {
-            return Ok(Some(hit));
+            return Ok(Local::Found(hit));
         }
         let store = self.store.clone();
         let found = tokio::task::spawn_blocking(move || {
@@ -656,26 +728,47 @@ impl Cluster {
             if spec.meta_only {
                 return Ok(Some((meta, None)));
             }
-            Ok(store
-                .object_bytes(group, &sha)?
-                .map(|bytes| (meta, Some(bytes))))
+            Ok(Some((meta, store.object_bytes(group, &sha)?)))
         })
         .await
         .map_err(|e| ClusterError::Internal(e.to_string()))?
         .map_err(ClusterError::Storage)?;
         let Some((meta, bytes)) = found else {
-            return Ok(None);
+            return Ok(Local::NoRecord);
         };
-        if let Some(bytes) = &bytes {
-            self.cache.insert(
-                sha,
-                Cached {
-                    meta: meta.clone(),
-                    bytes: bytes.clone(),
-                },
-            );
+        match bytes {
+            Some(bytes) => {
+                self.cache.insert(
+                    sha,
+                    Cached {
+                        meta: meta.clone(),
+                        bytes: bytes.clone(),
+                    },
+                );
+                Ok(Local::Found(answer(meta, Some(bytes), spec)))
+            }
+            None if spec.meta_only => Ok(Local::Found(answer(meta, None, spec))),
+            None => Ok(Local::NoBytes),
         }
-        Ok(Some(answer(meta, bytes, spec)))
+    }
+
+    /// The record of a locally stored object and its body's place in a volume file, for
+    /// serving with `sendfile(2)`. `None` when this node holds no replica of the object's shard,
+    /// or its replica has no intact bytes for it: the caller then uses [`Cluster::read_object`].
+    /// The lookup (two RocksDB point reads) runs on the blocking pool.
+    pub async fn local_object_file(
+        &self,
+        sha: &Sha256,
+    ) -> Result<Option<(ObjectMeta, ObjectSlice)>, ClusterError> {
+        let group = self.placement.group_of(sha);
+        if self.group(group).is_none() {
+            return Ok(None);
+        }
+        let (store, sha) = (self.store.clone(), *sha);
+        tokio::task::spawn_blocking(move || store.object_slice(group, &sha))
+            .await
+            .map_err(|e| ClusterError::Internal(e.to_string()))?
+            .map_err(ClusterError::Storage)
     }
 
     /// Object cache hits, misses and current size in bytes.
@@ -770,6 +863,7 @@ impl Cluster {
                     last_log: m.last_log_index,
                     applied: m.last_applied.map(|l| l.index),
                     snapshot: m.snapshot.map(|l| l.index),
+                    damaged: self.store.damaged_objects(group) as u64,
                 }
             })
             .collect();
@@ -804,6 +898,14 @@ impl Cluster {
             .client(node)
             .ok_or_else(|| ClusterError::Internal(format!("no channel to node {node}")))
     }
+}
+
+/// What this node's own replica holds of an object.
+enum Local {
+    Found(ObjectRead),
+    NoRecord,
+    /// The record without intact bytes: another replica must serve them.
+    NoBytes,
 }
 
 /// Shapes a read's answer: the record, and the requested part of the body.

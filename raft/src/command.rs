@@ -18,6 +18,17 @@ pub enum Command {
         meta: ObjectMeta,
         bytes: Bytes,
     },
+    /// What an applied `PutObject` entry becomes in the log of a replica that holds its bytes
+    /// in a volume: the needle's place instead of the bytes (see `state_machine::stage_stub`).
+    /// The log store turns it back into `PutObject` when the entry is read, so it is never
+    /// proposed, sent or applied.
+    StoredObject {
+        sha: Sha256,
+        meta: ObjectMeta,
+        volume: u32,
+        offset: u64,
+        len: u64,
+    },
     /// Record a new version of the placement (catalogue group only).
     SetPlacement(Placement),
     /// Change a catalogue record (catalogue group only). The request id makes retries
@@ -37,6 +48,9 @@ impl fmt::Debug for Command {
         match self {
             // Never dump image bytes into logs.
             Command::PutObject { sha, meta, .. } => write!(f, "PutObject({sha}, {} B)", meta.size),
+            Command::StoredObject { sha, meta, .. } => {
+                write!(f, "StoredObject({sha}, {} B)", meta.size)
+            }
             Command::SetPlacement(p) => write!(f, "SetPlacement(v{})", p.version),
             Command::Reference { sha, add, .. } => write!(f, "Reference({sha}, add: {add})"),
             // Ops carry password hashes: name the kind only.

@@ -28,6 +28,12 @@ impl ClusterError {
             tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 ClusterError::Timeout(status.message().to_string())
             }
+            // The connection broke with the request in flight (the peer died or was cut off):
+            // like a timeout, the peer may or may not have acted on it.
+            tonic::Code::Unknown => ClusterError::Timeout(format!(
+                "the connection to a peer broke ({})",
+                status.message()
+            )),
             _ => ClusterError::Internal(format!("{:?}: {}", status.code(), status.message())),
         }
     }
@@ -38,5 +44,30 @@ impl ClusterError {
             ClusterError::Timeout(m) => tonic::Status::deadline_exceeded(m.clone()),
             other => tonic::Status::internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterError;
+
+    #[test]
+    fn peer_failures_are_transient_or_indeterminate_never_internal() {
+        let broken = tonic::Status::unknown("transport error");
+        assert!(
+            matches!(ClusterError::from_status(&broken), ClusterError::Timeout(m) if m.contains("transport error"))
+        );
+        let refused = tonic::Status::unavailable("tcp connect error");
+        assert!(ClusterError::from_status(&refused).is_transient());
+        let late = tonic::Status::deadline_exceeded("late");
+        assert!(matches!(
+            ClusterError::from_status(&late),
+            ClusterError::Timeout(_)
+        ));
+        let bug = tonic::Status::internal("bad message");
+        assert!(matches!(
+            ClusterError::from_status(&bug),
+            ClusterError::Internal(_)
+        ));
     }
 }

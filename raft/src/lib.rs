@@ -17,6 +17,7 @@ pub mod datasets;
 mod error;
 pub mod jobs;
 mod log_store;
+mod maintenance;
 mod network;
 pub mod placement;
 mod read;

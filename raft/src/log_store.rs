@@ -3,11 +3,13 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{ErrorVerb, LogState, OptionalSend, RaftLogReader, Vote};
+use openraft::{EntryPayload, ErrorVerb, LogState, OptionalSend, RaftLogReader, Vote};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use tessera_storage::volume::Location;
 use tessera_storage::{keys, Cf, StorageError, Store};
 
 use crate::blocking::{blocking, storage_error};
+use crate::command::Command;
 use crate::state_machine::applied_floor;
 use crate::types::{LogId, NodeId, RaftStorageError, TypeConfig};
 
@@ -66,6 +68,40 @@ impl LogStore {
     }
 }
 
+/// Turns a stub (an applied upload whose bytes are in a volume, see
+/// `state_machine::stage_stub`) back into the `PutObject` entry it was.
+fn rehydrate(store: &Store, group: u32, entry: Entry) -> Result<Entry, StorageError> {
+    let EntryPayload::Normal(Command::StoredObject {
+        sha,
+        meta,
+        volume,
+        offset,
+        len,
+    }) = entry.payload
+    else {
+        return Ok(entry);
+    };
+    let at = Location {
+        volume,
+        offset,
+        len,
+    };
+    let bytes = store.stub_bytes(group, &sha, &at)?.ok_or_else(|| {
+        StorageError::Corrupt(format!(
+            "log entry {}: no intact copy of {sha} is left",
+            entry.log_id.index
+        ))
+    })?;
+    Ok(Entry {
+        log_id: entry.log_id,
+        payload: EntryPayload::Normal(Command::PutObject {
+            sha,
+            meta,
+            bytes: bytes.into(),
+        }),
+    })
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -94,7 +130,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let mut entries = Vec::new();
             for item in iter {
                 let (_, value) = item?;
-                entries.push(bincode::deserialize::<Entry>(&value)?);
+                entries.push(rehydrate(&store, group, bincode::deserialize(&value)?)?);
             }
             Ok::<_, StorageError>(entries)
         })
@@ -249,4 +285,63 @@ pub(crate) fn repair_purged_past_applied(store: &Store, group: u32) -> Result<bo
     }
     store.write(batch, true)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, LogId};
+    use rocksdb::WriteBatch;
+    use tessera_storage::{ObjectMeta, Sha256};
+
+    use super::*;
+
+    #[test]
+    fn stubs_read_back_as_the_upload_they_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bytes = vec![42u8; 9000];
+        let sha = Sha256::of(&bytes);
+        let meta = ObjectMeta {
+            size: 9000,
+            content_type: "image/png".into(),
+            width: 1,
+            height: 1,
+            refcount: 1,
+            created_ms: 1,
+        };
+        let mut batch = WriteBatch::default();
+        let (_, stored) = store
+            .stage_put_object(&mut batch, 5, &sha, &meta, &bytes)
+            .unwrap();
+        store.write_state(5, batch, false).unwrap();
+        let at = stored.unwrap();
+        let stub = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 7),
+            payload: EntryPayload::Normal(Command::StoredObject {
+                sha,
+                meta: meta.clone(),
+                volume: at.volume,
+                offset: at.offset,
+                len: at.len,
+            }),
+        };
+        let full = rehydrate(&store, 5, stub.clone()).unwrap();
+        assert_eq!(full.log_id, stub.log_id);
+        match full.payload {
+            EntryPayload::Normal(Command::PutObject {
+                sha: s,
+                bytes: b,
+                meta: m,
+            }) => {
+                assert_eq!((s, &b[..], m), (sha, &bytes[..], meta));
+            }
+            other => panic!("not rebuilt: {other:?}"),
+        }
+        // The needle it points to is gone (deleted and compacted): the entry cannot be served.
+        let mut batch = WriteBatch::default();
+        store.stage_reference(&mut batch, 5, &sha, false).unwrap();
+        store.write_state(5, batch, false).unwrap();
+        store.volumes(5).unwrap().delete(at.volume).unwrap();
+        assert!(rehydrate(&store, 5, stub).is_err());
+    }
 }

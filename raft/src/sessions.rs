@@ -124,8 +124,11 @@ pub fn of_user(store: &Store, user_id: u64) -> Result<Vec<Session>, StorageError
     Ok(out)
 }
 
-/// Every (key, value) under `prefix`.
-fn scan(store: &Store, prefix: &[u8]) -> Result<Vec<(Box<[u8]>, Box<[u8]>)>, StorageError> {
+/// A key and its value, as RocksDB's iterator yields them.
+type Record = (Box<[u8]>, Box<[u8]>);
+
+/// Every record under `prefix`.
+fn scan(store: &Store, prefix: &[u8]) -> Result<Vec<Record>, StorageError> {
     let mut upper = prefix.to_vec();
     if let Some(last) = upper.last_mut() {
         *last += 1;
@@ -175,7 +178,6 @@ fn stage_revoke(
 
 /// A refresh grant with the refresh token number `seq` of session `id`, checked against the
 /// user's current id and epoch. `expires_ms` is the new refresh token's expiry.
-#[allow(clippy::too_many_arguments)]
 pub fn stage_refresh(
     store: &Store,
     batch: &mut WriteBatch,

@@ -6,13 +6,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
-use tessera_storage::{export_group, import_group, keys, Cf, StorageError, Store};
+use tessera_storage::volume::{GroupVolumes, Location};
+use tessera_storage::{
+    export_group, import_group, keys, Cf, ObjectMeta, Sha256, StorageError, Store,
+};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::blocking::{blocking, storage_error};
 use crate::catalog::{self, Directory};
 use crate::command::{Command, Response};
+use crate::placement::META_GROUP;
 use crate::snapshot_store::{sync_dir, SnapshotStore};
 use crate::types::{LogId, RaftStorageError, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -64,6 +68,8 @@ impl StateMachine {
         if let Some(meta) = finished {
             snapshots.set_current(&meta).await?;
         }
+        let s = store.clone();
+        blocking(ErrorVerb::Write, move || s.migrate_blobs(group)).await?;
         let s = store.clone();
         let (applied, membership) = blocking(ErrorVerb::Read, move || {
             let applied = match s.get(Cf::SmMeta, &keys::named(group, APPLIED))? {
@@ -156,6 +162,42 @@ pub(crate) fn applied_floor(store: &Store, group: u32) -> Result<u64, StorageErr
     Ok(floor)
 }
 
+/// Rewrites the applied log entry `log_id` as a stub pointing to the needle its bytes went to,
+/// in the batch that indexes that needle (so after the volume's fdatasync). The entry's bytes
+/// were written once to the WAL; the apply follows the append within milliseconds, so the stub
+/// nearly always lands in the same memtable as the full entry, whose flush then keeps only the
+/// stub: the bytes never reach a blob file, and each uploaded byte is written twice per replica
+/// (WAL, volume) instead of three times. The log store rebuilds the full entry from the needle
+/// whenever openraft reads it, and compaction leaves volumes that unpurged stubs point into in
+/// place (`GroupVolumes::movable`).
+fn stage_stub(
+    store: &Store,
+    batch: &mut WriteBatch,
+    volumes: &GroupVolumes,
+    log_id: LogId,
+    sha: Sha256,
+    meta: ObjectMeta,
+    at: Location,
+) -> Result<(), StorageError> {
+    let stub = Entry {
+        log_id,
+        payload: EntryPayload::Normal(Command::StoredObject {
+            sha,
+            meta,
+            volume: at.volume,
+            offset: at.offset,
+            len: at.len,
+        }),
+    };
+    batch.put_cf(
+        store.cf(Cf::Log),
+        keys::log(volumes.group(), log_id.index),
+        bincode::serialize(&stub)?,
+    );
+    volumes.note_stub(at.volume, log_id.index);
+    store.stage_volume_head(batch, volumes)
+}
+
 fn apply_entries(
     store: &Store,
     group: u32,
@@ -164,6 +206,23 @@ fn apply_entries(
     directory: Option<&Directory>,
 ) -> Result<(Vec<Response>, StoredMembership), StorageError> {
     let mut responses = Vec::with_capacity(entries.len());
+    // Shard groups: the bytes of every new object of the call are appended first, so that one
+    // fdatasync (in the first `write_state`) covers them all; the writer lock keeps compaction
+    // from recording an older volume head in between.
+    let volumes = match group {
+        META_GROUP => None,
+        _ => Some(store.volumes(group)?),
+    };
+    let _writer = volumes.as_ref().map(|v| v.writer());
+    if let Some(volumes) = &volumes {
+        for entry in &entries {
+            if let EntryPayload::Normal(Command::PutObject { sha, bytes, .. }) = &entry.payload {
+                if store.needs_bytes(group, sha)? {
+                    volumes.append_pending(sha, bytes)?;
+                }
+            }
+        }
+    }
     for entry in entries {
         let mut batch = WriteBatch::default();
         let response = match entry.payload {
@@ -173,7 +232,17 @@ fn apply_entries(
                 Response::None
             }
             EntryPayload::Normal(Command::PutObject { sha, meta, bytes }) => {
-                Response::Object(store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?)
+                let (outcome, stored) =
+                    store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?;
+                if let (Some(at), Some(volumes)) = (stored, &volumes) {
+                    stage_stub(store, &mut batch, volumes, entry.log_id, sha, meta, at)?;
+                }
+                Response::Object(outcome)
+            }
+            EntryPayload::Normal(Command::StoredObject { sha, .. }) => {
+                return Err(StorageError::Corrupt(format!(
+                    "log stub of {sha} reached the state machine"
+                )));
             }
             EntryPayload::Normal(Command::SetPlacement(placement)) => {
                 let raw = bincode::serialize(&placement)?;
@@ -206,7 +275,7 @@ fn apply_entries(
             EntryPayload::Normal(Command::Catalog { request_id, op }) => {
                 let outcome = catalog::stage(store, &mut batch, &request_id, &op)?;
                 stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
-                store.write(batch, false)?;
+                store.write_state(group, batch, false)?;
                 if let Some(directory) = directory {
                     directory.applied(&op, &outcome);
                 }
@@ -215,7 +284,7 @@ fn apply_entries(
             }
         };
         stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
-        store.write(batch, false)?;
+        store.write_state(group, batch, false)?;
         responses.push(response);
     }
     Ok((responses, membership))
@@ -263,10 +332,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // snapshot: from then on it sees exactly the state at `meta.last_log_id`, and this
         // group may keep applying while the file is written.
         let done = tokio::task::spawn_blocking(move || {
-            let snap = store.db().snapshot();
+            let view = store.group_view(group);
             let _ = taken_tx.send(());
+            let view = view?;
             let file = std::fs::File::create(&path)?;
-            export_group(&store, &snap, group, &file)?;
+            export_group(&store, &view, &file)?;
             file.sync_all()?;
             Ok::<_, StorageError>(())
         });

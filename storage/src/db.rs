@@ -7,6 +7,7 @@ use rocksdb::{
 };
 
 use crate::error::StorageError;
+use crate::volume::{Volumes, DEFAULT_VOLUME_BYTES};
 
 /// The column families of a node's database.
 ///
@@ -28,21 +29,25 @@ pub enum Cf {
     Blobs,
     /// Named records of the catalogue group (placement, and the annotation domain to come).
     Catalog,
+    /// Where object bytes are: group ++ sha256 -> [`crate::volume::Location`] in a volume file.
+    Needles,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 7] = [
         Cf::Log,
         Cf::RaftMeta,
         Cf::SmMeta,
         Cf::Objects,
         Cf::Blobs,
         Cf::Catalog,
+        Cf::Needles,
     ];
 
-    /// The column families that make up a group's replicated state, in snapshot order. Bytes
-    /// come before records: while a snapshot is being installed, a reader that finds a record
-    /// also finds its bytes.
+    /// The column families of a group's state that snapshots carry as records, in snapshot
+    /// order (the position is the record's tag). `blobs` only holds bytes of data dirs not yet
+    /// migrated to volumes; snapshot files carry needles before these records, so while a
+    /// snapshot is being installed a reader that finds a record also finds its bytes.
     pub const STATE: [Cf; 3] = [Cf::Blobs, Cf::Objects, Cf::Catalog];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +58,7 @@ impl Cf {
             Cf::Objects => "objects",
             Cf::Blobs => "blobs",
             Cf::Catalog => "catalog",
+            Cf::Needles => "needles",
         }
     }
 
@@ -72,7 +78,7 @@ impl Cf {
                 opts.set_enable_blob_gc(true);
                 opts.set_compression_type(DBCompressionType::None);
             }
-            Cf::RaftMeta | Cf::SmMeta | Cf::Objects | Cf::Catalog => {
+            Cf::RaftMeta | Cf::SmMeta | Cf::Objects | Cf::Catalog | Cf::Needles => {
                 opts.set_compression_type(DBCompressionType::Lz4);
             }
         }
@@ -85,11 +91,18 @@ impl Cf {
 /// Every method here blocks on disk; async callers run them on the blocking pool.
 pub struct Store {
     db: DB,
+    volumes: Volumes,
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path`, with the groups' volume files under
+    /// `path/volumes`.
     pub fn open(path: &Path) -> Result<Store, StorageError> {
+        Store::open_with_volume_size(path, DEFAULT_VOLUME_BYTES)
+    }
+
+    /// [`Store::open`] with volumes rolling over at `volume_bytes` (tests use small volumes).
+    pub fn open_with_volume_size(path: &Path, volume_bytes: u64) -> Result<Store, StorageError> {
         std::fs::create_dir_all(path)?;
         // Only SST blocks (records and blob pointers) go here; image bytes live in blob files.
         let cache = Cache::new_lru_cache(32 << 20)?;
@@ -105,7 +118,12 @@ impl Store {
             .iter()
             .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf.options(&cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Store { db })
+        let volumes = Volumes::new(path.join("volumes"), volume_bytes);
+        Ok(Store { db, volumes })
+    }
+
+    pub(crate) fn volume_set(&self) -> &Volumes {
+        &self.volumes
     }
 
     pub fn db(&self) -> &DB {

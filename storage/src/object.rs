@@ -1,6 +1,5 @@
 use std::fmt;
 
-use bytes::Bytes;
 use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -8,6 +7,7 @@ use sha2::Digest;
 use crate::db::{Cf, Store};
 use crate::error::StorageError;
 use crate::keys;
+use crate::volume::Location;
 
 /// The SHA-256 of an object's bytes: its name everywhere in Tessera.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -97,13 +97,12 @@ impl Store {
         }
     }
 
-    pub fn object_bytes(&self, group: u32, sha: &Sha256) -> Result<Option<Bytes>, StorageError> {
-        self.get_bytes(Cf::Blobs, &keys::object(group, &sha.0))
-    }
-
     /// Stages in `batch` the writes that store `bytes` under `sha` in `group`: the first time
-    /// the bytes and a record with reference count 1, afterwards only a reference count
-    /// increment. `fresh` carries the proposer's metadata for a new object.
+    /// a needle in the group's volumes, its index entry and a record with reference count 1;
+    /// afterwards a reference count increment (and the bytes again if this replica lacks them
+    /// or found them damaged: the log entry carries a good copy). `fresh` carries the
+    /// proposer's metadata for a new object. Write `batch` with [`Store::write_state`]. Also
+    /// returns where the bytes were appended, if they were.
     pub fn stage_put_object(
         &self,
         batch: &mut WriteBatch,
@@ -111,40 +110,69 @@ impl Store {
         sha: &Sha256,
         fresh: &ObjectMeta,
         bytes: &[u8],
-    ) -> Result<PutOutcome, StorageError> {
+    ) -> Result<(PutOutcome, Option<Location>), StorageError> {
         let key = keys::object(group, &sha.0);
-        let outcome = match self.object_meta(group, sha)? {
+        let volumes = self.volumes(group)?;
+        let (outcome, store_bytes) = match self.object_meta(group, sha)? {
             Some(mut meta) => {
                 meta.refcount += 1;
-                PutOutcome {
+                let intact = match self.object_location(group, sha)? {
+                    Some(at) => !volumes.is_corrupt(sha, &at),
+                    None => self.get(Cf::Blobs, &key)?.is_some(),
+                };
+                let outcome = PutOutcome {
                     meta,
                     deduplicated: true,
-                }
+                };
+                (outcome, !intact)
             }
             None => {
-                batch.put_cf(self.cf(Cf::Blobs), key, bytes);
                 let meta = ObjectMeta {
                     refcount: 1,
                     ..fresh.clone()
                 };
-                PutOutcome {
+                let outcome = PutOutcome {
                     meta,
                     deduplicated: false,
-                }
+                };
+                (outcome, true)
             }
         };
+        let mut stored = None;
+        if store_bytes {
+            let at = match volumes.take_pending(sha) {
+                Some(at) => at,
+                None => volumes.append(sha, bytes)?,
+            };
+            self.stage_location(batch, &volumes, sha, &at)?;
+            volumes.repaired(sha);
+            stored = Some(at);
+        }
         batch.put_cf(
             self.cf(Cf::Objects),
             key,
             bincode::serialize(&outcome.meta)?,
         );
-        Ok(outcome)
+        Ok((outcome, stored))
+    }
+
+    /// Whether applying a `PutObject` of `sha` will append its bytes (see
+    /// [`Store::stage_put_object`]), so the caller can append them early and sync once.
+    pub fn needs_bytes(&self, group: u32, sha: &Sha256) -> Result<bool, StorageError> {
+        if self.object_meta(group, sha)?.is_none() {
+            return Ok(true);
+        }
+        Ok(match self.object_location(group, sha)? {
+            Some(at) => self.volumes(group)?.is_corrupt(sha, &at),
+            None => self.get(Cf::Blobs, &keys::object(group, &sha.0))?.is_none(),
+        })
     }
 }
 
 impl Store {
     /// Stages a reference count change of an existing object; `None` if there is no such
-    /// object in `group`. Counts never go below zero.
+    /// object in `group`. An object whose count drops to zero is deleted (record and index) on
+    /// every replica alike; its needle becomes garbage for compaction.
     pub fn stage_reference(
         &self,
         batch: &mut WriteBatch,
@@ -155,16 +183,19 @@ impl Store {
         let Some(mut meta) = self.object_meta(group, sha)? else {
             return Ok(None);
         };
-        meta.refcount = if add {
-            meta.refcount + 1
+        let key = keys::object(group, &sha.0);
+        if add {
+            meta.refcount += 1;
+        } else if meta.refcount <= 1 {
+            meta.refcount = 0;
+            batch.delete_cf(self.cf(Cf::Objects), key);
+            batch.delete_cf(self.cf(Cf::Needles), key);
+            batch.delete_cf(self.cf(Cf::Blobs), key);
+            return Ok(Some(meta));
         } else {
-            meta.refcount.saturating_sub(1)
-        };
-        batch.put_cf(
-            self.cf(Cf::Objects),
-            keys::object(group, &sha.0),
-            bincode::serialize(&meta)?,
-        );
+            meta.refcount -= 1;
+        }
+        batch.put_cf(self.cf(Cf::Objects), key, bincode::serialize(&meta)?);
         Ok(Some(meta))
     }
 }
@@ -201,10 +232,10 @@ mod tests {
         };
         for expected in [(false, 1), (true, 2)] {
             let mut batch = WriteBatch::default();
-            let out = store
+            let (out, _) = store
                 .stage_put_object(&mut batch, 3, &sha, &fresh, &bytes)
                 .unwrap();
-            store.write(batch, false).unwrap();
+            store.write_state(3, batch, false).unwrap();
             assert_eq!((out.deduplicated, out.meta.refcount), expected);
         }
         assert_eq!(store.object_bytes(3, &sha).unwrap().unwrap(), bytes);

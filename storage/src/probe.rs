@@ -38,9 +38,17 @@ pub fn probe_image(bytes: &[u8]) -> Result<ImageInfo, ProbeError> {
         ImageType::Tiff => "image/tiff",
         _ => return Err(ProbeError::NotAnImage),
     };
-    let size = imagesize::blob_size(bytes).map_err(|_| ProbeError::Corrupt(content_type))?;
-    let width = u32::try_from(size.width).map_err(|_| ProbeError::Corrupt(content_type))?;
-    let height = u32::try_from(size.height).map_err(|_| ProbeError::Corrupt(content_type))?;
+    let (width, height) = match kind {
+        ImageType::Bmp => bmp_size(bytes).ok_or(ProbeError::Corrupt(content_type))?,
+        _ => {
+            let size =
+                imagesize::blob_size(bytes).map_err(|_| ProbeError::Corrupt(content_type))?;
+            (
+                u32::try_from(size.width).map_err(|_| ProbeError::Corrupt(content_type))?,
+                u32::try_from(size.height).map_err(|_| ProbeError::Corrupt(content_type))?,
+            )
+        }
+    };
     if width == 0 || height == 0 {
         return Err(ProbeError::Corrupt(content_type));
     }
@@ -51,6 +59,11 @@ pub fn probe_image(bytes: &[u8]) -> Result<ImageInfo, ProbeError> {
             .windows(4)
             .any(|w| w == b"IEND")
     {
+        return Err(ProbeError::Corrupt(content_type));
+    }
+    // A GIF is walked block by block to its trailer: "GIF89a" followed by HTML is no image
+    // (served as image/gif, such a polyglot is a script in browsers that sniff).
+    if kind == ImageType::Gif && !gif_well_formed(bytes) {
         return Err(ProbeError::Corrupt(content_type));
     }
     if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
@@ -66,6 +79,66 @@ pub fn probe_image(bytes: &[u8]) -> Result<ImageInfo, ProbeError> {
         width,
         height,
     })
+}
+
+/// A BMP's dimensions. The height is signed (negative: rows stored top-down), which is why this
+/// is not left to `imagesize`; OS/2 `BITMAPCOREHEADER`s hold unsigned 16-bit sizes.
+fn bmp_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let le32 = |at: usize| Some(i32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let le16 = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    match le32(14)? {
+        12 => Some((u32::from(le16(18)?), u32::from(le16(20)?))),
+        40.. => {
+            let (width, height) = (le32(18)?, le32(22)?);
+            let width = u32::try_from(width).ok()?;
+            Some((width, height.unsigned_abs()))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `bytes` is a GIF whose blocks run, well formed, from the header to the trailer with
+/// at least one image. Reads structure only (no LZW decoding).
+fn gif_well_formed(bytes: &[u8]) -> bool {
+    /// Skips data sub-blocks (a length byte, then that many bytes, until a zero length).
+    fn sub_blocks(bytes: &[u8], mut at: usize) -> Option<usize> {
+        loop {
+            let len = usize::from(*bytes.get(at)?);
+            at += 1;
+            if len == 0 {
+                return Some(at);
+            }
+            at += len;
+        }
+    }
+    fn colour_table(packed: u8) -> usize {
+        if packed & 0x80 == 0 {
+            0
+        } else {
+            3 << ((packed & 0x07) + 1)
+        }
+    }
+    let walk = || -> Option<bool> {
+        let mut at = 13 + colour_table(*bytes.get(10)?);
+        let mut images = 0;
+        loop {
+            match *bytes.get(at)? {
+                // Extension: a label, then data sub-blocks.
+                0x21 => at = sub_blocks(bytes, at + 2)?,
+                // Image descriptor (10 bytes), local colour table, LZW code size, image data.
+                0x2c => {
+                    let packed = *bytes.get(at + 9)?;
+                    at += 10 + colour_table(packed);
+                    bytes.get(at)?;
+                    at = sub_blocks(bytes, at + 1)?;
+                    images += 1;
+                }
+                0x3b => return Some(images > 0),
+                _ => return Some(false),
+            }
+        }
+    };
+    walk().unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -84,6 +157,72 @@ mod tests {
         b.extend_from_slice(b"IEND");
         b.extend_from_slice(&[0xae, 0x42, 0x60, 0x82]);
         b
+    }
+
+    /// A 2x1 GIF: header, screen descriptor with a 2-colour table, one image, trailer.
+    fn gif() -> Vec<u8> {
+        let mut b = b"GIF89a".to_vec();
+        b.extend_from_slice(&[2, 0, 1, 0, 0x80, 0, 0]);
+        b.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
+        b.extend_from_slice(&[0x21, 0xf9, 4, 0, 0, 0, 0, 0]);
+        b.extend_from_slice(&[0x2c, 0, 0, 0, 0, 2, 0, 1, 0, 0]);
+        b.extend_from_slice(&[2, 2, 0x4c, 0x01, 0]);
+        b.push(0x3b);
+        b
+    }
+
+    #[test]
+    fn gifs_are_walked_to_their_trailer() {
+        assert_eq!(
+            probe_image(&gif()),
+            Ok(ImageInfo {
+                content_type: "image/gif",
+                width: 2,
+                height: 1
+            })
+        );
+        // The header of a GIF, then a page: refused.
+        let mut polyglot = b"GIF89a".to_vec();
+        polyglot.extend_from_slice(&[2, 0, 1, 0, 0, 0, 0]);
+        polyglot.extend_from_slice(b"<html><script>alert(1)</script></html>");
+        assert_eq!(
+            probe_image(&polyglot),
+            Err(ProbeError::Corrupt("image/gif"))
+        );
+        let full = gif();
+        assert!(probe_image(&full[..full.len() - 1]).is_err(), "no trailer");
+        let mut no_image = full[..19].to_vec();
+        no_image.push(0x3b);
+        assert!(probe_image(&no_image).is_err(), "no image");
+    }
+
+    /// A BMP header (file header + BITMAPINFOHEADER) with the given signed height.
+    fn bmp(width: i32, height: i32) -> Vec<u8> {
+        let mut b = b"BM".to_vec();
+        b.extend_from_slice(&70u32.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&54u32.to_le_bytes());
+        b.extend_from_slice(&40u32.to_le_bytes());
+        b.extend_from_slice(&width.to_le_bytes());
+        b.extend_from_slice(&height.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&24u16.to_le_bytes());
+        b.extend_from_slice(&[0; 24]);
+        b.extend_from_slice(&[0; 16]);
+        b
+    }
+
+    #[test]
+    fn top_down_bmps_have_positive_heights() {
+        for height in [4, -4] {
+            let info = probe_image(&bmp(10, height)).expect("bmp");
+            assert_eq!(
+                (info.content_type, info.width, info.height),
+                ("image/bmp", 10, 4)
+            );
+        }
+        assert!(probe_image(&bmp(-10, 4)).is_err());
+        assert!(probe_image(&bmp(10, 0)).is_err());
     }
 
     #[test]

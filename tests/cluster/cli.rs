@@ -11,6 +11,13 @@ use tessera_cluster_tests::{binary, free_port, png};
 
 use crate::support::sha_hex;
 
+/// The pid in a line `node N started|restarted (pid P), ...`.
+fn pid_in(line: &str) -> u32 {
+    let pid = line.split("(pid ").nth(1).and_then(|r| r.split(')').next());
+    pid.and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"))
+}
+
 /// `tessera up` with its stdout and stderr lines collected on a channel.
 struct Up {
     child: Child,
@@ -50,16 +57,21 @@ impl Up {
 
     /// Waits for a line containing `needle`, returning it.
     fn expect(&mut self, needle: &str) -> String {
+        self.wait_for_line(|l| l.contains(needle))
+    }
+
+    /// Waits for a line `accept` takes, returning it.
+    fn wait_for_line(&mut self, accept: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            if let Some(line) = self.seen.iter().find(|l| accept(l)) {
                 return line.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
                 Err(_) => panic!(
-                    "`tessera up` never printed {needle:?}; it printed:\n{}",
+                    "`tessera up` never printed the line it waited for; it printed:\n{}",
                     self.seen.join("\n")
                 ),
             }
@@ -68,11 +80,7 @@ impl Up {
 
     fn node_pids(&mut self) -> Vec<u32> {
         (1..=3)
-            .map(|id| {
-                let line = self.expect(&format!("node {id} started (pid "));
-                let pid = line.split("(pid ").nth(1).and_then(|r| r.split(')').next());
-                pid.and_then(|p| p.parse().ok()).expect("pid in start line")
-            })
+            .map(|id| pid_in(&self.expect(&format!("node {id} started (pid "))))
             .collect()
     }
 
@@ -166,7 +174,8 @@ fn up_put_get_status_and_ctrl_c() {
     assert_eq!(status.matches(" up").count(), 3, "status:\n{status}");
     assert!(status.contains("meta"), "status:\n{status}");
 
-    // A node dying under `up` is reported; the others keep serving.
+    // A node dying under `up` is reported and restarted; the others keep serving meanwhile.
+    // Killed again at once, it comes back after a back-off, and `up` says so.
     Command::new("kill")
         .args(["-9", &pids[2].to_string()])
         .status()
@@ -176,9 +185,30 @@ fn up_put_get_status_and_ctrl_c() {
         tessera(&config, &["get", &shas[0]]).stdout,
         std::fs::read(&files[0]).expect("image")
     );
+    let restarted = pid_in(&up.expect("node 3 restarted (pid "));
+    Command::new("kill")
+        .args(["-9", &restarted.to_string()])
+        .status()
+        .expect("kill -9");
+    up.expect("restarting it in 1 s");
+    let again_pid =
+        up.wait_for_line(|l| l.contains("node 3 restarted (pid ") && pid_in(l) != restarted);
+    assert!(is_alive(pid_in(&again_pid)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = String::from_utf8_lossy(&tessera(&config, &["status"]).stdout).into_owned();
+        if status.matches(" up").count() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never came back:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     assert!(up.interrupt().success());
-    for pid in &pids[..2] {
+    for pid in pids[..2].iter().chain([pid_in(&again_pid)].iter()) {
         assert!(!is_alive(*pid), "node process {pid} outlived `tessera up`");
     }
 

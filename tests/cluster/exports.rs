@@ -102,7 +102,7 @@ async fn accepted_set(cluster: &TestCluster, n: usize) -> (Client, u64, Vec<(Str
 }
 
 /// Starts an export and waits for its job to end; returns the job.
-async fn export(client: &Client, set: u64, options: Value) -> Value {
+pub(crate) async fn export(client: &Client, set: u64, options: Value) -> Value {
     let path = format!("/api/v1/annotation-sets/{set}/exports");
     let started = send_json(client, Method::POST, &path, options).await;
     assert_eq!(started.status, 202, "{:?}", started.json());
@@ -120,7 +120,7 @@ async fn finished(client: &Client, id: u64) -> Value {
 
 /// Downloads a finished export through its presigned URL (no token), following the redirect
 /// to the node that holds it.
-async fn download(any: &Client, cluster: &TestCluster, job: &Value) -> Vec<u8> {
+pub(crate) async fn download(any: &Client, cluster: &TestCluster, job: &Value) -> Vec<u8> {
     let url = job["result"]["url"].as_str().expect("download url");
     let reply = any.anonymous().get(url).await.expect("download");
     let reply = if reply.status == 307 {
@@ -414,7 +414,12 @@ async fn an_export_whose_node_dies_is_finished_by_another() {
 }
 
 /// Starts an annotation import of `body` into `set` and waits for its job.
-async fn import_annotations(client: &Client, set: u64, query: &str, body: Vec<u8>) -> Value {
+pub(crate) async fn import_annotations(
+    client: &Client,
+    set: u64,
+    query: &str,
+    body: Vec<u8>,
+) -> Value {
     let path = format!("/api/v1/annotation-sets/{set}/annotation-imports?{query}");
     let reply = client
         .send(Method::POST, &path, &[], bytes::Bytes::from(body))

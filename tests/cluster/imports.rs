@@ -30,7 +30,7 @@ fn fixtures() -> (tempfile::TempDir, Vec<Value>) {
     (dir, list)
 }
 
-async fn new_dataset(manager: &Client, name: &str) -> u64 {
+pub(crate) async fn new_dataset(manager: &Client, name: &str) -> u64 {
     let reply = send_json(
         manager,
         Method::POST,
@@ -43,7 +43,12 @@ async fn new_dataset(manager: &Client, name: &str) -> u64 {
 }
 
 /// Uploads `body` as an import into `dataset`; returns the job id.
-async fn start_import(client: &Client, dataset: u64, filename: &str, body: Vec<u8>) -> u64 {
+pub(crate) async fn start_import(
+    client: &Client,
+    dataset: u64,
+    filename: &str,
+    body: Vec<u8>,
+) -> u64 {
     let path = format!("/api/v1/datasets/{dataset}/imports?filename={filename}");
     let reply = client
         .send(Method::POST, &path, &[], Bytes::from(body))
@@ -53,7 +58,7 @@ async fn start_import(client: &Client, dataset: u64, filename: &str, body: Vec<u
     reply.json()["id"].as_u64().expect("job id")
 }
 
-async fn job_end(client: &Client, id: u64) -> Value {
+pub(crate) async fn job_end(client: &Client, id: u64) -> Value {
     eventually("the import to end", DEADLINE * 2, || async {
         let job = client.get(&format!("/api/v1/jobs/{id}")).await.ok()?.json();
         (job["state"] != "running").then_some(job)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::Digest;
-use tessera_api::client::{Client, Method, Reply};
+use tessera_api::client::{form_encode, Client, Method, Reply};
 use tessera_cluster_tests::{png, TestCluster};
 
 pub fn sha_hex(bytes: &[u8]) -> String {
@@ -121,6 +121,23 @@ pub async fn leader_of(cluster: &TestCluster, group: usize) -> u64 {
         cluster.status().await["groups"][group]["leader"].as_u64()
     })
     .await
+}
+
+/// Posts form fields (`application/x-www-form-urlencoded`), as OAuth2 clients do.
+pub async fn form(client: &Client, path: &str, fields: &[(&str, &str)]) -> Reply {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect();
+    client
+        .send(
+            Method::POST,
+            path,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from(body.join("&")),
+        )
+        .await
+        .expect("form request")
 }
 
 /// Sends `body` as JSON and returns the reply.

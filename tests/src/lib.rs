@@ -134,6 +134,8 @@ pub struct Options {
     /// this off to measure the production defaults.
     pub fast_failover: bool,
     pub access_token_ttl_s: u64,
+    /// `[raft] scrub_interval_ms`: how often a scrub pass over every volume starts.
+    pub scrub_interval_ms: Option<u64>,
 }
 
 impl Default for Options {
@@ -147,6 +149,7 @@ impl Default for Options {
             keep_logs: 500,
             fast_failover: true,
             access_token_ttl_s: 3600,
+            scrub_interval_ms: None,
         }
     }
 }
@@ -167,6 +170,9 @@ impl TestCluster {
         );
         if opts.fast_failover {
             toml.push_str("heartbeat_ms = 100\nelection_timeout_ms = 800\n");
+        }
+        if let Some(ms) = opts.scrub_interval_ms {
+            toml.push_str(&format!("scrub_interval_ms = {ms}\n"));
         }
         let mut nodes = Vec::new();
         for id in 1..=opts.nodes as u64 {
@@ -195,12 +201,14 @@ impl TestCluster {
             cluster.spawn(id);
         }
         let first = cluster.node(1).client();
+        let token_file = cluster.data_dir(1).join("init-token");
         eventually("the cluster to initialise", DEADLINE, || async {
+            let token = std::fs::read_to_string(&token_file).ok()?;
             let reply = first
                 .send(
                     Method::POST,
                     "/api/v1/cluster/init",
-                    &[],
+                    &[("authorization", &format!("Bearer {}", token.trim()))],
                     bytes::Bytes::new(),
                 )
                 .await
@@ -272,6 +280,27 @@ impl TestCluster {
         let mut child = node.process.take().expect("node is not running");
         child.kill().expect("kill -9");
         child.wait().expect("reap");
+    }
+
+    /// `SIGSTOP`: the node is frozen as a stalled machine would be (its sockets stay open), until
+    /// [`TestCluster::resume`].
+    pub fn pause(&self, id: u64) {
+        self.signal(id, "STOP");
+    }
+
+    /// `SIGCONT` after [`TestCluster::pause`].
+    pub fn resume(&self, id: u64) {
+        self.signal(id, "CONT");
+    }
+
+    fn signal(&self, id: u64, signal: &str) {
+        let pid = self.pid(id).expect("node is not running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// Waits until every running node reports every group it hosts has a leader.

@@ -578,6 +578,61 @@ await a11y(mgr, 'export dialog');
   KP.forEach(([x, y], i) => { near(person.keypoints[i * 3], x, `keypoint ${i}.x`); near(person.keypoints[i * 3 + 1], y, `keypoint ${i}.y`); });
 }
 
+// 7. An annotator's account page: sessions listed with where they came from, two tabs refreshing
+// at once (rotation must not look like a stolen token), a script's session signed out from the
+// page, and a password change that keeps this session.
+log('step 7: account and sessions');
+{
+  const acct = await newUserPage();
+  await signIn(acct, ANN_B, pw(ANN_B));
+  const scriptGrant = await fetch(`${BASE}/oauth/token`, {
+    method: 'POST', headers: { 'user-agent': 'label-script/1.0' },
+    body: new URLSearchParams({ grant_type: 'password', username: ANN_B, password: pw(ANN_B) }),
+  });
+  assert.equal(scriptGrant.status, 200);
+  const script = await scriptGrant.json();
+  await acct.getByRole('link', { name: `${ANN_B} · annotator` }).click();
+  await acct.waitForURL(/\/account$/);
+  const scriptRow = acct.locator(`#sessions tr[data-session="${script.session}"]`);
+  await scriptRow.getByText('label-script/1.0').waitFor();
+  assert.equal(await acct.locator('#sessions tr[data-current="yes"]').count(), 1);
+  await screenshot(acct, 'account');
+  await a11y(acct, 'account');
+  const otherTab = await acct.context().newPage();
+  otherTab.on('pageerror', (e) => { errors.push(e.message); });
+  await otherTab.goto(`${BASE}/my-tasks`);
+  await otherTab.getByText(`${ANN_B} ·`).waitFor();
+  const stored = () => acct.evaluate(() => JSON.parse(localStorage.getItem('tessera.session')));
+  const before = await stored();
+  // Both tabs find the access token about to expire and refresh at the same moment.
+  const expire = () => {
+    const s = JSON.parse(localStorage.getItem('tessera.session'));
+    localStorage.setItem('tessera.session', JSON.stringify({ ...s, expires: Date.now() }));
+  };
+  await acct.evaluate(expire);
+  await otherTab.evaluate(expire);
+  const [mine, theirs] = await Promise.all([acct, otherTab].map((p) => p.evaluate(() => window.tessera.api('/api/v1/me'))));
+  assert.equal(mine.username, ANN_B);
+  assert.equal(theirs.username, ANN_B);
+  const after = await stored();
+  assert.notEqual(after.refresh, before.refresh, 'the refresh token rotated');
+  assert.equal(after.session, before.session, 'still the same session');
+  assert.equal((await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${after.access}` } })).status, 200, 'the session survived two tabs refreshing');
+  await otherTab.close();
+  await scriptRow.getByRole('button', { name: 'Sign out this session' }).click();
+  await scriptRow.waitFor({ state: 'detached' });
+  await eventually('the script session to be refused', async () =>
+    (await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${script.access_token}` } })).status === 401);
+  await acct.locator('#current-password').fill(pw(ANN_B));
+  await acct.locator('#new-password').fill(`${pw(ANN_B)}-2`);
+  await acct.getByRole('button', { name: 'Change password' }).click();
+  await acct.getByText(/Password changed; \d+ other sessions? signed out/).waitFor();
+  await go(acct, '/my-tasks');
+  await acct.getByText(`${ANN_B} ·`).waitFor();
+  assert.equal(acct.url().includes('/login'), false, 'this session stays signed in');
+  await acct.context().close();
+}
+
 // Signing out revokes the token.
 const session = JSON.parse(await admin.evaluate(() => localStorage.getItem('tessera.session')));
 assert.equal((await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${session.access}` } })).status, 200);

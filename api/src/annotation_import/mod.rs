@@ -149,12 +149,20 @@ fn extract(spool: &FsPath) -> Result<(Vec<PathBuf>, HashMap<String, Sha256>), St
     Ok((files, images))
 }
 
-fn read_text(path: &FsPath) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+/// How a file of the upload is named to the client: its path inside the upload, never where the
+/// node keeps it.
+fn shown(spool: &FsPath, path: &FsPath) -> String {
+    match path.strip_prefix(spool.join("files")) {
+        Ok(inside) => inside.display().to_string(),
+        Err(_) => "the upload".into(),
+    }
 }
 
-/// Reads every annotation file of `format` among `files`.
-fn parse(format: &str, files: &[PathBuf]) -> Result<Parsed, String> {
+/// Reads every annotation file of `format` among `files` (all under `spool`).
+fn parse(format: &str, spool: &FsPath, files: &[PathBuf]) -> Result<Parsed, String> {
+    let read_text = |path: &FsPath| {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", shown(spool, path)))
+    };
     let mut out = Parsed::default();
     let ext = |p: &PathBuf, e: &str| p.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
     let bare = files.len() == 1 && files[0].file_name().is_some_and(|n| n == "upload");
@@ -162,7 +170,7 @@ fn parse(format: &str, files: &[PathBuf]) -> Result<Parsed, String> {
         "coco" => {
             for f in files.iter().filter(|f| bare || ext(f, "json")) {
                 let doc: Value = serde_json::from_str(&read_text(f)?)
-                    .map_err(|e| format!("{}: {e}", f.display()))?;
+                    .map_err(|e| format!("{}: {e}", shown(spool, f)))?;
                 if doc.get("annotations").is_some() || doc.get("images").is_some() {
                     coco::read(&doc, &mut out)?;
                 }
@@ -219,7 +227,8 @@ fn parse(format: &str, files: &[PathBuf]) -> Result<Parsed, String> {
                     })
             };
             for f in files.iter().filter(is_label_file) {
-                yolo::read_labels(f, &read_text(f)?, &names, keypoints, &mut out);
+                let text = read_text(f)?;
+                yolo::read_labels(f, &shown(spool, f), &text, &names, keypoints, &mut out);
             }
         }
     }
@@ -465,7 +474,7 @@ async fn run(
     let format = options.format.clone();
     let (parsed, hashes) = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let (files, hashes) = extract(&spool_dir)?;
-        Ok((parse(&format, &files)?, hashes))
+        Ok((parse(&format, &spool_dir, &files)?, hashes))
     })
     .await
     .map_err(|e| Stop::Failed(e.to_string()))?
@@ -519,6 +528,17 @@ async fn run(
             }
         }
     }
+    // Names no export could write back (line breaks, NUL) are never added to the schema.
+    used.retain(|name, _| {
+        let Some(c) = tessera_raft::annotation_sets::control_character(name) else {
+            return true;
+        };
+        report.add(
+            "labels with control characters (not created; their shapes are dropped)",
+            format!("{name:?}: {c}"),
+        );
+        false
+    });
     let mut labels = set.labels.clone();
     if options.create_labels && widen(&mut labels, &used, &parsed.labels) {
         let labels_json =

@@ -59,9 +59,10 @@ pub fn names_from_yaml(text: &str) -> (Vec<String>, Option<usize>) {
     (names, kpts)
 }
 
-/// Adds the label file `path` (its stem names the image).
+/// Adds the label file `path` (its stem names the image; `shown` is how notes name the file).
 pub fn read_labels(
     path: &Path,
+    shown: &str,
     text: &str,
     names: &[String],
     keypoints: Option<usize>,
@@ -81,7 +82,7 @@ pub fn read_labels(
             Ok(f) => f,
             Err(_) => {
                 out.notes
-                    .push(format!("{}: line {} is not numbers", path.display(), n + 1));
+                    .push(format!("{shown}: line {} is not numbers", n + 1));
                 continue;
             }
         };
@@ -90,7 +91,7 @@ pub fn read_labels(
         }
         let Some(label) = names.get(fields[0] as usize) else {
             out.notes
-                .push(format!("{}: line {}: unknown class", path.display(), n + 1));
+                .push(format!("{shown}: line {}: unknown class", n + 1));
             continue;
         };
         let v = &fields[1..];
@@ -115,8 +116,7 @@ pub fn read_labels(
             ),
             _ => {
                 out.notes.push(format!(
-                    "{}: line {} has {} values",
-                    path.display(),
+                    "{shown}: line {} has {} values",
                     n + 1,
                     fields.len()
                 ));

@@ -18,9 +18,15 @@ impl Csv {
     }
 }
 
-/// A field quoted when it holds a comma, quote or line break (RFC 4180).
+/// A text field: quoted when it holds a comma, quote or line break (RFC 4180), and, when it
+/// starts with a character a spreadsheet reads as a formula (`=`, `+`, `-`, `@`, tab, CR), prefixed
+/// with `'` and quoted, as OWASP advises against CSV injection: a label named
+/// `=HYPERLINK(...)` stays text when a manager opens the file.
 fn field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
+    let formula = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula {
+        format!("\"'{}\"", text.replace('"', "\"\""))
+    } else if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
@@ -72,5 +78,24 @@ impl Format for Csv {
             parts.push(Part::Spool(rows));
         }
         out.append("annotations.csv", parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field;
+
+    #[test]
+    fn formulas_stay_text_and_separators_are_quoted() {
+        assert_eq!(field("car"), "car");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        for cell in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(field(cell), format!("\"'{}\"", cell), "{cell:?}");
+        }
+        assert_eq!(
+            field("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
     }
 }

@@ -358,7 +358,7 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
     if let Some(parent) = path.parent() {
         tokio::fs::create_dir_all(parent)
             .await
-            .map_err(|e| Stop::Failed(format!("creating {}: {e}", parent.display())))?;
+            .map_err(|e| Stop::Failed(format!("creating the export's directory: {e}")))?;
     }
     let mut format = format_for(&options, plan.labels.clone(), &plan.set_name);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(PIPELINE);

@@ -19,6 +19,13 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().last().unwrap_or("").trim().to_string();
+    // Tools name their input by the path given; where the node keeps files is none of the
+    // client's business (job errors are shown to managers).
+    let last = command
+        .get_args()
+        .filter_map(|a| a.to_str())
+        .filter(|a| a.starts_with('/'))
+        .fold(last, |text, path| text.replace(path, "<file>"));
     Err(format!(
         "{:?} failed ({}): {last}",
         command.get_program(),

@@ -8,9 +8,11 @@
 //! [`Limits::max_ratio`] or nesting deeper than [`Limits::max_depth`] are skipped with a reason;
 //! an upload expanding beyond [`Limits::max_total`] refuses the whole import.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use super::media;
 use crate::jobs::{Runner, Stop};
@@ -171,25 +173,58 @@ impl<'a> Unpacker<'a> {
     }
 
     /// Copies at most `limit` bytes of `from` into a new staging file; `None` (and nothing
-    /// kept) if there were more.
-    fn stage(&mut self, from: &mut dyn Read, limit: u64) -> Result<Option<PathBuf>, Halt> {
+    /// kept) if there were more. With `consumed` (the compressed bytes a decoder has read so
+    /// far), the ratio is checked as the bytes come, before each chunk is written: a bomb is
+    /// refused after about [`RATIO_FLOOR`] bytes, not after its whole allowance hit the disk.
+    /// The upload's total is checked the same way.
+    fn stage(
+        &mut self,
+        from: &mut dyn Read,
+        limit: u64,
+        consumed: Option<&Cell<u64>>,
+    ) -> Result<Option<PathBuf>, Halt> {
         let path = self.fresh_path();
         let mut out = io::BufWriter::new(File::create(&path)?);
-        let copied = io::copy(&mut from.take(limit.saturating_add(1)), &mut out)?;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut copied = 0u64;
+        let refused = loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break None,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            copied += n as u64;
+            let bomb = consumed.is_some_and(|c| {
+                copied > RATIO_FLOOR
+                    && copied > c.get().max(1).saturating_mul(self.limits.max_ratio)
+            });
+            if copied > limit || bomb {
+                break Some(None);
+            }
+            if self.written + copied > self.limits.max_total {
+                break Some(Some(Stop::Failed(format!(
+                    "the upload expands to more than {} bytes: refused, nothing was imported",
+                    self.limits.max_total
+                ))));
+            }
+            out.write_all(&buf[..n])?;
+        };
         out.flush()?;
         drop(out);
-        if copied > limit {
-            std::fs::remove_file(&path)?;
-            return Ok(None);
+        match refused {
+            None => {
+                self.written += copied;
+                Ok(Some(path))
+            }
+            Some(stop) => {
+                std::fs::remove_file(&path)?;
+                match stop {
+                    Some(stop) => Err(Halt::Stop(stop)),
+                    None => Ok(None),
+                }
+            }
         }
-        self.written += copied;
-        if self.written > self.limits.max_total {
-            return Err(Halt::Stop(Stop::Failed(format!(
-                "the upload expands to more than {} bytes: refused, nothing was imported",
-                self.limits.max_total
-            ))));
-        }
-        Ok(Some(path))
     }
 
     fn file(&mut self, path: &Path, name: &str, depth: u32) -> Result<(), Halt> {
@@ -226,7 +261,11 @@ impl<'a> Unpacker<'a> {
             Kind::Tar => self.tar(File::open(path)?, name, depth),
             Kind::Gzip | Kind::Zstd => {
                 let compressed = std::fs::metadata(path)?.len().max(1);
-                let file = io::BufReader::new(File::open(path)?);
+                let consumed = Rc::new(Cell::new(0));
+                let file = io::BufReader::new(Counted {
+                    inner: File::open(path)?,
+                    count: consumed.clone(),
+                });
                 let mut reader: Box<dyn Read> = if kind == Kind::Gzip {
                     Box::new(flate2::read::MultiGzDecoder::new(file))
                 } else {
@@ -236,7 +275,7 @@ impl<'a> Unpacker<'a> {
                     )
                 };
                 let limit = self.ratio_limit(compressed);
-                let Some(inner) = self.stage(&mut reader, limit)? else {
+                let Some(inner) = self.stage(&mut reader, limit, Some(&consumed))? else {
                     return Err(Skip(self.ratio_reason(compressed)).into());
                 };
                 // A compression layer is not a level of nesting: `x.tar.gz` is one archive.
@@ -363,7 +402,7 @@ impl<'a> Unpacker<'a> {
                 let mut file = archive
                     .by_index(i)
                     .map_err(|e| Skip(format!("unreadable entry: {e}")))?;
-                let Some(staged) = this.stage(&mut file, limit)? else {
+                let Some(staged) = this.stage(&mut file, limit, None)? else {
                     return Err(Skip(this.ratio_reason(compressed)).into());
                 };
                 drop(file);
@@ -402,13 +441,27 @@ impl<'a> Unpacker<'a> {
                     return Err(Skip("not a regular file".into()).into());
                 }
                 let limit = this.limits.max_total;
-                let Some(staged) = this.stage(&mut entry, limit)? else {
+                let Some(staged) = this.stage(&mut entry, limit, None)? else {
                     return Err(Skip("larger than the import limit".into()).into());
                 };
                 this.file(&staged, &entry_name, depth + 1)
             })?;
         }
         Ok(())
+    }
+}
+
+/// Counts the bytes read through it: the compressed side of a decoder.
+struct Counted<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
     }
 }
 

@@ -43,20 +43,44 @@ async function tokenRequest(form) {
   return j;
 }
 
+const fromGrant = (username, j) => ({
+  username, role: j.role, session: j.session, access: j.access_token, refresh: j.refresh_token,
+  expires: Date.now() + j.expires_in * 1000,
+});
+
 export async function login(username, password) {
-  const j = await tokenRequest({ grant_type: 'password', username, password });
-  store({ username, role: j.role, access: j.access_token, refresh: j.refresh_token, expires: Date.now() + j.expires_in * 1000 });
+  store(fromGrant(username, await tokenRequest({ grant_type: 'password', username, password })));
   return session;
+}
+
+function readStored() {
+  try { return JSON.parse(localStorage.getItem(KEY) || 'null'); } catch { return null; }
+}
+
+// Refresh tokens rotate: each one works once, and presenting a used one again makes the server
+// end the whole session (it looks stolen). So tabs of one browser refresh one at a time under a
+// Web Lock, and a tab that waited adopts the tokens the other tab just got instead of
+// presenting the refresh token that tab already used.
+async function rotate(used) {
+  const current = readStored();
+  if (current?.refresh && current.refresh !== used) { store(current); return; }
+  if (!current?.refresh) throw new ApiError(401, 'unauthorized', 'signed out');
+  const j = await tokenRequest({ grant_type: 'refresh_token', refresh_token: used });
+  store({ ...fromGrant(current.username, j), role: j.role || current.role });
 }
 
 let refreshing = null;
 async function refresh() {
   if (!session?.refresh) throw new ApiError(401, 'unauthorized', 'signed out');
-  refreshing ??= tokenRequest({ grant_type: 'refresh_token', refresh_token: session.refresh })
-    .then((j) => store({ ...session, role: j.role || session.role, access: j.access_token, expires: Date.now() + j.expires_in * 1000 }))
-    .finally(() => { refreshing = null; });
+  const used = session.refresh;
+  refreshing ??= (navigator.locks
+    ? navigator.locks.request('tessera.refresh', () => rotate(used))
+    : rotate(used)).finally(() => { refreshing = null; });
   return refreshing;
 }
+
+/** Forgets the local session without telling the server (it already ended server-side). */
+export const forget = () => store(null);
 
 export async function logout() {
   const s = session;

@@ -15,6 +15,7 @@ const routes = [
   [/^\/tasks\/(\d+)$/, () => import('./workspace.js'), 'annotator'],
   [/^\/admin\/users$/, () => import('./users.js'), 'admin'],
   [/^\/admin\/cluster$/, () => import('./cluster.js'), 'admin'],
+  [/^\/account$/, () => import('./account.js'), 'annotator'],
 ];
 
 const view = document.getElementById('view');
@@ -65,7 +66,8 @@ function renderNav() {
     const current = location.pathname.startsWith(href) ? 'page' : null;
     nav.append(h('a', { href, 'data-link': true, 'aria-current': current }, text));
   }
-  document.getElementById('who').textContent = `${s.username} · ${s.role}`;
+  const who = clear(document.getElementById('who'));
+  who.append(h('a', { href: '/account', 'data-link': true, title: 'Your account and sessions', 'aria-current': location.pathname === '/account' ? 'page' : null }, `${s.username} · ${s.role}`));
 }
 
 export async function render() {

@@ -45,6 +45,14 @@ export async function render(el) {
         const p = prompt(`New password for ${u.username} (at least 8 characters)`);
         if (p) patch(u, { password: p }, 'password changed');
       });
+      const out = h('button', { type: 'button' }, 'Sign out everywhere');
+      out.addEventListener('click', async () => {
+        if (!confirm(`Sign ${u.username} out of every session and API token?`)) return;
+        try {
+          const r = await api(`/api/v1/users/${u.username}/sessions`, { method: 'DELETE' });
+          toast(`${u.username}: ${r.ended} session${r.ended === 1 ? '' : 's'} signed out`, 'ok');
+        } catch (e) { toast(e.message, 'error'); }
+      });
       const del = h('button', { type: 'button', class: 'danger' }, 'Delete');
       del.addEventListener('click', async () => {
         if (!confirm(`Delete ${u.username}?`)) return;
@@ -52,7 +60,7 @@ export async function render(el) {
         load();
       });
       tbody.append(h('tr', { dataset: { user: u.username } }, h('td', null, u.username), h('td', null, sel),
-        h('td', null, u.disabled ? 'disabled' : 'active'), h('td', null, fmtTime(u.created_ms)), h('td', null, toggle, ' ', pw, ' ', del)));
+        h('td', null, u.disabled ? 'disabled' : 'active'), h('td', null, fmtTime(u.created_ms)), h('td', null, toggle, ' ', pw, ' ', out, ' ', del)));
     }
   }
   await load();

@@ -1,0 +1,143 @@
+//! Background care of the node's volumes: the scrub (every needle checked against its
+//! checksum, damaged objects repaired from another replica) and compaction.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tessera_storage::volume::GARBAGE_RATIO;
+use tessera_storage::Sha256;
+
+use crate::cluster::{Cluster, RaftTuning};
+use crate::error::ClusterError;
+use crate::placement::META_GROUP;
+use crate::read::{ObjectBody, ReadSpec};
+
+/// A scrub checks this many bytes per blocking call, then sleeps to keep to its rate.
+const SCRUB_SLICE: u64 = 4 << 20;
+
+/// Starts the scrub and compaction loops (each disabled by a zero interval).
+pub(crate) fn spawn(cluster: Weak<Cluster>, tuning: &RaftTuning) {
+    if tuning.scrub_interval_ms > 0 {
+        let every = Duration::from_millis(tuning.scrub_interval_ms);
+        let rate = tuning.scrub_bytes_per_s.max(1);
+        tokio::spawn(scrub_loop(cluster.clone(), every, rate));
+    }
+    if tuning.compact_interval_ms > 0 {
+        let every = Duration::from_millis(tuning.compact_interval_ms);
+        tokio::spawn(compact_loop(cluster, every));
+    }
+}
+
+async fn scrub_loop(cluster: Weak<Cluster>, every: Duration, rate: u64) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(this) = cluster.upgrade() else {
+            return;
+        };
+        for group in this.shard_groups() {
+            if let Err(e) = scrub_group(&this, group, rate).await {
+                tracing::warn!(group, error = %e, "scrub pass failed");
+            }
+        }
+    }
+}
+
+/// One pass over `group`'s needles at about `rate` bytes per second.
+async fn scrub_group(cluster: &Cluster, group: u32, rate: u64) -> Result<(), ClusterError> {
+    let mut from = None;
+    loop {
+        let store = cluster.store().clone();
+        let slice =
+            tokio::task::spawn_blocking(move || store.scrub_slice(group, from, SCRUB_SLICE))
+                .await
+                .map_err(|e| ClusterError::Internal(e.to_string()))??;
+        for sha in &slice.damaged {
+            if let Err(e) = repair(cluster, group, *sha).await {
+                tracing::warn!(group, %sha, error = %e, "could not repair damaged object yet");
+            }
+        }
+        let Some(next) = slice.next else {
+            return Ok(());
+        };
+        from = Some(next);
+        tokio::time::sleep(Duration::from_secs_f64(slice.bytes as f64 / rate as f64)).await;
+    }
+}
+
+/// Fetches an intact copy of `sha` from another replica of `group` and rewrites it here.
+async fn repair(cluster: &Cluster, group: u32, sha: Sha256) -> Result<(), ClusterError> {
+    let Some(read) = cluster
+        .read_from_peers(group, sha, ReadSpec::default(), 0)
+        .await
+    else {
+        return Err(ClusterError::Unavailable(format!(
+            "no other replica served {sha}"
+        )));
+    };
+    let body = match read.body {
+        Some(ObjectBody::Local(bytes)) => bytes.to_vec(),
+        Some(ObjectBody::Remote(mut stream)) => {
+            let mut body = Vec::with_capacity(read.head.meta.size as usize);
+            while let Some(chunk) = stream.next().await {
+                body.extend_from_slice(&chunk?);
+            }
+            body
+        }
+        None => return Err(ClusterError::Unavailable(format!("empty read of {sha}"))),
+    };
+    let store = cluster.store().clone();
+    tokio::task::spawn_blocking(move || store.repair_object(group, &sha, &body))
+        .await
+        .map_err(|e| ClusterError::Internal(e.to_string()))??;
+    Ok(())
+}
+
+async fn compact_loop(cluster: Weak<Cluster>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(this) = cluster.upgrade() else {
+            return;
+        };
+        for group in this.shard_groups() {
+            let Some(raft) = this.group(group) else {
+                continue;
+            };
+            // Volumes that unpurged log stubs point into stay in place.
+            let purged = raft.metrics().borrow().purged.map(|l| l.index).unwrap_or(0);
+            let store = this.store().clone();
+            let done = tokio::task::spawn_blocking(move || {
+                store.compact_volumes(group, GARBAGE_RATIO, purged)
+            })
+            .await;
+            match done {
+                Ok(Ok(done)) if done.volumes > 0 => {
+                    tracing::info!(
+                        group,
+                        volumes = done.volumes,
+                        reclaimed = done.reclaimed_bytes,
+                        "compacted volumes"
+                    );
+                    metrics::counter!("tessera_volume_reclaimed_bytes_total")
+                        .increment(done.reclaimed_bytes);
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(group, error = %e, "compaction failed"),
+                Err(e) => tracing::warn!(group, error = %e, "compaction task failed"),
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// The shard groups hosted here (groups whose state holds objects).
+    pub(crate) fn shard_groups(&self) -> Vec<u32> {
+        let mut groups: Vec<u32> = self.hosted_groups().filter(|g| *g != META_GROUP).collect();
+        groups.sort_unstable();
+        groups
+    }
+}

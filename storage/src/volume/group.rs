@@ -1,0 +1,405 @@
+//! One group's volume files: the append point, the open files readers share, and crash
+//! recovery of the tail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StorageError;
+use crate::object::Sha256;
+use crate::volume::location::Location;
+use crate::volume::needle::{self, NeedleFault, HEADER_LEN};
+
+/// The durable description of a group's volumes, written in every state batch that indexes new
+/// needles (and so recovered as a prefix together with the index after a crash).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeHead {
+    /// Volume ids below this were created by recorded writes; files at or above it are leftovers
+    /// of writes that never reached the index and are deleted when the group is opened.
+    pub next_id: u32,
+    /// The volume new needles are appended to (0: none yet).
+    pub active: u32,
+    /// Bytes of `active` covered by recorded writes: anything after it is a torn or unindexed
+    /// tail and is truncated when the group is opened.
+    pub end: u64,
+}
+
+/// A group's volume files. Appends come from the group's state machine only (one writer);
+/// readers take `Arc<File>` handles, which stay valid even after compaction deletes a file.
+pub struct GroupVolumes {
+    group: u32,
+    dir: PathBuf,
+    max_bytes: u64,
+    inner: Mutex<Inner>,
+    /// Held while a batch that records the head is staged and written (apply, compaction's swap)
+    /// and while a snapshot takes its view, so the recorded head only moves forward.
+    writer: Mutex<()>,
+    /// Objects whose local bytes at a location failed their checksum: never served from there.
+    /// A rewrite gives the object a new location, which is trusted again.
+    corrupt: Mutex<HashMap<Sha256, Location>>,
+}
+
+struct Inner {
+    files: BTreeMap<u32, Arc<File>>,
+    head: VolumeHead,
+    /// Per volume, the highest Raft log index whose entry was rewritten as a stub pointing into
+    /// it (see [`GroupVolumes::note_stub`]): the volume must keep its needles in place until the
+    /// log is purged past that index.
+    stubs: BTreeMap<u32, u64>,
+    /// Whether the active volume has appends not yet fdatasynced.
+    unsynced: bool,
+    /// Needles appended ahead of the batch that will index them (see `append_pending`).
+    pending: HashMap<Sha256, Location>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn file_name(id: u32) -> String {
+    format!("{id:08}.vol")
+}
+
+fn parse_name(name: &str) -> Option<u32> {
+    name.strip_suffix(".vol")?.parse().ok()
+}
+
+/// fsyncs a directory so that file creations and deletions in it are durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl GroupVolumes {
+    /// Opens `dir` as recorded by `head`: deletes volumes newer than the head, truncates the
+    /// active volume to the recorded end (dropping a torn tail), and opens the rest.
+    pub fn open(
+        dir: PathBuf,
+        group: u32,
+        head: VolumeHead,
+        mut stubs: BTreeMap<u32, u64>,
+        max_bytes: u64,
+    ) -> Result<GroupVolumes, StorageError> {
+        std::fs::create_dir_all(&dir)?;
+        let mut files = BTreeMap::new();
+        let mut changed = false;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().and_then(parse_name) else {
+                continue;
+            };
+            if id >= head.next_id.max(1) {
+                tracing::warn!(
+                    group,
+                    volume = id,
+                    "deleting a volume no recorded write uses"
+                );
+                std::fs::remove_file(entry.path())?;
+                changed = true;
+                continue;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(entry.path())?;
+            files.insert(id, Arc::new(file));
+        }
+        if head.active != 0 {
+            let file = match files.get(&head.active) {
+                Some(file) => file.clone(),
+                None => {
+                    tracing::warn!(group, volume = head.active, "active volume missing");
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(dir.join(file_name(head.active)))?;
+                    changed = true;
+                    let file = Arc::new(file);
+                    files.insert(head.active, file.clone());
+                    file
+                }
+            };
+            let len = file.metadata()?.len();
+            if len != head.end {
+                if len < head.end {
+                    // Recorded needles are gone: keep their offsets (zeros fail the checksum,
+                    // so reads and the scrub treat them as damaged) rather than reuse them.
+                    tracing::warn!(
+                        group,
+                        volume = head.active,
+                        len,
+                        end = head.end,
+                        "active volume shorter than recorded"
+                    );
+                } else {
+                    tracing::info!(
+                        group,
+                        volume = head.active,
+                        dropped = len - head.end,
+                        "dropping an unrecorded volume tail"
+                    );
+                }
+                file.set_len(head.end)?;
+                file.sync_all()?;
+            }
+        }
+        if changed {
+            sync_dir(&dir)?;
+        }
+        stubs.retain(|id, _| files.contains_key(id));
+        Ok(GroupVolumes {
+            group,
+            dir,
+            max_bytes,
+            inner: Mutex::new(Inner {
+                files,
+                head,
+                stubs,
+                unsynced: false,
+                pending: HashMap::new(),
+            }),
+            writer: Mutex::new(()),
+            corrupt: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn group(&self) -> u32 {
+        self.group
+    }
+
+    /// Serialises writers of the recorded head (see the field's doc).
+    pub fn writer(&self) -> MutexGuard<'_, ()> {
+        lock(&self.writer)
+    }
+
+    pub fn head(&self) -> VolumeHead {
+        lock(&self.inner).head
+    }
+
+    /// Records that log entry `index` now points to a needle in `volume` instead of carrying its
+    /// bytes. Stage [`GroupVolumes::stubs`] in the same batch as the stub.
+    pub fn note_stub(&self, volume: u32, index: u64) {
+        let mut inner = lock(&self.inner);
+        let highest = inner.stubs.entry(volume).or_insert(0);
+        *highest = (*highest).max(index);
+    }
+
+    /// Per volume, the highest log index of a stub pointing into it.
+    pub fn stubs(&self) -> BTreeMap<u32, u64> {
+        lock(&self.inner).stubs.clone()
+    }
+
+    /// Whether log entries up to `purged` are all that point into volume `id`, so that its
+    /// needles may move.
+    pub fn movable(&self, id: u32, purged: u64) -> bool {
+        lock(&self.inner)
+            .stubs
+            .get(&id)
+            .is_none_or(|highest| *highest <= purged)
+    }
+
+    /// Appends a needle to the active volume, rolling to a new volume when it is full. Not
+    /// synced: call [`GroupVolumes::sync`] before writing the batch that indexes it.
+    pub fn append(&self, sha: &Sha256, body: &[u8]) -> Result<Location, StorageError> {
+        let mut inner = lock(&self.inner);
+        let size = HEADER_LEN + body.len() as u64;
+        if inner.head.active == 0 || (inner.head.end > 0 && inner.head.end + size > self.max_bytes)
+        {
+            self.roll(&mut inner)?;
+        }
+        let id = inner.head.active;
+        let start = inner.head.end;
+        let file = inner
+            .files
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StorageError::Corrupt(format!("active volume {id} not open")))?;
+        file.write_all_at(&needle::encode_header(sha, body), start)?;
+        file.write_all_at(body, start + HEADER_LEN)?;
+        inner.head.end = start + size;
+        inner.unsynced = true;
+        Ok(Location {
+            volume: id,
+            offset: start + HEADER_LEN,
+            len: body.len() as u64,
+        })
+    }
+
+    /// Appends `body` now for a batch staged later in the same apply call, so that one fdatasync
+    /// covers every needle of the call. [`GroupVolumes::take_pending`] hands the location over.
+    pub fn append_pending(&self, sha: &Sha256, body: &[u8]) -> Result<(), StorageError> {
+        if lock(&self.inner).pending.contains_key(sha) {
+            return Ok(());
+        }
+        let location = self.append(sha, body)?;
+        lock(&self.inner).pending.insert(*sha, location);
+        Ok(())
+    }
+
+    pub fn take_pending(&self, sha: &Sha256) -> Option<Location> {
+        lock(&self.inner).pending.remove(sha)
+    }
+
+    fn roll(&self, inner: &mut Inner) -> Result<(), StorageError> {
+        if inner.unsynced {
+            if let Some(file) = inner.files.get(&inner.head.active) {
+                file.sync_data()?;
+            }
+            inner.unsynced = false;
+        }
+        let id = inner.head.next_id.max(1);
+        let file = self.create(id)?;
+        inner.files.insert(id, Arc::new(file));
+        inner.head = VolumeHead {
+            next_id: id + 1,
+            active: id,
+            end: 0,
+        };
+        Ok(())
+    }
+
+    fn create(&self, id: u32) -> Result<File, StorageError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.dir.join(file_name(id)))?;
+        sync_dir(&self.dir)?;
+        Ok(file)
+    }
+
+    /// fdatasyncs the active volume if it has unsynced appends. Called before any batch that
+    /// indexes new needles is written: an index entry must never become durable before the
+    /// bytes it points to (RocksDB's WAL may be synced at any time by another group's log
+    /// append, so ordering by `sync = false` alone is not enough).
+    pub fn sync(&self) -> Result<(), StorageError> {
+        let file = {
+            let inner = lock(&self.inner);
+            if !inner.unsynced {
+                return Ok(());
+            }
+            inner.files.get(&inner.head.active).cloned()
+        };
+        if let Some(file) = file {
+            file.sync_data()?;
+        }
+        lock(&self.inner).unsynced = false;
+        Ok(())
+    }
+
+    /// The open file of volume `id`, if it still exists.
+    pub fn file(&self, id: u32) -> Option<Arc<File>> {
+        lock(&self.inner).files.get(&id).cloned()
+    }
+
+    /// Every open volume: a consistent view for a snapshot (take it under [`Self::writer`]).
+    pub fn files(&self) -> BTreeMap<u32, Arc<File>> {
+        lock(&self.inner).files.clone()
+    }
+
+    /// Reads and checks the needle at `at`; the body if intact.
+    /// Marks `sha`'s bytes at `at` as damaged (logged and counted once per damaged needle).
+    pub fn mark_corrupt(&self, sha: &Sha256, at: Location, fault: NeedleFault) {
+        if lock(&self.corrupt).insert(*sha, at) != Some(at) {
+            tracing::warn!(group = self.group, %sha, volume = at.volume, offset = at.offset, %fault, "object bytes failed their checksum; not serving them");
+            metrics::counter!("tessera_scrub_corrupt_total").increment(1);
+        }
+    }
+
+    pub fn is_corrupt(&self, sha: &Sha256, at: &Location) -> bool {
+        lock(&self.corrupt).get(sha) == Some(at)
+    }
+
+    /// Forgets a damaged needle once the object has been rewritten elsewhere.
+    pub fn repaired(&self, sha: &Sha256) {
+        lock(&self.corrupt).remove(sha);
+    }
+
+    /// How many objects are currently known damaged here.
+    pub fn corrupt_count(&self) -> usize {
+        lock(&self.corrupt).len()
+    }
+
+    /// Deletes every volume (a snapshot install replaces the group's state). Ids keep growing,
+    /// so a file of the old state is never mistaken for a new one.
+    pub fn reset(&self) -> Result<(), StorageError> {
+        let mut inner = lock(&self.inner);
+        for id in inner.files.keys() {
+            std::fs::remove_file(self.dir.join(file_name(*id)))?;
+        }
+        sync_dir(&self.dir)?;
+        inner.files.clear();
+        inner.stubs.clear();
+        inner.pending.clear();
+        inner.unsynced = false;
+        inner.head = VolumeHead {
+            next_id: inner.head.next_id.max(1),
+            active: 0,
+            end: 0,
+        };
+        lock(&self.corrupt).clear();
+        Ok(())
+    }
+
+    /// Reserves a fresh volume id for a compaction output and creates its file.
+    pub fn create_sealed(&self) -> Result<(u32, File), StorageError> {
+        let mut inner = lock(&self.inner);
+        let id = inner.head.next_id.max(1);
+        inner.head.next_id = id + 1;
+        Ok((id, self.create(id)?))
+    }
+
+    /// Publishes a finished compaction output and forgets the volume it replaces.
+    pub fn swap(&self, new_id: u32, new: File, old_id: u32) {
+        let mut inner = lock(&self.inner);
+        inner.files.insert(new_id, Arc::new(new));
+        inner.files.remove(&old_id);
+        inner.stubs.remove(&old_id);
+    }
+
+    /// Deletes a volume file nothing points to any more.
+    pub fn delete(&self, id: u32) -> Result<(), StorageError> {
+        {
+            let mut inner = lock(&self.inner);
+            inner.files.remove(&id);
+            inner.stubs.remove(&id);
+        }
+        match std::fs::remove_file(self.dir.join(file_name(id))) {
+            // Already gone with the rest of the group's volumes (snapshot install).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        }
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+}
+
+/// Reads the needle whose body is at `at` and checks it against `sha`.
+pub fn read_needle(
+    file: &File,
+    at: &Location,
+    sha: &Sha256,
+) -> Result<Result<Vec<u8>, NeedleFault>, StorageError> {
+    let Some(start) = at.offset.checked_sub(HEADER_LEN) else {
+        return Ok(Err(NeedleFault::Header));
+    };
+    let mut buf = vec![0u8; (HEADER_LEN + at.len) as usize];
+    match file.read_exact_at(&mut buf, start) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Ok(Err(NeedleFault::Truncated))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Err(fault) = needle::verify(&buf, sha, at.len) {
+        return Ok(Err(fault));
+    }
+    buf.drain(..HEADER_LEN as usize);
+    Ok(Ok(buf))
+}

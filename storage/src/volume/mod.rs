@@ -1,0 +1,71 @@
+//! Object bytes in append-only volume files, one directory of volumes per Raft group.
+//!
+//! Each object's bytes are one needle (`needle.rs`) appended by the group's state machine when
+//! it applies the upload; RocksDB keeps the index (`needles` column family, sha256 → volume,
+//! offset, length) and the record (`objects`). A body is a contiguous range of a plain file, so
+//! a reader can hand it to `sendfile(2)` and the page cache is the only byte cache.
+//!
+//! Durability (see also docs/architecture.md): the Raft log is the durability point. A volume
+//! is fdatasynced before the state batch that indexes its new needles is written
+//! ([`GroupVolumes::sync`]), so a durable index entry always points to durable bytes; a crash
+//! before that batch leaves an unindexed tail that [`GroupVolumes::open`] truncates, and openraft
+//! re-applies the entries from the log. Snapshots are built only from applied (hence synced)
+//! state, and the log is purged only behind a snapshot, so no acknowledged object ever exists
+//! only in unsynced volume bytes.
+
+mod compact;
+mod group;
+mod location;
+mod migrate;
+mod needle;
+mod scrub;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub use compact::{Compaction, GARBAGE_RATIO};
+pub use group::{read_needle, sync_dir, GroupVolumes, VolumeHead};
+pub use location::Location;
+pub use needle::{NeedleFault, HEADER_LEN};
+pub use scrub::ScrubSlice;
+pub use store::ObjectSlice;
+
+/// Volumes roll over at this size: large enough that a node has few files, small enough that
+/// compacting one does not take long.
+pub const DEFAULT_VOLUME_BYTES: u64 = 1 << 30;
+
+/// The volumes of every group on a node, opened on first use.
+pub struct Volumes {
+    root: PathBuf,
+    max_bytes: u64,
+    groups: Mutex<HashMap<u32, Arc<GroupVolumes>>>,
+}
+
+impl Volumes {
+    pub fn new(root: PathBuf, max_bytes: u64) -> Volumes {
+        Volumes {
+            root,
+            max_bytes,
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The directory holding `group`'s volume files.
+    pub fn dir(&self, group: u32) -> PathBuf {
+        self.root.join(format!("g{group}"))
+    }
+
+    pub(crate) fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<GroupVolumes>>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+}

@@ -1,0 +1,207 @@
+//! The store's side of volumes: opening a group's volumes at its recorded head, the index next
+//! to the records, and reads of object bytes (as a file range for `sendfile`, or into memory).
+
+use std::fs::File;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rocksdb::WriteBatch;
+
+use crate::db::{Cf, Store};
+use crate::error::StorageError;
+use crate::keys;
+use crate::object::{ObjectMeta, Sha256};
+use crate::volume::{read_needle, GroupVolumes, Location, VolumeHead};
+
+/// `sm_meta` key of a group's [`VolumeHead`].
+const HEAD: &str = "volumes";
+/// `sm_meta` key of a group's stub marks (see [`GroupVolumes::note_stub`]).
+const STUBS: &str = "volume-stubs";
+/// A reader that finds its volume compacted away looks the object up again this many times.
+const LOOKUPS: usize = 3;
+
+/// An object's body as a byte range of a volume file: what `sendfile(2)` needs. The file handle
+/// stays valid even if compaction deletes the file meanwhile.
+#[derive(Clone, Debug)]
+pub struct ObjectSlice {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Store {
+    /// `group`'s volumes, opened (and recovered to the recorded head) on first use.
+    pub fn volumes(&self, group: u32) -> Result<Arc<GroupVolumes>, StorageError> {
+        let mut groups = self.volume_set().groups();
+        if let Some(found) = groups.get(&group) {
+            return Ok(found.clone());
+        }
+        let head = match self.get(Cf::SmMeta, &keys::named(group, HEAD))? {
+            Some(raw) => bincode::deserialize(&raw)?,
+            None => VolumeHead::default(),
+        };
+        let stubs = match self.get(Cf::SmMeta, &keys::named(group, STUBS))? {
+            Some(raw) => bincode::deserialize(&raw)?,
+            None => Default::default(),
+        };
+        let dir = self.volume_set().dir(group);
+        let opened = Arc::new(GroupVolumes::open(
+            dir,
+            group,
+            head,
+            stubs,
+            self.volume_set().max_bytes(),
+        )?);
+        groups.insert(group, opened.clone());
+        Ok(opened)
+    }
+
+    /// How many of `group`'s objects have damaged local bytes awaiting repair.
+    pub fn damaged_objects(&self, group: u32) -> usize {
+        let opened = self.volume_set().groups().get(&group).cloned();
+        opened.map(|v| v.corrupt_count()).unwrap_or(0)
+    }
+
+    /// Writes a batch of `group`'s state. New needles it indexes are fdatasynced first, so a
+    /// durable index entry never points to bytes that a crash could lose.
+    pub fn write_state(
+        &self,
+        group: u32,
+        batch: WriteBatch,
+        sync: bool,
+    ) -> Result<(), StorageError> {
+        let opened = self.volume_set().groups().get(&group).cloned();
+        if let Some(volumes) = opened {
+            volumes.sync()?;
+        }
+        self.write(batch, sync)
+    }
+
+    /// Stages `sha`'s index entry and the volume head that covers it.
+    pub fn stage_location(
+        &self,
+        batch: &mut WriteBatch,
+        volumes: &GroupVolumes,
+        sha: &Sha256,
+        at: &Location,
+    ) -> Result<(), StorageError> {
+        let group = volumes.group();
+        batch.put_cf(
+            self.cf(Cf::Needles),
+            keys::object(group, &sha.0),
+            at.encode(),
+        );
+        self.stage_volume_head(batch, volumes)
+    }
+
+    /// Stages the current head of `volumes` and its stub marks.
+    pub fn stage_volume_head(
+        &self,
+        batch: &mut WriteBatch,
+        volumes: &GroupVolumes,
+    ) -> Result<(), StorageError> {
+        let cf = self.cf(Cf::SmMeta);
+        let group = volumes.group();
+        batch.put_cf(
+            cf,
+            keys::named(group, HEAD),
+            bincode::serialize(&volumes.head())?,
+        );
+        batch.put_cf(
+            cf,
+            keys::named(group, STUBS),
+            bincode::serialize(&volumes.stubs())?,
+        );
+        Ok(())
+    }
+
+    /// The bytes of the needle a log stub points to (checked against `sha`), or — if that copy
+    /// was damaged and repaired since — the object's current copy.
+    pub fn stub_bytes(
+        &self,
+        group: u32,
+        sha: &Sha256,
+        at: &Location,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        let volumes = self.volumes(group)?;
+        if let Some(file) = volumes.file(at.volume) {
+            if let Ok(body) = read_needle(&file, at, sha)? {
+                return Ok(Some(body));
+            }
+        }
+        Ok(self.object_bytes(group, sha)?.map(|b| b.to_vec()))
+    }
+
+    pub fn object_location(
+        &self,
+        group: u32,
+        sha: &Sha256,
+    ) -> Result<Option<Location>, StorageError> {
+        match self.get(Cf::Needles, &keys::object(group, &sha.0))? {
+            Some(raw) => Ok(Some(Location::decode(&raw)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The location of `sha`'s bytes and the open file holding them, unless they are missing or
+    /// known damaged.
+    fn located(
+        &self,
+        group: u32,
+        sha: &Sha256,
+    ) -> Result<Option<(Location, Arc<File>)>, StorageError> {
+        let volumes = self.volumes(group)?;
+        for _ in 0..LOOKUPS {
+            let Some(at) = self.object_location(group, sha)? else {
+                return Ok(None);
+            };
+            if volumes.is_corrupt(sha, &at) {
+                return Ok(None);
+            }
+            // `None`: compaction moved the needle between the two reads; look again.
+            if let Some(file) = volumes.file(at.volume) {
+                return Ok(Some((at, file)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record and body position of a locally stored object, for `sendfile(2)`. `None` when
+    /// this replica has no intact bytes for it (absent, damaged, or not migrated yet); the
+    /// caller then falls back to a full read, which looks elsewhere.
+    pub fn object_slice(
+        &self,
+        group: u32,
+        sha: &Sha256,
+    ) -> Result<Option<(ObjectMeta, ObjectSlice)>, StorageError> {
+        let Some(meta) = self.object_meta(group, sha)? else {
+            return Ok(None);
+        };
+        Ok(self.located(group, sha)?.map(|(at, file)| {
+            (
+                meta,
+                ObjectSlice {
+                    file,
+                    offset: at.offset,
+                    len: at.len,
+                },
+            )
+        }))
+    }
+
+    /// An object's bytes read whole (positioned read) and checked against their checksum.
+    /// Damaged bytes are reported, remembered and never returned: `None`, like missing bytes.
+    pub fn object_bytes(&self, group: u32, sha: &Sha256) -> Result<Option<Bytes>, StorageError> {
+        let Some((at, file)) = self.located(group, sha)? else {
+            // Bytes of a data dir written before volumes, until it is migrated.
+            return self.get_bytes(Cf::Blobs, &keys::object(group, &sha.0));
+        };
+        match read_needle(&file, &at, sha)? {
+            Ok(body) => Ok(Some(Bytes::from(body))),
+            Err(fault) => {
+                self.volumes(group)?.mark_corrupt(sha, at, fault);
+                Ok(None)
+            }
+        }
+    }
+}

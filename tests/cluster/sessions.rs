@@ -1,0 +1,386 @@
+//! Tokens bound to who a user is: deleted and re-created users, refresh-token rotation and reuse
+//! detection, sessions and their ends — every check asked of every node of a real cluster.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tessera_api::client::{Client, Method, Reply};
+use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
+
+use crate::support::{create_user, form, send_json};
+
+/// A sign-in: the access and refresh tokens of one session.
+struct Grant {
+    access: String,
+    refresh: String,
+    session: String,
+}
+
+fn grant(reply: &Reply) -> Grant {
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    let j = reply.json();
+    let field = |k: &str| {
+        j[k].as_str()
+            .unwrap_or_else(|| panic!("{k} in {j}"))
+            .to_string()
+    };
+    Grant {
+        access: field("access_token"),
+        refresh: field("refresh_token"),
+        session: field("session"),
+    }
+}
+
+async fn sign_in(client: &Client, user: &str, password: &str) -> Grant {
+    let fields = [
+        ("grant_type", "password"),
+        ("username", user),
+        ("password", password),
+    ];
+    grant(&form(&client.anonymous(), "/oauth/token", &fields).await)
+}
+
+async fn refresh(client: &Client, token: &str) -> Reply {
+    let fields = [("grant_type", "refresh_token"), ("refresh_token", token)];
+    form(&client.anonymous(), "/oauth/token", &fields).await
+}
+
+async fn me(client: &Client, token: &str) -> Reply {
+    client
+        .with_token(token.to_string())
+        .get("/api/v1/me")
+        .await
+        .expect("GET /api/v1/me")
+}
+
+fn reason(reply: &Reply) -> String {
+    reply.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every node refuses `token` with 401 and a message starting with `why` (polled: a node
+/// applies a change a moment after the node that made it answered).
+async fn refused_everywhere(cluster: &TestCluster, token: &str, why: &str) {
+    for node in &cluster.nodes {
+        let client = node.client();
+        let reply = eventually(
+            &format!("node {} to refuse the token ({why})", node.id),
+            DEADLINE,
+            || async {
+                let reply = me(&client, token).await;
+                (reply.status == 401).then_some(reply)
+            },
+        )
+        .await;
+        assert!(
+            reason(&reply).starts_with(why),
+            "node {}: {}",
+            node.id,
+            reason(&reply)
+        );
+    }
+}
+
+async fn delete(client: &Client, path: &str) -> Reply {
+    client
+        .send(Method::DELETE, path, &[], Bytes::new())
+        .await
+        .expect("DELETE")
+}
+
+#[tokio::test]
+async fn a_deleted_users_tokens_never_act_as_the_next_user_of_that_name() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let zed = create_user(&admin, "zed", "annotator").await;
+    let old = sign_in(&admin, "zed", "zed-password").await;
+    let api = send_json(&zed, Method::POST, "/api/v1/me/tokens", json!({})).await;
+    assert_eq!(api.status, 201, "{:?}", api.json());
+    let api = api.json()["token"].as_str().expect("api token").to_string();
+    let first_id = me(&admin, &old.access).await.json()["id"].clone();
+
+    assert_eq!(delete(&admin, "/api/v1/users/zed").await.status, 204);
+    for token in [&old.access, &api] {
+        refused_everywhere(&cluster, token, "token revoked: the user was deleted").await;
+    }
+
+    // The name again, now a manager: the annotator's tokens stay refused on every node, and the
+    // refresh token mints nothing.
+    let again = create_user(&admin, "zed", "manager").await;
+    let mine = again.get("/api/v1/me").await.expect("me").json();
+    assert_eq!(mine["role"], "manager");
+    assert_ne!(mine["id"], first_id, "user ids are never reused");
+    for node in &cluster.nodes {
+        let client = node.client();
+        for token in [&old.access, &api] {
+            let reply = me(&client, token).await;
+            assert_eq!(reply.status, 401, "node {}", node.id);
+            assert!(
+                reason(&reply).starts_with("token revoked"),
+                "{}",
+                reason(&reply)
+            );
+        }
+        let reply = refresh(&client, &old.refresh).await;
+        assert_eq!(reply.status, 400, "node {}: {:?}", node.id, reply.json());
+        assert_eq!(reply.json()["error"], "invalid_grant");
+        let datasets = client
+            .with_token(old.access.clone())
+            .get("/api/v1/datasets")
+            .await
+            .expect("datasets");
+        assert_eq!(datasets.status, 401);
+    }
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_signs_the_session_out_everywhere() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    create_user(&admin, "ana", "annotator").await;
+    let [n1, n2, n3] = [1, 2, 3].map(|id| cluster.node(id).client());
+
+    let first = sign_in(&n1, "ana", "ana-password").await;
+    let second = grant(&refresh(&n1, &first.refresh).await);
+    assert_ne!(
+        second.refresh, first.refresh,
+        "a new refresh token each time"
+    );
+    assert_eq!(second.session, first.session);
+    let third = grant(&refresh(&n2, &second.refresh).await);
+    assert_eq!(me(&n2, &third.access).await.status, 200);
+
+    // The first refresh token again, on another node: somebody kept a copy.
+    let reused = refresh(&n3, &first.refresh).await;
+    assert_eq!(reused.status, 400);
+    assert_eq!(reused.json()["error"], "invalid_grant");
+    let description = reused.json()["error_description"].to_string();
+    assert!(description.contains("already used"), "{description}");
+    // The whole family is gone, on node 2 as everywhere: the newest refresh token and every
+    // access token of the session.
+    let latest = refresh(&n2, &third.refresh).await;
+    assert_eq!(latest.status, 400, "{:?}", latest.json());
+    for token in [&first.access, &second.access, &third.access] {
+        refused_everywhere(&cluster, token, "token revoked: the session was signed out").await;
+    }
+    let metrics = n3.get("/metrics").await.expect("metrics");
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tessera_refresh_token_reuse_total") && l.ends_with(" 1")),
+        "reuse counted on the node that saw it"
+    );
+
+    // RFC 7009 on a refresh token ends the access tokens minted from it, on every node.
+    let other = sign_in(&n1, "ana", "ana-password").await;
+    let renewed = grant(&refresh(&n3, &other.refresh).await);
+    assert_eq!(me(&n1, &renewed.access).await.status, 200);
+    let revoked = form(
+        &n2.anonymous(),
+        "/oauth/revoke",
+        &[("token", &renewed.refresh)],
+    )
+    .await;
+    assert_eq!(revoked.status, 200);
+    for token in [&other.access, &renewed.access] {
+        refused_everywhere(&cluster, token, "token revoked: the session was signed out").await;
+    }
+    assert_eq!(refresh(&n1, &renewed.refresh).await.status, 400);
+}
+
+fn sessions(reply: &Reply) -> Vec<Value> {
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    reply.json()["items"].as_array().cloned().expect("items")
+}
+
+#[tokio::test]
+async fn sessions_are_listed_ended_and_cut_by_password_changes() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    create_user(&admin, "lee", "reviewer").await;
+    let outsider = create_user(&admin, "kim", "annotator").await;
+    let [n1, n2, n3] = [1, 2, 3].map(|id| cluster.node(id).client());
+    let browser = n1
+        .anonymous()
+        .send(
+            Method::POST,
+            "/oauth/token",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("user-agent", "Firefox/140 (lee's laptop)"),
+            ],
+            Bytes::from("grant_type=password&username=lee&password=lee-password"),
+        )
+        .await
+        .expect("sign in");
+    let a = grant(&browser);
+    let b = sign_in(&n2, "lee", "lee-password").await;
+    let lee = n3.with_token(a.access.clone());
+    let api = send_json(&lee, Method::POST, "/api/v1/me/tokens", json!({})).await;
+    assert_eq!(api.status, 201);
+    let (api_token, api_session) = (
+        api.json()["token"].as_str().expect("token").to_string(),
+        api.json()["session"].as_str().expect("session").to_string(),
+    );
+
+    let listed = sessions(&lee.get("/api/v1/me/sessions").await.expect("list"));
+    // create_user signed in once too.
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let current: Vec<&Value> = listed.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["id"], a.session.as_str());
+    assert_eq!(current[0]["client"], "Firefox/140 (lee's laptop)");
+    assert_eq!(current[0]["address"], "127.0.0.1");
+    assert_eq!(current[0]["kind"], "sign_in");
+    assert!(listed
+        .iter()
+        .any(|s| s["id"] == api_session.as_str() && s["kind"] == "api_token"));
+
+    // One session ends: its tokens everywhere, nothing else.
+    assert_eq!(
+        delete(&lee, &format!("/api/v1/me/sessions/{}", b.session))
+            .await
+            .status,
+        204
+    );
+    refused_everywhere(
+        &cluster,
+        &b.access,
+        "token revoked: the session was signed out",
+    )
+    .await;
+    assert_eq!(refresh(&n1, &b.refresh).await.status, 400);
+    assert_eq!(me(&n2, &a.access).await.status, 200);
+    let missing = delete(&lee, &format!("/api/v1/me/sessions/{}", "0".repeat(32))).await;
+    assert_eq!(
+        (
+            missing.status.as_u16(),
+            missing.json()["error"]["code"].clone()
+        ),
+        (404, json!("no_such_session"))
+    );
+    let bad = delete(&lee, "/api/v1/me/sessions/not-hex").await;
+    assert_eq!(
+        (bad.status.as_u16(), bad.json()["error"]["code"].clone()),
+        (400, json!("bad_session_id"))
+    );
+    // Nobody ends another user's session through their own list.
+    let theirs = delete(&outsider, &format!("/api/v1/me/sessions/{}", a.session)).await;
+    assert_eq!(theirs.status, 404);
+    assert_eq!(
+        outsider
+            .get("/api/v1/users/lee/sessions")
+            .await
+            .expect("list")
+            .status,
+        403
+    );
+
+    // Changing one's own password ends every other session (create_user's and the API
+    // token's), keeps this one.
+    let wrong = send_json(
+        &lee,
+        Method::PUT,
+        "/api/v1/me/password",
+        json!({"current_password": "nope-nope", "new_password": "lee-second-password"}),
+    )
+    .await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.json()["error"]["code"].clone()),
+        (403, json!("wrong_password"))
+    );
+    let short = send_json(
+        &lee,
+        Method::PUT,
+        "/api/v1/me/password",
+        json!({"current_password": "lee-password", "new_password": "short"}),
+    )
+    .await;
+    assert_eq!(short.status, 422);
+    let changed = send_json(
+        &lee,
+        Method::PUT,
+        "/api/v1/me/password",
+        json!({"current_password": "lee-password", "new_password": "lee-second-password"}),
+    )
+    .await;
+    assert_eq!(changed.status, 200, "{:?}", changed.json());
+    assert_eq!(changed.json()["ended_sessions"], 2);
+    refused_everywhere(
+        &cluster,
+        &api_token,
+        "token revoked: the session was signed out",
+    )
+    .await;
+    for node in [&n1, &n2, &n3] {
+        assert_eq!(me(node, &a.access).await.status, 200);
+    }
+    assert!(n2.anonymous().login("lee", "lee-password").await.is_err());
+    let c = sign_in(&n2, "lee", "lee-second-password").await;
+
+    // An admin sees and ends them.
+    let seen = sessions(&admin.get("/api/v1/users/lee/sessions").await.expect("list"));
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|s| s["current"] == false));
+    let ended = delete(&admin, "/api/v1/users/lee/sessions").await;
+    assert_eq!(
+        (ended.status.as_u16(), ended.json()["ended"].clone()),
+        (200, json!(2))
+    );
+    for token in [&a.access, &c.access] {
+        refused_everywhere(&cluster, token, "token revoked: the session was signed out").await;
+    }
+
+    // "Sign out everywhere" by the user; then an admin's reset ends what is left.
+    let d = sign_in(&n1, "lee", "lee-second-password").await;
+    let e = sign_in(&n3, "lee", "lee-second-password").await;
+    let out = delete(&n1.with_token(d.access.clone()), "/api/v1/me/sessions").await;
+    assert_eq!(
+        (out.status.as_u16(), out.json()["ended"].clone()),
+        (200, json!(2))
+    );
+    for token in [&d.access, &e.access] {
+        refused_everywhere(&cluster, token, "token revoked").await;
+    }
+    let f = sign_in(&n1, "lee", "lee-second-password").await;
+    let reset = send_json(
+        &admin,
+        Method::PATCH,
+        "/api/v1/users/lee",
+        json!({"password": "lee-third-password"}),
+    )
+    .await;
+    assert_eq!(reset.status, 200);
+    refused_everywhere(&cluster, &f.access, "token revoked: the user's password").await;
+    assert_eq!(refresh(&n2, &f.refresh).await.status, 400);
+}
+
+#[tokio::test]
+async fn a_node_paused_while_a_user_is_deleted_never_accepts_their_token() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    create_user(&admin, "pat", "manager").await;
+    let pat = sign_in(&admin, "pat", "pat-password").await;
+    let lagging = cluster.node(3).client();
+    assert_eq!(me(&lagging, &pat.access).await.status, 200);
+
+    cluster.pause(3);
+    // Through node 2: node 1 may have to wait for a new catalogue leader if node 3 led it.
+    let deleted = delete(&cluster.node(2).client(), "/api/v1/users/pat").await;
+    assert_eq!(deleted.status, 204, "{:?}", deleted.json());
+    // The fault lasts longer than a node trusts an unconfirmed view of the users (3 s), so the
+    // node must re-confirm before it accepts anything. (A duration of the fault, not a wait for
+    // something to happen.)
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.resume(3);
+    let reply = me(&lagging, &pat.access).await;
+    assert_eq!(reply.status, 401, "{:?}", reply.json());
+    assert!(
+        reason(&reply).starts_with("token revoked: the user was deleted"),
+        "{}",
+        reason(&reply)
+    );
+}
