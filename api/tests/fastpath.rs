@@ -31,9 +31,20 @@ fn comparable(raw: &Raw) -> (u16, Vec<(String, String)>, Vec<u8>) {
     (raw.status, headers, raw.body.clone())
 }
 
+/// Bodies sent with `sendfile(2)` from the volume file (no object cache).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn object_answers_match_the_router_header_for_header() {
-    let node = Node::start(fastpath::Config::default()).await;
+async fn object_answers_from_volume_files_match_the_router_header_for_header() {
+    answers_match_the_router(0).await;
+}
+
+/// Bodies written from the object cache (warmed by the router's read path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_answers_from_the_cache_match_the_router_header_for_header() {
+    answers_match_the_router(16 << 20).await;
+}
+
+async fn answers_match_the_router(cache_bytes: usize) {
+    let node = Node::start(fastpath::Config::default(), cache_bytes).await;
     let bytes = png(120, 1);
     let sha = node.upload(&bytes).await;
     let path = format!("/objects/{sha}");
@@ -41,6 +52,9 @@ async fn object_answers_match_the_router_header_for_header() {
     let etag = format!("\"{sha}\"");
     let beyond = format!("bytes={}-", bytes.len());
     let unknown = format!("/objects/{}", "0".repeat(64));
+    // The router's read path fills the object cache (when there is one).
+    let warm = request(node.slow, "GET", &path, &[("Authorization", &bearer)]).await;
+    assert_eq!(warm.status, 200);
     let cases: Vec<Case> = vec![
         ("GET", &path, vec![]),
         ("HEAD", &path, vec![]),
@@ -76,7 +90,7 @@ async fn object_answers_match_the_router_header_for_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_then_handed_on() {
-    let node = Node::start(fastpath::Config::default()).await;
+    let node = Node::start(fastpath::Config::default(), 0).await;
     let bytes = png(150, 2);
     let sha = node.upload(&bytes).await;
     let other = png(40, 3);
@@ -116,7 +130,7 @@ async fn pipelined_requests_are_answered_in_order_then_handed_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_in_the_same_segment_as_its_head_reaches_the_router_intact() {
-    let node = Node::start(fastpath::Config::default()).await;
+    let node = Node::start(fastpath::Config::default(), 0).await;
     let bytes = png(64, 4);
     let mut post = format!(
         "POST /api/v1/objects HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\
@@ -138,7 +152,7 @@ async fn a_post_in_the_same_segment_as_its_head_reaches_the_router_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_follows_the_version_and_connection_header() {
-    let node = Node::start(fastpath::Config::default()).await;
+    let node = Node::start(fastpath::Config::default(), 0).await;
     let sha = node.upload(&png(30, 5)).await;
     let auth = format!("Authorization: Bearer {}\r\n", node.admin);
     let get = |version: &str, extra: &str| {
@@ -174,11 +188,14 @@ async fn keep_alive_follows_the_version_and_connection_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_and_slow_heads_are_refused_and_closed() {
-    let node = Node::start(fastpath::Config {
-        header_timeout: Duration::from_millis(300),
-        max_head: 4 << 10,
-        ..fastpath::Config::default()
-    })
+    let node = Node::start(
+        fastpath::Config {
+            header_timeout: Duration::from_millis(300),
+            max_head: 4 << 10,
+            ..fastpath::Config::default()
+        },
+        0,
+    )
     .await;
     let sha = node.upload(&png(30, 6)).await;
 
@@ -216,7 +233,7 @@ async fn malformed_oversized_and_slow_heads_are_refused_and_closed() {
 /// path as from the router's handler.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_failures_are_answered_alike_by_both_paths() {
-    let node = Node::start(fastpath::Config::default()).await;
+    let node = Node::start(fastpath::Config::default(), 0).await;
     let sha = node.upload(&png(50, 7)).await;
     let other_sha = node.upload(&png(50, 8)).await;
     let admin = node.client();

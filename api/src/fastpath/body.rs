@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tessera_raft::storage::ObjectSlice;
 use tessera_raft::{ObjectBody, RemoteBody};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -19,27 +20,45 @@ pub enum BodySource {
     /// In memory (the object cache, or a small object just read): written with the head in one
     /// `writev`.
     Bytes(Bytes),
-    /// A slice of a file (a volume file once objects live in them): sent with `sendfile(2)`
-    /// straight from the page cache.
+    /// A slice of a volume file: sent with `sendfile(2)` straight from the page cache.
     File(FileSlice),
     /// Streamed from another node: each chunk is written as it arrives.
     Stream(RemoteBody),
 }
 
-/// `len` bytes of `file` from `offset`: the shape of `tessera_storage::ObjectSlice`.
+/// `len` bytes of `file` from `offset`: an object's needle body in a volume file.
 pub struct FileSlice {
     pub file: Arc<File>,
     pub offset: u64,
     pub len: u64,
 }
 
-impl FileSlice {
-    /// The `length` bytes from `offset` within this slice (a byte range of the object).
-    pub fn part(self, offset: u64, length: u64) -> FileSlice {
+impl From<ObjectSlice> for FileSlice {
+    fn from(slice: ObjectSlice) -> FileSlice {
         FileSlice {
-            offset: self.offset + offset,
-            len: length.min(self.len.saturating_sub(offset)),
-            file: self.file,
+            file: slice.file,
+            offset: slice.offset,
+            len: slice.len,
+        }
+    }
+}
+
+impl BodySource {
+    /// The `length` bytes from `offset` of a whole object's body (a byte range). A stream is
+    /// already cut by the node that sends it and is returned as it is.
+    pub fn part(self, offset: u64, length: u64) -> BodySource {
+        match self {
+            BodySource::Bytes(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = start.saturating_add(length as usize).min(bytes.len());
+                BodySource::Bytes(bytes.slice(start..end))
+            }
+            BodySource::File(f) => BodySource::File(FileSlice {
+                offset: f.offset + offset,
+                len: length.min(f.len.saturating_sub(offset)),
+                file: f.file,
+            }),
+            stream @ BodySource::Stream(_) => stream,
         }
     }
 }

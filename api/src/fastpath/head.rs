@@ -49,8 +49,10 @@ impl Head {
         self
     }
 
-    /// Ends the head: `Connection` when it is not implied by the version, `Date`, blank line.
+    /// Ends the head: `X-Content-Type-Options: nosniff` (as the router adds to every response),
+    /// `Connection` when it is not implied by the version, `Date`, blank line.
     pub fn finish(&mut self, keep_alive: bool, http10: bool) -> &[u8] {
+        self.header("x-content-type-options", b"nosniff");
         if !keep_alive {
             self.header("connection", b"close");
         } else if http10 {
@@ -148,12 +150,13 @@ mod tests {
         let text = String::from_utf8(head.finish(true, true).to_vec()).unwrap();
         assert!(text.starts_with(
             "HTTP/1.1 206 Partial Content\r\ncontent-length: 10\r\n\
-             content-range: bytes 10-19/100\r\nconnection: keep-alive\r\ndate: "
+             content-range: bytes 10-19/100\r\nx-content-type-options: nosniff\r\n\
+             connection: keep-alive\r\ndate: "
         ));
         assert!(text.ends_with(" GMT\r\n\r\n"));
         head.start(StatusCode::RANGE_NOT_SATISFIABLE)
             .content_range(None, 100);
         let text = String::from_utf8(head.finish(false, false).to_vec()).unwrap();
-        assert!(text.contains("content-range: bytes */100\r\nconnection: close\r\n"));
+        assert!(text.contains("content-range: bytes */100\r\nx-content-type-options: nosniff\r\nconnection: close\r\n"));
     }
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::IntoResponse;
+use tessera_raft::RangeOutcome;
 use tokio::net::TcpStream;
 
 use super::body::{self, BodySource};
@@ -135,13 +136,29 @@ pub async fn answer(
     Ok(())
 }
 
-/// The answer to `query` with its body as a [`BodySource`].
-///
-/// Object bytes in volume files plug in here: look up a local object's slice first and answer
-/// it with `objects::decide(meta, RangeOutcome::of(query.range, meta.size), Some(BodySource::
-/// File(..)), query)` (the slice cut to the range with `FileSlice::part`), falling back to
-/// `objects::read` for objects this node does not hold.
+/// The answer to `query` with its body as a [`BodySource`]. A body is sent from the object
+/// cache when it is there, else from this node's volume file with `sendfile(2)` (not copied into
+/// the cache: the page cache holds it); records only (`HEAD`, 304), objects this node holds no
+/// intact replica of, and anything not yet applied here take the router's read path.
 async fn lookup(state: &AppState, query: &ObjectQuery) -> Result<Answer<BodySource>, ApiError> {
+    if !query.head && !query.not_modified {
+        let local = match state.cluster.cached_object(&query.sha) {
+            Some((meta, bytes)) => Some((meta, BodySource::Bytes(bytes))),
+            None => state
+                .cluster
+                .local_object_file(&query.sha)
+                .await?
+                .map(|(meta, slice)| (meta, BodySource::File(slice.into()))),
+        };
+        if let Some((meta, body)) = local {
+            let range = RangeOutcome::of(query.range, meta.size);
+            let body = match range {
+                RangeOutcome::Partial { offset, length } => body.part(offset, length),
+                _ => body,
+            };
+            return objects::decide(meta, range, Some(body), query);
+        }
+    }
     Ok(objects::read(state, query)
         .await?
         .map_body(BodySource::from))

@@ -31,7 +31,9 @@ pub struct Node {
 }
 
 impl Node {
-    pub async fn start(config: fastpath::Config) -> Node {
+    /// `cache_bytes` 0 turns the object cache off: object GETs on the fast path then send
+    /// bodies from the volume files with `sendfile(2)`.
+    pub async fn start(config: fastpath::Config, cache_bytes: usize) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let fast_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let slow_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -56,8 +58,9 @@ impl Node {
             election_timeout_ms: 800,
             snapshot_logs: 2000,
             keep_logs: 500,
+            ..RaftTuning::default()
         };
-        let cluster = Cluster::start(1, spec, dir.path(), &tuning, 16 << 20)
+        let cluster = Cluster::start(1, spec, dir.path(), &tuning, cache_bytes)
             .await
             .expect("cluster");
         let (stop, stop_rx) = watch::channel(false);
@@ -87,10 +90,22 @@ impl Node {
             tessera_api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(slow_listener, router).await });
 
+        tessera_api::cluster_routes::ensure_init_token(dir.path()).expect("init token");
+        let init = std::fs::read_to_string(
+            dir.path()
+                .join(tessera_api::cluster_routes::INIT_TOKEN_FILE),
+        )
+        .expect("init token");
+        let init = format!("Bearer {}", init.trim());
         let client = Client::new(&fast.to_string());
         eventually("the cluster to initialise", || async {
             let reply = client
-                .send(Method::POST, "/api/v1/cluster/init", &[], Bytes::new())
+                .send(
+                    Method::POST,
+                    "/api/v1/cluster/init",
+                    &[("authorization", &init)],
+                    Bytes::new(),
+                )
                 .await
                 .ok()?;
             reply.status.is_success().then_some(())
