@@ -34,7 +34,10 @@ trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
 BASE="http://127.0.0.1:$PORT"
 json() { python3 -c "import sys, json; print(json.load(sys.stdin)['$1'])"; }
 for _ in $(seq 1 150); do
-    curl -s -XPOST "$BASE/api/v1/cluster/init" | grep -q initialized && break
+    # The node's init token (a file in its data dir) authorises initialisation; older builds
+    # need none and ignore the header.
+    INIT=$(cat node-1/init-token 2>/dev/null || true)
+    curl -s -XPOST "$BASE/api/v1/cluster/init" -H "Authorization: Bearer $INIT" | grep -q initialized && break
     sleep 0.2
 done
 TOKEN=$(curl -s -XPOST "$BASE/oauth/token" -d 'grant_type=password&username=admin&password=bench' | json access_token)
