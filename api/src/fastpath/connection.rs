@@ -44,8 +44,7 @@ pub async fn run(
         let step = match request::parse(&buf, config.max_head) {
             Parsed::Partial => Step::Read,
             Parsed::Object(req) => {
-                let answered =
-                    object::answer(&shared.state, config, &mut scratch, &mut socket, &req).await;
+                let answered = object::answer(&shared, &mut scratch, &mut socket, &req).await;
                 if let Err(e) = answered {
                     tracing::debug!(error = %e, "object response failed");
                     return;

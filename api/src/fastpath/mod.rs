@@ -9,6 +9,7 @@
 //! So every route keeps working on the one port, and object reads skip hyper's per-request
 //! machinery (header maps, boxed bodies, middleware) and its per-connection state.
 
+mod admission;
 pub mod body;
 mod connection;
 mod handoff;
@@ -61,7 +62,11 @@ struct Shared {
     state: AppState,
     router: Router,
     config: Config,
+    doorkeeper: admission::Doorkeeper,
 }
+
+/// First cache misses remembered by the doorkeeper (8 bytes each).
+const DOORKEEPER_SLOTS: usize = 1 << 16;
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets responses
 /// in flight finish (idle connections are closed at once) for up to `config.shutdown_grace`,
@@ -77,6 +82,7 @@ pub async fn serve(
         router: crate::router(state.clone()),
         state,
         config,
+        doorkeeper: admission::Doorkeeper::new(DOORKEEPER_SLOTS),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a receiver; `closed()` resolves when the last one is gone.

@@ -11,11 +11,12 @@ use axum::response::IntoResponse;
 use tessera_raft::RangeOutcome;
 use tokio::net::TcpStream;
 
+use super::admission::Doorkeeper;
 use super::body::{self, BodySource};
 use super::head::Head;
 use super::metrics;
 use super::request::ObjectRequest;
-use super::Config;
+use super::{Config, Shared};
 use crate::error::ApiError;
 use crate::objects::{self, Answer, ObjectQuery, CACHE_CONTROL};
 use crate::AppState;
@@ -61,12 +62,12 @@ impl Scratch {
 
 /// Answers `req` on `socket`. An error means the connection is no longer usable.
 pub async fn answer(
-    state: &AppState,
-    config: &Config,
+    shared: &Shared,
     scratch: &mut Scratch,
     socket: &mut TcpStream,
     req: &ObjectRequest<'_>,
 ) -> io::Result<()> {
+    let (state, config) = (&shared.state, &shared.config);
     let started = Instant::now();
     let (mut quoted, mut hex) = ([b'"'; 66], [0u8; 64]);
     quoted[1..65].copy_from_slice(objects::sha_hex(&req.sha, &mut hex).as_bytes());
@@ -82,7 +83,7 @@ pub async fn answer(
                 .is_some_and(|v| objects::if_none_match(v, etag)),
             range: req.range.and_then(objects::range_value),
         };
-        lookup(state, &query).await
+        lookup(state, &shared.doorkeeper, &query).await
     }
     .await;
     let status = match result {
@@ -136,14 +137,20 @@ pub async fn answer(
     Ok(())
 }
 
-/// The answer to `query` with its body as a [`BodySource`]. A body is sent from the object
-/// cache when it is there, else from this node's volume file with `sendfile(2)` (not copied into
-/// the cache: the page cache holds it); records only (`HEAD`, 304), objects this node holds no
-/// intact replica of, and anything not yet applied here take the router's read path.
-async fn lookup(state: &AppState, query: &ObjectQuery) -> Result<Answer<BodySource>, ApiError> {
+/// The answer to `query` with its body as a [`BodySource`]: from the object cache when the
+/// body is there; else, on a first miss (see [`Doorkeeper`]), from this node's volume file with
+/// `sendfile(2)`. Records only (`HEAD`, 304), second misses (read into the cache), objects this
+/// node holds no intact replica of, and anything not yet applied here take the router's read
+/// path.
+async fn lookup(
+    state: &AppState,
+    doorkeeper: &Doorkeeper,
+    query: &ObjectQuery,
+) -> Result<Answer<BodySource>, ApiError> {
     if !query.head && !query.not_modified {
         let local = match state.cluster.cached_object(&query.sha) {
             Some((meta, bytes)) => Some((meta, BodySource::Bytes(bytes))),
+            None if doorkeeper.missed_before(&query.sha) => None,
             None => state
                 .cluster
                 .local_object_file(&query.sha)
