@@ -14,6 +14,7 @@ mod comments;
 mod datasets;
 mod error;
 mod export;
+pub mod fastpath;
 mod idempotency;
 mod import;
 pub mod jobs;

@@ -1,7 +1,8 @@
 //! Upload, serving and metadata of content-addressed objects.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,14 +12,14 @@ use serde_json::json;
 use sha2::Digest;
 use tessera_raft::catalog::Role;
 use tessera_raft::storage::{probe_image, ObjectMeta, ProbeError, Sha256};
-use tessera_raft::{ByteRange, ObjectBody, RangeOutcome, ReadSpec};
+use tessera_raft::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadSpec};
 
 use crate::auth::{self, Principal};
 use crate::error::{internal, ApiError};
 use crate::token;
 use crate::AppState;
 
-const CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
+pub(crate) const CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
 
 fn parse_sha(text: &str) -> Result<Sha256, ApiError> {
     Sha256::parse_hex(text).ok_or_else(|| {
@@ -190,16 +191,31 @@ const PRESIGN_TTL_MS: u64 = 60 * 60 * 1000;
 /// Who may read object bytes: a presigned URL (`?exp=&sig=`), or a manager's or admin's token
 /// (header or, for the browser, the session cookie). Annotators and reviewers read through the
 /// presigned URLs their task APIs hand out.
-fn authorize_read(
+///
+/// The one check of both HTTP paths (the axum handler and `crate::fastpath`), so that they
+/// refuse with the same status and body. A presigned URL is checked first and alone: its HMAC
+/// costs less than a token check, and a valid one needs no token. `parts` carries the method
+/// and the request's headers (the fast path puts only `Authorization` and `Cookie` in).
+pub(crate) async fn authorize_read(
     state: &AppState,
     sha: &Sha256,
     query: Option<&str>,
-    principal: Result<Principal, ApiError>,
+    parts: &mut Parts,
 ) -> Result<(), ApiError> {
-    match presigned_query(state, &sha.to_string(), query) {
-        Some(checked) => checked,
-        None => principal?.require(Role::Manager),
+    let mut hex = [0u8; 64];
+    if let Some(checked) = presigned_query(state, sha_hex(sha, &mut hex), query) {
+        return checked;
     }
+    Principal::from_request_parts(parts, state)
+        .await?
+        .require(Role::Manager)
+}
+
+/// The lowercase hex form of `sha` written into `out`, without a heap allocation.
+pub(crate) fn sha_hex<'a>(sha: &Sha256, out: &'a mut [u8; 64]) -> &'a str {
+    // Encoding into a buffer of exactly twice the input's length cannot fail.
+    let _ = hex::encode_to_slice(sha.0, out);
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 /// Checks the `?exp=&sig=` of a presigned URL for `resource`; `None` when the query has none.
@@ -227,7 +243,7 @@ pub(crate) fn presigned_query(
     )
 }
 
-fn no_such_object() -> ApiError {
+pub(crate) fn no_such_object() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_such_object",
@@ -238,11 +254,12 @@ fn no_such_object() -> ApiError {
 /// Parses a single `bytes=` range. Anything else (several ranges, other units, bad syntax) is
 /// ignored, which RFC 9110 allows: the whole object is sent.
 pub(crate) fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
-    let spec = headers
-        .get(header::RANGE)?
-        .to_str()
-        .ok()?
-        .strip_prefix("bytes=")?;
+    range_value(headers.get(header::RANGE)?.as_bytes())
+}
+
+/// [`parse_range`] on the raw value of a `Range` header.
+pub(crate) fn range_value(value: &[u8]) -> Option<ByteRange> {
+    let spec = header_text(value)?.strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
     }
@@ -258,83 +275,205 @@ pub(crate) fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
 fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',').any(|t| {
-                let t = t.trim();
-                t == "*" || t.trim_start_matches("W/") == etag
-            })
-        })
+        .is_some_and(|v| if_none_match(v.as_bytes(), etag))
 }
 
-/// `GET` and `HEAD /objects/{sha}`: the bytes, from a local replica when there is one.
-pub async fn serve(
-    State(state): State<AppState>,
-    method: Method,
-    Path(sha): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    principal: Result<Principal, ApiError>,
-) -> Result<Response, ApiError> {
-    let sha = parse_sha(&sha)?;
-    authorize_read(&state, &sha, query.as_deref(), principal)?;
-    let etag = format!("\"{sha}\"");
-    let not_modified = etag_matches(&headers, &etag);
-    let range = parse_range(&headers);
-    let meta_only = method == Method::HEAD || not_modified;
+/// Whether an `If-None-Match` value names `etag` (quoted, weak or not) or is `*`.
+pub(crate) fn if_none_match(value: &[u8], etag: &str) -> bool {
+    header_text(value).is_some_and(|v| {
+        v.split(',').any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/") == etag
+        })
+    })
+}
+
+/// A header value as text when it is visible ASCII or tabs, the rule of `HeaderValue::to_str`,
+/// so that raw values from the fast path are read exactly as the axum handler reads them.
+fn header_text(value: &[u8]) -> Option<&str> {
+    value
+        .iter()
+        .all(|&b| (32..127).contains(&b) || b == b'\t')
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
+}
+
+/// What a `GET`/`HEAD /objects/{sha}` asks for once its headers are read, on either HTTP path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ObjectQuery {
+    pub sha: Sha256,
+    pub head: bool,
+    /// `If-None-Match` names the object's ETag.
+    pub not_modified: bool,
+    pub range: Option<ByteRange>,
+}
+
+/// How an object request is answered, decided once for both HTTP paths; each writes it in its
+/// own way. Every answer also carries `ETag`, `Cache-Control` and `Accept-Ranges`.
+pub(crate) enum Answer<B> {
+    /// 304, no body and no `Content-Type`.
+    NotModified,
+    /// 416 with `Content-Range: bytes */size`.
+    Unsatisfiable { size: u64 },
+    /// 200, or 206 with `Content-Range` when `part` is set; `body` is `None` for `HEAD`.
+    Content {
+        content_type: String,
+        length: u64,
+        part: Option<Part>,
+        body: Option<B>,
+    },
+}
+
+/// The `Content-Range` of a 206: `bytes offset-(offset+length-1)/size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Part {
+    pub offset: u64,
+    pub length: u64,
+    pub size: u64,
+}
+
+impl<B> Answer<B> {
+    pub fn map_body<C>(self, f: impl FnOnce(B) -> C) -> Answer<C> {
+        match self {
+            Answer::NotModified => Answer::NotModified,
+            Answer::Unsatisfiable { size } => Answer::Unsatisfiable { size },
+            Answer::Content {
+                content_type,
+                length,
+                part,
+                body,
+            } => Answer::Content {
+                content_type,
+                length,
+                part,
+                body: body.map(f),
+            },
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Answer::NotModified => StatusCode::NOT_MODIFIED,
+            Answer::Unsatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Answer::Content { part: None, .. } => StatusCode::OK,
+            Answer::Content { part: Some(_), .. } => StatusCode::PARTIAL_CONTENT,
+        }
+    }
+}
+
+/// Reads what `query` asks for (a local replica when there is one) and decides the answer.
+pub(crate) async fn read(
+    state: &AppState,
+    query: &ObjectQuery,
+) -> Result<Answer<ObjectBody>, ApiError> {
+    let spec = ReadSpec {
+        range: query.range,
+        meta_only: query.head || query.not_modified,
+        linearizable: false,
+    };
     let read = state
         .cluster
-        .read_object(
-            sha,
-            ReadSpec {
-                range,
-                meta_only,
-                linearizable: false,
-            },
-            0,
-        )
+        .read_object(query.sha, spec, 0)
         .await?
         .ok_or_else(no_such_object)?;
-    let meta = &read.head.meta;
-    let mut builder = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, CACHE_CONTROL)
-        .header(header::ACCEPT_RANGES, "bytes");
-    if not_modified {
-        return builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .map_err(internal);
+    answer(read, query)
+}
+
+fn answer(read: ObjectRead, query: &ObjectQuery) -> Result<Answer<ObjectBody>, ApiError> {
+    decide(read.head.meta, read.head.range, read.body, query)
+}
+
+/// The answer to `query` for an object with record `meta`, given which part of its body
+/// `range` selects and that part's bytes (`None` for metadata-only reads). Generic over where
+/// the bytes are, so that every source of bodies is answered alike.
+pub(crate) fn decide<B>(
+    meta: ObjectMeta,
+    range: RangeOutcome,
+    body: Option<B>,
+    query: &ObjectQuery,
+) -> Result<Answer<B>, ApiError> {
+    if query.not_modified {
+        return Ok(Answer::NotModified);
     }
-    builder = builder.header(header::CONTENT_TYPE, &meta.content_type);
-    let (status, length) = match read.head.range {
-        RangeOutcome::Full => (StatusCode::OK, meta.size),
-        RangeOutcome::Partial { offset, length } => {
-            builder = builder.header(
-                header::CONTENT_RANGE,
-                format!("bytes {}-{}/{}", offset, offset + length - 1, meta.size),
-            );
-            (StatusCode::PARTIAL_CONTENT, length)
-        }
-        RangeOutcome::Unsatisfiable => {
-            return builder
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{}", meta.size))
-                .body(Body::empty())
-                .map_err(internal);
-        }
+    let (length, part) = match range {
+        RangeOutcome::Full => (meta.size, None),
+        RangeOutcome::Partial { offset, length } => (
+            length,
+            Some(Part {
+                offset,
+                length,
+                size: meta.size,
+            }),
+        ),
+        RangeOutcome::Unsatisfiable => return Ok(Answer::Unsatisfiable { size: meta.size }),
     };
-    builder = builder
-        .status(status)
-        .header(header::CONTENT_LENGTH, length);
-    let body = match read.body {
-        _ if method == Method::HEAD => Body::empty(),
-        Some(ObjectBody::Local(bytes)) => Body::from(bytes),
-        Some(ObjectBody::Remote(stream)) => Body::from_stream(stream),
+    let body = match body {
+        _ if query.head => None,
+        Some(body) => Some(body),
         None => return Err(internal("object read returned no body")),
     };
     metrics::counter!("tessera_served_bytes_total").increment(length);
-    builder.body(body).map_err(internal)
+    Ok(Answer::Content {
+        content_type: meta.content_type,
+        length,
+        part,
+        body,
+    })
+}
+
+/// `GET` and `HEAD /objects/{sha}`: the bytes, from a local replica when there is one. Most of
+/// these requests never get here: `crate::fastpath` answers them before hyper parses them.
+/// This handler serves the rest (for example requests with a body) with the same answers.
+pub async fn serve(
+    State(state): State<AppState>,
+    Path(sha): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let sha = parse_sha(&sha)?;
+    let (mut parts, _) = request.into_parts();
+    authorize_read(&state, &sha, query.as_deref(), &mut parts).await?;
+    let etag = format!("\"{sha}\"");
+    let query = ObjectQuery {
+        sha,
+        head: parts.method == Method::HEAD,
+        not_modified: etag_matches(&parts.headers, &etag),
+        range: parse_range(&parts.headers),
+    };
+    let answer = read(&state, &query).await?;
+    let builder = Response::builder()
+        .status(answer.status())
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, CACHE_CONTROL)
+        .header(header::ACCEPT_RANGES, "bytes");
+    let response = match answer {
+        Answer::NotModified => builder.body(Body::empty()),
+        Answer::Unsatisfiable { size } => builder
+            .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+            .body(Body::empty()),
+        Answer::Content {
+            content_type,
+            length,
+            part,
+            body,
+        } => {
+            let mut builder = builder
+                .header(header::CONTENT_TYPE, content_type)
+                .header(header::CONTENT_LENGTH, length);
+            if let Some(p) = part {
+                builder = builder.header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {}-{}/{}", p.offset, p.offset + p.length - 1, p.size),
+                );
+            }
+            builder.body(match body {
+                None => Body::empty(),
+                Some(ObjectBody::Local(bytes)) => Body::from(bytes),
+                Some(ObjectBody::Remote(stream)) => Body::from_stream(stream),
+            })
+        }
+    };
+    response.map_err(internal)
 }
 
 #[cfg(test)]

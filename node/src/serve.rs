@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tessera_api::{AppState, Limits};
 use tessera_raft::Cluster;
 use tokio::net::{TcpListener, TcpSocket};
@@ -62,20 +61,16 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     };
     tessera_api::jobs::start_background(&state).await;
     tokio::spawn(tessera_api::oauth::prune_revocations(state.clone()));
-    // TCP_NODELAY on every accepted connection: without it Nagle's algorithm holds back the tail
-    // of a response until the client ACKs, which costs ~1 ms per request on a keep-alive
-    // connection with one request in flight.
-    let listener = listen(http_addr)
-        .with_context(|| format!("binding {http_addr}"))?
-        .tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "set TCP_NODELAY");
-            }
-        });
+    let listener = listen(http_addr).with_context(|| format!("binding {http_addr}"))?;
     tracing::info!(http = %http_addr, rpc = %rpc_addr, "serving");
-    // The peer address reaches handlers as `ConnectInfo` (sessions record where they began).
-    let app = tessera_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let http = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx));
+    // Object reads are answered by the fast path; every other request goes to the axum router
+    // (see `tessera_api::fastpath`). TCP_NODELAY is set on every accepted connection there.
+    let http = tessera_api::fastpath::serve(
+        listener,
+        state,
+        tessera_api::fastpath::Config::default(),
+        stopped(stop_rx),
+    );
 
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -84,7 +79,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     });
     let mut rpc = rpc;
     let result = tokio::select! {
-        r = http => r.context("http server"),
+        () = http => Ok(()),
         r = &mut rpc => match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("rpc server on {rpc_addr}"))),

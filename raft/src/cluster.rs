@@ -118,7 +118,7 @@ pub struct Cluster {
     peers: Arc<Peers>,
     groups: HashMap<u32, Raft>,
     /// Whole objects recently read from local replicas.
-    cache: ObjectCache,
+    cache: Arc<ObjectCache>,
     /// The catalogue records this node serves hot paths from.
     directory: Arc<Directory>,
 }
@@ -180,7 +180,7 @@ impl Cluster {
             store,
             peers,
             groups,
-            cache: ObjectCache::new(cache_bytes),
+            cache: Arc::new(ObjectCache::new(cache_bytes)),
             directory,
         });
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
@@ -650,52 +650,50 @@ impl Cluster {
         for &replica in self.placement.replicas(group) {
             match self.forward_read(replica, sha, spec, hops).await {
                 Err(e) if e.is_transient() => last = e,
-                Ok(Some(read)) if cacheable => {
-                    return self.cache_forwarded(sha, read).await.map(Some)
-                }
+                Ok(Some(read)) if cacheable => return Ok(Some(self.cache_forwarded(sha, read))),
                 other => return other,
             }
         }
         Err(last)
     }
 
-    /// Caches a whole forwarded object if it is small; large ones stream through unbuffered.
-    async fn cache_forwarded(
-        &self,
-        sha: Sha256,
-        read: ObjectRead,
-    ) -> Result<ObjectRead, ClusterError> {
+    /// Passes a forwarded object's chunks on as they arrive and, if the object is small, keeps a
+    /// copy: once the last byte has gone by, the whole object enters the cache. The client gets
+    /// its first byte after one chunk, not after the whole object. A stream that fails or ends
+    /// short is not cached (and, its head already sent, ends the client's response early).
+    fn cache_forwarded(&self, sha: Sha256, read: ObjectRead) -> ObjectRead {
         let ObjectRead { head, body } = read;
-        let Some(ObjectBody::Remote(mut stream)) = body else {
-            return Ok(ObjectRead { head, body });
+        let Some(ObjectBody::Remote(stream)) = body else {
+            return ObjectRead { head, body };
         };
         if head.meta.size > FORWARD_CACHE_MAX {
-            return Ok(ObjectRead {
+            return ObjectRead {
                 head,
                 body: Some(ObjectBody::Remote(stream)),
-            });
+            };
         }
-        let mut buf = bytes::BytesMut::with_capacity(head.meta.size as usize);
-        while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk?);
-        }
-        if buf.len() as u64 != head.meta.size {
-            return Err(ClusterError::Unavailable(format!(
-                "short forwarded read of {sha}"
-            )));
-        }
-        let bytes = buf.freeze();
-        self.cache.insert(
-            sha,
-            Cached {
-                meta: head.meta.clone(),
-                bytes: bytes.clone(),
-            },
-        );
-        Ok(ObjectRead {
+        let (cache, meta) = (self.cache.clone(), head.meta.clone());
+        let mut copy = bytes::BytesMut::with_capacity(meta.size as usize);
+        let tee = stream.map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                copy.extend_from_slice(bytes);
+                if copy.len() as u64 == meta.size {
+                    let bytes = copy.split().freeze();
+                    cache.insert(
+                        sha,
+                        Cached {
+                            meta: meta.clone(),
+                            bytes,
+                        },
+                    );
+                }
+            }
+            chunk
+        });
+        ObjectRead {
             head,
-            body: Some(ObjectBody::Local(bytes)),
-        })
+            body: Some(ObjectBody::Remote(Box::pin(tee))),
+        }
     }
 
     /// Reads from this node's replica of `group` only, through the object cache unless the
@@ -771,6 +769,12 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Internal(e.to_string()))?
             .map_err(ClusterError::Storage)
+    }
+
+    /// An object from this node's object cache, if it is there: no I/O and no thread hop, so
+    /// the HTTP fast path asks here before it looks for the object's volume file.
+    pub fn cached_object(&self, sha: &Sha256) -> Option<(ObjectMeta, Bytes)> {
+        self.cache.get(sha).map(|hit| (hit.meta, hit.bytes))
     }
 
     /// Object cache hits, misses and current size in bytes.

@@ -39,7 +39,7 @@ pub use command::{Command, Response};
 pub use error::ClusterError;
 pub use log_store::LogStore;
 pub use placement::{ClusterSpec, NodeSpec, Placement, META_GROUP};
-pub use read::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec};
+pub use read::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec, RemoteBody};
 pub use service::serve_internal;
 pub use state_machine::StateMachine;
 pub use tessera_storage as storage;

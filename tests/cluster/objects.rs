@@ -262,3 +262,45 @@ async fn openapi_document_matches_the_router() {
     let stray = client.get("/api/v1/not-a-route").await.unwrap();
     assert_eq!(stray.json()["error"]["code"], "no_such_route");
 }
+
+/// A node without a replica passes a forwarded object on as its chunks arrive and keeps a copy
+/// once the last one has gone by: read once, it serves the object with every replica down.
+#[tokio::test]
+async fn forwarded_objects_stream_through_and_stay_cached() {
+    let mut cluster = TestCluster::start(Options {
+        nodes: 4,
+        shards: 8,
+        ..Options::default()
+    })
+    .await;
+    let status = cluster.status().await;
+    // Several 256 KiB chunks of the internal read stream.
+    let bytes = tessera_cluster_tests::png(500, 500, 17);
+    assert!(bytes.len() > 512 << 10, "{} bytes", bytes.len());
+    let sha = upload(&cluster.node(1).client(), &bytes).await;
+    let voters = voters_of(&status, &sha);
+    let outsider = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| !voters.contains(id))
+        .expect("a node without a replica");
+    let client = cluster.node(outsider).client();
+    let record = client
+        .get(&format!("/api/v1/objects/{sha}"))
+        .await
+        .unwrap()
+        .json();
+    // A presigned URL: checking it needs only the key, not the (soon unreachable) catalogue.
+    let url = record["url"].as_str().expect("presigned url").to_owned();
+    let anon = client.anonymous();
+    let first = anon.get(&url).await.unwrap();
+    assert_eq!(first.status, 200, "{:?}", first.json());
+    assert!(first.body == bytes);
+    for id in voters {
+        cluster.kill(id);
+    }
+    let again = anon.get(&url).await.unwrap();
+    assert_eq!(again.status, 200, "{:?}", again.json());
+    assert!(again.body == bytes);
+}

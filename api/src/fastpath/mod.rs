@@ -1,0 +1,134 @@
+//! The HTTP listener of a node, with a lean path for its hottest request.
+//!
+//! `GET`/`HEAD /objects/<sha>` is most of what a node serves. Each connection reads request
+//! heads into one reusable buffer and parses them with `httparse`; object requests (with
+//! `If-None-Match`, a single `Range`, `HEAD`, keep-alive and pipelining) are answered right
+//! there, through the same auth and lookup as the router's handler, with bodies written by
+//! `writev` from memory or `sendfile(2)` from a file. The first request that is anything else
+//! hands the connection — with the bytes already read — to hyper and the axum router for good.
+//! So every route keeps working on the one port, and object reads skip hyper's per-request
+//! machinery (header maps, boxed bodies, middleware) and its per-connection state.
+
+mod admission;
+pub mod body;
+mod connection;
+mod handoff;
+mod head;
+mod metrics;
+mod object;
+mod request;
+mod sendfile;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::AppState;
+
+/// Limits of the listener.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Time for a request head to arrive once its first byte has (slowloris): 408 and close.
+    pub header_timeout: Duration,
+    /// Time a connection may wait for the next request without sending anything.
+    pub idle_timeout: Duration,
+    /// Time a response may make no progress because the client does not read.
+    pub write_timeout: Duration,
+    /// Largest head of an object request (431 beyond). Other requests are hyper's to limit.
+    pub max_head: usize,
+    /// How long shutdown waits for responses in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(30),
+            max_head: 16 << 10,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every connection shares.
+struct Shared {
+    state: AppState,
+    router: Router,
+    config: Config,
+    doorkeeper: admission::Doorkeeper,
+}
+
+/// First cache misses remembered by the doorkeeper (8 bytes each).
+const DOORKEEPER_SLOTS: usize = 1 << 16;
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets responses
+/// in flight finish (idle connections are closed at once) for up to `config.shutdown_grace`,
+/// and returns. Accepted sockets get `TCP_NODELAY`: without it Nagle's algorithm holds back the
+/// tail of a response until the client ACKs, ~1 ms per request on a keep-alive connection.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let shared = Arc::new(Shared {
+        router: crate::router(state.clone()),
+        state,
+        config,
+        doorkeeper: admission::Doorkeeper::new(DOORKEEPER_SLOTS),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a receiver; `closed()` resolves when the last one is gone.
+    let (open_tx, open_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        if let Err(e) = socket.set_nodelay(true) {
+            tracing::debug!(error = %e, "set TCP_NODELAY");
+        }
+        let (shared, stop, open) = (shared.clone(), stop_rx.clone(), open_rx.clone());
+        tokio::spawn(async move {
+            connection::run(socket, peer, shared, stop).await;
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_rx);
+    if tokio::time::timeout(shared.config.shutdown_grace, open_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period");
+    }
+}
+
+/// Failed accepts: a connection reset before it was accepted is the client's business; running
+/// out of file descriptors is waited out rather than spun on.
+async fn accept_failed(e: io::Error) {
+    use io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}

@@ -1,0 +1,198 @@
+//! Answering one `GET`/`HEAD /objects/<sha>` on the fast path: the same auth
+//! (`objects::authorize_read`), lookup and answer (`objects::read`) as the axum handler, written
+//! straight to the socket.
+
+use std::io;
+use std::time::Instant;
+
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, Request, StatusCode};
+use axum::response::IntoResponse;
+use tessera_raft::RangeOutcome;
+use tokio::net::TcpStream;
+
+use super::admission::Doorkeeper;
+use super::body::{self, BodySource};
+use super::head::Head;
+use super::metrics;
+use super::request::ObjectRequest;
+use super::{Config, Shared};
+use crate::error::ApiError;
+use crate::objects::{self, Answer, ObjectQuery, CACHE_CONTROL};
+use crate::AppState;
+
+/// What a connection reuses from one request to the next.
+pub struct Scratch {
+    pub head: Head,
+    /// Method and the credential headers, for the same `Principal` extractor the router runs.
+    parts: Parts,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            head: Head::default(),
+            parts: Request::new(()).into_parts().0,
+        }
+    }
+
+    /// Loads the request's method and credentials into `parts`, as hyper would have parsed
+    /// them. Only `Authorization` and `Cookie` are put in: they are all the extractor reads.
+    fn load(&mut self, req: &ObjectRequest<'_>) -> Result<(), ApiError> {
+        self.parts.method = if req.head { Method::HEAD } else { Method::GET };
+        self.parts.headers.clear();
+        for (name, value) in [
+            (header::AUTHORIZATION, req.authorization),
+            (header::COOKIE, req.cookie),
+        ] {
+            if let Some(value) = value {
+                let value = HeaderValue::from_bytes(value).map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("invalid {name} header"),
+                    )
+                })?;
+                self.parts.headers.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Answers `req` on `socket`. An error means the connection is no longer usable.
+pub async fn answer(
+    shared: &Shared,
+    scratch: &mut Scratch,
+    socket: &mut TcpStream,
+    req: &ObjectRequest<'_>,
+) -> io::Result<()> {
+    let (state, config) = (&shared.state, &shared.config);
+    let started = Instant::now();
+    let (mut quoted, mut hex) = ([b'"'; 66], [0u8; 64]);
+    quoted[1..65].copy_from_slice(objects::sha_hex(&req.sha, &mut hex).as_bytes());
+    let etag = std::str::from_utf8(&quoted).unwrap_or_default();
+    let result = async {
+        scratch.load(req)?;
+        objects::authorize_read(state, &req.sha, req.query, &mut scratch.parts).await?;
+        let query = ObjectQuery {
+            sha: req.sha,
+            head: req.head,
+            not_modified: req
+                .if_none_match
+                .is_some_and(|v| objects::if_none_match(v, etag)),
+            range: req.range.and_then(objects::range_value),
+        };
+        lookup(state, &shared.doorkeeper, &query).await
+    }
+    .await;
+    let status = match result {
+        Ok(answer) => {
+            let status = answer.status();
+            let head = &mut scratch.head;
+            head.start(status)
+                .header("etag", etag.as_bytes())
+                .header("cache-control", CACHE_CONTROL.as_bytes())
+                .header("accept-ranges", b"bytes");
+            let (body, length) = match answer {
+                Answer::NotModified => (None, 0),
+                Answer::Unsatisfiable { size } => {
+                    head.content_range(None, size).number("content-length", 0);
+                    (None, 0)
+                }
+                Answer::Content {
+                    content_type,
+                    length,
+                    part,
+                    body,
+                } => {
+                    head.header("content-type", content_type.as_bytes())
+                        .number("content-length", length);
+                    if let Some(p) = part {
+                        head.content_range(Some((p.offset, p.length)), p.size);
+                    }
+                    (body, length)
+                }
+            };
+            let head = head.finish(req.keep_alive, req.http10);
+            body::send(socket, head, body, length, config.write_timeout).await?;
+            status
+        }
+        Err(e) => {
+            let status = e.status;
+            error(
+                scratch,
+                socket,
+                config,
+                e,
+                req.head,
+                req.keep_alive,
+                req.http10,
+            )
+            .await?;
+            status
+        }
+    };
+    metrics::record(req.head, status, started.elapsed());
+    Ok(())
+}
+
+/// The answer to `query` with its body as a [`BodySource`]: from the object cache when the
+/// body is there; else, on a first miss (see [`Doorkeeper`]), from this node's volume file with
+/// `sendfile(2)`. Records only (`HEAD`, 304), second misses (read into the cache), objects this
+/// node holds no intact replica of, and anything not yet applied here take the router's read
+/// path.
+async fn lookup(
+    state: &AppState,
+    doorkeeper: &Doorkeeper,
+    query: &ObjectQuery,
+) -> Result<Answer<BodySource>, ApiError> {
+    if !query.head && !query.not_modified {
+        let local = match state.cluster.cached_object(&query.sha) {
+            Some((meta, bytes)) => Some((meta, BodySource::Bytes(bytes))),
+            None if doorkeeper.missed_before(&query.sha) => None,
+            None => state
+                .cluster
+                .local_object_file(&query.sha)
+                .await?
+                .map(|(meta, slice)| (meta, BodySource::File(slice.into()))),
+        };
+        if let Some((meta, body)) = local {
+            let range = RangeOutcome::of(query.range, meta.size);
+            let body = match range {
+                RangeOutcome::Partial { offset, length } => body.part(offset, length),
+                _ => body,
+            };
+            return objects::decide(meta, range, Some(body), query);
+        }
+    }
+    Ok(objects::read(state, query)
+        .await?
+        .map_body(BodySource::from))
+}
+
+/// Writes an error exactly as the router would answer it: its status and its JSON body.
+pub async fn error(
+    scratch: &mut Scratch,
+    socket: &mut TcpStream,
+    config: &Config,
+    e: ApiError,
+    head_only: bool,
+    keep_alive: bool,
+    http10: bool,
+) -> io::Result<()> {
+    let status = e.status;
+    let response = e.into_response();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let text = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let head = scratch.head.start(status);
+    if let Some(t) = &content_type {
+        head.header("content-type", t.as_bytes());
+    }
+    head.number("content-length", text.len() as u64);
+    let head = head.finish(keep_alive, http10);
+    let body = (!head_only).then_some(BodySource::Bytes(text));
+    body::send(socket, head, body, 0, config.write_timeout).await
+}

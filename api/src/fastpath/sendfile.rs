@@ -1,0 +1,124 @@
+//! File bytes to a socket with `sendfile(2)`: the kernel moves page-cache pages to the socket,
+//! and the body never passes through user space.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Most bytes one call sends. The socket is non-blocking, so a call returns as soon as its send
+/// buffer is full; this bounds how long one call may spend reading pages that are not cached
+/// (the one part of `sendfile` that can wait for the disk on an async thread).
+const CHUNK: u64 = 1 << 20;
+
+/// Sends `len` bytes of `file` starting at `offset`, waiting for the socket to become writable
+/// between calls. Fails with `TimedOut` when the socket accepts nothing for `idle`, and with
+/// `UnexpectedEof` when the file ends first.
+pub async fn send(
+    socket: &TcpStream,
+    file: &File,
+    offset: u64,
+    len: u64,
+    idle: Duration,
+) -> io::Result<()> {
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflows"))?;
+    let mut at = offset;
+    while at < end {
+        tokio::time::timeout(idle, socket.writable())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+        let count = (end - at).min(CHUNK) as usize;
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, count)
+        });
+        match sent {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file ended before the body",
+                ))
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One `sendfile(2)` call: up to `count` bytes of `file` from `*offset` to `socket`, advancing
+/// `*offset` by what was sent. A partial send (full socket buffer) is normal; `WouldBlock` means
+/// nothing could be sent.
+fn sendfile(socket: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
+    let mut off = libc::off_t::try_from(*offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
+    // SAFETY: both descriptors are borrowed from live `TcpStream` and `File` values for the
+    // duration of the call, and `off` is a valid, exclusively borrowed off_t. sendfile(2) reads
+    // from the file and writes to the socket; it touches no memory of this process besides
+    // `off`.
+    let sent = unsafe { libc::sendfile(socket, file, &mut off, count) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    *offset = off as u64;
+    Ok(sent as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A file larger than a socket buffer, sent from an offset to a real socket whose reader
+    /// starts late (so that sends are partial and wait for writability).
+    #[tokio::test]
+    async fn sends_a_file_slice_to_a_socket() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (offset, len) = (1234u64, 2_500_000u64);
+        let reader = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            sock.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let socket = TcpStream::connect(addr).await.unwrap();
+        send(&socket, &file, offset, len, Duration::from_secs(30))
+            .await
+            .unwrap();
+        drop(socket);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len() as u64, len);
+        assert!(got == data[offset as usize..(offset + len) as usize]);
+    }
+
+    #[tokio::test]
+    async fn a_short_file_is_an_error() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"only ten b").unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let err = send(&socket, &file, 5, 100, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
