@@ -20,6 +20,9 @@ use crate::token;
 use crate::AppState;
 
 pub(crate) const CACHE_CONTROL: &str = "private, max-age=31536000, immutable";
+/// Object bytes are untrusted uploads: opened directly in a browser they run nothing and reach
+/// nothing of the origin (an SVG or HTML polyglot in an image's clothes stays inert).
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "sandbox";
 
 fn parse_sha(text: &str) -> Result<Sha256, ApiError> {
     Sha256::parse_hex(text).ok_or_else(|| {
@@ -445,6 +448,7 @@ pub async fn serve(
         .status(answer.status())
         .header(header::ETAG, &etag)
         .header(header::CACHE_CONTROL, CACHE_CONTROL)
+        .header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
         .header(header::ACCEPT_RANGES, "bytes");
     let response = match answer {
         Answer::NotModified => builder.body(Body::empty()),

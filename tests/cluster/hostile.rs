@@ -97,6 +97,25 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
         );
     }
     let bmp = upload(&manager, &top_down_bmp()).await;
+    // Object bytes are untrusted: served inert, through the fast path and the router alike.
+    for method in [Method::GET, Method::HEAD] {
+        let path = format!("/objects/{bmp}");
+        let reply = manager
+            .send(method.clone(), &path, &[], Bytes::new())
+            .await
+            .expect("object");
+        assert_eq!(reply.status, 200, "{method}");
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{method}"
+        );
+        assert_eq!(
+            reply.header("content-security-policy"),
+            Some("sandbox"),
+            "{method}"
+        );
+    }
     let record = manager
         .get(&format!("/api/v1/objects/{bmp}"))
         .await

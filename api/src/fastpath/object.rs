@@ -93,6 +93,10 @@ pub async fn answer(
             head.start(status)
                 .header("etag", etag.as_bytes())
                 .header("cache-control", CACHE_CONTROL.as_bytes())
+                .header(
+                    "content-security-policy",
+                    objects::CONTENT_SECURITY_POLICY.as_bytes(),
+                )
                 .header("accept-ranges", b"bytes");
             let (body, length) = match answer {
                 Answer::NotModified => (None, 0),
