@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{png, request, Conn, Node, Raw};
+use support::{eventually, png, request, Conn, Node, Raw};
 use tessera_api::client::Method;
 use tessera_api::fastpath;
 use tessera_api::token::{self, Claims, Kind};
@@ -472,4 +472,47 @@ async fn auth_failures_are_answered_alike_by_both_paths() {
         }
     }
     assert_eq!(refused, 18, "the cases cover this many refusals");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_refused_with_503_and_the_node_serves_on() {
+    let node = Node::start(
+        fastpath::Config {
+            max_connections: 2,
+            ..fastpath::Config::default()
+        },
+        0,
+    )
+    .await;
+    // Idle keep-alive connections fill the cap (the start-up's own client connections may
+    // still be closing: then fewer fit, and the round is tried again).
+    let (mut held, mut refused, reply) =
+        eventually("two idle connections to fill the cap", || async {
+            let mut held = Vec::new();
+            loop {
+                let mut conn = Conn::open(node.fast).await;
+                conn.send(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+                let reply = conn.response(false).await?;
+                if reply.status == 503 {
+                    return (held.len() == 2).then_some((held, conn, reply));
+                }
+                assert!(
+                    held.len() < 2,
+                    "a third connection was served: the cap is 2"
+                );
+                assert_eq!(reply.status, 200);
+                held.push(conn);
+            }
+        })
+        .await;
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(reply.json()["error"]["code"], "too_many_connections");
+    assert!(refused.closed().await);
+    // A connection closing makes room again.
+    drop(held.pop());
+    eventually("room for a connection", || async {
+        let reply = request(node.fast, "GET", "/healthz", &[]).await;
+        (reply.status == 200).then_some(())
+    })
+    .await;
 }

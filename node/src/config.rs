@@ -31,6 +31,13 @@ struct ClusterSection {
     /// Lifetime of access tokens issued by /oauth/token, in seconds.
     #[serde(default = "default_access_token_ttl_s")]
     access_token_ttl_s: u64,
+    /// Client connections a node keeps open at once (more are answered 503 and closed).
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    16_384
 }
 
 fn default_access_token_ttl_s() -> u64 {
@@ -68,6 +75,7 @@ pub struct Config {
     pub max_object_bytes: u64,
     pub cache_bytes: usize,
     pub access_token_ttl_ms: u64,
+    pub max_connections: usize,
     data_dirs: Vec<(u64, PathBuf)>,
 }
 
@@ -135,6 +143,7 @@ impl Config {
             max_object_bytes: c.max_object_mb << 20,
             cache_bytes: (c.cache_mb << 20) as usize,
             access_token_ttl_ms: c.access_token_ttl_s.max(1) * 1000,
+            max_connections: c.max_connections.max(1),
             data_dirs,
         })
     }

@@ -68,7 +68,10 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     let http = tessera_api::fastpath::serve(
         listener,
         state,
-        tessera_api::fastpath::Config::default(),
+        tessera_api::fastpath::Config {
+            max_connections: config.max_connections,
+            ..tessera_api::fastpath::Config::default()
+        },
         stopped(stop_rx),
     );
 

@@ -43,6 +43,10 @@ pub struct Config {
     pub max_head: usize,
     /// How long shutdown waits for responses in flight.
     pub shutdown_grace: Duration,
+    /// Connections open at once; a connection beyond is answered 503 (with `Retry-After`) and
+    /// closed, so a flood of clients cannot take the file descriptors RocksDB, volumes and
+    /// peers need. Never more than the process's open-file limit less a reserve.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -53,7 +57,63 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             max_head: 16 << 10,
             shutdown_grace: Duration::from_secs(10),
+            max_connections: 16_384,
         }
+    }
+}
+
+/// File descriptors kept for everything but client connections (RocksDB files, volume files,
+/// peer connections, export and import files).
+const FD_RESERVE: u64 = 1024;
+
+/// `wanted`, lowered to the open-file limit less [`FD_RESERVE`] (at least 64). The soft limit
+/// is first raised to the hard one, as servers do: a default soft limit of 1024 would
+/// otherwise cap a node at a few hundred clients.
+fn connection_cap(wanted: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and nothing else.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !known {
+        return wanted;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given; raising the soft limit up to the
+        // hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    if limit.rlim_cur == libc::RLIM_INFINITY {
+        return wanted;
+    }
+    let room = limit.rlim_cur.saturating_sub(FD_RESERVE).max(64);
+    wanted.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// The whole answer to a connection over the cap.
+const OVER_CAP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+retry-after: 1\r\nx-content-type-options: nosniff\r\nconnection: close\r\ncontent-length: 93\r\n\r\n\
+{\"error\":{\"code\":\"too_many_connections\",\"message\":\"this node has too many open connections\"}}";
+
+/// Tells a connection over the cap so (if it reads within a second) and closes it.
+async fn refuse(mut socket: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(OVER_CAP)).await;
+}
+
+/// Counts an open connection until dropped.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -88,6 +148,9 @@ pub async fn serve(
     // Every connection task holds a receiver; `closed()` resolves when the last one is gone.
     let (open_tx, open_rx) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
+    let cap = connection_cap(shared.config.max_connections);
+    let open_now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let refused = ::metrics::counter!("tessera_http_connections_refused_total");
     loop {
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -99,13 +162,20 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        if open_now.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= cap {
+            open_now.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            refused.increment(1);
+            tokio::spawn(refuse(socket));
+            continue;
+        }
+        let counted = OpenConnection(open_now.clone());
         if let Err(e) = socket.set_nodelay(true) {
             tracing::debug!(error = %e, "set TCP_NODELAY");
         }
         let (shared, stop, open) = (shared.clone(), stop_rx.clone(), open_rx.clone());
         tokio::spawn(async move {
             connection::run(socket, peer, shared, stop).await;
-            drop(open);
+            drop((open, counted));
         });
     }
     drop(listener);
