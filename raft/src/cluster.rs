@@ -777,6 +777,11 @@ impl Cluster {
         self.cache.get(sha).map(|hit| (hit.meta, hit.bytes))
     }
 
+    /// Whether this node's object cache takes objects of `size` bytes.
+    pub fn cache_admits(&self, size: u64) -> bool {
+        self.cache.admits(size)
+    }
+
     /// Object cache hits, misses and current size in bytes.
     pub fn cache_stats(&self) -> (u64, u64, usize) {
         let (hits, misses) = self.cache.stats();

@@ -74,9 +74,16 @@ impl ObjectCache {
     }
 
     /// Caches `value` unless it is larger than a shard can hold.
+    /// Whether an object of `size` bytes is cached at all: at most an eighth of a shard, so
+    /// one large object never flushes a shard of hot small ones (large objects are sent from
+    /// their volume files instead).
+    pub fn admits(&self, size: u64) -> bool {
+        size <= (self.shard_capacity / 8) as u64
+    }
+
     pub fn insert(&self, sha: Sha256, value: Cached) {
         let size = value.bytes.len();
-        if size > self.shard_capacity {
+        if !self.admits(size as u64) {
             return;
         }
         let Ok(mut shard) = self.shard(&sha).lock() else {
@@ -151,28 +158,27 @@ mod tests {
 
     #[test]
     fn evicts_unreferenced_objects_first_and_counts_hits() {
-        let cache = ObjectCache::new(SHARDS * 300);
-        let (a, va) = object(1, 100);
-        let (b, vb) = object(2, 100);
-        let (c, vc) = object(3, 100);
-        let (d, vd) = object(4, 100);
-        cache.insert(a, va);
-        cache.insert(b, vb);
-        cache.insert(c, vc);
-        assert!(cache.get(&a).is_some()); // a gets a second chance
-        cache.insert(d, vd); // evicts b, the oldest unreferenced
-        assert!(cache.get(&b).is_none());
-        assert!(cache.get(&a).is_some());
-        assert!(cache.get(&c).is_some());
-        assert!(cache.get(&d).is_some());
-        assert_eq!(cache.size(), 300);
-        assert_eq!(cache.stats(), (4, 1));
+        // Shards of 800 bytes take objects of up to 100.
+        let cache = ObjectCache::new(SHARDS * 800);
+        let objects: Vec<(Sha256, Cached)> = (1..=9).map(|i| object(i, 100)).collect();
+        for (sha, value) in &objects[..8] {
+            cache.insert(*sha, value.clone());
+        }
+        assert!(cache.get(&objects[0].0).is_some()); // the first gets a second chance
+        cache.insert(objects[8].0, objects[8].1.clone()); // evicts the second, the oldest unreferenced
+        assert!(cache.get(&objects[1].0).is_none());
+        for (sha, _) in objects.iter().filter(|(sha, _)| *sha != objects[1].0) {
+            assert!(cache.get(sha).is_some());
+        }
+        assert_eq!(cache.size(), 800);
+        assert_eq!(cache.stats(), (9, 1));
     }
 
     #[test]
-    fn refuses_objects_larger_than_a_shard() {
-        let cache = ObjectCache::new(SHARDS * 50);
-        let (a, va) = object(1, 100);
+    fn refuses_objects_larger_than_an_eighth_of_a_shard() {
+        let cache = ObjectCache::new(SHARDS * 800);
+        assert!(cache.admits(100) && !cache.admits(101));
+        let (a, va) = object(1, 101);
         cache.insert(a, va);
         assert!(cache.get(&a).is_none());
         assert_eq!(cache.size(), 0);

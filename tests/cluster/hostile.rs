@@ -331,3 +331,71 @@ async fn cluster_init_needs_credentials_and_repeats_quietly() {
     assert_eq!(before, after, "repeated inits logged errors");
     all_ready(&cluster, "init calls").await;
 }
+
+/// Resident memory of a process, from `/proc/<pid>/status`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        * 1024
+}
+
+/// The value of an unlabelled counter in a node's `/metrics`.
+async fn counter(client: &Client, name: &str) -> u64 {
+    let text = client.get("/metrics").await.expect("metrics").body;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+#[tokio::test]
+async fn slow_readers_of_a_large_object_cost_the_node_no_memory() {
+    use tokio::io::AsyncWriteExt;
+
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let image = tessera_cluster_tests::png(3000, 2000, 91);
+    let size = image.len() as u64;
+    let sha = upload(&admin, &image).await;
+    let pid = cluster.pid(1).expect("node 1");
+    let token = cluster.node(1).token().expect("admin token").to_string();
+    let served_before = counter(&admin, "tessera_served_bytes_total").await;
+    let before = rss_bytes(pid);
+    // 300 clients ask for the 18 MB object and never read a byte of the answer.
+    let readers = 300u64;
+    let mut held = Vec::new();
+    for _ in 0..readers {
+        let addr = cluster.node(1).http.clone();
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "GET /objects/{sha} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.expect("request");
+        held.push(conn);
+    }
+    // Every answer has started (its bytes are counted when the answer is decided).
+    tessera_cluster_tests::eventually(
+        "every slow reader to be answered",
+        tessera_cluster_tests::DEADLINE,
+        || async {
+            let served = counter(&admin, "tessera_served_bytes_total").await;
+            (served >= served_before + readers * size).then_some(())
+        },
+    )
+    .await;
+    let grown = rss_bytes(pid).saturating_sub(before);
+    assert!(
+        grown < 160 << 20,
+        "{readers} slow readers of a {size}-byte object grew the node by {grown} bytes"
+    );
+    // The node serves everyone else meanwhile.
+    let small = upload(&admin, &tessera_cluster_tests::png(40, 30, 92)).await;
+    let reply = admin.get(&format!("/objects/{small}")).await.expect("get");
+    assert_eq!(reply.status, 200);
+    drop(held);
+    all_ready(&cluster, "slow readers").await;
+}

@@ -154,12 +154,18 @@ async fn lookup(
     if !query.head && !query.not_modified {
         let local = match state.cluster.cached_object(&query.sha) {
             Some((meta, bytes)) => Some((meta, BodySource::Bytes(bytes))),
-            None if doorkeeper.missed_before(&query.sha) => None,
-            None => state
-                .cluster
-                .local_object_file(&query.sha)
-                .await?
-                .map(|(meta, slice)| (meta, BodySource::File(slice.into()))),
+            // Sent from the volume file, unless it is a cacheable object's second miss: then
+            // the read path below copies it into the cache. Objects too large for the cache
+            // always go out with sendfile, so a slow reader never holds a copy.
+            None => match state.cluster.local_object_file(&query.sha).await? {
+                Some((meta, _))
+                    if state.cluster.cache_admits(meta.size)
+                        && doorkeeper.missed_before(&query.sha) =>
+                {
+                    None
+                }
+                found => found.map(|(meta, slice)| (meta, BodySource::File(slice.into()))),
+            },
         };
         if let Some((meta, body)) = local {
             let range = RangeOutcome::of(query.range, meta.size);
