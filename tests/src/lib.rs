@@ -202,8 +202,11 @@ impl TestCluster {
         }
         let first = cluster.node(1).client();
         let token_file = cluster.data_dir(1).join("init-token");
-        eventually("the cluster to initialise", DEADLINE, || async {
-            let token = std::fs::read_to_string(&token_file).ok()?;
+        // Polled like `eventually`, but a failure says what the last attempt got and what the
+        // nodes logged: a cluster that does not come up is otherwise hard to diagnose.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let token = std::fs::read_to_string(&token_file).unwrap_or_default();
             let reply = first
                 .send(
                     Method::POST,
@@ -211,11 +214,30 @@ impl TestCluster {
                     &[("authorization", &format!("Bearer {}", token.trim()))],
                     bytes::Bytes::new(),
                 )
-                .await
-                .ok()?;
-            reply.status.is_success().then_some(())
-        })
-        .await;
+                .await;
+            let last = match reply {
+                Ok(r) if r.status.is_success() => break,
+                Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() > deadline {
+                let logs: Vec<String> = (1..=opts.nodes as u64)
+                    .map(|id| {
+                        let log = cluster.log(id);
+                        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                        format!(
+                            "--- node {id}:\n{}",
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "the cluster did not initialise: last attempt: {last}\n{}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         cluster.wait_ready().await;
         let token = first
             .login("admin", ADMIN_PASSWORD)
