@@ -1,6 +1,6 @@
 use std::fmt;
 
-use rocksdb::WriteBatch;
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
@@ -86,6 +86,39 @@ pub struct PutOutcome {
 }
 
 impl Store {
+    /// The records of `group` in a column family keyed group ++ SHA-256 (`objects`, `needles`,
+    /// `blobs`), in hash order from `from` (or the first). `cached: false` keeps a full pass
+    /// (scrub, compaction, migration) out of the block cache.
+    pub fn scan_group_objects(
+        &self,
+        cf: Cf,
+        group: u32,
+        from: Option<&Sha256>,
+        cached: bool,
+    ) -> impl Iterator<Item = Result<(Sha256, Box<[u8]>), StorageError>> + '_ {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(keys::group_end(group));
+        opts.fill_cache(cached);
+        let start = match from {
+            Some(sha) => keys::object(group, &sha.0).to_vec(),
+            None => keys::group_start(group).to_vec(),
+        };
+        self.db()
+            .iterator_cf_opt(
+                self.cf(cf),
+                opts,
+                IteratorMode::From(&start, Direction::Forward),
+            )
+            .map(move |item| {
+                let (key, value) = item?;
+                let raw: [u8; 32] = key
+                    .get(keys::GROUP_LEN..)
+                    .and_then(|k| k.try_into().ok())
+                    .ok_or_else(|| StorageError::Corrupt(format!("{} key length", cf.name())))?;
+                Ok((Sha256(raw), value))
+            })
+    }
+
     pub fn object_meta(
         &self,
         group: u32,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 
 use crate::db::{Cf, Store};
 use crate::error::StorageError;
@@ -69,23 +69,10 @@ impl Store {
     /// The group's index, by volume.
     fn live_needles(&self, group: u32) -> Result<Live, StorageError> {
         let mut live = Live::new();
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(keys::group_end(group));
-        opts.fill_cache(false);
-        let start = keys::group_start(group);
-        let iter = self.db().iterator_cf_opt(
-            self.cf(Cf::Needles),
-            opts,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        for item in iter {
-            let (key, value) = item?;
-            let raw: [u8; 32] = key
-                .get(keys::GROUP_LEN..)
-                .and_then(|k| k.try_into().ok())
-                .ok_or_else(|| StorageError::Corrupt("needle key length".into()))?;
+        for item in self.scan_group_objects(Cf::Needles, group, None, false) {
+            let (sha, value) = item?;
             let at = Location::decode(&value)?;
-            live.entry(at.volume).or_default().push((Sha256(raw), at));
+            live.entry(at.volume).or_default().push((sha, at));
         }
         Ok(live)
     }

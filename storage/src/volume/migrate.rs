@@ -1,12 +1,11 @@
 //! Moving the bytes of data dirs written before volumes (the `blobs` column family, BlobDB)
 //! into volumes, at start-up.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 
 use crate::db::{Cf, Store};
 use crate::error::StorageError;
 use crate::keys;
-use crate::object::Sha256;
 use crate::volume::GroupVolumes;
 
 /// `sm_meta` marker: the group's `blobs` range has been moved to volumes.
@@ -48,25 +47,11 @@ pub(crate) fn migrate_steps(
     for _ in 0..steps {
         let mut batch = WriteBatch::default();
         let mut step = 0u64;
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(keys::group_end(group));
-        opts.fill_cache(false);
-        let start = keys::group_start(group);
-        let iter = store.db().iterator_cf_opt(
-            store.cf(Cf::Blobs),
-            opts,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        for item in iter {
-            let (key, body) = item?;
-            let raw: [u8; 32] = key
-                .get(keys::GROUP_LEN..)
-                .and_then(|k| k.try_into().ok())
-                .ok_or_else(|| StorageError::Corrupt("blob key length".into()))?;
-            let sha = Sha256(raw);
+        for item in store.scan_group_objects(Cf::Blobs, group, None, false) {
+            let (sha, body) = item?;
             let at = volumes.append(&sha, &body)?;
             store.stage_location(&mut batch, volumes, &sha, &at)?;
-            batch.delete_cf(store.cf(Cf::Blobs), &key);
+            batch.delete_cf(store.cf(Cf::Blobs), keys::object(group, &sha.0));
             moved += 1;
             step += body.len() as u64;
             if step >= STEP_BYTES {

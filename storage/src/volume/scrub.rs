@@ -1,11 +1,10 @@
 //! Checking every needle of a group against its checksum, a slice at a time, and rewriting
 //! objects whose local copy is damaged with intact bytes fetched elsewhere.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::WriteBatch;
 
 use crate::db::{Cf, Store};
 use crate::error::StorageError;
-use crate::keys;
 use crate::object::Sha256;
 use crate::volume::{read_needle, Location};
 
@@ -30,27 +29,10 @@ impl Store {
         budget: u64,
     ) -> Result<ScrubSlice, StorageError> {
         let volumes = self.volumes(group)?;
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(keys::group_end(group));
-        // A scrub reads everything once: keep it out of the block cache.
-        opts.fill_cache(false);
-        let start = match from {
-            Some(sha) => keys::object(group, &sha.0).to_vec(),
-            None => keys::group_start(group).to_vec(),
-        };
-        let iter = self.db().iterator_cf_opt(
-            self.cf(Cf::Needles),
-            opts,
-            IteratorMode::From(&start, Direction::Forward),
-        );
         let mut slice = ScrubSlice::default();
-        for item in iter {
-            let (key, value) = item?;
-            let raw: [u8; 32] = key
-                .get(keys::GROUP_LEN..)
-                .and_then(|k| k.try_into().ok())
-                .ok_or_else(|| StorageError::Corrupt("needle key length".into()))?;
-            let sha = Sha256(raw);
+        // A scrub reads everything once: kept out of the block cache.
+        for item in self.scan_group_objects(Cf::Needles, group, from.as_ref(), false) {
+            let (sha, value) = item?;
             if slice.bytes >= budget {
                 slice.next = Some(sha);
                 break;
