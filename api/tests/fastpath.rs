@@ -224,6 +224,22 @@ async fn malformed_oversized_and_slow_heads_are_refused_and_closed() {
     assert_eq!(reply.json()["error"]["code"], "request_timeout");
     assert!(conn.closed().await);
 
+    // The same after a hand-off to the router: hyper cuts a head that never completes too.
+    let mut conn = Conn::open(node.fast).await;
+    conn.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(conn.response(false).await.expect("healthz").status, 200);
+    conn.send(b"GET /healthz HTTP/1.1\r\nX-Slow: ").await;
+    let mut rest = [0u8; 1024];
+    let ended = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut conn.stream, &mut rest),
+    )
+    .await;
+    assert!(
+        matches!(ended, Ok(Ok(_)) | Ok(Err(_))),
+        "a handed-off connection kept a head that never completed open"
+    );
+
     // The node still serves.
     let ok = node.client().get(&format!("/objects/{sha}")).await.unwrap();
     assert_eq!(ok.status, 200);

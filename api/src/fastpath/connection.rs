@@ -81,7 +81,9 @@ pub async fn run(
                 started = (!buf.is_empty()).then(Instant::now);
             }
             Step::HandOff => {
-                return handoff::serve(socket, peer, buf, shared.router.clone(), stop).await;
+                let router = shared.router.clone();
+                let timeout = config.header_timeout;
+                return handoff::serve(socket, peer, buf, router, timeout, stop).await;
             }
             Step::Refuse(e) => {
                 let _ =

@@ -5,10 +5,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use bytes::{Buf, BytesMut};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -69,19 +70,25 @@ impl AsyncWrite for Replay {
 
 /// Serves the rest of the connection with hyper's HTTP/1 server and the router, starting with
 /// the bytes in `read`. Handlers see the client's address as `ConnectInfo<SocketAddr>`, as
-/// with `axum::serve`. On `stop`, hyper finishes the request in flight and closes.
+/// with `axum::serve`. A request head must arrive within `header_timeout` there too
+/// (slowloris), as on the fast path. On `stop`, hyper finishes the request in flight and
+/// closes.
 pub async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     read: BytesMut,
     router: Router,
+    header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let io = TokioIo::new(Replay { read, socket });
     let make = TowerToHyperService::new(router.into_make_service_with_connect_info::<SocketAddr>());
     let Ok(service) = hyper::service::Service::call(&make, peer).await;
     let service = TowerToHyperService::new(service);
-    let mut conn = pin!(hyper::server::conn::http1::Builder::new().serve_connection(io, service));
+    let mut conn = pin!(hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(io, service));
     let mut stopping = false;
     loop {
         tokio::select! {
