@@ -57,16 +57,42 @@ function readStored() {
   try { return JSON.parse(localStorage.getItem(KEY) || 'null'); } catch { return null; }
 }
 
+// The last rotation (the refresh token spent and the session it bought), kept in IndexedDB and
+// written before the refresh lock is released. localStorage will not do for this: another
+// tab's copy of it is updated asynchronously, so a tab that gets the lock next may still read
+// the spent token; a committed IndexedDB transaction is seen by every later one.
+function rotations(mode, f) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open('tessera', 1);
+    open.onupgradeneeded = () => open.result.createObjectStore('rotation');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const tx = db.transaction('rotation', mode);
+      const req = f(tx.objectStore('rotation'));
+      tx.oncomplete = () => { db.close(); resolve(req.result); };
+      tx.onerror = tx.onabort = () => { db.close(); reject(tx.error); };
+    };
+  });
+}
+const lastRotation = () => rotations('readonly', (s) => s.get('last')).catch(() => null);
+const recordRotation = (value) => rotations('readwrite', (s) => s.put(value, 'last')).catch(() => null);
+const forgetRotations = () => rotations('readwrite', (s) => s.delete('last')).catch(() => null);
+
 // Refresh tokens rotate: each one works once, and presenting a used one again makes the server
 // end the whole session (it looks stolen). So tabs of one browser refresh one at a time under a
 // Web Lock, and a tab that waited adopts the tokens the other tab just got instead of
 // presenting the refresh token that tab already used.
 async function rotate(used) {
+  const last = await lastRotation();
+  if (last && last.used === used) { store(last.session); return; }
   const current = readStored();
   if (current?.refresh && current.refresh !== used) { store(current); return; }
   if (!current?.refresh) throw new ApiError(401, 'unauthorized', 'signed out');
   const j = await tokenRequest({ grant_type: 'refresh_token', refresh_token: used });
-  store({ ...fromGrant(current.username, j), role: j.role || current.role });
+  const next = { ...fromGrant(current.username, j), role: j.role || current.role };
+  await recordRotation({ used, session: next });
+  store(next);
 }
 
 let refreshing = null;
@@ -80,11 +106,12 @@ async function refresh() {
 }
 
 /** Forgets the local session without telling the server (it already ended server-side). */
-export const forget = () => store(null);
+export const forget = () => { store(null); forgetRotations(); };
 
 export async function logout() {
   const s = session;
   store(null);
+  await forgetRotations();
   if (!s) return;
   // RFC 7009: revoke both; failures do not keep anyone signed in locally.
   await Promise.allSettled([s.refresh, s.access].filter(Boolean).map((token) =>
