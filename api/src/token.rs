@@ -7,12 +7,12 @@
 //! sign-in mints). Revocation and user changes are checked against the node's catalogue view: a
 //! revoked token or session, a deleted or disabled user, or a user whose epoch moved on
 //! (password, role or status changed by an admin) is refused — and a node whose view was not
-//! confirmed current recently (`Directory::is_current`) re-confirms before accepting.
+//! confirmed current recently (`TokenFacts::current`) re-confirms before accepting.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tessera_raft::catalog::{Directory, Role, Standing};
+use tessera_raft::catalog::{Directory, Role, Standing, TokenFacts};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -157,13 +157,16 @@ pub fn check(directory: &Directory, token: &str) -> Result<Claims, TokenError> {
     let (Some(uid), Some(sid)) = (claims.uid, claims.session_bytes()) else {
         return Err(TokenError::Outdated);
     };
-    if directory.is_revoked(&id) {
+    let facts = directory
+        .token_facts(&id, &sid, &claims.sub)
+        .ok_or(TokenError::Stale)?;
+    if facts.token_revoked {
         return Err(TokenError::Revoked("the token was revoked"));
     }
-    if directory.is_session_revoked(&sid) {
+    if facts.session_revoked {
         return Err(TokenError::Revoked("the session was signed out"));
     }
-    let standing = standing(directory, &claims.sub, uid)?;
+    let standing = standing(&facts, uid)?;
     if standing.disabled {
         return Err(TokenError::Revoked("the user is disabled"));
     }
@@ -177,7 +180,7 @@ pub fn check(directory: &Directory, token: &str) -> Result<Claims, TokenError> {
     }
     // Everything above only ever refuses on an old view (the records only move forward);
     // accepting needs a view known to be recent.
-    if !directory.is_current() {
+    if !facts.current {
         return Err(TokenError::Stale);
     }
     claims.role = standing.role;
@@ -188,11 +191,11 @@ pub fn check(directory: &Directory, token: &str) -> Result<Claims, TokenError> {
 /// naming an id below the current holder of the name, or below the next id to be given when
 /// nobody holds the name, belongs to a deleted user; a larger one to a user this node has not
 /// heard of yet.
-fn standing(directory: &Directory, name: &str, uid: u64) -> Result<Standing, TokenError> {
-    match directory.standing(name) {
+fn standing(facts: &TokenFacts, uid: u64) -> Result<Standing, TokenError> {
+    match facts.user {
         Some(s) if s.id == uid => Ok(s),
         Some(s) if uid < s.id => Err(TokenError::Revoked(DELETED)),
-        None if uid < directory.next_user_id() => Err(TokenError::Revoked(DELETED)),
+        None if uid < facts.next_user_id => Err(TokenError::Revoked(DELETED)),
         _ => Err(TokenError::Behind),
     }
 }

@@ -80,6 +80,19 @@ pub struct Account {
     pub user: User,
 }
 
+/// Everything a token check needs, read under one lock (token checks run on every request).
+#[derive(Clone, Copy, Debug)]
+pub struct TokenFacts {
+    pub token_revoked: bool,
+    pub session_revoked: bool,
+    /// The user holding the token's user name, if any.
+    pub user: Option<Standing>,
+    /// The id the next created user will get.
+    pub next_user_id: u64,
+    /// Whether the view was confirmed current less than [`VIEW_LEASE`] ago.
+    pub current: bool,
+}
+
 /// What a token check needs to know of a user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Standing {
@@ -87,6 +100,17 @@ pub struct Standing {
     pub role: Role,
     pub epoch: u64,
     pub disabled: bool,
+}
+
+impl Account {
+    fn standing(&self) -> Standing {
+        Standing {
+            id: self.id,
+            role: self.user.role,
+            epoch: self.user.epoch,
+            disabled: self.user.disabled,
+        }
+    }
 }
 
 /// A change to the catalogue. The Raft log stores these with bincode, which numbers variants
@@ -628,27 +652,28 @@ impl Directory {
         self.view.read().map(|v| v.users.len()).unwrap_or(0)
     }
 
-    pub fn is_revoked(&self, id: &[u8; 16]) -> bool {
-        self.view
-            .read()
-            .map(|v| v.revoked.contains_key(id))
-            .unwrap_or(true)
+    /// What a check of a token with id `token`, of session `session` and user `name` needs;
+    /// `None` only if the view's lock was poisoned.
+    pub fn token_facts(
+        &self,
+        token: &[u8; 16],
+        session: &[u8; 16],
+        name: &str,
+    ) -> Option<TokenFacts> {
+        let view = self.view.read().ok()?;
+        Some(TokenFacts {
+            token_revoked: view.revoked.contains_key(token),
+            session_revoked: view.revoked_sessions.contains_key(session),
+            user: view.users.get(name).map(Account::standing),
+            next_user_id: view.next_user_id,
+            current: view.current_until.is_some_and(|u| Instant::now() < u),
+        })
     }
 
     /// What token checks need of a user, without cloning the record.
     pub fn standing(&self, name: &str) -> Option<Standing> {
         let view = self.view.read().ok()?;
-        view.users.get(name).map(|a| Standing {
-            id: a.id,
-            role: a.user.role,
-            epoch: a.user.epoch,
-            disabled: a.user.disabled,
-        })
-    }
-
-    /// The id the next created user will get, as far as this node has applied.
-    pub fn next_user_id(&self) -> u64 {
-        self.view.read().map(|v| v.next_user_id).unwrap_or(0)
+        view.users.get(name).map(Account::standing)
     }
 
     /// Whether some user still waits for an id (a data dir from before user ids).
@@ -659,13 +684,6 @@ impl Directory {
             .unwrap_or(false)
     }
 
-    pub fn is_session_revoked(&self, id: &[u8; 16]) -> bool {
-        self.view
-            .read()
-            .map(|v| v.revoked_sessions.contains_key(id))
-            .unwrap_or(true)
-    }
-
     /// Records that a catalogue barrier started at `since` has completed: the view holds every
     /// change committed before `since`, and counts as current for [`VIEW_LEASE`] from then.
     pub fn confirmed_current(&self, since: Instant) {
@@ -673,13 +691,6 @@ impl Directory {
             let until = since + VIEW_LEASE;
             view.current_until = Some(view.current_until.map_or(until, |u| u.max(until)));
         }
-    }
-
-    /// Whether the view was confirmed current less than [`VIEW_LEASE`] ago.
-    pub fn is_current(&self) -> bool {
-        self.view
-            .read()
-            .is_ok_and(|v| v.current_until.is_some_and(|u| Instant::now() < u))
     }
 
     /// Whether job `id` was cancelled (as applied by this node).
@@ -726,17 +737,21 @@ mod tests {
                 CatalogOp::RevokeToken { id, expires_ms },
             );
         }
-        assert!(directory.is_revoked(&old) && directory.is_revoked(&young));
+        let revoked = |d: &Directory, id: &[u8; 16]| {
+            d.token_facts(id, &[0; 16], "")
+                .is_some_and(|f| f.token_revoked)
+        };
+        assert!(revoked(&directory, &old) && revoked(&directory, &young));
         apply(
             &store,
             &directory,
             CatalogOp::PruneRevoked { before_ms: 200 },
         );
-        assert!(!directory.is_revoked(&old) && directory.is_revoked(&young));
+        assert!(!revoked(&directory, &old) && revoked(&directory, &young));
         // What is on disk agrees: a node starting now loads only the young one.
         let fresh = Directory::default();
         fresh.reload(&store).expect("reload");
         assert_eq!(fresh.revoked_count(), 1);
-        assert!(fresh.is_revoked(&young));
+        assert!(revoked(&fresh, &young));
     }
 }

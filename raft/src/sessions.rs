@@ -298,6 +298,12 @@ mod tests {
     use super::*;
     use crate::catalog::{self, Account, CatalogOp, CatalogOutcome, Directory, Role, User};
 
+    fn session_revoked(directory: &Directory, id: u8) -> bool {
+        directory
+            .token_facts(&[0; 16], &[id; 16], "")
+            .is_some_and(|f| f.session_revoked)
+    }
+
     struct Replica {
         _dir: tempfile::TempDir,
         store: Store,
@@ -386,14 +392,14 @@ mod tests {
             (s.refresh_seq, s.last_used_ms, s.expires_ms),
             (1, 20, 2_000)
         );
-        assert!(!r.directory.is_session_revoked(&[1; 16]));
+        assert!(!session_revoked(&r.directory, 1));
         // Token 0 again: somebody kept a copy. The whole family ends, on disk and in memory.
         assert!(matches!(r.refresh(1, 0), Refreshed::Reused(_)));
-        assert!(r.directory.is_session_revoked(&[1; 16]));
+        assert!(session_revoked(&r.directory, 1));
         assert!(matches!(r.refresh(1, 1), Refreshed::Refused(_)));
         let reloaded = Directory::default();
         reloaded.reload(&r.store).expect("reload");
-        assert!(reloaded.is_session_revoked(&[1; 16]));
+        assert!(session_revoked(&reloaded, 1));
     }
 
     #[test]
@@ -418,7 +424,7 @@ mod tests {
         let mut ended: Vec<[u8; 16]> = ended.iter().map(|s| s.id).collect();
         ended.sort();
         assert_eq!(ended, vec![[1; 16], [3; 16]]);
-        assert!(!r.directory.is_session_revoked(&[2; 16]));
+        assert!(!session_revoked(&r.directory, 2));
         assert!(matches!(r.refresh(2, 0), Refreshed::Rotated(_)));
         // An admin's change moves the epoch on: the kept session ends too.
         let op = CatalogOp::UpdateUser {
@@ -479,6 +485,11 @@ mod tests {
         let reloaded = Directory::default();
         reloaded.reload(&r.store).expect("reload");
         assert_eq!(reloaded.user("bea").map(|a| a.id), Some(2));
-        assert_eq!(reloaded.next_user_id(), 4);
+        assert_eq!(
+            reloaded
+                .token_facts(&[0; 16], &[0; 16], "")
+                .map(|f| f.next_user_id),
+            Some(4)
+        );
     }
 }
