@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::annotation_sets::{
+use tessera_domain::annotation_sets::{
     self, control_character_problem, schema_problem, AnnotationSetOp, AnnotationSetOutcome, Label,
 };
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
 
 use crate::auth::Principal;
 use crate::error::{check_name, invalid, parse_json, ApiError};
@@ -262,10 +262,10 @@ pub async fn stats(
             let Some(set) = annotation_sets::annotation_set(s, id)? else {
                 return Ok(None);
             };
-            let total = tessera_raft::datasets::dataset(s, set.dataset_id)?
+            let total = tessera_domain::datasets::dataset(s, set.dataset_id)?
                 .map(|d| d.image_count)
                 .unwrap_or(0);
-            Ok(Some((tessera_raft::stats::load(s, id)?, total)))
+            Ok(Some((tessera_domain::stats::load(s, id)?, total)))
         })
         .await?;
     let (stats, total) = found.ok_or_else(|| not_found("annotation set", id))?;
@@ -274,7 +274,7 @@ pub async fn stats(
         .iter()
         .map(|(day, d)| {
             (
-                tessera_raft::stats::date(*day),
+                tessera_domain::stats::date(*day),
                 json!({ "saves": d.saves, "shapes": d.shapes }),
             )
         })

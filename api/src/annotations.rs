@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::annotations::{self, Save, SaveOutcome, Version};
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome};
+use tessera_domain::annotations::{self, Save, SaveOutcome, Version};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_raft::storage::Sha256;
 
 use crate::auth::Principal;
@@ -69,7 +69,7 @@ pub async fn get(
         .cluster
         .read_catalog(move |s| {
             let current = annotations::current(s, task, &sha)?;
-            let imported = match (&current, tessera_raft::tasks::task(s, task)?) {
+            let imported = match (&current, tessera_domain::tasks::task(s, task)?) {
                 (None, Some(t)) => annotations::imported(s, t.set_id, &sha)?,
                 _ => None,
             };

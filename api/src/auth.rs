@@ -7,7 +7,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use tessera_raft::catalog::Role;
+use tessera_domain::catalog::Role;
 
 use crate::error::ApiError;
 use crate::token::{self, Kind, TokenError};

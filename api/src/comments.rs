@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
-use tessera_raft::comments::{self, Comment, CommentOp, CommentOutcome};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::comments::{self, Comment, CommentOp, CommentOutcome};
 use tessera_raft::storage::Sha256;
 
 use crate::auth::Principal;

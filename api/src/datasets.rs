@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
-use tessera_raft::datasets::{self, Dataset, DatasetImage, DatasetOp, DatasetOutcome};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::datasets::{self, Dataset, DatasetImage, DatasetOp, DatasetOutcome};
 use tessera_raft::storage::Sha256;
 use tessera_raft::ReadSpec;
 
@@ -378,14 +378,14 @@ impl SavedFilter {
 /// in hash order (a sparse filter reads far; each image costs a few key lookups). `None` when
 /// the annotation set is not on this dataset.
 fn filtered_images(
-    s: &tessera_raft::storage::Store,
+    s: &dyn tessera_domain::Records,
     id: u64,
     after: Option<Sha256>,
     limit: usize,
     filter: &SavedFilter,
-) -> Result<Option<Vec<DatasetImage>>, tessera_raft::storage::StorageError> {
-    use tessera_raft::tasks::{self, TaskIndex};
-    match tessera_raft::annotation_sets::annotation_set(s, filter.set)? {
+) -> Result<Option<Vec<DatasetImage>>, tessera_domain::DomainError> {
+    use tessera_domain::tasks::{self, TaskIndex};
+    match tessera_domain::annotation_sets::annotation_set(s, filter.set)? {
         Some(set) if set.dataset_id == id => {}
         _ => return Ok(None),
     }
@@ -404,7 +404,7 @@ fn filtered_images(
         };
         for image in page {
             let tasks = tasks_of.get(&image.sha).map(Vec::as_slice).unwrap_or(&[]);
-            let labels = tessera_raft::annotations::saved_labels(s, tasks, &image.sha)?;
+            let labels = tessera_domain::annotations::saved_labels(s, tasks, &image.sha)?;
             if filter.keeps(&labels) {
                 out.push(image);
                 if out.len() == limit {
@@ -457,7 +457,7 @@ pub async fn images(
         })?;
     let key = state.cluster.directory().key();
     let expires = now_ms() + URL_TTL_MS;
-    let view = |i: &tessera_raft::datasets::DatasetImage| {
+    let view = |i: &tessera_domain::datasets::DatasetImage| {
         let sha = i.sha.to_string();
         let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
         json!({ "sha256": sha, "name": i.name, "width": i.width, "height": i.height, "added_ms": i.added_ms, "url": url })

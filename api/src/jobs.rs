@@ -1,6 +1,6 @@
 //! `/api/v1/jobs`: imports and exports that outlive their request.
 //!
-//! A job's record lives in the catalogue (see `tessera_raft::jobs`); the work runs on the node
+//! A job's record lives in the catalogue (see `tessera_domain::jobs`); the work runs on the node
 //! that took the request. While it runs, a [`Runner`] reports progress every second, which is
 //! also the job's heartbeat. The catalogue leader's [`watchdog`] notices a job whose heartbeat
 //! stopped (its node died or lost the cluster): exports are restarted on the leader (they are a
@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
-use tessera_raft::jobs::{
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::jobs::{
     self, Job, JobFilter, JobKind, JobOp, JobOutcome, JobResult, JobState, Progress, Skip,
 };
 use tessera_raft::{ByteRange, RangeOutcome};

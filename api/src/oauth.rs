@@ -1,6 +1,6 @@
 //! The OAuth 2.0 token endpoint (RFC 6749: password and refresh_token grants, refresh tokens
 //! rotated with reuse detection as RFC 9700 §4.14 asks), revocation (RFC 7009) and long-lived
-//! API tokens for scripts. Every grant belongs to a session (`tessera_raft::sessions`).
+//! API tokens for scripts. Every grant belongs to a session (`tessera_domain::sessions`).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
-use tessera_raft::catalog::{random, Account, CatalogOp, CatalogOutcome};
-use tessera_raft::sessions::{Refreshed, Session, SessionKind};
+use tessera_raft::random;
+use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome};
+use tessera_domain::sessions::{Refreshed, Session, SessionKind};
 
 use crate::auth::Principal;
 use crate::error::ApiError;

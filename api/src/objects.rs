@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::json;
 use sha2::Digest;
-use tessera_raft::catalog::Role;
+use tessera_domain::catalog::Role;
 use tessera_raft::storage::{probe_image, ObjectMeta, ProbeError, Sha256};
 use tessera_raft::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadSpec};
 

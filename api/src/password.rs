@@ -2,7 +2,7 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use tessera_raft::catalog::random;
+use tessera_raft::random;
 
 /// Hashes `password` into a PHC string. CPU-heavy by design (tens of ms): call it on the
 /// blocking pool.

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tessera_raft::catalog::{Account, CatalogOp, CatalogOutcome, Role};
-use tessera_raft::sessions::{self, Session, SessionKind};
+use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome, Role};
+use tessera_domain::sessions::{self, Session, SessionKind};
 
 use crate::auth::Principal;
 use crate::error::{internal, parse_json, ApiError};

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
-use tessera_raft::tasks::{self, Action, Task, TaskIndex, TaskOp, TaskOutcome, TaskState};
-use tessera_raft::{annotation_sets, datasets};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::tasks::{self, Action, Task, TaskIndex, TaskOp, TaskOutcome, TaskState};
+use tessera_domain::{annotation_sets, datasets};
 
 use crate::auth::Principal;
 use crate::error::{internal, invalid, parse_json, ApiError};

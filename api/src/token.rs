@@ -12,7 +12,8 @@
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use tessera_raft::catalog::{Directory, Role, Standing, TokenFacts};
+use tessera_domain::catalog::{Role, Standing, TokenFacts};
+use tessera_domain::directory::Directory;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -239,7 +240,7 @@ pub fn presigned(key: &[u8; 32], sha: &str, exp: u64, sig: &str, now: u64) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_raft::catalog::{Account, CatalogOp, CatalogOutcome, User};
+    use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome, User};
 
     fn claims(exp: u64) -> Claims {
         Claims {
@@ -290,10 +291,12 @@ mod tests {
         }
 
         fn apply(&self, op: CatalogOp) -> CatalogOutcome {
+            let id = tessera_raft::random::<16>().expect("random");
+            let records = self.store.records(0);
+            let mut tx = tessera_domain::Tx::new(&records);
+            let outcome = tessera_domain::catalog::stage(&mut tx, &id, &op).expect("stage");
             let mut batch = rocksdb_batch();
-            let id = tessera_raft::catalog::random::<16>().expect("random");
-            let outcome =
-                tessera_raft::catalog::stage(&self.store, &mut batch, &id, &op).expect("stage");
+            self.store.stage_writes(&mut batch, 0, tx.into_writes());
             self.store.write(batch, false).expect("write");
             self.directory.applied(&op, &outcome);
             outcome
@@ -316,9 +319,9 @@ mod tests {
 
         /// A session and an access token of `kind` in it.
         fn token(&self, account: &Account, kind: Kind) -> (String, [u8; 16]) {
-            let sid = tessera_raft::catalog::random::<16>().expect("random");
+            let sid = tessera_raft::random::<16>().expect("random");
             let claims = Claims {
-                id: hex::encode(tessera_raft::catalog::random::<16>().expect("random")),
+                id: hex::encode(tessera_raft::random::<16>().expect("random")),
                 sub: account.user.username.clone(),
                 uid: Some(account.id),
                 sid: Some(hex::encode(sid)),
@@ -379,11 +382,11 @@ mod tests {
             check(&node.directory, &node.token(&later, Kind::Access).0),
             Err(TokenError::Behind)
         );
-        node.apply(CatalogOp::OpenSession(tessera_raft::sessions::Session {
+        node.apply(CatalogOp::OpenSession(tessera_domain::sessions::Session {
             id: sid,
             user_id: ann.id,
             username: "ann".into(),
-            kind: tessera_raft::sessions::SessionKind::SignIn,
+            kind: tessera_domain::sessions::SessionKind::SignIn,
             epoch: 0,
             created_ms: 0,
             expires_ms: now_ms() + 60_000,
@@ -407,7 +410,7 @@ mod tests {
         // A view nobody confirmed recently refuses to accept, even a good token.
         let (good, _) = node.token(&ann, Kind::Access);
         let fresh = Directory::default();
-        fresh.reload(&node.store).expect("reload");
+        fresh.reload(&node.store.records(0)).expect("reload");
         assert_eq!(check(&fresh, &good), Err(TokenError::Stale));
         fresh.confirmed_current(std::time::Instant::now());
         assert!(check(&fresh, &good).is_ok());

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_raft::catalog::{Account, CatalogOp, CatalogOutcome, Role, User};
+use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome, Role, User};
 
 use crate::auth::Principal;
 use crate::error::{parse_json, ApiError};

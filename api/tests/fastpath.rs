@@ -11,7 +11,7 @@ use support::{eventually, png, request, Conn, Node, Raw};
 use tessera_api::client::Method;
 use tessera_api::fastpath;
 use tessera_api::token::{self, Claims, Kind};
-use tessera_raft::catalog::Role;
+use tessera_domain::catalog::Role;
 
 /// Method, path and extra headers of one request.
 type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);

@@ -15,7 +15,6 @@ use tessera_storage::{
     keys, Cached, Cf, ObjectCache, ObjectMeta, ObjectSlice, PutOutcome, Sha256, Store,
 };
 
-use crate::catalog::{self, CatalogOp, CatalogOutcome, Directory};
 use crate::command::{Command, Response};
 use crate::error::ClusterError;
 use crate::log_store::{repair_purged_past_applied, LogStore};
@@ -27,6 +26,9 @@ use crate::proto::{
 use crate::read::{ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec};
 use crate::state_machine::{StateMachine, PLACEMENT_KEY};
 use crate::types::{NodeId, Raft};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
+use tessera_domain::directory::Directory;
+use tessera_domain::{DomainError, Records};
 
 /// How long a request keeps retrying while a group has no leader or a peer is unreachable.
 const RETRY_DEADLINE: Duration = Duration::from_secs(15);
@@ -314,7 +316,7 @@ impl Cluster {
 
     /// Applies a catalogue change with a fresh request id.
     pub async fn catalog(&self, op: CatalogOp) -> Result<CatalogOutcome, ClusterError> {
-        let request_id = catalog::random().map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let request_id = crate::random().map_err(|e| ClusterError::Internal(e.to_string()))?;
         self.catalog_with_id(request_id, op).await
     }
 
@@ -337,7 +339,7 @@ impl Cluster {
 
     /// Waits until this node's catalogue replica has applied every change acknowledged before
     /// the call (read-your-writes for reads served from [`Cluster::directory`]), and renews the
-    /// directory's lease on being current (see [`catalog::VIEW_LEASE`]).
+    /// directory's lease on being current (see [`VIEW_LEASE`](tessera_domain::directory::VIEW_LEASE)).
     pub async fn catalog_barrier(&self) -> Result<(), ClusterError> {
         let Some(raft) = self.group(META_GROUP) else {
             return Err(ClusterError::Internal(
@@ -421,14 +423,14 @@ impl Cluster {
     /// caller needs its own writes).
     pub async fn read_catalog<T, F>(&self, read: F) -> Result<T, ClusterError>
     where
-        F: FnOnce(&Store) -> Result<T, tessera_storage::StorageError> + Send + 'static,
+        F: FnOnce(&dyn Records) -> Result<T, DomainError> + Send + 'static,
         T: Send + 'static,
     {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || read(&store))
+        tokio::task::spawn_blocking(move || read(&store.records(META_GROUP)))
             .await
             .map_err(|e| ClusterError::Internal(e.to_string()))?
-            .map_err(ClusterError::Storage)
+            .map_err(|e| ClusterError::Storage(e.into()))
     }
 
     /// Stores an object through its shard's leader; acknowledged once a majority of the shard
@@ -994,7 +996,7 @@ where
 /// locally (reads after a barrier, token checks in microseconds).
 /// Renews the directory's lease on being current with a catalogue barrier twice a second, so
 /// that token checks on a healthy node never wait, while a node cut off from the catalogue
-/// leader (paused, partitioned) stops trusting its view within [`catalog::VIEW_LEASE`].
+/// leader (paused, partitioned) stops trusting its view within [`VIEW_LEASE`](tessera_domain::directory::VIEW_LEASE).
 async fn keep_directory_current(cluster: std::sync::Weak<Cluster>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -4,9 +4,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tessera_storage::{ObjectMeta, PutOutcome, Sha256};
 
-use crate::catalog::{CatalogOp, CatalogOutcome};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
+
 use crate::placement::Placement;
-use crate::tasks::TaskOp;
 
 /// A replicated write: the payload of a Raft log entry. Every field the state machine stores is
 /// decided here, by the proposer, so that every replica applies it identically.
@@ -53,48 +53,7 @@ impl fmt::Debug for Command {
             }
             Command::SetPlacement(p) => write!(f, "SetPlacement(v{})", p.version),
             Command::Reference { sha, add, .. } => write!(f, "Reference({sha}, add: {add})"),
-            // Ops carry password hashes: name the kind only.
-            Command::Catalog { op, .. } => match op {
-                CatalogOp::InitClusterKey { .. } => f.write_str("Catalog(InitClusterKey)"),
-                CatalogOp::CreateUser(u) => write!(f, "Catalog(CreateUser {})", u.username),
-                CatalogOp::UpdateUser { username, .. } => {
-                    write!(f, "Catalog(UpdateUser {username})")
-                }
-                CatalogOp::DeleteUser { username } => write!(f, "Catalog(DeleteUser {username})"),
-                CatalogOp::RevokeToken { .. } => f.write_str("Catalog(RevokeToken)"),
-                CatalogOp::PruneRevoked { before_ms } => {
-                    write!(f, "Catalog(PruneRevoked before {before_ms})")
-                }
-                CatalogOp::Dataset(op) => write!(f, "Catalog({op:?})"),
-                CatalogOp::AnnotationSet(op) => write!(f, "Catalog({op:?})"),
-                CatalogOp::Task(TaskOp::Split { set_id, chunks, .. }) => {
-                    write!(f, "Catalog(Split {set_id}: {} chunks)", chunks.len())
-                }
-                CatalogOp::Task(op) => write!(f, "Catalog({op:?})"),
-                CatalogOp::Comment(op) => write!(f, "Catalog({op:?})"),
-                CatalogOp::Job(op) => write!(f, "Catalog({op:?})"),
-                CatalogOp::ImportAnnotations(i) => write!(
-                    f,
-                    "Catalog(ImportAnnotations set {}: {} images)",
-                    i.set,
-                    i.images.len()
-                ),
-                // Shapes can be large: name the image only.
-                CatalogOp::SaveAnnotation(s) => {
-                    write!(f, "Catalog(SaveAnnotation task {} {})", s.task, s.sha)
-                }
-                CatalogOp::AssignUserIds => f.write_str("Catalog(AssignUserIds)"),
-                // Sessions name users and clients: the kind and user only.
-                CatalogOp::OpenSession(s) => write!(f, "Catalog(OpenSession {})", s.username),
-                CatalogOp::RefreshSession { .. } => f.write_str("Catalog(RefreshSession)"),
-                CatalogOp::RevokeSession { .. } => f.write_str("Catalog(RevokeSession)"),
-                CatalogOp::RevokeUserSessions { user_id, .. } => {
-                    write!(f, "Catalog(RevokeUserSessions user {user_id})")
-                }
-                CatalogOp::SetOwnPassword { username, .. } => {
-                    write!(f, "Catalog(SetOwnPassword {username})")
-                }
-            },
+            Command::Catalog { op, .. } => write!(f, "Catalog({})", op.summary()),
         }
     }
 }

@@ -6,27 +6,19 @@
 //! a write to its shard's leader and a read to a local replica, forwarding over the internal RPC
 //! when this node holds no replica.
 
-pub mod annotation_sets;
-pub mod annotations;
 mod blocking;
-pub mod catalog;
 mod cluster;
 mod command;
-pub mod comments;
-pub mod datasets;
 mod error;
-pub mod jobs;
 mod log_store;
 mod maintenance;
 mod network;
 pub mod placement;
+mod random;
 mod read;
 mod service;
-pub mod sessions;
 mod snapshot_store;
 mod state_machine;
-pub mod stats;
-pub mod tasks;
 mod types;
 
 /// Generated from `proto/internal.proto`.
@@ -39,6 +31,7 @@ pub use command::{Command, Response};
 pub use error::ClusterError;
 pub use log_store::LogStore;
 pub use placement::{ClusterSpec, NodeSpec, Placement, META_GROUP};
+pub use random::random;
 pub use read::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec, RemoteBody};
 pub use service::serve_internal;
 pub use state_machine::StateMachine;

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
+use tessera_domain::directory::Directory;
+use tessera_domain::{catalog, tasks, Tx};
 use tessera_storage::volume::{GroupVolumes, Location};
 use tessera_storage::{
     export_group, import_group, keys, Cf, ObjectMeta, Sha256, StorageError, Store,
@@ -14,7 +16,6 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
 use crate::blocking::{blocking, storage_error};
-use crate::catalog::{self, Directory};
 use crate::command::{Command, Response};
 use crate::placement::META_GROUP;
 use crate::snapshot_store::{sync_dir, SnapshotStore};
@@ -85,9 +86,9 @@ impl StateMachine {
         .await?;
         if let Some(directory) = &directory {
             let s = store.clone();
-            blocking(ErrorVerb::Write, move || crate::tasks::backfill_indexes(&s)).await?;
+            blocking(ErrorVerb::Write, move || backfill_task_indexes(&s, group)).await?;
             let (d, s) = (directory.clone(), store.clone());
-            blocking(ErrorVerb::Read, move || d.reload(&s)).await?;
+            blocking(ErrorVerb::Read, move || d.reload(&s.records(group))).await?;
         }
         Ok(StateMachine {
             store,
@@ -198,6 +199,20 @@ fn stage_stub(
     store.stage_volume_head(batch, volumes)
 }
 
+/// Writes the task indexes of a catalogue from before they existed (see
+/// `tessera_domain::tasks::backfill_indexes`), fsynced, before the group serves.
+fn backfill_task_indexes(store: &Store, group: u32) -> Result<(), StorageError> {
+    let records = store.records(group);
+    let mut tx = Tx::new(&records);
+    tasks::backfill_indexes(&mut tx)?;
+    if tx.is_empty() {
+        return Ok(());
+    }
+    let mut batch = WriteBatch::default();
+    store.stage_writes(&mut batch, group, tx.into_writes());
+    store.write(batch, true)
+}
+
 fn apply_entries(
     store: &Store,
     group: u32,
@@ -273,7 +288,10 @@ fn apply_entries(
                 }
             }
             EntryPayload::Normal(Command::Catalog { request_id, op }) => {
-                let outcome = catalog::stage(store, &mut batch, &request_id, &op)?;
+                let records = store.records(group);
+                let mut tx = Tx::new(&records);
+                let outcome = catalog::stage(&mut tx, &request_id, &op)?;
+                store.stage_writes(&mut batch, group, tx.into_writes());
                 stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
                 store.write_state(group, batch, false)?;
                 if let Some(directory) = directory {
@@ -402,8 +420,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         if let Some(directory) = &self.directory {
-            let (d, s) = (directory.clone(), self.store.clone());
-            blocking(ErrorVerb::Read, move || d.reload(&s)).await?;
+            let (d, s, group) = (directory.clone(), self.store.clone(), self.group);
+            blocking(ErrorVerb::Read, move || d.reload(&s.records(group))).await?;
         }
         Ok(())
     }

@@ -10,6 +10,9 @@ pub enum StorageError {
     Io(#[from] io::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A domain read or transition over this store failed.
+    #[error(transparent)]
+    Domain(#[from] tessera_domain::DomainError),
 }
 
 impl From<bincode::Error> for StorageError {

@@ -31,9 +31,14 @@ pub fn log_index(key: &[u8]) -> Option<u64> {
 
 /// Key of a named per-group record (vote, committed, applied state, ...).
 pub fn named(group: u32, name: &str) -> Vec<u8> {
+    named_bytes(group, name.as_bytes())
+}
+
+/// [`named`] for a name that is not text (the domain's record keys are bytes).
+pub fn named_bytes(group: u32, name: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(GROUP_LEN + name.len());
     k.extend_from_slice(&group.to_be_bytes());
-    k.extend_from_slice(name.as_bytes());
+    k.extend_from_slice(name);
     k
 }
 

@@ -16,6 +16,7 @@ mod exif;
 pub mod keys;
 mod object;
 mod probe;
+mod records;
 mod snapshot_file;
 pub mod volume;
 
@@ -24,5 +25,6 @@ pub use db::{Cf, Record, Store};
 pub use error::StorageError;
 pub use object::{ObjectMeta, PutOutcome, Sha256};
 pub use probe::{probe_image, ImageInfo, ProbeError, MAX_PIXELS, MAX_SIDE};
+pub use records::GroupRecords;
 pub use snapshot_file::{export_group, import_group, GroupView};
 pub use volume::ObjectSlice;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use tessera_raft::annotation_sets::ShapeKind;
+use tessera_domain::annotation_sets::ShapeKind;
 
 use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
 

@@ -2,7 +2,7 @@
 //! points and tags, with their attributes.
 
 use serde_json::Value;
-use tessera_raft::annotation_sets::ShapeKind;
+use tessera_domain::annotation_sets::ShapeKind;
 
 use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
 use crate::xml;

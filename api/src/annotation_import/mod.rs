@@ -24,13 +24,13 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
-use tessera_raft::annotation_sets::{
+use tessera_domain::annotation_sets::{
     self, AnnotationSet, AnnotationSetOp, AnnotationSetOutcome, AttributeKind, Label, ShapeKind,
 };
-use tessera_raft::annotations::{self, Import, ImportOutcome};
-use tessera_raft::catalog::{CatalogOp, CatalogOutcome, Role};
-use tessera_raft::datasets;
-use tessera_raft::jobs::{JobKind, JobResult};
+use tessera_domain::annotations::{self, Import, ImportOutcome};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::datasets;
+use tessera_domain::jobs::{JobKind, JobResult};
 use tessera_raft::storage::{probe_image, Sha256};
 
 use crate::auth::Principal;
@@ -294,9 +294,9 @@ fn insert_unique(map: &mut HashMap<String, Option<Sha256>>, key: String, sha: Sh
 }
 
 fn names(
-    store: &tessera_raft::storage::Store,
+    store: &dyn tessera_domain::Records,
     dataset: u64,
-) -> Result<Names, tessera_raft::storage::StorageError> {
+) -> Result<Names, tessera_domain::DomainError> {
     let mut names = Names {
         by_name: HashMap::new(),
         sizes: HashMap::new(),
@@ -530,7 +530,7 @@ async fn run(
     }
     // Names no export could write back (line breaks, NUL) are never added to the schema.
     used.retain(|name, _| {
-        let Some(c) = tessera_raft::annotation_sets::control_character(name) else {
+        let Some(c) = tessera_domain::annotation_sets::control_character(name) else {
             return true;
         };
         report.add(

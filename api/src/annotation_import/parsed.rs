@@ -2,7 +2,7 @@
 //! Tessera's terms, before they are matched to the dataset and checked against the schema.
 
 use serde_json::{Map, Value};
-use tessera_raft::annotation_sets::ShapeKind;
+use tessera_domain::annotation_sets::ShapeKind;
 
 /// One shape as read from a file.
 #[derive(Clone, Debug)]

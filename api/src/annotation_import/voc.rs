@@ -1,7 +1,7 @@
 //! Pascal VOC `Annotations/*.xml`: every object's box becomes a rectangle. Coordinates are
 //! taken as written (Tessera writes VOC 0-based; see docs/formats.md).
 
-use tessera_raft::annotation_sets::ShapeKind;
+use tessera_domain::annotation_sets::ShapeKind;
 
 use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
 use crate::xml;

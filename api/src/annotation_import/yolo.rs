@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use tessera_raft::annotation_sets::ShapeKind;
+use tessera_domain::annotation_sets::ShapeKind;
 
 use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
 

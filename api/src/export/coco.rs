@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
 use serde_json::{json, Value};
-use tessera_raft::annotation_sets::{Label, ShapeKind};
+use tessera_domain::annotation_sets::{Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item, Part};
 use super::shapes::{clamp, polygon_area, Shape};

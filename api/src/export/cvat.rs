@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
 use serde_json::Value;
-use tessera_raft::annotation_sets::{AttributeKind, Label, ShapeKind};
+use tessera_domain::annotation_sets::{AttributeKind, Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item, Part};
 use super::shapes::{clamp, num, Shape};

@@ -6,7 +6,7 @@
 use std::io;
 
 use serde_json::{json, Map, Value};
-use tessera_raft::annotation_sets::ShapeKind;
+use tessera_domain::annotation_sets::ShapeKind;
 
 use super::archive::{Archive, Format, Item};
 

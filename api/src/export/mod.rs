@@ -26,13 +26,14 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
-use tessera_raft::annotation_sets::{self, Label};
-use tessera_raft::annotations;
-use tessera_raft::catalog::Role;
-use tessera_raft::datasets;
-use tessera_raft::jobs::{Job, JobKind, JobResult};
-use tessera_raft::storage::{Sha256, StorageError, Store};
-use tessera_raft::tasks::{self, TaskIndex, TaskState};
+use tessera_domain::annotation_sets::{self, Label};
+use tessera_domain::annotations;
+use tessera_domain::catalog::Role;
+use tessera_domain::datasets;
+use tessera_domain::jobs::{Job, JobKind, JobResult};
+use tessera_domain::{DomainError, Records};
+use tessera_raft::storage::Sha256;
+use tessera_domain::tasks::{self, TaskIndex, TaskState};
 use tessera_raft::{ObjectBody, ReadSpec};
 
 use crate::auth::Principal;
@@ -211,7 +212,11 @@ struct Plan {
 
 /// The images to export and where each one's shapes come from: the accepted task that has it
 /// (the latest, with overlap), else the task furthest along, else imported shapes.
-fn plan(store: &Store, set_id: u64, only_accepted: bool) -> Result<Option<Plan>, StorageError> {
+fn plan(
+    store: &dyn Records,
+    set_id: u64,
+    only_accepted: bool,
+) -> Result<Option<Plan>, DomainError> {
     let Some(set) = annotation_sets::annotation_set(store, set_id)? else {
         return Ok(None);
     };
@@ -272,10 +277,10 @@ fn plan(store: &Store, set_id: u64, only_accepted: bool) -> Result<Option<Plan>,
 
 /// The shapes of a batch of entries, read in one go from the local catalogue replica.
 fn shapes_of(
-    store: &Store,
+    store: &dyn Records,
     set_id: u64,
     batch: &[(Sha256, Option<Source>)],
-) -> Result<Vec<Vec<Shape>>, StorageError> {
+) -> Result<Vec<Vec<Shape>>, DomainError> {
     let mut out = Vec::with_capacity(batch.len());
     for (sha, source) in batch {
         let text = match source {

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tessera_raft::annotation_sets::ShapeKind;
+use tessera_domain::annotation_sets::ShapeKind;
 
 /// One saved shape. Coordinates are Tessera's: continuous pixels from the image's top-left
 /// corner (0-based); rectangles are two opposite corners; rotated rectangles are the unrotated

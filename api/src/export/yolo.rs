@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use tessera_raft::annotation_sets::{Label, ShapeKind};
+use tessera_domain::annotation_sets::{Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item};
 use super::shapes::Shape;

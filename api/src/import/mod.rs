@@ -28,9 +28,9 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
-use tessera_raft::catalog::Role;
-use tessera_raft::datasets::{self, DatasetImage};
-use tessera_raft::jobs::{JobKind, JobResult};
+use tessera_domain::catalog::Role;
+use tessera_domain::datasets::{self, DatasetImage};
+use tessera_domain::jobs::{JobKind, JobResult};
 use tessera_raft::storage::{probe_image, ObjectMeta, Sha256};
 use tokio::io::AsyncWriteExt;
 

@@ -6,11 +6,10 @@
 //! (an object kept longer than needed), never too low: references are added before the
 //! membership is recorded, and dropped after it is removed.
 
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 
-use crate::placement::META_GROUP;
+use crate::records::{get, next_id, page};
+use crate::{key, DomainError, Records, Sha256, Tx};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dataset {
@@ -73,15 +72,15 @@ pub enum DatasetOutcome {
 const NEXT_ID: &str = "dataset-next-id";
 
 fn dataset_key(id: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("dataset/{id:016x}"))
+    key(&format!("dataset/{id:016x}"))
 }
 
 fn name_key(name: &str) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("dataset-name/{name}"))
+    key(&format!("dataset-name/{name}"))
 }
 
 fn image_prefix(id: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("dataset-image/{id:016x}/"))
+    key(&format!("dataset-image/{id:016x}/"))
 }
 
 fn image_key(id: u64, sha: &Sha256) -> Vec<u8> {
@@ -90,73 +89,48 @@ fn image_key(id: u64, sha: &Sha256) -> Vec<u8> {
     k
 }
 
-pub(crate) fn get<T: serde::de::DeserializeOwned>(
-    store: &Store,
-    key: &[u8],
-) -> Result<Option<T>, StorageError> {
-    match store.get(Cf::Catalog, key)? {
-        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
-        None => Ok(None),
-    }
-}
-
-/// Stages a dataset op. Reads see the state before this entry.
-pub fn stage(
-    store: &Store,
-    batch: &mut WriteBatch,
-    op: &DatasetOp,
-) -> Result<DatasetOutcome, StorageError> {
-    let cf = store.cf(Cf::Catalog);
-    let put = |batch: &mut WriteBatch, dataset: &Dataset| -> Result<(), StorageError> {
-        batch.put_cf(cf, dataset_key(dataset.id), bincode::serialize(dataset)?);
-        Ok(())
-    };
-    if let DatasetOp::Create {
-        name,
-        created_by,
-        created_ms,
-    } = op
-    {
-        if store.get(Cf::Catalog, &name_key(name))?.is_some() {
-            return Ok(DatasetOutcome::NameTaken(name.clone()));
-        }
-        let id = get::<u64>(store, &keys::named(META_GROUP, NEXT_ID))?.unwrap_or(1);
-        batch.put_cf(
-            cf,
-            keys::named(META_GROUP, NEXT_ID),
-            bincode::serialize(&(id + 1))?,
-        );
-        batch.put_cf(cf, name_key(name), bincode::serialize(&id)?);
-        let dataset = Dataset {
-            id,
-            name: name.clone(),
-            created_by: created_by.clone(),
-            created_ms: *created_ms,
-            image_count: 0,
-        };
-        put(batch, &dataset)?;
-        return Ok(DatasetOutcome::Dataset(dataset));
-    }
+/// Stages a dataset op.
+pub fn stage(tx: &mut Tx, op: &DatasetOp) -> Result<DatasetOutcome, DomainError> {
     let id = match op {
+        DatasetOp::Create {
+            name,
+            created_by,
+            created_ms,
+        } => {
+            if tx.get(&name_key(name))?.is_some() {
+                return Ok(DatasetOutcome::NameTaken(name.clone()));
+            }
+            let id = next_id(tx, NEXT_ID)?;
+            tx.put_record(name_key(name), &id)?;
+            let dataset = Dataset {
+                id,
+                name: name.clone(),
+                created_by: created_by.clone(),
+                created_ms: *created_ms,
+                image_count: 0,
+            };
+            tx.put_record(dataset_key(id), &dataset)?;
+            return Ok(DatasetOutcome::Dataset(dataset));
+        }
         DatasetOp::Rename { id, .. }
         | DatasetOp::Delete { id }
         | DatasetOp::AddImages { id, .. }
         | DatasetOp::RemoveImages { id, .. } => *id,
-        DatasetOp::Create { .. } => unreachable!("handled above"),
     };
-    let Some(mut dataset) = get::<Dataset>(store, &dataset_key(id))? else {
+    let Some(mut dataset) = get::<Dataset>(tx, &dataset_key(id))? else {
         return Ok(DatasetOutcome::NoSuchDataset(id));
     };
     let outcome = match op {
+        DatasetOp::Create { .. } => return Ok(DatasetOutcome::NoSuchDataset(id)),
         DatasetOp::Rename { name, .. } => {
             if *name != dataset.name {
-                if store.get(Cf::Catalog, &name_key(name))?.is_some() {
+                if tx.get(&name_key(name))?.is_some() {
                     return Ok(DatasetOutcome::NameTaken(name.clone()));
                 }
-                batch.delete_cf(cf, name_key(&dataset.name));
-                batch.put_cf(cf, name_key(name), bincode::serialize(&id)?);
+                tx.delete(name_key(&dataset.name));
+                tx.put_record(name_key(name), &id)?;
                 dataset.name = name.clone();
-                put(batch, &dataset)?;
+                tx.put_record(dataset_key(id), &dataset)?;
             }
             DatasetOutcome::Dataset(dataset)
         }
@@ -164,94 +138,73 @@ pub fn stage(
             if dataset.image_count > 0 {
                 return Ok(DatasetOutcome::NotEmpty(dataset.image_count));
             }
-            batch.delete_cf(cf, dataset_key(id));
-            batch.delete_cf(cf, name_key(&dataset.name));
+            tx.delete(dataset_key(id));
+            tx.delete(name_key(&dataset.name));
             DatasetOutcome::Deleted
         }
         DatasetOp::AddImages { images, .. } => {
             let mut added = Vec::new();
             for image in images {
+                // The transaction sees its own writes, so an image listed twice is added once.
                 let key = image_key(id, &image.sha);
-                if store.get(Cf::Catalog, &key)?.is_none() && !added.contains(&image.sha) {
-                    batch.put_cf(cf, key, bincode::serialize(image)?);
+                if tx.get(&key)?.is_none() {
+                    tx.put_record(key, image)?;
                     added.push(image.sha);
                 }
             }
-            dataset.image_count += added.len() as u64;
-            put(batch, &dataset)?;
+            dataset.image_count = dataset.image_count.saturating_add(added.len() as u64);
+            tx.put_record(dataset_key(id), &dataset)?;
             DatasetOutcome::Images(added)
         }
         DatasetOp::RemoveImages { shas, .. } => {
             let mut removed = Vec::new();
             for sha in shas {
                 let key = image_key(id, sha);
-                if store.get(Cf::Catalog, &key)?.is_some() && !removed.contains(sha) {
-                    batch.delete_cf(cf, key);
+                if tx.get(&key)?.is_some() {
+                    tx.delete(key);
                     removed.push(*sha);
                 }
             }
-            dataset.image_count -= removed.len() as u64;
-            put(batch, &dataset)?;
+            dataset.image_count = dataset.image_count.saturating_sub(removed.len() as u64);
+            tx.put_record(dataset_key(id), &dataset)?;
             DatasetOutcome::Images(removed)
         }
-        DatasetOp::Create { .. } => unreachable!("handled above"),
     };
     Ok(outcome)
 }
 
 /// Reads of this node's catalogue replica (call `Cluster::catalog_barrier` first for
 /// read-your-writes).
-pub fn dataset(store: &Store, id: u64) -> Result<Option<Dataset>, StorageError> {
-    get(store, &dataset_key(id))
-}
-
-pub(crate) fn scan<T: serde::de::DeserializeOwned>(
-    store: &Store,
-    prefix: &[u8],
-    after: Option<&[u8]>,
-    limit: usize,
-) -> Result<Vec<T>, StorageError> {
-    let start = after.map(|a| {
-        let mut k = prefix.to_vec();
-        k.extend_from_slice(a);
-        k.push(0);
-        k
-    });
-    let iter = store.scan_prefix(Cf::Catalog, prefix, start.as_deref());
-    let mut out = Vec::new();
-    for item in iter.take(limit) {
-        let (_, v) = item?;
-        out.push(bincode::deserialize(&v)?);
-    }
-    Ok(out)
+pub fn dataset(r: &dyn Records, id: u64) -> Result<Option<Dataset>, DomainError> {
+    get(r, &dataset_key(id))
 }
 
 /// One image of a dataset.
-pub fn image(store: &Store, id: u64, sha: &Sha256) -> Result<Option<DatasetImage>, StorageError> {
-    get(store, &image_key(id, sha))
+pub fn image(r: &dyn Records, id: u64, sha: &Sha256) -> Result<Option<DatasetImage>, DomainError> {
+    get(r, &image_key(id, sha))
 }
 
 /// Datasets in id order after `after`.
 pub fn datasets(
-    store: &Store,
+    r: &dyn Records,
     after: Option<u64>,
     limit: usize,
-) -> Result<Vec<Dataset>, StorageError> {
-    let prefix = keys::named(META_GROUP, "dataset/");
+) -> Result<Vec<Dataset>, DomainError> {
+    let prefix = key("dataset/");
     let after = after.map(|a| format!("{a:016x}"));
-    scan(store, &prefix, after.as_deref().map(str::as_bytes), limit)
+    page(r, &prefix, after.as_deref().map(str::as_bytes), limit)
 }
 
 /// A dataset's images in hash order after `after`.
 pub fn images(
-    store: &Store,
+    r: &dyn Records,
     id: u64,
     after: Option<&Sha256>,
     limit: usize,
-) -> Result<Vec<DatasetImage>, StorageError> {
+) -> Result<Vec<DatasetImage>, DomainError> {
     let after = after.map(|s| s.to_string());
-    scan(
-        store,
+    page(
+        r,
         &image_prefix(id),
         after.as_deref().map(str::as_bytes),
         limit,

@@ -4,13 +4,11 @@
 //! or the same transition are ordered by the Raft log: exactly one wins, the other gets a
 //! conflict naming the state it found.
 
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 
 use crate::catalog::Role;
-use crate::placement::META_GROUP;
-use crate::stats;
+use crate::records::get;
+use crate::{key, stats, DomainError, Records, Sha256, Tx};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,14 +97,11 @@ pub enum TaskOutcome {
 const NEXT_ID: &str = "task-next-id";
 
 fn task_key(id: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("task/{id:016x}"))
+    key(&format!("task/{id:016x}"))
 }
 
-pub fn task(store: &Store, id: u64) -> Result<Option<Task>, StorageError> {
-    match store.get(Cf::Catalog, &task_key(id))? {
-        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
-        None => Ok(None),
-    }
+pub fn task(r: &dyn Records, id: u64) -> Result<Option<Task>, DomainError> {
+    get(r, &task_key(id))
 }
 
 /// Which tasks a listing walks. Every variant but `All` is an index the state machine keeps
@@ -136,7 +131,7 @@ impl TaskIndex {
             TaskIndex::State(state) => format!("task-by-state/{}/", state_name(*state)),
             TaskIndex::Chunk(chunk) => format!("task-by-chunk/{chunk:016x}/"),
         };
-        keys::named(META_GROUP, &name)
+        key(&name)
     }
 }
 
@@ -162,56 +157,49 @@ fn index_keys(t: &Task) -> Vec<Vec<u8>> {
 }
 
 /// Stages a task record and moves its index entries from `before` to it.
-fn save(
-    store: &Store,
-    batch: &mut WriteBatch,
-    before: Option<&Task>,
-    t: &Task,
-) -> Result<(), StorageError> {
-    let cf = store.cf(Cf::Catalog);
+fn save(tx: &mut Tx, before: Option<&Task>, t: &Task) -> Result<(), DomainError> {
     for k in before.map(index_keys).unwrap_or_default() {
-        batch.delete_cf(cf, k);
+        tx.delete(k);
     }
     for k in index_keys(t) {
-        batch.put_cf(cf, k, []);
+        tx.put(k, Vec::new());
     }
-    batch.put_cf(cf, task_key(t.id), bincode::serialize(t)?);
+    tx.put_record(task_key(t.id), t)?;
     Ok(())
 }
 
 const INDEXED: &str = "task-indexes-v1";
 
-/// Writes the index entries of tasks recorded before indexes existed (once; a no-op after).
+/// Stages the index entries of tasks recorded before indexes existed (once; nothing after).
 /// Every replica derives the same entries from the same records, so replicas stay identical.
-pub fn backfill_indexes(store: &Store) -> Result<(), StorageError> {
-    let marker = keys::named(META_GROUP, INDEXED);
-    if store.get(Cf::Catalog, &marker)?.is_some() {
+pub fn backfill_indexes(tx: &mut Tx) -> Result<(), DomainError> {
+    let marker = key(INDEXED);
+    if tx.get(&marker)?.is_some() {
         return Ok(());
     }
-    let mut batch = WriteBatch::default();
-    for t in tasks(store, TaskIndex::All, None, usize::MAX, |_| true)? {
+    for t in tasks(tx, TaskIndex::All, None, usize::MAX, |_| true)? {
         for k in index_keys(&t) {
-            batch.put_cf(store.cf(Cf::Catalog), k, []);
+            tx.put(k, Vec::new());
         }
     }
-    batch.put_cf(store.cf(Cf::Catalog), marker, []);
-    store.write(batch, true)
+    tx.put(marker, Vec::new());
+    Ok(())
 }
 
 /// Tasks of `index` matching `keep`, in id order after `after`.
 pub fn tasks(
-    store: &Store,
+    r: &dyn Records,
     index: TaskIndex,
     after: Option<u64>,
     limit: usize,
     keep: impl Fn(&Task) -> bool,
-) -> Result<Vec<Task>, StorageError> {
+) -> Result<Vec<Task>, DomainError> {
     let prefix = index.prefix();
     let mut start = prefix.clone();
     if let Some(a) = after {
         start.extend_from_slice(format!("{:016x}", a + 1).as_bytes());
     }
-    let iter = store.scan_prefix(Cf::Catalog, &prefix, Some(&start));
+    let iter = r.scan(&prefix, Some(&start));
     let mut out = Vec::new();
     for item in iter {
         let (k, v) = item?;
@@ -221,8 +209,8 @@ pub fn tasks(
                 let id = std::str::from_utf8(&k[prefix.len()..])
                     .ok()
                     .and_then(|h| u64::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| StorageError::Corrupt("task index key".into()))?;
-                match task(store, id)? {
+                    .ok_or_else(|| DomainError::Corrupt("task index key".into()))?;
+                match task(r, id)? {
                     Some(t) => t,
                     None => continue,
                 }
@@ -254,11 +242,11 @@ fn decide(
     action: Action,
     user: &str,
     role: Role,
-    store: &Store,
-) -> Result<Result<(), TaskOutcome>, StorageError> {
+    r: &dyn Records,
+) -> Result<Result<(), TaskOutcome>, DomainError> {
     let is_assignee = task.assignee.as_deref() == Some(user);
     let can_review = matches!(action, Action::Review | Action::Accept | Action::Reject)
-        && crate::annotation_sets::reviews(store, task.set_id, user, role)?;
+        && crate::annotation_sets::reviews(r, task.set_id, user, role)?;
     let outcome = match action {
         Action::Claim => {
             if task.assignee.is_some() || task.state != TaskState::New {
@@ -267,7 +255,7 @@ fn decide(
                     task.id
                 ))));
             }
-            let holds_chunk = !tasks(store, TaskIndex::Chunk(task.chunk), None, 1, |t| {
+            let holds_chunk = !tasks(r, TaskIndex::Chunk(task.chunk), None, 1, |t| {
                 t.assignee.as_deref() == Some(user)
             })?
             .is_empty();
@@ -333,12 +321,7 @@ fn decide(
     Ok(outcome)
 }
 
-pub fn stage(
-    store: &Store,
-    batch: &mut WriteBatch,
-    op: &TaskOp,
-) -> Result<TaskOutcome, StorageError> {
-    let cf = store.cf(Cf::Catalog);
+pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
     match op {
         TaskOp::Split {
             set_id,
@@ -348,10 +331,7 @@ pub fn stage(
             by,
             at_ms,
         } => {
-            let mut next = match store.get(Cf::Catalog, &keys::named(META_GROUP, NEXT_ID))? {
-                Some(raw) => bincode::deserialize(&raw)?,
-                None => 1u64,
-            };
+            let mut next = get::<u64>(tx, &key(NEXT_ID))?.unwrap_or(1);
             let first_chunk = next;
             let mut created = Vec::new();
             for (c, images) in chunks.iter().enumerate() {
@@ -375,17 +355,13 @@ pub fn stage(
                         state: TaskState::New,
                         history: vec![event],
                     };
-                    save(store, batch, None, &task)?;
+                    save(tx, None, &task)?;
                     created.push(next);
                     next += 1;
                 }
             }
-            batch.put_cf(
-                cf,
-                keys::named(META_GROUP, NEXT_ID),
-                bincode::serialize(&next)?,
-            );
-            stats::tasks_created(store, batch, *set_id, created.len() as u64)?;
+            tx.put_record(key(NEXT_ID), &next)?;
+            stats::tasks_created(tx, *set_id, created.len() as u64)?;
             Ok(TaskOutcome::Created(created))
         }
         TaskOp::Act {
@@ -396,17 +372,17 @@ pub fn stage(
             reason,
             at_ms,
         } => {
-            let Some(mut t) = task(store, *id)? else {
+            let Some(mut t) = task(tx, *id)? else {
                 return Ok(TaskOutcome::NoSuchTask(*id));
             };
             if *action == Action::Reject && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
                 return Ok(TaskOutcome::Conflict("a rejection needs a reason".into()));
             }
             let before = t.clone();
-            if let Err(refusal) = decide(&mut t, *action, user, *role, store)? {
+            if let Err(refusal) = decide(&mut t, *action, user, *role, tx)? {
                 return Ok(refusal);
             }
-            stats::task_moved(store, batch, t.set_id, before.state, t.state)?;
+            stats::task_moved(tx, t.set_id, before.state, t.state)?;
             let name = format!("{action:?}").to_lowercase();
             t.history.push(TaskEvent {
                 by: user.clone(),
@@ -414,7 +390,7 @@ pub fn stage(
                 at_ms: *at_ms,
                 reason: reason.clone(),
             });
-            save(store, batch, Some(&before), &t)?;
+            save(tx, Some(&before), &t)?;
             Ok(TaskOutcome::Task(Box::new(t)))
         }
         TaskOp::Reassign {
@@ -423,7 +399,7 @@ pub fn stage(
             by,
             at_ms,
         } => {
-            let Some(mut t) = task(store, *id)? else {
+            let Some(mut t) = task(tx, *id)? else {
                 return Ok(TaskOutcome::NoSuchTask(*id));
             };
             if matches!(t.state, TaskState::Accepted) {
@@ -438,7 +414,7 @@ pub fn stage(
                 at_ms: *at_ms,
                 reason,
             });
-            save(store, batch, Some(&before), &t)?;
+            save(tx, Some(&before), &t)?;
             Ok(TaskOutcome::Task(Box::new(t)))
         }
     }
@@ -447,16 +423,18 @@ pub fn stage(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::MemRecords;
 
-    fn apply(store: &Store, op: TaskOp) -> TaskOutcome {
-        let mut batch = WriteBatch::default();
-        let outcome = stage(store, &mut batch, &op).expect("stage");
-        store.write(batch, false).expect("write");
+    fn apply(store: &mut MemRecords, op: TaskOp) -> TaskOutcome {
+        let mut tx = Tx::new(store);
+        let outcome = stage(&mut tx, &op).expect("stage");
+        let writes = tx.into_writes();
+        store.commit(writes);
         outcome
     }
 
-    fn ids(store: &Store, index: TaskIndex) -> Vec<u64> {
-        tasks(store, index, None, 100, |_| true)
+    fn ids(r: &dyn Records, index: TaskIndex) -> Vec<u64> {
+        tasks(r, index, None, 100, |_| true)
             .expect("list")
             .iter()
             .map(|t| t.id)
@@ -465,8 +443,7 @@ mod tests {
 
     #[test]
     fn indexes_follow_every_change_and_backfill_old_records() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("db")).expect("open");
+        let mut store = MemRecords::default();
         let split = TaskOp::Split {
             set_id: 7,
             chunks: vec![vec![Sha256([1; 32])], vec![Sha256([2; 32])]],
@@ -475,7 +452,7 @@ mod tests {
             by: "mgr".into(),
             at_ms: 0,
         };
-        assert_eq!(apply(&store, split), TaskOutcome::Created(vec![1, 2]));
+        assert_eq!(apply(&mut store, split), TaskOutcome::Created(vec![1, 2]));
         assert_eq!(ids(&store, TaskIndex::Set(7)), vec![1, 2]);
         assert_eq!(ids(&store, TaskIndex::Assignee("ann".into())), vec![1, 2]);
         let act = |id, action| TaskOp::Act {
@@ -486,8 +463,8 @@ mod tests {
             reason: None,
             at_ms: 1,
         };
-        apply(&store, act(1, Action::Start));
-        apply(&store, act(1, Action::Submit));
+        apply(&mut store, act(1, Action::Start));
+        apply(&mut store, act(1, Action::Submit));
         assert_eq!(ids(&store, TaskIndex::State(TaskState::Submitted)), vec![1]);
         assert_eq!(ids(&store, TaskIndex::State(TaskState::New)), vec![2]);
         let to_pool = TaskOp::Reassign {
@@ -496,7 +473,7 @@ mod tests {
             by: "mgr".into(),
             at_ms: 2,
         };
-        apply(&store, to_pool);
+        apply(&mut store, to_pool);
         assert_eq!(ids(&store, TaskIndex::Pool), vec![2]);
         assert_eq!(ids(&store, TaskIndex::Assignee("ann".into())), vec![1]);
         assert_eq!(
@@ -515,12 +492,14 @@ mod tests {
             state: TaskState::New,
             history: Vec::new(),
         };
-        let cf = store.cf(Cf::Catalog);
-        let mut batch = WriteBatch::default();
-        batch.put_cf(cf, task_key(9), bincode::serialize(&old).expect("encode"));
-        store.write(batch, false).expect("write");
+        store
+            .0
+            .insert(task_key(9), bincode::serialize(&old).expect("encode"));
         assert!(ids(&store, TaskIndex::Set(8)).is_empty());
-        backfill_indexes(&store).expect("backfill");
+        let mut tx = Tx::new(&store);
+        backfill_indexes(&mut tx).expect("backfill");
+        let writes = tx.into_writes();
+        store.commit(writes);
         assert_eq!(ids(&store, TaskIndex::Set(8)), vec![9]);
         assert_eq!(ids(&store, TaskIndex::Assignee("bob".into())), vec![9]);
     }

@@ -1,11 +1,10 @@
 //! Review comments: pinned to a point of an image in a task, threaded, resolvable.
 
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 
 use crate::catalog::Role;
-use crate::placement::META_GROUP;
+use crate::records::{next_id, scan};
+use crate::{key, DomainError, Records, Sha256, Tx};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Comment {
@@ -53,24 +52,19 @@ pub enum CommentOutcome {
 
 const NEXT_ID: &str = "comment-next-id";
 
-fn key(id: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("comment/{id:016x}"))
+fn comment_key(id: u64) -> Vec<u8> {
+    key(&format!("comment/{id:016x}"))
 }
 
-fn get(store: &Store, id: u64) -> Result<Option<Comment>, StorageError> {
-    match store.get(Cf::Catalog, &key(id))? {
-        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
-        None => Ok(None),
-    }
+fn get(r: &dyn Records, id: u64) -> Result<Option<Comment>, DomainError> {
+    crate::records::get(r, &comment_key(id))
 }
 
 /// A task's comments, oldest first.
-pub fn of_task(store: &Store, task: u64) -> Result<Vec<Comment>, StorageError> {
-    let prefix = keys::named(META_GROUP, "comment/");
+pub fn of_task(r: &dyn Records, task: u64) -> Result<Vec<Comment>, DomainError> {
     let mut out = Vec::new();
-    for item in store.scan_prefix(Cf::Catalog, &prefix, None) {
-        let (_, v) = item?;
-        let c: Comment = bincode::deserialize(&v)?;
+    for c in scan::<Comment>(r, &key("comment/"), None) {
+        let c = c?;
         if c.task == task {
             out.push(c);
         }
@@ -78,12 +72,7 @@ pub fn of_task(store: &Store, task: u64) -> Result<Vec<Comment>, StorageError> {
     Ok(out)
 }
 
-pub fn stage(
-    store: &Store,
-    batch: &mut WriteBatch,
-    op: &CommentOp,
-) -> Result<CommentOutcome, StorageError> {
-    let cf = store.cf(Cf::Catalog);
+pub fn stage(tx: &mut Tx, op: &CommentOp) -> Result<CommentOutcome, DomainError> {
     match op {
         CommentOp::Add {
             task,
@@ -96,17 +85,17 @@ pub fn stage(
             role,
             at_ms,
         } => {
-            let Some(t) = crate::tasks::task(store, *task)? else {
+            let Some(t) = crate::tasks::task(tx, *task)? else {
                 return Ok(CommentOutcome::NotFound(format!("no task {task}")));
             };
-            let reviewer = crate::annotation_sets::reviews(store, t.set_id, by, *role)?;
+            let reviewer = crate::annotation_sets::reviews(tx, t.set_id, by, *role)?;
             if t.assignee.as_deref() != Some(by.as_str()) && !reviewer {
                 return Ok(CommentOutcome::Forbidden(format!(
                     "task {task} is not yours to comment on"
                 )));
             }
             let (sha, x, y) = match parent {
-                Some(p) => match get(store, *p)? {
+                Some(p) => match get(tx, *p)? {
                     Some(parent) if parent.task == *task && parent.parent.is_none() => {
                         (parent.sha, parent.x, parent.y)
                     }
@@ -127,9 +116,9 @@ pub fn stage(
                             "sha256: image {sha} is not in task {task}"
                         )));
                     }
-                    let set = crate::annotation_sets::annotation_set(store, t.set_id)?;
+                    let set = crate::annotation_sets::annotation_set(tx, t.set_id)?;
                     let image = match set {
-                        Some(s) => crate::datasets::image(store, s.dataset_id, sha)?,
+                        Some(s) => crate::datasets::image(tx, s.dataset_id, sha)?,
                         None => None,
                     };
                     let (w, h) = image
@@ -143,15 +132,7 @@ pub fn stage(
                     (*sha, *x, *y)
                 }
             };
-            let id = match store.get(Cf::Catalog, &keys::named(META_GROUP, NEXT_ID))? {
-                Some(raw) => bincode::deserialize(&raw)?,
-                None => 1u64,
-            };
-            batch.put_cf(
-                cf,
-                keys::named(META_GROUP, NEXT_ID),
-                bincode::serialize(&(id + 1))?,
-            );
+            let id = next_id(tx, NEXT_ID)?;
             let comment = Comment {
                 id,
                 task: *task,
@@ -164,16 +145,16 @@ pub fn stage(
                 parent: *parent,
                 resolved_by: None,
             };
-            batch.put_cf(cf, key(id), bincode::serialize(&comment)?);
+            tx.put_record(comment_key(id), &comment)?;
             Ok(CommentOutcome::Comment(Box::new(comment)))
         }
         CommentOp::Resolve { id, by, role } => {
-            let Some(mut c) = get(store, *id)? else {
+            let Some(mut c) = get(tx, *id)? else {
                 return Ok(CommentOutcome::NotFound(format!("no comment {id}")));
             };
-            let set = crate::tasks::task(store, c.task)?.map(|t| t.set_id);
+            let set = crate::tasks::task(tx, c.task)?.map(|t| t.set_id);
             let reviewer = match set {
-                Some(set) => crate::annotation_sets::reviews(store, set, by, *role)?,
+                Some(set) => crate::annotation_sets::reviews(tx, set, by, *role)?,
                 None => *role >= Role::Manager,
             };
             if !reviewer {
@@ -187,7 +168,7 @@ pub fn stage(
                 )));
             }
             c.resolved_by = Some(by.clone());
-            batch.put_cf(cf, key(*id), bincode::serialize(&c)?);
+            tx.put_record(comment_key(*id), &c)?;
             Ok(CommentOutcome::Comment(Box::new(c)))
         }
     }

@@ -7,12 +7,10 @@
 //! `tessera_api::jobs`), so no job stays "running" after its node died. A runner learns that it
 //! was cancelled or replaced from the outcome of its next progress op and stops.
 
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cf, StorageError, Store};
 
-use crate::datasets::{get, scan};
-use crate::placement::META_GROUP;
+use crate::records::{get, next_id, page};
+use crate::{key, DomainError, Records, Tx};
 
 /// Skipped files remembered per job; further ones are only counted.
 pub const MAX_SKIPPED: usize = 1000;
@@ -145,15 +143,15 @@ pub enum JobOutcome {
 const NEXT_ID: &str = "job-next-id";
 
 fn job_key(id: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("job/{id:016x}"))
+    key(&format!("job/{id:016x}"))
 }
 
 fn running_key(id: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("job-running/{id:016x}"))
+    key(&format!("job-running/{id:016x}"))
 }
 
 fn owner_prefix(kind: &str, owner: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("job-by-{kind}/{owner:016x}/"))
+    key(&format!("job-by-{kind}/{owner:016x}/"))
 }
 
 fn owner_key(kind: &str, owner: u64, id: u64) -> Vec<u8> {
@@ -162,17 +160,8 @@ fn owner_key(kind: &str, owner: u64, id: u64) -> Vec<u8> {
     k
 }
 
-/// Stages a job op. Reads see the state before this entry.
-pub fn stage(
-    store: &Store,
-    batch: &mut WriteBatch,
-    op: &JobOp,
-) -> Result<JobOutcome, StorageError> {
-    let cf = store.cf(Cf::Catalog);
-    let put = |batch: &mut WriteBatch, job: &Job| -> Result<(), StorageError> {
-        batch.put_cf(cf, job_key(job.id), bincode::serialize(job)?);
-        Ok(())
-    };
+/// Stages a job op.
+pub fn stage(tx: &mut Tx, op: &JobOp) -> Result<JobOutcome, DomainError> {
     let id = match op {
         JobOp::Create {
             kind,
@@ -183,12 +172,7 @@ pub fn stage(
             node,
             params,
         } => {
-            let id = get::<u64>(store, &keys::named(META_GROUP, NEXT_ID))?.unwrap_or(1);
-            batch.put_cf(
-                cf,
-                keys::named(META_GROUP, NEXT_ID),
-                bincode::serialize(&(id + 1))?,
-            );
+            let id = next_id(tx, NEXT_ID)?;
             let job = Job {
                 id,
                 kind: *kind,
@@ -207,16 +191,16 @@ pub fn stage(
                 error: None,
                 result: None,
             };
-            // Indexes by dataset and by annotation set hold the id: the record is the value.
-            let record = bincode::serialize(&job_key(id))?;
+            // Index entries hold the job record's key (see `by_index`).
+            let record = job_key(id);
             if let Some(d) = dataset {
-                batch.put_cf(cf, owner_key("dataset", *d, id), &record);
+                tx.put_record(owner_key("dataset", *d, id), &record)?;
             }
             if let Some(s) = annotation_set {
-                batch.put_cf(cf, owner_key("set", *s, id), &record);
+                tx.put_record(owner_key("set", *s, id), &record)?;
             }
-            batch.put_cf(cf, running_key(id), &record);
-            put(batch, &job)?;
+            tx.put_record(running_key(id), &record)?;
+            tx.put_record(job_key(id), &job)?;
             return Ok(JobOutcome::Job(Box::new(job)));
         }
         JobOp::Progress { id, .. }
@@ -224,7 +208,7 @@ pub fn stage(
         | JobOp::Cancel { id, .. }
         | JobOp::Takeover { id, .. } => *id,
     };
-    let Some(mut job) = get::<Job>(store, &job_key(id))? else {
+    let Some(mut job) = get::<Job>(tx, &job_key(id))? else {
         return Ok(JobOutcome::NoSuchJob(id));
     };
     let owns = |node: u64, attempt: u32, job: &Job| {
@@ -245,7 +229,7 @@ pub fn stage(
             job.progress = progress.clone();
             let room = MAX_SKIPPED.saturating_sub(job.skipped.len());
             job.skipped.extend(skipped.iter().take(room).cloned());
-            job.beats += 1;
+            job.beats = job.beats.wrapping_add(1);
             job.updated_ms = *at_ms;
         }
         JobOp::Finish {
@@ -281,22 +265,23 @@ pub fn stage(
                 return Ok(JobOutcome::NotYours(Box::new(job)));
             }
             job.node = *node;
-            job.attempt += 1;
-            job.beats += 1;
+            job.attempt = job.attempt.saturating_add(1);
+            job.beats = job.beats.wrapping_add(1);
             job.updated_ms = *at_ms;
         }
-        JobOp::Create { .. } => unreachable!("handled above"),
+        // Taken care of above; answered rather than asserted, so no op can panic an apply.
+        JobOp::Create { .. } => return Ok(JobOutcome::NoSuchJob(id)),
     }
     if job.state != JobState::Running {
-        batch.delete_cf(cf, running_key(id));
+        tx.delete(running_key(id));
     }
-    put(batch, &job)?;
+    tx.put_record(job_key(id), &job)?;
     Ok(JobOutcome::Job(Box::new(job)))
 }
 
 /// One job from this node's catalogue replica.
-pub fn job(store: &Store, id: u64) -> Result<Option<Job>, StorageError> {
-    get(store, &job_key(id))
+pub fn job(r: &dyn Records, id: u64) -> Result<Option<Job>, DomainError> {
+    get(r, &job_key(id))
 }
 
 /// Which jobs to list.
@@ -309,36 +294,44 @@ pub enum JobFilter {
 
 /// Jobs in id order after `after`.
 pub fn jobs(
-    store: &Store,
+    r: &dyn Records,
     filter: JobFilter,
     after: Option<u64>,
     limit: usize,
-) -> Result<Vec<Job>, StorageError> {
+) -> Result<Vec<Job>, DomainError> {
     let prefix = match filter {
         JobFilter::All => {
             let after = after.map(|a| format!("{a:016x}"));
             let after = after.as_deref().map(str::as_bytes);
-            return scan(store, &keys::named(META_GROUP, "job/"), after, limit);
+            return page(r, &key("job/"), after, limit);
         }
         JobFilter::Dataset(d) => owner_prefix("dataset", d),
         JobFilter::AnnotationSet(s) => owner_prefix("set", s),
     };
-    by_index(store, &prefix, after, limit)
+    by_index(r, &prefix, after, limit)
 }
 
 /// Jobs whose record keys are the values of the index under `prefix`.
 fn by_index(
-    store: &Store,
+    r: &dyn Records,
     prefix: &[u8],
     after: Option<u64>,
     limit: usize,
-) -> Result<Vec<Job>, StorageError> {
+) -> Result<Vec<Job>, DomainError> {
     let after = after.map(|a| format!("{a:016x}"));
     let after = after.as_deref().map(str::as_bytes);
-    let record_keys: Vec<Vec<u8>> = scan(store, prefix, after, limit)?;
+    let record_keys: Vec<Vec<u8>> = page(r, prefix, after, limit)?;
     let mut out = Vec::with_capacity(record_keys.len());
-    for key in record_keys {
-        if let Some(job) = get::<Job>(store, &key)? {
+    for record in record_keys {
+        // Entries written before the domain crate hold the key with the catalogue group's
+        // prefix in front: the id at the end is what both forms share.
+        let id = record
+            .len()
+            .checked_sub(16)
+            .and_then(|at| std::str::from_utf8(&record[at..]).ok())
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| DomainError::Corrupt("job index entry".into()))?;
+        if let Some(job) = get::<Job>(r, &job_key(id))? {
             out.push(job);
         }
     }
@@ -346,11 +339,6 @@ fn by_index(
 }
 
 /// Running jobs (for the leader's liveness watch), from their own index.
-pub fn running(store: &Store) -> Result<Vec<Job>, StorageError> {
-    by_index(
-        store,
-        &keys::named(META_GROUP, "job-running/"),
-        None,
-        usize::MAX,
-    )
+pub fn running(r: &dyn Records) -> Result<Vec<Job>, DomainError> {
+    by_index(r, &key("job-running/"), None, usize::MAX)
 }

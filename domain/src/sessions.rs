@@ -9,11 +9,10 @@
 //! Records: `session/<id hex>` -> [`Session`], and `session-by-user/<user id>/<id hex>` -> empty,
 //! so a user's sessions are one prefix scan (listing, "sign out everywhere", deletion).
 
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cf, Record, StorageError, Store};
 
-use crate::placement::META_GROUP;
+use crate::records::{get, scan};
+use crate::{key, DomainError, Entry, Records, Tx};
 
 /// How a session was opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,11 +78,11 @@ pub enum Refreshed {
 }
 
 pub(crate) fn session_key(id: &[u8; 16]) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("session/{}", hex::encode(id)))
+    key(&format!("session/{}", hex::encode(id)))
 }
 
 fn by_user_prefix(user_id: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("session-by-user/{user_id:020}/"))
+    key(&format!("session-by-user/{user_id:020}/"))
 }
 
 fn by_user_key(user_id: u64, id: &[u8; 16]) -> Vec<u8> {
@@ -92,72 +91,56 @@ fn by_user_key(user_id: u64, id: &[u8; 16]) -> Vec<u8> {
     k
 }
 
-pub fn read(store: &Store, id: &[u8; 16]) -> Result<Option<Session>, StorageError> {
-    match store.get(Cf::Catalog, &session_key(id))? {
-        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
-        None => Ok(None),
-    }
+pub fn read(r: &dyn Records, id: &[u8; 16]) -> Result<Option<Session>, DomainError> {
+    get(r, &session_key(id))
 }
 
-fn write(store: &Store, batch: &mut WriteBatch, session: &Session) -> Result<(), StorageError> {
-    batch.put_cf(
-        store.cf(Cf::Catalog),
-        session_key(&session.id),
-        bincode::serialize(session)?,
-    );
+fn write(tx: &mut Tx, session: &Session) -> Result<(), DomainError> {
+    tx.put_record(session_key(&session.id), session)?;
     Ok(())
 }
 
 /// Every session of a user, in id order, revoked and expired ones included.
-pub fn of_user(store: &Store, user_id: u64) -> Result<Vec<Session>, StorageError> {
+pub fn of_user(r: &dyn Records, user_id: u64) -> Result<Vec<Session>, DomainError> {
     let prefix = by_user_prefix(user_id);
     let mut out = Vec::new();
-    for (key, _) in scan(store, &prefix)? {
+    for (key, _) in entries(r, &prefix)? {
         let mut id = [0u8; 16];
         if hex::decode_to_slice(&key[prefix.len()..], &mut id).is_err() {
-            return Err(StorageError::Corrupt("session index key".into()));
+            return Err(DomainError::Corrupt("session index key".into()));
         }
-        if let Some(session) = read(store, &id)? {
+        if let Some(session) = read(r, &id)? {
             out.push(session);
         }
     }
     Ok(out)
 }
 
-/// Every record under `prefix`.
-fn scan(store: &Store, prefix: &[u8]) -> Result<Vec<Record>, StorageError> {
-    store.scan_prefix(Cf::Catalog, prefix, None).collect()
+/// Every record under `prefix`, read before the caller writes.
+fn entries(r: &dyn Records, prefix: &[u8]) -> Result<Vec<Entry>, DomainError> {
+    r.scan(prefix, None).collect()
 }
 
 /// Stages a new session.
-pub fn stage_open(
-    store: &Store,
-    batch: &mut WriteBatch,
-    session: &Session,
-) -> Result<(), StorageError> {
-    write(store, batch, session)?;
-    batch.put_cf(
-        store.cf(Cf::Catalog),
-        by_user_key(session.user_id, &session.id),
-        [],
-    );
+pub fn stage_open(tx: &mut Tx, session: &Session) -> Result<(), DomainError> {
+    write(tx, session)?;
+    tx.put(by_user_key(session.user_id, &session.id), Vec::new());
     Ok(())
 }
 
 /// Marks `session` revoked (unless it already is) and returns it as stored.
 fn stage_revoke(
-    store: &Store,
-    batch: &mut WriteBatch,
+    tx: &mut Tx,
     mut session: Session,
     at_ms: u64,
     reason: &str,
-) -> Result<Session, StorageError> {
+) -> Result<Session, DomainError> {
     if session.revoked.is_none() {
         session.revoked = Some(Revocation {
             at_ms,
             reason: reason.to_string(),
         });
-        write(store, batch, &session)?;
+        write(tx, &session)?;
     }
     Ok(session)
 }
@@ -165,15 +148,14 @@ fn stage_revoke(
 /// A refresh grant with the refresh token number `seq` of session `id`, checked against the
 /// user's current id and epoch. `expires_ms` is the new refresh token's expiry.
 pub fn stage_refresh(
-    store: &Store,
-    batch: &mut WriteBatch,
+    tx: &mut Tx,
     id: &[u8; 16],
     seq: u32,
     user: Option<(u64, u64, bool)>,
     now_ms: u64,
     expires_ms: u64,
-) -> Result<Refreshed, StorageError> {
-    let Some(mut session) = read(store, id)? else {
+) -> Result<Refreshed, DomainError> {
+    let Some(mut session) = read(tx, id)? else {
         return Ok(Refreshed::Refused("the session has ended".into()));
     };
     if let Some(revoked) = &session.revoked {
@@ -195,35 +177,28 @@ pub fn stage_refresh(
         return Ok(Refreshed::Refused("the session has expired".into()));
     }
     if seq != session.refresh_seq {
-        let session = stage_revoke(
-            store,
-            batch,
-            session,
-            now_ms,
-            "a refresh token was used twice",
-        )?;
+        let session = stage_revoke(tx, session, now_ms, "a refresh token was used twice")?;
         return Ok(Refreshed::Reused(session));
     }
-    session.refresh_seq += 1;
+    session.refresh_seq = session.refresh_seq.wrapping_add(1);
     session.last_used_ms = now_ms;
     session.expires_ms = expires_ms;
-    write(store, batch, &session)?;
+    write(tx, &session)?;
     Ok(Refreshed::Rotated(session))
 }
 
 /// Revokes one session; `None` if there is no such session (or it belongs to another user
 /// than `user_id`, when given).
 pub fn stage_revoke_one(
-    store: &Store,
-    batch: &mut WriteBatch,
+    tx: &mut Tx,
     id: &[u8; 16],
     user_id: Option<u64>,
     at_ms: u64,
     reason: &str,
-) -> Result<Option<Session>, StorageError> {
-    match read(store, id)? {
+) -> Result<Option<Session>, DomainError> {
+    match read(tx, id)? {
         Some(session) if user_id.is_none_or(|u| u == session.user_id) => {
-            stage_revoke(store, batch, session, at_ms, reason).map(Some)
+            stage_revoke(tx, session, at_ms, reason).map(Some)
         }
         _ => Ok(None),
     }
@@ -231,61 +206,48 @@ pub fn stage_revoke_one(
 
 /// Revokes every live session of a user but `except`; returns those it revoked.
 pub fn stage_revoke_all(
-    store: &Store,
-    batch: &mut WriteBatch,
+    tx: &mut Tx,
     user_id: u64,
     except: Option<&[u8; 16]>,
     at_ms: u64,
     reason: &str,
-) -> Result<Vec<Session>, StorageError> {
+) -> Result<Vec<Session>, DomainError> {
     let mut revoked = Vec::new();
-    for session in of_user(store, user_id)? {
+    for session in of_user(tx, user_id)? {
         if session.revoked.is_some() || Some(&session.id) == except {
             continue;
         }
-        revoked.push(stage_revoke(store, batch, session, at_ms, reason)?);
+        revoked.push(stage_revoke(tx, session, at_ms, reason)?);
     }
     Ok(revoked)
 }
 
 /// Deletes every session record of a user (the user is being deleted).
-pub fn stage_delete_all(
-    store: &Store,
-    batch: &mut WriteBatch,
-    user_id: u64,
-) -> Result<(), StorageError> {
-    let cf = store.cf(Cf::Catalog);
-    for session in of_user(store, user_id)? {
-        batch.delete_cf(cf, session_key(&session.id));
-        batch.delete_cf(cf, by_user_key(user_id, &session.id));
+pub fn stage_delete_all(tx: &mut Tx, user_id: u64) -> Result<(), DomainError> {
+    for session in of_user(tx, user_id)? {
+        tx.delete(session_key(&session.id));
+        tx.delete(by_user_key(user_id, &session.id));
     }
     Ok(())
 }
 
 /// Deletes sessions whose every token expired before `before_ms`.
-pub fn stage_prune(
-    store: &Store,
-    batch: &mut WriteBatch,
-    before_ms: u64,
-) -> Result<(), StorageError> {
-    let cf = store.cf(Cf::Catalog);
-    let prefix = keys::named(META_GROUP, "session/");
-    for (key, raw) in scan(store, &prefix)? {
+pub fn stage_prune(tx: &mut Tx, before_ms: u64) -> Result<(), DomainError> {
+    for (key, raw) in entries(tx, &crate::key("session/"))? {
         let session: Session = bincode::deserialize(&raw)?;
         if session.expires_ms < before_ms {
-            batch.delete_cf(cf, &key);
-            batch.delete_cf(cf, by_user_key(session.user_id, &session.id));
+            tx.delete(key);
+            tx.delete(by_user_key(session.user_id, &session.id));
         }
     }
     Ok(())
 }
 
 /// Every revoked session that still has unexpired tokens: what token checks must refuse.
-pub fn revoked(store: &Store) -> Result<Vec<([u8; 16], u64)>, StorageError> {
-    let prefix = keys::named(META_GROUP, "session/");
+pub fn revoked(r: &dyn Records) -> Result<Vec<([u8; 16], u64)>, DomainError> {
     let mut out = Vec::new();
-    for (_, raw) in scan(store, &prefix)? {
-        let session: Session = bincode::deserialize(&raw)?;
+    for session in scan::<Session>(r, &key("session/"), None) {
+        let session = session?;
         if session.revoked.is_some() {
             out.push((session.id, session.expires_ms));
         }
@@ -296,7 +258,8 @@ pub fn revoked(store: &Store) -> Result<Vec<([u8; 16], u64)>, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{self, Account, CatalogOp, CatalogOutcome, Directory, Role, User};
+    use crate::catalog::{Account, CatalogOp, CatalogOutcome, Role, TestReplica, User};
+    use crate::directory::Directory;
 
     fn session_revoked(directory: &Directory, id: u8) -> bool {
         directory
@@ -304,30 +267,18 @@ mod tests {
             .is_some_and(|f| f.session_revoked)
     }
 
-    struct Replica {
-        _dir: tempfile::TempDir,
-        store: Store,
-        directory: Directory,
+    struct Replica(TestReplica);
+
+    impl std::ops::Deref for Replica {
+        type Target = TestReplica;
+        fn deref(&self) -> &TestReplica {
+            &self.0
+        }
     }
 
     impl Replica {
         fn new() -> Replica {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let store = Store::open(&dir.path().join("db")).expect("open");
-            Replica {
-                _dir: dir,
-                store,
-                directory: Directory::default(),
-            }
-        }
-
-        fn apply(&self, op: CatalogOp) -> CatalogOutcome {
-            let mut batch = WriteBatch::default();
-            let id = catalog::random::<16>().expect("random");
-            let outcome = catalog::stage(&self.store, &mut batch, &id, &op).expect("stage");
-            self.store.write(batch, false).expect("write");
-            self.directory.applied(&op, &outcome);
-            outcome
+            Replica(TestReplica::new())
         }
 
         fn user(&self, name: &str) -> Account {
@@ -397,9 +348,7 @@ mod tests {
         assert!(matches!(r.refresh(1, 0), Refreshed::Reused(_)));
         assert!(session_revoked(&r.directory, 1));
         assert!(matches!(r.refresh(1, 1), Refreshed::Refused(_)));
-        let reloaded = Directory::default();
-        reloaded.reload(&r.store).expect("reload");
-        assert!(session_revoked(&reloaded, 1));
+        assert!(session_revoked(&r.reloaded(), 1));
     }
 
     #[test]
@@ -438,7 +387,9 @@ mod tests {
         r.apply(CatalogOp::DeleteUser {
             username: "zed".into(),
         });
-        assert!(of_user(&r.store, zed.id).expect("scan").is_empty());
+        assert!(of_user(&*r.store.borrow(), zed.id)
+            .expect("scan")
+            .is_empty());
         // The name again: a new id, and no session of the old user opens for it.
         let again = r.user("zed");
         assert!(again.id > zed.id);
@@ -459,8 +410,6 @@ mod tests {
     #[test]
     fn users_from_before_ids_get_ids_once_in_name_order() {
         let r = Replica::new();
-        let cf = r.store.cf(Cf::Catalog);
-        let mut batch = WriteBatch::default();
         for name in ["bea", "al"] {
             let user = User {
                 username: name.into(),
@@ -470,11 +419,12 @@ mod tests {
                 created_ms: 0,
                 epoch: 0,
             };
-            let key = keys::named(META_GROUP, &format!("user/{name}"));
-            batch.put_cf(cf, key, bincode::serialize(&user).expect("encode"));
+            r.store.borrow_mut().0.insert(
+                key(&format!("user/{name}")),
+                bincode::serialize(&user).expect("encode"),
+            );
         }
-        r.store.write(batch, false).expect("write");
-        r.directory.reload(&r.store).expect("reload");
+        r.directory.reload(&*r.store.borrow()).expect("reload");
         assert!(r.directory.has_users_without_ids());
         let CatalogOutcome::UserIds(given) = r.apply(CatalogOp::AssignUserIds) else {
             panic!("ids");
@@ -482,8 +432,7 @@ mod tests {
         assert_eq!(given, vec![("al".to_string(), 1), ("bea".to_string(), 2)]);
         assert!(!r.directory.has_users_without_ids());
         assert_eq!(r.user("cy").id, 3);
-        let reloaded = Directory::default();
-        reloaded.reload(&r.store).expect("reload");
+        let reloaded = r.reloaded();
         assert_eq!(reloaded.user("bea").map(|a| a.id), Some(2));
         assert_eq!(
             reloaded

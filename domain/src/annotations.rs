@@ -4,16 +4,14 @@
 //! the current version, so two tabs or two reviewers never silently overwrite each other (the
 //! loser gets the current version back). Every version is kept with who saved it and when.
 
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tessera_storage::{keys, Cf, Sha256, StorageError, Store};
 
 use crate::annotation_sets::{self, AttributeKind, Label, ShapeKind};
 use crate::catalog::Role;
-use crate::placement::META_GROUP;
-use crate::stats;
+use crate::records::{get, scan};
 use crate::tasks::{self, TaskState};
+use crate::{key, stats, DomainError, Records, Sha256, Tx};
 
 /// Most shapes on one image.
 pub const MAX_SHAPES: usize = 10_000;
@@ -51,32 +49,20 @@ pub enum SaveOutcome {
 }
 
 fn current_key(task: u64, sha: &Sha256) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("annotation/{task:016x}/{sha}"))
+    key(&format!("annotation/{task:016x}/{sha}"))
 }
 
 fn history_prefix(task: u64, sha: &Sha256) -> Vec<u8> {
-    keys::named(
-        META_GROUP,
-        &format!("annotation-history/{task:016x}/{sha}/"),
-    )
+    key(&format!("annotation-history/{task:016x}/{sha}/"))
 }
 
-pub fn current(store: &Store, task: u64, sha: &Sha256) -> Result<Option<Version>, StorageError> {
-    match store.get(Cf::Catalog, &current_key(task, sha))? {
-        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
-        None => Ok(None),
-    }
+pub fn current(r: &dyn Records, task: u64, sha: &Sha256) -> Result<Option<Version>, DomainError> {
+    get(r, &current_key(task, sha))
 }
 
 /// Every version of an image's annotations, oldest first.
-pub fn history(store: &Store, task: u64, sha: &Sha256) -> Result<Vec<Version>, StorageError> {
-    let prefix = history_prefix(task, sha);
-    let mut out = Vec::new();
-    for item in store.scan_prefix(Cf::Catalog, &prefix, None) {
-        let (_, v) = item?;
-        out.push(bincode::deserialize(&v)?);
-    }
-    Ok(out)
+pub fn history(r: &dyn Records, task: u64, sha: &Sha256) -> Result<Vec<Version>, DomainError> {
+    scan(r, &history_prefix(task, sha), None).collect()
 }
 
 fn attribute_problem(at: &str, kind: &AttributeKind, value: &Value) -> Option<String> {
@@ -222,12 +208,8 @@ pub fn problem(shapes: &Value, labels: &[Label], width: u32, height: u32) -> Opt
 }
 
 /// Decides and stages a save.
-pub fn stage(
-    store: &Store,
-    batch: &mut WriteBatch,
-    save: &Save,
-) -> Result<SaveOutcome, StorageError> {
-    let Some(task) = tasks::task(store, save.task)? else {
+pub fn stage(tx: &mut Tx, save: &Save) -> Result<SaveOutcome, DomainError> {
+    let Some(task) = tasks::task(tx, save.task)? else {
         return Ok(SaveOutcome::NoSuchTask(save.task));
     };
     if !task.images.contains(&save.sha) {
@@ -246,17 +228,17 @@ pub fn stage(
             task.id, task.state
         )));
     }
-    let previous = current(store, save.task, &save.sha)?;
+    let previous = current(tx, save.task, &save.sha)?;
     let current_version = previous.as_ref().map(|v| v.version).unwrap_or(0);
     if save.base != current_version {
         return Ok(SaveOutcome::Stale(current_version));
     }
-    let Some(set) = annotation_sets::annotation_set(store, task.set_id)? else {
+    let Some(set) = annotation_sets::annotation_set(tx, task.set_id)? else {
         return Ok(SaveOutcome::Invalid(
             "the task's annotation set was deleted".into(),
         ));
     };
-    let image = crate::datasets::image(store, set.dataset_id, &save.sha)?;
+    let image = crate::datasets::image(tx, set.dataset_id, &save.sha)?;
     let (width, height) = image.map(|i| (i.width, i.height)).unwrap_or((0, 0));
     let shapes: Value = match serde_json::from_str(&save.shapes) {
         Ok(v) => v,
@@ -266,23 +248,20 @@ pub fn stage(
         return Ok(SaveOutcome::Invalid(p));
     }
     let version = Version {
-        version: current_version + 1,
+        version: current_version.saturating_add(1),
         shapes: save.shapes.clone(),
         saved_by: save.user.clone(),
         saved_ms: save.at_ms,
     };
-    let raw = bincode::serialize(&version)?;
-    let cf = store.cf(Cf::Catalog);
-    batch.put_cf(cf, current_key(save.task, &save.sha), &raw);
+    tx.put_record(current_key(save.task, &save.sha), &version)?;
     let mut hist = history_prefix(save.task, &save.sha);
     hist.extend_from_slice(format!("{:016x}", version.version).as_bytes());
-    batch.put_cf(cf, hist, raw);
+    tx.put_record(hist, &version)?;
     let before = previous
         .as_ref()
         .map(|p| (p.shapes.as_str(), p.saved_by.as_str()));
     stats::annotation_saved(
-        store,
-        batch,
+        tx,
         task.set_id,
         before,
         &save.shapes,
@@ -321,27 +300,20 @@ pub enum ImportOutcome {
 }
 
 fn imported_key(set: u64, sha: &Sha256) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("annotation-imported/{set:016x}/{sha}"))
+    key(&format!("annotation-imported/{set:016x}/{sha}"))
 }
 
-pub fn imported(store: &Store, set: u64, sha: &Sha256) -> Result<Option<Imported>, StorageError> {
-    match store.get(Cf::Catalog, &imported_key(set, sha))? {
-        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
-        None => Ok(None),
-    }
+pub fn imported(r: &dyn Records, set: u64, sha: &Sha256) -> Result<Option<Imported>, DomainError> {
+    get(r, &imported_key(set, sha))
 }
 
 /// Checks every image's shapes against the schema and the image, then stages them all.
-pub fn stage_import(
-    store: &Store,
-    batch: &mut WriteBatch,
-    import: &Import,
-) -> Result<ImportOutcome, StorageError> {
-    let Some(set) = annotation_sets::annotation_set(store, import.set)? else {
+pub fn stage_import(tx: &mut Tx, import: &Import) -> Result<ImportOutcome, DomainError> {
+    let Some(set) = annotation_sets::annotation_set(tx, import.set)? else {
         return Ok(ImportOutcome::NoSuchSet(import.set));
     };
     for (sha, shapes) in &import.images {
-        let Some(image) = crate::datasets::image(store, set.dataset_id, sha)? else {
+        let Some(image) = crate::datasets::image(tx, set.dataset_id, sha)? else {
             return Ok(ImportOutcome::Invalid(format!(
                 "image {sha} is not in the dataset"
             )));
@@ -354,31 +326,26 @@ pub fn stage_import(
             return Ok(ImportOutcome::Invalid(format!("{sha}: {p}")));
         }
     }
-    let cf = store.cf(Cf::Catalog);
     for (sha, shapes) in &import.images {
         let record = Imported {
             shapes: shapes.clone(),
             source: import.source.clone(),
             imported_ms: import.at_ms,
         };
-        batch.put_cf(
-            cf,
-            imported_key(import.set, sha),
-            bincode::serialize(&record)?,
-        );
+        tx.put_record(imported_key(import.set, sha), &record)?;
     }
     Ok(ImportOutcome::Imported(import.images.len() as u64))
 }
 
 /// The labels saved on image `sha` in any of `tasks` (for filters such as "annotated with car").
 pub fn saved_labels(
-    store: &Store,
+    r: &dyn Records,
     tasks: &[u64],
     sha: &Sha256,
-) -> Result<std::collections::BTreeSet<String>, StorageError> {
+) -> Result<std::collections::BTreeSet<String>, DomainError> {
     let mut labels = std::collections::BTreeSet::new();
     for task in tasks {
-        if let Some(v) = current(store, *task, sha)? {
+        if let Some(v) = current(r, *task, sha)? {
             let shapes: Value = serde_json::from_str(&v.shapes).unwrap_or(Value::Null);
             for shape in shapes.as_array().into_iter().flatten() {
                 if let Some(label) = shape.get("label").and_then(Value::as_str) {

@@ -1,9 +1,9 @@
 //! Annotation sets: a label schema on a dataset, kept in the catalogue.
 
 use serde::{Deserialize, Serialize};
-use tessera_storage::{keys, Cf, StorageError, Store};
 
-use crate::placement::META_GROUP;
+use crate::records::next_id;
+use crate::{key, DomainError, Records, Tx};
 
 /// The geometric kinds a label may be drawn as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,12 +80,12 @@ impl AnnotationSet {
 
 /// [`AnnotationSet::reviewed_by`] for set `id` (false when it does not exist).
 pub fn reviews(
-    store: &Store,
+    r: &dyn Records,
     id: u64,
     user: &str,
     role: crate::catalog::Role,
-) -> Result<bool, StorageError> {
-    Ok(annotation_set(store, id)?.is_some_and(|s| s.reviewed_by(user, role)))
+) -> Result<bool, DomainError> {
+    Ok(annotation_set(r, id)?.is_some_and(|s| s.reviewed_by(user, role)))
 }
 
 fn attribute_problem(label: &str, a: &Attribute) -> Option<String> {
@@ -213,14 +213,14 @@ pub fn control_character_problem(labels: &[Label]) -> Option<String> {
     None
 }
 
-pub(crate) fn key(id: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("annotation-set/{id:016x}"))
+pub(crate) fn set_key(id: u64) -> Vec<u8> {
+    key(&format!("annotation-set/{id:016x}"))
 }
 
-pub fn annotation_set(store: &Store, id: u64) -> Result<Option<AnnotationSet>, StorageError> {
-    match store.get(Cf::Catalog, &key(id))? {
+pub fn annotation_set(r: &dyn Records, id: u64) -> Result<Option<AnnotationSet>, DomainError> {
+    match r.get(&set_key(id))? {
         Some(raw) => Ok(Some(
-            serde_json::from_slice(&raw).map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            serde_json::from_slice(&raw).map_err(|e| DomainError::Corrupt(e.to_string()))?,
         )),
         None => Ok(None),
     }
@@ -371,17 +371,10 @@ fn labels(json: &str) -> Result<Vec<Label>, String> {
 
 /// Stages an annotation set op. Schemas are validated again here, so that every replica
 /// applies the same checks whatever node proposed the change.
-pub fn stage(
-    store: &Store,
-    batch: &mut rocksdb::WriteBatch,
-    op: &AnnotationSetOp,
-) -> Result<AnnotationSetOutcome, StorageError> {
-    let cf = store.cf(Cf::Catalog);
-    let write = |batch: &mut rocksdb::WriteBatch,
-                 set: &AnnotationSet|
-     -> Result<AnnotationSetOutcome, StorageError> {
-        let text = serde_json::to_string(set).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        batch.put_cf(cf, key(set.id), text.as_bytes());
+pub fn stage(tx: &mut Tx, op: &AnnotationSetOp) -> Result<AnnotationSetOutcome, DomainError> {
+    let write = |tx: &mut Tx, set: &AnnotationSet| -> Result<AnnotationSetOutcome, DomainError> {
+        let text = serde_json::to_string(set).map_err(|e| DomainError::Corrupt(e.to_string()))?;
+        tx.put(set_key(set.id), text.as_bytes().to_vec());
         Ok(AnnotationSetOutcome::Set(text))
     };
     match op {
@@ -392,22 +385,14 @@ pub fn stage(
             created_by,
             created_ms,
         } => {
-            if crate::datasets::dataset(store, *dataset_id)?.is_none() {
+            if crate::datasets::dataset(tx, *dataset_id)?.is_none() {
                 return Ok(AnnotationSetOutcome::NoSuchDataset(*dataset_id));
             }
             let labels = match labels(labels_json) {
                 Ok(l) => l,
                 Err(p) => return Ok(AnnotationSetOutcome::Invalid(p)),
             };
-            let id = match store.get(Cf::Catalog, &keys::named(META_GROUP, NEXT_ID))? {
-                Some(raw) => bincode::deserialize(&raw)?,
-                None => 1u64,
-            };
-            batch.put_cf(
-                cf,
-                keys::named(META_GROUP, NEXT_ID),
-                bincode::serialize(&(id + 1))?,
-            );
+            let id = next_id(tx, NEXT_ID)?;
             let set = AnnotationSet {
                 id,
                 dataset_id: *dataset_id,
@@ -417,14 +402,14 @@ pub fn stage(
                 created_ms: *created_ms,
                 reviewers: Vec::new(),
             };
-            write(batch, &set)
+            write(tx, &set)
         }
         AnnotationSetOp::Update {
             id,
             name,
             labels_json,
         } => {
-            let Some(mut set) = annotation_set(store, *id)? else {
+            let Some(mut set) = annotation_set(tx, *id)? else {
                 return Ok(AnnotationSetOutcome::NoSuchSet(*id));
             };
             if let Some(json) = labels_json {
@@ -432,7 +417,7 @@ pub fn stage(
                     Ok(l) => l,
                     Err(p) => return Ok(AnnotationSetOutcome::Invalid(p)),
                 };
-                if let Some(orphan) = orphaned(&crate::stats::load(store, *id)?, &new) {
+                if let Some(orphan) = orphaned(&crate::stats::load(tx, *id)?, &new) {
                     return Ok(AnnotationSetOutcome::WouldOrphan(orphan));
                 }
                 set.labels = new;
@@ -440,40 +425,40 @@ pub fn stage(
             if let Some(name) = name {
                 set.name = name.clone();
             }
-            write(batch, &set)
+            write(tx, &set)
         }
         AnnotationSetOp::Delete { id } => {
-            if annotation_set(store, *id)?.is_none() {
+            if annotation_set(tx, *id)?.is_none() {
                 return Ok(AnnotationSetOutcome::NoSuchSet(*id));
             }
-            batch.delete_cf(cf, key(*id));
+            tx.delete(set_key(*id));
             Ok(AnnotationSetOutcome::Deleted)
         }
         AnnotationSetOp::SetReviewers { id, reviewers } => {
-            let Some(mut set) = annotation_set(store, *id)? else {
+            let Some(mut set) = annotation_set(tx, *id)? else {
                 return Ok(AnnotationSetOutcome::NoSuchSet(*id));
             };
             set.reviewers = reviewers.clone();
-            write(batch, &set)
+            write(tx, &set)
         }
     }
 }
 
 /// Annotation sets of `dataset` (all datasets with `None`), in id order after `after`.
 pub fn annotation_sets(
-    store: &Store,
+    r: &dyn Records,
     dataset: Option<u64>,
     after: Option<u64>,
     limit: usize,
-) -> Result<Vec<AnnotationSet>, StorageError> {
-    let prefix = keys::named(META_GROUP, "annotation-set/");
-    let start = after.map(|a| key(a + 1));
-    let iter = store.scan_prefix(Cf::Catalog, &prefix, start.as_deref());
+) -> Result<Vec<AnnotationSet>, DomainError> {
+    let prefix = key("annotation-set/");
+    let start = after.map(|a| set_key(a + 1));
+    let iter = r.scan(&prefix, start.as_deref());
     let mut out = Vec::new();
     for item in iter {
         let (_, v) = item?;
         let set: AnnotationSet =
-            serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            serde_json::from_slice(&v).map_err(|e| DomainError::Corrupt(e.to_string()))?;
         if dataset.is_none_or(|d| d == set.dataset_id) {
             out.push(set);
             if out.len() == limit {

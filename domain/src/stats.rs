@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tessera_storage::{keys, Cf, StorageError, Store};
 
-use crate::placement::META_GROUP;
+use crate::records::get;
 use crate::tasks::TaskState;
+use crate::{key, DomainError, Records, Tx};
 
 /// A gap between two saves of one user longer than this is not counted as active time.
 const ACTIVE_GAP_MS: u64 = 5 * 60 * 1000;
@@ -45,25 +44,16 @@ pub struct SetStats {
     pub days: BTreeMap<u64, Day>,
 }
 
-fn key(set: u64) -> Vec<u8> {
-    keys::named(META_GROUP, &format!("stats/{set:016x}"))
+fn stats_key(set: u64) -> Vec<u8> {
+    key(&format!("stats/{set:016x}"))
 }
 
-pub fn load(store: &Store, set: u64) -> Result<SetStats, StorageError> {
-    match store.get(Cf::Catalog, &key(set))? {
-        Some(raw) => Ok(bincode::deserialize(&raw)?),
-        None => Ok(SetStats::default()),
-    }
+pub fn load(r: &dyn Records, set: u64) -> Result<SetStats, DomainError> {
+    Ok(get(r, &stats_key(set))?.unwrap_or_default())
 }
 
-fn save(
-    store: &Store,
-    batch: &mut WriteBatch,
-    set: u64,
-    stats: &SetStats,
-) -> Result<(), StorageError> {
-    batch.put_cf(store.cf(Cf::Catalog), key(set), bincode::serialize(stats)?);
-    Ok(())
+fn save(tx: &mut Tx, set: u64, stats: &SetStats) -> Result<(), DomainError> {
+    tx.put_record(stats_key(set), stats)
 }
 
 fn state_name(s: TaskState) -> String {
@@ -74,33 +64,27 @@ fn state_name(s: TaskState) -> String {
 }
 
 /// Counts `created` new tasks.
-pub fn tasks_created(
-    store: &Store,
-    batch: &mut WriteBatch,
-    set: u64,
-    created: u64,
-) -> Result<(), StorageError> {
-    let mut stats = load(store, set)?;
+pub fn tasks_created(tx: &mut Tx, set: u64, created: u64) -> Result<(), DomainError> {
+    let mut stats = load(tx, set)?;
     *stats.tasks.entry(state_name(TaskState::New)).or_default() += created;
-    save(store, batch, set, &stats)
+    save(tx, set, &stats)
 }
 
 /// Moves one task from `from` to `to`.
 pub fn task_moved(
-    store: &Store,
-    batch: &mut WriteBatch,
+    tx: &mut Tx,
     set: u64,
     from: TaskState,
     to: TaskState,
-) -> Result<(), StorageError> {
+) -> Result<(), DomainError> {
     if from == to {
         return Ok(());
     }
-    let mut stats = load(store, set)?;
+    let mut stats = load(tx, set)?;
     let old = stats.tasks.entry(state_name(from)).or_default();
     *old = old.saturating_sub(1);
     *stats.tasks.entry(state_name(to)).or_default() += 1;
-    save(store, batch, set, &stats)
+    save(tx, set, &stats)
 }
 
 /// (label, kind) counts of a shapes document.
@@ -126,15 +110,14 @@ fn census(shapes: &str) -> Vec<(String, String)> {
 
 /// Accounts a save: `previous` (shapes, saver) replaced by `shapes` saved by `user` at `at_ms`.
 pub fn annotation_saved(
-    store: &Store,
-    batch: &mut WriteBatch,
+    tx: &mut Tx,
     set: u64,
     previous: Option<(&str, &str)>,
     shapes: &str,
     user: &str,
     at_ms: u64,
-) -> Result<(), StorageError> {
-    let mut stats = load(store, set)?;
+) -> Result<(), DomainError> {
+    let mut stats = load(tx, set)?;
     let before = previous.map(|(s, _)| census(s)).unwrap_or_default();
     let after = census(shapes);
     for (label, kind) in &before {
@@ -175,7 +158,7 @@ pub fn annotation_saved(
     let day = stats.days.entry(at_ms / 86_400_000).or_default();
     day.saves += 1;
     day.shapes += after.len() as i64 - before.len() as i64;
-    save(store, batch, set, &stats)
+    save(tx, set, &stats)
 }
 
 /// `YYYY-MM-DD` of a day number since the Unix epoch (proleptic Gregorian, UTC).

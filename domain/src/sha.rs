@@ -1,0 +1,43 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+/// The SHA-256 of an object's bytes: its name everywhere in Tessera.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Sha256(pub [u8; 32]);
+
+impl Sha256 {
+    pub fn of(bytes: &[u8]) -> Sha256 {
+        Sha256(sha2::Sha256::digest(bytes).into())
+    }
+
+    /// Parses the 64-character lowercase or uppercase hex form; `None` for anything else.
+    pub fn parse_hex(text: &str) -> Option<Sha256> {
+        if text.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).ok()?;
+        Some(Sha256(out))
+    }
+
+    /// The first eight bytes as a big-endian integer: the input of shard routing.
+    pub fn prefix_u64(&self) -> u64 {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(head)
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha256({self})")
+    }
+}
