@@ -231,19 +231,9 @@ impl TestCluster {
                 Err(e) => e.to_string(),
             };
             if Instant::now() > deadline {
-                let logs: Vec<String> = (1..=opts.nodes as u64)
-                    .map(|id| {
-                        let log = cluster.log(id);
-                        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                        format!(
-                            "--- node {id}:\n{}",
-                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                        )
-                    })
-                    .collect();
                 panic!(
                     "the cluster did not initialise: last attempt: {last}\n{}",
-                    logs.join("\n")
+                    cluster.log_tails(30)
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -367,6 +357,21 @@ impl TestCluster {
         self.dir.path().join(format!("node-{id}"))
     }
 
+    /// The last `lines` lines each node logged.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let tails: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| {
+                let log = self.log(node.id);
+                let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- node {} log:\n{}", node.id, tail.join("\n"))
+            })
+            .collect();
+        tails.join("\n")
+    }
+
     /// The log of a node, for assertion messages.
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
@@ -375,6 +380,10 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        // A failing test's cluster tells what its nodes logged last before it goes.
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails(40));
+        }
         for node in &mut self.nodes {
             if let Some(mut child) = node.process.take() {
                 let _ = child.kill();

@@ -82,7 +82,7 @@ pub async fn run(
             }
             Step::HandOff => {
                 let router = shared.router.clone();
-                let timeout = config.header_timeout;
+                let timeout = config.idle_timeout;
                 return handoff::serve(socket, peer, buf, router, timeout, stop).await;
             }
             Step::Refuse(e) => {

@@ -70,15 +70,17 @@ impl AsyncWrite for Replay {
 
 /// Serves the rest of the connection with hyper's HTTP/1 server and the router, starting with
 /// the bytes in `read`. Handlers see the client's address as `ConnectInfo<SocketAddr>`, as
-/// with `axum::serve`. A request head must arrive within `header_timeout` there too
-/// (slowloris), as on the fast path. On `stop`, hyper finishes the request in flight and
-/// closes.
+/// with `axum::serve`. `idle_timeout` bounds both an idle kept-alive connection and a request
+/// head that never completes (slowloris): hyper starts its head timer as soon as a connection
+/// waits for a request, so a shorter one would close idle keep-alive connections early, and a
+/// client reusing one just then would see its request fail. (nginx allows 60 s for a head.)
+/// On `stop`, hyper finishes the request in flight and closes.
 pub async fn serve(
     socket: TcpStream,
     peer: SocketAddr,
     read: BytesMut,
     router: Router,
-    header_timeout: Duration,
+    idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let io = TokioIo::new(Replay { read, socket });
@@ -87,7 +89,7 @@ pub async fn serve(
     let service = TowerToHyperService::new(service);
     let mut conn = pin!(hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(idle_timeout)
         .serve_connection(io, service));
     let mut stopping = false;
     loop {
