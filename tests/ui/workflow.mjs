@@ -611,6 +611,11 @@ log('step 7: account and sessions');
   };
   await acct.evaluate(expire);
   await otherTab.evaluate(expire);
+  // A tab hears of the other tab's write through a 'storage' event, delivered asynchronously:
+  // wait until both tabs hold the expired session, or neither may need to refresh.
+  for (const p of [acct, otherTab]) {
+    await p.waitForFunction(() => window.tessera.session().expires <= Date.now());
+  }
   const [mine, theirs] = await Promise.all([acct, otherTab].map((p) => p.evaluate(() => window.tessera.api('/api/v1/me'))));
   assert.equal(mine.username, ANN_B);
   assert.equal(theirs.username, ANN_B);

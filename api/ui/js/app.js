@@ -158,6 +158,7 @@ onSession((s) => {
   else renderNav();
 });
 
-// Expose for tests and the console.
-window.tessera = { api, navigate };
+// For scripts and the browser tests: the API client and the session it holds (the tokens are
+// in localStorage anyway).
+window.tessera = { api, navigate, session: currentSession };
 render();
