@@ -18,6 +18,7 @@ pub mod fastpath;
 mod idempotency;
 mod import;
 pub mod jobs;
+mod long_work;
 mod metrics;
 pub mod oauth;
 mod objects;

@@ -472,7 +472,7 @@ async fn run(
         .ok_or_else(|| Stop::Failed("the job names no annotation set".into()))?;
     let spool_dir = spool.to_path_buf();
     let format = options.format.clone();
-    let (parsed, hashes) = tokio::task::spawn_blocking(move || -> Result<_, String> {
+    let (parsed, hashes) = crate::long_work::run(move || -> Result<_, String> {
         let (files, hashes) = extract(&spool_dir)?;
         Ok((parse(&format, &spool_dir, &files)?, hashes))
     })

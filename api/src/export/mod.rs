@@ -31,9 +31,9 @@ use tessera_domain::annotations;
 use tessera_domain::catalog::Role;
 use tessera_domain::datasets;
 use tessera_domain::jobs::{Job, JobKind, JobResult};
+use tessera_domain::tasks::{self, TaskIndex, TaskState};
 use tessera_domain::{DomainError, Records};
 use tessera_raft::storage::Sha256;
-use tessera_domain::tasks::{self, TaskIndex, TaskState};
 use tessera_raft::{ObjectBody, ReadSpec};
 
 use crate::auth::Principal;
@@ -369,7 +369,7 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(PIPELINE);
     let writer_path = path.clone();
     let left_out = plan.left_out;
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<String>> {
+    let writer = crate::long_work::run(move || -> std::io::Result<Vec<String>> {
         let mut archive = Archive::create(&writer_path)?;
         if left_out > 0 {
             archive.report.note(format!(

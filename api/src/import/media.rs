@@ -1,6 +1,6 @@
 //! Frames of videos and pages of PDFs, rendered by the tools that do it best: `ffmpeg` and
-//! poppler's `pdftoppm` (both installed by the README's commands). Called from the blocking
-//! pool only.
+//! poppler's `pdftoppm` (both installed by the README's commands). Called from the long-work
+//! pool only (`crate::long_work`), whose low priority the tools inherit.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

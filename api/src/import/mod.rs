@@ -240,7 +240,7 @@ async fn process(
     let upload = spool.join("upload");
     let staging = spool.join("staging");
     let walker = runner.clone();
-    let staged = tokio::task::spawn_blocking(move || -> Result<Vec<unpack::Staged>, Stop> {
+    let staged = crate::long_work::run(move || -> Result<Vec<unpack::Staged>, Stop> {
         std::fs::create_dir_all(&staging)
             .map_err(|e| Stop::Failed(format!("creating the staging directory: {e}")))?;
         let mut unpacker = unpack::Unpacker::new(limits, staging, &walker);
@@ -290,7 +290,7 @@ async fn store(
         .map_err(|e| Stop::Failed(format!("reading a staged file: {e}")))?;
     if bytes.starts_with(b"GIF8") {
         let gif = bytes.clone();
-        let converted = tokio::task::spawn_blocking(move || gif_frame::first_frame_png(&gif))
+        let converted = crate::long_work::run(move || gif_frame::first_frame_png(&gif))
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
         match converted {
