@@ -147,10 +147,9 @@ pub async fn put(
         role: principal.role,
         at_ms: now_ms(),
     };
-    let outcome = match state
-        .cluster
-        .catalog(CatalogOp::SaveAnnotation(save))
-        .await?
+    // Under the request's idempotency id: a save retried with its `Idempotency-Key` gets its
+    // first answer back instead of a conflict with itself.
+    let outcome = match crate::idempotency::catalog(&state, CatalogOp::SaveAnnotation(save)).await?
     {
         CatalogOutcome::Annotation(o) => o,
         other => {

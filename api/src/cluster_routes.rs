@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
-use tessera_raft::random;
 use tessera_domain::catalog::{CatalogOp, Role};
+use tessera_raft::random;
 use tessera_raft::GroupStatus;
 
 use crate::auth::Principal;

@@ -10,8 +10,8 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
-use tessera_raft::random;
 use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
+use tessera_raft::random;
 use tessera_raft::ClusterError;
 
 use crate::AppState;

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
-use tessera_raft::random;
 use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome};
 use tessera_domain::sessions::{Refreshed, Session, SessionKind};
+use tessera_raft::random;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -367,13 +367,15 @@ pub async fn api_token(
         .into_response())
 }
 
-/// How often the catalogue leader forgets revocations of expired tokens.
+/// How often the catalogue leader forgets what has expired.
 const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Runs on every node; while it leads the catalogue, proposes dropping revocations of tokens
 /// that have expired (an expired token is refused as expired anyway), so the revocation list
-/// every node keeps in memory stays as small as the tokens still alive.
-pub async fn prune_revocations(state: AppState) {
+/// every node keeps in memory stays as small as the tokens still alive, and the outcomes of
+/// requests older than a retry could be (`tessera_domain::requests`), so the catalogue does
+/// not grow with every request ever made.
+pub async fn prune_catalogue(state: AppState) {
     let mut tick = tokio::time::interval(PRUNE_EVERY);
     loop {
         tick.tick().await;
@@ -382,12 +384,16 @@ pub async fn prune_revocations(state: AppState) {
         }
         // A minute of slack for clocks that disagree.
         let before_ms = token::now_ms().saturating_sub(60_000);
-        if let Err(e) = state
-            .cluster
-            .catalog(CatalogOp::PruneRevoked { before_ms })
-            .await
-        {
-            tracing::warn!(error = %e, "pruning expired revocations failed");
+        let requests_before_ms = before_ms.saturating_sub(tessera_domain::requests::RETENTION_MS);
+        for op in [
+            CatalogOp::PruneRevoked { before_ms },
+            CatalogOp::PruneRequests {
+                before_ms: requests_before_ms,
+            },
+        ] {
+            if let Err(e) = state.cluster.catalog(op).await {
+                tracing::warn!(error = %e, "pruning the catalogue failed");
+            }
         }
     }
 }

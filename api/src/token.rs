@@ -294,7 +294,8 @@ mod tests {
             let id = tessera_raft::random::<16>().expect("random");
             let records = self.store.records(0);
             let mut tx = tessera_domain::Tx::new(&records);
-            let outcome = tessera_domain::catalog::stage(&mut tx, &id, &op).expect("stage");
+            let outcome =
+                tessera_domain::catalog::stage(&mut tx, &id, Some(now_ms()), &op).expect("stage");
             let mut batch = rocksdb_batch();
             self.store.stage_writes(&mut batch, 0, tx.into_writes());
             self.store.write(batch, false).expect("write");

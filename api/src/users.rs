@@ -85,7 +85,8 @@ fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> 
         | CatalogOutcome::Session(_)
         | CatalogOutcome::Refreshed(_)
         | CatalogOutcome::SessionsEnded(_)
-        | CatalogOutcome::PasswordSet { .. } => Err(ApiError::new(
+        | CatalogOutcome::PasswordSet { .. }
+        | CatalogOutcome::Forgotten(_) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "unexpected outcome",
@@ -222,13 +223,8 @@ pub async fn delete(
             "you cannot delete your own account",
         ));
     }
-    outcome(
-        state
-            .cluster
-            .catalog(CatalogOp::DeleteUser { username: name })
-            .await?,
-        false,
-    )
+    let op = CatalogOp::DeleteUser { username: name };
+    outcome(crate::idempotency::catalog(&state, op).await?, false)
 }
 
 /// `GET /api/v1/me`.

@@ -13,7 +13,7 @@ use crate::annotations::{self, Import, ImportOutcome, Save, SaveOutcome};
 use crate::comments::{self, CommentOp, CommentOutcome};
 use crate::datasets::{self, DatasetOp, DatasetOutcome};
 use crate::jobs::{self, JobOp, JobOutcome};
-use crate::records::get;
+use crate::requests;
 use crate::sessions::{self, Refreshed, Session};
 use crate::tasks::{self, TaskOp, TaskOutcome};
 use crate::{key, DomainError, Records, Tx};
@@ -178,6 +178,11 @@ pub enum CatalogOp {
         keep_session: [u8; 16],
         at_ms: u64,
     },
+    /// Forgets the outcomes of requests made before `before_ms` (see [`crate::requests`]).
+    /// Proposed now and then by the catalogue leader with its clock.
+    PruneRequests {
+        before_ms: u64,
+    },
 }
 
 /// A [`CatalogOp`] as logs show it: its kind and the names it concerns, never password hashes,
@@ -224,11 +229,13 @@ impl std::fmt::Display for Summary<'_> {
                 write!(f, "RevokeUserSessions user {user_id}")
             }
             CatalogOp::SetOwnPassword { username, .. } => write!(f, "SetOwnPassword {username}"),
+            CatalogOp::PruneRequests { before_ms } => write!(f, "PruneRequests before {before_ms}"),
         }
     }
 }
 
-/// The result of a [`CatalogOp`].
+/// The result of a [`CatalogOp`]. Kept in request records and sent between nodes with bincode:
+/// new variants go at the end (the `encoding` tests hold the order).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CatalogOutcome {
     Done,
@@ -256,6 +263,8 @@ pub enum CatalogOutcome {
         account: Account,
         ended: Vec<Session>,
     },
+    /// How many request records a `PruneRequests` dropped.
+    Forgotten(u64),
 }
 
 pub(crate) const KEY: &str = "cluster_key";
@@ -310,18 +319,16 @@ pub(crate) fn be_u64(raw: &[u8]) -> u64 {
     raw.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
-fn request_key(id: &[u8; 16]) -> Vec<u8> {
-    key(&format!("request/{}", hex::encode(id)))
-}
-
-/// Stages `op` in `tx` and returns its outcome; the same `request_id` staged again returns
-/// the first outcome and changes nothing.
+/// Stages `op` in `tx` and returns its outcome; the same `request_id` staged again (within
+/// [`requests::RETENTION_MS`]) returns the first outcome and changes nothing. `at_ms` is the
+/// proposer's clock when it proposed the op (`None` in log entries from before it was sent).
 pub fn stage(
     tx: &mut Tx,
     request_id: &[u8; 16],
+    at_ms: Option<u64>,
     op: &CatalogOp,
 ) -> Result<CatalogOutcome, DomainError> {
-    if let Some(first) = get(tx, &request_key(request_id))? {
+    if let Some(first) = requests::first_outcome(tx, request_id)? {
         return Ok(first);
     }
     let outcome = match op {
@@ -396,6 +403,9 @@ pub fn stage(
             CatalogOutcome::Done
         }
         CatalogOp::AssignUserIds => CatalogOutcome::UserIds(stage_assign_ids(tx)?),
+        CatalogOp::PruneRequests { before_ms } => {
+            CatalogOutcome::Forgotten(requests::prune(tx, *before_ms)?)
+        }
         CatalogOp::OpenSession(session) => {
             let current = read_account(tx, &session.username)?;
             match current {
@@ -490,7 +500,9 @@ pub fn stage(
             CatalogOutcome::Imported(annotations::stage_import(tx, import)?)
         }
     };
-    tx.put_record(request_key(request_id), &outcome)?;
+    if requests::remembers(op) {
+        requests::remember(tx, request_id, at_ms, &outcome)?;
+    }
     Ok(outcome)
 }
 
@@ -528,6 +540,8 @@ pub(crate) struct TestReplica {
     pub store: std::cell::RefCell<crate::records::MemRecords>,
     pub directory: crate::directory::Directory,
     next_request: std::cell::Cell<u64>,
+    /// The proposer's clock, as ops are stamped with it.
+    pub now_ms: std::cell::Cell<u64>,
 }
 
 #[cfg(test)]
@@ -537,6 +551,7 @@ impl TestReplica {
             store: Default::default(),
             directory: Default::default(),
             next_request: std::cell::Cell::new(1),
+            now_ms: std::cell::Cell::new(1_000),
         }
     }
 
@@ -551,7 +566,7 @@ impl TestReplica {
     pub fn apply_with_id(&self, id: [u8; 16], op: CatalogOp) -> CatalogOutcome {
         let mut store = self.store.borrow_mut();
         let mut tx = Tx::new(&*store);
-        let outcome = stage(&mut tx, &id, &op).expect("stage");
+        let outcome = stage(&mut tx, &id, Some(self.now_ms.get()), &op).expect("stage");
         let writes = tx.into_writes();
         store.commit(writes);
         self.directory.applied(&op, &outcome);
@@ -589,6 +604,62 @@ mod tests {
         let fresh = r.reloaded();
         assert_eq!(fresh.revoked_count(), 1);
         assert!(revoked(&fresh, &young));
+    }
+
+    /// The bincode variant index a value is stored with.
+    fn variant<T: Serialize>(value: &T) -> u32 {
+        let raw = bincode::serialize(value).expect("encode");
+        u32::from_le_bytes(raw[..4].try_into().expect("index"))
+    }
+
+    /// Logs and request records written by earlier versions decode by these numbers: a new
+    /// variant in the middle would silently turn old entries into other ops.
+    #[test]
+    fn encoding_keeps_variant_numbers() {
+        let ops = [
+            (CatalogOp::InitClusterKey { key: [0; 32] }, 0),
+            (
+                CatalogOp::DeleteUser {
+                    username: "a".into(),
+                },
+                3,
+            ),
+            (
+                CatalogOp::RevokeToken {
+                    id: [0; 16],
+                    expires_ms: 0,
+                },
+                4,
+            ),
+            (CatalogOp::Dataset(DatasetOp::Delete { id: 1 }), 5),
+            (CatalogOp::PruneRevoked { before_ms: 0 }, 12),
+            (CatalogOp::AssignUserIds, 13),
+            (
+                CatalogOp::RevokeUserSessions {
+                    user_id: 1,
+                    except: None,
+                    at_ms: 0,
+                    reason: String::new(),
+                },
+                17,
+            ),
+            (CatalogOp::PruneRequests { before_ms: 0 }, 19),
+        ];
+        for (op, index) in ops {
+            assert_eq!(variant(&op), index, "{}", op.summary());
+        }
+        let outcomes = [
+            (CatalogOutcome::Done, 0),
+            (CatalogOutcome::Key([0; 32]), 2),
+            (CatalogOutcome::Conflict(String::new()), 3),
+            (CatalogOutcome::NotFound(String::new()), 4),
+            (CatalogOutcome::UserIds(Vec::new()), 13),
+            (CatalogOutcome::SessionsEnded(Vec::new()), 16),
+            (CatalogOutcome::Forgotten(0), 18),
+        ];
+        for (outcome, index) in outcomes {
+            assert_eq!(variant(&outcome), index, "{outcome:?}");
+        }
     }
 
     #[test]

@@ -342,3 +342,118 @@ fn by_index(
 pub fn running(r: &dyn Records) -> Result<Vec<Job>, DomainError> {
     by_index(r, &key("job-running/"), None, usize::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{CatalogOp, CatalogOutcome, TestReplica};
+
+    fn create(r: &TestReplica, dataset: Option<u64>) -> Job {
+        let op = CatalogOp::Job(JobOp::Create {
+            kind: JobKind::Import,
+            dataset,
+            annotation_set: None,
+            created_by: "mgr".into(),
+            at_ms: 1,
+            node: 1,
+            params: String::new(),
+        });
+        match r.apply(op) {
+            CatalogOutcome::Job(JobOutcome::Job(job)) => *job,
+            other => panic!("create: {other:?}"),
+        }
+    }
+
+    fn progress(id: u64, node: u64, attempt: u32, skipped: usize) -> CatalogOp {
+        let skip = Skip {
+            name: "x".into(),
+            reason: "y".into(),
+        };
+        CatalogOp::Job(JobOp::Progress {
+            id,
+            node,
+            attempt,
+            progress: Progress::default(),
+            skipped: vec![skip; skipped],
+            at_ms: 2,
+        })
+    }
+
+    #[test]
+    fn only_the_current_runner_reports_and_a_takeover_fences_the_old_one() {
+        let r = TestReplica::new();
+        let job = create(&r, Some(4));
+        assert!(matches!(
+            r.apply(progress(job.id, 2, 1, 0)),
+            CatalogOutcome::Job(JobOutcome::NotYours(_))
+        ));
+        let takeover = CatalogOp::Job(JobOp::Takeover {
+            id: job.id,
+            attempt: 1,
+            node: 2,
+            at_ms: 3,
+        });
+        let CatalogOutcome::Job(JobOutcome::Job(taken)) = r.apply(takeover.clone()) else {
+            panic!("taken over");
+        };
+        assert_eq!((taken.node, taken.attempt), (2, 2));
+        // The same takeover again (another watcher) finds the attempt moved on.
+        assert!(matches!(
+            r.apply(takeover),
+            CatalogOutcome::Job(JobOutcome::NotYours(_))
+        ));
+        assert!(matches!(
+            r.apply(progress(job.id, 1, 1, 0)),
+            CatalogOutcome::Job(JobOutcome::NotYours(_))
+        ));
+        assert!(matches!(
+            r.apply(progress(job.id, 2, 2, 0)),
+            CatalogOutcome::Job(JobOutcome::Job(_))
+        ));
+    }
+
+    #[test]
+    fn skipped_files_are_capped_and_finished_jobs_leave_the_running_index() {
+        let r = TestReplica::new();
+        let job = create(&r, None);
+        for _ in 0..3 {
+            r.apply(progress(job.id, 1, 1, MAX_SKIPPED / 2));
+        }
+        let stored = super::job(&*r.store.borrow(), job.id)
+            .expect("read")
+            .expect("job");
+        assert_eq!(stored.skipped.len(), MAX_SKIPPED);
+        assert_eq!(running(&*r.store.borrow()).expect("running").len(), 1);
+        r.apply(CatalogOp::Job(JobOp::Cancel {
+            id: job.id,
+            at_ms: 4,
+        }));
+        assert!(running(&*r.store.borrow()).expect("running").is_empty());
+        assert!(r.directory.is_cancelled(job.id));
+        assert!(matches!(
+            r.apply(progress(job.id, 1, 1, 0)),
+            CatalogOutcome::Job(JobOutcome::NotYours(_))
+        ));
+    }
+
+    #[test]
+    fn index_entries_written_before_the_domain_crate_still_lead_to_their_jobs() {
+        let r = TestReplica::new();
+        let job = create(&r, Some(4));
+        // Entries used to hold the record's key with the catalogue group's prefix in front.
+        let mut old = vec![0, 0, 0, 0];
+        old.extend_from_slice(&job_key(job.id));
+        let raw = bincode::serialize(&old).expect("encode");
+        r.store
+            .borrow_mut()
+            .0
+            .insert(owner_key("dataset", 4, job.id), raw.clone());
+        r.store.borrow_mut().0.insert(running_key(job.id), raw);
+        let by_dataset = jobs(&*r.store.borrow(), JobFilter::Dataset(4), None, 10).expect("list");
+        assert_eq!(
+            by_dataset.iter().map(|j| j.id).collect::<Vec<_>>(),
+            [job.id]
+        );
+        assert_eq!(running(&*r.store.borrow()).expect("running").len(), 1);
+    }
+}

@@ -16,7 +16,10 @@ pub mod datasets;
 pub mod directory;
 mod error;
 pub mod jobs;
+#[cfg(test)]
+mod properties;
 mod records;
+pub mod requests;
 pub mod sessions;
 mod sha;
 pub mod stats;

@@ -304,10 +304,11 @@ fn decide(
             TaskState::InReview
                 if task.reviewer.as_deref() == Some(user) || role >= Role::Manager =>
             {
-                task.state = if action == Action::Accept {
-                    TaskState::Accepted
-                } else {
-                    TaskState::Rejected
+                task.state = match action {
+                    Action::Accept => TaskState::Accepted,
+                    // A rejected pool task goes back to the pool for anyone to redo.
+                    _ if task.assignee.is_none() => TaskState::New,
+                    _ => TaskState::Rejected,
                 };
                 Ok(())
             }
@@ -407,6 +408,14 @@ pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
             }
             let before = t.clone();
             t.assignee = assignee.clone();
+            // Work nobody holds goes back to the pool's start, or nobody could ever take it
+            // (claims take new tasks; only an assignee starts or submits).
+            if t.assignee.is_none()
+                && matches!(t.state, TaskState::InProgress | TaskState::Rejected)
+            {
+                t.state = TaskState::New;
+            }
+            stats::task_moved(tx, t.set_id, before.state, t.state)?;
             let reason = Some(format!("to {}", assignee.as_deref().unwrap_or("the pool")));
             t.history.push(TaskEvent {
                 by: by.clone(),

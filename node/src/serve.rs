@@ -60,7 +60,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
     };
     tessera_api::jobs::start_background(&state).await;
-    tokio::spawn(tessera_api::oauth::prune_revocations(state.clone()));
+    tokio::spawn(tessera_api::oauth::prune_catalogue(state.clone()));
     let listener = listen(http_addr).with_context(|| format!("binding {http_addr}"))?;
     tracing::info!(http = %http_addr, rpc = %rpc_addr, "serving");
     // Object reads are answered by the fast path; every other request goes to the axum router

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -327,7 +327,17 @@ impl Cluster {
         op: CatalogOp,
     ) -> Result<CatalogOutcome, ClusterError> {
         match self
-            .propose(META_GROUP, Command::Catalog { request_id, op }, 0)
+            .propose(
+                META_GROUP,
+                Command::CatalogAt {
+                    request_id,
+                    at_ms: SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                    op,
+                },
+                0,
+            )
             .await?
         {
             Response::Catalog(outcome) => Ok(outcome),

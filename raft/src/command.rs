@@ -41,6 +41,14 @@ pub enum Command {
         sha: Sha256,
         add: bool,
     },
+    /// `Catalog` with the proposer's clock, which dates the request's record so the catalogue
+    /// can forget it after `tessera_domain::requests::RETENTION_MS`. What every node proposes
+    /// now; `Catalog` stays for log entries written before.
+    CatalogAt {
+        request_id: [u8; 16],
+        at_ms: u64,
+        op: CatalogOp,
+    },
 }
 
 impl fmt::Debug for Command {
@@ -53,7 +61,9 @@ impl fmt::Debug for Command {
             }
             Command::SetPlacement(p) => write!(f, "SetPlacement(v{})", p.version),
             Command::Reference { sha, add, .. } => write!(f, "Reference({sha}, add: {add})"),
-            Command::Catalog { op, .. } => write!(f, "Catalog({})", op.summary()),
+            Command::Catalog { op, .. } | Command::CatalogAt { op, .. } => {
+                write!(f, "Catalog({})", op.summary())
+            }
         }
     }
 }

@@ -213,6 +213,22 @@ fn backfill_task_indexes(store: &Store, group: u32) -> Result<(), StorageError> 
     store.write(batch, true)
 }
 
+/// Stages a catalogue op's writes in `batch` through the domain's transaction.
+fn stage_catalog(
+    store: &Store,
+    batch: &mut WriteBatch,
+    group: u32,
+    request_id: &[u8; 16],
+    at_ms: Option<u64>,
+    op: &catalog::CatalogOp,
+) -> Result<catalog::CatalogOutcome, StorageError> {
+    let records = store.records(group);
+    let mut tx = Tx::new(&records);
+    let outcome = catalog::stage(&mut tx, request_id, at_ms, op)?;
+    store.stage_writes(batch, group, tx.into_writes());
+    Ok(outcome)
+}
+
 fn apply_entries(
     store: &Store,
     group: u32,
@@ -240,6 +256,7 @@ fn apply_entries(
     }
     for entry in entries {
         let mut batch = WriteBatch::default();
+        let mut catalog_op = None;
         let response = match entry.payload {
             EntryPayload::Blank => Response::None,
             EntryPayload::Membership(m) => {
@@ -288,21 +305,28 @@ fn apply_entries(
                 }
             }
             EntryPayload::Normal(Command::Catalog { request_id, op }) => {
-                let records = store.records(group);
-                let mut tx = Tx::new(&records);
-                let outcome = catalog::stage(&mut tx, &request_id, &op)?;
-                store.stage_writes(&mut batch, group, tx.into_writes());
-                stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
-                store.write_state(group, batch, false)?;
-                if let Some(directory) = directory {
-                    directory.applied(&op, &outcome);
-                }
-                responses.push(Response::Catalog(outcome));
-                continue;
+                let outcome = stage_catalog(store, &mut batch, group, &request_id, None, &op)?;
+                catalog_op = Some(op);
+                Response::Catalog(outcome)
+            }
+            EntryPayload::Normal(Command::CatalogAt {
+                request_id,
+                at_ms,
+                op,
+            }) => {
+                let outcome =
+                    stage_catalog(store, &mut batch, group, &request_id, Some(at_ms), &op)?;
+                catalog_op = Some(op);
+                Response::Catalog(outcome)
             }
         };
         stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
         store.write_state(group, batch, false)?;
+        if let (Some(directory), Some(op), Response::Catalog(outcome)) =
+            (directory, &catalog_op, &response)
+        {
+            directory.applied(op, outcome);
+        }
         responses.push(response);
     }
     Ok((responses, membership))

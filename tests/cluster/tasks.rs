@@ -448,6 +448,30 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
         .unwrap();
     assert_eq!(malformed.status, 400);
 
+    // A save retried with its Idempotency-Key (its answer was lost to a timeout) gets its
+    // first answer back, on any node, not a conflict with itself; another key is a new save.
+    let keyed = |client: &Client, key: &'static str| {
+        let (client, path, body) = (client.clone(), path.clone(), good.to_string());
+        async move {
+            let headers = [
+                ("content-type", "application/json"),
+                ("if-match", "\"2\""),
+                ("idempotency-key", key),
+            ];
+            client
+                .send(Method::PUT, &path, &headers, Bytes::from(body))
+                .await
+                .expect("put")
+        }
+    };
+    let ann1_elsewhere = ann1.with_base(cluster.node(2).client().base());
+    let saved = keyed(&ann1, "save-3").await;
+    let retried = keyed(&ann1_elsewhere, "save-3").await;
+    assert_eq!((saved.status.as_u16(), retried.status.as_u16()), (200, 200));
+    assert_eq!(saved.json()["version"], 3);
+    assert_eq!(retried.json()["version"], 3);
+    assert_eq!(keyed(&ann1, "save-other").await.status, 412);
+
     // Only the assignee edits, and only while the task is in progress.
     assert_eq!(put(&ann2, "\"2\"", good.clone()).await.status, 403);
     assert_eq!(ann2.get(&path).await.unwrap().status, 403);
@@ -461,7 +485,7 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
         .iter()
         .filter_map(|v| v["version"].as_u64())
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     assert_eq!(history["items"][0]["saved_by"], "ann1");
     let current = manager.get(&path).await.unwrap().json();
     assert_eq!(current["shapes"], good["shapes"]);
