@@ -88,6 +88,10 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Checked already by the route's access check (`crate::access::enforce`).
+        if let Some(checked) = parts.extensions.get::<Principal>() {
+            return Ok(checked.clone());
+        }
         let token = request_token(&parts.method, &parts.headers)
             .ok_or_else(|| unauthorized("send a bearer token (POST /oauth/token issues one)"))?;
         let claims = checked(state, token).await?;

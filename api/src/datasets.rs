@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_domain::datasets::{self, Dataset, DatasetImage, DatasetOp, DatasetOutcome};
 use tessera_raft::storage::Sha256;
 use tessera_raft::ReadSpec;
@@ -72,7 +72,6 @@ pub async fn create(
     principal: Principal,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    principal.require(Role::Manager)?;
     let NameBody { name } = parse_json(&body)?;
     check_name(&name)?;
     let op = DatasetOp::Create {
@@ -95,10 +94,8 @@ pub struct Page {
 /// `GET /api/v1/datasets?limit=&cursor=`.
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Role::Manager)?;
     let limit = paging::limit(page.limit);
     let after = paging::id_cursor(page.cursor.as_deref())?;
     state.cluster.catalog_barrier().await?;
@@ -117,21 +114,17 @@ pub async fn list(
 /// `GET /api/v1/datasets/{id}`.
 pub async fn get(
     State(state): State<AppState>,
-    principal: Principal,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Role::Manager)?;
     Ok(Json(view(&load(&state, id).await?)))
 }
 
 /// `PATCH /api/v1/datasets/{id}`: rename.
 pub async fn rename(
     State(state): State<AppState>,
-    principal: Principal,
     Path(id): Path<u64>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Role::Manager)?;
     let NameBody { name } = parse_json(&body)?;
     check_name(&name)?;
     match apply(&state, DatasetOp::Rename { id, name }).await? {
@@ -144,10 +137,8 @@ pub async fn rename(
 /// dataset.
 pub async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
     Path(id): Path<u64>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Role::Manager)?;
     load(&state, id).await?;
     loop {
         let page = state
@@ -207,11 +198,9 @@ async fn reference(state: &AppState, sha: Sha256, add: bool) -> Result<Option<u6
 /// Every object must exist; nothing changes if one does not.
 pub async fn add_images(
     State(state): State<AppState>,
-    principal: Principal,
     Path(id): Path<u64>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Role::Manager)?;
     let AddBody { images } = parse_json(&body)?;
     batch_size(images.len())?;
     load(&state, id).await?;
@@ -328,11 +317,9 @@ pub struct RemoveBody {
 /// `POST /api/v1/datasets/{id}/images/remove`: `{"images": ["<sha256>", ...]}`.
 pub async fn remove(
     State(state): State<AppState>,
-    principal: Principal,
     Path(id): Path<u64>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Role::Manager)?;
     let RemoveBody { images } = parse_json(&body)?;
     batch_size(images.len())?;
     let shas = images
@@ -421,11 +408,9 @@ fn filtered_images(
 /// or annotated with a label.
 pub async fn images(
     State(state): State<AppState>,
-    principal: Principal,
     Path(id): Path<u64>,
     Query(query): Query<ImagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(Role::Manager)?;
     let limit = paging::limit(query.limit);
     let after = match query.cursor.as_deref() {
         Some(c) => Some(

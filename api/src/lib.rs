@@ -4,11 +4,12 @@
 //! from a local replica or forwards to the node that can. Errors are JSON
 //! (`{"error": {"code": ..., "message": ...}}`, see [`ApiError`]).
 
+mod access;
 mod annotation_import;
 mod annotation_sets;
 mod annotations;
 pub mod auth;
-pub mod client;
+mod body_limit;
 pub mod cluster_routes;
 mod comments;
 mod datasets;
@@ -76,7 +77,7 @@ pub struct AppState {
 
 /// The complete HTTP router of a node.
 pub fn router(state: AppState) -> Router {
-    routes::mount(Router::new())
+    routes::mount(Router::new(), &state)
         .fallback(ui::serve)
         // JSON bodies are capped; uploads stream through a raw body, which this does not
         // limit, and enforce their own limit (see `objects::upload`).

@@ -46,7 +46,6 @@ fn too_large(limit: u64) -> ApiError {
 /// bounded by the size limit while it is hashed; the image type is decided from the bytes.
 pub async fn upload(
     State(state): State<AppState>,
-    principal: Result<Principal, ApiError>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -59,17 +58,9 @@ pub async fn upload(
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let mut stream = body.into_data_stream();
-    // Refused callers still have their body drained, so that they read the 401/403 instead of
-    // a reset connection.
-    if let Err(refusal) = principal.and_then(|p| p.require(Role::Manager)) {
-        if !expects_continue {
-            discard(&mut stream).await;
-        }
-        return Err(refusal);
-    }
     if declared.is_some_and(|n| n > limit) {
         if !expects_continue {
-            discard(&mut stream).await;
+            crate::access::discard(&mut stream).await;
         }
         return Err(too_large(limit));
     }
@@ -84,7 +75,7 @@ pub async fn upload(
             )
         })?;
         if (buf.len() + chunk.len()) as u64 > limit {
-            discard(&mut stream).await;
+            crate::access::discard(&mut stream).await;
             return Err(too_large(limit));
         }
         hasher.update(&chunk);
@@ -129,23 +120,6 @@ pub async fn upload(
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
-/// Reads and drops what is left of a refused body (up to a bound), so that a client that sends
-/// its whole body before reading the response still gets the error instead of a reset
-/// connection. Clients that sent `Expect: 100-continue` are answered without this.
-async fn discard(stream: &mut axum::body::BodyDataStream) {
-    const CAP: usize = 256 << 20;
-    let mut seen = 0;
-    let drain = async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            seen += chunk.len();
-            if seen > CAP {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
-}
-
 fn meta_json(sha: &Sha256, meta: &ObjectMeta) -> serde_json::Value {
     json!({
         "sha256": sha.to_string(),
@@ -162,10 +136,8 @@ fn meta_json(sha: &Sha256, meta: &ObjectMeta) -> serde_json::Value {
 /// reference count is current.
 pub async fn metadata(
     State(state): State<AppState>,
-    principal: Principal,
     Path(sha): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require(Role::Manager)?;
     let sha = parse_sha(&sha)?;
     let read = state
         .cluster

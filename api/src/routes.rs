@@ -4,57 +4,11 @@
 use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use serde_json::{json, Map, Value};
 
+use crate::access::{self, Access};
 use crate::{
     annotation_import, annotation_sets, annotations, cluster_routes, comments, datasets, export,
     import, jobs, metrics, oauth, objects, sessions, tasks, users, AppState,
 };
-
-/// Who may call a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    Anyone,
-    /// Any signed-in user.
-    SignedIn,
-    Reviewer,
-    Manager,
-    Admin,
-    /// Admins, and any user for their own record.
-    AdminOrSelf,
-    /// A manager's or admin's token, or a presigned URL.
-    ManagerOrPresigned,
-    /// The node's init token (from its data dir) or an admin's token.
-    InitToken,
-}
-
-impl Access {
-    /// A machine-readable name, published as `x-tessera-access` in the OpenAPI document.
-    fn key(self) -> &'static str {
-        match self {
-            Access::Anyone => "anyone",
-            Access::SignedIn => "signed_in",
-            Access::Reviewer => "reviewer",
-            Access::Manager => "manager",
-            Access::Admin | Access::AdminOrSelf => "admin",
-            Access::ManagerOrPresigned => "manager",
-            Access::InitToken => "init",
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Access::Anyone => "no token needed",
-            Access::SignedIn => "any signed-in user",
-            Access::Reviewer => "reviewer, manager or admin",
-            Access::Manager => "manager or admin",
-            Access::Admin => "admin",
-            Access::AdminOrSelf => "admin, or the user themself",
-            Access::ManagerOrPresigned => "manager or admin, or a presigned URL (?exp=&sig=)",
-            Access::InitToken => {
-                "the node's init token (the file init-token in its data dir) or an admin's token"
-            }
-        }
-    }
-}
 
 pub struct Route {
     pub method: &'static str,
@@ -627,9 +581,25 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// Adds every route of the table to `router`.
-pub fn mount(mut router: axum::Router<AppState>) -> axum::Router<AppState> {
+/// Mounts every route behind the access check of its table entry (see [`access::enforce`]).
+pub fn mount(mut router: axum::Router<AppState>, state: &AppState) -> axum::Router<AppState> {
     for r in routes() {
-        router = router.route(r.path, r.handler);
+        let level = r.access;
+        let check = axum::middleware::from_fn_with_state(
+            state.clone(),
+            move |axum::extract::State(state): axum::extract::State<AppState>,
+                  request: axum::extract::Request,
+                  next: axum::middleware::Next| {
+                access::enforce(state, level, request, next)
+            },
+        );
+        let mut handler = r.handler;
+        if r.body.as_ref().is_some_and(|b| b.parse.is_some()) {
+            handler = handler.route_layer(axum::middleware::from_fn(
+                crate::body_limit::refuse_oversized,
+            ));
+        }
+        router = router.route(r.path, handler.route_layer(check));
     }
     router
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{eventually, png, request, Conn, Node, Raw};
-use tessera_api::client::Method;
 use tessera_api::fastpath;
 use tessera_api::token::{self, Claims, Kind};
+use tessera_client::Method;
 use tessera_domain::catalog::Role;
 
 /// Method, path and extra headers of one request.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tessera_api::client::{Client, Method};
+use tessera_client::{Client, Method};
 use tessera_cluster_tests::{png, Options, TestCluster};
 
 #[derive(Clone, Debug, Serialize)]

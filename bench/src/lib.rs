@@ -1,6 +1,7 @@
 //! Load benchmarks for Tessera. Every figure is reported next to nginx serving the same files in
 //! the same run, because absolute numbers on shared machines drift while side-by-side ratios hold.
 
+pub mod catalogue;
 pub mod catchup;
 pub mod corpus;
 pub mod export;

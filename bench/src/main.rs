@@ -1,13 +1,14 @@
 //! `tessera-bench serve [--quick] [--images N] [--out FILE]`
 //! `tessera-bench catchup [--images N]`
 //! `tessera-bench export [--images N] [--shapes K]`
+//! `tessera-bench catalogue [--beats N] [--saves N]`
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tessera_bench::{catchup, corpus, export, report, serve};
+use tessera_bench::{catalogue, catchup, corpus, export, report, serve};
 
-const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]";
+const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench catalogue [--beats N] [--saves N]";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -15,6 +16,8 @@ fn main() -> anyhow::Result<()> {
     let mut params = serve::Params::full();
     let mut images = None;
     let mut shapes = 10;
+    let mut beats = 3600;
+    let mut saves = 1_000_000;
     let mut out = PathBuf::from("target/bench/serve.json");
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -22,6 +25,8 @@ fn main() -> anyhow::Result<()> {
             "--images" => images = Some(args.next().context("--images N")?.parse()?),
             "--out" => out = args.next().context("--out FILE")?.into(),
             "--shapes" => shapes = args.next().context("--shapes K")?.parse()?,
+            "--beats" => beats = args.next().context("--beats N")?.parse()?,
+            "--saves" => saves = args.next().context("--saves N")?.parse()?,
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
@@ -72,6 +77,33 @@ fn main() -> anyhow::Result<()> {
                     r.format, r.seconds, r.zip_mb, r.baseline_rss_mib, r.peak_rss_mib, r.growth_mib
                 );
             }
+        }
+        "catalogue" => {
+            let dir = tempfile::tempdir()?;
+            let started = std::time::Instant::now();
+            let rows = catalogue::run(dir.path(), beats, saves)?;
+            println!(
+                "catalogue of group 0 (ops applied in process, {:.0} s):",
+                started.elapsed().as_secs_f64()
+            );
+            println!("| when | records | MB | of which request records (MB) | load at start-up: prefixes (ms) | whole range, as before (ms) |");
+            println!("|---|---|---|---|---|---|");
+            for r in &rows.snapshots {
+                println!(
+                    "| {} | {} | {:.1} | {:.1} | {:.0} | {:.0} |",
+                    r.label,
+                    r.records,
+                    r.total_bytes as f64 / 1e6,
+                    r.request_bytes as f64 / 1e6,
+                    r.load_ms_prefixes,
+                    r.load_ms_full_scan
+                );
+            }
+            println!(
+                "request records the previous code kept for the same {} ops, forever: {:.1} MB",
+                rows.ops,
+                rows.kept_before as f64 / 1e6
+            );
         }
         _ => bail!("{USAGE}"),
     }

@@ -311,7 +311,7 @@ async fn idle_cpu(pids: &[u32]) -> f64 {
 }
 
 /// The serving node's object cache counters, from its metrics.
-async fn cache_stats(client: &tessera_api::client::Client) -> (u64, u64) {
+async fn cache_stats(client: &tessera_client::Client) -> (u64, u64) {
     let text = match client.get("/metrics").await {
         Ok(reply) => String::from_utf8_lossy(&reply.body).into_owned(),
         Err(_) => return (0, 0),

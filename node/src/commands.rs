@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use tessera_api::client::{Client, Reply};
+use tessera_client::{Client, Reply};
 
 use crate::config::Config;
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 use sha2::Digest;
-use tessera_api::client::{Client, Reply};
+use tessera_client::{Client, Reply};
 use tessera_storage::probe_image;
 
 use crate::commands::check;

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tessera_api::client::Client;
+use tessera_client::Client;
 use tokio::process::{Child, Command};
 
 use crate::config::Config;

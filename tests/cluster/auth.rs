@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use serde_json::json;
-use tessera_api::client::Method;
+use tessera_client::Method;
 use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
 
 use crate::support::{create_user, form, image, send_json, upload};

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tessera_api::client::{Client, Method};
+use tessera_client::{Client, Method};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::support::{create_user, image, send_json, upload};

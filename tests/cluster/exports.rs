@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tessera_api::client::{Client, Method};
+use tessera_client::{Client, Method};
 use tessera_cluster_tests::{eventually, png, Options, TestCluster, DEADLINE};
 
 use crate::support::{create_user, python, script, send_json, upload};

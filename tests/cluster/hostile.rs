@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tessera_api::client::{Client, Method};
+use tessera_client::{Client, Method};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::exports::{download, export, import_annotations};

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tessera_api::client::{Client, Method};
+use tessera_client::{Client, Method};
 use tessera_cluster_tests::{eventually, png, Options, TestCluster, DEADLINE};
 
 use crate::support::{create_user, python, script, send_json, sha_hex};

@@ -1,7 +1,7 @@
 //! Uploading, deduplicating and serving objects from every node, and refusing bad input.
 
 use bytes::Bytes;
-use tessera_api::client::Method;
+use tessera_client::Method;
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::support::{assert_serves, image, sha_hex, upload, voters_of};

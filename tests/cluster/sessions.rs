@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tessera_api::client::{Client, Method, Reply};
+use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
 
 use crate::support::{create_user, form, send_json};

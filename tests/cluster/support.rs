@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::Digest;
-use tessera_api::client::{form_encode, Client, Method, Reply};
+use tessera_client::{form_encode, Client, Method, Reply};
 use tessera_cluster_tests::{png, TestCluster};
 
 pub fn sha_hex(bytes: &[u8]) -> String {

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tessera_api::client::{Client, Method, Reply};
+use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::support::{create_user, image, send_json, upload};
@@ -503,12 +503,12 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
         stats["shapes"]["by_label"]["car"]["by_kind"]["rectangle"],
         1
     );
-    assert_eq!(stats["annotators"]["ann1"]["saves"], 2);
+    assert_eq!(stats["annotators"]["ann1"]["saves"], 3);
     assert_eq!(stats["annotators"]["ann1"]["shapes"], 4);
     assert_eq!(stats["tasks"]["submitted"], 1);
     let days = stats["days"].as_object().expect("days");
     assert_eq!(days.len(), 1);
-    assert_eq!(days.values().next().unwrap()["saves"], 2);
+    assert_eq!(days.values().next().unwrap()["saves"], 3);
 
     // Schema changes that would orphan annotations are refused; harmless ones go through.
     let set_path = format!("/api/v1/annotation-sets/{set}");

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tessera_api::client::Client;
+use tessera_client::Client;
 use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
 
 use crate::support::{assert_serves, image, sha_hex, upload, wait_caught_up};

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tessera_api::client::{Client, Method};
+use tessera_client::{Client, Method};
 
 pub use images::png;
 

@@ -28,7 +28,7 @@ use tessera_domain::annotation_sets::{
     self, AnnotationSet, AnnotationSetOp, AnnotationSetOutcome, AttributeKind, Label, ShapeKind,
 };
 use tessera_domain::annotations::{self, Import, ImportOutcome};
-use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_domain::datasets;
 use tessera_domain::jobs::{JobKind, JobResult};
 use tessera_raft::storage::{probe_image, Sha256};
@@ -66,7 +66,6 @@ pub async fn start(
     options: Result<Query<Options>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    principal.require(Role::Manager)?;
     let Query(options) = options.map_err(|e| invalid(e.body_text()))?;
     if !["coco", "voc", "yolo", "cvat"].contains(&options.format.as_str()) {
         return Err(invalid(format!(

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tessera_api::client::{Client, Method};
 use tessera_api::{fastpath, AppState, Limits};
+use tessera_client::{Client, Method};
 use tessera_raft::{Cluster, ClusterSpec, NodeSpec, RaftTuning};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
