@@ -12,6 +12,8 @@ struct File {
     cluster: ClusterSection,
     #[serde(default)]
     raft: Option<RaftTuning>,
+    #[serde(default)]
+    rpc_tls: RpcTlsSection,
     #[serde(rename = "node")]
     nodes: Vec<NodeSection>,
 }
@@ -56,6 +58,29 @@ fn default_max_object_mb() -> u64 {
     64
 }
 
+/// `[rpc_tls]`: where the cluster CA lives. Nodes keep their own certificate, key and the CA's
+/// certificate in `<data>/tls/` (see `tessera_raft::rpc_tls`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RpcTlsSection {
+    /// The CA's certificate and private key (`ca.pem`, `ca.key`), relative to the config file.
+    /// Only the machine that issues node certificates needs this directory.
+    #[serde(default = "default_ca_dir")]
+    ca_dir: PathBuf,
+}
+
+impl Default for RpcTlsSection {
+    fn default() -> Self {
+        RpcTlsSection {
+            ca_dir: default_ca_dir(),
+        }
+    }
+}
+
+fn default_ca_dir() -> PathBuf {
+    PathBuf::from("data/ca")
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NodeSection {
@@ -76,6 +101,8 @@ pub struct Config {
     pub cache_bytes: usize,
     pub access_token_ttl_ms: u64,
     pub max_connections: usize,
+    /// Where the cluster CA's certificate and key are kept (`tessera ca`).
+    pub ca_dir: PathBuf,
     data_dirs: Vec<(u64, PathBuf)>,
 }
 
@@ -144,6 +171,7 @@ impl Config {
             cache_bytes: (c.cache_mb << 20) as usize,
             access_token_ttl_ms: c.access_token_ttl_s.max(1) * 1000,
             max_connections: c.max_connections.max(1),
+            ca_dir: base.join(&file.rpc_tls.ca_dir),
             data_dirs,
         })
     }

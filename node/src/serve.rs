@@ -29,12 +29,15 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     tessera_api::cluster_routes::ensure_init_token(&data_dir)
         .with_context(|| format!("writing the init token in {}", data_dir.display()))?;
 
+    let rpc_tls =
+        tessera_raft::RpcTls::load(&data_dir).context("loading the internal RPC's TLS files")?;
     let cluster = Cluster::start(
         id,
         config.spec.clone(),
         &data_dir,
         &config.tuning,
         config.cache_bytes,
+        rpc_tls,
     )
     .await?;
     tracing::info!(node = id, groups = cluster.local_status().len(), data = %data_dir.display(), "node started");

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use crate::config::Config;
 
 /// Whether `addr` belongs to this machine: binding to it succeeds only on a local interface.
-fn is_local(addr: &str) -> bool {
+pub(crate) fn is_local(addr: &str) -> bool {
     addr.parse::<SocketAddr>()
         .map(|a| UdpSocket::bind(SocketAddr::new(a.ip(), 0)).is_ok())
         .unwrap_or(false)
@@ -111,6 +111,8 @@ fn spawn(id: u64, exe: &Path, config_path: &Path, log_path: &Path) -> anyhow::Re
 
 pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the tessera binary")?;
+    // Certificates for the internal RPC's mutual TLS (and the CA, on a new cluster).
+    crate::ca::provision(&config, None, false)?;
     let mut nodes = Vec::new();
     for node in config.spec.nodes.iter().filter(|n| is_local(&n.http)) {
         let data = config.data_dir(node.id)?;

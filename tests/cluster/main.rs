@@ -9,6 +9,7 @@ mod failures;
 mod hostile;
 mod imports;
 mod objects;
+mod rpc_tls;
 mod sessions;
 mod snapshot;
 mod support;

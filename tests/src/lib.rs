@@ -201,10 +201,20 @@ impl TestCluster {
         }
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, toml).expect("write config");
+        let bin = binary();
+        // The cluster CA and every node's certificate for the internal RPC's mutual TLS, as
+        // `tessera up` makes them.
+        let issued = Command::new(&bin)
+            .args(["ca", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .status()
+            .expect("tessera ca");
+        assert!(issued.success(), "tessera ca failed");
         let mut cluster = TestCluster {
             dir,
             config,
-            bin: binary(),
+            bin,
             nodes,
         };
         for id in 1..=opts.nodes as u64 {
