@@ -8,6 +8,7 @@ mod exports;
 mod failures;
 mod hostile;
 mod imports;
+mod login_throttle;
 mod objects;
 mod rpc_tls;
 mod sessions;
