@@ -8,6 +8,7 @@ mod annotation_import;
 mod annotation_sets;
 mod annotations;
 pub mod auth;
+mod body_timeout;
 pub mod client;
 pub mod cluster_routes;
 mod comments;
@@ -18,6 +19,7 @@ pub mod fastpath;
 mod idempotency;
 mod import;
 pub mod jobs;
+mod json_depth;
 pub mod login_throttle;
 mod metrics;
 pub mod oauth;
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         // JSON bodies are capped; uploads stream through a raw body, which this does not
         // limit, and enforce their own limit (see `objects::upload`).
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(body_timeout::layer))
         .layer(axum::middleware::from_fn(idempotency::layer))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(metrics::track))

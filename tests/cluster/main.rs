@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod connection_hygiene;
 mod datasets;
 mod exports;
 mod failures;
