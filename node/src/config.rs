@@ -89,6 +89,12 @@ struct NodeSection {
     rpc: String,
     /// Data directory, relative to the config file.
     data: PathBuf,
+    /// HTTPS on the `http` address: the certificate chain (PEM, leaf first) and its private key
+    /// (PEM), relative to the config file. Both or neither.
+    #[serde(default)]
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    tls_key: Option<PathBuf>,
 }
 
 /// A parsed and checked configuration.
@@ -104,6 +110,8 @@ pub struct Config {
     /// Where the cluster CA's certificate and key are kept (`tessera ca`).
     pub ca_dir: PathBuf,
     data_dirs: Vec<(u64, PathBuf)>,
+    /// Nodes that serve HTTPS: id, certificate chain, key.
+    https: Vec<(u64, PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -163,6 +171,14 @@ impl Config {
             .iter()
             .map(|n| (n.id, base.join(&n.data)))
             .collect();
+        let mut https = Vec::new();
+        for n in &file.nodes {
+            match (&n.tls_cert, &n.tls_key) {
+                (Some(cert), Some(key)) => https.push((n.id, base.join(cert), base.join(key))),
+                (None, None) => {}
+                _ => bail!("node {}: tls_cert and tls_key go together", n.id),
+            }
+        }
         Ok(Config {
             path: path.to_path_buf(),
             spec,
@@ -173,7 +189,16 @@ impl Config {
             max_connections: c.max_connections.max(1),
             ca_dir: base.join(&file.rpc_tls.ca_dir),
             data_dirs,
+            https,
         })
+    }
+
+    /// The certificate chain and key node `id` serves HTTPS with, if it does.
+    pub fn https(&self, id: u64) -> Option<(&Path, &Path)> {
+        self.https
+            .iter()
+            .find(|(n, _, _)| *n == id)
+            .map(|(_, cert, key)| (cert.as_path(), key.as_path()))
     }
 
     pub fn data_dir(&self, id: u64) -> anyhow::Result<&Path> {

@@ -65,8 +65,15 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     };
     tessera_api::jobs::start_background(&state).await;
     tokio::spawn(tessera_api::oauth::prune_revocations(state.clone()));
+    let tls = match config.https(id) {
+        Some((cert, key)) => Some(
+            tessera_api::fastpath::https::load(cert, key)
+                .with_context(|| format!("the HTTPS certificate {}", cert.display()))?,
+        ),
+        None => None,
+    };
     let listener = listen(http_addr).with_context(|| format!("binding {http_addr}"))?;
-    tracing::info!(http = %http_addr, rpc = %rpc_addr, "serving");
+    tracing::info!(http = %http_addr, rpc = %rpc_addr, https = tls.is_some(), "serving");
     // Object reads are answered by the fast path; every other request goes to the axum router
     // (see `tessera_api::fastpath`). TCP_NODELAY is set on every accepted connection there.
     let http = tessera_api::fastpath::serve(
@@ -74,6 +81,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         state,
         tessera_api::fastpath::Config {
             max_connections: config.max_connections,
+            tls,
             ..tessera_api::fastpath::Config::default()
         },
         stopped(stop_rx),

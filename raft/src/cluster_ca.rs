@@ -139,17 +139,41 @@ impl ClusterCa {
     /// A certificate for node `id`: its name is [`peer_name`]`(id)`, and it serves as both a
     /// server and a client certificate (every node is both on the RPC).
     pub fn issue(&self, id: NodeId) -> Result<NodeCredentials, CaError> {
+        self.issue_for(
+            &[peer_name(id)],
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+
+    /// A server certificate for `hosts` (IP addresses or DNS names), e.g. for HTTPS on the
+    /// public port of a test cluster. Browsers do not trust this CA; production HTTPS uses a
+    /// certificate from a public or company CA.
+    pub fn issue_server(&self, hosts: &[String]) -> Result<NodeCredentials, CaError> {
+        self.issue_for(hosts, &[ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    fn issue_for(
+        &self,
+        hosts: &[String],
+        usages: &[ExtendedKeyUsagePurpose],
+    ) -> Result<NodeCredentials, CaError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, peer_name(id));
+        name.push(DnType::CommonName, hosts.first().map_or("", String::as_str));
         params.distinguished_name = name;
-        params.subject_alt_names = vec![SanType::DnsName(peer_name(id).try_into()?)];
+        params.subject_alt_names = hosts
+            .iter()
+            .map(|h| match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => Ok(SanType::DnsName(h.clone().try_into()?)),
+            })
+            .collect::<Result<_, rcgen::Error>>()?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = usages.to_vec();
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(serial()?);
         let year = this_year();

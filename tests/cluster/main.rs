@@ -8,6 +8,7 @@ mod datasets;
 mod exports;
 mod failures;
 mod hostile;
+mod https;
 mod imports;
 mod login_throttle;
 mod objects;

@@ -12,17 +12,17 @@ use bytes::{Buf, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// A connection whose first bytes were already read: reads return them before reading the
-/// socket again; writes go straight to the socket.
-pub struct Replay {
+/// socket again; writes go straight to the socket. `S` is a TCP stream, or a TLS stream on an
+/// HTTPS listener.
+pub struct Replay<S> {
     read: BytesMut,
-    socket: TcpStream,
+    socket: S,
 }
 
-impl AsyncRead for Replay {
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -38,7 +38,7 @@ impl AsyncRead for Replay {
     }
 }
 
-impl AsyncWrite for Replay {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -73,14 +73,16 @@ impl AsyncWrite for Replay {
 /// with `axum::serve`. A request head must arrive within `header_timeout` there too
 /// (slowloris), as on the fast path. On `stop`, hyper finishes the request in flight and
 /// closes.
-pub async fn serve(
-    socket: TcpStream,
+pub async fn serve<S>(
+    socket: S,
     peer: SocketAddr,
     read: BytesMut,
     router: Router,
     header_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Replay { read, socket });
     let make = TowerToHyperService::new(router.into_make_service_with_connect_info::<SocketAddr>());
     let Ok(service) = hyper::service::Service::call(&make, peer).await;
