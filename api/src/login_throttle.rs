@@ -197,6 +197,32 @@ impl LoginThrottle {
     }
 }
 
+/// Whole seconds to wait, rounded up (what `Retry-After` says).
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// The 429 for a password check refused while its name or address waits (routes other than
+/// the token endpoint, which answers in OAuth's shape).
+pub fn refusal(wait: Duration) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    metrics::counter!("tessera_login_throttled_total").increment(1);
+    let seconds = retry_after_secs(wait);
+    let mut response = crate::error::ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        format!(
+            "too many wrong passwords for this user or from this address; try again in {seconds} s"
+        ),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(seconds),
+    );
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

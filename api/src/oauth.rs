@@ -49,14 +49,14 @@ impl OAuthError {
     /// 429: too many failed sign-ins for this name or from this address (see
     /// `login_throttle`); `Retry-After` and `retry_after` say when to try again.
     fn throttled(wait: std::time::Duration) -> OAuthError {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let seconds = crate::login_throttle::retry_after_secs(wait);
         OAuthError {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: "too_many_attempts",
             description: format!(
                 "too many failed sign-ins for this user or from this address; try again in {seconds} s"
             ),
-            retry_after: Some(seconds.max(1)),
+            retry_after: Some(seconds),
         }
     }
 }

@@ -3,12 +3,12 @@
 //! addresses (127.0.0.x) over raw sockets, so one test plays several clients.
 
 use serde_json::Value;
-use tessera_api::client::form_encode;
+use tessera_api::client::{form_encode, Method};
 use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-use crate::support::create_user;
+use crate::support::{create_user, send_json};
 
 /// A password grant's answer: status, `Retry-After`, JSON body.
 struct Answer {
@@ -158,5 +158,34 @@ async fn failed_sign_ins_back_off_per_user_and_per_address() {
     assert_throttled(&sign_in("127.0.0.3", &node, "ben", "ben-password").await);
     let elsewhere = sign_in("127.0.0.4", &node, "ben", "ben-password").await;
     assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+
+    // A stolen access token does not turn the password change into a guessing oracle: wrong
+    // current passwords back off like sign-ins, and then even the right one waits.
+    let token = elsewhere.body["access_token"].as_str().expect("token");
+    let ben = admin.with_token(token);
+    let change = |current: &str| serde_json::json!({"current_password": current, "new_password": "ben-new-password"});
+    // Guesses until the wait has doubled to at least 4 s, as for sign-ins above.
+    eventually("a password-change wait of 4 s", DEADLINE, || async {
+        let reply = send_json(&ben, Method::PUT, "/api/v1/me/password", change("guess")).await;
+        if reply.status == 403 {
+            return None;
+        }
+        assert_eq!(reply.status, 429, "{:?}", reply.json());
+        assert_eq!(reply.json()["error"]["code"], "too_many_attempts");
+        let wait: u64 = reply
+            .header("retry-after")
+            .and_then(|s| s.parse().ok())
+            .expect("Retry-After");
+        (wait >= 4).then_some(())
+    })
+    .await;
+    let right = send_json(
+        &ben,
+        Method::PUT,
+        "/api/v1/me/password",
+        change("ben-password"),
+    )
+    .await;
+    assert_eq!(right.status, 429, "{:?}", right.json());
     cluster.wait_ready().await;
 }
