@@ -59,7 +59,16 @@ impl From<ClusterError> for ApiError {
 /// Parses a JSON request body, naming the problem (field, line, column) in a 400 otherwise.
 /// Used instead of axum's `Json` extractor so that the role check runs before the body is
 /// looked at and errors keep Tessera's JSON shape.
+/// Bodies nested deeper than `json_depth::MAX_DEPTH` are refused (400 `too_deep`) unparsed.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let max = crate::json_depth::MAX_DEPTH;
+    if !crate::json_depth::within(body, max) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "too_deep",
+            format!("JSON nested deeper than {max} levels"),
+        ));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
 }

@@ -10,6 +10,7 @@ mod annotation_sets;
 mod annotations;
 pub mod auth;
 mod body_limit;
+mod body_timeout;
 pub mod cluster_routes;
 mod comments;
 mod datasets;
@@ -19,6 +20,8 @@ pub mod fastpath;
 mod idempotency;
 mod import;
 pub mod jobs;
+mod json_depth;
+pub mod login_throttle;
 mod long_work;
 mod metrics;
 pub mod oauth;
@@ -26,6 +29,7 @@ mod objects;
 mod paging;
 mod password;
 pub mod routes;
+pub mod security_headers;
 mod sessions;
 mod tasks;
 pub mod token;
@@ -73,6 +77,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// This node's data directory (where a generated admin password is written).
     pub data_dir: PathBuf,
+    /// Back-off on failed sign-ins at this node.
+    pub login_throttle: Arc<login_throttle::LoginThrottle>,
 }
 
 /// The complete HTTP router of a node.
@@ -82,20 +88,10 @@ pub fn router(state: AppState) -> Router {
         // JSON bodies are capped; uploads stream through a raw body, which this does not
         // limit, and enforce their own limit (see `objects::upload`).
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(body_timeout::layer))
         .layer(axum::middleware::from_fn(idempotency::layer))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(metrics::track))
-        .layer(axum::middleware::map_response(no_sniffing))
+        .layer(axum::middleware::map_response(security_headers::add))
         .with_state(state)
-}
-
-/// Every response says its `Content-Type` is the truth (`X-Content-Type-Options: nosniff`): a
-/// browser never runs an upload or an export as a script or a page because its bytes look
-/// like one.
-async fn no_sniffing(mut response: axum::response::Response) -> axum::response::Response {
-    response.headers_mut().insert(
-        axum::http::header::X_CONTENT_TYPE_OPTIONS,
-        axum::http::HeaderValue::from_static("nosniff"),
-    );
-    response
 }

@@ -33,6 +33,8 @@ pub struct OAuthError {
     status: StatusCode,
     code: &'static str,
     description: String,
+    /// Seconds to wait before trying again (429, 503).
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -41,14 +43,46 @@ impl OAuthError {
             status: StatusCode::BAD_REQUEST,
             code,
             description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: too many failed sign-ins for this name or from this address (see
+    /// `login_throttle`); `Retry-After` and `retry_after` say when to try again.
+    fn throttled(wait: std::time::Duration) -> OAuthError {
+        let seconds = crate::login_throttle::retry_after_secs(wait);
+        OAuthError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_attempts",
+            description: format!(
+                "too many failed sign-ins for this user or from this address; try again in {seconds} s"
+            ),
+            retry_after: Some(seconds),
         }
     }
 }
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.code, "error_description": self.description }));
-        (self.status, [(header::CACHE_CONTROL, "no-store")], body).into_response()
+        let mut body = json!({ "error": self.code, "error_description": self.description });
+        if let Some(seconds) = self.retry_after {
+            body["retry_after"] = json!(seconds);
+        }
+        let mut response = (
+            self.status,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(body),
+        )
+            .into_response();
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -58,6 +92,7 @@ impl From<ApiError> for OAuthError {
             status: e.status,
             code: "server_error",
             description: e.message,
+            retry_after: None,
         }
     }
 }
@@ -197,6 +232,14 @@ async fn password_grant(
             "username and password are required",
         ));
     };
+    // Before anything costs time: a throttled name or address is refused unchecked.
+    let throttle = &state.login_throttle;
+    throttle
+        .admit(&username, &client.address, std::time::Instant::now())
+        .map_err(|wait| {
+            metrics::counter!("tessera_login_throttled_total").increment(1);
+            OAuthError::throttled(wait)
+        })?;
     // Read-your-writes: a user created a moment ago through another node logs in here.
     state
         .cluster
@@ -222,6 +265,7 @@ async fn password_grant(
         Some(account) if ok => account,
         _ => return Err(bad()),
     };
+    throttle.succeeded(&username, &client.address);
     let session = open_session(state, &account, SessionKind::SignIn, REFRESH_TTL_MS, client)
         .await
         .map_err(|e| match e.status {

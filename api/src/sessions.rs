@@ -278,15 +278,23 @@ pub struct PasswordChange {
 }
 
 /// `PUT /api/v1/me/password`: the caller changes their own password, proving the current one.
-/// Every other session of theirs ends; this one stays signed in.
+/// Every other session of theirs ends; this one stays signed in. Wrong current passwords count
+/// towards the same back-off as sign-ins (`login_throttle`): a stolen access token must not
+/// become a way to guess the password it does not reveal.
 pub async fn change_password(
     State(state): State<AppState>,
     principal: Principal,
+    client: ClientInfo,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let change: PasswordChange = parse_json(&body)?;
     crate::users::check_password(&change.new_password)?;
     let account = me(&state, &principal).await?;
+    let name = account.user.username.clone();
+    let throttle = &state.login_throttle;
+    if let Err(wait) = throttle.admit(&name, &client.address, std::time::Instant::now()) {
+        return Ok(crate::login_throttle::refusal(wait));
+    }
     let stored = account.user.password_hash.clone();
     let PasswordChange {
         current_password,
@@ -308,6 +316,7 @@ pub async fn change_password(
         Some(Err(e)) => return Err(internal(e)),
         Some(Ok(hash)) => hash,
     };
+    throttle.succeeded(&name, &client.address);
     let op = CatalogOp::SetOwnPassword {
         user_id: account.id,
         username: account.user.username.clone(),

@@ -12,6 +12,8 @@ struct File {
     cluster: ClusterSection,
     #[serde(default)]
     raft: Option<RaftTuning>,
+    #[serde(default)]
+    rpc_tls: RpcTlsSection,
     #[serde(rename = "node")]
     nodes: Vec<NodeSection>,
 }
@@ -56,6 +58,29 @@ fn default_max_object_mb() -> u64 {
     64
 }
 
+/// `[rpc_tls]`: where the cluster CA lives. Nodes keep their own certificate, key and the CA's
+/// certificate in `<data>/tls/` (see `tessera_raft::rpc_tls`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RpcTlsSection {
+    /// The CA's certificate and private key (`ca.pem`, `ca.key`), relative to the config file.
+    /// Only the machine that issues node certificates needs this directory.
+    #[serde(default = "default_ca_dir")]
+    ca_dir: PathBuf,
+}
+
+impl Default for RpcTlsSection {
+    fn default() -> Self {
+        RpcTlsSection {
+            ca_dir: default_ca_dir(),
+        }
+    }
+}
+
+fn default_ca_dir() -> PathBuf {
+    PathBuf::from("data/ca")
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NodeSection {
@@ -64,6 +89,12 @@ struct NodeSection {
     rpc: String,
     /// Data directory, relative to the config file.
     data: PathBuf,
+    /// HTTPS on the `http` address: the certificate chain (PEM, leaf first) and its private key
+    /// (PEM), relative to the config file. Both or neither.
+    #[serde(default)]
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    tls_key: Option<PathBuf>,
 }
 
 /// A parsed and checked configuration.
@@ -76,7 +107,11 @@ pub struct Config {
     pub cache_bytes: usize,
     pub access_token_ttl_ms: u64,
     pub max_connections: usize,
+    /// Where the cluster CA's certificate and key are kept (`tessera ca`).
+    pub ca_dir: PathBuf,
     data_dirs: Vec<(u64, PathBuf)>,
+    /// Nodes that serve HTTPS: id, certificate chain, key.
+    https: Vec<(u64, PathBuf, PathBuf)>,
 }
 
 impl Config {
@@ -136,6 +171,14 @@ impl Config {
             .iter()
             .map(|n| (n.id, base.join(&n.data)))
             .collect();
+        let mut https = Vec::new();
+        for n in &file.nodes {
+            match (&n.tls_cert, &n.tls_key) {
+                (Some(cert), Some(key)) => https.push((n.id, base.join(cert), base.join(key))),
+                (None, None) => {}
+                _ => bail!("node {}: tls_cert and tls_key go together", n.id),
+            }
+        }
         Ok(Config {
             path: path.to_path_buf(),
             spec,
@@ -144,8 +187,18 @@ impl Config {
             cache_bytes: (c.cache_mb << 20) as usize,
             access_token_ttl_ms: c.access_token_ttl_s.max(1) * 1000,
             max_connections: c.max_connections.max(1),
+            ca_dir: base.join(&file.rpc_tls.ca_dir),
             data_dirs,
+            https,
         })
+    }
+
+    /// The certificate chain and key node `id` serves HTTPS with, if it does.
+    pub fn https(&self, id: u64) -> Option<(&Path, &Path)> {
+        self.https
+            .iter()
+            .find(|(n, _, _)| *n == id)
+            .map(|(_, cert, key)| (cert.as_path(), key.as_path()))
     }
 
     pub fn data_dir(&self, id: u64) -> anyhow::Result<&Path> {

@@ -1,5 +1,6 @@
 //! `tessera`: runs Tessera nodes and talks to a running cluster.
 
+mod ca;
 mod commands;
 mod config;
 mod import;
@@ -19,6 +20,9 @@ USAGE:
   tessera up     [--config cluster.toml]           start every local node, initialise, supervise
   tessera run    --id N [--config cluster.toml]    run one node in the foreground
   tessera init   [--config cluster.toml]           initialise a new cluster (no-op if initialised)
+  tessera ca     [--id N] [--renew] [--config ...]  create the cluster CA (if missing) and issue
+                                                   node certificates for the internal RPC (every
+                                                   local node, or node N); `up` does this itself
   tessera status [--config cluster.toml]           nodes, shards, leaders and lag
   tessera put    FILE... [--config ...]            upload images, print their SHA-256
   tessera get    SHA256 [--config ...] > FILE      download an object
@@ -97,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             "up" => up::up(config, &args.config).await,
             "run" => serve::run(config, args.id.context("run needs --id N")?).await,
             "init" => commands::init(&config, node).await,
+            "ca" => ca::provision(&config, args.id, args.rest.iter().any(|a| a == "--renew")),
             "status" => commands::status(&config, node).await,
             "put" => {
                 let files: Vec<PathBuf> = args.rest.iter().map(PathBuf::from).collect();

@@ -29,12 +29,15 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     tessera_api::cluster_routes::ensure_init_token(&data_dir)
         .with_context(|| format!("writing the init token in {}", data_dir.display()))?;
 
+    let rpc_tls =
+        tessera_raft::RpcTls::load(&data_dir).context("loading the internal RPC's TLS files")?;
     let cluster = Cluster::start(
         id,
         config.spec.clone(),
         &data_dir,
         &config.tuning,
         config.cache_bytes,
+        rpc_tls,
     )
     .await?;
     tracing::info!(node = id, groups = cluster.local_status().len(), data = %data_dir.display(), "node started");
@@ -58,11 +61,19 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         },
         metrics,
         data_dir: data_dir.clone(),
+        login_throttle: Default::default(),
     };
     tessera_api::jobs::start_background(&state).await;
     tokio::spawn(tessera_api::oauth::prune_catalogue(state.clone()));
+    let tls = match config.https(id) {
+        Some((cert, key)) => Some(
+            tessera_api::fastpath::https::load(cert, key)
+                .with_context(|| format!("the HTTPS certificate {}", cert.display()))?,
+        ),
+        None => None,
+    };
     let listener = listen(http_addr).with_context(|| format!("binding {http_addr}"))?;
-    tracing::info!(http = %http_addr, rpc = %rpc_addr, "serving");
+    tracing::info!(http = %http_addr, rpc = %rpc_addr, https = tls.is_some(), "serving");
     // Object reads are answered by the fast path; every other request goes to the axum router
     // (see `tessera_api::fastpath`). TCP_NODELAY is set on every accepted connection there.
     let http = tessera_api::fastpath::serve(
@@ -70,6 +81,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         state,
         tessera_api::fastpath::Config {
             max_connections: config.max_connections,
+            tls,
             ..tessera_api::fastpath::Config::default()
         },
         stopped(stop_rx),

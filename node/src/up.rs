@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use crate::config::Config;
 
 /// Whether `addr` belongs to this machine: binding to it succeeds only on a local interface.
-fn is_local(addr: &str) -> bool {
+pub(crate) fn is_local(addr: &str) -> bool {
     addr.parse::<SocketAddr>()
         .map(|a| UdpSocket::bind(SocketAddr::new(a.ip(), 0)).is_ok())
         .unwrap_or(false)
@@ -111,6 +111,8 @@ fn spawn(id: u64, exe: &Path, config_path: &Path, log_path: &Path) -> anyhow::Re
 
 pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the tessera binary")?;
+    // Certificates for the internal RPC's mutual TLS (and the CA, on a new cluster).
+    crate::ca::provision(&config, None, false)?;
     let mut nodes = Vec::new();
     for node in config.spec.nodes.iter().filter(|n| is_local(&n.http)) {
         let data = config.data_dir(node.id)?;
@@ -166,12 +168,22 @@ pub async fn up(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
     wait_for(&config, "/readyz", Duration::from_secs(60)).await?;
     println!("\nTessera is ready. Every node serves the web UI and the whole API:");
+    let url = |id: u64, http: &str| {
+        let scheme = if config.https(id).is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{http}/")
+    };
     for node in &config.spec.nodes {
-        println!("  node {}: http://{}/", node.id, node.http);
+        println!("  node {}: {}", node.id, url(node.id, &node.http));
     }
-    let first = &config.spec.nodes[0].http;
-    println!("Open http://{first}/ in a browser and sign in as admin.");
-    println!("API description: http://{first}/api/v1/openapi.json (log in with POST /oauth/token; see README)");
+    let first = url(config.spec.nodes[0].id, &config.spec.nodes[0].http);
+    println!("Open {first} in a browser and sign in as admin.");
+    println!(
+        "API description: {first}api/v1/openapi.json (log in with POST /oauth/token; see README)"
+    );
     println!("CLI on this machine: tessera status | put FILE... | get SHA256 | import --dataset NAME PATH...");
     println!("Press Ctrl-C to stop the cluster.");
 

@@ -24,6 +24,7 @@ use crate::proto::{
     InitGroupRequest, ProposeRequest, ReadIndexRequest, ReadRequest, StatusRequest,
 };
 use crate::read::{ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec};
+use crate::rpc_tls::RpcTls;
 use crate::state_machine::{StateMachine, PLACEMENT_KEY};
 use crate::types::{NodeId, Raft};
 use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
@@ -118,6 +119,8 @@ pub struct Cluster {
     placement: Placement,
     store: Arc<Store>,
     peers: Arc<Peers>,
+    /// This node's credentials on the internal RPC (its server and its channels to peers).
+    rpc_tls: RpcTls,
     groups: HashMap<u32, Raft>,
     /// Whole objects recently read from local replicas.
     cache: Arc<ObjectCache>,
@@ -126,13 +129,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Opens the node's database and starts a Raft group for every group placed on it.
+    /// Opens the node's database and starts a Raft group for every group placed on it. Peers
+    /// are reached, and the internal RPC served, with mutual TLS under `rpc_tls`.
     pub async fn start(
         me: NodeId,
         spec: ClusterSpec,
         data_dir: &Path,
         tuning: &RaftTuning,
         cache_bytes: usize,
+        rpc_tls: RpcTls,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let db_path = data_dir.join("db");
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
@@ -141,7 +146,8 @@ impl Cluster {
         let store = Arc::new(store);
         let placement = current_placement(&store, &spec).await?;
         let peers = Arc::new(
-            Peers::new(&spec, me).map_err(|e| ClusterError::Internal(format!("peers: {e}")))?,
+            Peers::new(&spec, me, &rpc_tls)
+                .map_err(|e| ClusterError::Internal(format!("peers: {e}")))?,
         );
         let config = Arc::new(tuning.config()?);
         let snapshot_dir = data_dir.join("snapshots");
@@ -181,6 +187,7 @@ impl Cluster {
             placement,
             store,
             peers,
+            rpc_tls,
             groups,
             cache: Arc::new(ObjectCache::new(cache_bytes)),
             directory,
@@ -193,6 +200,10 @@ impl Cluster {
 
     pub fn me(&self) -> NodeId {
         self.me
+    }
+
+    pub(crate) fn rpc_tls(&self) -> &RpcTls {
+        &self.rpc_tls
     }
 
     pub fn spec(&self) -> &ClusterSpec {

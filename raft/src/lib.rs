@@ -8,6 +8,7 @@
 
 mod blocking;
 mod cluster;
+pub mod cluster_ca;
 mod command;
 mod error;
 mod log_store;
@@ -16,6 +17,7 @@ mod network;
 pub mod placement;
 mod random;
 mod read;
+pub mod rpc_tls;
 mod service;
 mod snapshot_store;
 mod state_machine;
@@ -33,6 +35,7 @@ pub use log_store::LogStore;
 pub use placement::{ClusterSpec, NodeSpec, Placement, META_GROUP};
 pub use random::random;
 pub use read::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec, RemoteBody};
+pub use rpc_tls::RpcTls;
 pub use service::serve_internal;
 pub use state_machine::StateMachine;
 pub use tessera_storage as storage;

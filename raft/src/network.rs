@@ -23,6 +23,7 @@ use crate::command::Command;
 use crate::placement::ClusterSpec;
 use crate::proto::internal_client::InternalClient;
 use crate::proto::{RaftKind, RaftRequest};
+use crate::rpc_tls::RpcTls;
 use crate::types::{NodeId, TypeConfig};
 
 /// Largest message on the internal RPC: a 64 MiB object plus framing.
@@ -53,12 +54,18 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Builds one lazily connecting channel per peer. Channels reconnect by themselves after a
-    /// peer restarts, so they are built once for the life of the process.
-    pub fn new(spec: &ClusterSpec, me: NodeId) -> Result<Peers, tonic::transport::Error> {
+    /// Builds one lazily connecting channel per peer, with mutual TLS (the peer must present
+    /// its own certificate of the cluster CA; this node presents its own). Channels reconnect
+    /// by themselves after a peer restarts, so they are built once for the life of the process.
+    pub fn new(
+        spec: &ClusterSpec,
+        me: NodeId,
+        tls: &RpcTls,
+    ) -> Result<Peers, tonic::transport::Error> {
         let mut channels = HashMap::new();
         for node in spec.nodes.iter().filter(|n| n.id != me) {
-            let channel = Endpoint::from_shared(format!("http://{}", node.rpc))?
+            let channel = Endpoint::from_shared(format!("https://{}", node.rpc))?
+                .tls_config(tls.client(node.id))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(5))

@@ -23,16 +23,20 @@ use crate::proto::{
 use crate::read::{ByteRange, ObjectBody, ReadSpec};
 use crate::types::NodeId;
 
-/// Serves the internal RPC on `addr` until `shutdown` resolves.
+/// Serves the internal RPC on `addr` until `shutdown` resolves, with mutual TLS: a connection
+/// whose client presents no certificate of the cluster CA is dropped in the handshake, before
+/// any request is read.
 pub async fn serve_internal(
     cluster: Arc<Cluster>,
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let tls = cluster.rpc_tls().server();
     let service = InternalServer::new(InternalService { cluster })
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     tonic::transport::Server::builder()
+        .tls_config(tls)?
         .tcp_nodelay(true)
         .initial_stream_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)

@@ -146,6 +146,9 @@ fn up_put_get_status_and_ctrl_c() {
     let pids = up.node_pids();
     up.expect("initialised a new cluster");
     up.expect("Tessera is ready");
+    // `up` made the internal RPC's CA and certificates itself (no manual step).
+    up.expect("created the cluster CA");
+    up.expect("issued node 3 its internal RPC certificate");
 
     let files: Vec<_> = (0..3u64)
         .map(|seed| {

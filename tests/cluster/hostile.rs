@@ -95,6 +95,24 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
             Some("nosniff"),
             "{path}"
         );
+        // The UI's policy (which the browser test checks the UI satisfies): no inline script,
+        // no framing by other sites, no referrer to other sites.
+        assert_eq!(
+            reply.header("content-security-policy"),
+            Some(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; font-src 'self'; manifest-src 'self'; form-action 'self'; \
+                 base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+            ),
+            "{path}"
+        );
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(
+            reply.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+        assert_eq!(reply.header("set-cookie"), None, "{path}");
     }
     let bmp = upload(&manager, &top_down_bmp()).await;
     // Object bytes are untrusted: served inert, through the fast path and the router alike.

@@ -3,12 +3,16 @@
 
 mod auth;
 mod cli;
+mod connection_hygiene;
 mod datasets;
 mod exports;
 mod failures;
 mod hostile;
+mod https;
 mod imports;
+mod login_throttle;
 mod objects;
+mod rpc_tls;
 mod sessions;
 mod snapshot;
 mod support;

@@ -146,6 +146,10 @@ pub struct Options {
     pub access_token_ttl_s: u64,
     /// `[raft] scrub_interval_ms`: how often a scrub pass over every volume starts.
     pub scrub_interval_ms: Option<u64>,
+    /// HTTPS on every node's HTTP port, with a certificate for 127.0.0.1 from the cluster CA
+    /// (`<node data>/https.pem`; the CA's certificate is [`TestCluster::ca_cert`]). The
+    /// harness's own clients keep speaking plain HTTP, which loopback clients may.
+    pub https: bool,
 }
 
 impl Default for Options {
@@ -160,6 +164,7 @@ impl Default for Options {
             fast_failover: true,
             access_token_ttl_s: 3600,
             scrub_interval_ms: None,
+            https: false,
         }
     }
 }
@@ -191,6 +196,11 @@ impl TestCluster {
             toml.push_str(&format!(
                 "\n[[node]]\nid = {id}\nhttp = \"{http}\"\nrpc = \"{rpc}\"\ndata = \"node-{id}\"\n"
             ));
+            if opts.https {
+                toml.push_str(&format!(
+                    "tls_cert = \"node-{id}/https.pem\"\ntls_key = \"node-{id}/https.key\"\n"
+                ));
+            }
             nodes.push(Node {
                 id,
                 http,
@@ -201,10 +211,34 @@ impl TestCluster {
         }
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, toml).expect("write config");
+        let bin = binary();
+        // The cluster CA and every node's certificate for the internal RPC's mutual TLS, as
+        // `tessera up` makes them.
+        let issued = Command::new(&bin)
+            .args(["ca", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .status()
+            .expect("tessera ca");
+        assert!(issued.success(), "tessera ca failed");
+        if opts.https {
+            let (ca, _) =
+                tessera_raft::cluster_ca::ClusterCa::open_or_create(&dir.path().join("data/ca"))
+                    .expect("the cluster CA");
+            for id in 1..=opts.nodes as u64 {
+                let cert = ca
+                    .issue_server(&["127.0.0.1".to_string()])
+                    .expect("HTTPS certificate");
+                let node_dir = dir.path().join(format!("node-{id}"));
+                std::fs::create_dir_all(&node_dir).expect("node dir");
+                std::fs::write(node_dir.join("https.pem"), cert.cert_pem).expect("cert");
+                std::fs::write(node_dir.join("https.key"), cert.key_pem).expect("key");
+            }
+        }
         let mut cluster = TestCluster {
             dir,
             config,
-            bin: binary(),
+            bin,
             nodes,
         };
         for id in 1..=opts.nodes as u64 {
@@ -350,6 +384,11 @@ impl TestCluster {
     /// The process id of a running node (for /proc measurements).
     pub fn pid(&self, id: u64) -> Option<u32> {
         self.node(id).process.as_ref().map(Child::id)
+    }
+
+    /// The cluster CA's certificate (which signed the HTTPS certificates of `Options::https`).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("data/ca/ca.pem")
     }
 
     /// The data directory of a node.

@@ -89,9 +89,28 @@ async function screenshot(page, name) {
   log('screenshot', file);
 }
 const errors = [];
+// Content-Security-Policy: every violation in any page of any context (a `securitypolicyviolation`
+// event, reported through a binding that the page's CSP cannot block) and every console error
+// that mentions the policy fails the run.
+const cspViolations = [];
+async function watchCsp(context) {
+  await context.exposeBinding('__tesseraCspViolation', (_source, v) => {
+    cspViolations.push(v);
+    console.log('CSP violation:', v);
+  });
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__tesseraCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`);
+    });
+  });
+  context.on('console', (m) => {
+    if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+}
 async function newUserPage(base = BASE) {
   const context = await browser.newContext({ viewport: { width: 1366, height: 860 }, acceptDownloads: true });
   context.setDefaultTimeout(TIMEOUT);
+  await watchCsp(context);
   const page = await context.newPage();
   page.on('pageerror', (e) => { errors.push(e.message); console.log('pageerror:', e.message); });
   page.on('console', (m) => { if (m.type() === 'error') console.log('console error:', m.text()); });
@@ -99,7 +118,12 @@ async function newUserPage(base = BASE) {
   return page;
 }
 async function signIn(page, user, password) {
-  await page.goto(`${page.base}/`);
+  const first = await page.goto(`${page.base}/`);
+  // The UI runs under its strict policy (no inline script or style, no framing).
+  const policy = first.headers()['content-security-policy'] || '';
+  assert.match(policy, /script-src 'self';/, 'the UI is served with a Content-Security-Policy');
+  assert.match(policy, /frame-ancestors 'none'/);
+  assert.equal(first.headers()['x-frame-options'], 'DENY');
   await page.waitForURL(/\/login/);
   await page.getByLabel('Username').fill(user);
   await page.getByLabel('Password').fill(password);
@@ -116,7 +140,12 @@ async function go(page, path) {
 const AXE = new URL('./node_modules/axe-core/axe.min.js', import.meta.url).pathname;
 const a11yChecked = [];
 async function a11y(page, name) {
-  if (!(await page.evaluate(() => !!window.axe))) await page.addScriptTag({ path: AXE });
+  // Through the DevTools protocol: the UI's CSP rightly refuses an injected <script>.
+  if (!(await page.evaluate(() => !!window.axe))) {
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Runtime.evaluate', { expression: readFileSync(AXE, 'utf8') });
+    await cdp.detach();
+  }
   const found = await page.evaluate(async () => {
     const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
     return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
@@ -171,6 +200,17 @@ await admin.goto(`${BASE}/login`);
 await admin.getByLabel('Username').waitFor();
 await a11y(admin, 'sign-in');
 await signIn(admin, 'admin', ADMIN_PASSWORD);
+// An injected inline script (what an XSS would add) is refused by the policy and reported: the
+// check above sees violations, and the UI itself must cause none.
+await admin.evaluate(() => {
+  const s = document.createElement('script');
+  s.textContent = 'window.__injected = true';
+  document.head.append(s);
+});
+await eventually('the injected script to be reported', () => cspViolations.length > 0);
+assert.equal(await admin.evaluate(() => window.__injected), undefined, 'an inline script ran');
+assert.match(cspViolations.join(), /script-src/);
+cspViolations.length = 0;
 await go(admin, '/admin/users');
 for (const [user, role] of [[MGR, 'manager'], [ANN_A, 'annotator'], [ANN_B, 'annotator']]) {
   await admin.getByLabel('Username').fill(user);
@@ -647,5 +687,6 @@ await eventually('the signed-out token to be refused', async () =>
   (await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${session.access}` } })).status === 401);
 
 assert.deepEqual(errors, [], 'no uncaught page errors');
+assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violations');
 await browser.close();
 log(`ok: all steps passed; accessibility checked on ${a11yChecked.join(', ')}`);

@@ -12,17 +12,17 @@ use bytes::{Buf, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// A connection whose first bytes were already read: reads return them before reading the
-/// socket again; writes go straight to the socket.
-pub struct Replay {
+/// socket again; writes go straight to the socket. `S` is a TCP stream, or a TLS stream on an
+/// HTTPS listener.
+pub struct Replay<S> {
     read: BytesMut,
-    socket: TcpStream,
+    socket: S,
 }
 
-impl AsyncRead for Replay {
+impl<S: AsyncRead + Unpin> AsyncRead for Replay<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -38,7 +38,7 @@ impl AsyncRead for Replay {
     }
 }
 
-impl AsyncWrite for Replay {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -75,14 +75,16 @@ impl AsyncWrite for Replay {
 /// waits for a request, so a shorter one would close idle keep-alive connections early, and a
 /// client reusing one just then would see its request fail. (nginx allows 60 s for a head.)
 /// On `stop`, hyper finishes the request in flight and closes.
-pub async fn serve(
-    socket: TcpStream,
+pub async fn serve<S>(
+    socket: S,
     peer: SocketAddr,
     read: BytesMut,
     router: Router,
     idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Replay { read, socket });
     let make = TowerToHyperService::new(router.into_make_service_with_connect_info::<SocketAddr>());
     let Ok(service) = hyper::service::Service::call(&make, peer).await;

@@ -49,10 +49,13 @@ impl Head {
         self
     }
 
-    /// Ends the head: `X-Content-Type-Options: nosniff` (as the router adds to every response),
-    /// `Connection` when it is not implied by the version, `Date`, blank line.
+    /// Ends the head: the security headers the router adds to every response
+    /// (`crate::security_headers`; the content security policy is the caller's), `Connection`
+    /// when it is not implied by the version, `Date`, blank line.
     pub fn finish(&mut self, keep_alive: bool, http10: bool) -> &[u8] {
-        self.header("x-content-type-options", b"nosniff");
+        self.header("x-content-type-options", b"nosniff")
+            .header("x-frame-options", b"DENY")
+            .header("referrer-policy", b"no-referrer");
         if !keep_alive {
             self.header("connection", b"close");
         } else if http10 {
@@ -151,12 +154,14 @@ mod tests {
         assert!(text.starts_with(
             "HTTP/1.1 206 Partial Content\r\ncontent-length: 10\r\n\
              content-range: bytes 10-19/100\r\nx-content-type-options: nosniff\r\n\
+             x-frame-options: DENY\r\nreferrer-policy: no-referrer\r\n\
              connection: keep-alive\r\ndate: "
         ));
         assert!(text.ends_with(" GMT\r\n\r\n"));
         head.start(StatusCode::RANGE_NOT_SATISFIABLE)
             .content_range(None, 100);
         let text = String::from_utf8(head.finish(false, false).to_vec()).unwrap();
-        assert!(text.contains("content-range: bytes */100\r\nx-content-type-options: nosniff\r\nconnection: close\r\n"));
+        assert!(text.contains("content-range: bytes */100\r\nx-content-type-options: nosniff\r\n"));
+        assert!(text.contains("referrer-policy: no-referrer\r\nconnection: close\r\n"));
     }
 }

@@ -14,6 +14,7 @@ pub mod body;
 mod connection;
 mod handoff;
 mod head;
+pub mod https;
 mod metrics;
 mod object;
 mod request;
@@ -47,6 +48,8 @@ pub struct Config {
     /// closed, so a flood of clients cannot take the file descriptors RocksDB, volumes and
     /// peers need. Never more than the process's open-file limit less a reserve.
     pub max_connections: usize,
+    /// HTTPS (see [`https`]); `None` serves plain HTTP.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             max_head: 16 << 10,
             shutdown_grace: Duration::from_secs(10),
             max_connections: 16_384,
+            tls: None,
         }
     }
 }
@@ -174,7 +178,10 @@ pub async fn serve(
         }
         let (shared, stop, open) = (shared.clone(), stop_rx.clone(), open_rx.clone());
         tokio::spawn(async move {
-            connection::run(socket, peer, shared, stop).await;
+            match shared.config.tls.clone() {
+                Some(tls) => https::serve(socket, peer, shared, tls, stop).await,
+                None => connection::run(socket, peer, shared, stop).await,
+            }
             drop((open, counted));
         });
     }

@@ -201,7 +201,10 @@ pub async fn error(
     if let Some(t) = &content_type {
         head.header("content-type", t.as_bytes());
     }
-    head.number("content-length", text.len() as u64);
+    head.number("content-length", text.len() as u64).header(
+        "content-security-policy",
+        crate::security_headers::CONTENT_SECURITY_POLICY.as_bytes(),
+    );
     let head = head.finish(keep_alive, http10);
     let body = (!head_only).then_some(BodySource::Bytes(text));
     body::send(socket, head, body, 0, config.write_timeout).await

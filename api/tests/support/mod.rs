@@ -60,7 +60,14 @@ impl Node {
             keep_logs: 500,
             ..RaftTuning::default()
         };
-        let cluster = Cluster::start(1, spec, dir.path(), &tuning, cache_bytes)
+        let ca = tessera_raft::cluster_ca::ClusterCa::generate().expect("cluster CA");
+        let creds = ca.issue(1).expect("node certificate");
+        let tls = tessera_raft::RpcTls::from_pem(
+            ca.cert_pem().as_bytes(),
+            creds.cert_pem.as_bytes(),
+            creds.key_pem.as_bytes(),
+        );
+        let cluster = Cluster::start(1, spec, dir.path(), &tuning, cache_bytes, tls)
             .await
             .expect("cluster");
         let (stop, stop_rx) = watch::channel(false);
@@ -79,6 +86,7 @@ impl Node {
                 .build_recorder()
                 .handle(),
             data_dir: dir.path().to_path_buf(),
+            login_throttle: Default::default(),
         };
         tokio::spawn(fastpath::serve(
             fast_listener,
