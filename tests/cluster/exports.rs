@@ -286,6 +286,21 @@ async fn export_options_downloads_and_bad_requests() {
     let b = listing(&download(&manager, &cluster, &second).await);
     assert_eq!(a, b, "the same seed gives the same splits");
     assert_eq!(a.len(), 4, "{a:?}");
+    // Exact counts whatever the seed: 4 images at 0.8/0.2 are 3 + 1, never 4 + 0 (a val
+    // subset asked for is never empty, and data.yaml never points val at the training images).
+    for seed in [1, 2, 3, 4, 5] {
+        let options = json!({"format": "yolo", "splits": {"train": 0.8, "val": 0.2}, "seed": seed});
+        let job = export(&manager, set, options).await;
+        let zip = download(&manager, &cluster, &job).await;
+        let files = listing(&zip);
+        let val = files.iter().filter(|f| f.starts_with("val/")).count();
+        assert_eq!((files.len() - val, val), (3, 1), "seed {seed}: {files:?}");
+        let dir = unpack(&zip);
+        let yaml = std::fs::read_to_string(dir.path().join("x/data.yaml")).expect("data.yaml");
+        assert!(yaml.contains("val: images/val"), "seed {seed}: {yaml}");
+        let report = std::fs::read_to_string(dir.path().join("x/REPORT.txt")).unwrap_or_default();
+        assert!(report.contains("train 3, val 1"), "seed {seed}: {report}");
+    }
 
     // Ranges resume a download; the presigned URL works without a token, a forged one not.
     let url = first["result"]["url"].as_str().expect("url").to_string();
@@ -344,9 +359,10 @@ async fn export_options_downloads_and_bad_requests() {
         .get(&format!("/api/v1/jobs?annotation_set={set}"))
         .await
         .expect("jobs");
+    // The COCO export, two seeded YOLO exports and five split checks.
     assert_eq!(
         jobs.json()["items"].as_array().map(Vec::len),
-        Some(3),
+        Some(8),
         "{:?}",
         jobs.json()
     );

@@ -137,7 +137,7 @@ impl Archive {
     pub fn finish(mut self) -> io::Result<Vec<String>> {
         let lines = self.report.lines();
         let mut text = String::from("Tessera export report\n\n");
-        if lines.is_empty() {
+        if self.report.losses.is_empty() {
             text.push_str("Every shape was exported as drawn.\n");
         }
         for line in &lines {

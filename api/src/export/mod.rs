@@ -13,6 +13,7 @@ mod csv;
 mod cvat;
 mod labelme;
 pub mod shapes;
+mod splits;
 mod voc;
 mod yolo;
 
@@ -25,7 +26,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use tessera_domain::annotation_sets::{self, Label};
 use tessera_domain::annotations;
 use tessera_domain::datasets;
@@ -110,32 +110,21 @@ impl Options {
         Ok(())
     }
 
-    /// The subset of an image: deterministic in the seed and the image's hash.
-    fn subset(&self, sha: &Sha256) -> String {
-        let Some(splits) = &self.splits else {
-            let default = if self.format.starts_with("yolo") {
-                "train"
-            } else {
-                "default"
-            };
-            return default.to_string();
-        };
-        let digest = sha2::Sha256::new()
-            .chain_update(self.seed.to_be_bytes())
-            .chain_update(sha.0)
-            .finalize();
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(&digest[..8]);
-        let total: f64 = splits.values().sum();
-        let point = u64::from_be_bytes(raw) as f64 / u64::MAX as f64 * total;
-        let mut acc = 0.0;
-        for (name, share) in splits {
-            acc += share;
-            if point < acc {
-                return name.clone();
+    /// The subset of every image, and the subsets' counts (see `splits`); without splits,
+    /// every image is in the format's one default subset.
+    fn subsets(&self, images: &[Sha256]) -> (HashMap<Sha256, String>, Vec<(String, usize)>) {
+        match &self.splits {
+            Some(shares) => splits::assign(shares, self.seed, images),
+            None => {
+                let default = if self.format.starts_with("yolo") {
+                    "train"
+                } else {
+                    "default"
+                };
+                let all = images.iter().map(|sha| (*sha, default.to_string()));
+                (all.collect(), vec![(default.to_string(), images.len())])
             }
         }
-        splits.keys().last().cloned().unwrap_or_default()
     }
 }
 
@@ -367,6 +356,8 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(PIPELINE);
     let writer_path = path.clone();
     let left_out = plan.left_out;
+    let images: Vec<Sha256> = plan.entries.iter().map(|e| e.sha).collect();
+    let (subsets, subset_counts) = options.subsets(&images);
     let writer = crate::long_work::run(move || -> std::io::Result<Vec<String>> {
         let mut archive = Archive::create(&writer_path)?;
         if left_out > 0 {
@@ -374,6 +365,13 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
                 "{left_out} images without an accepted task were left out (only_accepted)"
             ));
         }
+        let listed: Vec<String> = subset_counts
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        archive
+            .report
+            .note(format!("images per subset: {}", listed.join(", ")));
         while let Some(item) = rx.blocking_recv() {
             if let Some(bytes) = &item.bytes {
                 archive.file(&format.image_path(&item), bytes, false)?;
@@ -398,7 +396,7 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
             let item = Item {
                 stem: stems.stem(&entry.name, &entry.sha),
                 ext: archive::extension(&content_type),
-                subset: options.subset(&entry.sha),
+                subset: subsets.get(&entry.sha).cloned().unwrap_or_default(),
                 width: entry.width,
                 height: entry.height,
                 shapes,
