@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
+use tessera_storage::volume::Resident;
 use tessera_storage::{
     keys, Cached, Cf, ObjectCache, ObjectMeta, ObjectSlice, PutOutcome, Sha256, Store,
 };
@@ -769,6 +770,17 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Internal(e.to_string()))?
             .map_err(ClusterError::Storage)
+    }
+
+    /// The body of a locally stored object found in its group's index in memory (see
+    /// `tessera_storage::volume::MemoryIndex`): no thread hop and no RocksDB read, one
+    /// positioned read of the needle header. `None` when this node holds no replica of the
+    /// object's shard or the index in memory does not have it: the caller then uses
+    /// [`Cluster::local_object_file`] or [`Cluster::read_object`].
+    pub fn resident_object(&self, sha: &Sha256) -> Option<Resident> {
+        let group = self.placement.group_of(sha);
+        self.group(group)?;
+        self.store.resident_object(group, sha)
     }
 
     /// An object from this node's object cache, if it is there: no I/O and no thread hop, so

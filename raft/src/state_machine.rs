@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
-use tessera_storage::volume::{GroupVolumes, Location};
+use tessera_storage::volume::{GroupVolumes, IndexChange, Location};
 use tessera_storage::{
     export_group, import_group, keys, Cf, ObjectMeta, Sha256, StorageError, Store,
 };
@@ -69,7 +69,15 @@ impl StateMachine {
             snapshots.set_current(&meta).await?;
         }
         let s = store.clone();
-        blocking(ErrorVerb::Write, move || s.migrate_blobs(group)).await?;
+        blocking(ErrorVerb::Write, move || {
+            // Opening a shard group's volumes recovers their tail and loads the index in
+            // memory, so the first reads after a restart are served without RocksDB.
+            if group != META_GROUP {
+                s.volumes(group)?;
+            }
+            s.migrate_blobs(group)
+        })
+        .await?;
         let s = store.clone();
         let (applied, membership) = blocking(ErrorVerb::Read, move || {
             let applied = match s.get(Cf::SmMeta, &keys::named(group, APPLIED))? {
@@ -225,6 +233,8 @@ fn apply_entries(
     }
     for entry in entries {
         let mut batch = WriteBatch::default();
+        // Published in the group's index in memory only once `batch` is written.
+        let mut change = None;
         let response = match entry.payload {
             EntryPayload::Blank => Response::None,
             EntryPayload::Membership(m) => {
@@ -235,6 +245,11 @@ fn apply_entries(
                 let (outcome, stored) =
                     store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?;
                 if let (Some(at), Some(volumes)) = (stored, &volumes) {
+                    change = Some(IndexChange::Stored {
+                        sha,
+                        at,
+                        content_type: outcome.meta.content_type.clone(),
+                    });
                     stage_stub(store, &mut batch, volumes, entry.log_id, sha, meta, at)?;
                 }
                 Response::Object(outcome)
@@ -267,6 +282,9 @@ fn apply_entries(
                         let count = store
                             .stage_reference(&mut batch, group, &sha, add)?
                             .map(|m| m.refcount);
+                        if count == Some(0) {
+                            change = Some(IndexChange::Deleted(sha));
+                        }
                         batch.put_cf(store.cf(Cf::Catalog), key, bincode::serialize(&count)?);
                         Response::References(count)
                     }
@@ -285,6 +303,9 @@ fn apply_entries(
         };
         stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
         store.write_state(group, batch, false)?;
+        if let (Some(change), Some(volumes)) = (&change, &volumes) {
+            volumes.memory().publish(change);
+        }
         responses.push(response);
     }
     Ok((responses, membership))
