@@ -3,9 +3,11 @@
 
 pub mod catchup;
 pub mod corpus;
+pub mod disk;
 pub mod export;
 pub mod load;
 pub mod nginx;
 pub mod procstat;
 pub mod report;
+pub mod scale;
 pub mod serve;

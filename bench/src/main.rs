@@ -1,13 +1,14 @@
 //! `tessera-bench serve [--quick] [--images N] [--out FILE]`
 //! `tessera-bench catchup [--images N]`
 //! `tessera-bench export [--images N] [--shapes K]`
+//! `tessera-bench scale [--steps N,M,...] [--seconds S]`
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tessera_bench::{catchup, corpus, export, report, serve};
+use tessera_bench::{catchup, corpus, export, report, scale, serve};
 
-const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]";
+const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench scale [--steps N,M,...] [--seconds S]";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -16,12 +17,22 @@ fn main() -> anyhow::Result<()> {
     let mut images = None;
     let mut shapes = 10;
     let mut out = PathBuf::from("target/bench/serve.json");
+    let mut scale_params = scale::Params::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => params = serve::Params::quick(),
             "--images" => images = Some(args.next().context("--images N")?.parse()?),
             "--out" => out = args.next().context("--out FILE")?.into(),
             "--shapes" => shapes = args.next().context("--shapes K")?.parse()?,
+            "--steps" => {
+                scale_params.steps = args
+                    .next()
+                    .context("--steps N,M,...")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--seconds" => scale_params.seconds = args.next().context("--seconds S")?.parse()?,
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
@@ -72,6 +83,16 @@ fn main() -> anyhow::Result<()> {
                     r.format, r.seconds, r.zip_mb, r.baseline_rss_mib, r.peak_rss_mib, r.growth_mib
                 );
             }
+        }
+        "scale" => {
+            let result = runtime.block_on(scale::run(scale_params))?;
+            println!("{}", scale::render(&result));
+            let out = PathBuf::from("target/bench/scale.json");
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
+            println!("JSON: {}", out.display());
         }
         _ => bail!("{USAGE}"),
     }

@@ -13,6 +13,7 @@ use tessera_storage::{
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use crate::absent::Absent;
 use crate::blocking::{blocking, storage_error};
 use crate::catalog::{self, Directory};
 use crate::command::{Command, Response};
@@ -44,6 +45,8 @@ pub struct StateMachine {
     receiving: Option<PathBuf>,
     /// The in-memory view of the catalogue records (catalogue group only).
     directory: Option<Arc<Directory>>,
+    /// The leader's negative cache of this group: every applied upload leaves it.
+    absent: Arc<Absent>,
 }
 
 impl StateMachine {
@@ -52,6 +55,7 @@ impl StateMachine {
         group: u32,
         snapshot_dir: &Path,
         directory: Option<Arc<Directory>>,
+        absent: Arc<Absent>,
     ) -> Result<StateMachine, RaftStorageError> {
         let snapshots = SnapshotStore::open(snapshot_dir, group).await?;
         let (s, dir) = (store.clone(), snapshots.clone());
@@ -105,6 +109,7 @@ impl StateMachine {
             membership,
             receiving: None,
             directory,
+            absent,
         })
     }
 }
@@ -212,6 +217,7 @@ fn apply_entries(
     entries: Vec<Entry>,
     mut membership: StoredMembership,
     directory: Option<&Directory>,
+    absent: &Absent,
 ) -> Result<(Vec<Response>, StoredMembership), StorageError> {
     let mut responses = Vec::with_capacity(entries.len());
     // Shard groups: the bytes of every new object of the call are appended first, so that one
@@ -235,6 +241,7 @@ fn apply_entries(
         let mut batch = WriteBatch::default();
         // Published in the group's index in memory only once `batch` is written.
         let mut change = None;
+        let mut uploaded = None;
         let response = match entry.payload {
             EntryPayload::Blank => Response::None,
             EntryPayload::Membership(m) => {
@@ -242,6 +249,7 @@ fn apply_entries(
                 Response::None
             }
             EntryPayload::Normal(Command::PutObject { sha, meta, bytes }) => {
+                uploaded = Some(sha);
                 let (outcome, stored) =
                     store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?;
                 if let (Some(at), Some(volumes)) = (stored, &volumes) {
@@ -306,6 +314,11 @@ fn apply_entries(
         if let (Some(change), Some(volumes)) = (&change, &volumes) {
             volumes.memory().publish(change);
         }
+        // Before the response leaves: a leader never answers a cached 404 for an upload it
+        // acknowledged.
+        if let Some(sha) = &uploaded {
+            absent.stored(sha);
+        }
         responses.push(response);
     }
     Ok((responses, membership))
@@ -330,9 +343,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let (store, group, membership) = (self.store.clone(), self.group, self.membership.clone());
-        let directory = self.directory.clone();
+        let (directory, absent) = (self.directory.clone(), self.absent.clone());
         let (responses, membership) = blocking(ErrorVerb::Write, move || {
-            apply_entries(&store, group, entries, membership, directory.as_deref())
+            apply_entries(
+                &store,
+                group,
+                entries,
+                membership,
+                directory.as_deref(),
+                &absent,
+            )
         })
         .await?;
         self.applied = Some(last);
@@ -420,6 +440,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await?;
         self.snapshots.set_current(meta).await?;
+        self.absent.reset();
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         if let Some(directory) = &self.directory {
