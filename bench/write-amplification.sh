@@ -37,7 +37,10 @@ for i in 1 2 3; do
   pids+=($!)
 done
 for _ in $(seq 60); do
-  curl -sf -XPOST "http://127.0.0.1:$((base + 1))/api/v1/cluster/init" > /dev/null && break
+  # The node's init token (a file in its data dir, relative to the config) authorises it.
+  init=$(cat "$WORK/node-1/init-token" 2>/dev/null || true)
+  curl -sf -XPOST "http://127.0.0.1:$((base + 1))/api/v1/cluster/init" \
+    -H "Authorization: Bearer $init" > /dev/null && break
   sleep 1
 done
 for i in 1 2 3; do
@@ -55,3 +58,13 @@ python3 -c "
 b, w, t = $bytes, $after - $before, $end - $start
 print('$LABEL: %.0f MB uploaded in %.1f s (%.1f MB/s); nodes wrote %.0f MB: %.2f bytes per byte per replica'
       % (b / 1e6, t, b / 1e6 / t, w / 1e6, w / b / 3))"
+# Where the bytes went, per byte uploaded per replica: volume files as they are now, the log's
+# blob files (full entries flushed before their apply rewrote them as stubs) and SST files of
+# every column family, from each node's metrics; the rest of what was written is WAL.
+volumes=$(find "$WORK" -type d -name volumes -exec du -sb {} + | awk '{s += $1} END {print s}')
+metric() { for i in 1 2 3; do curl -sf "http://127.0.0.1:$((base + i))/metrics"; done | awk -v m="$1" 'index($0, m) == 1 {s += $2} END {print s + 0}'; }
+python3 -c "
+b, w = $bytes * 3, $after - $before
+v, blob, sst = $volumes, $(metric 'tessera_rocksdb_blob_bytes{cf="log"}'), $(metric tessera_rocksdb_sst_bytes)
+print('per byte per replica: volumes %.3f, log blob files %.3f, SST files %.3f, the rest (WAL, rewritten pages) %.3f'
+      % (v / b, blob / b, sst / b, (w - v - blob - sst) / b))"

@@ -355,14 +355,23 @@ pub(crate) async fn read(
 }
 
 fn answer(read: ObjectRead, query: &ObjectQuery) -> Result<Answer<ObjectBody>, ApiError> {
-    decide(read.head.meta, read.head.range, read.body, query)
+    let meta = read.head.meta;
+    decide(
+        meta.size,
+        meta.content_type,
+        read.head.range,
+        read.body,
+        query,
+    )
 }
 
-/// The answer to `query` for an object with record `meta`, given which part of its body
-/// `range` selects and that part's bytes (`None` for metadata-only reads). Generic over where
-/// the bytes are, so that every source of bodies is answered alike.
+/// The answer to `query` for an object of `size` bytes and `content_type` (from its record),
+/// given which part of its body `range` selects and that part's bytes (`None` for
+/// metadata-only reads). Generic over where the bytes are, so that every source of bodies is
+/// answered alike.
 pub(crate) fn decide<B>(
-    meta: ObjectMeta,
+    size: u64,
+    content_type: String,
     range: RangeOutcome,
     body: Option<B>,
     query: &ObjectQuery,
@@ -371,16 +380,16 @@ pub(crate) fn decide<B>(
         return Ok(Answer::NotModified);
     }
     let (length, part) = match range {
-        RangeOutcome::Full => (meta.size, None),
+        RangeOutcome::Full => (size, None),
         RangeOutcome::Partial { offset, length } => (
             length,
             Some(Part {
                 offset,
                 length,
-                size: meta.size,
+                size,
             }),
         ),
-        RangeOutcome::Unsatisfiable => return Ok(Answer::Unsatisfiable { size: meta.size }),
+        RangeOutcome::Unsatisfiable => return Ok(Answer::Unsatisfiable { size }),
     };
     let body = match body {
         _ if query.head => None,
@@ -389,7 +398,7 @@ pub(crate) fn decide<B>(
     };
     metrics::counter!("tessera_served_bytes_total").increment(length);
     Ok(Answer::Content {
-        content_type: meta.content_type,
+        content_type,
         length,
         part,
         body,

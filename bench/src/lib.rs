@@ -4,9 +4,11 @@
 pub mod catalogue;
 pub mod catchup;
 pub mod corpus;
+pub mod disk;
 pub mod export;
 pub mod load;
 pub mod nginx;
 pub mod procstat;
 pub mod report;
+pub mod scale;
 pub mod serve;

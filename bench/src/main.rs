@@ -2,13 +2,14 @@
 //! `tessera-bench catchup [--images N]`
 //! `tessera-bench export [--images N] [--shapes K]`
 //! `tessera-bench catalogue [--beats N] [--saves N]`
+//! `tessera-bench scale [--steps N,M,...] [--seconds S]`
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tessera_bench::{catalogue, catchup, corpus, export, report, serve};
+use tessera_bench::{catalogue, catchup, corpus, export, report, scale, serve};
 
-const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench catalogue [--beats N] [--saves N]";
+const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench scale [--steps N,M,...] [--seconds S]\n       tessera-bench catalogue [--beats N] [--saves N]";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -19,6 +20,7 @@ fn main() -> anyhow::Result<()> {
     let mut beats = 3600;
     let mut saves = 1_000_000;
     let mut out = PathBuf::from("target/bench/serve.json");
+    let mut scale_params = scale::Params::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => params = serve::Params::quick(),
@@ -27,6 +29,15 @@ fn main() -> anyhow::Result<()> {
             "--shapes" => shapes = args.next().context("--shapes K")?.parse()?,
             "--beats" => beats = args.next().context("--beats N")?.parse()?,
             "--saves" => saves = args.next().context("--saves N")?.parse()?,
+            "--steps" => {
+                scale_params.steps = args
+                    .next()
+                    .context("--steps N,M,...")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--seconds" => scale_params.seconds = args.next().context("--seconds S")?.parse()?,
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
@@ -104,6 +115,16 @@ fn main() -> anyhow::Result<()> {
                 rows.ops,
                 rows.kept_before as f64 / 1e6
             );
+        }
+        "scale" => {
+            let result = runtime.block_on(scale::run(scale_params))?;
+            println!("{}", scale::render(&result));
+            let out = PathBuf::from("target/bench/scale.json");
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
+            println!("JSON: {}", out.display());
         }
         _ => bail!("{USAGE}"),
     }

@@ -43,6 +43,13 @@ pub fn render(report: &Report) -> String {
         "Write amplification: {:.2} bytes written per byte uploaded ({:.2} per replica); data dirs grew {:.2}x",
         i.write_amplification, i.write_amplification_per_replica, i.disk_bytes_per_uploaded_byte
     );
+    let _ = writeln!(
+        out,
+        "Disk (dd bs=1M conv=fdatasync, same filesystem, same run): {:.0} MB/s; ingest × replication × write amplification = {:.1} MB/s = {:.0}% of it",
+        i.disk_mb_per_s,
+        i.mb_per_s * i.write_amplification,
+        100.0 * i.disk_share
+    );
     let rss: Vec<String> = report
         .peak_rss_mib
         .iter()

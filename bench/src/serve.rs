@@ -11,6 +11,7 @@ use serde::Serialize;
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::corpus::{self, Image};
+use crate::disk;
 use crate::load::{self, Measurement};
 use crate::nginx::Nginx;
 use crate::procstat;
@@ -31,6 +32,8 @@ pub struct Params {
     pub ingest_concurrency: usize,
     /// Images uploaded to the 4-node cluster that measures forwarded reads (0 skips it).
     pub forwarding_images: usize,
+    /// MiB `dd` writes to measure the disk's flushed sequential bandwidth.
+    pub dd_mib: u64,
 }
 
 impl Params {
@@ -46,6 +49,7 @@ impl Params {
             replication: 3,
             ingest_concurrency: 16,
             forwarding_images: 400,
+            dd_mib: 512,
         }
     }
 
@@ -83,6 +87,12 @@ pub struct Ingest {
     pub write_amplification_per_replica: f64,
     /// Size of the data directories per byte uploaded, all replicas together.
     pub disk_bytes_per_uploaded_byte: f64,
+    /// The disk's sequential write bandwidth with fdatasync (`dd … conv=fdatasync` into the
+    /// data directories' filesystem, right after the ingest), MB/s.
+    pub disk_mb_per_s: f64,
+    /// What the ingest made the disk write (MB/s × replication × write amplification per
+    /// replica) as a share of that bandwidth.
+    pub disk_share: f64,
 }
 
 /// Reads through a node without a replica (forwarded over the internal RPC) against reads of
@@ -179,6 +189,18 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
     if ingest.failed > 0 {
         bail!("{} uploads failed", ingest.failed);
     }
+    let data_fs = cluster.data_dir(1);
+    ingest.disk_mb_per_s = {
+        let (dir, mib) = (
+            data_fs.parent().unwrap_or(&data_fs).to_path_buf(),
+            params.dd_mib,
+        );
+        tokio::task::spawn_blocking(move || disk::fdatasync_mb_per_s(&dir, mib)).await??
+    };
+    eprintln!(
+        "disk: {:.0} MB/s sequential with fdatasync (dd)",
+        ingest.disk_mb_per_s
+    );
 
     let nginx = Nginx::start(&corpus_dir)?;
     let idle_cpu_ms_per_s = idle_cpu(&node_pids).await;
@@ -267,6 +289,8 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
     let written = procstat::bytes_written(&node_pids) - written_before;
     ingest.write_amplification = written as f64 / ingest.bytes.max(1) as f64;
     ingest.write_amplification_per_replica = ingest.write_amplification / ingest.replication as f64;
+    ingest.disk_share =
+        ingest.mb_per_s * ingest.write_amplification / ingest.disk_mb_per_s.max(1e-9);
     drop(nginx);
     drop(cluster);
     let forwarding = match params.forwarding_images {
@@ -471,5 +495,7 @@ async fn ingest(
         write_amplification: 0.0,
         write_amplification_per_replica: 0.0,
         disk_bytes_per_uploaded_byte: per_byte(disk_after.saturating_sub(disk_before)),
+        disk_mb_per_s: 0.0,
+        disk_share: 0.0,
     })
 }

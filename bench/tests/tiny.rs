@@ -2,7 +2,7 @@
 //! real ab and wrk, a tiny corpus and low concurrency. It asserts that the tables are produced
 //! and that no request failed, never a timing.
 
-use tessera_bench::{report, serve};
+use tessera_bench::{report, scale, serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_benchmark_produces_complete_tables() {
@@ -17,11 +17,13 @@ async fn tiny_benchmark_produces_complete_tables() {
         replication: 3,
         ingest_concurrency: 4,
         forwarding_images: 24,
+        dd_mib: 8,
     };
     let result = serve::run(params).await.expect("benchmark run");
     assert_eq!(result.ingest.images, 24);
     assert_eq!(result.ingest.failed, 0);
     assert!(result.ingest.write_amplification > 0.0);
+    assert!(result.ingest.disk_mb_per_s > 0.0);
     assert_eq!(
         result.rows.len(),
         2 * 2 + 1,
@@ -55,4 +57,26 @@ async fn tiny_benchmark_produces_complete_tables() {
     ] {
         assert!(text.contains(heading), "missing {heading} in\n{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_scale_run_reads_every_step() {
+    let params = scale::Params {
+        steps: vec![40, 120],
+        sample: 100,
+        connections: 4,
+        seconds: 1,
+        shards: 4,
+        upload_concurrency: 8,
+    };
+    let result = scale::run(params).await.expect("scale run");
+    assert_eq!(
+        result.steps.iter().map(|s| s.stored).collect::<Vec<_>>(),
+        vec![40, 120]
+    );
+    for step in &result.steps {
+        assert!(step.reads.requests > 0, "{step:?}");
+        assert_eq!(step.reads.failed, 0, "{step:?}");
+    }
+    assert!(scale::render(&result).contains("| 120 |"));
 }

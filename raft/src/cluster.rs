@@ -11,10 +11,12 @@ use futures_util::StreamExt;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
+use tessera_storage::volume::Resident;
 use tessera_storage::{
     keys, Cached, Cf, ObjectCache, ObjectMeta, ObjectSlice, PutOutcome, Sha256, Store,
 };
 
+use crate::absent::Absent;
 use crate::command::{Command, Response};
 use crate::error::ClusterError;
 use crate::log_store::{repair_purged_past_applied, LogStore};
@@ -112,6 +114,17 @@ pub struct GroupStatus {
     pub damaged: u64,
 }
 
+/// This node's term if it leads `raft`'s group, asked of RaftCore: ordered with the votes it
+/// grants (metrics are published later and may be stale).
+async fn leading_term(raft: &Raft) -> Option<u64> {
+    raft.with_raft_state(|st| {
+        (st.server_state == ServerState::Leader).then(|| st.vote_ref().leader_id().get_term())
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// A running node: its groups, its peers and the placement it routes by.
 pub struct Cluster {
     me: NodeId,
@@ -126,6 +139,8 @@ pub struct Cluster {
     cache: Arc<ObjectCache>,
     /// The catalogue records this node serves hot paths from.
     directory: Arc<Directory>,
+    /// Per shard group, the hashes this node found absent as its leader (see `absent.rs`).
+    absent: HashMap<u32, Arc<Absent>>,
 }
 
 impl Cluster {
@@ -153,6 +168,10 @@ impl Cluster {
         let snapshot_dir = data_dir.join("snapshots");
         let directory = Arc::new(Directory::default());
         let mut groups = HashMap::new();
+        let mut absent = HashMap::new();
+        // No other leader can be elected for `election_timeout_max` after a quorum acknowledged
+        // a heartbeat; half of it leaves a margin for clock-rate differences.
+        let lease = Duration::from_millis(config.election_timeout_max / 2);
         // Every node follows the catalogue: as a voter when placed so, else as a learner (see
         // `keep_catalogue_learners`), so that any node can check tokens and serve the domain.
         let mut hosted: Vec<u32> = placement.groups_of(me).collect();
@@ -169,7 +188,9 @@ impl Cluster {
             }
             let log = LogStore::new(store.clone(), group);
             let view = (group == META_GROUP).then(|| directory.clone());
-            let sm = StateMachine::open(store.clone(), group, &snapshot_dir, view)
+            let negative = Arc::new(Absent::new(lease));
+            absent.insert(group, negative.clone());
+            let sm = StateMachine::open(store.clone(), group, &snapshot_dir, view, negative)
                 .await
                 .map_err(|e| ClusterError::Internal(e.to_string()))?;
             let network = GroupNetworkFactory {
@@ -191,6 +212,7 @@ impl Cluster {
             groups,
             cache: Arc::new(ObjectCache::new(cache_bytes)),
             directory,
+            absent,
         });
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
         tokio::spawn(keep_directory_current(Arc::downgrade(&cluster)));
@@ -600,10 +622,28 @@ impl Cluster {
         let leader = raft.metrics().borrow().current_leader;
         match leader {
             Some(leader) if leader == self.me => {
+                let absent = self.absent.get(&group);
+                let term = leading_term(raft).await;
+                if let (Some(absent), Some(term)) = (absent, term) {
+                    if absent.knows_absent(&sha, term, Instant::now()) {
+                        metrics::counter!("tessera_negative_cache_hits_total").increment(1);
+                        return Ok(None);
+                    }
+                }
+                let ticket = absent.map(|a| a.ticket());
                 raft.ensure_linearizable()
                     .await
                     .map_err(|e| ClusterError::Unavailable(format!("group {group}: {e}")))?;
-                match self.read_here(group, sha, spec).await? {
+                let found = self.read_here(group, sha, spec).await?;
+                // Leader in the same term before and after the quorum check: it confirmed this
+                // term's leadership, from a moment after the ticket was taken.
+                if let (Some(absent), Some(ticket), Some(term)) = (absent, ticket, term) {
+                    if leading_term(raft).await == Some(term) {
+                        let missing = matches!(found, Local::NoRecord).then_some(&sha);
+                        absent.confirmed(&ticket, term, missing);
+                    }
+                }
+                match found {
                     Local::Found(found) => Ok(Some(found)),
                     Local::NoRecord => Ok(None),
                     Local::NoBytes => match self.read_from_peers(group, sha, spec, hops).await {
@@ -792,6 +832,17 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Internal(e.to_string()))?
             .map_err(ClusterError::Storage)
+    }
+
+    /// The body of a locally stored object found in its group's index in memory (see
+    /// `tessera_storage::volume::MemoryIndex`): no thread hop and no RocksDB read, one
+    /// positioned read of the needle header. `None` when this node holds no replica of the
+    /// object's shard or the index in memory does not have it: the caller then uses
+    /// [`Cluster::local_object_file`] or [`Cluster::read_object`].
+    pub fn resident_object(&self, sha: &Sha256) -> Option<Resident> {
+        let group = self.placement.group_of(sha);
+        self.group(group)?;
+        self.store.resident_object(group, sha)
     }
 
     /// An object from this node's object cache, if it is there: no I/O and no thread hop, so

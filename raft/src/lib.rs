@@ -6,6 +6,7 @@
 //! a write to its shard's leader and a read to a local replica, forwarding over the internal RPC
 //! when this node holds no replica.
 
+mod absent;
 mod blocking;
 mod cluster;
 pub mod cluster_ca;
@@ -28,6 +29,7 @@ pub mod proto {
     tonic::include_proto!("tessera.internal");
 }
 
+pub use absent::Absent;
 pub use cluster::{Cluster, GroupStatus, RaftTuning};
 pub use command::{Command, Response};
 pub use error::ClusterError;

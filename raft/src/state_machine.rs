@@ -8,13 +8,14 @@ use openraft::{EntryPayload, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
 use tessera_domain::directory::Directory;
 use tessera_domain::{catalog, tasks, Tx};
-use tessera_storage::volume::{GroupVolumes, Location};
+use tessera_storage::volume::{GroupVolumes, IndexChange, Location};
 use tessera_storage::{
     export_group, import_group, keys, Cf, ObjectMeta, Sha256, StorageError, Store,
 };
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use crate::absent::Absent;
 use crate::blocking::{blocking, storage_error};
 use crate::command::{Command, Response};
 use crate::placement::META_GROUP;
@@ -45,6 +46,8 @@ pub struct StateMachine {
     receiving: Option<PathBuf>,
     /// The in-memory view of the catalogue records (catalogue group only).
     directory: Option<Arc<Directory>>,
+    /// The leader's negative cache of this group: every applied upload leaves it.
+    absent: Arc<Absent>,
 }
 
 impl StateMachine {
@@ -53,6 +56,7 @@ impl StateMachine {
         group: u32,
         snapshot_dir: &Path,
         directory: Option<Arc<Directory>>,
+        absent: Arc<Absent>,
     ) -> Result<StateMachine, RaftStorageError> {
         let snapshots = SnapshotStore::open(snapshot_dir, group).await?;
         let (s, dir) = (store.clone(), snapshots.clone());
@@ -70,7 +74,15 @@ impl StateMachine {
             snapshots.set_current(&meta).await?;
         }
         let s = store.clone();
-        blocking(ErrorVerb::Write, move || s.migrate_blobs(group)).await?;
+        blocking(ErrorVerb::Write, move || {
+            // Opening a shard group's volumes recovers their tail and loads the index in
+            // memory, so the first reads after a restart are served without RocksDB.
+            if group != META_GROUP {
+                s.volumes(group)?;
+            }
+            s.migrate_blobs(group)
+        })
+        .await?;
         let s = store.clone();
         let (applied, membership) = blocking(ErrorVerb::Read, move || {
             let applied = match s.get(Cf::SmMeta, &keys::named(group, APPLIED))? {
@@ -98,6 +110,7 @@ impl StateMachine {
             membership,
             receiving: None,
             directory,
+            absent,
         })
     }
 }
@@ -235,6 +248,7 @@ fn apply_entries(
     entries: Vec<Entry>,
     mut membership: StoredMembership,
     directory: Option<&Directory>,
+    absent: &Absent,
 ) -> Result<(Vec<Response>, StoredMembership), StorageError> {
     let mut responses = Vec::with_capacity(entries.len());
     // Shard groups: the bytes of every new object of the call are appended first, so that one
@@ -257,6 +271,9 @@ fn apply_entries(
     for entry in entries {
         let mut batch = WriteBatch::default();
         let mut catalog_op = None;
+        // Published in the group's index in memory only once `batch` is written.
+        let mut change = None;
+        let mut uploaded = None;
         let response = match entry.payload {
             EntryPayload::Blank => Response::None,
             EntryPayload::Membership(m) => {
@@ -264,9 +281,15 @@ fn apply_entries(
                 Response::None
             }
             EntryPayload::Normal(Command::PutObject { sha, meta, bytes }) => {
+                uploaded = Some(sha);
                 let (outcome, stored) =
                     store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?;
                 if let (Some(at), Some(volumes)) = (stored, &volumes) {
+                    change = Some(IndexChange::Stored {
+                        sha,
+                        at,
+                        content_type: outcome.meta.content_type.clone(),
+                    });
                     stage_stub(store, &mut batch, volumes, entry.log_id, sha, meta, at)?;
                 }
                 Response::Object(outcome)
@@ -299,6 +322,9 @@ fn apply_entries(
                         let count = store
                             .stage_reference(&mut batch, group, &sha, add)?
                             .map(|m| m.refcount);
+                        if count == Some(0) {
+                            change = Some(IndexChange::Deleted(sha));
+                        }
                         batch.put_cf(store.cf(Cf::Catalog), key, bincode::serialize(&count)?);
                         Response::References(count)
                     }
@@ -322,6 +348,14 @@ fn apply_entries(
         };
         stage_applied(store, &mut batch, group, &Some(entry.log_id), &membership)?;
         store.write_state(group, batch, false)?;
+        if let (Some(change), Some(volumes)) = (&change, &volumes) {
+            volumes.memory().publish(change);
+        }
+        // Before the response leaves: a leader never answers a cached 404 for an upload it
+        // acknowledged.
+        if let Some(sha) = &uploaded {
+            absent.stored(sha);
+        }
         if let (Some(directory), Some(op), Response::Catalog(outcome)) =
             (directory, &catalog_op, &response)
         {
@@ -351,9 +385,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let (store, group, membership) = (self.store.clone(), self.group, self.membership.clone());
-        let directory = self.directory.clone();
+        let (directory, absent) = (self.directory.clone(), self.absent.clone());
         let (responses, membership) = blocking(ErrorVerb::Write, move || {
-            apply_entries(&store, group, entries, membership, directory.as_deref())
+            apply_entries(
+                &store,
+                group,
+                entries,
+                membership,
+                directory.as_deref(),
+                &absent,
+            )
         })
         .await?;
         self.applied = Some(last);
@@ -441,6 +482,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await?;
         self.snapshots.set_current(meta).await?;
+        self.absent.reset();
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         if let Some(directory) = &self.directory {

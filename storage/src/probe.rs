@@ -25,19 +25,30 @@ pub const MAX_SIDE: u32 = 32_768;
 /// Largest accepted pixel count (about 16 000 x 16 000 at full resolution in RGBA: 1 GiB).
 pub const MAX_PIXELS: u64 = 268_435_456;
 
+/// Every content type [`probe_image`] gives, so every type a record can hold: the index in
+/// memory (`volume/memory_index.rs`) stores an object's type as its position here (one byte).
+pub(crate) const CONTENT_TYPES: [&str; 6] = [
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+];
+
 /// Identifies an image by its magic bytes and reads its dimensions from the header, as displayed
 /// (EXIF orientation applied). The file name or the client's `Content-Type` are never trusted.
 pub fn probe_image(bytes: &[u8]) -> Result<ImageInfo, ProbeError> {
     let kind = imagesize::image_type(bytes).map_err(|_| ProbeError::NotAnImage)?;
-    let content_type = match kind {
-        ImageType::Jpeg => "image/jpeg",
-        ImageType::Png => "image/png",
-        ImageType::Webp => "image/webp",
-        ImageType::Gif => "image/gif",
-        ImageType::Bmp => "image/bmp",
-        ImageType::Tiff => "image/tiff",
+    let content_type = CONTENT_TYPES[match kind {
+        ImageType::Jpeg => 0,
+        ImageType::Png => 1,
+        ImageType::Webp => 2,
+        ImageType::Gif => 3,
+        ImageType::Bmp => 4,
+        ImageType::Tiff => 5,
         _ => return Err(ProbeError::NotAnImage),
-    };
+    }];
     let (width, height) = match kind {
         ImageType::Bmp => bmp_size(bytes).ok_or(ProbeError::Corrupt(content_type))?,
         _ => {

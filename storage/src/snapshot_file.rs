@@ -221,6 +221,7 @@ pub fn import_group(
     store.stage_volume_head(&mut batch, &volumes)?;
     finish(&mut batch)?;
     store.write_state(group, batch, true)?;
+    store.load_memory_index(&volumes)?;
     Ok(count)
 }
 
@@ -270,6 +271,9 @@ mod tests {
             let bytes = vec![i as u8; 5000];
             let found = other.object_bytes(1, &Sha256::of(&bytes)).unwrap();
             assert_eq!(found.is_some(), i % 2 == 1, "object {i}");
+            // The installed group's index in memory is loaded with it.
+            let resident = other.resident_object(1, &Sha256::of(&bytes));
+            assert_eq!(resident.is_some(), i % 2 == 1, "object {i}");
         }
         let truncated = &file[..file.len() - 3];
         assert!(import_group(&other, 1, truncated, |_| Ok(())).is_err());

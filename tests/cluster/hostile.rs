@@ -11,7 +11,7 @@ use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::exports::{download, export, import_annotations};
 use crate::imports::{job_end, new_dataset, start_import};
-use crate::support::{create_user, send_json, upload};
+use crate::support::{counter, create_user, send_json, upload};
 
 async fn all_ready(cluster: &TestCluster, after: &str) {
     for node in &cluster.nodes {
@@ -359,15 +359,6 @@ fn rss_bytes(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .expect("VmRSS")
         * 1024
-}
-
-/// The value of an unlabelled counter in a node's `/metrics`.
-async fn counter(client: &Client, name: &str) -> u64 {
-    let text = client.get("/metrics").await.expect("metrics").body;
-    String::from_utf8_lossy(&text)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
 }
 
 #[tokio::test]

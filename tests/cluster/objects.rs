@@ -4,7 +4,7 @@ use bytes::Bytes;
 use tessera_client::Method;
 use tessera_cluster_tests::{Options, TestCluster};
 
-use crate::support::{assert_serves, image, sha_hex, upload, voters_of};
+use crate::support::{assert_serves, counter, image, leader_of, sha_hex, upload, voters_of};
 
 /// Test 1: 4 nodes with replication 3, so every shard has a node without a replica: reads there
 /// are forwarded over the internal RPC.
@@ -303,4 +303,50 @@ async fn forwarded_objects_stream_through_and_stay_cached() {
     let again = anon.get(&url).await.unwrap();
     assert_eq!(again.status, 200, "{:?}", again.json());
     assert!(again.body == bytes);
+}
+
+/// A shard leader remembers hashes it found absent (so repeated 404s skip the quorum round),
+/// but an upload acknowledged through another node is never hidden by it: the record, which
+/// the leader answers linearizably and so asks that memory first, is there at once.
+#[tokio::test]
+async fn a_remembered_404_never_hides_an_upload_through_another_node() {
+    // Production Raft timing: the leader's lease is half the 6 s maximum election timeout.
+    let cluster = TestCluster::start(Options {
+        fast_failover: false,
+        ..Options::default()
+    })
+    .await;
+    let status = cluster.status().await;
+    let shards = status["shards"].as_u64().expect("shards");
+    for seed in [900u64, 901, 902] {
+        let bytes = image(seed);
+        let sha = sha_hex(&bytes);
+        let prefix = u64::from_str_radix(&sha[..16], 16).expect("hex");
+        let group = ((u128::from(prefix) * u128::from(shards)) >> 64) as usize + 1;
+        let leader_id = leader_of(&cluster, group).await;
+        let leader = cluster.node(leader_id).client();
+        let record = format!("/api/v1/objects/{sha}");
+        let before = counter(&leader, "tessera_negative_cache_hits_total").await;
+        tessera_cluster_tests::eventually(
+            "a 404 answered from the leader's memory",
+            tessera_cluster_tests::DEADLINE,
+            || async {
+                let reply = leader.get(&record).await.expect("record");
+                assert_eq!(reply.status, 404, "{sha} is not stored yet");
+                (counter(&leader, "tessera_negative_cache_hits_total").await > before).then_some(())
+            },
+        )
+        .await;
+        let via = cluster
+            .nodes
+            .iter()
+            .find(|n| n.id != leader_id)
+            .expect("a follower");
+        assert_eq!(upload(&via.client(), &bytes).await, sha);
+        let reply = leader.get(&record).await.expect("record");
+        assert_eq!(reply.status, 200, "the leader hid an acknowledged upload");
+        for node in &cluster.nodes {
+            assert_serves(&node.client(), &sha, &bytes).await;
+        }
+    }
 }

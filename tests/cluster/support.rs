@@ -184,3 +184,13 @@ pub fn script(name: &str) -> PathBuf {
         .join("formats")
         .join(name)
 }
+
+/// The value of an unlabelled counter in a node's `/metrics` (0 while never incremented).
+pub async fn counter(client: &Client, name: &str) -> u64 {
+    let reply = client.get("/metrics").await.expect("metrics");
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0)
+}

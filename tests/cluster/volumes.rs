@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tessera_client::Client;
 use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
 
-use crate::support::{assert_serves, image, sha_hex, upload, wait_caught_up};
+use crate::support::{assert_serves, counter, image, sha_hex, upload, wait_caught_up};
 
 /// The volume files of shard group `group` on `node`.
 fn volumes(cluster: &TestCluster, node: u64, group: u32) -> Vec<PathBuf> {
@@ -27,16 +26,6 @@ fn volumes(cluster: &TestCluster, node: u64, group: u32) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-/// A counter of `/metrics` (0 while it was never incremented).
-async fn counter(client: &Client, name: &str) -> u64 {
-    let reply = client.get("/metrics").await.expect("metrics");
-    String::from_utf8_lossy(&reply.body)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
 }
 
 /// Damaged objects a node reports for group 1 in `GET /api/v1/cluster`.

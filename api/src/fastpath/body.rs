@@ -83,7 +83,11 @@ pub async fn send(
     idle: Duration,
 ) -> io::Result<()> {
     match body {
+        // `send_head` holds the head back for the body: never without one.
         None => write_all(socket, &mut [IoSlice::new(head)], idle).await,
+        Some(BodySource::File(slice)) if slice.len == 0 => {
+            write_all(socket, &mut [IoSlice::new(head)], idle).await
+        }
         Some(BodySource::Bytes(bytes)) => {
             write_all(
                 socket,
@@ -93,7 +97,7 @@ pub async fn send(
             .await
         }
         Some(BodySource::File(slice)) => {
-            write_all(socket, &mut [IoSlice::new(head)], idle).await?;
+            sendfile::send_head(socket, head, idle).await?;
             sendfile::send(socket, &slice.file, slice.offset, slice.len, idle).await
         }
         Some(BodySource::Stream(mut stream)) => {

@@ -14,9 +14,39 @@ use tokio::net::TcpStream;
 /// (the one part of `sendfile` that can wait for the disk on an async thread).
 const CHUNK: u64 = 1 << 20;
 
-/// Sends `len` bytes of `file` starting at `offset`, waiting for the socket to become writable
-/// between calls. Fails with `TimedOut` when the socket accepts nothing for `idle`, and with
-/// `UnexpectedEof` when the file ends first.
+/// Writes a response head with `MSG_MORE`, so that the kernel holds it back until the body
+/// that [`send`] appends next joins it: head and body leave in full segments, and the client
+/// wakes once per response instead of once for the head and again for the body.
+pub async fn send_head(socket: &TcpStream, mut head: &[u8], idle: Duration) -> io::Result<()> {
+    while !head.is_empty() {
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            // SAFETY: `head` is valid for `head.len()` bytes for the duration of the call.
+            let n = unsafe {
+                libc::send(
+                    socket.as_raw_fd(),
+                    head.as_ptr().cast(),
+                    head.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(n as usize)
+        });
+        match sent {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => head = &head[n..],
+            Err(e) => retry_or_fail(socket, e, idle).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Sends `len` bytes of `file` starting at `offset`. Each call is tried at once and the socket
+/// awaited only when it is full (no timer is armed for a body that fits the send buffer).
+/// Fails with `TimedOut` when the socket accepts nothing for `idle`, and with `UnexpectedEof`
+/// when the file ends first.
 pub async fn send(
     socket: &TcpStream,
     file: &File,
@@ -29,9 +59,6 @@ pub async fn send(
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflows"))?;
     let mut at = offset;
     while at < end {
-        tokio::time::timeout(idle, socket.writable())
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
         let count = (end - at).min(CHUNK) as usize;
         let sent = socket.try_io(Interest::WRITABLE, || {
             sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, count)
@@ -44,20 +71,24 @@ pub async fn send(
                 ))
             }
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e),
+            Err(e) => retry_or_fail(socket, e, idle).await?,
         }
     }
     Ok(())
 }
 
-/// One `sendfile(2)` call: up to `count` bytes of `file` from `*offset` to `socket`, advancing
-/// `*offset` by what was sent. A partial send (full socket buffer) is normal; `WouldBlock` means
-/// nothing could be sent.
+/// After a failed non-blocking call: waits until the socket is writable again (`WouldBlock`),
+/// retries at once (`Interrupted`), or gives the error back.
+async fn retry_or_fail(socket: &TcpStream, e: io::Error, idle: Duration) -> io::Result<()> {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => tokio::time::timeout(idle, socket.writable())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))?,
+        io::ErrorKind::Interrupted => Ok(()),
+        _ => Err(e),
+    }
+}
+
 fn sendfile(socket: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
     let mut off = libc::off_t::try_from(*offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;

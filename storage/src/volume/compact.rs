@@ -129,6 +129,7 @@ impl Store {
                 return Ok(None);
             }
             let mut batch = WriteBatch::default();
+            let mut repointed = Vec::with_capacity(moved.len());
             for (sha, from, to) in &moved {
                 if self.object_location(volumes.group(), sha)? == Some(*from) {
                     batch.put_cf(
@@ -136,11 +137,12 @@ impl Store {
                         keys::object(volumes.group(), &sha.0),
                         to.encode(),
                     );
+                    repointed.push((*sha, *from, *to));
                 }
             }
             self.stage_volume_head(&mut batch, volumes)?;
             self.write(batch, true)?;
-            volumes.swap(new_id, new, id);
+            volumes.swap(new_id, new, id, &repointed);
         }
         volumes.delete(id)?;
         tracing::info!(

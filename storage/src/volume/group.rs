@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::StorageError;
 use crate::object::Sha256;
 use crate::volume::location::Location;
+use crate::volume::memory_index::MemoryIndex;
 use crate::volume::needle::{self, NeedleFault, HEADER_LEN};
 
 /// The durable description of a group's volumes, written in every state batch that indexes new
@@ -41,6 +42,9 @@ pub struct GroupVolumes {
     /// Objects whose local bytes at a location failed their checksum: never served from there.
     /// A rewrite gives the object a new location, which is trusted again.
     corrupt: Mutex<HashMap<Sha256, Location>>,
+    /// The index in memory, for readers on async threads (see `memory_index.rs`). Its files
+    /// follow `Inner::files`; its entries are published by whoever writes the index batch.
+    memory: Arc<MemoryIndex>,
 }
 
 struct Inner {
@@ -152,6 +156,10 @@ impl GroupVolumes {
             sync_dir(&dir)?;
         }
         stubs.retain(|id, _| files.contains_key(id));
+        let memory = Arc::new(MemoryIndex::default());
+        for (id, file) in &files {
+            memory.add_file(*id, file.clone());
+        }
         Ok(GroupVolumes {
             group,
             dir,
@@ -165,7 +173,13 @@ impl GroupVolumes {
             }),
             writer: Mutex::new(()),
             corrupt: Mutex::new(HashMap::new()),
+            memory,
         })
+    }
+
+    /// The group's index in memory.
+    pub fn memory(&self) -> &Arc<MemoryIndex> {
+        &self.memory
     }
 
     pub fn group(&self) -> u32 {
@@ -253,8 +267,9 @@ impl GroupVolumes {
             inner.unsynced = false;
         }
         let id = inner.head.next_id.max(1);
-        let file = self.create(id)?;
-        inner.files.insert(id, Arc::new(file));
+        let file = Arc::new(self.create(id)?);
+        self.memory.add_file(id, file.clone());
+        inner.files.insert(id, file);
         inner.head = VolumeHead {
             next_id: id + 1,
             active: id,
@@ -306,6 +321,7 @@ impl GroupVolumes {
     /// Reads and checks the needle at `at`; the body if intact.
     /// Marks `sha`'s bytes at `at` as damaged (logged and counted once per damaged needle).
     pub fn mark_corrupt(&self, sha: &Sha256, at: Location, fault: NeedleFault) {
+        self.memory.remove_at(sha, &at);
         if lock(&self.corrupt).insert(*sha, at) != Some(at) {
             tracing::warn!(group = self.group, %sha, volume = at.volume, offset = at.offset, %fault, "object bytes failed their checksum; not serving them");
             metrics::counter!("tessera_scrub_corrupt_total").increment(1);
@@ -330,6 +346,7 @@ impl GroupVolumes {
     /// so a file of the old state is never mistaken for a new one.
     pub fn reset(&self) -> Result<(), StorageError> {
         let mut inner = lock(&self.inner);
+        self.memory.clear();
         for id in inner.files.keys() {
             std::fs::remove_file(self.dir.join(file_name(*id)))?;
         }
@@ -355,10 +372,25 @@ impl GroupVolumes {
         Ok((id, self.create(id)?))
     }
 
-    /// Publishes a finished compaction output and forgets the volume it replaces.
-    pub fn swap(&self, new_id: u32, new: File, old_id: u32) {
+    /// Publishes a finished compaction output and forgets the volume it replaces; `moved` are
+    /// the needles whose index entries the (written) batch re-pointed into it. The index in
+    /// memory learns the new file before its entries point there, and forgets the old file
+    /// only after they moved, so a reader finds one or the other.
+    pub fn swap(
+        &self,
+        new_id: u32,
+        new: File,
+        old_id: u32,
+        moved: &[(Sha256, Location, Location)],
+    ) {
         let mut inner = lock(&self.inner);
-        inner.files.insert(new_id, Arc::new(new));
+        let new = Arc::new(new);
+        self.memory.add_file(new_id, new.clone());
+        for (sha, from, to) in moved {
+            self.memory.moved(sha, from, to);
+        }
+        self.memory.remove_file(old_id);
+        inner.files.insert(new_id, new);
         inner.files.remove(&old_id);
         inner.stubs.remove(&old_id);
     }
@@ -367,6 +399,7 @@ impl GroupVolumes {
     pub fn delete(&self, id: u32) -> Result<(), StorageError> {
         {
             let mut inner = lock(&self.inner);
+            self.memory.remove_file(id);
             inner.files.remove(&id);
             inner.stubs.remove(&id);
         }

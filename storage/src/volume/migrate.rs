@@ -64,8 +64,12 @@ pub(crate) fn migrate_steps(
         }
         store.write_state(group, batch, true)?;
         if finished {
-            return Ok(moved);
+            break;
         }
+    }
+    // The moved objects become visible to readers in memory at once, at the end.
+    if moved > 0 {
+        store.load_memory_index(volumes)?;
     }
     Ok(moved)
 }

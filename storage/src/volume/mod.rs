@@ -16,6 +16,7 @@
 mod compact;
 mod group;
 mod location;
+mod memory_index;
 mod migrate;
 mod needle;
 mod scrub;
@@ -25,11 +26,12 @@ mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use compact::{Compaction, GARBAGE_RATIO};
 pub use group::{read_needle, sync_dir, GroupVolumes, VolumeHead};
 pub use location::Location;
+pub use memory_index::{IndexChange, MemoryIndex, Resident};
 pub use needle::{NeedleFault, HEADER_LEN};
 pub use scrub::ScrubSlice;
 pub use store::ObjectSlice;
@@ -43,6 +45,9 @@ pub struct Volumes {
     root: PathBuf,
     max_bytes: u64,
     groups: Mutex<HashMap<u32, Arc<GroupVolumes>>>,
+    /// Each opened group's index in memory, apart from `groups`: opening a group holds that
+    /// lock across disk reads, and async readers must never wait behind them.
+    memory: RwLock<HashMap<u32, Arc<MemoryIndex>>>,
 }
 
 impl Volumes {
@@ -51,6 +56,7 @@ impl Volumes {
             root,
             max_bytes,
             groups: Mutex::new(HashMap::new()),
+            memory: RwLock::new(HashMap::new()),
         }
     }
 
@@ -63,6 +69,22 @@ impl Volumes {
         self.groups
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `group`'s index in memory, once the group's volumes are open and it is loaded.
+    pub fn memory(&self, group: u32) -> Option<Arc<MemoryIndex>> {
+        self.memory
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&group)
+            .cloned()
+    }
+
+    pub(crate) fn publish_memory(&self, group: u32, index: Arc<MemoryIndex>) {
+        self.memory
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(group, index);
     }
 
     pub(crate) fn max_bytes(&self) -> u64 {

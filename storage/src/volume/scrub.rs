@@ -6,7 +6,7 @@ use rocksdb::WriteBatch;
 use crate::db::{Cf, Store};
 use crate::error::StorageError;
 use crate::object::Sha256;
-use crate::volume::{read_needle, Location};
+use crate::volume::{read_needle, IndexChange, Location};
 
 /// One slice of a scrub pass.
 #[derive(Debug, Default)]
@@ -69,9 +69,9 @@ impl Store {
         }
         let volumes = self.volumes(group)?;
         let _writer = volumes.writer();
-        if self.object_meta(group, sha)?.is_none() {
+        let Some(meta) = self.object_meta(group, sha)? else {
             return Ok(false);
-        }
+        };
         if let Some(at) = self.object_location(group, sha)? {
             if !volumes.is_corrupt(sha, &at) {
                 return Ok(false);
@@ -81,6 +81,11 @@ impl Store {
         let mut batch = WriteBatch::default();
         self.stage_location(&mut batch, &volumes, sha, &at)?;
         self.write_state(group, batch, false)?;
+        volumes.memory().publish(&IndexChange::Stored {
+            sha: *sha,
+            at,
+            content_type: meta.content_type,
+        });
         volumes.repaired(sha);
         tracing::info!(group, %sha, "repaired damaged object bytes from another replica");
         metrics::counter!("tessera_scrub_repaired_total").increment(1);

@@ -11,7 +11,8 @@ use crate::db::{Cf, Store};
 use crate::error::StorageError;
 use crate::keys;
 use crate::object::{ObjectMeta, Sha256};
-use crate::volume::{read_needle, GroupVolumes, Location, VolumeHead};
+use crate::volume::memory_index::Loaded;
+use crate::volume::{read_needle, GroupVolumes, Location, Resident, VolumeHead};
 
 /// `sm_meta` key of a group's [`VolumeHead`].
 const HEAD: &str = "volumes";
@@ -52,8 +53,44 @@ impl Store {
             stubs,
             self.volume_set().max_bytes(),
         )?);
+        self.load_memory_index(&opened)?;
         groups.insert(group, opened.clone());
+        self.volume_set()
+            .publish_memory(group, opened.memory().clone());
         Ok(opened)
+    }
+
+    /// Fills `volumes`' index in memory from the durable one: every `needles` entry whose
+    /// object has a record, with the record's content type (one merged pass over both column
+    /// families, both in hash order). Needles without a record (a group reset at start-up)
+    /// are left out. Called when a group is opened (before anyone else has it) and after a
+    /// snapshot install or migration (under the writer lock), so no apply publishes meanwhile.
+    pub(crate) fn load_memory_index(&self, volumes: &GroupVolumes) -> Result<(), StorageError> {
+        let group = volumes.group();
+        let mut loaded = Loaded::default();
+        let mut records = self.scan_group_objects(Cf::Objects, group, None, false);
+        let mut record = records.next().transpose()?;
+        for item in self.scan_group_objects(Cf::Needles, group, None, false) {
+            let (sha, raw) = item?;
+            while record.as_ref().is_some_and(|(next, _)| *next < sha) {
+                record = records.next().transpose()?;
+            }
+            let Some((next, value)) = &record else {
+                break;
+            };
+            if *next == sha {
+                let meta: ObjectMeta = bincode::deserialize(value)?;
+                loaded.add(&sha, &Location::decode(&raw)?, &meta.content_type);
+            }
+        }
+        volumes.memory().replace(loaded);
+        Ok(())
+    }
+
+    /// `sha`'s body in a volume of this node's replica of `group`, found in memory without
+    /// blocking (see `memory_index.rs`); `None` sends the caller to [`Store::object_slice`].
+    pub fn resident_object(&self, group: u32, sha: &Sha256) -> Option<Resident> {
+        self.volume_set().memory(group)?.get(sha)
     }
 
     /// How many of `group`'s objects have damaged local bytes awaiting repair.

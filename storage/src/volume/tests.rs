@@ -10,7 +10,7 @@ use rocksdb::WriteBatch;
 use crate::db::{Cf, Store};
 use crate::keys;
 use crate::object::{ObjectMeta, Sha256};
-use crate::volume::HEADER_LEN;
+use crate::volume::{IndexChange, HEADER_LEN};
 
 const GROUP: u32 = 3;
 
@@ -29,15 +29,57 @@ fn body(i: u32, len: usize) -> Vec<u8> {
     (0..len).map(|j| (i as usize * 31 + j * 7) as u8).collect()
 }
 
-/// Stores `bytes` the way the state machine does: stage, then write (which syncs the volume).
+/// Stores `bytes` the way the state machine does: stage, write (which syncs the volume), then
+/// publish the new location in memory.
 fn put(store: &Store, bytes: &[u8]) -> Sha256 {
     let sha = Sha256::of(bytes);
     let mut batch = WriteBatch::default();
-    store
+    let (outcome, stored) = store
         .stage_put_object(&mut batch, GROUP, &sha, &meta(bytes.len()), bytes)
         .unwrap();
     store.write_state(GROUP, batch, false).unwrap();
+    if let Some(at) = stored {
+        store
+            .volumes(GROUP)
+            .unwrap()
+            .memory()
+            .publish(&IndexChange::Stored {
+                sha,
+                at,
+                content_type: outcome.meta.content_type,
+            });
+    }
     sha
+}
+
+/// Drops one reference the way the state machine does.
+fn unref(store: &Store, sha: &Sha256) {
+    let mut batch = WriteBatch::default();
+    let after = store
+        .stage_reference(&mut batch, GROUP, sha, false)
+        .unwrap();
+    store.write_state(GROUP, batch, false).unwrap();
+    if after.map(|m| m.refcount) == Some(0) {
+        store
+            .volumes(GROUP)
+            .unwrap()
+            .memory()
+            .publish(&IndexChange::Deleted(*sha));
+    }
+}
+
+/// The bytes the index in memory points to for `sha`, read through its file handle.
+fn resident_bytes(store: &Store, sha: &Sha256) -> Option<Vec<u8>> {
+    let found = store.resident_object(GROUP, sha)?;
+    assert_eq!(found.content_type, "image/png");
+    assert_eq!(found.size, found.slice.len);
+    let mut read = vec![0u8; found.slice.len as usize];
+    found
+        .slice
+        .file
+        .read_exact_at(&mut read, found.slice.offset)
+        .unwrap();
+    Some(read)
 }
 
 fn volume_file(dir: &Path, id: u32) -> std::path::PathBuf {
@@ -195,9 +237,11 @@ fn a_data_dir_written_with_blobs_migrates_and_resumes() {
             .is_none());
         assert!(store.object_location(GROUP, &sha).unwrap().is_some());
         assert_eq!(store.object_bytes(GROUP, &sha).unwrap().unwrap(), b[..]);
+        assert!(resident_bytes(&store, &sha).as_ref() == Some(b));
     }
 }
 
+/// Also checks that the index in memory follows puts, deletes, compaction and reopening.
 #[test]
 fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,18 +262,22 @@ fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
             .sum()
     };
     let before = volume_bytes(&store);
+    for (sha, b) in &objects {
+        assert!(resident_bytes(&store, sha).as_ref() == Some(b));
+        // A hash sharing the in-memory key (its first 8 bytes) is not taken for the object.
+        let mut sibling = *sha;
+        sibling.0[31] ^= 1;
+        assert!(store.resident_object(GROUP, &sibling).is_none());
+    }
     // Drop three objects of every four.
     for (i, (sha, _)) in objects.iter().enumerate() {
         if i % 4 != 0 {
-            let mut batch = WriteBatch::default();
-            store
-                .stage_reference(&mut batch, GROUP, sha, false)
-                .unwrap();
-            store.write_state(GROUP, batch, false).unwrap();
+            unref(&store, sha);
         }
     }
     // A reader holding a slice from before keeps reading the old file after it is deleted.
     let (_, held) = store.object_slice(GROUP, &objects[0].0).unwrap().unwrap();
+    let resident = store.resident_object(GROUP, &objects[0].0).unwrap();
     let done = store
         .compact_volumes(GROUP, super::GARBAGE_RATIO, u64::MAX)
         .unwrap();
@@ -237,9 +285,22 @@ fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
     let after = volume_bytes(&store);
     assert!(after < before / 2, "{before} -> {after}");
     assert_eq!(before - after, done.reclaimed_bytes);
-    let mut read = vec![0u8; held.len as usize];
-    held.file.read_exact_at(&mut read, held.offset).unwrap();
-    assert_eq!(read, objects[0].1);
+    for slice in [held, resident.slice] {
+        let mut read = vec![0u8; slice.len as usize];
+        slice.file.read_exact_at(&mut read, slice.offset).unwrap();
+        assert!(read == objects[0].1);
+    }
+    let in_memory = |store: &Store| {
+        for (i, (sha, b)) in objects.iter().enumerate() {
+            let found = resident_bytes(store, sha);
+            assert!(
+                found.as_ref() == Some(b).filter(|_| i % 4 == 0),
+                "object {i}"
+            );
+        }
+        assert_eq!(store.volumes(GROUP).unwrap().memory().len(), 10);
+    };
+    in_memory(&store);
     for (i, (sha, b)) in objects.iter().enumerate() {
         let found = store.object_bytes(GROUP, sha).unwrap();
         if i % 4 == 0 {
@@ -258,9 +319,13 @@ fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
     );
     drop(store);
     let store = Store::open_with_volume_size(dir.path(), 256 << 10).unwrap();
+    // The index in memory is loaded from RocksDB when the group's volumes are opened (the
+    // state machine opens them at start-up).
+    assert!(store.resident_object(GROUP, &objects[0].0).is_none());
     for (sha, b) in objects.iter().step_by(4) {
         assert_eq!(store.object_bytes(GROUP, sha).unwrap().unwrap(), b[..]);
     }
+    in_memory(&store);
 }
 
 #[test]
@@ -349,4 +414,24 @@ fn volumes_that_unpurged_log_stubs_point_into_stay_in_place() {
         .compact_volumes(GROUP, super::GARBAGE_RATIO, 40)
         .unwrap();
     assert!(store.volumes(GROUP).unwrap().file(first.volume).is_none());
+}
+
+#[test]
+fn damaged_bytes_leave_the_index_in_memory_until_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let b = body(11, 9_000);
+    let sha = put(&store, &b);
+    assert!(store.resident_object(GROUP, &sha).is_some());
+    let at = store.object_location(GROUP, &sha).unwrap().unwrap();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(volume_file(dir.path(), at.volume))
+        .unwrap();
+    file.write_all_at(&[b[10] ^ 0xff], at.offset + 10).unwrap();
+    let slice = store.scrub_slice(GROUP, None, u64::MAX).unwrap();
+    assert_eq!(slice.damaged, vec![sha]);
+    assert!(store.resident_object(GROUP, &sha).is_none());
+    assert!(store.repair_object(GROUP, &sha, &b).unwrap());
+    assert!(resident_bytes(&store, &sha) == Some(b));
 }
