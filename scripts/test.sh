@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 # ab, wrk and nginx: the benchmark test runs them at toy sizes. zstd and python3-venv: the
 # import/export tests make fixtures and read exports back with datumaro and pycocotools.
 # chromium: the browser test (driven by playwright-core, which needs node and npm).
-scripts/setup.sh nginx apache2-utils wrk zstd python3-venv chromium
+# iptables and iproute2: the chaos campaign's network partitions.
+scripts/setup.sh nginx apache2-utils wrk zstd python3-venv chromium iptables iproute2
 command -v npm >/dev/null || scripts/setup.sh nodejs npm
 venv=target/formats-venv
 if ! cmp -s tests/formats/requirements.txt "$venv/requirements.txt" 2>/dev/null; then
@@ -21,3 +22,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
 # One test at a time: each cluster test runs several node processes on a 2-core machine.
 cargo test --workspace -- --test-threads=1
+# A short seeded fault campaign (about 2 minutes): 5 nodes, every fault kind; exits non-zero on
+# any safety violation. docs/reliability.md has the long one (200+ cycles) and what it found.
+target/debug/chaos --seed 7 --cycles 10 --hold-ms 1500-4000 --quiet-ms 500 --out target/chaos/ci

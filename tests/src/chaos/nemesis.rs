@@ -96,6 +96,34 @@ pub struct Nemesis<'a> {
     pub hold_ms: (u64, u64),
 }
 
+/// A group has a leader when one replica leads in the highest term any replica reports and a
+/// majority of its voters follow it: a stale leader cut off meanwhile, or a replica campaigning
+/// in a newer term, does not count.
+fn has_leader(group: &Value) -> bool {
+    let Some(replicas) = group["replicas"].as_object() else {
+        return false;
+    };
+    let voters: Vec<String> = group["voters"]
+        .as_array()
+        .map(|v| v.iter().map(|id| id.to_string()).collect())
+        .unwrap_or_default();
+    let top = replicas.values().filter_map(|r| r["term"].as_u64()).max();
+    let Some((id, _)) = replicas
+        .iter()
+        .find(|(_, r)| r["state"] == "leader" && r["term"].as_u64() == top)
+    else {
+        return false;
+    };
+    let leader = id.parse::<u64>().ok();
+    let following = replicas
+        .iter()
+        .filter(|(id, r)| {
+            voters.contains(id) && r["leader"].as_u64() == leader && r["term"].as_u64() == top
+        })
+        .count();
+    following > voters.len() / 2
+}
+
 fn tail(log: &str, lines: usize) -> String {
     let all: Vec<&str> = log.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -388,7 +416,7 @@ impl Nemesis<'_> {
                 let all_led = self.status().await.is_some_and(|s| {
                     s["groups"]
                         .as_array()
-                        .is_some_and(|g| g.iter().all(|g| g["leader"].as_u64().is_some()))
+                        .is_some_and(|g| g.iter().all(has_leader))
                 });
                 if all_led {
                     led = Some(start.elapsed().as_millis() as u64);
