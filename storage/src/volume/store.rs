@@ -11,7 +11,7 @@ use crate::db::{Cf, Store};
 use crate::error::StorageError;
 use crate::keys;
 use crate::object::{ObjectMeta, Sha256};
-use crate::volume::{read_needle, GroupVolumes, Location, VolumeHead};
+use crate::volume::{check_needle, read_needle, GroupVolumes, Location, VolumeHead};
 
 /// `sm_meta` key of a group's [`VolumeHead`].
 const HEAD: &str = "volumes";
@@ -177,16 +177,28 @@ impl Store {
         let Some(meta) = self.object_meta(group, sha)? else {
             return Ok(None);
         };
-        Ok(self.located(group, sha)?.map(|(at, file)| {
-            (
-                meta,
-                ObjectSlice {
-                    file,
-                    offset: at.offset,
-                    len: at.len,
-                },
-            )
-        }))
+        let Some((at, file)) = self.located(group, sha)? else {
+            return Ok(None);
+        };
+        // `sendfile` does not look at the bytes: a needle goes out that way only once this
+        // process has checked it (damage made while the node was down is found here, before
+        // the first byte is sent, not by the next scrub).
+        let volumes = self.volumes(group)?;
+        if !volumes.is_verified(&at) {
+            if let Err(fault) = check_needle(&file, &at, sha)? {
+                volumes.mark_corrupt(sha, at, fault);
+                return Ok(None);
+            }
+            volumes.note_verified(&at);
+        }
+        Ok(Some((
+            meta,
+            ObjectSlice {
+                file,
+                offset: at.offset,
+                len: at.len,
+            },
+        )))
     }
 
     /// An object's bytes read whole (positioned read) and checked against their checksum.
@@ -197,7 +209,10 @@ impl Store {
             return self.get_bytes(Cf::Blobs, &keys::object(group, &sha.0));
         };
         match read_needle(&file, &at, sha)? {
-            Ok(body) => Ok(Some(Bytes::from(body))),
+            Ok(body) => {
+                self.volumes(group)?.note_verified(&at);
+                Ok(Some(Bytes::from(body)))
+            }
             Err(fault) => {
                 self.volumes(group)?.mark_corrupt(sha, at, fault);
                 Ok(None)
