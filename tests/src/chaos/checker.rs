@@ -6,7 +6,7 @@
 //! `If-Match` version; a save that was answered as refused in the history; replicas whose
 //! histories differ; a key whose operations admit no linearisation; a task claimed while held.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -25,6 +25,8 @@ pub struct Findings {
     pub violations: Vec<String>,
     /// Keys whose search ran out of budget.
     pub unknown: Vec<String>,
+    /// Nodes left stopped because they crash-loop: not checked.
+    pub broken: Vec<u64>,
     /// Nodes that could not answer after the last heal (liveness, not safety): what they said.
     pub unavailable: BTreeMap<u64, (usize, String)>,
     pub objects_checked: usize,
@@ -77,7 +79,7 @@ async fn objects(world: &World, ops: &[Op], out: &mut Findings) {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     out.objects_checked = acked.len();
-    for (node, http) in &world.nodes {
+    for (node, http) in world.nodes.iter().filter(|(n, _)| !out.broken.contains(n)) {
         let client = world.admin.with_base(http);
         for chunk in acked.chunks(16) {
             let reads = chunk.iter().map(|sha| {
@@ -112,7 +114,7 @@ async fn key_history(world: &World, path: &str, out: &mut Findings) -> Result<Ve
     loop {
         let mut answers = Vec::new();
         let mut silent = Vec::new();
-        for (node, http) in &world.nodes {
+        for (node, http) in world.nodes.iter().filter(|(n, _)| !out.broken.contains(n)) {
             match get_json(&world.manager.with_base(http), &format!("{path}/history")).await {
                 Ok(v) => answers.push((*node, v["items"].as_array().cloned().unwrap_or_default())),
                 Err(e) => silent.push((*node, e)),
@@ -348,9 +350,13 @@ async fn tasks(world: &World, ops: &[Op], out: &mut Findings) {
     }
 }
 
-/// Runs every check against the healed cluster.
-pub async fn check(world: &World, ops: &[Op], end_us: u64) -> Findings {
-    let mut out = Findings::default();
+/// Runs every check against the healed cluster, on every node but the `broken` ones (which
+/// crash-loop and are left stopped: reported as such).
+pub async fn check(world: &World, ops: &[Op], end_us: u64, broken: &BTreeSet<u64>) -> Findings {
+    let mut out = Findings {
+        broken: broken.iter().copied().collect(),
+        ..Findings::default()
+    };
     objects(world, ops, &mut out).await;
     annotations(world, ops, end_us, &mut out).await;
     tasks(world, ops, &mut out).await;

@@ -110,13 +110,7 @@ pub async fn run(config: Config) -> Result<Outcome, String> {
         config.faults.iter().map(|f| f.name()).collect::<Vec<_>>()
     ));
 
-    let mut nemesis = Nemesis {
-        cluster: &mut cluster,
-        firewall,
-        history: &history,
-        rng: rng.fork(),
-        hold_ms: config.hold_ms,
-    };
+    let mut nemesis = Nemesis::new(&mut cluster, firewall, &history, rng.fork(), config.hold_ms);
     let mut cycles: Vec<Cycle> = Vec::new();
     for number in 1..=config.cycles {
         let fault = *nemesis.rng.pick(&config.faults);
@@ -127,12 +121,13 @@ pub async fn run(config: Config) -> Result<Outcome, String> {
     for w in workers {
         let _ = w.await;
     }
+    let broken = std::mem::take(&mut nemesis.broken);
     drop(nemesis);
     history.event("load stopped; checking".into());
     cluster.wait_ready().await;
     let ops = history.ops();
     let end_us = history.now_us();
-    let findings = checker::check(&world, &ops, end_us).await;
+    let findings = checker::check(&world, &ops, end_us, &broken).await;
     let header = format!(
         "Seed {}, {} nodes, RF {}, {} shards, {} cycles, faults held {}–{} ms, {} Raft timing, {:.0} s in all.",
         config.seed,
@@ -147,6 +142,14 @@ pub async fn run(config: Config) -> Result<Outcome, String> {
     );
     let report = report::render(&header, &cycles, &ops, &findings);
     save(&config.out, &report, &ops, &history, &cycles, &cluster).map_err(|e| e.to_string())?;
+    // Stop the nodes and unmount their disks, so the temporary directory can be removed.
+    let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+    for id in ids {
+        if cluster.node(id).is_running() {
+            cluster.kill(id);
+        }
+        let _ = sandbox::run("umount", &[&cluster.data_dir(id).display().to_string()]);
+    }
     Ok(Outcome {
         report,
         violations: findings.violations.len(),

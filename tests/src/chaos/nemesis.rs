@@ -2,6 +2,7 @@
 //! by index and durations repeat for a seed; which node *is* a leader at that moment depends on
 //! the run), then healed, then the time until the cluster has recovered is measured.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -94,6 +95,11 @@ pub struct Nemesis<'a> {
     pub history: &'a History,
     pub rng: Rng,
     pub hold_ms: (u64, u64),
+    /// Nodes that crash-loop (exited three times in one cycle): left stopped, no longer
+    /// targeted or waited for, and reported.
+    pub broken: BTreeSet<u64>,
+    /// Exits per node in the current cycle.
+    exits: HashMap<u64, usize>,
 }
 
 /// A group has a leader when one replica leads in the highest term any replica reports and a
@@ -129,9 +135,33 @@ fn tail(log: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-impl Nemesis<'_> {
+impl<'a> Nemesis<'a> {
+    pub fn new(
+        cluster: &'a mut TestCluster,
+        firewall: Firewall,
+        history: &'a History,
+        rng: Rng,
+        hold_ms: (u64, u64),
+    ) -> Nemesis<'a> {
+        Nemesis {
+            cluster,
+            firewall,
+            history,
+            rng,
+            hold_ms,
+            broken: BTreeSet::new(),
+            exits: HashMap::new(),
+        }
+    }
+
+    /// The nodes the nemesis works with: all but the broken ones.
     fn ids(&self) -> Vec<u64> {
-        self.cluster.nodes.iter().map(|n| n.id).collect()
+        self.cluster
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| !self.broken.contains(id))
+            .collect()
     }
 
     async fn status(&self) -> Option<Value> {
@@ -172,6 +202,7 @@ impl Nemesis<'_> {
 
     /// Runs one cycle of `fault`.
     pub async fn cycle(&mut self, number: usize, fault: Fault) -> Cycle {
+        self.exits.clear();
         let ids = self.ids();
         let mut findings = Vec::new();
         let what = match fault {
@@ -350,15 +381,29 @@ impl Nemesis<'_> {
         )
     }
 
-    /// A node that exited by itself is a finding; it is started again.
+    /// A node that exited by itself is a finding; it is started again, unless it exits a third
+    /// time in the cycle: then it crash-loops and is left stopped.
     fn restart_exited(&mut self, fault: Fault, findings: &mut Vec<String>) {
         for id in self.ids() {
-            if let Some(status) = self.cluster.exited(id) {
+            let Some(status) = self.cluster.exited(id) else {
+                continue;
+            };
+            let exits = self.exits.entry(id).or_default();
+            *exits += 1;
+            if *exits == 1 {
                 findings.push(format!(
                     "node {id} exited ({status}) during {}; its log ends:\n{}",
                     fault.name(),
                     tail(&self.cluster.log(id), 15)
                 ));
+            }
+            if *exits >= 3 {
+                findings.push(format!(
+                    "node {id} crash-loops after {}: left stopped for the rest of the campaign",
+                    fault.name()
+                ));
+                self.broken.insert(id);
+            } else {
                 self.cluster.start_node(id);
             }
         }
@@ -424,8 +469,12 @@ impl Nemesis<'_> {
             }
             if ready.is_none() {
                 let mut all = true;
-                for node in &self.cluster.nodes {
-                    let client = node.client().with_timeout(Duration::from_secs(2));
+                for id in self.ids() {
+                    let client = self
+                        .cluster
+                        .node(id)
+                        .client()
+                        .with_timeout(Duration::from_secs(2));
                     all &= matches!(client.get("/readyz").await, Ok(r) if r.status == 200);
                 }
                 if all {
