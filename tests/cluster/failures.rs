@@ -131,3 +131,61 @@ async fn objects_survive_a_full_cluster_restart() {
         }
     }
 }
+
+/// A leader cut off from its followers keeps believing it leads (openraft 0.9 has no
+/// check-quorum step-down): its `/readyz` must stop saying ready once no quorum has
+/// acknowledged it for an election timeout, and say it again when they are back (found by the
+/// chaos campaign: nodes "ready" while their groups had no working leader).
+#[tokio::test]
+async fn a_leader_cut_off_from_its_followers_is_not_ready() {
+    let mut cluster = TestCluster::start(Options {
+        nodes: 3,
+        shards: 1,
+        ..Options::default()
+    })
+    .await;
+    // The node must lead both groups it hosts: in a group it only follows, it would become a
+    // candidate and be unready for that reason alone. The catalogue's leadership moves by
+    // killing its leader until it lands on the shard's.
+    let mut leader = None;
+    for _ in 0..20 {
+        let (catalogue, shard) = (leader_of(&cluster, 0).await, leader_of(&cluster, 1).await);
+        if catalogue == shard {
+            leader = Some(shard);
+            break;
+        }
+        cluster.kill(catalogue);
+        eventually("another catalogue leader", DEADLINE, || async {
+            let status = cluster.status().await;
+            status["groups"][0]["leader"]
+                .as_u64()
+                .filter(|l| *l != catalogue)
+        })
+        .await;
+        cluster.restart(catalogue).await;
+    }
+    let leader = leader.expect("one node leading both groups");
+    let followers: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != leader)
+        .collect();
+    for id in &followers {
+        cluster.pause(*id);
+    }
+    let client = cluster.node(leader).client();
+    eventually(
+        "the cut-off leader to say it is not ready",
+        DEADLINE,
+        || async {
+            let reply = client.get("/readyz").await.ok()?;
+            (reply.status == 503).then_some(())
+        },
+    )
+    .await;
+    for id in &followers {
+        cluster.resume(*id);
+    }
+    cluster.wait_ready().await;
+}
