@@ -1,7 +1,7 @@
 //! Disk faults: every node's data dir is its own size-limited tmpfs (so the node can be run out
 //! of space without touching the machine's disk), and data files are damaged while the node is
-//! down. Each damage keeps the file's original bytes, so the harness can put them back if the
-//! node does not recover by itself (recorded as a finding) and the campaign can go on.
+//! down. The harness copies the stopped node's whole data dir first, so it can put the node back
+//! as it was if it does not recover by itself (recorded as a finding) and the campaign goes on.
 
 use std::fs;
 use std::io::{self, Write};
@@ -71,18 +71,48 @@ pub enum Damage {
     Truncate,
 }
 
-/// A damaged file and its original bytes.
+/// A damaged file and what was done to it.
 pub struct Damaged {
     pub path: PathBuf,
     pub what: String,
-    original: Vec<u8>,
 }
 
-impl Damaged {
-    /// Puts the original bytes back.
-    pub fn restore(&self) -> io::Result<()> {
-        fs::write(&self.path, &self.original)
+/// Copies a stopped node's data dir aside (`<dir>.backup`, replacing an older copy).
+pub fn backup(dir: &Path) -> io::Result<PathBuf> {
+    let copy = dir.with_extension("backup");
+    if copy.exists() {
+        fs::remove_dir_all(&copy)?;
     }
+    fs::create_dir_all(&copy)?;
+    run(
+        "cp",
+        &[
+            "-a",
+            &format!("{}/.", dir.display()),
+            &copy.display().to_string(),
+        ],
+    )?;
+    Ok(copy)
+}
+
+/// Puts a stopped node's data dir back as [`backup`] found it.
+pub fn restore(dir: &Path, copy: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    run(
+        "cp",
+        &[
+            "-a",
+            &format!("{}/.", copy.display()),
+            &dir.display().to_string(),
+        ],
+    )
 }
 
 fn files(dir: &Path, target: Target, out: &mut Vec<PathBuf>) {
@@ -159,9 +189,5 @@ pub fn damage(
             format!("truncated {len} -> {keep} bytes")
         }
     };
-    Ok(Some(Damaged {
-        path,
-        what,
-        original,
-    }))
+    Ok(Some(Damaged { path, what }))
 }

@@ -289,6 +289,14 @@ impl<'a> Nemesis<'a> {
             _ => (Target::Wal, Damage::Truncate),
         };
         self.cluster.kill(target);
+        let data = self.cluster.data_dir(target);
+        let copy = match disk::backup(&data) {
+            Ok(copy) => Some(copy),
+            Err(e) => {
+                findings.push(format!("could not copy the data dir: {e}"));
+                None
+            }
+        };
         let damaged = match disk::damage(&self.cluster.data_dir(target), kind, how, &mut self.rng) {
             Ok(d) => d,
             Err(e) => {
@@ -325,13 +333,13 @@ impl<'a> Nemesis<'a> {
             if self.cluster.node(target).is_running() {
                 self.cluster.kill(target);
             }
-            if let Some(d) = &damaged {
-                if let Err(e) = d.restore() {
-                    findings.push(format!("could not restore {}: {e}", d.path.display()));
+            if let Some(copy) = &copy {
+                if let Err(e) = disk::restore(&data, copy) {
+                    findings.push(format!("could not restore the data dir: {e}"));
                 }
             }
             self.history.event(format!(
-                "cycle {number}: restored the damaged file of node {target}"
+                "cycle {number}: restored node {target}'s data dir as it was before the damage"
             ));
             self.cluster.start_node(target);
         }
