@@ -22,6 +22,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
 # One test at a time: each cluster test runs several node processes on a 2-core machine.
 cargo test --workspace -- --test-threads=1
-# A short seeded fault campaign (about 2 minutes): 5 nodes, every fault kind; exits non-zero on
-# any safety violation. docs/reliability.md has the long one (200+ cycles) and what it found.
-target/debug/chaos --seed 7 --cycles 10 --hold-ms 1500-4000 --quiet-ms 500 --out target/chaos/ci
+# A short seeded fault campaign (about 2 minutes): 5 nodes, every fault kind but disk-full (a
+# known open problem that takes the node out for good, docs/reliability.md); exits non-zero on
+# any safety violation. docs/reliability.md has the long one (200 cycles) and what it found.
+target/debug/chaos --seed 7 --cycles 24 --hold-ms 1500-4000 --quiet-ms 500 --out target/chaos/ci \
+  --faults kill-node,kill-shard-leader,kill-catalogue-leader,pause,isolate,split,bridge,flip-volume,truncate-volume,flip-table,torn-wal

@@ -17,7 +17,7 @@ use super::linearizable::{self, Call, Entry, State, Verdict};
 use super::load::World;
 
 /// Steps the linearisability search may take per key before it gives up ("unknown").
-const SEARCH_BUDGET: u64 = 5_000_000;
+const SEARCH_BUDGET: u64 = 2_000_000;
 
 #[derive(Default)]
 pub struct Findings {

@@ -3,7 +3,7 @@
 //! when the version is `v` and fails (412) otherwise. Operations that may or may not have taken
 //! effect (`Info`) are open-ended: they may be linearised anywhere after their call, or never.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// The register's state: its version and which save wrote it (an index into the markers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -88,6 +88,12 @@ pub fn check(mut entries: Vec<Entry>, budget: u64) -> Verdict {
     let mut deepest = (0usize, Vec::new());
     let mut next_candidate = 0usize;
     let mut steps = 0u64;
+    // `(return time, index)` of every operation not linearised yet.
+    let mut open: BTreeSet<(u64, usize)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.ret_us, i))
+        .collect();
     let is_done = |done: &[u64], i: usize| done[i / 64] & (1 << (i % 64)) != 0;
     loop {
         steps += 1;
@@ -99,11 +105,7 @@ pub fn check(mut entries: Vec<Entry>, budget: u64) -> Verdict {
         }
         // Operations that may go next: not done, called before the earliest return among
         // those not done.
-        let earliest_ret = (0..n)
-            .filter(|&i| !is_done(&done, i))
-            .map(|i| entries[i].ret_us)
-            .min()
-            .unwrap_or(u64::MAX);
+        let earliest_ret = open.first().map_or(u64::MAX, |(ret, _)| *ret);
         let mut advanced = false;
         let mut i = next_candidate;
         while i < n && entries[i].call_us <= earliest_ret {
@@ -122,6 +124,7 @@ pub fn check(mut entries: Vec<Entry>, budget: u64) -> Verdict {
                     marked[i / 64] |= 1 << (i % 64);
                     if seen.insert((marked.clone(), next)) {
                         stack.push((i, state, i + 1));
+                        open.remove(&(e.ret_us, i));
                         done = marked;
                         state = next;
                         if e.required {
@@ -153,6 +156,7 @@ pub fn check(mut entries: Vec<Entry>, budget: u64) -> Verdict {
             };
         };
         done[last / 64] &= !(1 << (last % 64));
+        open.insert((entries[last].ret_us, last));
         if entries[last].required {
             done_required -= 1;
         }

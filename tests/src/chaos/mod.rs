@@ -127,6 +127,9 @@ pub async fn run(config: Config) -> Result<Outcome, String> {
     cluster.wait_ready().await;
     let ops = history.ops();
     let end_us = history.now_us();
+    // The history first: a checker that finds something can be read against it.
+    save(&config.out, "(checking)", &ops, &history, &cycles, &cluster)
+        .map_err(|e| e.to_string())?;
     let findings = checker::check(&world, &ops, end_us, &broken).await;
     let header = format!(
         "Seed {}, {} nodes, RF {}, {} shards, {} cycles, faults held {}–{} ms, {} Raft timing, {:.0} s in all.",
