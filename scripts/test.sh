@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 # ab, wrk and nginx: the benchmark test runs them at toy sizes. zstd and python3-venv: the
 # import/export tests make fixtures and read exports back with datumaro and pycocotools.
 # chromium: the browser test (driven by playwright-core, which needs node and npm).
-scripts/setup.sh nginx apache2-utils wrk zstd python3-venv chromium
+# iptables and iproute2: the chaos campaign's network partitions.
+scripts/setup.sh nginx apache2-utils wrk zstd python3-venv chromium iptables iproute2
 command -v npm >/dev/null || scripts/setup.sh nodejs npm
 venv=target/formats-venv
 if ! cmp -s tests/formats/requirements.txt "$venv/requirements.txt" 2>/dev/null; then
@@ -21,3 +22,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
 # One test at a time: each cluster test runs several node processes on a 2-core machine.
 cargo test --workspace -- --test-threads=1
+# A short seeded fault campaign (about 2 minutes): 5 nodes, kills, pauses and partitions; exits
+# non-zero on any safety violation. Disk faults are left out until the open findings in
+# docs/reliability.md (damaged needles still in the log, disk full, corrupt tables) are fixed:
+# today they leave nodes crash-looping. docs/reliability.md has the 200-cycle run.
+target/debug/chaos --seed 7 --cycles 24 --hold-ms 1500-3500 --quiet-ms 300 --out target/chaos/ci \
+  --faults kill-node,kill-shard-leader,kill-catalogue-leader,pause,isolate,split,bridge

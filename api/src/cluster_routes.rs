@@ -122,8 +122,9 @@ pub async fn init(
     })))
 }
 
-/// `GET /api/v1/cluster`: nodes (up or not), and per group its replicas, leader, term and the
-/// applied index of every replica, gathered from all nodes at once.
+/// `GET /api/v1/cluster`: nodes (up or not), and per group its replicas, leader, term and each
+/// replica's own view (state, term, the leader it knows, applied index), gathered from all
+/// nodes at once: a replica whose term is ahead of its leader's shows an election under way.
 pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let cluster = &state.cluster;
     let spec = cluster.spec();
@@ -150,7 +151,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             let replicas: BTreeMap<String, Value> = reports
                 .iter()
                 .map(|r| {
-                    let v = json!({ "state": r.state, "applied": r.applied, "last_log": r.last_log, "snapshot": r.snapshot, "damaged": r.damaged });
+                    let v = json!({ "state": r.state, "term": r.term, "leader": r.leader, "applied": r.applied, "last_log": r.last_log, "snapshot": r.snapshot, "damaged": r.damaged });
                     (r.reporter.to_string(), v)
                 })
                 .collect();

@@ -141,6 +141,9 @@ pub struct Cluster {
     directory: Arc<Directory>,
     /// Per shard group, the hashes this node found absent as its leader (see `absent.rs`).
     absent: HashMap<u32, Arc<Absent>>,
+    /// How long a leader counts as one for readiness without a quorum's acknowledgement: an
+    /// election timeout, after which the followers it lost may have elected another.
+    leader_lease_ms: u64,
 }
 
 impl Cluster {
@@ -213,6 +216,7 @@ impl Cluster {
             cache: Arc::new(ObjectCache::new(cache_bytes)),
             directory,
             absent,
+            leader_lease_ms: tuning.election_timeout_ms,
         });
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
         tokio::spawn(keep_directory_current(Arc::downgrade(&cluster)));
@@ -263,13 +267,25 @@ impl Cluster {
         }
     }
 
-    /// Whether every local group has a leader and the catalogue knows the placement.
+    /// Whether every local group runs and has a leader. A group whose Raft stopped (a storage
+    /// error) is not led here; a leader counts only while a quorum acknowledged it within an
+    /// election timeout: a leader cut off from its followers keeps believing it leads (openraft
+    /// 0.9 has no check-quorum step-down), and a node whose own groups' leader is gone must not
+    /// tell a load balancer it is ready.
     pub fn is_ready(&self) -> bool {
         !self.groups.is_empty()
-            && self
-                .groups
-                .values()
-                .all(|r| r.metrics().borrow().current_leader.is_some())
+            && self.groups.values().all(|r| {
+                let metrics = r.metrics();
+                let m = metrics.borrow();
+                m.running_state.is_ok()
+                    && match m.state {
+                        ServerState::Leader => m
+                            .millis_since_quorum_ack
+                            .is_some_and(|ms| ms <= self.leader_lease_ms),
+                        ServerState::Shutdown => false,
+                        _ => m.current_leader.is_some(),
+                    }
+            })
     }
 
     /// Initialises every group of the cluster on its first replica (and the placement in the

@@ -2,9 +2,11 @@
 //! temporary data dirs, killed and restarted for real. Tests poll with deadlines; nothing here
 //! sleeps to synchronise.
 
+pub mod chaos;
 mod images;
 
 use std::future::Future;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -129,6 +131,7 @@ pub struct TestCluster {
     dir: tempfile::TempDir,
     config: PathBuf,
     bin: PathBuf,
+    uid_base: Option<u32>,
     pub nodes: Vec<Node>,
 }
 
@@ -150,6 +153,9 @@ pub struct Options {
     /// (`<node data>/https.pem`; the CA's certificate is [`TestCluster::ca_cert`]). The
     /// harness's own clients keep speaking plain HTTP, which loopback clients may.
     pub https: bool,
+    /// Runs node `id` as uid and gid `base + id` (the harness must be root): the chaos harness
+    /// tells the nodes' traffic apart by its owner to cut the network between them.
+    pub uid_base: Option<u32>,
 }
 
 impl Default for Options {
@@ -165,6 +171,7 @@ impl Default for Options {
             access_token_ttl_s: 3600,
             scrub_interval_ms: None,
             https: false,
+            uid_base: None,
         }
     }
 }
@@ -172,6 +179,14 @@ impl Default for Options {
 impl TestCluster {
     /// Starts every node, initialises the cluster and waits until it is ready.
     pub async fn start(opts: Options) -> TestCluster {
+        let mut cluster = TestCluster::create(&opts);
+        cluster.boot().await;
+        cluster
+    }
+
+    /// Writes the configuration and creates every node's (empty) data dir, starting nothing:
+    /// the caller may prepare the data dirs (mounts, owners) before [`TestCluster::boot`].
+    pub fn create(opts: &Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut toml = format!(
             "[cluster]\nshards = {}\nreplication = {}\nmax_object_mb = {}\naccess_token_ttl_s = {}\n\n\
@@ -211,16 +226,6 @@ impl TestCluster {
         }
         let config = dir.path().join("cluster.toml");
         std::fs::write(&config, toml).expect("write config");
-        let bin = binary();
-        // The cluster CA and every node's certificate for the internal RPC's mutual TLS, as
-        // `tessera up` makes them.
-        let issued = Command::new(&bin)
-            .args(["ca", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .status()
-            .expect("tessera ca");
-        assert!(issued.success(), "tessera ca failed");
         if opts.https {
             let (ca, _) =
                 tessera_raft::cluster_ca::ClusterCa::open_or_create(&dir.path().join("data/ca"))
@@ -235,15 +240,56 @@ impl TestCluster {
                 std::fs::write(node_dir.join("https.key"), cert.key_pem).expect("key");
             }
         }
-        let mut cluster = TestCluster {
+        let cluster = TestCluster {
             dir,
             config,
-            bin,
+            bin: binary(),
+            uid_base: opts.uid_base,
             nodes,
         };
-        for id in 1..=opts.nodes as u64 {
-            cluster.spawn(id);
+        for node in &cluster.nodes {
+            std::fs::create_dir_all(cluster.data_dir(node.id)).expect("data dir");
         }
+        cluster
+    }
+
+    /// The cluster CA and every node's certificate for the internal RPC's mutual TLS, as
+    /// `tessera up` makes them, in the nodes' data dirs (after whatever was mounted there), and
+    /// owned by the nodes' own users when they run as other users.
+    fn issue_certificates(&self) {
+        let issued = Command::new(&self.bin)
+            .args(["ca", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .status()
+            .expect("tessera ca");
+        assert!(issued.success(), "tessera ca failed");
+        let Some(base) = self.uid_base else {
+            return;
+        };
+        for node in &self.nodes {
+            let uid = base + node.id as u32;
+            let owned = Command::new("chown")
+                .args(["-R", &format!("{uid}:{uid}")])
+                .arg(self.data_dir(node.id).join("tls"))
+                .status()
+                .expect("chown");
+            assert!(
+                owned.success(),
+                "chown of node {}'s certificates failed",
+                node.id
+            );
+        }
+    }
+
+    /// Starts every node, initialises the cluster, waits until it is ready and logs in.
+    pub async fn boot(&mut self) {
+        self.issue_certificates();
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for id in &ids {
+            self.spawn(*id);
+        }
+        let cluster = self;
         let first = cluster.node(1).client();
         let token_file = cluster.data_dir(1).join("init-token");
         // Polled like `eventually`, but a failure says what the last attempt got and what the
@@ -280,7 +326,6 @@ impl TestCluster {
         for node in &mut cluster.nodes {
             node.token = Some(token.clone());
         }
-        cluster
     }
 
     /// The cluster.toml the nodes run with (for CLI tests).
@@ -295,22 +340,46 @@ impl TestCluster {
             .expect("no such node")
     }
 
+    /// Starts a stopped node without waiting for it (see [`TestCluster::restart`]).
+    pub fn start_node(&mut self, id: u64) {
+        assert!(!self.node(id).is_running(), "node {id} is running");
+        self.spawn(id);
+    }
+
     fn spawn(&mut self, id: u64) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join(format!("node-{id}.log")))
             .expect("log file");
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args(["run", "--id", &id.to_string(), "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,openraft=warn")
             .env("TESSERA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn tessera");
+            .stderr(log);
+        if let Some(base) = self.uid_base {
+            let uid = base + id as u32;
+            command.uid(uid).gid(uid);
+        }
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. A harness
+        // that dies (a panic, SIGKILL) then takes its nodes with it instead of leaving them
+        // running. Linux sends the signal when the spawning *thread* ends: nodes are started
+        // from runtime threads, never from short-lived blocking-pool ones. Set after the uid
+        // change, which would clear it.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = command.spawn().expect("spawn tessera");
         let node = self
             .nodes
             .iter_mut()
@@ -336,6 +405,15 @@ impl TestCluster {
         let mut child = node.process.take().expect("node is not running");
         child.kill().expect("kill -9");
         child.wait().expect("reap");
+    }
+
+    /// Whether a node that should be running has exited by itself (a crash, a panic), with its
+    /// exit status; it then counts as stopped.
+    pub fn exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let node = self.nodes.iter_mut().find(|n| n.id == id)?;
+        let status = node.process.as_mut()?.try_wait().ok()??;
+        node.process = None;
+        Some(status)
     }
 
     /// `SIGSTOP`: the node is frozen as a stalled machine would be (its sockets stay open), until

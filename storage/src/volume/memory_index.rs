@@ -66,6 +66,8 @@ impl Slot {
 /// An object found in memory: what the fast path needs to answer without the record.
 #[derive(Clone, Debug)]
 pub struct Resident {
+    /// Where the needle's body is (for the check that it is intact, `GroupVolumes::is_verified`).
+    pub at: Location,
     pub size: u64,
     pub content_type: &'static str,
     pub slice: ObjectSlice,
@@ -142,6 +144,7 @@ impl MemoryIndex {
             return None;
         }
         Some(Resident {
+            at,
             size: at.len,
             content_type: CONTENT_TYPES.get(usize::from(slot.kind))?,
             slice: ObjectSlice {

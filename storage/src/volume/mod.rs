@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use compact::{Compaction, GARBAGE_RATIO};
-pub use group::{read_needle, sync_dir, GroupVolumes, VolumeHead};
+pub use group::{check_needle, read_needle, sync_dir, GroupVolumes, VolumeHead};
 pub use location::Location;
 pub use memory_index::{IndexChange, MemoryIndex, Resident};
 pub use needle::{NeedleFault, HEADER_LEN};

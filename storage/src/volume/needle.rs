@@ -73,18 +73,48 @@ pub fn decode_header(head: &[u8]) -> Result<NeedleHeader, NeedleFault> {
 
 /// Checks a whole needle (`header ++ body`) read from disk against the object it should hold.
 pub fn verify(needle: &[u8], sha: &Sha256, len: u64) -> Result<(), NeedleFault> {
-    let header = decode_header(needle)?;
-    if header.sha != *sha || header.len != len {
-        return Err(NeedleFault::Mismatch);
-    }
+    let mut sum = Checksum::start(needle, sha, len)?;
     let body = &needle[HEADER_LEN as usize..];
     if body.len() as u64 != len {
         return Err(NeedleFault::Truncated);
     }
-    if checksum(needle, body) != header.checksum {
-        return Err(NeedleFault::Checksum);
+    sum.update(body);
+    sum.finish()
+}
+
+/// A needle's checksum computed over its body piece by piece, for checking a needle without
+/// holding it whole.
+pub struct Checksum {
+    hasher: crc32fast::Hasher,
+    expected: u32,
+}
+
+impl Checksum {
+    /// Starts from the needle's header, checked against the object it should hold.
+    pub fn start(head: &[u8], sha: &Sha256, len: u64) -> Result<Checksum, NeedleFault> {
+        let header = decode_header(head)?;
+        if header.sha != *sha || header.len != len {
+            return Err(NeedleFault::Mismatch);
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&head[..COVERED]);
+        Ok(Checksum {
+            hasher,
+            expected: header.checksum,
+        })
     }
-    Ok(())
+
+    pub fn update(&mut self, body: &[u8]) {
+        self.hasher.update(body);
+    }
+
+    pub fn finish(self) -> Result<(), NeedleFault> {
+        if self.hasher.finalize() == self.expected {
+            Ok(())
+        } else {
+            Err(NeedleFault::Checksum)
+        }
+    }
 }
 
 fn checksum(head: &[u8], body: &[u8]) -> u32 {

@@ -43,7 +43,10 @@ impl Store {
                 // Compacted away since the lookup: the new copy is checked by a later pass.
                 None => continue,
                 Some(file) => match read_needle(&file, &at, &sha)? {
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        volumes.note_verified(&at);
+                        continue;
+                    }
                     Err(fault) => fault,
                 },
             };

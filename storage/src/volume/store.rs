@@ -12,7 +12,7 @@ use crate::error::StorageError;
 use crate::keys;
 use crate::object::{ObjectMeta, Sha256};
 use crate::volume::memory_index::Loaded;
-use crate::volume::{read_needle, GroupVolumes, Location, Resident, VolumeHead};
+use crate::volume::{check_needle, read_needle, GroupVolumes, Location, Resident, VolumeHead};
 
 /// `sm_meta` key of a group's [`VolumeHead`].
 const HEAD: &str = "volumes";
@@ -89,8 +89,13 @@ impl Store {
 
     /// `sha`'s body in a volume of this node's replica of `group`, found in memory without
     /// blocking (see `memory_index.rs`); `None` sends the caller to [`Store::object_slice`].
+    /// Only needles this process has checked are offered: `sendfile` does not look at the
+    /// bytes, so a needle damaged while the node was down goes first through `object_slice`,
+    /// which checks it (and marks it damaged, or checked).
     pub fn resident_object(&self, group: u32, sha: &Sha256) -> Option<Resident> {
-        self.volume_set().memory(group)?.get(sha)
+        let resident = self.volume_set().memory(group)?.get(sha)?;
+        let volumes = self.volume_set().groups().get(&group).cloned()?;
+        volumes.is_verified(&resident.at).then_some(resident)
     }
 
     /// How many of `group`'s objects have damaged local bytes awaiting repair.
@@ -214,16 +219,28 @@ impl Store {
         let Some(meta) = self.object_meta(group, sha)? else {
             return Ok(None);
         };
-        Ok(self.located(group, sha)?.map(|(at, file)| {
-            (
-                meta,
-                ObjectSlice {
-                    file,
-                    offset: at.offset,
-                    len: at.len,
-                },
-            )
-        }))
+        let Some((at, file)) = self.located(group, sha)? else {
+            return Ok(None);
+        };
+        // `sendfile` does not look at the bytes: a needle goes out that way only once this
+        // process has checked it (damage made while the node was down is found here, before
+        // the first byte is sent, not by the next scrub).
+        let volumes = self.volumes(group)?;
+        if !volumes.is_verified(&at) {
+            if let Err(fault) = check_needle(&file, &at, sha)? {
+                volumes.mark_corrupt(sha, at, fault);
+                return Ok(None);
+            }
+            volumes.note_verified(&at);
+        }
+        Ok(Some((
+            meta,
+            ObjectSlice {
+                file,
+                offset: at.offset,
+                len: at.len,
+            },
+        )))
     }
 
     /// An object's bytes read whole (positioned read) and checked against their checksum.
@@ -234,7 +251,10 @@ impl Store {
             return self.get_bytes(Cf::Blobs, &keys::object(group, &sha.0));
         };
         match read_needle(&file, &at, sha)? {
-            Ok(body) => Ok(Some(Bytes::from(body))),
+            Ok(body) => {
+                self.volumes(group)?.note_verified(&at);
+                Ok(Some(Bytes::from(body)))
+            }
             Err(fault) => {
                 self.volumes(group)?.mark_corrupt(sha, at, fault);
                 Ok(None)

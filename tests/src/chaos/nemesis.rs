@@ -1,0 +1,496 @@
+//! The nemesis: one fault per cycle, chosen with the seeded generator (the kinds, targets drawn
+//! by index and durations repeat for a seed; which node *is* a leader at that moment depends on
+//! the run), then healed, then the time until the cluster has recovered is measured.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::disk::{self, Damage, Target};
+use super::history::History;
+use super::net::Firewall;
+use super::rng::Rng;
+use crate::TestCluster;
+
+/// How long the cluster may take to recover after a heal before it counts as not recovering.
+pub const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Fault {
+    KillNode,
+    KillShardLeader,
+    KillCatalogueLeader,
+    Pause,
+    Isolate,
+    Split,
+    Bridge,
+    FlipVolume,
+    TruncateVolume,
+    FlipTable,
+    TornWal,
+    DiskFull,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 12] = [
+        Fault::KillNode,
+        Fault::KillShardLeader,
+        Fault::KillCatalogueLeader,
+        Fault::Pause,
+        Fault::Isolate,
+        Fault::Split,
+        Fault::Bridge,
+        Fault::FlipVolume,
+        Fault::TruncateVolume,
+        Fault::FlipTable,
+        Fault::TornWal,
+        Fault::DiskFull,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillNode => "kill-node",
+            Fault::KillShardLeader => "kill-shard-leader",
+            Fault::KillCatalogueLeader => "kill-catalogue-leader",
+            Fault::Pause => "pause",
+            Fault::Isolate => "isolate",
+            Fault::Split => "split",
+            Fault::Bridge => "bridge",
+            Fault::FlipVolume => "flip-volume",
+            Fault::TruncateVolume => "truncate-volume",
+            Fault::FlipTable => "flip-table",
+            Fault::TornWal => "torn-wal",
+            Fault::DiskFull => "disk-full",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    fn is_partition(self) -> bool {
+        matches!(self, Fault::Isolate | Fault::Split | Fault::Bridge)
+    }
+}
+
+/// One cycle: the fault, what it hit, and how long recovery took after the heal.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cycle {
+    pub number: usize,
+    pub fault: Fault,
+    pub what: String,
+    /// Milliseconds from the heal until every group had a leader (`None`: not within the limit).
+    pub led_ms: Option<u64>,
+    /// Milliseconds from the heal until every node answered `/readyz` with 200.
+    pub ready_ms: Option<u64>,
+    /// Problems seen in this cycle: a node that exited, did not come back, an answer to a probe.
+    pub findings: Vec<String>,
+}
+
+pub struct Nemesis<'a> {
+    pub cluster: &'a mut TestCluster,
+    pub firewall: Firewall,
+    pub history: &'a History,
+    pub rng: Rng,
+    pub hold_ms: (u64, u64),
+    /// Nodes that crash-loop (exited three times in one cycle): left stopped, no longer
+    /// targeted or waited for, and reported.
+    pub broken: BTreeSet<u64>,
+    /// Exits per node in the current cycle.
+    exits: HashMap<u64, usize>,
+}
+
+/// A group has a leader when one replica leads in the highest term any replica reports and a
+/// majority of its voters follow it: a stale leader cut off meanwhile, or a replica campaigning
+/// in a newer term, does not count.
+fn has_leader(group: &Value) -> bool {
+    let Some(replicas) = group["replicas"].as_object() else {
+        return false;
+    };
+    let voters: Vec<String> = group["voters"]
+        .as_array()
+        .map(|v| v.iter().map(|id| id.to_string()).collect())
+        .unwrap_or_default();
+    let top = replicas.values().filter_map(|r| r["term"].as_u64()).max();
+    let Some((id, _)) = replicas
+        .iter()
+        .find(|(_, r)| r["state"] == "leader" && r["term"].as_u64() == top)
+    else {
+        return false;
+    };
+    let leader = id.parse::<u64>().ok();
+    let following = replicas
+        .iter()
+        .filter(|(id, r)| {
+            voters.contains(id) && r["leader"].as_u64() == leader && r["term"].as_u64() == top
+        })
+        .count();
+    following > voters.len() / 2
+}
+
+fn tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl<'a> Nemesis<'a> {
+    pub fn new(
+        cluster: &'a mut TestCluster,
+        firewall: Firewall,
+        history: &'a History,
+        rng: Rng,
+        hold_ms: (u64, u64),
+    ) -> Nemesis<'a> {
+        Nemesis {
+            cluster,
+            firewall,
+            history,
+            rng,
+            hold_ms,
+            broken: BTreeSet::new(),
+            exits: HashMap::new(),
+        }
+    }
+
+    /// The nodes the nemesis works with: all but the broken ones.
+    fn ids(&self) -> Vec<u64> {
+        self.cluster
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|id| !self.broken.contains(id))
+            .collect()
+    }
+
+    async fn status(&self) -> Option<Value> {
+        for node in self.cluster.nodes.iter().filter(|n| n.is_running()) {
+            let client = node.client().with_timeout(Duration::from_secs(3));
+            if let Ok(reply) = client.get("/api/v1/cluster").await {
+                if reply.status == 200 {
+                    return Some(reply.json());
+                }
+            }
+        }
+        None
+    }
+
+    /// The current leader of `group`, or a random node if none is known.
+    async fn leader_or_any(&mut self, group: Option<usize>) -> u64 {
+        let status = self.status().await;
+        let groups = status
+            .as_ref()
+            .and_then(|s| s["groups"].as_array().cloned())
+            .unwrap_or_default();
+        let group = match group {
+            Some(g) => g,
+            None if groups.len() > 1 => 1 + self.rng.below(groups.len() as u64 - 1) as usize,
+            None => 0,
+        };
+        let ids = self.ids();
+        groups
+            .get(group)
+            .and_then(|g| g["leader"].as_u64())
+            .unwrap_or_else(|| *self.rng.pick(&ids))
+    }
+
+    async fn hold(&mut self) {
+        let ms = self.rng.between(self.hold_ms.0, self.hold_ms.1);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    /// Runs one cycle of `fault`.
+    pub async fn cycle(&mut self, number: usize, fault: Fault) -> Cycle {
+        self.exits.clear();
+        let ids = self.ids();
+        let mut findings = Vec::new();
+        let what = match fault {
+            Fault::KillNode | Fault::KillShardLeader | Fault::KillCatalogueLeader => {
+                let target = match fault {
+                    Fault::KillNode => *self.rng.pick(&ids),
+                    Fault::KillShardLeader => self.leader_or_any(None).await,
+                    _ => self.leader_or_any(Some(0)).await,
+                };
+                self.cluster.kill(target);
+                self.history
+                    .event(format!("cycle {number}: {} node {target}", fault.name()));
+                self.hold().await;
+                self.cluster.start_node(target);
+                format!("node {target}")
+            }
+            Fault::Pause => {
+                let target = *self.rng.pick(&ids);
+                self.cluster.pause(target);
+                self.history
+                    .event(format!("cycle {number}: pause node {target}"));
+                self.hold().await;
+                self.cluster.resume(target);
+                format!("node {target}")
+            }
+            _ if fault.is_partition() => {
+                let mut order = ids.clone();
+                self.rng.shuffle(&mut order);
+                let (left, right): (Vec<u64>, Vec<u64>) = match fault {
+                    Fault::Isolate => (order[..1].to_vec(), order[1..].to_vec()),
+                    Fault::Split => {
+                        let half = order.len() / 2;
+                        (order[..half].to_vec(), order[half..].to_vec())
+                    }
+                    // Two halves that cannot talk, and one node in the middle that talks to both.
+                    _ => {
+                        let half = order.len() / 2;
+                        (order[..half].to_vec(), order[half + 1..].to_vec())
+                    }
+                };
+                let what = format!("{left:?} | {right:?}");
+                if let Err(e) = self.firewall.cut(&left, &right) {
+                    findings.push(format!("could not cut the network: {e}"));
+                }
+                self.history
+                    .event(format!("cycle {number}: {} {what}", fault.name()));
+                self.hold().await;
+                if let Err(e) = self.firewall.heal() {
+                    findings.push(format!("could not heal the network: {e}"));
+                }
+                what
+            }
+            Fault::DiskFull => self.disk_full(number, &mut findings).await,
+            _ => self.damage(number, fault, &mut findings).await,
+        };
+        self.history.event(format!("cycle {number}: healed"));
+        let (led, ready) = self.recovery(fault, &mut findings).await;
+        self.serving(number, fault, &mut findings).await;
+        for f in &findings {
+            self.history.event(format!("cycle {number}: FINDING {f}"));
+        }
+        self.history.event(format!(
+            "cycle {number}: recovered: leaders after {led:?} ms, ready after {ready:?} ms"
+        ));
+        Cycle {
+            number,
+            fault,
+            what,
+            led_ms: led,
+            ready_ms: ready,
+            findings,
+        }
+    }
+
+    /// Damages a data file of one stopped node; if it does not recover by itself, the finding
+    /// is recorded and the original bytes are put back so the campaign goes on.
+    async fn damage(&mut self, number: usize, fault: Fault, findings: &mut Vec<String>) -> String {
+        let ids = self.ids();
+        let target = *self.rng.pick(&ids);
+        let (kind, how) = match fault {
+            Fault::FlipVolume => (Target::Volume, Damage::FlipBits),
+            Fault::TruncateVolume => (Target::Volume, Damage::Truncate),
+            Fault::FlipTable => (Target::Table, Damage::FlipBits),
+            _ => (Target::Wal, Damage::Truncate),
+        };
+        self.cluster.kill(target);
+        let data = self.cluster.data_dir(target);
+        let copy = match disk::backup(&data) {
+            Ok(copy) => Some(copy),
+            Err(e) => {
+                findings.push(format!("could not copy the data dir: {e}"));
+                None
+            }
+        };
+        let damaged = match disk::damage(&self.cluster.data_dir(target), kind, how, &mut self.rng) {
+            Ok(d) => d,
+            Err(e) => {
+                findings.push(format!("could not damage a file: {e}"));
+                None
+            }
+        };
+        let what = match &damaged {
+            Some(d) => format!("node {target}: {} {}", d.path.display(), d.what),
+            None => format!("node {target}: no {kind:?} file yet"),
+        };
+        self.history
+            .event(format!("cycle {number}: {} {what}", fault.name()));
+        self.cluster.start_node(target);
+        let client = self
+            .cluster
+            .node(target)
+            .client()
+            .with_timeout(Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut ready = false;
+        while Instant::now() < deadline && !ready {
+            ready = matches!(client.get("/readyz").await, Ok(r) if r.status == 200);
+            if self.cluster.exited(target).is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !ready {
+            findings.push(format!(
+                "node {target} did not come back within 30 s after {what}; its log ends:\n{}",
+                tail(&self.cluster.log(target), 15)
+            ));
+            if self.cluster.node(target).is_running() {
+                self.cluster.kill(target);
+            }
+            if let Some(copy) = &copy {
+                if let Err(e) = disk::restore(&data, copy) {
+                    findings.push(format!("could not restore the data dir: {e}"));
+                }
+            }
+            self.history.event(format!(
+                "cycle {number}: restored node {target}'s data dir as it was before the damage"
+            ));
+            self.cluster.start_node(target);
+        }
+        what
+    }
+
+    /// Fills one running node's disk, probes a write and a read through it, then frees it.
+    async fn disk_full(&mut self, number: usize, findings: &mut Vec<String>) -> String {
+        let ids = self.ids();
+        let target = *self.rng.pick(&ids);
+        let dir = self.cluster.data_dir(target);
+        let filled = match disk::fill(&dir) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                findings.push(format!("could not fill the disk: {e}"));
+                0
+            }
+        };
+        self.history.event(format!(
+            "cycle {number}: disk-full node {target} ({} MiB of ballast)",
+            filled >> 20
+        ));
+        let client = self
+            .cluster
+            .node(target)
+            .client()
+            .with_timeout(Duration::from_secs(20));
+        let probe = crate::png(20, 20, 7_000_000_000 + number as u64);
+        let upload = client.put_object(bytes::Bytes::from(probe)).await;
+        let answer = match &upload {
+            Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+            Err(e) => e.to_string(),
+        };
+        if !matches!(&upload, Ok(r) if r.status.is_success() || r.status == 507 || r.status == 503)
+        {
+            findings.push(format!(
+                "an upload to node {target} with a full disk got: {answer}"
+            ));
+        }
+        self.hold().await;
+        if let Err(e) = disk::unfill(&dir) {
+            findings.push(format!("could not free the disk: {e}"));
+        }
+        format!(
+            "node {target}; upload during the fault: {}",
+            answer.chars().take(160).collect::<String>()
+        )
+    }
+
+    /// A node that exited by itself is a finding; it is started again, unless it exits a third
+    /// time in the cycle: then it crash-loops and is left stopped.
+    fn restart_exited(&mut self, fault: Fault, findings: &mut Vec<String>) {
+        for id in self.ids() {
+            let Some(status) = self.cluster.exited(id) else {
+                continue;
+            };
+            let exits = self.exits.entry(id).or_default();
+            *exits += 1;
+            if *exits == 1 {
+                findings.push(format!(
+                    "node {id} exited ({status}) during {}; its log ends:\n{}",
+                    fault.name(),
+                    tail(&self.cluster.log(id), 15)
+                ));
+            }
+            if *exits >= 3 {
+                findings.push(format!(
+                    "node {id} crash-loops after {}: left stopped for the rest of the campaign",
+                    fault.name()
+                ));
+                self.broken.insert(id);
+            } else {
+                self.cluster.start_node(id);
+            }
+        }
+    }
+
+    /// Every node must also *serve* (a token check confirms the catalogue through it) within
+    /// 20 s: a node that says it is ready but cannot is a finding, and is restarted as an
+    /// operator would, so later cycles start from a working cluster.
+    async fn serving(&mut self, number: usize, fault: Fault, findings: &mut Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for id in self.ids() {
+            let client = self
+                .cluster
+                .node(id)
+                .client()
+                .with_timeout(Duration::from_secs(3));
+            let mut last;
+            loop {
+                match client.get("/api/v1/me").await {
+                    Ok(r) if r.status == 200 => break,
+                    Ok(r) => last = format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+                    Err(e) => last = e.to_string(),
+                }
+                if Instant::now() > deadline {
+                    findings.push(format!(
+                        "node {id} did not serve 20 s after the heal of {}: {last}; restarted",
+                        fault.name()
+                    ));
+                    if self.cluster.node(id).is_running() {
+                        self.cluster.kill(id);
+                    }
+                    self.history.event(format!(
+                        "cycle {number}: restart node {id}, which does not serve"
+                    ));
+                    self.cluster.start_node(id);
+                    self.recovery(fault, findings).await;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    /// Milliseconds until every group has a leader and until every node is ready.
+    async fn recovery(
+        &mut self,
+        fault: Fault,
+        findings: &mut Vec<String>,
+    ) -> (Option<u64>, Option<u64>) {
+        let start = Instant::now();
+        let (mut led, mut ready) = (None, None);
+        while start.elapsed() < RECOVERY_LIMIT && (led.is_none() || ready.is_none()) {
+            self.restart_exited(fault, findings);
+            if led.is_none() {
+                let all_led = self.status().await.is_some_and(|s| {
+                    s["groups"]
+                        .as_array()
+                        .is_some_and(|g| g.iter().all(has_leader))
+                });
+                if all_led {
+                    led = Some(start.elapsed().as_millis() as u64);
+                }
+            }
+            if ready.is_none() {
+                let mut all = true;
+                for id in self.ids() {
+                    let client = self
+                        .cluster
+                        .node(id)
+                        .client()
+                        .with_timeout(Duration::from_secs(2));
+                    all &= matches!(client.get("/readyz").await, Ok(r) if r.status == 200);
+                }
+                if all {
+                    ready = Some(start.elapsed().as_millis() as u64);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (led, ready)
+    }
+}
