@@ -220,12 +220,18 @@ pub async fn error(
     let status = e.status;
     let response = e.into_response();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
     let text = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap_or_default();
     let head = scratch.head.start(status);
     if let Some(t) = &content_type {
         head.header("content-type", t.as_bytes());
+    }
+    // A 503 says when to try again here too (found by the chaos campaign: the fast path's
+    // 503s lacked it while the router's had it).
+    if let Some(r) = &retry_after {
+        head.header("retry-after", r.as_bytes());
     }
     head.number("content-length", text.len() as u64).header(
         "content-security-policy",
@@ -234,4 +240,47 @@ pub async fn error(
     let head = head.finish(keep_alive, http10);
     let body = (!head_only).then_some(BodySource::Bytes(text));
     body::send(socket, head, body, 0, config.write_timeout).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn errors_are_written_as_the_router_writes_them_retry_after_included() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            let mut text = String::new();
+            stream.read_to_string(&mut text).await.expect("read");
+            text
+        });
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let unavailable = ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no leader yet",
+        );
+        let mut scratch = Scratch::new();
+        error(
+            &mut scratch,
+            &mut socket,
+            &Config::default(),
+            unavailable,
+            false,
+            false,
+            false,
+        )
+        .await
+        .expect("write");
+        drop(socket);
+        let text = client.await.expect("client").to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 503"), "{text}");
+        assert!(text.contains("retry-after: 1\r\n"), "{text}");
+        assert!(text.contains("\"code\":\"unavailable\""), "{text}");
+    }
 }
