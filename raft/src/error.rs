@@ -28,12 +28,12 @@ impl ClusterError {
             tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 ClusterError::Timeout(status.message().to_string())
             }
-            // The connection broke with the request in flight (the peer died or was cut off):
-            // like a timeout, the peer may or may not have acted on it.
-            tonic::Code::Unknown => ClusterError::Timeout(format!(
-                "the connection to a peer broke ({})",
-                status.message()
-            )),
+            // The connection broke with the request in flight (the peer died or was cut off, or
+            // its HTTP/2 server dropped the connection: `ResourceExhausted`): like a timeout,
+            // the peer may or may not have acted on it.
+            tonic::Code::Unknown | tonic::Code::ResourceExhausted => ClusterError::Timeout(
+                format!("the connection to a peer broke ({})", status.message()),
+            ),
             _ => ClusterError::Internal(format!("{:?}: {}", status.code(), status.message())),
         }
     }
@@ -59,6 +59,12 @@ mod tests {
         );
         let refused = tonic::Status::unavailable("tcp connect error");
         assert!(ClusterError::from_status(&refused).is_transient());
+        // What a client sees when the peer's HTTP/2 server dropped the connection.
+        let dropped = tonic::Status::resource_exhausted("h2 protocol error: http2 error");
+        assert!(matches!(
+            ClusterError::from_status(&dropped),
+            ClusterError::Timeout(_)
+        ));
         let late = tonic::Status::deadline_exceeded("late");
         assert!(matches!(
             ClusterError::from_status(&late),

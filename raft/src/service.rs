@@ -40,6 +40,10 @@ pub async fn serve_internal(
         .tcp_nodelay(true)
         .initial_stream_window_size(8 << 20)
         .initial_connection_window_size(32 << 20)
+        // Peers cancel many RPCs at once when a node stalls (every timed-out heartbeat and
+        // forward is a reset stream); h2's default of 20 pending resets then drops the whole
+        // connection, failing every RPC on it (found by the chaos campaign).
+        .http2_max_pending_accept_reset_streams(Some(4096))
         .add_service(service)
         .serve_with_shutdown(addr, shutdown)
         .await
