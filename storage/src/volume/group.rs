@@ -247,11 +247,16 @@ impl GroupVolumes {
         file.write_all_at(body, start + HEADER_LEN)?;
         inner.head.end = start + size;
         inner.unsynced = true;
-        Ok(Location {
+        drop(inner);
+        let at = Location {
             volume: id,
             offset: start + HEADER_LEN,
             len: body.len() as u64,
-        })
+        };
+        // Bytes this process wrote count as checked (see `verified`); damage after this is the
+        // scrub's to find.
+        self.note_verified(&at);
+        Ok(at)
     }
 
     /// Appends `body` now for a batch staged later in the same apply call, so that one fdatasync
