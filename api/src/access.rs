@@ -94,6 +94,14 @@ pub(crate) async fn discard(stream: &mut axum::body::BodyDataStream) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
 }
 
+/// Whether the client asked to hear the answer before sending its body (`Expect: 100-continue`):
+/// a refusal then needs no draining.
+pub(crate) fn expects_continue(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// Middleware: authenticates the caller and refuses (401/403, JSON) one below `level` before
 /// the handler runs or the body is read. The checked [`Principal`] goes into the request's
 /// extensions, where the handler's own `Principal` extractor finds it without checking the
@@ -115,11 +123,7 @@ pub async fn enforce(state: AppState, level: Access, request: Request, next: Nex
         Err(refusal) => {
             // A refused upload is drained first, so the client reads the 401/403 instead of a
             // reset connection (unless it asked to hear first with `Expect: 100-continue`).
-            let continues = parts
-                .headers
-                .get(header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-            if !continues {
+            if !expects_continue(&parts.headers) {
                 discard(&mut body.into_data_stream()).await;
             }
             refusal.into_response()

@@ -23,11 +23,7 @@ pub async fn refuse_oversized(request: Request, next: Next) -> Response {
     if declared.is_none_or(|n| n <= crate::JSON_BODY_LIMIT as u64) {
         return next.run(request).await;
     }
-    let continues = request
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if !continues {
+    if !crate::access::expects_continue(request.headers()) {
         crate::access::discard(&mut request.into_body().into_data_stream()).await;
     }
     ApiError::new(

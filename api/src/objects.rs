@@ -54,9 +54,7 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let expects_continue = headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue = crate::access::expects_continue(&headers);
     let mut stream = body.into_data_stream();
     if declared.is_some_and(|n| n > limit) {
         if !expects_continue {
