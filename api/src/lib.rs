@@ -35,7 +35,6 @@ mod tasks;
 pub mod token;
 mod ui;
 mod users;
-mod xml;
 
 use std::path::PathBuf;
 use std::sync::Arc;

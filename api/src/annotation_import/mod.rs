@@ -7,11 +7,7 @@
 //! lacks are created (`create_labels=true`) or their shapes dropped; either way the job's report
 //! lists unmatched images, unknown labels and every shape that could not be imported.
 
-mod coco;
-mod cvat;
-mod parsed;
-mod voc;
-mod yolo;
+use tessera_formats::import::{coco, cvat, parsed, voc, yolo};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -35,11 +31,11 @@ use tessera_raft::storage::{probe_image, Sha256};
 
 use crate::auth::Principal;
 use crate::error::{internal, invalid, ApiError};
-use crate::export::archive::clean_stem;
 use crate::jobs::{self, Runner, Stop};
 use crate::token::now_ms;
 use crate::AppState;
 use parsed::{Parsed, RawImage, RawLabel, RawShape};
+use tessera_formats::export::archive::clean_stem;
 
 /// Most bytes an annotation upload may expand to (annotation files are read whole).
 const MAX_EXPANDED: u64 = 4 << 30;

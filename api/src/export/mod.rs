@@ -7,15 +7,7 @@
 //! spooled to disk, see `archive.rs`). What each format does with each kind of shape is in
 //! docs/formats.md, and every shape a format cannot carry is counted in the export's report.
 
-pub mod archive;
-mod coco;
-mod csv;
-mod cvat;
-mod labelme;
-pub mod shapes;
-mod splits;
-mod voc;
-mod yolo;
+use tessera_formats::export::{archive, coco, csv, cvat, labelme, shapes, splits, voc, yolo};
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sha2::Digest;
-use tessera_raft::storage::Sha256;
+use tessera_domain::Sha256;
 
 /// How many images each subset gets, in name order.
 pub fn counts(shares: &BTreeMap<String, f64>, images: usize) -> Vec<(String, usize)> {

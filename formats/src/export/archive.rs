@@ -12,7 +12,7 @@ use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use bytes::Bytes;
-use tessera_raft::storage::Sha256;
+use tessera_domain::Sha256;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
@@ -183,6 +183,7 @@ pub fn extension(content_type: &str) -> &'static str {
 /// File stems for image names, unique within an export: the name without its extension,
 /// with path separators and characters that trouble some tool replaced by `_`; a clash gets
 /// the first 8 hex digits of the hash appended.
+#[derive(Default)]
 pub struct Stems {
     taken: std::collections::HashSet<String>,
 }

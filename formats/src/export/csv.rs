@@ -8,6 +8,7 @@ use std::io::{self, BufWriter, Write};
 use super::archive::{Archive, Format, Item, Part};
 use super::shapes::num;
 
+#[derive(Default)]
 pub struct Csv {
     rows: Option<BufWriter<File>>,
 }

@@ -10,8 +10,16 @@ use tessera_domain::annotation_sets::ShapeKind;
 
 use super::archive::{Archive, Format, Item};
 
+/// LabelMe writer: one JSON file per image; `next_group` numbers the keypoint sets of the whole
+/// export (from 1), so the points of one set share a `group_id` no other set uses.
 pub struct LabelMe {
     next_group: u64,
+}
+
+impl Default for LabelMe {
+    fn default() -> LabelMe {
+        LabelMe::new()
+    }
 }
 
 impl LabelMe {
