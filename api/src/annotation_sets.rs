@@ -1,6 +1,5 @@
 //! `/api/v1/annotation-sets`: label schemas on datasets.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +12,8 @@ use tessera_domain::annotation_sets::{
 use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
 
 use crate::auth::Principal;
-use crate::error::{check_name, invalid, parse_json, ApiError};
+use crate::error::{check_name, invalid, ApiError};
+use crate::json_body::JsonBody;
 use crate::paging;
 use crate::token::now_ms;
 use crate::AppState;
@@ -132,13 +132,12 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
     Path(dataset_id): Path<u64>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let NewSet {
+    JsonBody(NewSet {
         name,
         labels,
         reviewers,
-    } = parse_json(&body)?;
+    }): JsonBody<NewSet>,
+) -> Result<Response, ApiError> {
     check_name(&name)?;
     check_reviewers(&state, &reviewers)?;
     let op = AnnotationSetOp::Create {
@@ -200,13 +199,12 @@ pub struct Change {
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let Change {
+    JsonBody(Change {
         name,
         labels,
         reviewers,
-    } = parse_json(&body)?;
+    }): JsonBody<Change>,
+) -> Result<Json<Value>, ApiError> {
     if let Some(n) = &name {
         check_name(n)?;
     }

@@ -4,7 +4,6 @@
 //! `If-Match: "<version>"` (`"0"` for an image without annotations yet). A stale version gets
 //! `412` with the current one, so concurrent editors never overwrite each other silently.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +15,8 @@ use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_raft::storage::Sha256;
 
 use crate::auth::Principal;
-use crate::error::{parse_json, ApiError};
+use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::token::now_ms;
 use crate::AppState;
 
@@ -117,7 +117,7 @@ pub async fn put(
     principal: Principal,
     Path((task, sha)): Path<(u64, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBody(Body { shapes }): JsonBody<Body>,
 ) -> Result<Response, ApiError> {
     let sha = parse_sha(&sha)?;
     let base = headers
@@ -137,7 +137,6 @@ pub async fn put(
                 "send If-Match with the version you edited (\"0\" for none)",
             )
         })?;
-    let Body { shapes } = parse_json(&body)?;
     let save = Save {
         task,
         sha,

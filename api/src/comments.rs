@@ -1,6 +1,5 @@
 //! Review comments: `GET/POST /api/v1/tasks/{id}/comments`, `POST /api/v1/comments/{id}/resolve`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +11,8 @@ use tessera_domain::comments::{self, Comment, CommentOp, CommentOutcome};
 use tessera_raft::storage::Sha256;
 
 use crate::auth::Principal;
-use crate::error::{parse_json, ApiError};
+use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::token::now_ms;
 use crate::AppState;
 
@@ -83,9 +83,8 @@ pub async fn add(
     State(state): State<AppState>,
     principal: Principal,
     Path(task): Path<u64>,
-    body: Bytes,
+    JsonBody(new): JsonBody<NewComment>,
 ) -> Result<Response, ApiError> {
-    let new: NewComment = parse_json(&body)?;
     if new.text.trim().is_empty() || new.text.chars().count() > 5000 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,7 +4,6 @@
 //! is recorded (in the catalogue), and removing drops the reference after: a crash in between
 //! can leave an object with a reference too many, never one too few.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +16,8 @@ use tessera_raft::storage::Sha256;
 use tessera_raft::ReadSpec;
 
 use crate::auth::Principal;
-use crate::error::{check_name, internal, invalid, parse_json, ApiError};
+use crate::error::{check_name, internal, invalid, ApiError};
+use crate::json_body::JsonBody;
 use crate::paging;
 use crate::token::{self, now_ms};
 use crate::AppState;
@@ -70,9 +70,8 @@ pub struct NameBody {
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    body: Bytes,
+    JsonBody(NameBody { name }): JsonBody<NameBody>,
 ) -> Result<Response, ApiError> {
-    let NameBody { name } = parse_json(&body)?;
     check_name(&name)?;
     let op = DatasetOp::Create {
         name,
@@ -123,9 +122,8 @@ pub async fn get(
 pub async fn rename(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-    body: Bytes,
+    JsonBody(NameBody { name }): JsonBody<NameBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let NameBody { name } = parse_json(&body)?;
     check_name(&name)?;
     match apply(&state, DatasetOp::Rename { id, name }).await? {
         DatasetOutcome::Dataset(d) => Ok(Json(view(&d))),
@@ -199,9 +197,8 @@ async fn reference(state: &AppState, sha: Sha256, add: bool) -> Result<Option<u6
 pub async fn add_images(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-    body: Bytes,
+    JsonBody(AddBody { images }): JsonBody<AddBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let AddBody { images } = parse_json(&body)?;
     batch_size(images.len())?;
     load(&state, id).await?;
     let mut records = Vec::with_capacity(images.len());
@@ -318,9 +315,8 @@ pub struct RemoveBody {
 pub async fn remove(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-    body: Bytes,
+    JsonBody(RemoveBody { images }): JsonBody<RemoveBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let RemoveBody { images } = parse_json(&body)?;
     batch_size(images.len())?;
     let shas = images
         .iter()

@@ -20,6 +20,7 @@ pub mod fastpath;
 mod idempotency;
 mod import;
 pub mod jobs;
+mod json_body;
 mod json_depth;
 pub mod login_throttle;
 mod long_work;

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -17,7 +16,8 @@ use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome, Role};
 use tessera_domain::sessions::{self, Session, SessionKind};
 
 use crate::auth::Principal;
-use crate::error::{internal, parse_json, ApiError};
+use crate::error::{internal, ApiError};
+use crate::json_body::JsonBody;
 use crate::{password, token, AppState};
 
 /// Where a request comes from, as a session records it: the `User-Agent` and the peer address.
@@ -285,9 +285,8 @@ pub async fn change_password(
     State(state): State<AppState>,
     principal: Principal,
     client: ClientInfo,
-    body: Bytes,
+    JsonBody(change): JsonBody<PasswordChange>,
 ) -> Result<Response, ApiError> {
-    let change: PasswordChange = parse_json(&body)?;
     crate::users::check_password(&change.new_password)?;
     let account = me(&state, &principal).await?;
     let name = account.user.username.clone();

@@ -13,7 +13,8 @@ use tessera_domain::tasks::{self, Action, Task, TaskIndex, TaskOp, TaskOutcome, 
 use tessera_domain::{annotation_sets, datasets};
 
 use crate::auth::Principal;
-use crate::error::{internal, invalid, parse_json, ApiError};
+use crate::error::{internal, invalid, ApiError};
+use crate::json_body::JsonBody;
 use crate::paging;
 use crate::token::{self, now_ms};
 use crate::AppState;
@@ -105,13 +106,12 @@ pub async fn split(
     State(state): State<AppState>,
     principal: Principal,
     Path(set_id): Path<u64>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let SplitBody {
+    JsonBody(SplitBody {
         chunk_size,
         overlap,
         assignees,
-    } = parse_json(&body)?;
+    }): JsonBody<SplitBody>,
+) -> Result<Response, ApiError> {
     if !(1..=10_000).contains(&chunk_size) {
         return Err(invalid("chunk_size: 1 to 10000"));
     }
@@ -358,7 +358,7 @@ pub async fn act(
     let ActBody { reason } = if body.is_empty() {
         ActBody::default()
     } else {
-        parse_json(&body)?
+        crate::error::parse_json(&body)?
     };
     let op = TaskOp::Act {
         id,
@@ -385,9 +385,8 @@ pub async fn reassign(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-    body: Bytes,
+    JsonBody(ReassignBody { assignee }): JsonBody<ReassignBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let ReassignBody { assignee } = parse_json(&body)?;
     if let Some(name) = &assignee {
         state.cluster.catalog_barrier().await?;
         if state

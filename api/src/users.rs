@@ -1,6 +1,5 @@
 //! `/api/v1/users` (admin) and `/api/v1/me`.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -10,7 +9,8 @@ use serde_json::{json, Value};
 use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome, Role, User};
 
 use crate::auth::Principal;
-use crate::error::{parse_json, ApiError};
+use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::paging;
 use crate::password;
 use crate::token::now_ms;
@@ -128,8 +128,10 @@ pub struct NewUser {
 }
 
 /// `POST /api/v1/users`.
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let new: NewUser = parse_json(&body)?;
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(new): JsonBody<NewUser>,
+) -> Result<Response, ApiError> {
     check_username(&new.username)?;
     check_password(&new.password)?;
     let role = parse_role(&new.role)?;
@@ -180,9 +182,8 @@ pub struct Change {
 pub async fn update(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    JsonBody(change): JsonBody<Change>,
 ) -> Result<Response, ApiError> {
-    let change: Change = parse_json(&body)?;
     let role = change.role.as_deref().map(parse_role).transpose()?;
     let password_hash = match change.password {
         Some(p) => {

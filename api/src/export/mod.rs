@@ -28,8 +28,9 @@ use tessera_raft::storage::Sha256;
 use tessera_raft::{ObjectBody, ReadSpec};
 
 use crate::auth::Principal;
-use crate::error::{internal, invalid, parse_json, ApiError};
+use crate::error::{internal, invalid, ApiError};
 use crate::jobs::{self, Runner, Stop};
+use crate::json_body::JsonBody;
 use crate::AppState;
 use archive::{Archive, Format, Item, Stems};
 use shapes::Shape;
@@ -125,9 +126,8 @@ pub async fn start(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-    body: Bytes,
+    JsonBody(options): JsonBody<Options>,
 ) -> Result<Response, ApiError> {
-    let options: Options = parse_json(&body)?;
     options.check()?;
     let set = crate::annotation_sets::load(&state, id).await?;
     let params = serde_json::to_value(&options).map_err(internal)?;
