@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 use tessera_domain::annotation_sets::{
     self, control_character_problem, schema_problem, AnnotationSetOp, AnnotationSetOutcome, Label,
 };
-use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::catalog::Role;
 
 use crate::auth::Principal;
-use crate::error::{check_name, invalid, ApiError};
+use crate::error::{check_name, internal, invalid, unexpected, ApiError};
 use crate::json_body::JsonBody;
 use crate::paging;
+use crate::propose::propose;
 use crate::token::now_ms;
 use crate::AppState;
 
@@ -52,27 +53,10 @@ fn labels_json(labels: &Value) -> Result<String, ApiError> {
 }
 
 async fn apply(state: &AppState, op: AnnotationSetOp) -> Result<Option<Value>, ApiError> {
-    let outcome = match crate::idempotency::catalog(state, CatalogOp::AnnotationSet(op)).await? {
-        CatalogOutcome::AnnotationSet(o) => o,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("unexpected outcome {other:?}"),
-            ))
-        }
-    };
-    match outcome {
-        AnnotationSetOutcome::Set(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        }),
+    match propose(state, op).await? {
+        AnnotationSetOutcome::Set(text) => serde_json::from_str(&text).map(Some).map_err(internal),
         AnnotationSetOutcome::Deleted => Ok(None),
-        AnnotationSetOutcome::NoSuchDataset(id) => Err(not_found("dataset", id)),
-        AnnotationSetOutcome::NoSuchSet(id) => Err(not_found("annotation set", id)),
-        AnnotationSetOutcome::Invalid(problem) => Err(invalid(problem)),
-        AnnotationSetOutcome::WouldOrphan(problem) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "would_orphan", problem))
-        }
+        other => Err(unexpected(other)),
     }
 }
 

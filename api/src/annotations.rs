@@ -11,12 +11,12 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_domain::annotations::{self, Save, SaveOutcome, Version};
-use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_raft::storage::Sha256;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{unexpected, ApiError};
 use crate::json_body::JsonBody;
+use crate::propose::propose;
 use crate::token::now_ms;
 use crate::AppState;
 
@@ -148,17 +148,7 @@ pub async fn put(
     };
     // Under the request's idempotency id: a save retried with its `Idempotency-Key` gets its
     // first answer back instead of a conflict with itself.
-    let outcome = match crate::idempotency::catalog(&state, CatalogOp::SaveAnnotation(save)).await?
-    {
-        CatalogOutcome::Annotation(o) => o,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("unexpected outcome {other:?}"),
-            ))
-        }
-    };
+    let outcome = propose(&state, save).await?;
     match outcome {
         SaveOutcome::Saved(version) => Ok((
             [(header::ETAG, format!("\"{version}\""))],
@@ -177,17 +167,6 @@ pub async fn put(
             )
                 .into_response())
         }
-        SaveOutcome::NoSuchTask(id) => Err(crate::tasks::no_such_task(id)),
-        SaveOutcome::NotInTask => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_in_task",
-            format!("image {sha} is not in task {task}"),
-        )),
-        SaveOutcome::Forbidden(m) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)),
-        SaveOutcome::Invalid(m) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_shape",
-            m,
-        )),
+        other => Err(unexpected(other)),
     }
 }

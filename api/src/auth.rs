@@ -7,7 +7,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use tessera_domain::catalog::Role;
+use tessera_domain::catalog::{Account, Role};
 
 use crate::error::ApiError;
 use crate::token::{self, Kind, TokenError};
@@ -27,6 +27,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The caller's account in this node's directory: the same user, not a namesake created
+    /// after theirs was deleted (ids are never reused), else 401.
+    pub fn account(&self, state: &AppState) -> Result<Account, ApiError> {
+        state
+            .cluster
+            .directory()
+            .user(&self.username)
+            .filter(|a| a.id == self.user_id)
+            .ok_or_else(|| unauthorized("the user no longer exists"))
+    }
+
     /// Refuses (403) callers whose role is below `least`.
     pub fn require(&self, least: Role) -> Result<(), ApiError> {
         if self.role >= least {

@@ -6,13 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_domain::comments::{self, Comment, CommentOp, CommentOutcome};
 use tessera_raft::storage::Sha256;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{unexpected, ApiError};
 use crate::json_body::JsonBody;
+use crate::propose::propose;
 use crate::token::now_ms;
 use crate::AppState;
 
@@ -24,25 +24,9 @@ fn view(c: &Comment) -> Value {
 }
 
 async fn apply(state: &AppState, op: CommentOp) -> Result<Comment, ApiError> {
-    let outcome = match crate::idempotency::catalog(state, CatalogOp::Comment(op)).await? {
-        CatalogOutcome::Comment(o) => o,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("unexpected outcome {other:?}"),
-            ))
-        }
-    };
-    match outcome {
+    match propose(state, op).await? {
         CommentOutcome::Comment(c) => Ok(*c),
-        CommentOutcome::NotFound(m) => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", m)),
-        CommentOutcome::Forbidden(m) => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", m)),
-        CommentOutcome::Invalid(m) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            m,
-        )),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -10,15 +10,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_domain::datasets::{self, Dataset, DatasetImage, DatasetOp, DatasetOutcome};
 use tessera_raft::storage::Sha256;
 use tessera_raft::ReadSpec;
 
 use crate::auth::Principal;
-use crate::error::{check_name, internal, invalid, ApiError};
+use crate::error::{check_name, invalid, unexpected, ApiError};
 use crate::json_body::JsonBody;
 use crate::paging;
+use crate::propose::propose;
 use crate::token::{self, now_ms};
 use crate::AppState;
 
@@ -28,19 +28,6 @@ const URL_TTL_MS: u64 = 60 * 60 * 1000;
 
 fn view(d: &Dataset) -> Value {
     json!({ "id": d.id, "name": d.name, "created_by": d.created_by, "created_ms": d.created_ms, "image_count": d.image_count })
-}
-
-async fn apply(state: &AppState, op: DatasetOp) -> Result<DatasetOutcome, ApiError> {
-    match crate::idempotency::catalog(state, CatalogOp::Dataset(op)).await? {
-        CatalogOutcome::Dataset(DatasetOutcome::NoSuchDataset(id)) => Err(no_such_dataset(id)),
-        CatalogOutcome::Dataset(DatasetOutcome::NameTaken(name)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("a dataset named {name:?} exists"),
-        )),
-        CatalogOutcome::Dataset(outcome) => Ok(outcome),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
-    }
 }
 
 fn no_such_dataset(id: u64) -> ApiError {
@@ -78,22 +65,16 @@ pub async fn create(
         created_by: principal.username,
         created_ms: now_ms(),
     };
-    match apply(&state, op).await? {
+    match propose(&state, op).await? {
         DatasetOutcome::Dataset(d) => Ok((StatusCode::CREATED, Json(view(&d))).into_response()),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
-}
-
-#[derive(Deserialize)]
-pub struct Page {
-    limit: Option<usize>,
-    cursor: Option<String>,
 }
 
 /// `GET /api/v1/datasets?limit=&cursor=`.
 pub async fn list(
     State(state): State<AppState>,
-    Query(page): Query<Page>,
+    Query(page): Query<paging::Page>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = paging::limit(page.limit);
     let after = paging::id_cursor(page.cursor.as_deref())?;
@@ -125,9 +106,9 @@ pub async fn rename(
     JsonBody(NameBody { name }): JsonBody<NameBody>,
 ) -> Result<Json<Value>, ApiError> {
     check_name(&name)?;
-    match apply(&state, DatasetOp::Rename { id, name }).await? {
+    match propose(&state, DatasetOp::Rename { id, name }).await? {
         DatasetOutcome::Dataset(d) => Ok(Json(view(&d))),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -148,14 +129,9 @@ pub async fn delete(
         }
         remove_images(&state, id, page.iter().map(|i| i.sha).collect()).await?;
     }
-    match apply(&state, DatasetOp::Delete { id }).await? {
+    match propose(&state, DatasetOp::Delete { id }).await? {
         DatasetOutcome::Deleted => Ok(StatusCode::NO_CONTENT),
-        DatasetOutcome::NotEmpty(n) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("{n} images were added while deleting; try again"),
-        )),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -258,7 +234,7 @@ pub(crate) async fn add_records(
         }
     }
     let shas: Vec<Sha256> = records.iter().map(|r| r.sha).collect();
-    let added = match apply(
+    let added = match propose(
         state,
         DatasetOp::AddImages {
             id,
@@ -273,8 +249,7 @@ pub(crate) async fn add_records(
             for sha in &shas {
                 reference(state, *sha, false).await?;
             }
-            outcome?;
-            return Err(internal("unexpected outcome"));
+            return Err(unexpected(outcome?));
         }
     };
     // Images already in the dataset (or twice in this batch) hold a reference they do not need.
@@ -295,9 +270,9 @@ async fn remove_images(
     id: u64,
     shas: Vec<Sha256>,
 ) -> Result<Vec<Sha256>, ApiError> {
-    let removed = match apply(state, DatasetOp::RemoveImages { id, shas }).await? {
+    let removed = match propose(state, DatasetOp::RemoveImages { id, shas }).await? {
         DatasetOutcome::Images(removed) => removed,
-        other => return Err(internal(format!("unexpected outcome {other:?}"))),
+        other => return Err(unexpected(other)),
     };
     for sha in &removed {
         reference(state, *sha, false).await?;

@@ -2,6 +2,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use tessera_domain::outcome::{Refusal, Refused};
 use tessera_raft::ClusterError;
 
 /// An error answered to a client: an HTTP status and a JSON body naming the problem.
@@ -54,6 +55,26 @@ impl From<ClusterError> for ApiError {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         }
     }
+}
+
+/// Every refusal of the domain, answered the same way whichever op it came from.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        let status = match r.kind {
+            Refused::NotFound => StatusCode::NOT_FOUND,
+            Refused::Forbidden => StatusCode::FORBIDDEN,
+            Refused::Conflict => StatusCode::CONFLICT,
+            Refused::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, r.code, r.message)
+    }
+}
+
+/// 500 for an outcome the op cannot have (the proposer and the state machine disagree about
+/// an op's family or answers): a bug, logged, never a client's fault.
+pub fn unexpected(outcome: impl std::fmt::Debug) -> ApiError {
+    tracing::error!(?outcome, "an op answered an outcome it cannot have");
+    internal(format!("unexpected outcome {outcome:?}"))
 }
 
 /// Parses a JSON request body, naming the problem (field, line, column) in a 400 otherwise.

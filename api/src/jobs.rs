@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::catalog::Role;
 use tessera_domain::jobs::{
     self, Job, JobFilter, JobKind, JobOp, JobOutcome, JobResult, JobState, Progress, Skip,
 };
@@ -28,7 +28,8 @@ use tessera_raft::{ByteRange, RangeOutcome};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::auth::Principal;
-use crate::error::{internal, invalid, ApiError};
+use crate::error::{internal, invalid, unexpected, ApiError};
+use crate::propose::propose;
 use crate::token::{self, now_ms};
 use crate::{paging, AppState};
 
@@ -49,14 +50,6 @@ pub fn dir(state: &AppState, what: &str) -> PathBuf {
 /// The archive an export attempt writes.
 pub fn export_path(state: &AppState, job: &Job) -> PathBuf {
     dir(state, "exports").join(format!("{}-{}.zip", job.id, job.attempt))
-}
-
-async fn apply(state: &AppState, op: JobOp) -> Result<JobOutcome, ApiError> {
-    match crate::idempotency::catalog(state, CatalogOp::Job(op)).await? {
-        CatalogOutcome::Job(JobOutcome::NoSuchJob(id)) => Err(no_such_job(id)),
-        CatalogOutcome::Job(outcome) => Ok(outcome),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
-    }
 }
 
 fn no_such_job(id: u64) -> ApiError {
@@ -81,9 +74,9 @@ pub async fn create(
         node: state.cluster.me(),
         params: params.to_string(),
     };
-    match apply(state, op).await? {
+    match propose(state, op).await? {
         JobOutcome::Job(job) => Ok(*job),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -161,7 +154,7 @@ impl Runner {
             skipped,
             at_ms: now_ms(),
         };
-        if let JobOutcome::NotYours(_) = apply(state, op).await? {
+        if let JobOutcome::NotYours(_) = propose(state, op).await? {
             self.stopped.store(true, Ordering::Relaxed);
         }
         Ok(())
@@ -225,7 +218,7 @@ impl Runner {
             result,
             at_ms: now_ms(),
         };
-        if let Err(e) = apply(state, op).await {
+        if let Err(e) = propose(state, op).await {
             tracing::warn!(job = self.job.id, error = %e.message, "recording the end failed");
         }
     }
@@ -330,7 +323,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
-    match apply(
+    match propose(
         &state,
         JobOp::Cancel {
             id,
@@ -340,7 +333,7 @@ pub async fn cancel(
     .await?
     {
         JobOutcome::Job(job) | JobOutcome::NotYours(job) => Ok(Json(view(&state, &job))),
-        JobOutcome::NoSuchJob(id) => Err(no_such_job(id)),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -533,7 +526,7 @@ async fn revive(state: &AppState, job: Job) -> Result<(), ApiError> {
             node: state.cluster.me(),
             at_ms: now_ms(),
         };
-        if let JobOutcome::Job(job) = apply(state, op).await? {
+        if let JobOutcome::Job(job) = propose(state, op).await? {
             crate::export::spawn(state.clone(), *job);
         }
         return Ok(());
@@ -551,5 +544,5 @@ async fn revive(state: &AppState, job: Job) -> Result<(), ApiError> {
         result: None,
         at_ms: now_ms(),
     };
-    apply(state, op).await.map(|_| ())
+    propose(state, op).await.map(|_| ())
 }

@@ -29,6 +29,7 @@ pub mod oauth;
 mod objects;
 mod paging;
 mod password;
+mod propose;
 pub mod routes;
 pub mod security_headers;
 mod sessions;

@@ -13,7 +13,7 @@ use tessera_domain::sessions::{Refreshed, Session, SessionKind};
 use tessera_raft::random;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{unexpected, ApiError};
 use crate::password;
 use crate::sessions::ClientInfo;
 use crate::token::{self, Claims, Kind};
@@ -180,11 +180,7 @@ pub(crate) async fn open_session(
     match crate::idempotency::catalog(state, CatalogOp::OpenSession(session)).await? {
         CatalogOutcome::Session(session) => Ok(session),
         CatalogOutcome::Conflict(m) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", m)),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("unexpected outcome {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -316,13 +312,7 @@ async fn refresh_grant(
         CatalogOutcome::Refreshed(Refreshed::Refused(reason)) => {
             return Err(OAuthError::new("invalid_grant", reason))
         }
-        other => {
-            return Err(OAuthError::from(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("unexpected outcome {other:?}"),
-            )))
-        }
+        other => return Err(OAuthError::from(unexpected(other))),
     };
     // The rotation checked the user's id and epoch; the local view has applied it.
     let account = state
@@ -389,12 +379,7 @@ pub async fn api_token(
     principal: Principal,
     client: ClientInfo,
 ) -> Result<Response, ApiError> {
-    let account = state
-        .cluster
-        .directory()
-        .user(&principal.username)
-        .filter(|a| a.id == principal.user_id)
-        .ok_or_else(|| crate::auth::unauthorized("the user no longer exists"))?;
+    let account = principal.account(&state)?;
     let session = open_session(&state, &account, SessionKind::ApiToken, API_TTL_MS, client).await?;
     let (token, claims) = sign(&state, &account, &session, Kind::Api, API_TTL_MS)?;
     let body = json!({

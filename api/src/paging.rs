@@ -1,10 +1,17 @@
 //! Pages of lists: `?limit=&cursor=` in, `{"items": [...], "next_cursor": ...}` out.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// The largest page a client can ask for.
 pub const MAX_PAGE: usize = 1000;
+
+/// `?limit=&cursor=` of a list with no filters.
+#[derive(Deserialize)]
+pub struct Page {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
 
 /// The page size asked for: 100 by default, between 1 and [`MAX_PAGE`].
 pub fn limit(asked: Option<usize>) -> usize {

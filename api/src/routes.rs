@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::access::{self, Access};
 use crate::{
     annotation_import, annotation_sets, annotations, cluster_routes, comments, datasets, export,
-    import, jobs, metrics, oauth, objects, sessions, tasks, users, AppState,
+    import, jobs, metrics, oauth, objects, paging, sessions, tasks, users, AppState,
 };
 
 pub struct Route {
@@ -164,7 +164,7 @@ pub fn routes() -> Vec<Route> {
             "Users, paged (limit, cursor)",
             get(users::list),
         )
-        .query::<users::Page>("limit=100&cursor=mia"),
+        .query::<paging::Page>("limit=100&cursor=mia"),
         route(
             "post",
             "/api/v1/users",
@@ -271,7 +271,7 @@ pub fn routes() -> Vec<Route> {
             "Datasets, paged (limit, cursor)",
             get(datasets::list),
         )
-        .query::<datasets::Page>("limit=100&cursor=12"),
+        .query::<paging::Page>("limit=100&cursor=12"),
         route(
             "post",
             "/api/v1/datasets",

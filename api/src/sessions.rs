@@ -16,7 +16,7 @@ use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome, Role};
 use tessera_domain::sessions::{self, Session, SessionKind};
 
 use crate::auth::Principal;
-use crate::error::{internal, ApiError};
+use crate::error::{internal, unexpected, ApiError};
 use crate::json_body::JsonBody;
 use crate::{password, token, AppState};
 
@@ -173,7 +173,7 @@ async fn end_one(
     match crate::idempotency::catalog(state, op).await? {
         CatalogOutcome::SessionsEnded(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         CatalogOutcome::NotFound(_) => Err(no_such_session()),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -188,7 +188,7 @@ async fn end_all(state: &AppState, account: &Account, reason: &str) -> Result<Re
         CatalogOutcome::SessionsEnded(ended) => {
             Ok(Json(json!({ "ended": ended.len() })).into_response())
         }
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -328,7 +328,7 @@ pub async fn change_password(
             Ok(Json(json!({ "ended_sessions": ended.len() })).into_response())
         }
         CatalogOutcome::NotFound(m) => Err(crate::auth::unauthorized(m)),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 

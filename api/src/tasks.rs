@@ -8,14 +8,15 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tessera_domain::catalog::{CatalogOp, CatalogOutcome, Role};
+use tessera_domain::catalog::Role;
 use tessera_domain::tasks::{self, Action, Task, TaskIndex, TaskOp, TaskOutcome, TaskState};
 use tessera_domain::{annotation_sets, datasets};
 
 use crate::auth::Principal;
-use crate::error::{internal, invalid, ApiError};
+use crate::error::{invalid, unexpected, ApiError};
 use crate::json_body::JsonBody;
 use crate::paging;
+use crate::propose::propose;
 use crate::token::{self, now_ms};
 use crate::AppState;
 
@@ -70,20 +71,6 @@ pub(crate) async fn load(state: &AppState, id: u64) -> Result<Task, ApiError> {
         .read_catalog(move |s| tasks::task(s, id))
         .await?
         .ok_or_else(|| no_such_task(id))
-}
-
-async fn apply(state: &AppState, op: TaskOp) -> Result<TaskOutcome, ApiError> {
-    match crate::idempotency::catalog(state, CatalogOp::Task(op)).await? {
-        CatalogOutcome::Task(TaskOutcome::NoSuchTask(id)) => Err(no_such_task(id)),
-        CatalogOutcome::Task(TaskOutcome::Forbidden(m)) => {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", m))
-        }
-        CatalogOutcome::Task(TaskOutcome::Conflict(m)) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "invalid_transition", m))
-        }
-        CatalogOutcome::Task(outcome) => Ok(outcome),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
-    }
 }
 
 #[derive(Deserialize)]
@@ -168,11 +155,11 @@ pub async fn split(
         by: principal.username,
         at_ms: now_ms(),
     };
-    match apply(&state, op).await? {
+    match propose(&state, op).await? {
         TaskOutcome::Created(ids) => {
             Ok((StatusCode::CREATED, Json(json!({ "tasks": ids }))).into_response())
         }
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -368,9 +355,9 @@ pub async fn act(
         reason,
         at_ms: now_ms(),
     };
-    match apply(&state, op).await? {
+    match propose(&state, op).await? {
         TaskOutcome::Task(t) => Ok(Json(detail(&state, &t).await?)),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -404,8 +391,8 @@ pub async fn reassign(
         by: principal.username,
         at_ms: now_ms(),
     };
-    match apply(&state, op).await? {
+    match propose(&state, op).await? {
         TaskOutcome::Task(t) => Ok(Json(detail(&state, &t).await?)),
-        other => Err(internal(format!("unexpected outcome {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }

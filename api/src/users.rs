@@ -9,10 +9,11 @@ use serde_json::{json, Value};
 use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome, Role, User};
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{unexpected, ApiError};
 use crate::json_body::JsonBody;
 use crate::paging;
 use crate::password;
+use crate::propose::propose;
 use crate::token::now_ms;
 use crate::AppState;
 
@@ -58,8 +59,16 @@ async fn hash(password: String) -> Result<String, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
 }
 
-fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> {
-    match result {
+/// Proposes a user op; a missing user is `no_such_user`.
+async fn propose_user_op(state: &AppState, op: CatalogOp) -> Result<CatalogOutcome, ApiError> {
+    propose(state, op).await.map_err(|e| match e.status {
+        StatusCode::NOT_FOUND => ApiError::new(e.status, "no_such_user", e.message),
+        _ => e,
+    })
+}
+
+fn answer(outcome: CatalogOutcome, created: bool) -> Result<Response, ApiError> {
+    match outcome {
         CatalogOutcome::Account(account) => {
             let status = if created {
                 StatusCode::CREATED
@@ -68,42 +77,18 @@ fn outcome(result: CatalogOutcome, created: bool) -> Result<Response, ApiError> 
             };
             Ok((status, Json(view(&account))).into_response())
         }
-        CatalogOutcome::Done => Ok(StatusCode::NO_CONTENT.into_response()),
-        CatalogOutcome::Conflict(m) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", m)),
-        CatalogOutcome::NotFound(m) => Err(ApiError::new(StatusCode::NOT_FOUND, "no_such_user", m)),
-        // A retry of a request applied before user ids existed: its user has no id yet.
-        CatalogOutcome::User(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-        CatalogOutcome::Key(_)
-        | CatalogOutcome::Dataset(_)
-        | CatalogOutcome::AnnotationSet(_)
-        | CatalogOutcome::Task(_)
-        | CatalogOutcome::Annotation(_)
-        | CatalogOutcome::Comment(_)
-        | CatalogOutcome::Job(_)
-        | CatalogOutcome::Imported(_)
-        | CatalogOutcome::UserIds(_)
-        | CatalogOutcome::Session(_)
-        | CatalogOutcome::Refreshed(_)
-        | CatalogOutcome::SessionsEnded(_)
-        | CatalogOutcome::PasswordSet { .. }
-        | CatalogOutcome::Forgotten(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "unexpected outcome",
-        )),
+        // `User`: a retry of a request applied before user ids existed (its user has no id).
+        CatalogOutcome::Done | CatalogOutcome::User(_) => {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        other => Err(unexpected(other)),
     }
-}
-
-#[derive(Deserialize)]
-pub struct Page {
-    limit: Option<usize>,
-    cursor: Option<String>,
 }
 
 /// `GET /api/v1/users?limit=&cursor=`: users in name order; `next_cursor` continues the list.
 pub async fn list(
     State(state): State<AppState>,
-    Query(page): Query<Page>,
+    Query(page): Query<paging::Page>,
 ) -> Result<Json<Value>, ApiError> {
     state.cluster.catalog_barrier().await?;
     let limit = paging::limit(page.limit);
@@ -143,8 +128,8 @@ pub async fn create(
         created_ms: now_ms(),
         epoch: 0,
     };
-    outcome(
-        crate::idempotency::catalog(&state, CatalogOp::CreateUser(user)).await?,
+    answer(
+        propose_user_op(&state, CatalogOp::CreateUser(user)).await?,
         true,
     )
 }
@@ -198,7 +183,7 @@ pub async fn update(
         role,
         disabled: change.disabled,
     };
-    outcome(crate::idempotency::catalog(&state, op).await?, false)
+    answer(propose_user_op(&state, op).await?, false)
 }
 
 /// `DELETE /api/v1/users/{name}`.
@@ -215,7 +200,7 @@ pub async fn delete(
         ));
     }
     let op = CatalogOp::DeleteUser { username: name };
-    outcome(crate::idempotency::catalog(&state, op).await?, false)
+    answer(propose_user_op(&state, op).await?, false)
 }
 
 /// `GET /api/v1/me`.
@@ -223,12 +208,7 @@ pub async fn me(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let account = state
-        .cluster
-        .directory()
-        .user(&principal.username)
-        .filter(|a| a.id == principal.user_id)
-        .ok_or_else(|| crate::auth::unauthorized("the user no longer exists"))?;
+    let account = principal.account(&state)?;
     Ok(Json(view(&account)))
 }
 

@@ -16,6 +16,7 @@ pub mod datasets;
 pub mod directory;
 mod error;
 pub mod jobs;
+pub mod outcome;
 #[cfg(test)]
 mod properties;
 mod records;

@@ -623,7 +623,7 @@ async fn propose(
     match crate::idempotency::catalog(state, op).await {
         Ok(CatalogOutcome::Imported(ImportOutcome::Imported(_))) => Ok(()),
         Ok(CatalogOutcome::Imported(ImportOutcome::Invalid(why))) => Err(Stop::Failed(why)),
-        Ok(other) => Err(Stop::Failed(format!("unexpected outcome {other:?}"))),
+        Ok(other) => Err(Stop::Failed(crate::error::unexpected(other).message)),
         Err(e) => Err(Stop::Failed(e.to_string())),
     }
 }
