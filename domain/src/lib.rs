@@ -14,6 +14,8 @@ pub mod catalog;
 pub mod comments;
 pub mod datasets;
 pub mod directory;
+#[cfg(test)]
+mod encoding;
 mod error;
 pub mod jobs;
 pub mod outcome;
