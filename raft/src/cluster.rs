@@ -872,6 +872,12 @@ impl Cluster {
         self.cache.admits(size)
     }
 
+    /// What this node's object cache would evict first to take `size` bytes of `sha`, or
+    /// `None` while it has room (for the fast path's admission policy).
+    pub fn cache_victim(&self, sha: &Sha256, size: u64) -> Option<Sha256> {
+        self.cache.first_victim(sha, size)
+    }
+
     /// Object cache hits, misses and current size in bytes.
     pub fn cache_stats(&self) -> (u64, u64, usize) {
         let (hits, misses) = self.cache.stats();

@@ -81,6 +81,24 @@ impl ObjectCache {
         size <= (self.shard_capacity / 8) as u64
     }
 
+    /// The object that caching `size` more bytes in `sha`'s shard would evict first — the
+    /// first entry past the CLOCK hand without its second chance — or `None` while the shard
+    /// has room. Looks at most a few entries ahead: past them, the hand's own entry stands in.
+    pub fn first_victim(&self, sha: &Sha256, size: u64) -> Option<Sha256> {
+        const LOOK_AHEAD: usize = 8;
+        let shard = self.shard(sha).lock().ok()?;
+        if shard.bytes + size as usize <= self.shard_capacity {
+            return None;
+        }
+        let unreferenced = shard.clock.iter().take(LOOK_AHEAD).find(|candidate| {
+            shard
+                .map
+                .get(*candidate)
+                .is_some_and(|slot| !slot.referenced)
+        });
+        unreferenced.or(shard.clock.front()).copied()
+    }
+
     pub fn insert(&self, sha: Sha256, value: Cached) {
         let size = value.bytes.len();
         if !self.admits(size as u64) {
@@ -172,6 +190,22 @@ mod tests {
         }
         assert_eq!(cache.size(), 800);
         assert_eq!(cache.stats(), (9, 1));
+    }
+
+    #[test]
+    fn names_the_object_an_insert_would_evict() {
+        let cache = ObjectCache::new(SHARDS * 800);
+        let objects: Vec<(Sha256, Cached)> = (1..=9).map(|i| object(i, 100)).collect();
+        for (sha, value) in &objects[..7] {
+            cache.insert(*sha, value.clone());
+        }
+        assert_eq!(cache.first_victim(&objects[8].0, 100), None, "room for one more");
+        cache.insert(objects[7].0, objects[7].1.clone());
+        assert_eq!(cache.first_victim(&objects[8].0, 100), Some(objects[0].0));
+        cache.get(&objects[0].0); // a second chance: the next one goes first
+        assert_eq!(cache.first_victim(&objects[8].0, 100), Some(objects[1].0));
+        cache.insert(objects[8].0, objects[8].1.clone());
+        assert!(cache.get(&objects[1].0).is_none(), "the named victim went");
     }
 
     #[test]

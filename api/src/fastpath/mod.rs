@@ -126,11 +126,13 @@ struct Shared {
     state: AppState,
     router: Router,
     config: Config,
-    doorkeeper: admission::Doorkeeper,
+    admission: admission::Admission,
 }
 
-/// First cache misses remembered by the doorkeeper (8 bytes each).
-const DOORKEEPER_SLOTS: usize = 1 << 16;
+/// Counters of the cache admission's frequency sketch (one byte each): one per 2 KiB of the
+/// default 128 MiB object cache, so even a cache full of small objects has a counter for
+/// about each of them.
+const ADMISSION_SLOTS: usize = 1 << 16;
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets responses
 /// in flight finish (idle connections are closed at once) for up to `config.shutdown_grace`,
@@ -146,7 +148,7 @@ pub async fn serve(
         router: crate::router(state.clone()),
         state,
         config,
-        doorkeeper: admission::Doorkeeper::new(DOORKEEPER_SLOTS),
+        admission: admission::Admission::new(ADMISSION_SLOTS),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a receiver; `closed()` resolves when the last one is gone.

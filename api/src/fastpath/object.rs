@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use tessera_raft::RangeOutcome;
 use tokio::net::TcpStream;
 
-use super::admission::Doorkeeper;
+use super::admission::Admission;
 use super::body::{self, BodySource};
 use super::head::Head;
 use super::metrics;
@@ -83,7 +83,7 @@ pub async fn answer(
                 .is_some_and(|v| objects::if_none_match(v, etag)),
             range: req.range.and_then(objects::range_value),
         };
-        lookup(state, &shared.doorkeeper, &query).await
+        lookup(state, &shared.admission, &query).await
     }
     .await;
     let status = match result {
@@ -146,18 +146,19 @@ pub async fn answer(
 /// object's volume file with `sendfile(2)`, found in the group's index in memory
 /// (`Cluster::resident_object`: no blocking-pool hop, no RocksDB read), which also answers
 /// `HEAD` and 304. Objects the index in memory does not hold (damaged bytes, a migration in
-/// progress) are looked up in RocksDB on the blocking pool. A cacheable object's second miss
-/// within a while is read into the cache (see [`Doorkeeper`]): with `bench/serve.sh` on
-/// loopback, 400 hot objects cost the nodes 45–53 µs per request sent with `sendfile` every
-/// time against 31–33 µs from the cache with `writev`. Objects this node holds no intact
+/// progress) are looked up in RocksDB on the blocking pool. A missed object read more often
+/// lately than what the cache would evict for it is read into the cache (see [`Admission`]):
+/// with `bench/serve.sh` on loopback, 400 hot objects cost the nodes 45–53 µs per request sent
+/// with `sendfile` every time against 31–33 µs from the cache with `writev`. Objects this node holds no intact
 /// replica of, and anything not yet applied here, take the router's read path.
 async fn lookup(
     state: &AppState,
-    doorkeeper: &Doorkeeper,
+    admission: &Admission,
     query: &ObjectQuery,
 ) -> Result<Answer<BodySource>, ApiError> {
     let wants_body = !query.head && !query.not_modified;
     if wants_body {
+        admission.record(&query.sha);
         if let Some((meta, bytes)) = state.cluster.cached_object(&query.sha) {
             return local(
                 meta.size,
@@ -167,11 +168,16 @@ async fn lookup(
             );
         }
     }
-    // A cacheable object's second miss within a while (see `Doorkeeper`) goes to the read path
-    // below, which copies it into the cache. Objects too large for the cache always go out
-    // with sendfile, so a slow reader never holds a copy.
+    // A miss worth caching (see `Admission`) goes to the read path below, which copies it into
+    // the cache. Objects too large for the cache always go out with sendfile, so a slow
+    // reader never holds a copy.
     let admit = |size| {
-        wants_body && state.cluster.cache_admits(size) && doorkeeper.missed_before(&query.sha)
+        wants_body
+            && state.cluster.cache_admits(size)
+            && admission.admits(
+                &query.sha,
+                state.cluster.cache_victim(&query.sha, size).as_ref(),
+            )
     };
     if let Some(found) = state.cluster.resident_object(&query.sha) {
         if !admit(found.size) {
