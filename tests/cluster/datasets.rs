@@ -5,25 +5,20 @@ use serde_json::{json, Value};
 use tessera_client::{Client, Method};
 use tessera_cluster_tests::{Options, TestCluster};
 
-use crate::support::{create_user, image, send_json, upload};
+use crate::support::{
+    assert_refused, create_user, image, new_dataset, object_record, send_json, send_json_text,
+    upload,
+};
 
 async fn refcount(client: &Client, sha: &str) -> u64 {
-    let meta = client
-        .get(&format!("/api/v1/objects/{sha}"))
-        .await
-        .expect("metadata")
-        .json();
-    meta["refcount"].as_u64().expect("refcount")
+    object_record(client, sha).await["refcount"]
+        .as_u64()
+        .expect("refcount")
 }
 
 #[tokio::test]
 async fn datasets_hold_references_to_their_images() {
-    let cluster = TestCluster::start(Options {
-        nodes: 3,
-        shards: 8,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::default()).await;
     let (a, b) = (cluster.node(1).client(), cluster.node(2).client());
     let shas = [
         upload(&a, &image(11)).await,
@@ -31,15 +26,7 @@ async fn datasets_hold_references_to_their_images() {
         upload(&a, &image(13)).await,
     ];
 
-    let created = send_json(
-        &a,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "street scenes"}),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{:?}", created.json());
-    let id = created.json()["id"].as_u64().expect("id");
+    let id = new_dataset(&a, "street scenes").await;
     let base = format!("/api/v1/datasets/{id}");
     assert_eq!(
         send_json(
@@ -67,13 +54,7 @@ async fn datasets_hold_references_to_their_images() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        (
-            bad_json.status.as_u16(),
-            bad_json.json()["error"]["code"].clone()
-        ),
-        (400, json!("bad_json"))
-    );
+    assert_refused(&bad_json, 400, "bad_json");
 
     // Add through another node; every image takes one reference.
     let images: Vec<Value> = shas
@@ -197,16 +178,7 @@ async fn datasets_hold_references_to_their_images() {
 async fn annotation_sets_hold_checked_label_schemas() {
     let cluster = TestCluster::start(Options::default()).await;
     let (a, b) = (cluster.node(1).client(), cluster.node(3).client());
-    let dataset = send_json(
-        &a,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "people"}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .expect("id");
+    let dataset = new_dataset(&a, "people").await;
     let labels = json!([
         {"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"],
          "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": true, "default": "red"},
@@ -383,16 +355,10 @@ async fn idempotency_keys_make_retries_apply_once() {
 /// nothing.
 #[tokio::test]
 async fn bad_json_input_is_named_and_changes_nothing() {
-    let cluster = TestCluster::start(Options {
-        nodes: 1,
-        replication: 1,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::single_node()).await;
     let a = cluster.node(1).client();
     let wrong_type = send_json(&a, Method::POST, "/api/v1/datasets", json!({"name": 5})).await;
-    assert_eq!(wrong_type.status, 400);
-    assert_eq!(wrong_type.json()["error"]["code"], "bad_json");
+    assert_refused(&wrong_type, 400, "bad_json");
     assert!(wrong_type.json()["error"]["message"]
         .as_str()
         .unwrap()
@@ -410,17 +376,8 @@ async fn bad_json_input_is_named_and_changes_nothing() {
         .contains("colour"));
     // Over the 8 MiB JSON limit: axum's own rejection, answered in the same JSON shape.
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(9 << 20));
-    let too_big = a
-        .send(
-            Method::POST,
-            "/api/v1/datasets",
-            &[("content-type", "application/json")],
-            Bytes::from(huge),
-        )
-        .await
-        .unwrap();
-    assert_eq!(too_big.status, 413);
-    assert_eq!(too_big.json()["error"]["code"], "too_large");
+    let too_big = send_json_text(&a, Method::POST, "/api/v1/datasets", huge).await;
+    assert_refused(&too_big, 413, "too_large");
     // Bad query strings too (on a fresh connection: the server closes the one whose oversized
     // body it did not read).
     let a = cluster.node(1).client();

@@ -10,8 +10,8 @@ use tessera_client::{Client, Method};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::exports::{download, export, import_annotations};
-use crate::imports::{job_end, new_dataset, start_import};
-use crate::support::{counter, create_user, send_json, upload};
+use crate::imports::{job_end, start_import};
+use crate::support::{counter, create_user, new_dataset, send_json, upload};
 
 async fn all_ready(cluster: &TestCluster, after: &str) {
     for node in &cluster.nodes {

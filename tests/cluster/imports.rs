@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tessera_client::{Client, Method};
 use tessera_cluster_tests::{eventually, png, Options, TestCluster, DEADLINE};
 
-use crate::support::{create_user, python, script, send_json, sha_hex};
+use crate::support::{create_user, new_dataset, python, script, send_json, sha_hex};
 
 /// Generates the fixtures into a temporary directory; returns it and the manifest.
 fn fixtures() -> (tempfile::TempDir, Vec<Value>) {
@@ -28,18 +28,6 @@ fn fixtures() -> (tempfile::TempDir, Vec<Value>) {
     let manifest: Value = serde_json::from_slice(&output.stdout).expect("manifest");
     let list = manifest["fixtures"].as_array().expect("fixtures").clone();
     (dir, list)
-}
-
-pub(crate) async fn new_dataset(manager: &Client, name: &str) -> u64 {
-    let reply = send_json(
-        manager,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": name}),
-    )
-    .await;
-    assert_eq!(reply.status, 201, "{:?}", reply.json());
-    reply.json()["id"].as_u64().expect("dataset id")
 }
 
 /// Uploads `body` as an import into `dataset`; returns the job id.

@@ -59,6 +59,16 @@ pub async fn assert_serves(client: &Client, sha: &str, expected: &[u8]) {
     assert_eq!(&reply.body[..], expected);
 }
 
+/// The record of object `sha` (`/api/v1/objects/<sha>`), asserting it exists.
+pub async fn object_record(client: &Client, sha: &str) -> Value {
+    let reply = client
+        .get(&format!("/api/v1/objects/{sha}"))
+        .await
+        .expect("object record");
+    assert_eq!(reply.status, 200, "record of {sha}: {:?}", reply.json());
+    reply.json()
+}
+
 /// The voters of the group that holds `sha`, from the cluster status.
 pub fn voters_of(status: &Value, sha: &str) -> Vec<u64> {
     let shards = status["shards"].as_u64().expect("shards");
@@ -142,11 +152,67 @@ pub async fn form(client: &Client, path: &str, fields: &[(&str, &str)]) -> Reply
 
 /// Sends `body` as JSON and returns the reply.
 pub async fn send_json(client: &Client, method: Method, path: &str, body: Value) -> Reply {
+    send_json_text(client, method, path, body.to_string()).await
+}
+
+/// Sends `text` labelled as JSON, whether or not it is (for malformed and hostile bodies).
+pub async fn send_json_text(
+    client: &Client,
+    method: Method,
+    path: &str,
+    text: impl Into<Bytes>,
+) -> Reply {
     let headers = [("content-type", "application/json")];
     client
-        .send(method, path, &headers, Bytes::from(body.to_string()))
+        .send(method, path, &headers, text.into())
         .await
         .expect("json request")
+}
+
+/// `DELETE path`.
+pub async fn delete(client: &Client, path: &str) -> Reply {
+    client
+        .send(Method::DELETE, path, &[], Bytes::new())
+        .await
+        .expect("DELETE")
+}
+
+/// `GET /api/v1/me` with `token`.
+pub async fn me(client: &Client, token: &str) -> Reply {
+    client
+        .with_token(token.to_string())
+        .get("/api/v1/me")
+        .await
+        .expect("GET /api/v1/me")
+}
+
+/// Polls `GET /api/v1/me` with `token` until it is refused with 401; returns that reply (a
+/// node applies a revocation a moment after the node that made it answered).
+pub async fn refused_token(client: &Client, token: &str, what: &str) -> Reply {
+    tessera_cluster_tests::eventually(what, tessera_cluster_tests::DEADLINE, || async {
+        let reply = me(client, token).await;
+        (reply.status == 401).then_some(reply)
+    })
+    .await
+}
+
+/// Asserts `reply` is a refusal with `status` and the JSON error `code`.
+pub fn assert_refused(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{:?}", reply.json());
+    assert_eq!(reply.json()["error"]["code"], code, "{:?}", reply.json());
+}
+
+/// Creates dataset `name` and returns its id.
+pub async fn new_dataset(manager: &Client, name: &str) -> u64 {
+    let reply = send_json(
+        manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": name}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{:?}", reply.json());
+    reply.json()["id"].as_u64().expect("dataset id")
 }
 
 /// Creates a user (password `<name>-password`) as `admin` and returns a client logged in as it.
@@ -161,6 +227,20 @@ pub async fn create_user(admin: &Client, name: &str, role: &str) -> Client {
         .await
         .expect("login");
     admin.with_token(token)
+}
+
+/// An admin sets user `name`'s password (which ends every session of the user).
+pub async fn reset_password(admin: &Client, name: &str, password: &str) {
+    let path = format!("/api/v1/users/{name}");
+    let reply = send_json(admin, Method::PATCH, &path, json!({"password": password})).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+}
+
+/// Creates an API token as `client`'s user; returns the reply (`token` and `session`).
+pub async fn api_token(client: &Client) -> Value {
+    let reply = send_json(client, Method::POST, "/api/v1/me/tokens", json!({})).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.json());
+    reply.json()
 }
 
 /// The Python of the venv with datumaro and pycocotools (made by scripts/test.sh).

@@ -176,6 +176,17 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// One node holding the only replica of everything: for what a single node answers.
+    pub fn single_node() -> Options {
+        Options {
+            nodes: 1,
+            replication: 1,
+            ..Options::default()
+        }
+    }
+}
+
 impl TestCluster {
     /// Starts every node, initialises the cluster and waits until it is ready.
     pub async fn start(opts: Options) -> TestCluster {
