@@ -10,8 +10,8 @@ use tessera_client::{Client, Method};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::exports::{download, export, import_annotations};
-use crate::imports::{job_end, start_import};
-use crate::support::{counter, create_user, new_dataset, send_json, upload};
+use crate::imports::import;
+use crate::support::{cluster_with_manager, counter, create_user, new_dataset, send_json, upload};
 
 async fn all_ready(cluster: &TestCluster, after: &str) {
     for node in &cluster.nodes {
@@ -73,9 +73,7 @@ async fn labels_refused(manager: &Client, dataset: u64, name: &str, character: &
 
 #[tokio::test]
 async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
-    let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
+    let (cluster, manager) = cluster_with_manager(Options::default()).await;
     let dataset = new_dataset(&manager, "hostile").await;
 
     // Polyglots are no images; a top-down BMP is one.
@@ -255,11 +253,7 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
     let before = written(pid);
     let bomb = gzip_bomb(64);
     let compressed = bomb.len() as u64;
-    let job = job_end(
-        &manager,
-        start_import(&manager, dataset, "zeros.gz", bomb).await,
-    )
-    .await;
+    let job = import(&manager, dataset, "zeros.gz", bomb).await;
     let said = format!("{} {}", job["skipped"], job["error"]);
     assert!(said.contains("compression ratio"), "{said}");
     let delta = written(pid) - before;
@@ -272,11 +266,7 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
     // A file that looks like a video but is not: the reason names no server path.
     let mut fake = vec![0x1a, 0x45, 0xdf, 0xa3];
     fake.extend_from_slice(&[0x42; 4096]);
-    let job = job_end(
-        &manager,
-        start_import(&manager, dataset, "clip.webm", fake).await,
-    )
-    .await;
+    let job = import(&manager, dataset, "clip.webm", fake).await;
     let said = job.to_string();
     assert!(said.contains("video could not be decoded"), "{said}");
     let data = cluster.data_dir(1);

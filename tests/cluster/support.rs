@@ -1,12 +1,13 @@
 //! Helpers shared by the cluster tests.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::Digest;
 use tessera_client::{form_encode, Client, Method, Reply};
-use tessera_cluster_tests::{png, TestCluster};
+use tessera_cluster_tests::{png, Options, TestCluster};
 
 pub fn sha_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
@@ -241,6 +242,32 @@ pub async fn api_token(client: &Client) -> Value {
     let reply = send_json(client, Method::POST, "/api/v1/me/tokens", json!({})).await;
     assert_eq!(reply.status, 201, "{:?}", reply.json());
     reply.json()
+}
+
+/// A cluster of `opts` and a client of its manager `mgr`, signed in through node 1.
+pub async fn cluster_with_manager(opts: Options) -> (TestCluster, Client) {
+    let cluster = TestCluster::start(opts).await;
+    let manager = create_user(&cluster.node(1).client(), "mgr", "manager").await;
+    (cluster, manager)
+}
+
+/// Cancels job `id` (an import or an export).
+pub async fn cancel_job(client: &Client, id: u64) {
+    let path = format!("/api/v1/jobs/{id}/cancel");
+    let reply = send_json(client, Method::POST, &path, json!({})).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+}
+
+/// Runs `command` to its end and asserts it succeeded (saying what it printed if not).
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().expect("run a command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// The Python of the venv with datumaro and pycocotools (made by scripts/test.sh).
