@@ -6,8 +6,8 @@ use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster, ADMIN_PASSWORD};
 
 use crate::support::{
-    api_token, create_user, delete, form, image, me, refused_token, reset_password, send_json,
-    send_json_text, upload,
+    api_token, create_user, delete, error_message, form, image, me, new_dataset, next_page,
+    refused_token, reset_password, send_json, send_json_text, upload,
 };
 
 /// Creates a manager, a reviewer and an annotator, and signs everybody in through `anon`:
@@ -186,15 +186,7 @@ async fn oauth_password_refresh_revoke_and_user_changes() {
     // Listing pages through every user.
     let first = admin.get("/api/v1/users?limit=1").await.unwrap().json();
     assert_eq!(first["items"].as_array().map(Vec::len), Some(1));
-    let cursor = first["next_cursor"]
-        .as_str()
-        .expect("a next page")
-        .to_string();
-    let rest = admin
-        .get(&format!("/api/v1/users?limit=10&cursor={cursor}"))
-        .await
-        .unwrap()
-        .json();
+    let rest = next_page(&admin, "/api/v1/users?limit=10", &first).await;
     assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
     assert!(rest["next_cursor"].is_null());
 
@@ -219,9 +211,7 @@ async fn expired_tokens_are_refused() {
         .unwrap();
     assert_eq!(me(&client, &token).await.status, 200);
     let expired = refused_token(&client, &token, "the token to expire").await;
-    assert!(expired.json()["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("expired")));
+    assert!(error_message(&expired).contains("expired"));
 }
 
 /// Every route × every kind of caller: allowed (not 401/403) or refused with the right status.
@@ -464,14 +454,7 @@ async fn nodes_beyond_the_catalogue_voters_serve_everything() {
             .expect("login on a learner");
         let here = here.with_token(token.clone());
         let name = format!("made-on-{n}");
-        let created = send_json(
-            &here,
-            Method::POST,
-            "/api/v1/datasets",
-            json!({"name": name}),
-        )
-        .await;
-        assert_eq!(created.status, 201, "{:?}", created.json());
+        new_dataset(&here, &name).await;
         let listed = here.get("/api/v1/datasets").await.expect("list").json();
         assert!(listed.to_string().contains(&name), "{listed}");
         // Revoked through node 1: refused here too.

@@ -6,8 +6,8 @@ use tessera_client::{Client, Method};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::support::{
-    assert_refused, create_user, image, new_dataset, object_record, send_json, send_json_text,
-    upload,
+    add_images, assert_refused, create_annotation_set, create_dataset, create_user, error_message,
+    image, new_dataset, next_page, object_record, send_json, send_json_text, upload,
 };
 
 async fn refcount(client: &Client, sha: &str) -> u64 {
@@ -29,22 +29,12 @@ async fn datasets_hold_references_to_their_images() {
     let id = new_dataset(&a, "street scenes").await;
     let base = format!("/api/v1/datasets/{id}");
     assert_eq!(
-        send_json(
-            &b,
-            Method::POST,
-            "/api/v1/datasets",
-            json!({"name": "street scenes"})
-        )
-        .await
-        .status,
-        409
-    );
-    assert_eq!(
-        send_json(&b, Method::POST, "/api/v1/datasets", json!({"name": ""}))
+        create_dataset(&b, json!({"name": "street scenes"}))
             .await
             .status,
-        422
+        409
     );
+    assert_eq!(create_dataset(&b, json!({"name": ""})).await.status, 422);
     let bad_json = b
         .send(
             Method::POST,
@@ -62,58 +52,35 @@ async fn datasets_hold_references_to_their_images() {
         .enumerate()
         .map(|(i, s)| json!({"sha256": s, "name": format!("cam/{i}.png")}))
         .collect();
-    let added = send_json(
-        &b,
-        Method::POST,
-        &format!("{base}/images"),
-        json!({"images": images}),
-    )
-    .await;
+    let images = Value::from(images);
+    let added = add_images(&b, id, images.clone()).await;
     assert_eq!(added.status, 200, "{:?}", added.json());
     assert_eq!(added.json()["added"].as_array().map(Vec::len), Some(3));
     for sha in &shas {
         assert_eq!(refcount(&a, sha).await, 2, "upload + dataset");
     }
     // Adding again changes nothing, counts included.
-    let again = send_json(
-        &a,
-        Method::POST,
-        &format!("{base}/images"),
-        json!({"images": images}),
-    )
-    .await;
+    let again = add_images(&a, id, images).await;
     assert_eq!(again.json()["already_present"], 3);
     for sha in &shas {
         assert_eq!(refcount(&b, sha).await, 2);
     }
     // Unknown or malformed objects are refused, naming the entry, and nothing changes.
-    let unknown = send_json(
+    let unknown = add_images(
         &a,
-        Method::POST,
-        &format!("{base}/images"),
-        json!({"images": [{"sha256": shas[0]}, {"sha256": "0".repeat(64)}]}),
+        id,
+        json!([{"sha256": shas[0]}, {"sha256": "0".repeat(64)}]),
     )
     .await;
     assert_eq!(unknown.status, 422);
-    assert!(unknown.json()["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("images[1]")));
-    let malformed = send_json(
-        &a,
-        Method::POST,
-        &format!("{base}/images"),
-        json!({"images": [{"sha256": "xyz"}]}),
-    )
-    .await;
+    assert!(error_message(&unknown).contains("images[1]"));
+    let malformed = add_images(&a, id, json!([{"sha256": "xyz"}])).await;
     assert_eq!(malformed.status, 422);
     assert_eq!(a.get(&base).await.unwrap().json()["image_count"], 3);
 
     // Pages of images with dimensions and presigned URLs that work without a token.
-    let first = a
-        .get(&format!("{base}/images?limit=2"))
-        .await
-        .unwrap()
-        .json();
+    let listing = format!("{base}/images?limit=2");
+    let first = a.get(&listing).await.unwrap().json();
     let items = first["items"].as_array().expect("items").clone();
     assert_eq!(items.len(), 2);
     assert_eq!(
@@ -122,12 +89,7 @@ async fn datasets_hold_references_to_their_images() {
     );
     let url = items[0]["url"].as_str().expect("url");
     assert_eq!(a.anonymous().get(url).await.unwrap().status, 200);
-    let cursor = first["next_cursor"].as_str().expect("cursor");
-    let rest = a
-        .get(&format!("{base}/images?limit=2&cursor={cursor}"))
-        .await
-        .unwrap()
-        .json();
+    let rest = next_page(&a, &listing, &first).await;
     assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
     assert!(rest["next_cursor"].is_null());
 
@@ -164,13 +126,7 @@ async fn datasets_hold_references_to_their_images() {
 
     // Annotators do not manage datasets.
     let ann = create_user(&a, "ann", "annotator").await;
-    let refused = send_json(
-        &ann,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "mine"}),
-    )
-    .await;
+    let refused = create_dataset(&ann, json!({"name": "mine"})).await;
     assert_eq!(refused.status, 403);
 }
 
@@ -187,13 +143,7 @@ async fn annotation_sets_hold_checked_label_schemas() {
          "keypoints": ["head", "left hand", "right hand"], "skeleton": [[0, 1], [0, 2]]},
         {"name": "night", "color": "#000000", "kinds": ["tag"]}
     ]);
-    let created = send_json(
-        &a,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-        json!({"name": "v1", "labels": labels}),
-    )
-    .await;
+    let created = create_annotation_set(&a, dataset, "v1", &labels).await;
     assert_eq!(created.status, 201, "{:?}", created.json());
     let id = created.json()["id"].as_u64().expect("id");
     assert_eq!(
@@ -220,27 +170,12 @@ async fn annotation_sets_hold_checked_label_schemas() {
         ),
         (json!([]), "at least one label"),
     ] {
-        let reply = send_json(
-            &b,
-            Method::POST,
-            &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-            json!({"name": "bad", "labels": bad}),
-        )
-        .await;
+        let reply = create_annotation_set(&b, dataset, "bad", &bad).await;
         assert_eq!(reply.status, 422, "{bad}");
-        let message = reply.json()["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let message = error_message(&reply);
         assert!(message.contains(expect), "{bad}: {message}");
     }
-    let missing = send_json(
-        &b,
-        Method::POST,
-        "/api/v1/datasets/999/annotation-sets",
-        json!({"name": "x", "labels": labels}),
-    )
-    .await;
+    let missing = create_annotation_set(&b, 999, "x", &labels).await;
     assert_eq!(missing.status, 404);
 
     let listed = b
@@ -304,29 +239,16 @@ async fn idempotency_keys_make_retries_apply_once() {
                 .expect("request")
         }
     };
-    let first = keyed(
-        &a,
-        "create-1",
-        "/api/v1/datasets".into(),
-        json!({"name": "once"}),
-    )
-    .await;
-    let again = keyed(
-        &b,
-        "create-1",
-        "/api/v1/datasets".into(),
-        json!({"name": "once"}),
-    )
-    .await;
+    // The same request sent through two nodes, as a client retrying after a timeout would.
+    let mut created = Vec::new();
+    for client in [&a, &b] {
+        let body = json!({"name": "once"});
+        created.push(keyed(client, "create-1", "/api/v1/datasets".into(), body).await);
+    }
+    let (first, again) = (&created[0], &created[1]);
     assert_eq!((first.status.as_u16(), again.status.as_u16()), (201, 201));
     assert_eq!(first.json()["id"], again.json()["id"]);
-    let unkeyed = send_json(
-        &a,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "once"}),
-    )
-    .await;
+    let unkeyed = create_dataset(&a, json!({"name": "once"})).await;
     assert_eq!(unkeyed.status, 409, "without a key it is a second request");
 
     // A multi-step request (references, then membership) retried: counts move once.
@@ -357,23 +279,11 @@ async fn idempotency_keys_make_retries_apply_once() {
 async fn bad_json_input_is_named_and_changes_nothing() {
     let cluster = TestCluster::start(Options::single_node()).await;
     let a = cluster.node(1).client();
-    let wrong_type = send_json(&a, Method::POST, "/api/v1/datasets", json!({"name": 5})).await;
+    let wrong_type = create_dataset(&a, json!({"name": 5})).await;
     assert_refused(&wrong_type, 400, "bad_json");
-    assert!(wrong_type.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("invalid type"));
-    let unknown_field = send_json(
-        &a,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "x", "colour": "red"}),
-    )
-    .await;
-    assert!(unknown_field.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("colour"));
+    assert!(error_message(&wrong_type).contains("invalid type"));
+    let unknown_field = create_dataset(&a, json!({"name": "x", "colour": "red"})).await;
+    assert!(error_message(&unknown_field).contains("colour"));
     // Over the 8 MiB JSON limit: axum's own rejection, answered in the same JSON shape.
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(9 << 20));
     let too_big = send_json_text(&a, Method::POST, "/api/v1/datasets", huge).await;
@@ -383,9 +293,7 @@ async fn bad_json_input_is_named_and_changes_nothing() {
     let a = cluster.node(1).client();
     let bad_query = a.get("/api/v1/datasets?limit=many").await.unwrap();
     assert_eq!(bad_query.status, 400);
-    assert!(bad_query.json()["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("limit")));
+    assert!(error_message(&bad_query).contains("limit"));
     assert_eq!(
         a.get("/api/v1/datasets").await.unwrap().json()["items"],
         json!([]),

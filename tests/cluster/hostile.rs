@@ -11,7 +11,10 @@ use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::exports::{download, export, import_annotations};
 use crate::imports::import;
-use crate::support::{cluster_with_manager, counter, create_user, new_dataset, send_json, upload};
+use crate::support::{
+    add_images, cluster_with_manager, counter, create_annotation_set, create_user, error_message,
+    new_dataset, upload,
+};
 
 async fn all_ready(cluster: &TestCluster, after: &str) {
     for node in &cluster.nodes {
@@ -57,17 +60,10 @@ fn top_down_bmp() -> Vec<u8> {
 }
 
 async fn labels_refused(manager: &Client, dataset: u64, name: &str, character: &str) {
-    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
     let labels = json!([{"name": name, "color": "#00ff00", "kinds": ["rectangle"]}]);
-    let reply = send_json(
-        manager,
-        Method::POST,
-        &path,
-        json!({"name": "s", "labels": labels}),
-    )
-    .await;
+    let reply = create_annotation_set(manager, dataset, "s", &labels).await;
     assert_eq!(reply.status, 422, "{name:?}: {:?}", reply.json());
-    let message = reply.json()["error"]["message"].to_string();
+    let message = error_message(&reply);
     assert!(message.contains(character), "{name:?}: {message}");
 }
 
@@ -152,24 +148,10 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
     // Labels a spreadsheet would run as formulas stay text in annotations.csv; a label with a
     // line break in an imported file is never created.
     let sha = upload(&manager, &tessera_cluster_tests::png(32, 24, 77)).await;
-    let path = format!("/api/v1/datasets/{dataset}/images");
-    let added = send_json(
-        &manager,
-        Method::POST,
-        &path,
-        json!({"images": [{"sha256": sha, "name": "a.png"}]}),
-    )
-    .await;
+    let added = add_images(&manager, dataset, json!([{"sha256": sha, "name": "a.png"}])).await;
     assert_eq!(added.status, 200, "{:?}", added.json());
-    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
     let labels = json!([{"name": "car", "color": "#00ff00", "kinds": ["rectangle"]}]);
-    let set = send_json(
-        &manager,
-        Method::POST,
-        &path,
-        json!({"name": "formulas", "labels": labels}),
-    )
-    .await;
+    let set = create_annotation_set(&manager, dataset, "formulas", &labels).await;
     let set = set.json()["id"].as_u64().expect("set id");
     let formula = "=HYPERLINK(\"http://evil.example\",\"x\")";
     let coco = json!({
@@ -311,9 +293,7 @@ async fn cluster_init_needs_credentials_and_repeats_quietly() {
         let anonymous = node.client().anonymous();
         let reply = init(&anonymous).await;
         assert_eq!(reply.status, 401, "node {}: {:?}", node.id, reply.json());
-        assert!(reply.json()["error"]["message"]
-            .to_string()
-            .contains("init token"));
+        assert!(error_message(&reply).contains("init token"));
         let forged = init(&anonymous.with_token("0".repeat(64))).await;
         assert_eq!(forged.status, 401, "node {}", node.id);
         let other = std::fs::read_to_string(cluster.data_dir(node.id % 3 + 1).join("init-token"))

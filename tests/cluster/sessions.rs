@@ -9,8 +9,8 @@ use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::support::{
-    api_token, assert_refused, create_user, delete, form, me, refused_token, reset_password,
-    send_json,
+    api_token, assert_refused, create_user, delete, error_message, form, me, refused_token,
+    reset_password, send_json,
 };
 
 /// Why the tokens of a session that was ended are refused.
@@ -52,13 +52,6 @@ async fn refresh(client: &Client, token: &str) -> Reply {
     form(&client.anonymous(), "/oauth/token", &fields).await
 }
 
-fn reason(reply: &Reply) -> String {
-    reply.json()["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Every node refuses each of `tokens` with 401 and a message starting with `why` (polled: a
 /// node applies a change a moment after the node that made it answered).
 async fn refused_everywhere(cluster: &TestCluster, tokens: &[&str], why: &str) {
@@ -67,10 +60,10 @@ async fn refused_everywhere(cluster: &TestCluster, tokens: &[&str], why: &str) {
             let what = format!("node {} to refuse the token ({why})", node.id);
             let reply = refused_token(&node.client(), token, &what).await;
             assert!(
-                reason(&reply).starts_with(why),
+                error_message(&reply).starts_with(why),
                 "node {}: {}",
                 node.id,
-                reason(&reply)
+                error_message(&reply)
             );
         }
     }
@@ -108,9 +101,9 @@ async fn a_deleted_users_tokens_never_act_as_the_next_user_of_that_name() {
             let reply = me(&client, token).await;
             assert_eq!(reply.status, 401, "node {}", node.id);
             assert!(
-                reason(&reply).starts_with("token revoked"),
+                error_message(&reply).starts_with("token revoked"),
                 "{}",
-                reason(&reply)
+                error_message(&reply)
             );
         }
         let reply = refresh(&client, &old.refresh).await;
@@ -179,6 +172,12 @@ async fn refresh_tokens_rotate_and_a_reused_one_signs_the_session_out_everywhere
     assert_eq!(revoked.status, 200);
     refused_everywhere(&cluster, &[&other.access, &renewed.access], SIGNED_OUT).await;
     assert_eq!(refresh(&n1, &renewed.refresh).await.status, 400);
+}
+
+/// A user changes their own password.
+async fn change_password(user: &Client, current: &str, new: &str) -> Reply {
+    let body = json!({"current_password": current, "new_password": new});
+    send_json(user, Method::PUT, "/api/v1/me/password", body).await
 }
 
 fn sessions(reply: &Reply) -> Vec<Value> {
@@ -256,29 +255,11 @@ async fn sessions_are_listed_ended_and_cut_by_password_changes() {
 
     // Changing one's own password ends every other session (create_user's and the API
     // token's), keeps this one.
-    let wrong = send_json(
-        &lee,
-        Method::PUT,
-        "/api/v1/me/password",
-        json!({"current_password": "nope-nope", "new_password": "lee-second-password"}),
-    )
-    .await;
+    let wrong = change_password(&lee, "nope-nope", "lee-second-password").await;
     assert_refused(&wrong, 403, "wrong_password");
-    let short = send_json(
-        &lee,
-        Method::PUT,
-        "/api/v1/me/password",
-        json!({"current_password": "lee-password", "new_password": "short"}),
-    )
-    .await;
+    let short = change_password(&lee, "lee-password", "short").await;
     assert_eq!(short.status, 422);
-    let changed = send_json(
-        &lee,
-        Method::PUT,
-        "/api/v1/me/password",
-        json!({"current_password": "lee-password", "new_password": "lee-second-password"}),
-    )
-    .await;
+    let changed = change_password(&lee, "lee-password", "lee-second-password").await;
     assert_eq!(changed.status, 200, "{:?}", changed.json());
     assert_eq!(changed.json()["ended_sessions"], 2);
     refused_everywhere(&cluster, &[&api_token], SIGNED_OUT).await;
@@ -335,8 +316,8 @@ async fn a_node_paused_while_a_user_is_deleted_never_accepts_their_token() {
     let reply = me(&lagging, &pat.access).await;
     assert_eq!(reply.status, 401, "{:?}", reply.json());
     assert!(
-        reason(&reply).starts_with("token revoked: the user was deleted"),
+        error_message(&reply).starts_with("token revoked: the user was deleted"),
         "{}",
-        reason(&reply)
+        error_message(&reply)
     );
 }

@@ -203,15 +203,50 @@ pub fn assert_refused(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.json()["error"]["code"], code, "{:?}", reply.json());
 }
 
+/// The page after `page` of the listing at `path` (which has a query, such as its limit).
+pub async fn next_page(client: &Client, path: &str, page: &Value) -> Value {
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    client
+        .get(&format!("{path}&cursor={cursor}"))
+        .await
+        .expect("next page")
+        .json()
+}
+
+/// Asks to create a dataset described by `body`; returns the reply, whatever it is.
+pub async fn create_dataset(client: &Client, body: Value) -> Reply {
+    send_json(client, Method::POST, "/api/v1/datasets", body).await
+}
+
+/// Adds `images` (`[{"sha256", "name"?}]`) to dataset `dataset`.
+pub async fn add_images(client: &Client, dataset: u64, images: Value) -> Reply {
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    send_json(client, Method::POST, &path, json!({ "images": images })).await
+}
+
+/// Asks to create annotation set `name` with `labels` in `dataset`; returns the reply.
+pub async fn create_annotation_set(
+    client: &Client,
+    dataset: u64,
+    name: &str,
+    labels: &Value,
+) -> Reply {
+    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
+    let body = json!({"name": name, "labels": labels});
+    send_json(client, Method::POST, &path, body).await
+}
+
+/// The message of a JSON error reply (empty if there is none).
+pub fn error_message(reply: &Reply) -> String {
+    reply.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Creates dataset `name` and returns its id.
 pub async fn new_dataset(manager: &Client, name: &str) -> u64 {
-    let reply = send_json(
-        manager,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": name}),
-    )
-    .await;
+    let reply = create_dataset(manager, json!({ "name": name })).await;
     assert_eq!(reply.status, 201, "{:?}", reply.json());
     reply.json()["id"].as_u64().expect("dataset id")
 }
