@@ -260,11 +260,7 @@ async fn forwarded_objects_stream_through_and_stay_cached() {
 #[tokio::test]
 async fn a_remembered_404_never_hides_an_upload_through_another_node() {
     // Production Raft timing: the leader's lease is half the 6 s maximum election timeout.
-    let cluster = TestCluster::start(Options {
-        fast_failover: false,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::production()).await;
     let status = cluster.status().await;
     let shards = status["shards"].as_u64().expect("shards");
     for seed in [900u64, 901, 902] {
