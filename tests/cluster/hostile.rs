@@ -12,8 +12,8 @@ use tessera_cluster_tests::{Options, TestCluster};
 use crate::exports::{download, export, import_annotations};
 use crate::imports::import;
 use crate::support::{
-    add_images, cluster_with_manager, counter, create_annotation_set, create_user, error_message,
-    new_dataset, upload,
+    add_images, cluster_with_manager, cluster_with_user, counter, create_annotation_set,
+    error_message, new_dataset, upload,
 };
 
 async fn all_ready(cluster: &TestCluster, after: &str) {
@@ -275,9 +275,8 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
 
 #[tokio::test]
 async fn cluster_init_needs_credentials_and_repeats_quietly() {
-    let cluster = TestCluster::start(Options::default()).await;
+    let (cluster, annotator) = cluster_with_user(Options::default(), "ann", "annotator").await;
     let admin = cluster.node(1).client();
-    let annotator = create_user(&admin, "ann", "annotator").await;
     let init = |client: &Client| {
         let client = client.clone();
         async move {

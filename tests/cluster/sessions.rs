@@ -9,8 +9,8 @@ use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::support::{
-    api_token, assert_refused, create_user, delete, error_message, form, me, refused_token,
-    reset_password, send_json,
+    api_token, assert_refused, cluster_with_user, create_user, delete, error_message, form, me,
+    refused_token, reset_password, send_json,
 };
 
 /// Why the tokens of a session that was ended are refused.
@@ -71,9 +71,8 @@ async fn refused_everywhere(cluster: &TestCluster, tokens: &[&str], why: &str) {
 
 #[tokio::test]
 async fn a_deleted_users_tokens_never_act_as_the_next_user_of_that_name() {
-    let cluster = TestCluster::start(Options::default()).await;
+    let (cluster, zed) = cluster_with_user(Options::default(), "zed", "annotator").await;
     let admin = cluster.node(1).client();
-    let zed = create_user(&admin, "zed", "annotator").await;
     let old = sign_in(&admin, "zed", "zed-password").await;
     let api = api_token(&zed).await["token"]
         .as_str()
@@ -120,9 +119,7 @@ async fn a_deleted_users_tokens_never_act_as_the_next_user_of_that_name() {
 
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_reused_one_signs_the_session_out_everywhere() {
-    let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    create_user(&admin, "ana", "annotator").await;
+    let (cluster, _) = cluster_with_user(Options::default(), "ana", "annotator").await;
     let [n1, n2, n3] = [1, 2, 3].map(|id| cluster.node(id).client());
 
     let first = sign_in(&n1, "ana", "ana-password").await;
@@ -187,9 +184,8 @@ fn sessions(reply: &Reply) -> Vec<Value> {
 
 #[tokio::test]
 async fn sessions_are_listed_ended_and_cut_by_password_changes() {
-    let cluster = TestCluster::start(Options::default()).await;
+    let (cluster, _) = cluster_with_user(Options::default(), "lee", "reviewer").await;
     let admin = cluster.node(1).client();
-    create_user(&admin, "lee", "reviewer").await;
     let outsider = create_user(&admin, "kim", "annotator").await;
     let [n1, n2, n3] = [1, 2, 3].map(|id| cluster.node(id).client());
     let browser = n1
@@ -297,9 +293,8 @@ async fn sessions_are_listed_ended_and_cut_by_password_changes() {
 
 #[tokio::test]
 async fn a_node_paused_while_a_user_is_deleted_never_accepts_their_token() {
-    let cluster = TestCluster::start(Options::default()).await;
+    let (cluster, _) = cluster_with_user(Options::default(), "pat", "manager").await;
     let admin = cluster.node(1).client();
-    create_user(&admin, "pat", "manager").await;
     let pat = sign_in(&admin, "pat", "pat-password").await;
     let lagging = cluster.node(3).client();
     assert_eq!(me(&lagging, &pat.access).await.status, 200);

@@ -279,11 +279,17 @@ pub async fn api_token(client: &Client) -> Value {
     reply.json()
 }
 
+/// A cluster of `opts` and a client of its user `name` with `role` (password
+/// `<name>-password`), created by the admin and signed in through node 1.
+pub async fn cluster_with_user(opts: Options, name: &str, role: &str) -> (TestCluster, Client) {
+    let cluster = TestCluster::start(opts).await;
+    let user = create_user(&cluster.node(1).client(), name, role).await;
+    (cluster, user)
+}
+
 /// A cluster of `opts` and a client of its manager `mgr`, signed in through node 1.
 pub async fn cluster_with_manager(opts: Options) -> (TestCluster, Client) {
-    let cluster = TestCluster::start(opts).await;
-    let manager = create_user(&cluster.node(1).client(), "mgr", "manager").await;
-    (cluster, manager)
+    cluster_with_user(opts, "mgr", "manager").await
 }
 
 /// Cancels job `id` (an import or an export).
