@@ -115,7 +115,7 @@ async fn allocations_per_object_get() {
 
 /// Allocations per GET of one object, with a presigned URL and with a bearer token.
 async fn measure(node: &Node, warm: bool) -> (f64, f64) {
-    let sha = node.upload(&png(200, 11)).await;
+    let sha = node.upload(&png(200, 200, 11)).await;
     let key = node.state.cluster.directory().key().expect("key");
     let query = token::presign(&key, &sha, token::now_ms() + 3_600_000);
     if warm {

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{eventually, png, request, Conn, Node, Raw};
+use support::{eventually, png, request, Conn, Node, Raw, DEADLINE};
 use tessera_api::fastpath;
 use tessera_api::token::{self, Claims, Kind};
 use tessera_client::Method;
@@ -45,7 +45,7 @@ async fn object_answers_from_the_cache_match_the_router_header_for_header() {
 
 async fn answers_match_the_router(cache_bytes: usize) {
     let node = Node::start(fastpath::Config::default(), cache_bytes).await;
-    let bytes = png(120, 1);
+    let bytes = png(120, 120, 1);
     let sha = node.upload(&bytes).await;
     let path = format!("/objects/{sha}");
     let bearer = format!("Bearer {}", node.admin);
@@ -91,9 +91,9 @@ async fn answers_match_the_router(cache_bytes: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_then_handed_on() {
     let node = Node::start(fastpath::Config::default(), 0).await;
-    let bytes = png(150, 2);
+    let bytes = png(150, 150, 2);
     let sha = node.upload(&bytes).await;
-    let other = png(40, 3);
+    let other = png(40, 40, 3);
     let auth = format!("Authorization: Bearer {}\r\n", node.admin);
     // Three object requests and an upload with its body, in one write.
     let mut batch = format!(
@@ -131,7 +131,7 @@ async fn pipelined_requests_are_answered_in_order_then_handed_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_in_the_same_segment_as_its_head_reaches_the_router_intact() {
     let node = Node::start(fastpath::Config::default(), 0).await;
-    let bytes = png(64, 4);
+    let bytes = png(64, 64, 4);
     let mut post = format!(
         "POST /api/v1/objects HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\
          Content-Length: {}\r\n\r\n",
@@ -153,7 +153,7 @@ async fn a_post_in_the_same_segment_as_its_head_reaches_the_router_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_follows_the_version_and_connection_header() {
     let node = Node::start(fastpath::Config::default(), 0).await;
-    let sha = node.upload(&png(30, 5)).await;
+    let sha = node.upload(&png(30, 30, 5)).await;
     let auth = format!("Authorization: Bearer {}\r\n", node.admin);
     let get = |version: &str, extra: &str| {
         format!("GET /objects/{sha} HTTP/{version}\r\n{auth}{extra}\r\n").into_bytes()
@@ -198,7 +198,7 @@ async fn malformed_oversized_and_slow_heads_are_refused_and_closed() {
         0,
     )
     .await;
-    let sha = node.upload(&png(30, 6)).await;
+    let sha = node.upload(&png(30, 30, 6)).await;
 
     let mut conn = Conn::open(node.fast).await;
     conn.send(b"NOT HTTP AT ALL\r\n\r\n").await;
@@ -262,8 +262,8 @@ async fn malformed_oversized_and_slow_heads_are_refused_and_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_failures_are_answered_alike_by_both_paths() {
     let node = Node::start(fastpath::Config::default(), 0).await;
-    let sha = node.upload(&png(50, 7)).await;
-    let other_sha = node.upload(&png(50, 8)).await;
+    let sha = node.upload(&png(50, 50, 7)).await;
+    let other_sha = node.upload(&png(50, 50, 8)).await;
     let admin = node.client();
     let key = node.state.cluster.directory().key().expect("cluster key");
     let now = token::now_ms();
@@ -515,7 +515,7 @@ async fn connections_beyond_the_cap_are_refused_with_503_and_the_node_serves_on(
     // Idle keep-alive connections fill the cap (the start-up's own client connections may
     // still be closing: then fewer fit, and the round is tried again).
     let (mut held, mut refused, reply) =
-        eventually("two idle connections to fill the cap", || async {
+        eventually("two idle connections to fill the cap", DEADLINE, || async {
             let mut held = Vec::new();
             loop {
                 let mut conn = Conn::open(node.fast).await;
@@ -538,7 +538,7 @@ async fn connections_beyond_the_cap_are_refused_with_503_and_the_node_serves_on(
     assert!(refused.closed().await);
     // A connection closing makes room again.
     drop(held.pop());
-    eventually("room for a connection", || async {
+    eventually("room for a connection", DEADLINE, || async {
         let reply = request(node.fast, "GET", "/healthz", &[]).await;
         (reply.status == 200).then_some(())
     })

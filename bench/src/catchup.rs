@@ -39,13 +39,10 @@ pub async fn run(images: &[Image], during: usize) -> anyhow::Result<CatchUp> {
         bail!("need more images than the {during} uploaded during catch-up");
     }
     let mut cluster = TestCluster::start(Options {
-        nodes: 3,
         shards: 1,
-        replication: 3,
         snapshot_logs: 200,
         keep_logs: 50,
-        fast_failover: false,
-        ..Options::default()
+        ..Options::production()
     })
     .await;
     let lagging = 3;

@@ -72,11 +72,7 @@ async fn wait_job(client: &Client, id: u64) -> anyhow::Result<Value> {
 /// Builds the set, then exports it in each format from node 2 (the set was imported through
 /// node 1, so node 2's memory holds no trace of the import's parsing).
 pub async fn run(images: usize, shapes: usize) -> anyhow::Result<ExportBench> {
-    let cluster = TestCluster::start(Options {
-        fast_failover: false,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::production()).await;
     let setup = Instant::now();
     let admin = cluster
         .node(1)

@@ -129,10 +129,15 @@ pub fn wrk(
     parse_wrk(&text).with_context(|| format!("unreadable wrk report:\n{text}"))
 }
 
-fn duration_ms(token: &str) -> Option<f64> {
+/// A wrk quantity such as `12.5ms` or `3.2MB`: its number and its unit.
+fn number_and_unit(token: &str) -> Option<(f64, &str)> {
     let split = token.find(|c: char| c.is_ascii_alphabetic())?;
     let (value, unit) = token.split_at(split);
-    let value: f64 = value.parse().ok()?;
+    Some((value.parse().ok()?, unit))
+}
+
+fn duration_ms(token: &str) -> Option<f64> {
+    let (value, unit) = number_and_unit(token)?;
     Some(match unit {
         "us" => value / 1000.0,
         "ms" => value,
@@ -143,9 +148,7 @@ fn duration_ms(token: &str) -> Option<f64> {
 }
 
 fn size_mib(token: &str) -> Option<f64> {
-    let split = token.find(|c: char| c.is_ascii_alphabetic())?;
-    let (value, unit) = token.split_at(split);
-    let value: f64 = value.parse().ok()?;
+    let (value, unit) = number_and_unit(token)?;
     Some(match unit {
         "B" => value / 1_048_576.0,
         "KB" => value / 1024.0,

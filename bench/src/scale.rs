@@ -100,13 +100,12 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
         nodes: 1,
         shards: params.shards,
         replication: 1,
-        fast_failover: false,
         access_token_ttl_s: 24 * 3600,
         // A snapshot copies the whole group (every needle) into one file: with the default of
         // one per 2000 entries, storing 1 M objects would rewrite each group ~30 times over
         // (tens of GB). That is a cost of its own, outside what this benchmark reads.
         snapshot_logs: 10_000_000,
-        ..Options::default()
+        ..Options::production()
     })
     .await;
     let pid = cluster.pid(1).context("node 1 is not running")?;

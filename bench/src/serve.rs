@@ -174,8 +174,7 @@ pub async fn run(params: Params) -> anyhow::Result<Report> {
         nodes: params.nodes,
         shards: params.shards,
         replication: params.replication,
-        fast_failover: false,
-        ..Options::default()
+        ..Options::production()
     })
     .await;
     let node_ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
@@ -354,9 +353,7 @@ async fn forwarding(images: &[Image], params: &Params) -> anyhow::Result<Forward
     let cluster = TestCluster::start(Options {
         nodes: 4,
         shards: 16,
-        replication: 3,
-        fast_failover: false,
-        ..Options::default()
+        ..Options::production()
     })
     .await;
     let client = cluster.node(1).client();

@@ -8,26 +8,17 @@ fn tiff_orientation(tiff: &[u8]) -> Option<u16> {
         b"MM" => false,
         _ => return None,
     };
-    let u16_at = |at: usize| -> Option<u16> {
-        let b: [u8; 2] = tiff.get(at..at + 2)?.try_into().ok()?;
-        Some(if little {
-            u16::from_le_bytes(b)
-        } else {
-            u16::from_be_bytes(b)
-        })
+    // The unsigned integer of `len` (2 or 4) bytes at `at`, in the structure's byte order.
+    let uint_at = |at: usize, len: usize| -> Option<u32> {
+        let b = tiff.get(at..at + len)?;
+        let byte = |i: usize| u32::from(if little { b[len - 1 - i] } else { b[i] });
+        Some((0..len).fold(0, |n, i| n << 8 | byte(i)))
     };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = tiff.get(at..at + 4)?.try_into().ok()?;
-        Some(if little {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    };
+    let u16_at = |at: usize| uint_at(at, 2).map(|v| v as u16);
     if u16_at(2)? != 42 {
         return None;
     }
-    let ifd = u32_at(4)? as usize;
+    let ifd = uint_at(4, 4)? as usize;
     let count = u16_at(ifd)? as usize;
     (0..count.min(512))
         .map(|i| ifd + 2 + i * 12)

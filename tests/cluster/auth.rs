@@ -2,10 +2,55 @@
 
 use bytes::Bytes;
 use serde_json::json;
-use tessera_client::Method;
-use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
+use tessera_client::{Client, Method, Reply};
+use tessera_cluster_tests::{Options, TestCluster, ADMIN_PASSWORD};
 
-use crate::support::{create_user, form, image, send_json, upload};
+use crate::support::{
+    api_token, create_user, delete, error_message, form, image, me, new_dataset, next_page,
+    refused_token, reset_password, send_json, send_json_text, upload,
+};
+
+/// Creates a manager, a reviewer and an annotator, and signs everybody in through `anon`:
+/// `(name, access level, token)` for admin (4), mgr (3), rev (2) and ann (1).
+async fn signed_in_callers(admin: &Client, anon: &Client) -> Vec<(&'static str, u8, String)> {
+    let login = anon.login("admin", ADMIN_PASSWORD).await;
+    let mut callers = vec![("admin", 4, login.expect("admin login"))];
+    for (name, level, role) in [
+        ("mgr", 3, "manager"),
+        ("rev", 2, "reviewer"),
+        ("ann", 1, "annotator"),
+    ] {
+        create_user(admin, name, role).await;
+        let token = anon.login(name, &format!("{name}-password")).await;
+        callers.push((name, level, token.expect("login")));
+    }
+    callers
+}
+
+/// `method path` with a JSON `body`, as `anon` signed in with `token` (if any).
+async fn call(
+    anon: &Client,
+    token: &Option<String>,
+    method: &Method,
+    path: &str,
+    body: Bytes,
+) -> Reply {
+    let client = match token {
+        Some(t) => anon.with_token(t.clone()),
+        None => anon.clone(),
+    };
+    send_json_text(&client, method.clone(), path, body).await
+}
+
+/// Asserts a caller was let through (whatever the handler then answered).
+fn assert_allowed(reply: &Reply, who: &str, method: &str, path: &str) {
+    let status = reply.status.as_u16();
+    assert!(
+        status != 401 && status != 403,
+        "{who} {method} {path}: {status} {:?}",
+        reply.json()
+    );
+}
 
 #[tokio::test]
 async fn oauth_password_refresh_revoke_and_user_changes() {
@@ -36,13 +81,9 @@ async fn oauth_password_refresh_revoke_and_user_changes() {
         .as_str()
         .expect("refresh token")
         .to_string();
-    let me = other
-        .with_token(access.clone())
-        .get("/api/v1/me")
-        .await
-        .unwrap();
+    let mine = me(&other, &access).await;
     assert_eq!(
-        (me.status.as_u16(), me.json()["role"].clone()),
+        (mine.status.as_u16(), mine.json()["role"].clone()),
         (200, json!("manager"))
     );
 
@@ -84,15 +125,7 @@ async fn oauth_password_refresh_revoke_and_user_changes() {
         assert_eq!(reply.json()["error"], code, "{fields:?}");
     }
     // A refresh token is refused as a bearer token, and exchanged for a new access token.
-    assert_eq!(
-        other
-            .with_token(refresh.clone())
-            .get("/api/v1/me")
-            .await
-            .unwrap()
-            .status,
-        401
-    );
+    assert_eq!(me(&other, &refresh).await.status, 401);
     let renewed = form(
         &other,
         "/oauth/token",
@@ -113,59 +146,19 @@ async fn oauth_password_refresh_revoke_and_user_changes() {
         200
     );
     for node in &cluster.nodes {
-        let client = node.client().with_token(access.clone());
-        eventually("revocation to reach every node", DEADLINE, || async {
-            (client.get("/api/v1/me").await.ok()?.status == 401).then_some(())
-        })
-        .await;
+        refused_token(&node.client(), &access, "revocation to reach every node").await;
     }
-    assert_eq!(
-        other
-            .with_token(second.clone())
-            .get("/api/v1/me")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    assert_eq!(me(&other, &second).await.status, 200);
 
     // An API token works until revoked.
-    let api = send_json(
-        &other.with_token(second.clone()),
-        Method::POST,
-        "/api/v1/me/tokens",
-        json!({}),
-    )
-    .await;
-    assert_eq!(api.status, 201);
-    let api_token = api.json()["token"].as_str().expect("api token").to_string();
-    assert_eq!(
-        other
-            .with_token(api_token.clone())
-            .get("/api/v1/me")
-            .await
-            .unwrap()
-            .status,
-        200
-    );
+    let api = api_token(&other.with_token(second.clone())).await;
+    let api_token = api["token"].as_str().expect("api token").to_string();
+    assert_eq!(me(&other, &api_token).await.status, 200);
 
     // Changing the password ends every token issued before; the new password works.
-    let patch = admin
-        .send(
-            Method::PATCH,
-            "/api/v1/users/mia",
-            &[("content-type", "application/json")],
-            Bytes::from(json!({"password": "new-mia-password"}).to_string()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(patch.status, 200, "{:?}", patch.json());
+    reset_password(&admin, "mia", "new-mia-password").await;
     for token in [&second, &api_token] {
-        let client = other.with_token(token.clone());
-        eventually("old tokens to be refused", DEADLINE, || async {
-            (client.get("/api/v1/me").await.ok()?.status == 401).then_some(())
-        })
-        .await;
+        refused_token(&other, token, "old tokens to be refused").await;
     }
     assert!(other.login("mia", "new-mia-password").await.is_ok());
 
@@ -187,50 +180,20 @@ async fn oauth_password_refresh_revoke_and_user_changes() {
         assert_eq!(reply.status, 422, "{bad}");
         assert_eq!(reply.json()["error"]["code"], "invalid_field");
     }
-    let malformed = admin
-        .send(
-            Method::POST,
-            "/api/v1/users",
-            &[("content-type", "application/json")],
-            Bytes::from_static(b"{not json"),
-        )
-        .await
-        .unwrap();
+    let malformed = send_json_text(&admin, Method::POST, "/api/v1/users", "{not json").await;
     assert!(malformed.status.is_client_error());
 
     // Listing pages through every user.
     let first = admin.get("/api/v1/users?limit=1").await.unwrap().json();
     assert_eq!(first["items"].as_array().map(Vec::len), Some(1));
-    let cursor = first["next_cursor"]
-        .as_str()
-        .expect("a next page")
-        .to_string();
-    let rest = admin
-        .get(&format!("/api/v1/users?limit=10&cursor={cursor}"))
-        .await
-        .unwrap()
-        .json();
+    let rest = next_page(&admin, "/api/v1/users?limit=10", &first).await;
     assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
     assert!(rest["next_cursor"].is_null());
 
     // Deleting a user ends their logins.
-    assert_eq!(
-        admin
-            .send(Method::DELETE, "/api/v1/users/mia", &[], Bytes::new())
-            .await
-            .unwrap()
-            .status,
-        204
-    );
+    assert_eq!(delete(&admin, "/api/v1/users/mia").await.status, 204);
     assert!(other.login("mia", "new-mia-password").await.is_err());
-    assert_eq!(
-        admin
-            .send(Method::DELETE, "/api/v1/users/admin", &[], Bytes::new())
-            .await
-            .unwrap()
-            .status,
-        409
-    );
+    assert_eq!(delete(&admin, "/api/v1/users/admin").await.status, 409);
 }
 
 #[tokio::test]
@@ -243,27 +206,12 @@ async fn expired_tokens_are_refused() {
     let client = cluster.node(2).client();
     let token = client
         .anonymous()
-        .login("admin", tessera_cluster_tests::ADMIN_PASSWORD)
+        .login("admin", ADMIN_PASSWORD)
         .await
         .unwrap();
-    let fresh = client
-        .with_token(token.clone())
-        .get("/api/v1/me")
-        .await
-        .unwrap();
-    assert_eq!(fresh.status, 200);
-    let expired = eventually("the token to expire", DEADLINE, || async {
-        let reply = client
-            .with_token(token.clone())
-            .get("/api/v1/me")
-            .await
-            .ok()?;
-        (reply.status == 401).then_some(reply)
-    })
-    .await;
-    assert!(expired.json()["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("expired")));
+    assert_eq!(me(&client, &token).await.status, 200);
+    let expired = refused_token(&client, &token, "the token to expire").await;
+    assert!(error_message(&expired).contains("expired"));
 }
 
 /// Every route × every kind of caller: allowed (not 401/403) or refused with the right status.
@@ -271,33 +219,12 @@ async fn expired_tokens_are_refused() {
 async fn role_route_matrix() {
     let cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
-    for (name, role) in [
-        ("mgr", "manager"),
-        ("rev", "reviewer"),
-        ("ann", "annotator"),
-    ] {
-        create_user(&admin, name, role).await;
-    }
     let anon = cluster.node(2).client().anonymous();
     let mut callers: Vec<(&str, Option<String>)> = vec![("none", None)];
-    callers.push((
-        "admin",
-        Some(
-            anon.login("admin", tessera_cluster_tests::ADMIN_PASSWORD)
-                .await
-                .unwrap(),
-        ),
-    ));
-    for name in ["mgr", "rev", "ann"] {
-        callers.push((
-            name,
-            Some(anon.login(name, &format!("{name}-password")).await.unwrap()),
-        ));
+    for (name, _, token) in signed_in_callers(&admin, &anon).await {
+        callers.push((name, Some(token)));
     }
-    let revoked = anon
-        .login("admin", tessera_cluster_tests::ADMIN_PASSWORD)
-        .await
-        .unwrap();
+    let revoked = anon.login("admin", ADMIN_PASSWORD).await.unwrap();
     assert_eq!(
         form(&anon, "/oauth/revoke", &[("token", &revoked)])
             .await
@@ -381,26 +308,10 @@ async fn role_route_matrix() {
     ];
     for (method, path, body, allowed) in &routes {
         for (who, token) in &callers {
-            let client = match token {
-                Some(t) => anon.with_token(t.clone()),
-                None => anon.clone(),
-            };
-            let reply = client
-                .send(
-                    method.clone(),
-                    path,
-                    &[("content-type", "application/json")],
-                    body.clone(),
-                )
-                .await
-                .unwrap();
+            let reply = call(&anon, token, method, path, body.clone()).await;
             let status = reply.status.as_u16();
             if allowed.contains(who) {
-                assert!(
-                    status != 401 && status != 403,
-                    "{who} {method} {path}: {status} {:?}",
-                    reply.json()
-                );
+                assert_allowed(&reply, who, method.as_str(), path);
             } else {
                 let expected = if token.is_none() || ["revoked", "forged"].contains(who) {
                     401
@@ -455,30 +366,10 @@ async fn role_route_matrix() {
 async fn every_documented_route_enforces_its_access_level() {
     let cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
-    for (name, role) in [
-        ("mgr", "manager"),
-        ("rev", "reviewer"),
-        ("ann", "annotator"),
-    ] {
-        create_user(&admin, name, role).await;
-    }
     let anon = cluster.node(3).client().anonymous();
     let mut callers: Vec<(&str, u8, Option<String>)> = vec![("none", 0, None)];
-    for (name, level, password) in [
-        (
-            "admin",
-            4,
-            tessera_cluster_tests::ADMIN_PASSWORD.to_string(),
-        ),
-        ("mgr", 3, "mgr-password".into()),
-        ("rev", 2, "rev-password".into()),
-        ("ann", 1, "ann-password".into()),
-    ] {
-        callers.push((
-            name,
-            level,
-            Some(anon.login(name, &password).await.unwrap()),
-        ));
+    for (name, level, token) in signed_in_callers(&admin, &anon).await {
+        callers.push((name, level, Some(token)));
     }
     let forged = callers[1].2.clone().unwrap().replace("t1.", "t1.00");
     callers.push(("forged", 0, Some(forged)));
@@ -517,30 +408,14 @@ async fn every_documented_route_enforces_its_access_level() {
             };
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
             for (who, level, token) in &callers {
-                let client = match token {
-                    Some(t) => anon.with_token(t.clone()),
-                    None => anon.clone(),
-                };
-                let reply = client
-                    .send(
-                        m.clone(),
-                        &concrete,
-                        &[("content-type", "application/json")],
-                        Bytes::from_static(b"{}"),
-                    )
-                    .await
-                    .unwrap();
+                let reply = call(&anon, token, &m, &concrete, Bytes::from_static(b"{}")).await;
                 let status = reply.status.as_u16();
                 if *level == 0 {
                     assert_eq!(status, 401, "{who} {method} {path}");
                 } else if *level < needed {
                     assert_eq!(status, 403, "{who} {method} {path}: {:?}", reply.json());
                 } else {
-                    assert!(
-                        status != 401 && status != 403,
-                        "{who} {method} {path}: {status} {:?}",
-                        reply.json()
-                    );
+                    assert_allowed(&reply, who, method, path);
                 }
                 checked += 1;
             }
@@ -579,23 +454,12 @@ async fn nodes_beyond_the_catalogue_voters_serve_everything() {
             .expect("login on a learner");
         let here = here.with_token(token.clone());
         let name = format!("made-on-{n}");
-        let created = send_json(
-            &here,
-            Method::POST,
-            "/api/v1/datasets",
-            json!({"name": name}),
-        )
-        .await;
-        assert_eq!(created.status, 201, "{:?}", created.json());
+        new_dataset(&here, &name).await;
         let listed = here.get("/api/v1/datasets").await.expect("list").json();
         assert!(listed.to_string().contains(&name), "{listed}");
         // Revoked through node 1: refused here too.
         let revoked = form(&admin.anonymous(), "/oauth/revoke", &[("token", &token)]).await;
         assert_eq!(revoked.status, 200);
-        eventually("the revocation to reach a learner", DEADLINE, || async {
-            let reply = here.get("/api/v1/me").await.ok()?;
-            (reply.status == 401).then_some(())
-        })
-        .await;
+        refused_token(&here, &token, "the revocation to reach a learner").await;
     }
 }

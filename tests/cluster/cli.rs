@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tessera_cluster_tests::{binary, free_port, png};
 
-use crate::support::sha_hex;
+use crate::support::{run_ok, sha_hex};
 
 /// The pid in a line `node N started|restarted (pid P), ...`.
 fn pid_in(line: &str) -> u32 {
@@ -105,18 +105,12 @@ impl Up {
 }
 
 fn tessera(config: &Path, args: &[&str]) -> std::process::Output {
-    let output = Command::new(binary())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run tessera");
-    assert!(
-        output.status.success(),
-        "tessera {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    run_ok(
+        Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(config),
+    )
 }
 
 fn is_alive(pid: u32) -> bool {

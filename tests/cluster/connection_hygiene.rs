@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::Value;
 use tessera_client::Method;
 use tessera_cluster_tests::{Options, TestCluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::send_json;
+use crate::support::{new_dataset, send_json_text};
 
 /// Hang guard for a server that never answers (the body timeout is 10 s).
 const HANG: Duration = Duration::from_secs(60);
@@ -87,15 +86,7 @@ async fn stalled_bodies_and_hostile_json_are_refused_and_the_node_keeps_serving(
 
     // 10 MB of JSON, and JSON nested 10,000 deep, on every kind of JSON route.
     let admin = node.client();
-    let target = send_json(
-        &admin,
-        Method::POST,
-        "/api/v1/datasets",
-        serde_json::json!({"name": "target"}),
-    )
-    .await;
-    assert_eq!(target.status, 201, "{:?}", target.json());
-    let id = target.json()["id"].as_u64().expect("dataset id");
+    let id = new_dataset(&admin, "target").await;
     let images = format!("/api/v1/datasets/{id}/images");
     let sets = format!("/api/v1/datasets/{id}/annotation-sets");
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(10_000_000));
@@ -108,50 +99,22 @@ async fn stalled_bodies_and_hostile_json_are_refused_and_the_node_keeps_serving(
         (Method::POST, images.as_str()),
         (Method::POST, sets.as_str()),
     ] {
-        // A fresh client each time: the node closes a connection whose oversized body it did
-        // not read.
-        let reply = node
-            .client()
-            .send(
-                method.clone(),
-                path,
-                &[("content-type", "application/json")],
-                Bytes::from(big.clone()),
-            )
-            .await
-            .expect("big json");
-        assert_eq!(reply.status, 413, "{method} {path}: {:?}", reply.json());
-        assert_eq!(
-            reply.json()["error"]["code"],
-            "too_large",
-            "{method} {path}"
-        );
-        for nested in [&deep, &deep_object] {
-            let reply = node
-                .client()
-                .send(
-                    method.clone(),
-                    path,
-                    &[("content-type", "application/json")],
-                    Bytes::from(nested.clone()),
-                )
-                .await
-                .expect("deep json");
-            assert_eq!(reply.status, 400, "{method} {path}: {:?}", reply.json());
-            assert_eq!(reply.json()["error"]["code"], "too_deep", "{method} {path}");
+        for (body, status, code) in [
+            (&big, 413, "too_large"),
+            (&deep, 400, "too_deep"),
+            (&deep_object, 400, "too_deep"),
+        ] {
+            // A fresh client each time: the node closes a connection whose oversized body it
+            // did not read.
+            let reply = send_json_text(&node.client(), method.clone(), path, body.clone()).await;
+            assert_eq!(reply.status, status, "{method} {path}: {:?}", reply.json());
+            assert_eq!(reply.json()["error"]["code"], code, "{method} {path}");
         }
     }
 
     // The node serves on, and none of it was applied.
     cluster.wait_ready().await;
-    let made = send_json(
-        &admin,
-        Method::POST,
-        "/api/v1/datasets",
-        serde_json::json!({"name": "after"}),
-    )
-    .await;
-    assert_eq!(made.status, 201, "{:?}", made.json());
+    new_dataset(&admin, "after").await;
     let list = admin.get("/api/v1/datasets").await.expect("list").json();
     assert_eq!(list["items"].as_array().map(Vec::len), Some(2), "{list}");
 }

@@ -5,25 +5,20 @@ use serde_json::{json, Value};
 use tessera_client::{Client, Method};
 use tessera_cluster_tests::{Options, TestCluster};
 
-use crate::support::{create_user, image, send_json, upload};
+use crate::support::{
+    add_images, assert_refused, create_annotation_set, create_dataset, create_user, error_message,
+    image, new_dataset, next_page, object_record, send_json, send_json_text, upload,
+};
 
 async fn refcount(client: &Client, sha: &str) -> u64 {
-    let meta = client
-        .get(&format!("/api/v1/objects/{sha}"))
-        .await
-        .expect("metadata")
-        .json();
-    meta["refcount"].as_u64().expect("refcount")
+    object_record(client, sha).await["refcount"]
+        .as_u64()
+        .expect("refcount")
 }
 
 #[tokio::test]
 async fn datasets_hold_references_to_their_images() {
-    let cluster = TestCluster::start(Options {
-        nodes: 3,
-        shards: 8,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::default()).await;
     let (a, b) = (cluster.node(1).client(), cluster.node(2).client());
     let shas = [
         upload(&a, &image(11)).await,
@@ -31,33 +26,15 @@ async fn datasets_hold_references_to_their_images() {
         upload(&a, &image(13)).await,
     ];
 
-    let created = send_json(
-        &a,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "street scenes"}),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{:?}", created.json());
-    let id = created.json()["id"].as_u64().expect("id");
+    let id = new_dataset(&a, "street scenes").await;
     let base = format!("/api/v1/datasets/{id}");
     assert_eq!(
-        send_json(
-            &b,
-            Method::POST,
-            "/api/v1/datasets",
-            json!({"name": "street scenes"})
-        )
-        .await
-        .status,
-        409
-    );
-    assert_eq!(
-        send_json(&b, Method::POST, "/api/v1/datasets", json!({"name": ""}))
+        create_dataset(&b, json!({"name": "street scenes"}))
             .await
             .status,
-        422
+        409
     );
+    assert_eq!(create_dataset(&b, json!({"name": ""})).await.status, 422);
     let bad_json = b
         .send(
             Method::POST,
@@ -67,13 +44,7 @@ async fn datasets_hold_references_to_their_images() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        (
-            bad_json.status.as_u16(),
-            bad_json.json()["error"]["code"].clone()
-        ),
-        (400, json!("bad_json"))
-    );
+    assert_refused(&bad_json, 400, "bad_json");
 
     // Add through another node; every image takes one reference.
     let images: Vec<Value> = shas
@@ -81,58 +52,35 @@ async fn datasets_hold_references_to_their_images() {
         .enumerate()
         .map(|(i, s)| json!({"sha256": s, "name": format!("cam/{i}.png")}))
         .collect();
-    let added = send_json(
-        &b,
-        Method::POST,
-        &format!("{base}/images"),
-        json!({"images": images}),
-    )
-    .await;
+    let images = Value::from(images);
+    let added = add_images(&b, id, images.clone()).await;
     assert_eq!(added.status, 200, "{:?}", added.json());
     assert_eq!(added.json()["added"].as_array().map(Vec::len), Some(3));
     for sha in &shas {
         assert_eq!(refcount(&a, sha).await, 2, "upload + dataset");
     }
     // Adding again changes nothing, counts included.
-    let again = send_json(
-        &a,
-        Method::POST,
-        &format!("{base}/images"),
-        json!({"images": images}),
-    )
-    .await;
+    let again = add_images(&a, id, images).await;
     assert_eq!(again.json()["already_present"], 3);
     for sha in &shas {
         assert_eq!(refcount(&b, sha).await, 2);
     }
     // Unknown or malformed objects are refused, naming the entry, and nothing changes.
-    let unknown = send_json(
+    let unknown = add_images(
         &a,
-        Method::POST,
-        &format!("{base}/images"),
-        json!({"images": [{"sha256": shas[0]}, {"sha256": "0".repeat(64)}]}),
+        id,
+        json!([{"sha256": shas[0]}, {"sha256": "0".repeat(64)}]),
     )
     .await;
     assert_eq!(unknown.status, 422);
-    assert!(unknown.json()["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("images[1]")));
-    let malformed = send_json(
-        &a,
-        Method::POST,
-        &format!("{base}/images"),
-        json!({"images": [{"sha256": "xyz"}]}),
-    )
-    .await;
+    assert!(error_message(&unknown).contains("images[1]"));
+    let malformed = add_images(&a, id, json!([{"sha256": "xyz"}])).await;
     assert_eq!(malformed.status, 422);
     assert_eq!(a.get(&base).await.unwrap().json()["image_count"], 3);
 
     // Pages of images with dimensions and presigned URLs that work without a token.
-    let first = a
-        .get(&format!("{base}/images?limit=2"))
-        .await
-        .unwrap()
-        .json();
+    let listing = format!("{base}/images?limit=2");
+    let first = a.get(&listing).await.unwrap().json();
     let items = first["items"].as_array().expect("items").clone();
     assert_eq!(items.len(), 2);
     assert_eq!(
@@ -141,12 +89,7 @@ async fn datasets_hold_references_to_their_images() {
     );
     let url = items[0]["url"].as_str().expect("url");
     assert_eq!(a.anonymous().get(url).await.unwrap().status, 200);
-    let cursor = first["next_cursor"].as_str().expect("cursor");
-    let rest = a
-        .get(&format!("{base}/images?limit=2&cursor={cursor}"))
-        .await
-        .unwrap()
-        .json();
+    let rest = next_page(&a, &listing, &first).await;
     assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
     assert!(rest["next_cursor"].is_null());
 
@@ -183,13 +126,7 @@ async fn datasets_hold_references_to_their_images() {
 
     // Annotators do not manage datasets.
     let ann = create_user(&a, "ann", "annotator").await;
-    let refused = send_json(
-        &ann,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "mine"}),
-    )
-    .await;
+    let refused = create_dataset(&ann, json!({"name": "mine"})).await;
     assert_eq!(refused.status, 403);
 }
 
@@ -197,16 +134,7 @@ async fn datasets_hold_references_to_their_images() {
 async fn annotation_sets_hold_checked_label_schemas() {
     let cluster = TestCluster::start(Options::default()).await;
     let (a, b) = (cluster.node(1).client(), cluster.node(3).client());
-    let dataset = send_json(
-        &a,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "people"}),
-    )
-    .await
-    .json()["id"]
-        .as_u64()
-        .expect("id");
+    let dataset = new_dataset(&a, "people").await;
     let labels = json!([
         {"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"],
          "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": true, "default": "red"},
@@ -215,13 +143,7 @@ async fn annotation_sets_hold_checked_label_schemas() {
          "keypoints": ["head", "left hand", "right hand"], "skeleton": [[0, 1], [0, 2]]},
         {"name": "night", "color": "#000000", "kinds": ["tag"]}
     ]);
-    let created = send_json(
-        &a,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-        json!({"name": "v1", "labels": labels}),
-    )
-    .await;
+    let created = create_annotation_set(&a, dataset, "v1", &labels).await;
     assert_eq!(created.status, 201, "{:?}", created.json());
     let id = created.json()["id"].as_u64().expect("id");
     assert_eq!(
@@ -248,27 +170,12 @@ async fn annotation_sets_hold_checked_label_schemas() {
         ),
         (json!([]), "at least one label"),
     ] {
-        let reply = send_json(
-            &b,
-            Method::POST,
-            &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-            json!({"name": "bad", "labels": bad}),
-        )
-        .await;
+        let reply = create_annotation_set(&b, dataset, "bad", &bad).await;
         assert_eq!(reply.status, 422, "{bad}");
-        let message = reply.json()["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let message = error_message(&reply);
         assert!(message.contains(expect), "{bad}: {message}");
     }
-    let missing = send_json(
-        &b,
-        Method::POST,
-        "/api/v1/datasets/999/annotation-sets",
-        json!({"name": "x", "labels": labels}),
-    )
-    .await;
+    let missing = create_annotation_set(&b, 999, "x", &labels).await;
     assert_eq!(missing.status, 404);
 
     let listed = b
@@ -332,29 +239,16 @@ async fn idempotency_keys_make_retries_apply_once() {
                 .expect("request")
         }
     };
-    let first = keyed(
-        &a,
-        "create-1",
-        "/api/v1/datasets".into(),
-        json!({"name": "once"}),
-    )
-    .await;
-    let again = keyed(
-        &b,
-        "create-1",
-        "/api/v1/datasets".into(),
-        json!({"name": "once"}),
-    )
-    .await;
+    // The same request sent through two nodes, as a client retrying after a timeout would.
+    let mut created = Vec::new();
+    for client in [&a, &b] {
+        let body = json!({"name": "once"});
+        created.push(keyed(client, "create-1", "/api/v1/datasets".into(), body).await);
+    }
+    let (first, again) = (&created[0], &created[1]);
     assert_eq!((first.status.as_u16(), again.status.as_u16()), (201, 201));
     assert_eq!(first.json()["id"], again.json()["id"]);
-    let unkeyed = send_json(
-        &a,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "once"}),
-    )
-    .await;
+    let unkeyed = create_dataset(&a, json!({"name": "once"})).await;
     assert_eq!(unkeyed.status, 409, "without a key it is a second request");
 
     // A multi-step request (references, then membership) retried: counts move once.
@@ -383,52 +277,23 @@ async fn idempotency_keys_make_retries_apply_once() {
 /// nothing.
 #[tokio::test]
 async fn bad_json_input_is_named_and_changes_nothing() {
-    let cluster = TestCluster::start(Options {
-        nodes: 1,
-        replication: 1,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::single_node()).await;
     let a = cluster.node(1).client();
-    let wrong_type = send_json(&a, Method::POST, "/api/v1/datasets", json!({"name": 5})).await;
-    assert_eq!(wrong_type.status, 400);
-    assert_eq!(wrong_type.json()["error"]["code"], "bad_json");
-    assert!(wrong_type.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("invalid type"));
-    let unknown_field = send_json(
-        &a,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "x", "colour": "red"}),
-    )
-    .await;
-    assert!(unknown_field.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("colour"));
+    let wrong_type = create_dataset(&a, json!({"name": 5})).await;
+    assert_refused(&wrong_type, 400, "bad_json");
+    assert!(error_message(&wrong_type).contains("invalid type"));
+    let unknown_field = create_dataset(&a, json!({"name": "x", "colour": "red"})).await;
+    assert!(error_message(&unknown_field).contains("colour"));
     // Over the 8 MiB JSON limit: axum's own rejection, answered in the same JSON shape.
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(9 << 20));
-    let too_big = a
-        .send(
-            Method::POST,
-            "/api/v1/datasets",
-            &[("content-type", "application/json")],
-            Bytes::from(huge),
-        )
-        .await
-        .unwrap();
-    assert_eq!(too_big.status, 413);
-    assert_eq!(too_big.json()["error"]["code"], "too_large");
+    let too_big = send_json_text(&a, Method::POST, "/api/v1/datasets", huge).await;
+    assert_refused(&too_big, 413, "too_large");
     // Bad query strings too (on a fresh connection: the server closes the one whose oversized
     // body it did not read).
     let a = cluster.node(1).client();
     let bad_query = a.get("/api/v1/datasets?limit=many").await.unwrap();
     assert_eq!(bad_query.status, 400);
-    assert!(bad_query.json()["error"]["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("limit")));
+    assert!(error_message(&bad_query).contains("limit"));
     assert_eq!(
         a.get("/api/v1/datasets").await.unwrap().json()["items"],
         json!([]),

@@ -10,8 +10,11 @@ use tessera_client::{Client, Method};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::exports::{download, export, import_annotations};
-use crate::imports::{job_end, new_dataset, start_import};
-use crate::support::{counter, create_user, send_json, upload};
+use crate::imports::import;
+use crate::support::{
+    add_images, cluster_with_manager, cluster_with_user, counter, create_annotation_set,
+    error_message, new_dataset, upload,
+};
 
 async fn all_ready(cluster: &TestCluster, after: &str) {
     for node in &cluster.nodes {
@@ -57,25 +60,16 @@ fn top_down_bmp() -> Vec<u8> {
 }
 
 async fn labels_refused(manager: &Client, dataset: u64, name: &str, character: &str) {
-    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
     let labels = json!([{"name": name, "color": "#00ff00", "kinds": ["rectangle"]}]);
-    let reply = send_json(
-        manager,
-        Method::POST,
-        &path,
-        json!({"name": "s", "labels": labels}),
-    )
-    .await;
+    let reply = create_annotation_set(manager, dataset, "s", &labels).await;
     assert_eq!(reply.status, 422, "{name:?}: {:?}", reply.json());
-    let message = reply.json()["error"]["message"].to_string();
+    let message = error_message(&reply);
     assert!(message.contains(character), "{name:?}: {message}");
 }
 
 #[tokio::test]
 async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
-    let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
+    let (cluster, manager) = cluster_with_manager(Options::default()).await;
     let dataset = new_dataset(&manager, "hostile").await;
 
     // Polyglots are no images; a top-down BMP is one.
@@ -154,24 +148,10 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
     // Labels a spreadsheet would run as formulas stay text in annotations.csv; a label with a
     // line break in an imported file is never created.
     let sha = upload(&manager, &tessera_cluster_tests::png(32, 24, 77)).await;
-    let path = format!("/api/v1/datasets/{dataset}/images");
-    let added = send_json(
-        &manager,
-        Method::POST,
-        &path,
-        json!({"images": [{"sha256": sha, "name": "a.png"}]}),
-    )
-    .await;
+    let added = add_images(&manager, dataset, json!([{"sha256": sha, "name": "a.png"}])).await;
     assert_eq!(added.status, 200, "{:?}", added.json());
-    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
     let labels = json!([{"name": "car", "color": "#00ff00", "kinds": ["rectangle"]}]);
-    let set = send_json(
-        &manager,
-        Method::POST,
-        &path,
-        json!({"name": "formulas", "labels": labels}),
-    )
-    .await;
+    let set = create_annotation_set(&manager, dataset, "formulas", &labels).await;
     let set = set.json()["id"].as_u64().expect("set id");
     let formula = "=HYPERLINK(\"http://evil.example\",\"x\")";
     let coco = json!({
@@ -255,11 +235,7 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
     let before = written(pid);
     let bomb = gzip_bomb(64);
     let compressed = bomb.len() as u64;
-    let job = job_end(
-        &manager,
-        start_import(&manager, dataset, "zeros.gz", bomb).await,
-    )
-    .await;
+    let job = import(&manager, dataset, "zeros.gz", bomb).await;
     let said = format!("{} {}", job["skipped"], job["error"]);
     assert!(said.contains("compression ratio"), "{said}");
     let delta = written(pid) - before;
@@ -272,11 +248,7 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
     // A file that looks like a video but is not: the reason names no server path.
     let mut fake = vec![0x1a, 0x45, 0xdf, 0xa3];
     fake.extend_from_slice(&[0x42; 4096]);
-    let job = job_end(
-        &manager,
-        start_import(&manager, dataset, "clip.webm", fake).await,
-    )
-    .await;
+    let job = import(&manager, dataset, "clip.webm", fake).await;
     let said = job.to_string();
     assert!(said.contains("video could not be decoded"), "{said}");
     let data = cluster.data_dir(1);
@@ -303,9 +275,8 @@ async fn one_hostile_request_never_takes_a_node_down_or_fills_it() {
 
 #[tokio::test]
 async fn cluster_init_needs_credentials_and_repeats_quietly() {
-    let cluster = TestCluster::start(Options::default()).await;
+    let (cluster, annotator) = cluster_with_user(Options::default(), "ann", "annotator").await;
     let admin = cluster.node(1).client();
-    let annotator = create_user(&admin, "ann", "annotator").await;
     let init = |client: &Client| {
         let client = client.clone();
         async move {
@@ -321,9 +292,7 @@ async fn cluster_init_needs_credentials_and_repeats_quietly() {
         let anonymous = node.client().anonymous();
         let reply = init(&anonymous).await;
         assert_eq!(reply.status, 401, "node {}: {:?}", node.id, reply.json());
-        assert!(reply.json()["error"]["message"]
-            .to_string()
-            .contains("init token"));
+        assert!(error_message(&reply).contains("init token"));
         let forged = init(&anonymous.with_token("0".repeat(64))).await;
         assert_eq!(forged.status, 401, "node {}", node.id);
         let other = std::fs::read_to_string(cluster.data_dir(node.id % 3 + 1).join("init-token"))

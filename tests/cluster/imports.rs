@@ -4,66 +4,74 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::Path;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tessera_client::{Client, Method};
+use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{eventually, png, Options, TestCluster, DEADLINE};
 
-use crate::support::{create_user, python, script, send_json, sha_hex};
+use crate::support::{
+    cancel_job, cluster_with_manager, new_dataset, python, run_ok, script, sha_hex,
+};
 
 /// Generates the fixtures into a temporary directory; returns it and the manifest.
 fn fixtures() -> (tempfile::TempDir, Vec<Value>) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let output = std::process::Command::new(python())
-        .arg(script("make_fixtures.py"))
-        .arg(dir.path())
-        .output()
-        .expect("make_fixtures.py");
-    assert!(
-        output.status.success(),
-        "make_fixtures.py: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = run_ok(
+        std::process::Command::new(python())
+            .arg(script("make_fixtures.py"))
+            .arg(dir.path()),
     );
     let manifest: Value = serde_json::from_slice(&output.stdout).expect("manifest");
     let list = manifest["fixtures"].as_array().expect("fixtures").clone();
     (dir, list)
 }
 
-pub(crate) async fn new_dataset(manager: &Client, name: &str) -> u64 {
-    let reply = send_json(
-        manager,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": name}),
-    )
-    .await;
-    assert_eq!(reply.status, 201, "{:?}", reply.json());
-    reply.json()["id"].as_u64().expect("dataset id")
+/// `POST path` (a dataset's imports, with parameters) with an import's `body`.
+async fn post_import(client: &Client, path: &str, body: impl Into<Bytes>) -> Reply {
+    client
+        .send(Method::POST, path, &[], body.into())
+        .await
+        .expect("import request")
 }
 
 /// Uploads `body` as an import into `dataset`; returns the job id.
-pub(crate) async fn start_import(
-    client: &Client,
-    dataset: u64,
-    filename: &str,
-    body: Vec<u8>,
-) -> u64 {
+async fn start_import(client: &Client, dataset: u64, filename: &str, body: Vec<u8>) -> u64 {
     let path = format!("/api/v1/datasets/{dataset}/imports?filename={filename}");
-    let reply = client
-        .send(Method::POST, &path, &[], Bytes::from(body))
-        .await
-        .expect("import request");
+    let reply = post_import(client, &path, body).await;
     assert_eq!(reply.status, 202, "{filename}: {:?}", reply.json());
     reply.json()["id"].as_u64().expect("job id")
 }
 
-pub(crate) async fn job_end(client: &Client, id: u64) -> Value {
+async fn job_end(client: &Client, id: u64) -> Value {
     eventually("the import to end", DEADLINE * 2, || async {
         let job = client.get(&format!("/api/v1/jobs/{id}")).await.ok()?.json();
         (job["state"] != "running").then_some(job)
     })
     .await
+}
+
+/// Imports `body` into `dataset` and waits for the job to end; returns the job.
+pub(crate) async fn import(client: &Client, dataset: u64, filename: &str, body: Vec<u8>) -> Value {
+    job_end(client, start_import(client, dataset, filename, body).await).await
+}
+
+/// Imports fixture `file` of `dir` into a new dataset named after it; returns the dataset and
+/// the ended job.
+async fn import_fixture(client: &Client, dir: &Path, file: &str) -> (u64, Value) {
+    let dataset = new_dataset(client, file).await;
+    let body = std::fs::read(dir.join(file)).expect("fixture");
+    (dataset, import(client, dataset, file, body).await)
+}
+
+/// `(name, width, height)` of every image of a dataset.
+async fn image_sizes(client: &Client, dataset: u64) -> BTreeSet<(String, u64, u64)> {
+    images(client, dataset)
+        .await
+        .into_iter()
+        .map(|(n, w, h, _)| (n, w, h))
+        .collect()
 }
 
 /// `(name, width, height, sha)` of every image of a dataset.
@@ -117,9 +125,7 @@ fn expected_images(fixture: &Value) -> BTreeSet<(String, u64, u64)> {
 
 #[tokio::test]
 async fn every_container_and_content_type_becomes_images() {
-    let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
+    let (cluster, manager) = cluster_with_manager(Options::default()).await;
     let (dir, manifest) = fixtures();
     let mut checked = 0;
     for (i, fixture) in manifest.iter().enumerate() {
@@ -129,15 +135,9 @@ async fn every_container_and_content_type_becomes_images() {
         let file = fixture["file"].as_str().expect("file");
         // Imports start on every node in turn.
         let client = manager.with_base(&cluster.node(1 + i as u64 % 3).http);
-        let dataset = new_dataset(&client, file).await;
-        let body = std::fs::read(dir.path().join(file)).expect("fixture");
-        let job = job_end(&client, start_import(&client, dataset, file, body).await).await;
+        let (dataset, job) = import_fixture(&client, dir.path(), file).await;
         assert_eq!(job["state"], "succeeded", "{file}: {job}");
-        let got: BTreeSet<(String, u64, u64)> = images(&client, dataset)
-            .await
-            .into_iter()
-            .map(|(n, w, h, _)| (n, w, h))
-            .collect();
+        let got = image_sizes(&client, dataset).await;
         assert_eq!(got, expected_images(fixture), "{file}: {job}");
         assert_eq!(job["progress"]["images_added"], got.len(), "{file}: {job}");
         if fixture["kind"] == "image" {
@@ -174,7 +174,7 @@ async fn every_container_and_content_type_becomes_images() {
     let dataset = new_dataset(&manager, "twice").await;
     for (file, added, duplicates) in [("mixed.zip", 6, 0), ("mixed.tar.zst", 0, 6)] {
         let body = std::fs::read(dir.path().join(file)).expect("fixture");
-        let job = job_end(&manager, start_import(&manager, dataset, file, body).await).await;
+        let job = import(&manager, dataset, file, body).await;
         assert_eq!(job["state"], "succeeded", "{job}");
         assert_eq!(
             (
@@ -189,9 +189,7 @@ async fn every_container_and_content_type_becomes_images() {
 
 #[tokio::test]
 async fn hostile_uploads_are_refused_with_reasons_and_store_nothing() {
-    let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
+    let (_cluster, manager) = cluster_with_manager(Options::default()).await;
     let (dir, manifest) = fixtures();
     let needles = [
         ("ratio", "compression ratio"),
@@ -211,19 +209,13 @@ async fn hostile_uploads_are_refused_with_reasons_and_store_nothing() {
             .find(|(r, _)| *r == reason)
             .map(|(_, n)| *n)
             .unwrap_or_else(|| panic!("no needle for {reason}"));
-        let dataset = new_dataset(&manager, file).await;
-        let body = std::fs::read(dir.path().join(file)).expect("fixture");
-        let job = job_end(&manager, start_import(&manager, dataset, file, body).await).await;
+        let (dataset, job) = import_fixture(&manager, dir.path(), file).await;
         let said = format!("{} {}", job["skipped"], job["error"]);
         assert!(
             said.contains(needle),
             "{file}: expected {needle:?} in {said}"
         );
-        let got: BTreeSet<(String, u64, u64)> = images(&manager, dataset)
-            .await
-            .into_iter()
-            .map(|(n, w, h, _)| (n, w, h))
-            .collect();
+        let got = image_sizes(&manager, dataset).await;
         assert_eq!(got, expected_images(fixture), "{file}: {job}");
         checked.insert(reason.to_string());
     }
@@ -238,33 +230,15 @@ async fn hostile_uploads_are_refused_with_reasons_and_store_nothing() {
         ("colour=1", "unknown field"),
     ] {
         let path = format!("/api/v1/datasets/{dataset}/imports?{query}");
-        let reply = manager
-            .send(Method::POST, &path, &[], Bytes::from_static(b"x"))
-            .await
-            .expect("request");
+        let reply = post_import(&manager, &path, "x").await;
         assert!(reply.status.is_client_error(), "{query}: {}", reply.status);
         let text = reply.json().to_string();
         assert!(text.contains(needle), "{query}: {text}");
     }
-    let empty = manager
-        .send(
-            Method::POST,
-            &format!("/api/v1/datasets/{dataset}/imports"),
-            &[],
-            Bytes::new(),
-        )
-        .await
-        .expect("request");
+    let path = format!("/api/v1/datasets/{dataset}/imports");
+    let empty = post_import(&manager, &path, Bytes::new()).await;
     assert_eq!(empty.status, 400, "{:?}", empty.json());
-    let missing = manager
-        .send(
-            Method::POST,
-            "/api/v1/datasets/999/imports",
-            &[],
-            Bytes::from_static(b"x"),
-        )
-        .await
-        .expect("request");
+    let missing = post_import(&manager, "/api/v1/datasets/999/imports", "x").await;
     assert_eq!(missing.status, 404);
 }
 
@@ -285,9 +259,7 @@ fn zip_of_images(count: u64, seed: u64) -> Vec<u8> {
 
 #[tokio::test]
 async fn an_import_whose_node_dies_fails_clearly_and_can_be_run_again() {
-    let mut cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
+    let (mut cluster, manager) = cluster_with_manager(Options::default()).await;
     let archive = zip_of_images(300, 70_000);
     let dataset = new_dataset(&manager, "big").await;
     let leader = crate::support::leader_of(&cluster, 0).await;
@@ -321,14 +293,7 @@ async fn an_import_whose_node_dies_fails_clearly_and_can_be_run_again() {
     // Cancelling: the job ends cancelled and adds no more images afterwards.
     let dataset = new_dataset(&at_leader, "cancelled").await;
     let id = start_import(&at_leader, dataset, "c.zip", zip_of_images(300, 80_000)).await;
-    let reply = send_json(
-        &at_leader,
-        Method::POST,
-        &format!("/api/v1/jobs/{id}/cancel"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(reply.status, 200);
+    cancel_job(&at_leader, id).await;
     let job = job_end(&at_leader, id).await;
     assert_eq!(job["state"], "cancelled", "{job}");
     let count = images(&at_leader, dataset).await.len();
@@ -347,24 +312,19 @@ async fn the_cli_imports_folders_and_archives_and_resumes() {
     std::fs::write(photos.join("b.png"), png(40, 30, 2)).expect("write");
     std::fs::write(photos.join("notes.txt"), "not an image").expect("write");
     let run = || {
-        std::process::Command::new(tessera_cluster_tests::binary())
-            .arg("import")
-            .arg("--config")
-            .arg(cluster.config_path())
-            .args(["--dataset", "from-cli"])
-            .arg(&photos)
-            .arg(fixture_dir.path().join("mixed.zip"))
-            .env("TESSERA_PASSWORD", tessera_cluster_tests::ADMIN_PASSWORD)
-            .output()
-            .expect("tessera import")
+        let output = run_ok(
+            std::process::Command::new(tessera_cluster_tests::binary())
+                .arg("import")
+                .arg("--config")
+                .arg(cluster.config_path())
+                .args(["--dataset", "from-cli"])
+                .arg(&photos)
+                .arg(fixture_dir.path().join("mixed.zip"))
+                .env("TESSERA_PASSWORD", tessera_cluster_tests::ADMIN_PASSWORD),
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let first = run();
-    let stdout = String::from_utf8_lossy(&first.stdout).to_string();
-    assert!(
-        first.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let stdout = run();
     // 2 images from the folder, 6 from the archive; the two text files (one in the folder, one
     // in the archive) are skipped by the server.
     assert!(
@@ -385,9 +345,7 @@ async fn the_cli_imports_folders_and_archives_and_resumes() {
     assert!(names.contains("inner.tar.gz/e.jpg"), "{names:?}");
 
     // Run again (as after an interruption): nothing is uploaded or added twice.
-    let second = run();
-    let stdout = String::from_utf8_lossy(&second.stdout).to_string();
-    assert!(second.status.success(), "{stdout}");
+    let stdout = run();
     assert!(
         stdout.contains("0 images added; 0 uploaded, 2 already stored"),
         "{stdout}"

@@ -1,21 +1,36 @@
 //! Uploading, deduplicating and serving objects from every node, and refusing bad input.
 
 use bytes::Bytes;
-use tessera_client::Method;
+use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster};
 
-use crate::support::{assert_serves, counter, image, leader_of, sha_hex, upload, voters_of};
+use crate::support::{
+    assert_refused, assert_serves, counter, error_message, image, leader_of, object_record,
+    sha_hex, upload, voters_of,
+};
 
-/// Test 1: 4 nodes with replication 3, so every shard has a node without a replica: reads there
-/// are forwarded over the internal RPC.
-#[tokio::test]
-async fn any_node_serves_objects_uploaded_through_any_other() {
-    let cluster = TestCluster::start(Options {
+/// Four nodes with replication 3: every shard has a node without a replica, whose reads are
+/// forwarded over the internal RPC.
+async fn cluster_with_a_node_outside_every_shard() -> TestCluster {
+    TestCluster::start(Options {
         nodes: 4,
-        shards: 8,
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+/// `GET path` with one extra request header.
+async fn get_with(client: &Client, path: &str, header: (&str, &str)) -> Reply {
+    client
+        .send(Method::GET, path, &[header], Bytes::new())
+        .await
+        .expect("GET")
+}
+
+/// Test 1: reads on the node without a replica are forwarded over the internal RPC.
+#[tokio::test]
+async fn any_node_serves_objects_uploaded_through_any_other() {
+    let cluster = cluster_with_a_node_outside_every_shard().await;
     let status = cluster.status().await;
     let mut forwarded = 0;
     for seed in 0..12u64 {
@@ -28,12 +43,7 @@ async fn any_node_serves_objects_uploaded_through_any_other() {
             assert_serves(&node.client(), &sha, &bytes).await;
             forwarded += usize::from(!voters.contains(&node.id));
         }
-        let meta = via
-            .client()
-            .get(&format!("/api/v1/objects/{sha}"))
-            .await
-            .unwrap()
-            .json();
+        let meta = object_record(&via.client(), &sha).await;
         assert_eq!(meta["size"], bytes.len());
         assert_eq!(meta["content_type"], "image/png");
         assert_eq!(
@@ -52,47 +62,27 @@ async fn any_node_serves_objects_uploaded_through_any_other() {
 async fn identical_uploads_are_stored_once() {
     let cluster = TestCluster::start(Options::default()).await;
     let bytes = image(42);
-    let first = cluster
-        .node(1)
-        .client()
-        .put_object(Bytes::from(bytes.clone()))
-        .await
-        .unwrap();
-    assert_eq!(first.status, 201);
-    assert_eq!(first.json()["deduplicated"], false);
     let sha = sha_hex(&bytes);
-    assert_eq!(
-        first.header("location"),
-        Some(format!("/objects/{sha}").as_str())
-    );
-    let second = cluster
-        .node(2)
-        .client()
-        .put_object(Bytes::from(bytes.clone()))
-        .await
-        .unwrap();
-    assert_eq!(second.status, 200);
-    assert_eq!(second.json()["deduplicated"], true);
-    assert_eq!(second.json()["refcount"], 2);
-    let meta = cluster
-        .node(3)
-        .client()
-        .get(&format!("/api/v1/objects/{sha}"))
-        .await
-        .unwrap()
-        .json();
+    // Through node 1, then through node 2, which finds the bytes stored already.
+    for (node, status, deduplicated, refcount) in [(1, 201, false, 1), (2, 200, true, 2)] {
+        let client = cluster.node(node).client();
+        let reply = client.put_object(Bytes::from(bytes.clone())).await.unwrap();
+        assert_eq!(reply.status, status, "{:?}", reply.json());
+        assert_eq!(reply.json()["deduplicated"], deduplicated);
+        assert_eq!(reply.json()["refcount"], refcount);
+        assert_eq!(
+            reply.header("location"),
+            Some(format!("/objects/{sha}").as_str())
+        );
+    }
+    let meta = object_record(&cluster.node(3).client(), &sha).await;
     assert_eq!(meta["refcount"], 2);
 }
 
 /// HTTP semantics of `/objects/<sha>`: HEAD, ETag and If-None-Match, single ranges.
 #[tokio::test]
 async fn object_responses_follow_http_caching_and_ranges() {
-    let cluster = TestCluster::start(Options {
-        nodes: 1,
-        replication: 1,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::single_node()).await;
     let client = cluster.node(1).client();
     let bytes = image(7);
     let sha = upload(&client, &bytes).await;
@@ -118,27 +108,11 @@ async fn object_responses_follow_http_caching_and_ranges() {
     assert!(head.body.is_empty());
 
     let etag = format!("\"{sha}\"");
-    let cached = client
-        .send(
-            Method::GET,
-            &path,
-            &[("if-none-match", &etag)],
-            Bytes::new(),
-        )
-        .await
-        .unwrap();
+    let cached = get_with(&client, &path, ("if-none-match", &etag)).await;
     assert_eq!(cached.status, 304);
     assert!(cached.body.is_empty());
 
-    let part = client
-        .send(
-            Method::GET,
-            &path,
-            &[("range", "bytes=10-19")],
-            Bytes::new(),
-        )
-        .await
-        .unwrap();
+    let part = get_with(&client, &path, ("range", "bytes=10-19")).await;
     assert_eq!(part.status, 206);
     assert_eq!(&part.body[..], &bytes[10..20]);
     assert_eq!(
@@ -146,17 +120,11 @@ async fn object_responses_follow_http_caching_and_ranges() {
         Some(format!("bytes 10-19/{}", bytes.len()).as_str())
     );
 
-    let tail = client
-        .send(Method::GET, &path, &[("range", "bytes=-4")], Bytes::new())
-        .await
-        .unwrap();
+    let tail = get_with(&client, &path, ("range", "bytes=-4")).await;
     assert_eq!(&tail.body[..], &bytes[bytes.len() - 4..]);
 
     let beyond = format!("bytes={}-", bytes.len());
-    let bad = client
-        .send(Method::GET, &path, &[("range", &beyond)], Bytes::new())
-        .await
-        .unwrap();
+    let bad = get_with(&client, &path, ("range", &beyond)).await;
     assert_eq!(bad.status, 416);
     assert_eq!(
         bad.header("content-range"),
@@ -188,18 +156,14 @@ async fn bad_input_is_refused_with_json_errors() {
     for (what, body, status, code) in cases {
         let sha = sha_hex(&body);
         let reply = client.put_object(Bytes::from(body)).await.unwrap();
-        assert_eq!(reply.status, status, "{what}: {:?}", reply.json());
-        assert_eq!(reply.json()["error"]["code"], code, "{what}");
-        assert!(reply.json()["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()));
+        assert_refused(&reply, status, code);
+        assert!(!error_message(&reply).is_empty());
         let stored = client.get(&format!("/api/v1/objects/{sha}")).await.unwrap();
         assert_eq!(stored.status, 404, "{what} must not be stored");
     }
 
     let malformed = client.get("/objects/not-a-hash").await.unwrap();
-    assert_eq!(malformed.status, 400);
-    assert_eq!(malformed.json()["error"]["code"], "bad_hash");
+    assert_refused(&malformed, 400, "bad_hash");
     let short = client
         .get(&format!("/objects/{}", "a".repeat(63)))
         .await
@@ -209,8 +173,7 @@ async fn bad_input_is_refused_with_json_errors() {
         .get(&format!("/objects/{}", "0".repeat(64)))
         .await
         .unwrap();
-    assert_eq!(unknown.status, 404);
-    assert_eq!(unknown.json()["error"]["code"], "no_such_object");
+    assert_refused(&unknown, 404, "no_such_object");
     let no_route = client.get("/no/such/route").await.unwrap();
     assert_eq!(no_route.status, 404);
     assert!(no_route.json()["error"]["code"].is_string());
@@ -226,12 +189,7 @@ async fn bad_input_is_refused_with_json_errors() {
 /// reaches a handler (never the router's fallback or a 405), and an undocumented path does not.
 #[tokio::test]
 async fn openapi_document_matches_the_router() {
-    let cluster = TestCluster::start(Options {
-        nodes: 1,
-        replication: 1,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::single_node()).await;
     let client = cluster.node(1).client();
     let doc = client
         .anonymous()
@@ -267,12 +225,7 @@ async fn openapi_document_matches_the_router() {
 /// once the last one has gone by: read once, it serves the object with every replica down.
 #[tokio::test]
 async fn forwarded_objects_stream_through_and_stay_cached() {
-    let mut cluster = TestCluster::start(Options {
-        nodes: 4,
-        shards: 8,
-        ..Options::default()
-    })
-    .await;
+    let mut cluster = cluster_with_a_node_outside_every_shard().await;
     let status = cluster.status().await;
     // Several 256 KiB chunks of the internal read stream.
     let bytes = tessera_cluster_tests::png(500, 500, 17);
@@ -286,11 +239,7 @@ async fn forwarded_objects_stream_through_and_stay_cached() {
         .find(|id| !voters.contains(id))
         .expect("a node without a replica");
     let client = cluster.node(outsider).client();
-    let record = client
-        .get(&format!("/api/v1/objects/{sha}"))
-        .await
-        .unwrap()
-        .json();
+    let record = object_record(&client, &sha).await;
     // A presigned URL: checking it needs only the key, not the (soon unreachable) catalogue.
     let url = record["url"].as_str().expect("presigned url").to_owned();
     let anon = client.anonymous();
@@ -311,11 +260,7 @@ async fn forwarded_objects_stream_through_and_stay_cached() {
 #[tokio::test]
 async fn a_remembered_404_never_hides_an_upload_through_another_node() {
     // Production Raft timing: the leader's lease is half the 6 s maximum election timeout.
-    let cluster = TestCluster::start(Options {
-        fast_failover: false,
-        ..Options::default()
-    })
-    .await;
+    let cluster = TestCluster::start(Options::production()).await;
     let status = cluster.status().await;
     let shards = status["shards"].as_u64().expect("shards");
     for seed in [900u64, 901, 902] {

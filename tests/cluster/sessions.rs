@@ -6,9 +6,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tessera_client::{Client, Method, Reply};
-use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
+use tessera_cluster_tests::{Options, TestCluster};
 
-use crate::support::{create_user, form, send_json};
+use crate::support::{
+    api_token, assert_refused, cluster_with_user, create_user, delete, error_message, form, me,
+    refused_token, reset_password, send_json,
+};
+
+/// Why the tokens of a session that was ended are refused.
+const SIGNED_OUT: &str = "token revoked: the session was signed out";
 
 /// A sign-in: the access and refresh tokens of one session.
 struct Grant {
@@ -46,66 +52,41 @@ async fn refresh(client: &Client, token: &str) -> Reply {
     form(&client.anonymous(), "/oauth/token", &fields).await
 }
 
-async fn me(client: &Client, token: &str) -> Reply {
-    client
-        .with_token(token.to_string())
-        .get("/api/v1/me")
-        .await
-        .expect("GET /api/v1/me")
-}
-
-fn reason(reply: &Reply) -> String {
-    reply.json()["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Every node refuses `token` with 401 and a message starting with `why` (polled: a node
-/// applies a change a moment after the node that made it answered).
-async fn refused_everywhere(cluster: &TestCluster, token: &str, why: &str) {
-    for node in &cluster.nodes {
-        let client = node.client();
-        let reply = eventually(
-            &format!("node {} to refuse the token ({why})", node.id),
-            DEADLINE,
-            || async {
-                let reply = me(&client, token).await;
-                (reply.status == 401).then_some(reply)
-            },
-        )
-        .await;
-        assert!(
-            reason(&reply).starts_with(why),
-            "node {}: {}",
-            node.id,
-            reason(&reply)
-        );
+/// Every node refuses each of `tokens` with 401 and a message starting with `why` (polled: a
+/// node applies a change a moment after the node that made it answered).
+async fn refused_everywhere(cluster: &TestCluster, tokens: &[&str], why: &str) {
+    for token in tokens {
+        for node in &cluster.nodes {
+            let what = format!("node {} to refuse the token ({why})", node.id);
+            let reply = refused_token(&node.client(), token, &what).await;
+            assert!(
+                error_message(&reply).starts_with(why),
+                "node {}: {}",
+                node.id,
+                error_message(&reply)
+            );
+        }
     }
-}
-
-async fn delete(client: &Client, path: &str) -> Reply {
-    client
-        .send(Method::DELETE, path, &[], Bytes::new())
-        .await
-        .expect("DELETE")
 }
 
 #[tokio::test]
 async fn a_deleted_users_tokens_never_act_as_the_next_user_of_that_name() {
-    let cluster = TestCluster::start(Options::default()).await;
+    let (cluster, zed) = cluster_with_user(Options::default(), "zed", "annotator").await;
     let admin = cluster.node(1).client();
-    let zed = create_user(&admin, "zed", "annotator").await;
     let old = sign_in(&admin, "zed", "zed-password").await;
-    let api = send_json(&zed, Method::POST, "/api/v1/me/tokens", json!({})).await;
-    assert_eq!(api.status, 201, "{:?}", api.json());
-    let api = api.json()["token"].as_str().expect("api token").to_string();
+    let api = api_token(&zed).await["token"]
+        .as_str()
+        .expect("api token")
+        .to_string();
     let first_id = me(&admin, &old.access).await.json()["id"].clone();
 
     assert_eq!(delete(&admin, "/api/v1/users/zed").await.status, 204);
-    for token in [&old.access, &api] {
-        refused_everywhere(&cluster, token, "token revoked: the user was deleted").await;
-    }
+    refused_everywhere(
+        &cluster,
+        &[&old.access, &api],
+        "token revoked: the user was deleted",
+    )
+    .await;
 
     // The name again, now a manager: the annotator's tokens stay refused on every node, and the
     // refresh token mints nothing.
@@ -119,9 +100,9 @@ async fn a_deleted_users_tokens_never_act_as_the_next_user_of_that_name() {
             let reply = me(&client, token).await;
             assert_eq!(reply.status, 401, "node {}", node.id);
             assert!(
-                reason(&reply).starts_with("token revoked"),
+                error_message(&reply).starts_with("token revoked"),
                 "{}",
-                reason(&reply)
+                error_message(&reply)
             );
         }
         let reply = refresh(&client, &old.refresh).await;
@@ -138,9 +119,7 @@ async fn a_deleted_users_tokens_never_act_as_the_next_user_of_that_name() {
 
 #[tokio::test]
 async fn refresh_tokens_rotate_and_a_reused_one_signs_the_session_out_everywhere() {
-    let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    create_user(&admin, "ana", "annotator").await;
+    let (cluster, _) = cluster_with_user(Options::default(), "ana", "annotator").await;
     let [n1, n2, n3] = [1, 2, 3].map(|id| cluster.node(id).client());
 
     let first = sign_in(&n1, "ana", "ana-password").await;
@@ -163,9 +142,12 @@ async fn refresh_tokens_rotate_and_a_reused_one_signs_the_session_out_everywhere
     // access token of the session.
     let latest = refresh(&n2, &third.refresh).await;
     assert_eq!(latest.status, 400, "{:?}", latest.json());
-    for token in [&first.access, &second.access, &third.access] {
-        refused_everywhere(&cluster, token, "token revoked: the session was signed out").await;
-    }
+    refused_everywhere(
+        &cluster,
+        &[&first.access, &second.access, &third.access],
+        SIGNED_OUT,
+    )
+    .await;
     let metrics = n3.get("/metrics").await.expect("metrics");
     let text = String::from_utf8_lossy(&metrics.body).to_string();
     assert!(
@@ -185,10 +167,14 @@ async fn refresh_tokens_rotate_and_a_reused_one_signs_the_session_out_everywhere
     )
     .await;
     assert_eq!(revoked.status, 200);
-    for token in [&other.access, &renewed.access] {
-        refused_everywhere(&cluster, token, "token revoked: the session was signed out").await;
-    }
+    refused_everywhere(&cluster, &[&other.access, &renewed.access], SIGNED_OUT).await;
     assert_eq!(refresh(&n1, &renewed.refresh).await.status, 400);
+}
+
+/// A user changes their own password.
+async fn change_password(user: &Client, current: &str, new: &str) -> Reply {
+    let body = json!({"current_password": current, "new_password": new});
+    send_json(user, Method::PUT, "/api/v1/me/password", body).await
 }
 
 fn sessions(reply: &Reply) -> Vec<Value> {
@@ -198,9 +184,8 @@ fn sessions(reply: &Reply) -> Vec<Value> {
 
 #[tokio::test]
 async fn sessions_are_listed_ended_and_cut_by_password_changes() {
-    let cluster = TestCluster::start(Options::default()).await;
+    let (cluster, _) = cluster_with_user(Options::default(), "lee", "reviewer").await;
     let admin = cluster.node(1).client();
-    create_user(&admin, "lee", "reviewer").await;
     let outsider = create_user(&admin, "kim", "annotator").await;
     let [n1, n2, n3] = [1, 2, 3].map(|id| cluster.node(id).client());
     let browser = n1
@@ -219,11 +204,10 @@ async fn sessions_are_listed_ended_and_cut_by_password_changes() {
     let a = grant(&browser);
     let b = sign_in(&n2, "lee", "lee-password").await;
     let lee = n3.with_token(a.access.clone());
-    let api = send_json(&lee, Method::POST, "/api/v1/me/tokens", json!({})).await;
-    assert_eq!(api.status, 201);
+    let api = api_token(&lee).await;
     let (api_token, api_session) = (
-        api.json()["token"].as_str().expect("token").to_string(),
-        api.json()["session"].as_str().expect("session").to_string(),
+        api["token"].as_str().expect("token").to_string(),
+        api["session"].as_str().expect("session").to_string(),
     );
 
     let listed = sessions(&lee.get("/api/v1/me/sessions").await.expect("list"));
@@ -246,27 +230,13 @@ async fn sessions_are_listed_ended_and_cut_by_password_changes() {
             .status,
         204
     );
-    refused_everywhere(
-        &cluster,
-        &b.access,
-        "token revoked: the session was signed out",
-    )
-    .await;
+    refused_everywhere(&cluster, &[&b.access], SIGNED_OUT).await;
     assert_eq!(refresh(&n1, &b.refresh).await.status, 400);
     assert_eq!(me(&n2, &a.access).await.status, 200);
     let missing = delete(&lee, &format!("/api/v1/me/sessions/{}", "0".repeat(32))).await;
-    assert_eq!(
-        (
-            missing.status.as_u16(),
-            missing.json()["error"]["code"].clone()
-        ),
-        (404, json!("no_such_session"))
-    );
+    assert_refused(&missing, 404, "no_such_session");
     let bad = delete(&lee, "/api/v1/me/sessions/not-hex").await;
-    assert_eq!(
-        (bad.status.as_u16(), bad.json()["error"]["code"].clone()),
-        (400, json!("bad_session_id"))
-    );
+    assert_refused(&bad, 400, "bad_session_id");
     // Nobody ends another user's session through their own list.
     let theirs = delete(&outsider, &format!("/api/v1/me/sessions/{}", a.session)).await;
     assert_eq!(theirs.status, 404);
@@ -281,40 +251,14 @@ async fn sessions_are_listed_ended_and_cut_by_password_changes() {
 
     // Changing one's own password ends every other session (create_user's and the API
     // token's), keeps this one.
-    let wrong = send_json(
-        &lee,
-        Method::PUT,
-        "/api/v1/me/password",
-        json!({"current_password": "nope-nope", "new_password": "lee-second-password"}),
-    )
-    .await;
-    assert_eq!(
-        (wrong.status.as_u16(), wrong.json()["error"]["code"].clone()),
-        (403, json!("wrong_password"))
-    );
-    let short = send_json(
-        &lee,
-        Method::PUT,
-        "/api/v1/me/password",
-        json!({"current_password": "lee-password", "new_password": "short"}),
-    )
-    .await;
+    let wrong = change_password(&lee, "nope-nope", "lee-second-password").await;
+    assert_refused(&wrong, 403, "wrong_password");
+    let short = change_password(&lee, "lee-password", "short").await;
     assert_eq!(short.status, 422);
-    let changed = send_json(
-        &lee,
-        Method::PUT,
-        "/api/v1/me/password",
-        json!({"current_password": "lee-password", "new_password": "lee-second-password"}),
-    )
-    .await;
+    let changed = change_password(&lee, "lee-password", "lee-second-password").await;
     assert_eq!(changed.status, 200, "{:?}", changed.json());
     assert_eq!(changed.json()["ended_sessions"], 2);
-    refused_everywhere(
-        &cluster,
-        &api_token,
-        "token revoked: the session was signed out",
-    )
-    .await;
+    refused_everywhere(&cluster, &[&api_token], SIGNED_OUT).await;
     for node in [&n1, &n2, &n3] {
         assert_eq!(me(node, &a.access).await.status, 200);
     }
@@ -330,9 +274,7 @@ async fn sessions_are_listed_ended_and_cut_by_password_changes() {
         (ended.status.as_u16(), ended.json()["ended"].clone()),
         (200, json!(2))
     );
-    for token in [&a.access, &c.access] {
-        refused_everywhere(&cluster, token, "token revoked: the session was signed out").await;
-    }
+    refused_everywhere(&cluster, &[&a.access, &c.access], SIGNED_OUT).await;
 
     // "Sign out everywhere" by the user; then an admin's reset ends what is left.
     let d = sign_in(&n1, "lee", "lee-second-password").await;
@@ -342,27 +284,17 @@ async fn sessions_are_listed_ended_and_cut_by_password_changes() {
         (out.status.as_u16(), out.json()["ended"].clone()),
         (200, json!(2))
     );
-    for token in [&d.access, &e.access] {
-        refused_everywhere(&cluster, token, "token revoked").await;
-    }
+    refused_everywhere(&cluster, &[&d.access, &e.access], "token revoked").await;
     let f = sign_in(&n1, "lee", "lee-second-password").await;
-    let reset = send_json(
-        &admin,
-        Method::PATCH,
-        "/api/v1/users/lee",
-        json!({"password": "lee-third-password"}),
-    )
-    .await;
-    assert_eq!(reset.status, 200);
-    refused_everywhere(&cluster, &f.access, "token revoked: the user's password").await;
+    reset_password(&admin, "lee", "lee-third-password").await;
+    refused_everywhere(&cluster, &[&f.access], "token revoked: the user's password").await;
     assert_eq!(refresh(&n2, &f.refresh).await.status, 400);
 }
 
 #[tokio::test]
 async fn a_node_paused_while_a_user_is_deleted_never_accepts_their_token() {
-    let cluster = TestCluster::start(Options::default()).await;
+    let (cluster, _) = cluster_with_user(Options::default(), "pat", "manager").await;
     let admin = cluster.node(1).client();
-    create_user(&admin, "pat", "manager").await;
     let pat = sign_in(&admin, "pat", "pat-password").await;
     let lagging = cluster.node(3).client();
     assert_eq!(me(&lagging, &pat.access).await.status, 200);
@@ -379,8 +311,8 @@ async fn a_node_paused_while_a_user_is_deleted_never_accepts_their_token() {
     let reply = me(&lagging, &pat.access).await;
     assert_eq!(reply.status, 401, "{:?}", reply.json());
     assert!(
-        reason(&reply).starts_with("token revoked: the user was deleted"),
+        error_message(&reply).starts_with("token revoked: the user was deleted"),
         "{}",
-        reason(&reply)
+        error_message(&reply)
     );
 }

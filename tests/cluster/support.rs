@@ -1,12 +1,13 @@
 //! Helpers shared by the cluster tests.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::Digest;
 use tessera_client::{form_encode, Client, Method, Reply};
-use tessera_cluster_tests::{png, TestCluster};
+use tessera_cluster_tests::{png, Options, TestCluster};
 
 pub fn sha_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
@@ -57,6 +58,16 @@ pub async fn assert_serves(client: &Client, sha: &str, expected: &[u8]) {
         client.base()
     );
     assert_eq!(&reply.body[..], expected);
+}
+
+/// The record of object `sha` (`/api/v1/objects/<sha>`), asserting it exists.
+pub async fn object_record(client: &Client, sha: &str) -> Value {
+    let reply = client
+        .get(&format!("/api/v1/objects/{sha}"))
+        .await
+        .expect("object record");
+    assert_eq!(reply.status, 200, "record of {sha}: {:?}", reply.json());
+    reply.json()
 }
 
 /// The voters of the group that holds `sha`, from the cluster status.
@@ -142,11 +153,102 @@ pub async fn form(client: &Client, path: &str, fields: &[(&str, &str)]) -> Reply
 
 /// Sends `body` as JSON and returns the reply.
 pub async fn send_json(client: &Client, method: Method, path: &str, body: Value) -> Reply {
+    send_json_text(client, method, path, body.to_string()).await
+}
+
+/// Sends `text` labelled as JSON, whether or not it is (for malformed and hostile bodies).
+pub async fn send_json_text(
+    client: &Client,
+    method: Method,
+    path: &str,
+    text: impl Into<Bytes>,
+) -> Reply {
     let headers = [("content-type", "application/json")];
     client
-        .send(method, path, &headers, Bytes::from(body.to_string()))
+        .send(method, path, &headers, text.into())
         .await
         .expect("json request")
+}
+
+/// `DELETE path`.
+pub async fn delete(client: &Client, path: &str) -> Reply {
+    client
+        .send(Method::DELETE, path, &[], Bytes::new())
+        .await
+        .expect("DELETE")
+}
+
+/// `GET /api/v1/me` with `token`.
+pub async fn me(client: &Client, token: &str) -> Reply {
+    client
+        .with_token(token.to_string())
+        .get("/api/v1/me")
+        .await
+        .expect("GET /api/v1/me")
+}
+
+/// Polls `GET /api/v1/me` with `token` until it is refused with 401; returns that reply (a
+/// node applies a revocation a moment after the node that made it answered).
+pub async fn refused_token(client: &Client, token: &str, what: &str) -> Reply {
+    tessera_cluster_tests::eventually(what, tessera_cluster_tests::DEADLINE, || async {
+        let reply = me(client, token).await;
+        (reply.status == 401).then_some(reply)
+    })
+    .await
+}
+
+/// Asserts `reply` is a refusal with `status` and the JSON error `code`.
+pub fn assert_refused(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{:?}", reply.json());
+    assert_eq!(reply.json()["error"]["code"], code, "{:?}", reply.json());
+}
+
+/// The page after `page` of the listing at `path` (which has a query, such as its limit).
+pub async fn next_page(client: &Client, path: &str, page: &Value) -> Value {
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    client
+        .get(&format!("{path}&cursor={cursor}"))
+        .await
+        .expect("next page")
+        .json()
+}
+
+/// Asks to create a dataset described by `body`; returns the reply, whatever it is.
+pub async fn create_dataset(client: &Client, body: Value) -> Reply {
+    send_json(client, Method::POST, "/api/v1/datasets", body).await
+}
+
+/// Adds `images` (`[{"sha256", "name"?}]`) to dataset `dataset`.
+pub async fn add_images(client: &Client, dataset: u64, images: Value) -> Reply {
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    send_json(client, Method::POST, &path, json!({ "images": images })).await
+}
+
+/// Asks to create annotation set `name` with `labels` in `dataset`; returns the reply.
+pub async fn create_annotation_set(
+    client: &Client,
+    dataset: u64,
+    name: &str,
+    labels: &Value,
+) -> Reply {
+    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
+    let body = json!({"name": name, "labels": labels});
+    send_json(client, Method::POST, &path, body).await
+}
+
+/// The message of a JSON error reply (empty if there is none).
+pub fn error_message(reply: &Reply) -> String {
+    reply.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Creates dataset `name` and returns its id.
+pub async fn new_dataset(manager: &Client, name: &str) -> u64 {
+    let reply = create_dataset(manager, json!({ "name": name })).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.json());
+    reply.json()["id"].as_u64().expect("dataset id")
 }
 
 /// Creates a user (password `<name>-password`) as `admin` and returns a client logged in as it.
@@ -161,6 +263,52 @@ pub async fn create_user(admin: &Client, name: &str, role: &str) -> Client {
         .await
         .expect("login");
     admin.with_token(token)
+}
+
+/// An admin sets user `name`'s password (which ends every session of the user).
+pub async fn reset_password(admin: &Client, name: &str, password: &str) {
+    let path = format!("/api/v1/users/{name}");
+    let reply = send_json(admin, Method::PATCH, &path, json!({"password": password})).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+}
+
+/// Creates an API token as `client`'s user; returns the reply (`token` and `session`).
+pub async fn api_token(client: &Client) -> Value {
+    let reply = send_json(client, Method::POST, "/api/v1/me/tokens", json!({})).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.json());
+    reply.json()
+}
+
+/// A cluster of `opts` and a client of its user `name` with `role` (password
+/// `<name>-password`), created by the admin and signed in through node 1.
+pub async fn cluster_with_user(opts: Options, name: &str, role: &str) -> (TestCluster, Client) {
+    let cluster = TestCluster::start(opts).await;
+    let user = create_user(&cluster.node(1).client(), name, role).await;
+    (cluster, user)
+}
+
+/// A cluster of `opts` and a client of its manager `mgr`, signed in through node 1.
+pub async fn cluster_with_manager(opts: Options) -> (TestCluster, Client) {
+    cluster_with_user(opts, "mgr", "manager").await
+}
+
+/// Cancels job `id` (an import or an export).
+pub async fn cancel_job(client: &Client, id: u64) {
+    let path = format!("/api/v1/jobs/{id}/cancel");
+    let reply = send_json(client, Method::POST, &path, json!({})).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+}
+
+/// Runs `command` to its end and asserts it succeeded (saying what it printed if not).
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().expect("run a command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// The Python of the venv with datumaro and pycocotools (made by scripts/test.sh).

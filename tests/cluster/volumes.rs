@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +31,42 @@ fn volumes(cluster: &TestCluster, node: u64, group: u32) -> Vec<PathBuf> {
     files
 }
 
+/// Starts a cluster of `opts`, uploads twelve images from seed `seed` through node 1 and waits
+/// until every replica has them; returns the cluster and the images.
+async fn with_images(opts: Options, seed: u64) -> (TestCluster, Vec<Vec<u8>>) {
+    let cluster = TestCluster::start(opts).await;
+    let images: Vec<Vec<u8>> = (0..12).map(|i| image(seed + i)).collect();
+    for bytes in &images {
+        upload(&cluster.node(1).client(), bytes).await;
+    }
+    wait_caught_up(&cluster).await;
+    (cluster, images)
+}
+
+/// Flips (XORs with 0x5a) `len` bytes of the file at `path` from offset `at`.
+fn flip(path: &Path, at: u64, len: usize) {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open volume");
+    let mut raw = vec![0u8; len];
+    file.read_exact_at(&mut raw, at).expect("read");
+    for b in &mut raw {
+        *b ^= 0x5a;
+    }
+    file.write_all_at(&raw, at).expect("flip bytes");
+}
+
+/// Every node serves every one of `images`.
+async fn every_node_serves(cluster: &TestCluster, images: &[Vec<u8>]) {
+    for node in &cluster.nodes {
+        for bytes in images {
+            assert_serves(&node.client(), &sha_hex(bytes), bytes).await;
+        }
+    }
+}
+
 /// Damaged objects a node reports for group 1 in `GET /api/v1/cluster`.
 async fn damaged(cluster: &TestCluster, node: u64) -> Option<u64> {
     let status = cluster.status().await;
@@ -39,34 +75,18 @@ async fn damaged(cluster: &TestCluster, node: u64) -> Option<u64> {
 
 #[tokio::test]
 async fn scrub_finds_and_repairs_flipped_and_truncated_volume_bytes() {
-    let cluster = TestCluster::start(Options {
-        nodes: 3,
+    // One shard: every object is in the same volume files.
+    let options = Options {
         shards: 1,
-        replication: 3,
         scrub_interval_ms: Some(300),
         ..Options::default()
-    })
-    .await;
-    let images: Vec<Vec<u8>> = (0..12).map(|i| image(7000 + i)).collect();
-    for bytes in &images {
-        upload(&cluster.node(1).client(), bytes).await;
-    }
-    wait_caught_up(&cluster).await;
+    };
+    let (cluster, images) = with_images(options, 7000).await;
 
     // Node 2: bytes flipped in the middle of its volume. Node 3: its volume loses its tail.
-    let flipped = volumes(&cluster, 2, 1);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&flipped[0])
-        .expect("open volume");
-    let middle = file.metadata().expect("stat").len() / 2;
-    let mut raw = [0u8; 16];
-    file.read_exact_at(&mut raw, middle).expect("read");
-    for b in &mut raw {
-        *b ^= 0x5a;
-    }
-    file.write_all_at(&raw, middle).expect("flip bytes");
+    let flipped = &volumes(&cluster, 2, 1)[0];
+    let middle = std::fs::metadata(flipped).expect("stat").len() / 2;
+    flip(flipped, middle, 16);
     let truncated = volumes(&cluster, 3, 1);
     let file = OpenOptions::new()
         .write(true)
@@ -89,11 +109,7 @@ async fn scrub_finds_and_repairs_flipped_and_truncated_volume_bytes() {
         )
         .await;
     }
-    for node in &cluster.nodes {
-        for bytes in &images {
-            assert_serves(&node.client(), &sha_hex(bytes), bytes).await;
-        }
-    }
+    every_node_serves(&cluster, &images).await;
 }
 
 /// Bytes damaged while a node is down (found by the chaos campaign, seed 2): the object fast
@@ -104,33 +120,17 @@ async fn scrub_finds_and_repairs_flipped_and_truncated_volume_bytes() {
 async fn bytes_damaged_while_a_node_is_down_are_never_served() {
     // Snapshots every few entries and no log kept behind them: the damaged object's log entry
     // is purged, so nothing reads its bytes at start-up and only a client's read finds them.
-    let mut cluster = TestCluster::start(Options {
-        nodes: 3,
+    // One shard: every object is in the same volume files.
+    let options = Options {
         shards: 1,
-        replication: 3,
         snapshot_logs: 4,
         keep_logs: 0,
         ..Options::default()
-    })
-    .await;
-    let images: Vec<Vec<u8>> = (0..12).map(|i| image(7100 + i)).collect();
-    for bytes in &images {
-        upload(&cluster.node(1).client(), bytes).await;
-    }
-    wait_caught_up(&cluster).await;
+    };
+    let (mut cluster, images) = with_images(options, 7100).await;
     cluster.kill(2);
     // One byte inside the body of the volume's first needle (the first upload).
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&volumes(&cluster, 2, 1)[0])
-        .expect("open volume");
-    let at = HEADER_LEN + 1000;
-    let mut raw = [0u8; 1];
-    file.read_exact_at(&mut raw, at).expect("read");
-    raw[0] ^= 0x5a;
-    file.write_all_at(&raw, at).expect("flip a byte");
-    drop(file);
+    flip(&volumes(&cluster, 2, 1)[0], HEADER_LEN + 1000, 1);
     cluster.restart(2).await;
     let client = cluster.node(2).client();
     // Twice: the first read of an object is sent from its volume file, the second from memory.
@@ -190,9 +190,5 @@ async fn kill_9_during_heavy_ingest_loses_no_acknowledged_object() {
     cluster.wait_ready().await;
     let acknowledged = acknowledged.lock().expect("lock").clone();
     assert!(acknowledged.len() >= 150);
-    for node in &cluster.nodes {
-        for bytes in &acknowledged {
-            assert_serves(&node.client(), &sha_hex(bytes), bytes).await;
-        }
-    }
+    every_node_serves(&cluster, &acknowledged).await;
 }

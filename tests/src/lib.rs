@@ -176,6 +176,26 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults with the production Raft timing a deployment runs with: for benchmarks and
+    /// for tests of what depends on that timing.
+    pub fn production() -> Options {
+        Options {
+            fast_failover: false,
+            ..Options::default()
+        }
+    }
+
+    /// One node holding the only replica of everything: for what a single node answers.
+    pub fn single_node() -> Options {
+        Options {
+            nodes: 1,
+            replication: 1,
+            ..Options::default()
+        }
+    }
+}
+
 impl TestCluster {
     /// Starts every node, initialises the cluster and waits until it is ready.
     pub async fn start(opts: Options) -> TestCluster {

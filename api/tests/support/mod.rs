@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tessera_api::{fastpath, AppState, Limits};
@@ -16,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub use tessera_cluster_tests::{eventually, png, DEADLINE};
 
 pub struct Node {
     pub state: AppState,
@@ -106,7 +105,7 @@ impl Node {
         .expect("init token");
         let init = format!("Bearer {}", init.trim());
         let client = Client::new(&fast.to_string());
-        eventually("the cluster to initialise", || async {
+        eventually("the cluster to initialise", DEADLINE, || async {
             let reply = client
                 .send(
                     Method::POST,
@@ -119,7 +118,7 @@ impl Node {
             reply.status.is_success().then_some(())
         })
         .await;
-        eventually("the node to be ready", || async {
+        eventually("the node to be ready", DEADLINE, || async {
             let reply = client.get("/readyz").await.ok()?;
             reply.status.is_success().then_some(())
         })
@@ -161,43 +160,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
-}
-
-/// Polls `check` until it returns `Some`, failing at [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A PNG of `side`² noisy pixels (noise keeps it from compressing to nothing).
-pub fn png(side: u32, seed: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, side, side);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
-    let pixels: Vec<u8> = (0..side * side * 3)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
-    let mut writer = encoder.write_header().expect("png header");
-    writer.write_image_data(&pixels).expect("png data");
-    writer.finish().expect("png end");
-    out
 }
 
 /// One response read off a raw connection.

@@ -25,6 +25,13 @@ fn meta(size: usize) -> ObjectMeta {
     }
 }
 
+/// A store with default volumes in a new temporary directory (which it must not outlive).
+fn empty_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, store)
+}
+
 fn body(i: u32, len: usize) -> Vec<u8> {
     (0..len).map(|j| (i as usize * 31 + j * 7) as u8).collect()
 }
@@ -50,6 +57,16 @@ fn put(store: &Store, bytes: &[u8]) -> Sha256 {
             });
     }
     sha
+}
+
+/// Stores `count` distinct bodies, body `i` of `len(i)` bytes; returns each hash with its bytes.
+fn put_bodies(store: &Store, count: u32, len: impl Fn(u32) -> usize) -> Vec<(Sha256, Vec<u8>)> {
+    (0..count)
+        .map(|i| {
+            let b = body(i, len(i));
+            (put(store, &b), b)
+        })
+        .collect()
 }
 
 /// Drops one reference the way the state machine does.
@@ -92,12 +109,7 @@ fn volume_file(dir: &Path, id: u32) -> std::path::PathBuf {
 fn appended_objects_read_back_whole_and_as_file_slices() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with_volume_size(dir.path(), 64 << 10).unwrap();
-    let shas: Vec<(Sha256, Vec<u8>)> = (0..20)
-        .map(|i| {
-            let b = body(i, 10_000 + i as usize);
-            (put(&store, &b), b)
-        })
-        .collect();
+    let shas = put_bodies(&store, 20, |i| 10_000 + i as usize);
     // 64 KiB volumes: the twenty objects rolled over several files.
     assert!(volume_file(dir.path(), 3).exists());
     for (sha, b) in &shas {
@@ -117,8 +129,7 @@ fn appended_objects_read_back_whole_and_as_file_slices() {
 
 #[test]
 fn a_crash_mid_append_leaves_a_tail_that_reopening_drops() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (dir, store) = empty_store();
     let kept = body(1, 5000);
     let sha = put(&store, &kept);
     let recorded = store.volumes(GROUP).unwrap().head();
@@ -155,8 +166,7 @@ fn a_crash_mid_append_leaves_a_tail_that_reopening_drops() {
 
 #[test]
 fn damaged_bytes_are_detected_never_served_and_rewritten_by_the_next_put() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (dir, store) = empty_store();
     let b = body(9, 20_000);
     let sha = put(&store, &b);
     let at = store.object_location(GROUP, &sha).unwrap().unwrap();
@@ -183,8 +193,7 @@ fn damaged_bytes_are_detected_never_served_and_rewritten_by_the_next_put() {
 /// (checked 1 MiB at a time: the damage here is past the first chunk).
 #[test]
 fn a_file_slice_is_offered_only_for_a_needle_found_intact_since_opening() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (dir, store) = empty_store();
     let damaged = body(3, 3 << 20);
     let intact = body(4, 3 << 20);
     let (bad_sha, good_sha) = (put(&store, &damaged), put(&store, &intact));
@@ -212,8 +221,7 @@ fn a_file_slice_is_offered_only_for_a_needle_found_intact_since_opening() {
 
 #[test]
 fn dropping_the_last_reference_deletes_the_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (_dir, store) = empty_store();
     let sha = put(&store, &body(4, 3000));
     let mut batch = WriteBatch::default();
     let after = store
@@ -278,12 +286,7 @@ fn a_data_dir_written_with_blobs_migrates_and_resumes() {
 fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with_volume_size(dir.path(), 256 << 10).unwrap();
-    let objects: Vec<(Sha256, Vec<u8>)> = (0..40)
-        .map(|i| {
-            let b = body(i, 20_000);
-            (put(&store, &b), b)
-        })
-        .collect();
+    let objects = put_bodies(&store, 40, |_| 20_000);
     let volume_bytes = |store: &Store| -> u64 {
         store
             .volumes(GROUP)
@@ -362,14 +365,8 @@ fn compaction_reclaims_dropped_objects_and_keeps_reads_correct() {
 
 #[test]
 fn scrub_finds_damaged_and_truncated_needles_and_repair_rewrites_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let objects: Vec<(Sha256, Vec<u8>)> = (0..10)
-        .map(|i| {
-            let b = body(i, 8_000);
-            (put(&store, &b), b)
-        })
-        .collect();
+    let (dir, store) = empty_store();
+    let objects = put_bodies(&store, 10, |_| 8_000);
     let (flipped, _) = &objects[3];
     let at = store.object_location(GROUP, flipped).unwrap().unwrap();
     let path = volume_file(dir.path(), at.volume);
@@ -450,8 +447,7 @@ fn volumes_that_unpurged_log_stubs_point_into_stay_in_place() {
 
 #[test]
 fn damaged_bytes_leave_the_index_in_memory_until_repaired() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let (dir, store) = empty_store();
     let b = body(11, 9_000);
     let sha = put(&store, &b);
     assert!(store.resident_object(GROUP, &sha).is_some());
