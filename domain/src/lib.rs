@@ -21,6 +21,7 @@ mod properties;
 mod records;
 pub mod requests;
 pub mod sessions;
+pub mod shape;
 mod sha;
 pub mod stats;
 pub mod tasks;
