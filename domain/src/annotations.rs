@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::annotation_sets::{self, Label};
-use crate::shape::{self, Shape};
 use crate::catalog::Role;
 use crate::records::{get, scan};
+use crate::shape::{self, Shape};
 use crate::tasks::{self, TaskState};
 use crate::{key, stats, DomainError, Records, Sha256, Tx};
 

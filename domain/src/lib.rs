@@ -21,8 +21,8 @@ mod properties;
 mod records;
 pub mod requests;
 pub mod sessions;
-pub mod shape;
 mod sha;
+pub mod shape;
 pub mod stats;
 pub mod tasks;
 

@@ -131,7 +131,8 @@ impl Shape {
             ));
         }
         for (j, &[x, y]) in self.points.iter().enumerate() {
-            let inside = (0.0..=f64::from(width)).contains(&x) && (0.0..=f64::from(height)).contains(&y);
+            let inside =
+                (0.0..=f64::from(width)).contains(&x) && (0.0..=f64::from(height)).contains(&y);
             if !inside {
                 return Some(format!(
                     "points[{j}]: ({x}, {y}) is outside the {width}x{height} image"
@@ -216,7 +217,8 @@ impl Shape {
         }
         if flags.iter().all(|v| *v == NOT_LABELLED) {
             return Some(
-                "visibility: at least one keypoint labelled (1 or 2); delete the set instead".into(),
+                "visibility: at least one keypoint labelled (1 or 2); delete the set instead"
+                    .into(),
             );
         }
         None
@@ -327,20 +329,41 @@ mod tests {
     #[test]
     fn problems_are_named_by_path() {
         let cases = [
-            (json!([{"label": "person", "kind": "points", "points": [[1, 2], [0, 0], [5, 6]],
-                     "visibility": [2, 3, 1]}]), "shapes[0].visibility[1]: 0 (not labelled)"),
-            (json!([{"label": "person", "kind": "points", "points": [[1, 2], [0, 0], [5, 6]],
-                     "visibility": [2, 1]}]), "shapes[0].visibility: one flag per point"),
-            (json!([{"label": "person", "kind": "points", "points": [[1, 2], [0, 0], [5, 6]],
-                     "visibility": [0, 0, 0]}]), "at least one keypoint labelled"),
-            (json!([{"label": "person", "kind": "points", "points": [[1, 2]]}]),
-             "shapes[0].points: points needs one point per named keypoint"),
-            (json!([{"label": "person", "kind": "points", "points": [[1, 2], [3, 4], [99, 6]]}]),
-             "shapes[0].points[2]: (99, 6) is outside the 64x48 image"),
-            (json!([{"label": "person", "kind": "points", "points": [], "colour": 1}]),
-             "shapes[0]: unknown field `colour`"),
-            (json!([{"label": "car", "kind": "points"}]), "shapes[0].label: no label \"car\""),
-            (json!([{"label": "person", "kind": "tag"}]), "shapes[0].kind: label \"person\" is not drawn as tag"),
+            (
+                json!([{"label": "person", "kind": "points", "points": [[1, 2], [0, 0], [5, 6]],
+                     "visibility": [2, 3, 1]}]),
+                "shapes[0].visibility[1]: 0 (not labelled)",
+            ),
+            (
+                json!([{"label": "person", "kind": "points", "points": [[1, 2], [0, 0], [5, 6]],
+                     "visibility": [2, 1]}]),
+                "shapes[0].visibility: one flag per point",
+            ),
+            (
+                json!([{"label": "person", "kind": "points", "points": [[1, 2], [0, 0], [5, 6]],
+                     "visibility": [0, 0, 0]}]),
+                "at least one keypoint labelled",
+            ),
+            (
+                json!([{"label": "person", "kind": "points", "points": [[1, 2]]}]),
+                "shapes[0].points: points needs one point per named keypoint",
+            ),
+            (
+                json!([{"label": "person", "kind": "points", "points": [[1, 2], [3, 4], [99, 6]]}]),
+                "shapes[0].points[2]: (99, 6) is outside the 64x48 image",
+            ),
+            (
+                json!([{"label": "person", "kind": "points", "points": [], "colour": 1}]),
+                "shapes[0]: unknown field `colour`",
+            ),
+            (
+                json!([{"label": "car", "kind": "points"}]),
+                "shapes[0].label: no label \"car\"",
+            ),
+            (
+                json!([{"label": "person", "kind": "tag"}]),
+                "shapes[0].kind: label \"person\" is not drawn as tag",
+            ),
         ];
         for (shapes, needle) in cases {
             let err = check(shapes).unwrap_err();
@@ -350,7 +373,11 @@ mod tests {
 
     #[test]
     fn rotated_corners_turn_clockwise_about_the_centre() {
-        let mut s = Shape::new("x", ShapeKind::RotatedRectangle, vec![[0.0, 0.0], [4.0, 2.0]]);
+        let mut s = Shape::new(
+            "x",
+            ShapeKind::RotatedRectangle,
+            vec![[0.0, 0.0], [4.0, 2.0]],
+        );
         s.angle = Some(90.0);
         let c = s.rotated_corners().unwrap();
         // The top-left corner (-2, -1 from the centre (2, 1)) goes to (1, -2) from it.

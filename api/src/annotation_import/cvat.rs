@@ -3,6 +3,9 @@
 
 use serde_json::Value;
 use tessera_domain::annotation_sets::ShapeKind;
+use tessera_domain::shape::{NOT_LABELLED, VISIBLE};
+
+use crate::export::cvat::VISIBILITY;
 
 use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
 use crate::xml;
@@ -14,6 +17,33 @@ fn points(text: &str) -> Vec<[f64; 2]> {
             Some([x.trim().parse().ok()?, y.trim().parse().ok()?])
         })
         .collect()
+}
+
+/// Puts the keypoints that are not labelled back into a set, from the flags Tessera's CVAT
+/// export writes (`2,0,1`; the element lists only the labelled points). Flags that do not
+/// match the points are ignored.
+fn restore_hidden(shape: &mut RawShape, flags: &str) {
+    let Ok(flags) = flags
+        .split(',')
+        .map(|f| f.trim().parse::<u8>())
+        .collect::<Result<Vec<u8>, _>>()
+    else {
+        return;
+    };
+    let labelled = flags.iter().filter(|v| **v != NOT_LABELLED).count();
+    if labelled != shape.points.len() || flags.iter().any(|v| *v > VISIBLE) {
+        return;
+    }
+    let mut given = shape.points.iter();
+    shape.points = flags
+        .iter()
+        .map(|v| match v {
+            &NOT_LABELLED => Some([0.0, 0.0]),
+            _ => given.next().copied(),
+        })
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    shape.visibility = Some(flags);
 }
 
 /// Adds the contents of one CVAT XML document.
@@ -58,7 +88,10 @@ pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
                     else {
                         continue;
                     };
-                    let rotation = get("rotation").filter(|r| r.rem_euclid(360.0) != 0.0);
+                    // A `rotation` attribute, even 0, makes a rotated rectangle (Tessera writes
+                    // one for every rotated rectangle); the schema fit turns it back into a
+                    // rectangle when its label has no rotated ones and the angle is 0.
+                    let rotation = get("rotation");
                     let kind = if rotation.is_some() {
                         ShapeKind::RotatedRectangle
                     } else {
@@ -91,10 +124,16 @@ pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
                 }
             };
             for a in e.children("attribute") {
-                if let Some(name) = a.attr("name") {
-                    shape
-                        .attributes
-                        .insert(name.to_string(), Value::String(a.text.trim().to_string()));
+                match a.attr("name") {
+                    Some(VISIBILITY) if shape.kind == ShapeKind::Points => {
+                        restore_hidden(&mut shape, a.text.trim());
+                    }
+                    Some(name) => {
+                        shape
+                            .attributes
+                            .insert(name.to_string(), Value::String(a.text.trim().to_string()));
+                    }
+                    None => {}
                 }
             }
             out.declare(RawLabel {

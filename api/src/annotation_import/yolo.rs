@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use tessera_domain::annotation_sets::ShapeKind;
+use tessera_domain::shape::VISIBLE;
 
 use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
 
@@ -107,7 +108,11 @@ pub fn read_labels(
             (len, Some(k)) if len == 4 + 3 * k || len == 4 + 2 * k => {
                 let dims = (len - 4) / k.max(1);
                 let points = v[4..].chunks_exact(dims).map(|c| [c[0], c[1]]).collect();
-                RawShape::new(label, ShapeKind::Points, points)
+                let mut shape = RawShape::new(label, ShapeKind::Points, points);
+                if dims == 3 {
+                    shape.visibility = visibility(v[4..].chunks_exact(3).map(|c| c[2]));
+                }
+                shape
             }
             (len, None) if len >= 6 && len % 2 == 0 => RawShape::new(
                 label,
@@ -126,6 +131,12 @@ pub fn read_labels(
         image.shapes.push(shape);
     }
     out.images.push(image);
+}
+
+/// Visibility flags as a shape keeps them: `None` when every keypoint is visible.
+pub fn visibility(flags: impl Iterator<Item = f64>) -> Option<Vec<u8>> {
+    let flags: Vec<u8> = flags.map(|v| v.clamp(0.0, 2.0).round() as u8).collect();
+    flags.iter().any(|v| *v != VISIBLE).then_some(flags)
 }
 
 /// Declares the class names as labels.

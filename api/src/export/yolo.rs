@@ -10,8 +10,9 @@ use std::io;
 use tessera_domain::annotation_sets::{Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item};
-use super::shapes::Shape;
+use super::shapes::{box_of, Shape, WIDENED};
 use super::voc::kind_plural;
+use tessera_domain::shape::NOT_LABELLED;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
@@ -48,10 +49,11 @@ impl Yolo {
         }
     }
 
-    fn box_fields(item: &Item, shape: &Shape) -> Option<String> {
-        let (x0, y0, x1, y1) = shape.extent()?;
-        let (x0, x1) = (x0.max(0.0), x1.min(f64::from(item.width)));
-        let (y0, y1) = (y0.max(0.0), y1.min(f64::from(item.height)));
+    fn box_fields(out: &mut Archive, item: &Item, shape: &Shape) -> Option<String> {
+        let ((x0, y0, x1, y1), widened) = box_of(shape, item.width, item.height)?;
+        if widened {
+            out.report.loss(WIDENED);
+        }
         Some(format!(
             "{} {} {} {}",
             norm((x0 + x1) / 2.0, item.width),
@@ -86,7 +88,7 @@ impl Yolo {
                         kind_plural(kind)
                     ));
                 }
-                Some(format!("{class} {}", Self::box_fields(item, shape)?))
+                Some(format!("{class} {}", Self::box_fields(out, item, shape)?))
             }
             (Variant::Segment, ShapeKind::Points | ShapeKind::Polyline) => left_out(out),
             (Variant::Segment, _) => {
@@ -99,21 +101,25 @@ impl Yolo {
             }
             (Variant::Pose, ShapeKind::Points) => {
                 let named = self.labels[class].keypoints.len();
-                if named == 0 || shape.points.len() != named {
+                if named == 0 {
                     out.report.loss(
                         "keypoint sets of labels without named keypoints left out of YOLO pose",
                     );
                     return None;
                 }
-                let mut text = format!("{class} {}", Self::box_fields(item, shape)?);
+                let mut text = format!("{class} {}", Self::box_fields(out, item, shape)?);
+                // A keypoint that is not labelled (and padding up to kpt_shape) is `0 0 0`, as
+                // Ultralytics writes it.
                 for i in 0..self.keypoints {
                     match shape.points.get(i) {
-                        Some(p) => text.push_str(&format!(
-                            " {} {} 2",
-                            norm(p[0], item.width),
-                            norm(p[1], item.height)
-                        )),
-                        None => text.push_str(" 0.000000 0.000000 0"),
+                        Some(p) if i < named && shape.visibility_of(i) != NOT_LABELLED => text
+                            .push_str(&format!(
+                                " {} {} {}",
+                                norm(p[0], item.width),
+                                norm(p[1], item.height),
+                                shape.visibility_of(i)
+                            )),
+                        _ => text.push_str(" 0.000000 0.000000 0"),
                     }
                 }
                 Some(text)
