@@ -196,7 +196,11 @@ def write_labelme(out: Path, expected, with_images=True):
             if s["kind"] == "tag":
                 flags[s["label"]] = True
             elif s["kind"] == "points":
-                shapes += [shape("point", [p], group) for p in s["points"]]
+                names = next(l["keypoints"] for l in expected["labels"] if l["name"] == s["label"])
+                for i, p in enumerate(s["points"]):
+                    point = shape("point", [p], group)
+                    point["description"] = names[i] if i < len(names) else str(i + 1)
+                    shapes.append(point)
             else:
                 kind = {"rectangle": "rectangle", "polyline": "linestrip"}.get(s["kind"], "polygon")
                 shapes.append(shape(kind, corners(s) if s["kind"] == "rotated_rectangle" else s["points"]))
@@ -209,13 +213,13 @@ def write_csv(out: Path, expected, with_images=True):
     out.mkdir(parents=True)
     with open(out / "annotations.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["image", "width", "height", "label", "kind", "angle", "points"])
+        w.writerow(["image", "width", "height", "label", "kind", "angle", "points", "visibility"])
         for image in expected["images"]:
             if not image["shapes"]:
-                w.writerow([image["file"] + ".png", image["width"], image["height"], "", "", "", "[]"])
+                w.writerow([image["file"] + ".png", image["width"], image["height"], "", "", "", "[]", ""])
             for s in image["shapes"]:
                 w.writerow([image["file"] + ".png", image["width"], image["height"], s["label"], s["kind"],
-                            s.get("angle", ""), json.dumps(s["points"])])
+                            s.get("angle", ""), json.dumps(s["points"]), ""])
     write_images(out / "images", expected, with_images)
 
 

@@ -37,6 +37,7 @@ use tessera_raft::storage::{probe_image, Sha256};
 use crate::auth::Principal;
 use crate::error::{internal, invalid, ApiError};
 use crate::export::archive::clean_stem;
+use crate::export::pixels;
 use crate::jobs::{self, Runner, Stop};
 use crate::token::now_ms;
 use crate::AppState;
@@ -537,21 +538,30 @@ async fn run(
             continue;
         };
         let size = names.sizes[&sha];
+        // Files are in the stored pixel frame, as exports write them (see export/pixels.rs).
+        let (_, head) = crate::export::fetch(state, sha, false).await?;
+        let orientation = pixels::orientation(&head);
+        let stored = orientation.map_or(size, |o| pixels::stored_size(o, size.0, size.1));
         if image.normalized {
-            let (w, h) = (f64::from(size.0), f64::from(size.1));
+            let (w, h) = (f64::from(stored.0), f64::from(stored.1));
             for s in &mut image.shapes {
                 for p in &mut s.points {
                     *p = [p[0] * w, p[1] * h];
                 }
             }
-        } else if let Some(stated) = image.size.filter(|s| *s != size) {
+        } else if let Some(stated) = image.size.filter(|s| *s != stored) {
             report.add(
                 "images whose stated size differs from the stored image",
                 format!(
                     "{}: {}x{} (stored {}x{})",
-                    image.file, stated.0, stated.1, size.0, size.1
+                    image.file, stated.0, stated.1, stored.0, stored.1
                 ),
             );
+        }
+        if let Some(o) = orientation {
+            for s in &mut image.shapes {
+                *s = pixels::shape_to_displayed(o, size.0, size.1, s);
+            }
         }
         matched.push((sha, size, image));
     }

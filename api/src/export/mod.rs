@@ -12,7 +12,7 @@ mod coco;
 mod csv;
 pub(crate) mod cvat;
 mod labelme;
-mod pixels;
+pub(crate) mod pixels;
 mod reserved;
 pub mod shapes;
 mod splits;
@@ -301,7 +301,11 @@ fn format_for(options: &Options, labels: Vec<Label>, set_name: &str) -> Box<dyn 
 
 /// Reads an object wherever it lives: whole, or only its first [`pixels::HEAD`] bytes (for
 /// what its headers say) when `whole` is false.
-async fn fetch(state: &AppState, sha: Sha256, whole: bool) -> Result<(String, Bytes), Stop> {
+pub(crate) async fn fetch(
+    state: &AppState,
+    sha: Sha256,
+    whole: bool,
+) -> Result<(String, Bytes), Stop> {
     let spec = ReadSpec {
         range: (!whole).then_some(ByteRange::Inclusive(0, pixels::HEAD - 1)),
         ..ReadSpec::default()

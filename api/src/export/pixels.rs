@@ -94,11 +94,37 @@ fn to_stored(orientation: u16, width: u32, height: u32, [x, y]: [f64; 2]) -> [f6
     }
 }
 
-/// `shape` (drawn on the displayed `width` x `height` image) in the stored frame. Rectangles
-/// stay axis-aligned; a rotated rectangle keeps its size and gets the angle its turned edge
-/// has in the stored frame.
+/// A point of the stored frame in the displayed frame (`width` x `height`): the inverse of
+/// [`to_stored`].
+fn to_displayed(orientation: u16, width: u32, height: u32, [x, y]: [f64; 2]) -> [f64; 2] {
+    let (w, h) = (f64::from(width), f64::from(height));
+    match orientation {
+        2 => [w - x, y],
+        3 => [w - x, h - y],
+        4 => [x, h - y],
+        5 => [y, x],
+        6 => [w - y, x],
+        7 => [w - y, h - x],
+        8 => [y, h - x],
+        _ => [x, y],
+    }
+}
+
+/// `shape` (drawn on the displayed `width` x `height` image) in the stored frame.
 pub fn shape_to_stored(orientation: u16, width: u32, height: u32, shape: &Shape) -> Shape {
-    let map = |p: [f64; 2]| to_stored(orientation, width, height, p);
+    map_shape(shape, |p| to_stored(orientation, width, height, p))
+}
+
+/// `shape` (read from a file in the stored frame) on the displayed `width` x `height` image:
+/// annotation imports read files in the frame exports write.
+pub fn shape_to_displayed(orientation: u16, width: u32, height: u32, shape: &Shape) -> Shape {
+    map_shape(shape, |p| to_displayed(orientation, width, height, p))
+}
+
+/// `shape` with every point moved by `map` (a turn or mirror of the image). Rectangles stay
+/// axis-aligned; a rotated rectangle keeps its size and gets the angle its turned first side
+/// has.
+fn map_shape(shape: &Shape, map: impl Fn([f64; 2]) -> [f64; 2]) -> Shape {
     let mut out = shape.clone();
     match shape.kind {
         ShapeKind::RotatedRectangle => {
@@ -148,6 +174,12 @@ mod tests {
         for (o, (w, h), corner) in cases {
             assert_eq!(to_stored(o, w, h, [0.0, 0.0]), corner, "orientation {o}");
             assert_eq!(stored_size(o, w, h), (40, 30), "orientation {o}");
+            let p = [3.0, 7.0];
+            assert_eq!(
+                to_displayed(o, w, h, to_stored(o, w, h, p)),
+                p,
+                "orientation {o}"
+            );
         }
     }
 
