@@ -566,7 +566,8 @@ async fn exports_import_back_as_pre_annotations_and_export_the_same() {
         "{got}"
     );
 
-    // Bad requests: unknown format, not an annotation file.
+    // Bad requests: unknown format, not an annotation file. (A missing format:
+    // tasks::answers_say_what_to_do_next.)
     let path = format!("/api/v1/annotation-sets/{pre}/annotation-imports?format=kitti");
     let reply = manager
         .send(Method::POST, &path, &[], bytes::Bytes::from_static(b"{}"))

@@ -20,6 +20,7 @@ use std::path::{Path as FsPath, PathBuf};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -66,16 +67,21 @@ pub async fn start(
     principal: Principal,
     Path(id): Path<u64>,
     options: Result<Query<Options>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Query(options) = options.map_err(|e| invalid(e.body_text()))?;
-    if !["coco", "voc", "yolo", "cvat"].contains(&options.format.as_str()) {
-        return Err(invalid(format!(
-            "format: one of coco, voc, yolo, cvat, not {:?}",
-            options.format
-        )));
-    }
-    let set = crate::annotation_sets::load(&state, id).await?;
+    let checked = check_start(&state, id, options).await;
+    let (options, set) = match checked {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            // The upload is read to its end first, so that the client sees the error rather
+            // than a broken pipe (unless it asked to hear first with `Expect: 100-continue`).
+            if !crate::access::expects_continue(&headers) {
+                crate::access::discard(&mut body.into_data_stream()).await;
+            }
+            return Err(refusal);
+        }
+    };
     let params = serde_json::to_value(&options).map_err(internal)?;
     let job = jobs::create(
         &state,
@@ -94,6 +100,29 @@ pub async fn start(
         move |state, runner, spool| async move { run(&state, &runner, &spool, options).await },
     )
     .await
+}
+
+/// The options and the annotation set of an import, or why it cannot start.
+async fn check_start(
+    state: &AppState,
+    id: u64,
+    options: Result<Query<Options>, QueryRejection>,
+) -> Result<(Options, AnnotationSet), ApiError> {
+    let Query(options) = options.map_err(|e| {
+        invalid(format!(
+            "{}; add ?format=coco, voc, yolo or cvat (and &create_labels=true to add labels the \
+             schema lacks)",
+            e.body_text()
+        ))
+    })?;
+    if !["coco", "voc", "yolo", "cvat"].contains(&options.format.as_str()) {
+        return Err(invalid(format!(
+            "format: one of coco, voc, yolo, cvat, not {:?}",
+            options.format
+        )));
+    }
+    let set = crate::annotation_sets::load(state, id).await?;
+    Ok((options, set))
 }
 
 /// The upload's files: a zip is extracted (safe names only); a bare document is kept as is.
