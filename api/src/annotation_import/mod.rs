@@ -234,7 +234,7 @@ fn parse(format: &str, spool: &FsPath, files: &[PathBuf]) -> Result<Parsed, Stri
         }
         _ => {
             let (names, keypoints) = match files.iter().find(|f| f.ends_with("data.yaml")) {
-                Some(yaml) => yolo::names_from_yaml(&read_text(yaml)?),
+                Some(yaml) => yolo::names_from_yaml(&read_text(yaml)?)?,
                 None => match files.iter().find(|f| f.ends_with("obj.names")) {
                     Some(n) => (
                         read_text(n)?

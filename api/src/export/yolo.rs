@@ -4,7 +4,9 @@
 //! without one is dropped by readers). Coordinates are normalised to [0, 1] and written as
 //! plain decimals (`%.6f`): a line with an exponent makes datumaro skip the whole file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
 use std::io;
 
 use tessera_domain::annotation_sets::{Label, ShapeKind};
@@ -29,7 +31,7 @@ pub struct Yolo {
     /// Keypoints per object in the pose variant (the most any label names).
     keypoints: usize,
     /// Darknet's image lists, one per split.
-    lists: std::collections::BTreeMap<String, String>,
+    lists: BTreeMap<String, String>,
 }
 
 /// A normalised coordinate: clamped into [0, 1], six decimals.
@@ -182,33 +184,45 @@ impl Format for Yolo {
             data.push_str("names = data/obj.names\nbackup = backup/\n");
             return out.file("obj.data", data.as_bytes(), true);
         }
-        // No `path:`: Ultralytics then resolves the splits against this file's folder.
-        let mut yaml = String::from("# Exported by Tessera (Ultralytics dataset layout)\n");
         let first = self.splits.iter().next().cloned().unwrap_or("train".into());
         let split_of = |name: &str| {
-            if self.splits.contains(name) {
-                name.to_string()
+            let split = if self.splits.contains(name) {
+                name
             } else {
-                first.clone()
-            }
+                &first
+            };
+            format!("images/{split}")
         };
-        yaml.push_str(&format!("train: images/{}\n", split_of("train")));
-        yaml.push_str(&format!("val: images/{}\n", split_of("val")));
-        if self.splits.contains("test") {
-            yaml.push_str("test: images/test\n");
-        }
-        if self.variant == Variant::Pose {
-            yaml.push_str(&format!("kpt_shape: [{}, 3]\n", self.keypoints));
-        }
-        yaml.push_str("names:\n");
-        for (i, l) in self.labels.iter().enumerate() {
-            yaml.push_str(&format!("  {i}: {}\n", yaml_string(&l.name)));
-        }
-        out.file("data.yaml", yaml.as_bytes(), true)
+        let config = DataYaml {
+            train: split_of("train"),
+            val: split_of("val"),
+            test: self
+                .splits
+                .contains("test")
+                .then(|| "images/test".to_string()),
+            kpt_shape: (self.variant == Variant::Pose).then_some([self.keypoints, 3]),
+            names: self
+                .labels
+                .iter()
+                .map(|l| l.name.clone())
+                .enumerate()
+                .collect(),
+        };
+        let yaml = yaml_serde::to_string(&config).map_err(io::Error::other)?;
+        let text = format!("# Exported by Tessera (Ultralytics dataset layout)\n{yaml}");
+        out.file("data.yaml", text.as_bytes(), true)
     }
 }
 
-/// A YAML double-quoted scalar.
-fn yaml_string(text: &str) -> String {
-    serde_json::Value::String(text.to_string()).to_string()
+/// Ultralytics' `data.yaml`. No `path:`: Ultralytics then resolves the splits against this
+/// file's folder.
+#[derive(Serialize)]
+struct DataYaml {
+    train: String,
+    val: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kpt_shape: Option<[usize; 2]>,
+    names: BTreeMap<usize, String>,
 }
