@@ -146,3 +146,29 @@ pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_zero_and_keypoint_visibility_come_back() {
+        let xml = r#"<annotations><version>1.1</version>
+          <image id="0" name="a.png" width="64" height="48">
+            <box label="car" xtl="1" ytl="2" xbr="10" ybr="20" rotation="0"></box>
+            <box label="car" xtl="1" ytl="2" xbr="10" ybr="20"></box>
+            <points label="person" points="1,2;5,6">
+              <attribute name="keypoint_visibility">2,0,1</attribute>
+            </points>
+          </image></annotations>"#;
+        let mut out = Parsed::default();
+        read(xml, &mut out).unwrap();
+        let shapes = &out.images[0].shapes;
+        assert_eq!(shapes[0].kind, ShapeKind::RotatedRectangle);
+        assert_eq!(shapes[0].angle, Some(0.0));
+        assert_eq!(shapes[1].kind, ShapeKind::Rectangle);
+        assert_eq!(shapes[2].points, vec![[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]]);
+        assert_eq!(shapes[2].visibility, Some(vec![2, 0, 1]));
+        assert!(shapes[2].attributes.is_empty());
+    }
+}

@@ -147,4 +147,22 @@ mod tests {
         assert_eq!(n, vec!["car", "person"]);
         assert!(super::names_from_yaml("names: [car\n").is_err());
     }
+
+    #[test]
+    fn pose_lines_keep_each_keypoints_visibility() {
+        let mut out = super::Parsed::default();
+        let names = vec!["person".to_string()];
+        let line = "0 0.5 0.5 0.2 0.2 0.4 0.4 2 0 0 0 0.6 0.6 1\n";
+        super::read_labels(
+            std::path::Path::new("a.txt"),
+            "a.txt",
+            line,
+            &names,
+            Some(3),
+            &mut out,
+        );
+        let shape = &out.images[0].shapes[0];
+        assert_eq!(shape.points.len(), 3);
+        assert_eq!(shape.visibility, Some(vec![2, 0, 1]));
+    }
 }

@@ -269,3 +269,91 @@ impl Format for Coco {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::export::archive::Item;
+    use tessera_domain::annotation_sets::ShapeKind;
+
+    fn label(name: &str, keypoints: &[&str]) -> Label {
+        Label {
+            name: name.into(),
+            color: "#000000".into(),
+            kinds: vec![ShapeKind::Points],
+            attributes: vec![],
+            keypoints: keypoints.iter().map(|k| k.to_string()).collect(),
+            skeleton: vec![],
+        }
+    }
+
+    fn item(shapes: Vec<Shape>) -> Item {
+        Item {
+            stem: "a".into(),
+            ext: "png",
+            subset: "default".into(),
+            width: 64,
+            height: 48,
+            channels: 3,
+            shapes,
+            turned: None,
+            bytes: None,
+        }
+    }
+
+    /// Every keypoint list is 3 x K with integer flags: named labels pad sets saved before
+    /// the label gained a keypoint, unnamed labels pad to their longest set.
+    #[test]
+    fn keypoints_are_three_per_declared_keypoint_with_integer_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.zip");
+        let mut archive = Archive::create(&path).unwrap();
+        let mut format: Box<dyn Format> = Box::new(Coco::new(vec![
+            label("person", &["head", "hand", "foot"]),
+            label("dots", &[]),
+        ]));
+        let mut two = Shape::new("person", ShapeKind::Points, vec![[1.0, 2.0], [3.0, 4.0]]);
+        two.visibility = Some(vec![1, 2]);
+        let mut hidden = Shape::new(
+            "person",
+            ShapeKind::Points,
+            vec![[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]],
+        );
+        hidden.visibility = Some(vec![2, 0, 1]);
+        let short = Shape::new("dots", ShapeKind::Points, vec![[7.0, 8.0]]);
+        let long = Shape::new("dots", ShapeKind::Points, vec![[1.0, 1.0], [2.0, 2.0]]);
+        format
+            .item(&mut archive, &item(vec![two, hidden, short, long]))
+            .unwrap();
+        format.finish(&mut archive).unwrap();
+        archive.finish().unwrap();
+
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let mut text = String::new();
+        zip.by_name("annotations/person_keypoints_default.json")
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let lists: Vec<(Value, Value)> = doc["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["keypoints"].clone(), a["num_keypoints"].clone()))
+            .collect();
+        assert_eq!(
+            lists,
+            vec![
+                (json!([1.0, 2.0, 1, 3.0, 4.0, 2, 0, 0, 0]), json!(2)),
+                (json!([1.0, 2.0, 2, 0, 0, 0, 5.0, 6.0, 1]), json!(2)),
+                (json!([7.0, 8.0, 2, 0, 0, 0]), json!(1)),
+                (json!([1.0, 1.0, 2, 2.0, 2.0, 2]), json!(2)),
+            ]
+        );
+        assert_eq!(doc["categories"][1]["keypoints"], json!(["1", "2"]));
+        // A single keypoint's box is widened to a pixel.
+        assert_eq!(doc["annotations"][2]["bbox"], json!([6.5, 7.5, 1.0, 1.0]));
+    }
+}
