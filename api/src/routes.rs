@@ -23,7 +23,6 @@ pub struct Route {
 }
 
 /// How a handler parses its query string.
-#[cfg(test)]
 type ParseQuery = fn(&str) -> Result<(), String>;
 
 /// The query string a route takes, as an example a test parses with the handler's own type;
@@ -32,7 +31,8 @@ struct QueryDoc {
     example: &'static str,
     /// The handler's query type, published as `x-rust-query-type`.
     rust_type: &'static str,
-    #[cfg(test)]
+    /// Also decides which parameters the document marks required: those without which the
+    /// example no longer parses.
     parse: ParseQuery,
 }
 
@@ -68,7 +68,6 @@ impl Route {
         self.query = Some(QueryDoc {
             example,
             rust_type: std::any::type_name::<T>(),
-            #[cfg(test)]
             parse: |q| {
                 let uri: axum::http::Uri = format!("/?{q}").parse().map_err(|e| format!("{e}"))?;
                 axum::extract::Query::<T>::try_from_uri(&uri)
@@ -333,7 +332,7 @@ pub fn routes() -> Vec<Route> {
             "Create an annotation set (label schema) on a dataset",
             post(annotation_sets::create),
         )
-        .json::<annotation_sets::NewSet>(json!({"name": "v1", "labels": [{"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"], "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": false}]}, {"name": "person", "color": "#00ff00", "kinds": ["points"], "keypoints": ["head", "hand"], "skeleton": [[0, 1]]}]})),
+        .json::<annotation_sets::NewSet>(json!({"name": "v1", "reviewers": [], "labels": [{"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"], "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": false}]}, {"name": "person", "color": "#00ff00", "kinds": ["points"], "keypoints": ["head", "hand"], "skeleton": [[0, 1]]}]})),
         route(
             "get",
             "/api/v1/annotation-sets",
@@ -626,7 +625,9 @@ pub fn openapi() -> Value {
         if let Some(query) = &r.query {
             for pair in query.example.split('&') {
                 let (name, example) = pair.split_once('=').unwrap_or((pair, ""));
-                params.push(json!({ "name": name, "in": "query", "required": false, "schema": { "type": "string" }, "example": example }));
+                let others: Vec<&str> = query.example.split('&').filter(|p| *p != pair).collect();
+                let required = (query.parse)(&others.join("&")).is_err();
+                params.push(json!({ "name": name, "in": "query", "required": required, "schema": { "type": "string" }, "example": example }));
             }
         }
         let security = match r.access {
@@ -731,6 +732,21 @@ mod tests {
             }
         }
         assert!(checked >= 10, "only {checked} query examples");
+    }
+
+    #[test]
+    fn query_parameters_a_handler_needs_are_marked_required() {
+        let doc = openapi();
+        let params =
+            &doc["paths"]["/api/v1/annotation-sets/{id}/annotation-imports"]["post"]["parameters"];
+        let required = |name: &str| {
+            params
+                .as_array()
+                .and_then(|list| list.iter().find(|p| p["name"] == name))
+                .map(|p| p["required"].clone())
+        };
+        assert_eq!(required("format"), Some(json!(true)), "{params}");
+        assert_eq!(required("create_labels"), Some(json!(false)), "{params}");
     }
 
     #[test]

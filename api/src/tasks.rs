@@ -32,10 +32,22 @@ fn summary(t: &Task) -> Value {
 /// A task in full, with presigned URLs for its images and its annotation set's name and label
 /// schema (what an annotator's page loads: annotators may not read annotation sets).
 async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
-    let set_id = t.set_id;
-    let set = state
+    let (set_id, shas) = (t.set_id, t.images.clone());
+    // The images' names and sizes too: annotators cannot read the dataset.
+    let (set, images) = state
         .cluster
-        .read_catalog(move |s| annotation_sets::annotation_set(s, set_id))
+        .read_catalog(move |s| {
+            let set = annotation_sets::annotation_set(s, set_id)?;
+            let mut images = Vec::with_capacity(shas.len());
+            for sha in &shas {
+                let image = match &set {
+                    Some(set) => datasets::image(s, set.dataset_id, sha)?,
+                    None => None,
+                };
+                images.push(image);
+            }
+            Ok((set, images))
+        })
         .await?;
     let mut v = summary(t);
     v["set_name"] = json!(set.as_ref().map(|s| &s.name));
@@ -45,10 +57,15 @@ async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
     v["images"] = t
         .images
         .iter()
-        .map(|sha| {
+        .zip(images)
+        .map(|(sha, image)| {
             let sha = sha.to_string();
             let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
-            json!({ "sha256": sha, "url": url })
+            let (name, width, height) = match image {
+                Some(i) => (Some(i.name), Some(i.width), Some(i.height)),
+                None => (None, None, None),
+            };
+            json!({ "sha256": sha, "name": name, "width": width, "height": height, "url": url })
         })
         .collect();
     v["history"] = json!(t.history);
@@ -249,6 +266,12 @@ pub async fn review_queue(
             .await?
     };
     let me = principal.username;
+    let hint = (!everyone && mine.is_empty()).then(|| {
+        format!(
+            "you review no annotation set yet, so this queue stays empty: a manager adds you \
+             with PATCH /api/v1/annotation-sets/{{id}} {{\"reviewers\": [\"{me}\", ...]}}"
+        )
+    });
     let indexes = vec![
         TaskIndex::State(TaskState::Submitted),
         TaskIndex::State(TaskState::InReview),
@@ -285,6 +308,9 @@ pub async fn review_queue(
             .as_u64()
             .and_then(|id| names.get(&id));
         item["set_name"] = json!(name);
+    }
+    if let Some(hint) = hint {
+        listed["hint"] = json!(hint);
     }
     Ok(Json(listed))
 }

@@ -7,19 +7,19 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::annotation_sets::{self, AttributeKind, Label, ShapeKind};
+use crate::annotation_sets::{self, Label};
 use crate::catalog::Role;
 use crate::records::{get, scan};
+use crate::shape::{self, Shape};
 use crate::tasks::{self, TaskState};
 use crate::{key, stats, DomainError, Records, Sha256, Tx};
 
-/// Most shapes on one image.
-pub const MAX_SHAPES: usize = 10_000;
+pub use crate::shape::MAX_SHAPES;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     pub version: u64,
-    /// The shapes as JSON text (see [`problem`] for their form).
+    /// The shapes as JSON text (a list of [`Shape`]).
     pub shapes: String,
     pub saved_by: String,
     pub saved_ms: u64,
@@ -65,146 +65,10 @@ pub fn history(r: &dyn Records, task: u64, sha: &Sha256) -> Result<Vec<Version>,
     scan(r, &history_prefix(task, sha), None).collect()
 }
 
-fn attribute_problem(at: &str, kind: &AttributeKind, value: &Value) -> Option<String> {
-    let ok = match kind {
-        AttributeKind::Select { options } => value
-            .as_str()
-            .is_some_and(|v| options.iter().any(|o| o == v)),
-        AttributeKind::Checkbox => value.is_boolean(),
-        AttributeKind::Number { min, max } => value
-            .as_f64()
-            .is_some_and(|n| min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m)),
-        AttributeKind::Text => value.as_str().is_some_and(|t| t.len() <= 10_000),
-    };
-    (!ok).then(|| format!("{at}: {value} does not fit the attribute"))
-}
-
 /// The first problem of `shapes` against a schema and an image size, named by its path
-/// (`shapes[3].points[1]: ...`). Shapes are `{"label", "kind", "points": [[x, y], ...],
-/// "angle"?, "attributes"?}`; rectangles take two corners, rotated rectangles two corners and an
-/// angle in degrees, polygons three or more distinct points, polylines two or more, keypoints
-/// one point per named keypoint (or any number), tags none.
+/// (`shapes[3].points[1]: ...`); the form of a shape is [`Shape`].
 pub fn problem(shapes: &Value, labels: &[Label], width: u32, height: u32) -> Option<String> {
-    let Some(shapes) = shapes.as_array() else {
-        return Some("shapes: expected a list".into());
-    };
-    if shapes.len() > MAX_SHAPES {
-        return Some(format!("shapes: at most {MAX_SHAPES} per image"));
-    }
-    for (i, shape) in shapes.iter().enumerate() {
-        let at = format!("shapes[{i}]");
-        let Some(obj) = shape.as_object() else {
-            return Some(format!("{at}: expected an object"));
-        };
-        if let Some(extra) = obj
-            .keys()
-            .find(|k| !["label", "kind", "points", "angle", "attributes"].contains(&k.as_str()))
-        {
-            return Some(format!("{at}.{extra}: unknown field"));
-        }
-        let Some(label_name) = obj.get("label").and_then(Value::as_str) else {
-            return Some(format!("{at}.label: required"));
-        };
-        let Some(label) = labels.iter().find(|l| l.name == label_name) else {
-            return Some(format!("{at}.label: no label {label_name:?} in the schema"));
-        };
-        let kind: ShapeKind = match obj.get("kind").map(|k| serde_json::from_value(k.clone())) {
-            Some(Ok(k)) => k,
-            _ => {
-                return Some(format!(
-                "{at}.kind: one of rectangle, rotated_rectangle, polygon, polyline, points, tag"
-            ))
-            }
-        };
-        if !label.kinds.contains(&kind) {
-            return Some(
-                format!("{at}.kind: label {label_name:?} is not drawn as {kind:?}").to_lowercase(),
-            );
-        }
-        let empty = Vec::new();
-        let points = obj
-            .get("points")
-            .and_then(Value::as_array)
-            .unwrap_or(&empty);
-        let mut coords = Vec::with_capacity(points.len());
-        for (j, p) in points.iter().enumerate() {
-            let xy = p
-                .as_array()
-                .filter(|a| a.len() == 2)
-                .and_then(|a| Some((a[0].as_f64()?, a[1].as_f64()?)));
-            let Some((x, y)) = xy else {
-                return Some(format!("{at}.points[{j}]: expected [x, y]"));
-            };
-            if !(0.0..=f64::from(width)).contains(&x) || !(0.0..=f64::from(height)).contains(&y) {
-                return Some(format!(
-                    "{at}.points[{j}]: ({x}, {y}) is outside the {width}x{height} image"
-                ));
-            }
-            coords.push((x, y));
-        }
-        let mut distinct = coords.clone();
-        distinct.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        distinct.dedup();
-        let count_problem = match kind {
-            ShapeKind::Rectangle | ShapeKind::RotatedRectangle
-                if coords.len() != 2 || distinct.len() != 2 =>
-            {
-                Some("two distinct corners")
-            }
-            ShapeKind::Polygon if distinct.len() < 3 => Some("at least three distinct points"),
-            ShapeKind::Polyline if distinct.len() < 2 => Some("at least two distinct points"),
-            ShapeKind::Points if coords.is_empty() => Some("at least one point"),
-            ShapeKind::Points
-                if !label.keypoints.is_empty() && coords.len() != label.keypoints.len() =>
-            {
-                Some("one point per named keypoint")
-            }
-            ShapeKind::Tag if !coords.is_empty() => Some("no points (a tag is image-level)"),
-            _ => None,
-        };
-        if let Some(expected) = count_problem {
-            return Some(format!("{at}.points: {kind:?} needs {expected}").to_lowercase());
-        }
-        match (kind, obj.get("angle")) {
-            (ShapeKind::RotatedRectangle, Some(a))
-                if a.as_f64().is_some_and(|a| (0.0..360.0).contains(&a)) => {}
-            (ShapeKind::RotatedRectangle, _) => {
-                return Some(format!("{at}.angle: degrees in [0, 360)"))
-            }
-            (_, Some(_)) => {
-                return Some(format!("{at}.angle: only rotated rectangles have an angle"))
-            }
-            _ => {}
-        }
-        let no_attributes = serde_json::Map::new();
-        let attributes = match obj.get("attributes") {
-            None => &no_attributes,
-            Some(Value::Object(m)) => m,
-            Some(_) => return Some(format!("{at}.attributes: expected an object")),
-        };
-        if let Some(unknown) = attributes
-            .keys()
-            .find(|k| !label.attributes.iter().any(|a| &a.name == *k))
-        {
-            return Some(format!(
-                "{at}.attributes.{unknown}: label {label_name:?} has no such attribute"
-            ));
-        }
-        for a in &label.attributes {
-            match attributes.get(&a.name) {
-                None if a.required => return Some(format!("{at}.attributes.{}: required", a.name)),
-                None => {}
-                Some(v) => {
-                    if let Some(p) =
-                        attribute_problem(&format!("{at}.attributes.{}", a.name), &a.kind, v)
-                    {
-                        return Some(p);
-                    }
-                }
-            }
-        }
-    }
-    None
+    shape::parse_list(shapes, labels, width, height).err()
 }
 
 /// Decides and stages a save.
@@ -346,12 +210,7 @@ pub fn saved_labels(
     let mut labels = std::collections::BTreeSet::new();
     for task in tasks {
         if let Some(v) = current(r, *task, sha)? {
-            let shapes: Value = serde_json::from_str(&v.shapes).unwrap_or(Value::Null);
-            for shape in shapes.as_array().into_iter().flatten() {
-                if let Some(label) = shape.get("label").and_then(Value::as_str) {
-                    labels.insert(label.to_string());
-                }
-            }
+            labels.extend(Shape::parse_all(&v.shapes).into_iter().map(|s| s.label));
         }
     }
     Ok(labels)

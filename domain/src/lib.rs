@@ -25,6 +25,7 @@ mod records;
 pub mod requests;
 pub mod sessions;
 mod sha;
+pub mod shape;
 pub mod stats;
 pub mod tasks;
 

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::records::get;
+use crate::shape::{kind_name, Shape};
 use crate::tasks::TaskState;
 use crate::{key, DomainError, Records, Tx};
 
@@ -89,23 +89,10 @@ pub fn task_moved(
 
 /// (label, kind) counts of a shapes document.
 fn census(shapes: &str) -> Vec<(String, String)> {
-    let parsed: Value = serde_json::from_str(shapes).unwrap_or(Value::Null);
-    parsed
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|s| {
-                    let field = |k: &str| {
-                        s.get(k)
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string()
-                    };
-                    (field("label"), field("kind"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    Shape::parse_all(shapes)
+        .into_iter()
+        .map(|s| (s.label, kind_name(s.kind).to_string()))
+        .collect()
 }
 
 /// Accounts a save: `previous` (shapes, saver) replaced by `shapes` saved by `user` at `at_ms`.

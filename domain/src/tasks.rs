@@ -226,14 +226,34 @@ pub fn tasks(
     Ok(out)
 }
 
+/// An action the task's state does not allow, with what to do next.
 fn conflict(task: &Task, action: Action) -> TaskOutcome {
-    TaskOutcome::Conflict(
-        format!(
-            "task {} is {:?}: cannot {:?} it",
-            task.id, task.state, action
-        )
-        .to_lowercase(),
+    let next = match (task.state, action) {
+        (TaskState::Submitted, Action::Accept | Action::Reject) => {
+            "; review it first (POST /api/v1/tasks/{id}/review), then accept or reject"
+        }
+        (TaskState::New | TaskState::Rejected, Action::Submit) => {
+            "; start it first (POST /api/v1/tasks/{id}/start)"
+        }
+        (TaskState::New | TaskState::InProgress | TaskState::Rejected, Action::Review) => {
+            "; its assignee submits it first"
+        }
+        (
+            TaskState::New | TaskState::InProgress | TaskState::Rejected,
+            Action::Accept | Action::Reject,
+        ) => "; its assignee submits it, then a reviewer reviews it",
+        (TaskState::InReview, Action::Review) => "; it is already in review",
+        _ => "",
+    };
+    let head = format!(
+        "task {} is {:?}: cannot {:?} it",
+        task.id, task.state, action
     )
+    .to_lowercase();
+    TaskOutcome::Conflict(format!(
+        "{head}{}",
+        next.replace("{id}", &task.id.to_string())
+    ))
 }
 
 /// Decides an action on a task; `Ok` carries the new state.
@@ -288,7 +308,8 @@ fn decide(
         Action::Review | Action::Accept | Action::Reject if !can_review => {
             Err(TaskOutcome::Forbidden(format!(
                 "reviewing needs the reviewer role and a place among the reviewers of annotation \
-                 set {} (managers review every set)",
+                 set {0} (managers review every set): a manager adds you with PATCH \
+                 /api/v1/annotation-sets/{0} {{\"reviewers\": [\"{user}\", ...]}}",
                 task.set_id
             )))
         }

@@ -12,7 +12,7 @@
 mod cache;
 mod db;
 mod error;
-mod exif;
+pub mod exif;
 pub mod keys;
 mod object;
 mod probe;

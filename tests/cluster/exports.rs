@@ -566,7 +566,8 @@ async fn exports_import_back_as_pre_annotations_and_export_the_same() {
         "{got}"
     );
 
-    // Bad requests: unknown format, not an annotation file.
+    // Bad requests: unknown format, not an annotation file. (A missing format:
+    // tasks::answers_say_what_to_do_next.)
     let path = format!("/api/v1/annotation-sets/{pre}/annotation-imports?format=kitti");
     let reply = manager
         .send(Method::POST, &path, &[], bytes::Bytes::from_static(b"{}"))
@@ -582,4 +583,331 @@ async fn exports_import_back_as_pre_annotations_and_export_the_same() {
             .contains("no voc annotations"),
         "{job}"
     );
+}
+
+/// Labels with characters some formats reserve (`:` for VOC's labelmap, quotes and XML
+/// specials, non-ASCII) and a keypoint label that gains a keypoint after the first saves.
+fn odd_labels(vehicle: &str, keypoints: &[&str]) -> Value {
+    json!([
+        {"name": vehicle, "color": "#4080ff", "kinds": ["rectangle", "polyline", "rotated_rectangle"]},
+        {"name": "person", "color": "#00ff00", "kinds": ["points"], "keypoints": keypoints, "skeleton": [[0, 1]]},
+        {"name": "say \"hi\" <&> Straße", "color": "#ffff00", "kinds": ["rectangle", "tag"]}
+    ])
+}
+
+/// What training code trips on, drawn on an image of at least 30 x 24 (displayed): a 0-height
+/// polyline, rotated rectangles at 0° and 30°, keypoints with one not labelled and one
+/// occluded, and labels with reserved characters.
+fn odd_shapes(vehicle: &str, person: Value) -> Value {
+    json!([
+        {"label": vehicle, "kind": "rectangle", "points": [[20, 15], [2, 3]]},
+        {"label": vehicle, "kind": "polyline", "points": [[4, 10], [18, 10]]},
+        {"label": vehicle, "kind": "rotated_rectangle", "points": [[5, 5], [15, 12]], "angle": 0},
+        {"label": vehicle, "kind": "rotated_rectangle", "points": [[6, 14], [16, 20]], "angle": 30},
+        person,
+        {"label": "say \"hi\" <&> Straße", "kind": "rectangle", "points": [[1, 1], [9, 7]]},
+        {"label": "say \"hi\" <&> Straße", "kind": "tag"}
+    ])
+}
+
+/// An image made by tests/formats/make_image.py.
+fn made_image(args: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("image");
+    let status = std::process::Command::new(python())
+        .arg(script("make_image.py"))
+        .arg(&out)
+        .args(args)
+        .status()
+        .expect("make_image.py");
+    assert!(status.success(), "make_image.py {args:?}");
+    std::fs::read(&out).expect("made image")
+}
+
+/// Creates an annotation set on `dataset`, one task of every image for `ann`, started, and
+/// saves `shapes[i]` on image `i`. Returns `(set, task)`.
+async fn annotated_set(
+    manager: &Client,
+    (ann, ann_name): (&Client, &str),
+    dataset: u64,
+    labels: Value,
+    images: &[String],
+    shapes: &[Value],
+) -> (u64, u64) {
+    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
+    let created = send_json(
+        manager,
+        Method::POST,
+        &path,
+        json!({"name": "odd", "labels": labels}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let set = created.json()["id"].as_u64().expect("set id");
+    let split = send_json(
+        manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        json!({"chunk_size": images.len(), "assignees": [ann_name]}),
+    )
+    .await;
+    let task = split.json()["tasks"][0].as_u64().expect("task id");
+    let start = send_json(
+        ann,
+        Method::POST,
+        &format!("/api/v1/tasks/{task}/start"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(start.status, 200, "{:?}", start.json());
+    for (sha, shapes) in images.iter().zip(shapes) {
+        save(ann, task, sha, "\"0\"", shapes).await;
+    }
+    (set, task)
+}
+
+async fn save(ann: &Client, task: u64, sha: &str, version: &str, shapes: &Value) {
+    let reply = ann
+        .send(
+            Method::PUT,
+            &format!("/api/v1/tasks/{task}/images/{sha}/annotations"),
+            &[("content-type", "application/json"), ("if-match", version)],
+            bytes::Bytes::from(json!({"shapes": shapes}).to_string()),
+        )
+        .await
+        .expect("save");
+    assert_eq!(reply.status, 200, "{shapes}: {:?}", reply.json());
+}
+
+#[tokio::test]
+async fn exports_carry_what_training_code_needs_in_every_format() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann = create_user(&admin, "ann", "annotator").await;
+    let dataset = send_json(
+        &manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "odd"}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .expect("dataset id");
+    // Stored 40x30 with EXIF orientation 6 (displayed 30x40), greyscale, RGBA, plain RGB.
+    let files = [
+        (
+            "turned",
+            made_image(&["--size", "40x30", "--format", "jpeg", "--orientation", "6"]),
+            (30, 40),
+            6,
+        ),
+        (
+            "grey",
+            made_image(&["--size", "32x24", "--mode", "L"]),
+            (32, 24),
+            1,
+        ),
+        (
+            "alpha",
+            made_image(&["--size", "32x24", "--mode", "RGBA"]),
+            (32, 24),
+            1,
+        ),
+        ("plain", png(64, 48, 77), (64, 48), 1),
+    ];
+    let mut shas = Vec::new();
+    let mut list = Vec::new();
+    for (name, bytes, _, _) in &files {
+        let sha = upload(&manager, bytes).await;
+        let ext = if name == &"turned" { "jpg" } else { "png" };
+        list.push(json!({"sha256": sha, "name": format!("{name}.{ext}")}));
+        shas.push(sha);
+    }
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    let added = send_json(&manager, Method::POST, &path, json!({"images": list})).await;
+    assert_eq!(added.status, 200, "{:?}", added.json());
+
+    // Sets of two keypoints saved first (one not labelled, one occluded) ...
+    let early = [
+        json!({"label": "person", "kind": "points", "points": [[0, 0], [10, 8]], "visibility": [0, 2]}),
+        json!({"label": "person", "kind": "points", "points": [[12, 6], [14, 9]], "visibility": [2, 1]}),
+        json!({"label": "person", "kind": "points", "points": [[3, 4], [7, 20]]}),
+        json!({"label": "person", "kind": "points", "points": [[12, 8], [20, 30]]}),
+    ];
+    let mut shapes: Vec<Value> = early
+        .iter()
+        .map(|p| odd_shapes("vehicle:truck", p.clone()))
+        .collect();
+    let (set, task) = annotated_set(
+        &manager,
+        (&ann, "ann"),
+        dataset,
+        odd_labels("vehicle:truck", &["head", "hand"]),
+        &shas,
+        &shapes,
+    )
+    .await;
+    // ... then the label gains a third keypoint: the old sets have fewer points than the
+    // category declares (COCO needs 3 x K values), and a new set names all three.
+    let patched = send_json(
+        &manager,
+        Method::PATCH,
+        &format!("/api/v1/annotation-sets/{set}"),
+        json!({"labels": odd_labels("vehicle:truck", &["head", "hand", "foot"])}),
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{:?}", patched.json());
+    let three = json!({"label": "person", "kind": "points", "points": [[12, 8], [0, 0], [20, 30]], "visibility": [2, 0, 1]});
+    shapes[3] = odd_shapes("vehicle:truck", three);
+    save(&ann, task, &shas[3], "\"1\"", &shapes[3]).await;
+
+    let expected_for = |vehicle: &str, shapes: &[Value]| {
+        let images: Vec<Value> = files
+            .iter()
+            .zip(shapes)
+            .map(|((name, _, (w, h), orientation), s)| {
+                json!({"file": name, "width": w, "height": h, "orientation": orientation, "shapes": s})
+            })
+            .collect();
+        let labels: Vec<Value> = odd_labels(vehicle, &["head", "hand", "foot"])
+            .as_array()
+            .expect("labels")
+            .iter()
+            .map(|l| json!({"name": l["name"], "keypoints": l.get("keypoints").cloned().unwrap_or(json!([]))}))
+            .collect();
+        json!({"labels": labels, "images": images})
+    };
+    let expected = expected_for("vehicle:truck", &shapes);
+    for format in [
+        "coco",
+        "yolo",
+        "yolo-segment",
+        "yolo-pose",
+        "yolo-darknet",
+        "cvat",
+        "labelme",
+        "csv",
+    ] {
+        let job = export(&manager, set, json!({"format": format})).await;
+        assert_eq!(job["state"], "succeeded", "{format}: {job}");
+        let dir = unpack(&download(&manager, &cluster, &job).await);
+        check(format, dir.path(), &expected, true);
+        let report = job["result"]["report"].to_string();
+        assert!(report.contains("EXIF orientation 6"), "{format}: {report}");
+        if ["coco", "yolo", "yolo-darknet"].contains(&format) {
+            assert!(report.contains("widened to 1 px"), "{format}: {report}");
+        }
+    }
+
+    // VOC cannot hold a ':' in a label name: refused up front, naming the label and what to do.
+    let path = format!("/api/v1/annotation-sets/{set}/exports");
+    let refused = send_json(&manager, Method::POST, &path, json!({"format": "voc"})).await;
+    assert_eq!(refused.status, 422, "{:?}", refused.json());
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        message.contains("vehicle:truck") && message.contains("rename"),
+        "{message}"
+    );
+    // The same work under a name VOC holds: depth per image, boxes at least 1 px, stored frame.
+    let voc_shapes: Vec<Value> = shapes
+        .iter()
+        .map(|s| {
+            serde_json::from_str(&s.to_string().replace("vehicle:truck", "vehicle truck"))
+                .expect("shapes")
+        })
+        .collect();
+    let ann2 = create_user(&admin, "ann2", "annotator").await;
+    let (voc_set, _) = annotated_set(
+        &manager,
+        (&ann2, "ann2"),
+        dataset,
+        odd_labels("vehicle truck", &["head", "hand", "foot"]),
+        &shas,
+        &voc_shapes
+            .iter()
+            .map(|s| {
+                // Sets saved before the third keypoint existed are saved with it, not labelled.
+                let mut s = s.clone();
+                for shape in s.as_array_mut().expect("list") {
+                    if shape["kind"] == "points"
+                        && shape["points"].as_array().map(Vec::len) == Some(2)
+                    {
+                        shape["points"]
+                            .as_array_mut()
+                            .expect("points")
+                            .push(json!([0, 0]));
+                        let mut flags = shape["visibility"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or(vec![json!(2), json!(2)]);
+                        flags.push(json!(0));
+                        shape["visibility"] = json!(flags);
+                    }
+                }
+                s
+            })
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let job = export(&manager, voc_set, json!({"format": "voc"})).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let dir = unpack(&download(&manager, &cluster, &job).await);
+    check(
+        "voc",
+        dir.path(),
+        &expected_for("vehicle truck", &voc_shapes),
+        true,
+    );
+
+    // Round trips: exported, imported into a fresh set (labels created), exported again, the
+    // same shapes come back: rotated rectangles at 0° stay rotated, visibility survives, the
+    // turned image's shapes come back in the frame the annotator drew them.
+    for (i, format) in ["cvat", "coco"].into_iter().enumerate() {
+        let first = export(&manager, set, json!({"format": format})).await;
+        let zip = download(&manager, &cluster, &first).await;
+        let fresh = send_json(
+            &manager,
+            Method::POST,
+            &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+            json!({"name": format!("again-{i}"), "labels": [{"name": "other", "color": "#ff0000", "kinds": ["rectangle"]}]}),
+        )
+        .await
+        .json()["id"]
+            .as_u64()
+            .expect("fresh set");
+        let job = import_annotations(
+            &manager,
+            fresh,
+            &format!("format={format}&create_labels=true"),
+            zip,
+        )
+        .await;
+        assert_eq!(job["state"], "succeeded", "{format}: {job}");
+        let report = job["result"]["report"].to_string();
+        let carried = if format == "coco" { 20 } else { 28 };
+        let head = format!("4 images matched, {carried} shapes imported");
+        assert!(report.contains(&head), "{format}: {report}");
+        let second = export(&manager, fresh, json!({"format": format})).await;
+        let dir = unpack(&download(&manager, &cluster, &second).await);
+        let mut expected = expected.clone();
+        if format == "coco" {
+            // COCO has no polylines or tags: they are not in the fresh set either.
+            for image in expected["images"].as_array_mut().expect("images") {
+                let kept: Vec<Value> = image["shapes"]
+                    .as_array()
+                    .expect("shapes")
+                    .iter()
+                    .filter(|s| s["kind"] != "polyline" && s["kind"] != "tag")
+                    .cloned()
+                    .collect();
+                image["shapes"] = json!(kept);
+            }
+        }
+        check(format, dir.path(), &expected, true);
+    }
 }

@@ -874,3 +874,92 @@ async fn dataset_images_filter_by_what_a_set_saved() {
         assert_eq!(reply.status, status, "{query}: {:?}", reply.json());
     }
 }
+
+/// Errors and empty answers say what to do next: a reviewer outside the set gets a hint and a
+/// 403 naming the fix, `accept` before `review` says "review it first", task images carry
+/// their names, and an annotation import without `format` answers 422 after reading the upload.
+#[tokio::test]
+async fn answers_say_what_to_do_next() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann = create_user(&admin, "ann", "annotator").await;
+    let rev = create_user(&admin, "rev", "reviewer").await;
+    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
+    let (shas, set) = annotated_dataset(&admin, &manager, 0..2, labels).await;
+    let task = split(
+        &manager,
+        set,
+        json!({"chunk_size": 2, "assignees": ["ann"]}),
+    )
+    .await[0];
+
+    let detail = ann
+        .get(&format!("/api/v1/tasks/{task}"))
+        .await
+        .expect("task")
+        .json();
+    for image in detail["images"].as_array().expect("images") {
+        assert!(image["name"].is_string(), "{detail}");
+        assert!(
+            image["width"].is_u64() && image["url"].is_string(),
+            "{detail}"
+        );
+    }
+    assert!(shas.iter().all(|s| detail.to_string().contains(s.as_str())));
+
+    let submit = act(&ann, task, "submit", json!({})).await;
+    assert_eq!(submit.status, 409);
+    assert!(
+        submit.json().to_string().contains("start it first"),
+        "{:?}",
+        submit.json()
+    );
+    assert_eq!(act(&ann, task, "start", json!({})).await.status, 200);
+    assert_eq!(act(&ann, task, "submit", json!({})).await.status, 200);
+
+    let queue = rev.get("/api/v1/review/tasks").await.expect("queue").json();
+    assert_eq!(queue["items"], json!([]), "{queue}");
+    assert!(
+        queue["hint"].as_str().unwrap_or("").contains("reviewers"),
+        "{queue}"
+    );
+    let refused = act(&rev, task, "review", json!({})).await;
+    assert_eq!(refused.status, 403);
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        message.contains("PATCH /api/v1/annotation-sets/") && message.contains("rev"),
+        "{message}"
+    );
+
+    let early = act(&manager, task, "accept", json!({})).await;
+    assert_eq!(early.status, 409);
+    let message = early.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(message.contains("review it first"), "{message}");
+
+    // 40 MB without ?format=: the whole upload is read, then a 422 naming the parameter (a
+    // server that answers first leaves the client writing into a closed connection).
+    let path = format!("/api/v1/annotation-sets/{set}/annotation-imports");
+    let body = Bytes::from(vec![b'x'; 40_000_000]);
+    for _ in 0..3 {
+        let reply = manager
+            .send(Method::POST, &path, &[], body.clone())
+            .await
+            .expect("the 422, not a broken pipe");
+        assert_eq!(reply.status, 422, "{:?}", reply.json());
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            message.contains("format") && message.contains("?format=coco"),
+            "{message}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 
 import consumer_readers as consumers  # noqa: E402
 import layout_readers as layouts  # noqa: E402
-from shapes import Reading, compare, expected_items  # noqa: E402
+from shapes import Reading, compare, empty_boxes, expected_items, to_stored_frame  # noqa: E402
 
 FORMATS = ("coco", "voc", "yolo", "yolo-segment", "yolo-pose", "yolo-darknet", "cvat", "labelme", "csv")
 # Where each format keeps its images (a glob under the export; checked for presence, or for
@@ -138,12 +138,19 @@ def check_image_files(fmt: str, root: Path, expected: dict, with_images: bool) -
             if size != (image["width"], image["height"]):
                 problems.append(f"files: {p.relative_to(root)} is {size[0]}x{size[1]}, "
                                 f"expected {image['width']}x{image['height']}")
+            orientation = layouts.exif_orientation(p)
+            if orientation not in (None, 1):
+                problems.append(f"files: {p.relative_to(root)} keeps EXIF orientation {orientation}: "
+                                "EXIF-aware readers would turn it away from its coordinates")
+    if fmt == "voc":
+        problems += layouts.check_voc_depth(root)
     return problems
 
 
 def check_reading(read: Reading, view: str, expected: dict) -> list[str]:
     diffs = list(read.problems)
     src = read.source
+    names = {label["name"]: label["keypoints"] for label in expected["labels"]}
     wanted = {image["file"]: image for image in expected["images"]}
     for stem in sorted(set(read.images) - set(wanted)):
         diffs.append(f"{src}: image {stem} is not in expected.json")
@@ -154,8 +161,12 @@ def check_reading(read: Reading, view: str, expected: dict) -> list[str]:
             continue
         if got.width is not None and (got.width, got.height) != (image["width"], image["height"]):
             diffs.append(f"{src}: {stem}: size {got.width}x{got.height}, expected {image['width']}x{image['height']}")
-        want = [item for shape in image["shapes"] for item in expected_items(view, shape)]
+        want = [item for shape in image["shapes"]
+                for item in expected_items(view, shape, names.get(shape["label"]))]
         diffs += compare(stem, want, got.items, src)
+        if view in ("coco", "voc", "detect", "pose"):
+            for box in empty_boxes(got.items):
+                diffs.append(f"{src}: {stem}: {box.label} box {box.points} is less than 1 px wide or high")
     if read.keypoints is not None:
         for label in expected["labels"]:
             names = read.keypoints.get(label["name"], [])
@@ -178,6 +189,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     expected = json.loads(args.expected.read_text(encoding="utf-8"))
+    expected["images"] = [to_stored_frame(image) for image in expected["images"]]
     sizes = {image["file"]: (image["width"], image["height"]) for image in expected["images"]}
     root = args.dir.resolve()
     with tempfile.TemporaryDirectory(prefix="check_export-") as tmp:

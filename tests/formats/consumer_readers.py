@@ -116,10 +116,10 @@ def read_datumaro(path: str, fmt: str) -> Reading:
                 # when the object has no keypoints (a box, a polygon): not a shape.
                 ignored["empty points"] = ignored.get("empty points", 0) + 1
             elif t == AnnotationType.points:
-                hidden = [i for i, v in enumerate(ann.visibility) if int(v) != 2]
-                if hidden:
-                    read.problems.append(f"{read.source}: {stem}: {label} points: keypoints {hidden} not visible")
-                image.items.append(Item(label, POINTS, _pairs(ann.points)))
+                # Keypoints that are not labelled (visibility 0, "absent") are placeholders.
+                flags = [int(v) for v in ann.visibility]
+                kept = [(p, v) for p, v in zip(_pairs(ann.points), flags) if v != 0]
+                image.items.append(Item(label, POINTS, [p for p, _ in kept], visibility=[v for _, v in kept]))
             elif t == AnnotationType.label:
                 image.items.append(Item(label, LABEL, []))
             else:
@@ -234,8 +234,12 @@ def read_pycocotools(ann_file: Path) -> tuple[Reading, list[str]]:
             triplets = [keypoints[i:i + 3] for i in range(0, len(keypoints) - 2, 3)]
             if ann.get("num_keypoints") != sum(1 for t in triplets if t[2] > 0):
                 problems.append(f"{where}: num_keypoints {ann.get('num_keypoints')} does not count v > 0")
-            if any(t[2] != 2 for t in triplets):
-                problems.append(f"{where}: keypoint visibility {[t[2] for t in triplets]} (expected all 2)")
-            items.append(Item(label, POINTS, [(float(t[0]), float(t[1])) for t in triplets]))
+            if any(not isinstance(t[2], int) or t[2] not in (0, 1, 2) for t in triplets):
+                problems.append(f"{where}: keypoint visibility {[t[2] for t in triplets]} (integers 0, 1, 2)")
+            if any(t[2] == 0 and (t[0], t[1]) != (0, 0) for t in triplets):
+                problems.append(f"{where}: a keypoint with v = 0 is not 0, 0, 0: {triplets}")
+            kept = [t for t in triplets if t[2] != 0]
+            items.append(Item(label, POINTS, [(float(t[0]), float(t[1])) for t in kept],
+                              visibility=[int(t[2]) for t in kept]))
     read.keypoints = {c["name"]: list(c.get("keypoints") or []) for c in coco.cats.values()}
     return read, file_names

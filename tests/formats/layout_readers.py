@@ -28,8 +28,38 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    with Image.open(path) as im:  # reads the header only
+    with Image.open(path) as im:  # reads the header only; EXIF orientation not applied
         return im.size
+
+
+def exif_orientation(path: Path) -> int | None:
+    with Image.open(path) as im:
+        return im.getexif().get(0x0112)
+
+
+# PIL modes and the VOC <depth> (channels) they have.
+DEPTHS = {"1": 1, "L": 1, "I": 1, "I;16": 1, "F": 1, "LA": 2, "P": 3, "RGB": 3, "YCbCr": 3,
+          "RGBA": 4, "CMYK": 4}
+
+
+def check_voc_depth(root: Path) -> list[str]:
+    """Each Annotations/<id>.xml's <depth> is the channel count of its JPEGImages file."""
+    from xml.etree import ElementTree
+
+    problems = []
+    for xml in sorted((root / "Annotations").glob("*.xml")):
+        doc = ElementTree.parse(xml).getroot()
+        depth = doc.findtext("size/depth")
+        image = root / "JPEGImages" / (doc.findtext("filename") or "")
+        if not image.is_file():
+            continue
+        with Image.open(image) as im:
+            mode = im.mode
+            if mode == "P" and "transparency" in im.info:
+                mode = "RGBA"
+        if str(DEPTHS.get(mode, 3)) != depth:
+            problems.append(f"voc: {xml.name}: depth {depth} for a {mode} image (expected {DEPTHS.get(mode, 3)})")
+    return problems
 
 
 # ---------------------------------------------------------------- YOLO (Ultralytics, Darknet)
@@ -67,19 +97,19 @@ def _yolo_line(line: str, mode: str, names: list[str], size: tuple[int, int], kp
         return Item(label, BBOX, [(x1, y1), (x2, y2)])
     # Keypoints: visible ones (v=2) first, then padding (0 0 0) up to kpt_shape's count. An
     # object with no keypoints at all (a box, an outline) is all padding and reads as its box.
+    # Keypoints: x y v triplets; an absent one (not labelled, or padding up to kpt_shape's
+    # count) is 0 0 0.
     triplets = [values[4 + i * dims: 4 + (i + 1) * dims] for i in range(count)]
     present = [t[2] != 0 if dims == 3 else t != [0.0, 0.0] for t in triplets]
     if not any(present):
         return Item(label, BBOX, [(x1, y1), (x2, y2)])
-    visible = sum(present)
-    if not all(present[:visible]) or any(t != [0.0] * dims for t in triplets[visible:]):
-        problems.append(f"{where}: absent keypoints {triplets} must be trailing 0 0 0 padding")
-    if dims == 3 and any(t[2] != 2 for t in triplets[:visible]):
-        problems.append(f"{where}: keypoint visibility {[t[2] for t in triplets]} (expected 2)")
-    points = [(t[0] * W, t[1] * H) for t in triplets[:visible]]
+    if any(t != [0.0] * dims for t, p in zip(triplets, present) if not p):
+        problems.append(f"{where}: absent keypoints {triplets} must be 0 0 0")
+    kept = [t for t, p in zip(triplets, present) if p]
+    points = [(t[0] * W, t[1] * H) for t in kept]
     if any(not (x1 - 0.5 <= x <= x2 + 0.5 and y1 - 0.5 <= y <= y2 + 0.5) for x, y in points):
         problems.append(f"{where}: keypoints fall outside the object's box")
-    return Item(label, POINTS, points)
+    return Item(label, POINTS, points, visibility=[int(t[2]) for t in kept] if dims == 3 else None)
 
 
 def _read_label_file(read: Reading, stem: str, label_file: Path, mode: str, names: list[str],
@@ -256,6 +286,8 @@ def read_labelme(root: Path, with_images: bool) -> Reading:
                 read.problems.append(f"{where}: shape {n}: needs group_id and a flags object")
             if kind == "rectangle" and len(pts) == 2:
                 (ax, ay), (bx, by) = pts
+                if ax > bx or ay > by:
+                    read.problems.append(f"{where}: shape {n}: rectangle {pts} does not start at its top-left corner")
                 image.items.append(Item(label, BBOX, [(min(ax, bx), min(ay, by)), (max(ax, bx), max(ay, by))]))
             elif kind == "polygon" and len(pts) >= 3:
                 image.items.append(Item(label, POLYGON, pts))
@@ -263,12 +295,16 @@ def read_labelme(root: Path, with_images: bool) -> Reading:
                 image.items.append(Item(label, POLYLINE, pts))
             elif kind == "point" and len(pts) == 1:
                 group = shape.get("group_id")
+                flag = 1 if (shape.get("flags") or {}).get("occluded") is True else 2
+                name = shape.get("description") or ""
                 if group is None:
-                    image.items.append(Item(label, POINTS, pts))
+                    image.items.append(Item(label, POINTS, pts, visibility=[flag], names=[name]))
                 elif (label, group) in groups:
                     groups[(label, group)].points.extend(pts)
+                    groups[(label, group)].visibility.append(flag)
+                    groups[(label, group)].names.append(name)
                 else:
-                    groups[(label, group)] = Item(label, POINTS, list(pts))
+                    groups[(label, group)] = Item(label, POINTS, list(pts), visibility=[flag], names=[name])
                     image.items.append(groups[(label, group)])
             else:
                 read.problems.append(f"{where}: shape {n}: shape_type {kind!r} with {len(pts)} points")
@@ -277,14 +313,14 @@ def read_labelme(root: Path, with_images: bool) -> Reading:
 
 # ---------------------------------------------------------------- CSV
 
-CSV_HEADER = ["image", "width", "height", "label", "kind", "angle", "points"]
+CSV_HEADER = ["image", "width", "height", "label", "kind", "angle", "points", "visibility"]
 CSV_KINDS = {"rectangle": BBOX, "polygon": POLYGON, "polyline": POLYLINE,
              "rotated_rectangle": ROTATED, "points": POINTS, "tag": LABEL}
 
 
 def read_csv(root: Path) -> Reading:
-    """One row per shape: image,width,height,label,kind,angle,points (points a JSON [[x,y],...];
-    angle only for rotated_rectangle). An image without shapes has one row with empty label
+    """One row per shape: image,width,height,label,kind,angle,points,visibility (points a JSON
+    [[x,y],...]; angle only for rotated_rectangle; visibility a JSON list of flags, or empty). An image without shapes has one row with empty label
     and kind, so every image is listed."""
     read = Reading(source="own CSV parser")
     src = read.source
@@ -302,11 +338,12 @@ def read_csv(root: Path) -> Reading:
         if len(row) != len(CSV_HEADER):
             read.problems.append(f"{where}: {len(row)} columns")
             continue
-        name, width, height, label, kind, angle, points = row
+        name, width, height, label, kind, angle, points, flags = row
         stem = Path(name).stem
         try:
             size = (int(width), int(height))
             pts = [(float(x), float(y)) for x, y in json.loads(points or "[]")]
+            visibility = [int(v) for v in json.loads(flags)] if flags else None
         except (ValueError, TypeError) as e:
             read.problems.append(f"{where}: bad width/height/points: {e}")
             continue
@@ -325,5 +362,11 @@ def read_csv(root: Path) -> Reading:
         except ValueError:
             read.problems.append(f"{where}: angle {angle!r} is not a number")
             continue
-        image.items.append(Item(label, CSV_KINDS[kind], pts, angle=turn))
+        if visibility is not None and (kind != "points" or len(visibility) != len(pts)):
+            read.problems.append(f"{where}: visibility {visibility} for a {kind} of {len(pts)} points")
+        if kind == "points" and visibility is None:
+            visibility = [2] * len(pts)
+        if kind == "rectangle" and len(pts) == 2:  # as drawn: either pair of opposite corners
+            pts = [(min(p[0] for p in pts), min(p[1] for p in pts)), (max(p[0] for p in pts), max(p[1] for p in pts))]
+        image.items.append(Item(label, CSV_KINDS[kind], pts, angle=turn, visibility=visibility))
     return read

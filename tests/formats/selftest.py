@@ -196,7 +196,11 @@ def write_labelme(out: Path, expected, with_images=True):
             if s["kind"] == "tag":
                 flags[s["label"]] = True
             elif s["kind"] == "points":
-                shapes += [shape("point", [p], group) for p in s["points"]]
+                names = next(l["keypoints"] for l in expected["labels"] if l["name"] == s["label"])
+                for i, p in enumerate(s["points"]):
+                    point = shape("point", [p], group)
+                    point["description"] = names[i] if i < len(names) else str(i + 1)
+                    shapes.append(point)
             else:
                 kind = {"rectangle": "rectangle", "polyline": "linestrip"}.get(s["kind"], "polygon")
                 shapes.append(shape(kind, corners(s) if s["kind"] == "rotated_rectangle" else s["points"]))
@@ -209,13 +213,13 @@ def write_csv(out: Path, expected, with_images=True):
     out.mkdir(parents=True)
     with open(out / "annotations.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["image", "width", "height", "label", "kind", "angle", "points"])
+        w.writerow(["image", "width", "height", "label", "kind", "angle", "points", "visibility"])
         for image in expected["images"]:
             if not image["shapes"]:
-                w.writerow([image["file"] + ".png", image["width"], image["height"], "", "", "", "[]"])
+                w.writerow([image["file"] + ".png", image["width"], image["height"], "", "", "", "[]", ""])
             for s in image["shapes"]:
                 w.writerow([image["file"] + ".png", image["width"], image["height"], s["label"], s["kind"],
-                            s.get("angle", ""), json.dumps(s["points"])])
+                            s.get("angle", ""), json.dumps(s["points"]), ""])
     write_images(out / "images", expected, with_images)
 
 
@@ -269,6 +273,41 @@ def cvat_image_subset(out: Path):
     xml.write_text(xml.read_text().replace("<image id=", '<image subset="default" id='))
 
 
+def coco_short_keypoints(out: Path):
+    """A 2-point set in a category that declares 3 keypoints, with float flags (defect seen in
+    the field: 6 values where COCO wants 9, `2.0` for `2`)."""
+    ann_file = out / "annotations" / "person_keypoints_default.json"
+    doc = json.loads(ann_file.read_text())
+    next(c for c in doc["categories"] if c["keypoints"])["keypoints"].append("foot")
+    for ann in doc["annotations"]:
+        ann["keypoints"] = [float(v) for v in ann["keypoints"]]
+    ann_file.write_text(json.dumps(doc))
+
+
+def yolo_flat_box(out: Path):
+    """A horizontal polyline exported as its 0-height box."""
+    first = out / "labels/default/img-001.txt"
+    first.write_text(first.read_text() + "0 0.500000 0.500000 0.300000 0.000000\n")
+
+
+def labelme_reversed_rectangle(out: Path):
+    doc_file = out / "img-001.json"
+    doc = json.loads(doc_file.read_text())
+    rect = next(s for s in doc["shapes"] if s["shape_type"] == "rectangle")
+    rect["points"].reverse()
+    doc_file.write_text(json.dumps(doc))
+
+
+def voc_depth(out: Path):
+    Image.new("L", (64, 48)).save(out / "JPEGImages" / "img-001.png")
+
+
+def exif_kept(out: Path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (64, 48)).save(out / "images" / "default" / "img-001.png", exif=exif)
+
+
 def cases():
     """(name, format, writer args, extra damage, with_images, should_pass, text the output must hold)"""
     for fmt in WRITERS:
@@ -288,6 +327,14 @@ def cases():
     yield "yolo data.yaml with path: .", "yolo", EXPECTED, yolo_path, True, False, "leave it out"
     yield "yolo exponent in first line (datumaro skips the file)", "yolo", EXPECTED, yolo_exponent, True, False, \
         "img-001 missing"
+    yield "coco 2 keypoints of 3, flags 2.0", "coco", EXPECTED, coco_short_keypoints, True, False, \
+        "6 keypoint values for 3 keypoints"
+    yield "yolo 0-height box", "yolo", EXPECTED, yolo_flat_box, True, False, "less than 1 px"
+    yield "labelme rectangle bottom-right first", "labelme", EXPECTED, labelme_reversed_rectangle, True, False, \
+        "top-left"
+    yield "voc depth 3 for a greyscale image", "voc", EXPECTED, voc_depth, True, False, "depth 3 for a L image"
+    yield "coco image keeping EXIF orientation 6", "coco", EXPECTED, exif_kept, True, False, \
+        "keeps EXIF orientation 6"
 
 
 def main() -> int:

@@ -8,6 +8,12 @@ format ("view"), and lists the differences between what was expected and what ca
 Coordinates are Tessera's: continuous pixels, origin at the top-left corner, 0-based.
 A rotated rectangle is its unrotated box's corners plus a clockwise angle in degrees about the
 box centre (clockwise on screen, with y pointing down — the convention of CVAT and datumaro).
+Keypoint sets may carry `visibility` (0 not labelled, 1 occluded, 2 visible, per point): a
+point with 0 is a placeholder and must not come back as a point anywhere but in CSV.
+
+An image with an EXIF orientation (`orientation` 2-8 in expected.json, with the size and shapes
+as displayed, i.e. as the annotator drew them) must come back in its stored pixel frame: size
+and coordinates as EXIF-blind readers see the pixels (`to_stored_frame`).
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ class Item:
     kind: str
     points: list[Point]
     angle: float | None = None
+    # Keypoints: the flag (1 occluded, 2 visible) of each point, and its name, when the reader
+    # can tell (None: not compared).
+    visibility: list[int] | None = None
+    names: list[str] | None = None
     # Expected items only:
     cyclic: bool = False      # any starting vertex and either direction is the same shape
     optional: bool = False    # fine if absent
@@ -78,6 +88,17 @@ def extent(points: list[Point]) -> list[Point]:
     return [(min(xs), min(ys)), (max(xs), max(ys))]
 
 
+def box(points: list[Point]) -> list[Point]:
+    """The box a box-only format writes: the extent, widened to 1 px about its centre where it
+    is narrower (readers reject empty boxes; shapes at the image's edge are not modelled)."""
+    (x1, y1), (x2, y2) = extent(points)
+    if x2 - x1 < 1:
+        x1, x2 = (x1 + x2) / 2 - 0.5, (x1 + x2) / 2 + 0.5
+    if y2 - y1 < 1:
+        y1, y2 = (y1 + y2) / 2 - 0.5, (y1 + y2) / 2 + 0.5
+    return [(x1, y1), (x2, y2)]
+
+
 def box_corners(p1: Point, p2: Point) -> list[Point]:
     (x1, y1), (x2, y2) = p1, p2
     return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
@@ -86,10 +107,19 @@ def box_corners(p1: Point, p2: Point) -> list[Point]:
 # What each Tessera kind becomes in each view. A view is one way of reading an export;
 # several formats share one (yolo and yolo-darknet both read as "detect"). Points in the "pose"
 # view assume their label names as many keypoints as the set has (else the exporter drops them).
-def expected_items(view: str, shape: dict) -> list[Item]:
+def expected_items(view: str, shape: dict, names: list[str] | None = None) -> list[Item]:
+    """`names`: the keypoint names of the shape's label (for views that carry them)."""
     kind, label = shape["kind"], shape["label"]
     pts = [(float(x), float(y)) for x, y in shape.get("points", [])]
     angle = float(shape.get("angle") or 0.0)
+    if kind == "rectangle":  # either pair of opposite corners: the box is the same
+        pts = extent(pts)
+    flags = shape.get("visibility") or [2] * len(pts)
+    if kind == "points" and view != "csv":
+        labelled = [i for i, v in enumerate(flags) if v != 0]
+        keypoint_names = [names[i] if names and i < len(names) else str(i + 1) for i in labelled]
+        pts = [pts[i] for i in labelled]
+        flags = [flags[i] for i in labelled]
 
     def item(k, points, **kw):
         return Item(label, k, points, origin=kind, **kw)
@@ -105,15 +135,15 @@ def expected_items(view: str, shape: dict) -> list[Item]:
         if kind == "rotated_rectangle":
             return [item(POLYGON, rotated, cyclic=True), item(BBOX, extent(rotated))]
         if kind == "points":
-            return [item(POINTS, pts), item(BBOX, extent(pts), optional=True)]
+            return [item(POINTS, pts, visibility=flags), item(BBOX, box(pts), optional=True)]
         return []  # polyline, tag: COCO has no place for them
     if view in ("voc", "detect"):
         if kind == "rectangle":
-            return [item(BBOX, pts)]
+            return [item(BBOX, box(pts))]
         if kind in ("polygon", "polyline"):
-            return [item(BBOX, extent(pts))]
+            return [item(BBOX, box(pts))]
         if kind == "rotated_rectangle":
-            return [item(BBOX, extent(rotated))]
+            return [item(BBOX, box(rotated))]
         if kind == "tag" and view == "voc":
             return [item(LABEL, [], optional=True)]
         return []
@@ -129,9 +159,11 @@ def expected_items(view: str, shape: dict) -> list[Item]:
         # A pose dataset's objects are keypoint sets (box + keypoints); Tessera leaves boxes
         # and outlines out of it (they belong in detect/segment exports) and reports them.
         if kind == "points":
-            return [item(POINTS, pts)]
+            return [item(POINTS, pts, visibility=flags)]
         return []
     if view == "cvat" or view == "csv":
+        if kind == "points":  # CVAT readers see the labelled points, CSV has every flag
+            return [item(POINTS, pts, visibility=flags if view == "csv" else None)]
         mapping = {"rectangle": BBOX, "polygon": POLYGON, "polyline": POLYLINE,
                    "points": POINTS, "tag": LABEL}
         if kind == "rotated_rectangle":
@@ -140,6 +172,8 @@ def expected_items(view: str, shape: dict) -> list[Item]:
     if view == "labelme":
         if kind == "rotated_rectangle":
             return [item(POLYGON, rotated, cyclic=True)]
+        if kind == "points":
+            return [item(POINTS, pts, visibility=flags, names=keypoint_names)]
         mapping = {"rectangle": BBOX, "polygon": POLYGON, "polyline": POLYLINE,
                    "points": POINTS, "tag": LABEL}
         return [item(mapping[kind], pts)]
@@ -160,6 +194,17 @@ def _distance(expected: Item, got: Item) -> float:
         return math.inf
     if len(expected.points) != len(got.points):
         return math.inf
+    if expected.visibility is not None and got.visibility is not None \
+            and list(expected.visibility) != list(got.visibility):
+        return math.inf
+    if expected.names is not None and got.names is not None and expected.names != got.names:
+        return math.inf
+    if expected.kind == ROTATED:
+        # The same rectangle has several (box, angle) descriptions: compare the corners.
+        a = rotated_corners(*expected.points, expected.angle or 0.0)
+        b = rotated_corners(*got.points, got.angle or 0.0)
+        return min(max(max(abs(p[0] - q[0]), abs(p[1] - q[1])) for p, q in zip(a, v))
+                   for v in _variants(b, True))
     best = math.inf
     for variant in _variants(got.points, expected.cyclic):
         d = max((max(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in zip(expected.points, variant)),
@@ -179,7 +224,55 @@ def describe(item: Item) -> str:
     text = fmt_points(item.points)
     if item.angle is not None:
         text += f" angle {item.angle:.2f}"
+    if item.visibility is not None:
+        text += f" visibility {list(item.visibility)}"
+    if item.names is not None:
+        text += f" names {item.names}"
     return text
+
+
+def _to_stored(orientation: int, w: float, h: float, p: Point) -> Point:
+    """A point of the displayed w x h frame in the stored frame (EXIF orientation 2-8)."""
+    x, y = p
+    return {2: (w - x, y), 3: (w - x, h - y), 4: (x, h - y), 5: (y, x), 6: (y, w - x),
+            7: (h - y, w - x), 8: (h - y, x)}.get(orientation, (x, y))
+
+
+def to_stored_frame(image: dict) -> dict:
+    """An expected.json image with `orientation` as EXIF-blind readers must see it: stored size,
+    every shape's points moved into the stored frame (a rotated rectangle as its turned corners'
+    centre, sides and the angle of its first side; a rectangle as its new extent)."""
+    o = image.get("orientation") or 1
+    if o == 1:
+        return image
+    w, h = image["width"], image["height"]
+    out = dict(image, orientation=1)
+    if o >= 5:
+        out["width"], out["height"] = h, w
+    shapes = []
+    for shape in image["shapes"]:
+        shape = dict(shape)
+        pts = [tuple(map(float, p)) for p in shape.get("points", [])]
+        if shape["kind"] == "rotated_rectangle":
+            c = [_to_stored(o, w, h, p) for p in rotated_corners(pts[0], pts[1], float(shape["angle"]))]
+            cx, cy = (c[0][0] + c[2][0]) / 2, (c[0][1] + c[2][1]) / 2
+            sw, sh = math.dist(c[0], c[1]), math.dist(c[1], c[2])
+            shape["angle"] = math.degrees(math.atan2(c[1][1] - c[0][1], c[1][0] - c[0][0])) % 360.0
+            shape["points"] = [[cx - sw / 2, cy - sh / 2], [cx + sw / 2, cy + sh / 2]]
+        elif shape["kind"] == "rectangle":
+            shape["points"] = [list(p) for p in extent([_to_stored(o, w, h, p) for p in pts])]
+        else:
+            shape["points"] = [list(_to_stored(o, w, h, p)) for p in pts]
+        shapes.append(shape)
+    out["shapes"] = shapes
+    return out
+
+
+def empty_boxes(items: list[Item]) -> list[Item]:
+    """Boxes less than a pixel wide or high (readers reject them)."""
+    return [i for i in items if i.kind == BBOX and len(i.points) == 2
+            and (abs(i.points[1][0] - i.points[0][0]) < 1 - 1e-3
+                 or abs(i.points[1][1] - i.points[0][1]) < 1 - 1e-3)]
 
 
 def compare(image: str, expected: list[Item], got: list[Item], source: str) -> list[str]:

@@ -16,6 +16,7 @@ use std::path::{Path as FsPath, PathBuf};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -23,14 +24,16 @@ use sha2::Digest;
 use tessera_domain::annotation_sets::{
     self, AnnotationSet, AnnotationSetOp, AnnotationSetOutcome, AttributeKind, Label, ShapeKind,
 };
-use tessera_domain::annotations::{self, Import, ImportOutcome};
+use tessera_domain::annotations::{Import, ImportOutcome};
 use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_domain::datasets;
 use tessera_domain::jobs::{JobKind, JobResult};
+use tessera_domain::shape::{NOT_LABELLED, VISIBLE};
 use tessera_raft::storage::{probe_image, Sha256};
 
 use crate::auth::Principal;
 use crate::error::{internal, invalid, ApiError};
+use crate::export::pixels;
 use crate::jobs::{self, Runner, Stop};
 use crate::token::now_ms;
 use crate::AppState;
@@ -60,16 +63,21 @@ pub async fn start(
     principal: Principal,
     Path(id): Path<u64>,
     options: Result<Query<Options>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Query(options) = options.map_err(|e| invalid(e.body_text()))?;
-    if !["coco", "voc", "yolo", "cvat"].contains(&options.format.as_str()) {
-        return Err(invalid(format!(
-            "format: one of coco, voc, yolo, cvat, not {:?}",
-            options.format
-        )));
-    }
-    let set = crate::annotation_sets::load(&state, id).await?;
+    let checked = check_start(&state, id, options).await;
+    let (options, set) = match checked {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            // The upload is read to its end first, so that the client sees the error rather
+            // than a broken pipe (unless it asked to hear first with `Expect: 100-continue`).
+            if !crate::access::expects_continue(&headers) {
+                crate::access::discard(&mut body.into_data_stream()).await;
+            }
+            return Err(refusal);
+        }
+    };
     let params = serde_json::to_value(&options).map_err(internal)?;
     let job = jobs::create(
         &state,
@@ -88,6 +96,29 @@ pub async fn start(
         move |state, runner, spool| async move { run(&state, &runner, &spool, options).await },
     )
     .await
+}
+
+/// The options and the annotation set of an import, or why it cannot start.
+async fn check_start(
+    state: &AppState,
+    id: u64,
+    options: Result<Query<Options>, QueryRejection>,
+) -> Result<(Options, AnnotationSet), ApiError> {
+    let Query(options) = options.map_err(|e| {
+        invalid(format!(
+            "{}; add ?format=coco, voc, yolo or cvat (and &create_labels=true to add labels the \
+             schema lacks)",
+            e.body_text()
+        ))
+    })?;
+    if !["coco", "voc", "yolo", "cvat"].contains(&options.format.as_str()) {
+        return Err(invalid(format!(
+            "format: one of coco, voc, yolo, cvat, not {:?}",
+            options.format
+        )));
+    }
+    let set = crate::annotation_sets::load(state, id).await?;
+    Ok((options, set))
 }
 
 /// The upload's files: a zip is extracted (safe names only); a bare document is kept as is.
@@ -199,7 +230,7 @@ fn parse(format: &str, spool: &FsPath, files: &[PathBuf]) -> Result<Parsed, Stri
         }
         _ => {
             let (names, keypoints) = match files.iter().find(|f| f.ends_with("data.yaml")) {
-                Some(yaml) => yolo::names_from_yaml(&read_text(yaml)?),
+                Some(yaml) => yolo::names_from_yaml(&read_text(yaml)?)?,
                 None => match files.iter().find(|f| f.ends_with("obj.names")) {
                     Some(n) => (
                         read_text(n)?
@@ -406,21 +437,67 @@ fn coerce(kind: &AttributeKind, value: &Value) -> Option<Value> {
     }
 }
 
+/// A rectangle of a label drawn only as rotated rectangles becomes one at 0°, and a rotated
+/// rectangle at 0° of a label drawn only as rectangles a rectangle (CVAT writes `rotation="0"`
+/// and other tools leave it out): the same box either way, so nothing is lost or dropped.
+fn adapt_kind(shape: &mut RawShape, label: &Label) {
+    let allows = |k: ShapeKind| label.kinds.contains(&k);
+    match shape.kind {
+        ShapeKind::Rectangle
+            if !allows(ShapeKind::Rectangle) && allows(ShapeKind::RotatedRectangle) =>
+        {
+            shape.kind = ShapeKind::RotatedRectangle;
+            shape.angle = Some(0.0);
+        }
+        ShapeKind::RotatedRectangle
+            if !allows(ShapeKind::RotatedRectangle)
+                && allows(ShapeKind::Rectangle)
+                && shape.angle.unwrap_or(0.0).rem_euclid(360.0) == 0.0 =>
+        {
+            shape.kind = ShapeKind::Rectangle;
+            shape.angle = None;
+        }
+        ShapeKind::RotatedRectangle => {
+            shape.angle = Some(shape.angle.unwrap_or(0.0).rem_euclid(360.0));
+        }
+        _ => {}
+    }
+}
+
 /// The shape as Tessera stores it, fitted to `label` and the image (coordinates within a
-/// pixel outside are pulled in), or why it cannot be imported.
-fn fit(shape: &RawShape, label: &Label, width: u32, height: u32) -> Result<Value, String> {
+/// pixel outside are pulled in; keypoint padding beyond the label's named keypoints, as
+/// YOLO pose and COCO write it, dropped), or why it cannot be imported.
+fn fit(shape: &RawShape, label: &Label, width: u32, height: u32) -> Result<RawShape, String> {
     let (w, h) = (f64::from(width), f64::from(height));
-    let mut points = Vec::with_capacity(shape.points.len());
-    for p in &shape.points {
+    let mut out = shape.clone();
+    for p in &mut out.points {
         if p[0] < -1.0 || p[1] < -1.0 || p[0] > w + 1.0 || p[1] > h + 1.0 {
             return Err(format!(
                 "({}, {}) is outside the {width}x{height} image",
                 p[0], p[1]
             ));
         }
-        points.push(json!([p[0].clamp(0.0, w), p[1].clamp(0.0, h)]));
+        *p = [p[0].clamp(0.0, w), p[1].clamp(0.0, h)];
     }
-    let mut attributes = Map::new();
+    let named = label.keypoints.len();
+    if shape.kind == ShapeKind::Points
+        && named > 0
+        && shape.points.len() > named
+        && (named..shape.points.len()).all(|i| shape.visibility_of(i) == NOT_LABELLED)
+    {
+        out.points.truncate(named);
+        if let Some(v) = &mut out.visibility {
+            v.truncate(named);
+        }
+    }
+    if out
+        .visibility
+        .as_ref()
+        .is_some_and(|v| v.iter().all(|f| *f == VISIBLE))
+    {
+        out.visibility = None;
+    }
+    out.attributes = Map::new();
     for a in &label.attributes {
         let value = shape
             .attributes
@@ -428,22 +505,13 @@ fn fit(shape: &RawShape, label: &Label, width: u32, height: u32) -> Result<Value
             .and_then(|v| coerce(&a.kind, v))
             .or_else(|| a.default.clone());
         if let Some(v) = value {
-            attributes.insert(a.name.clone(), v);
+            out.attributes.insert(a.name.clone(), v);
         }
     }
-    let mut out = json!({ "label": shape.label, "kind": shape.kind, "points": points });
-    if let Some(angle) = shape.angle {
-        out["angle"] = json!(angle);
+    match out.problem(label, width, height) {
+        Some(problem) => Err(format!("shape.{problem}")),
+        None => Ok(out),
     }
-    if !attributes.is_empty() {
-        out["attributes"] = Value::Object(attributes);
-    }
-    if let Some(problem) =
-        annotations::problem(&json!([out]), std::slice::from_ref(label), width, height)
-    {
-        return Err(problem.replace("shapes[0]", "shape"));
-    }
-    Ok(out)
 }
 
 async fn load_set(state: &AppState, id: u64) -> Result<AnnotationSet, Stop> {
@@ -495,21 +563,30 @@ async fn run(
             continue;
         };
         let size = names.sizes[&sha];
+        // Files are in the stored pixel frame, as exports write them (see export/pixels.rs).
+        let (_, head) = crate::export::fetch(state, sha, false).await?;
+        let orientation = pixels::orientation(&head);
+        let stored = orientation.map_or(size, |o| pixels::stored_size(o, size.0, size.1));
         if image.normalized {
-            let (w, h) = (f64::from(size.0), f64::from(size.1));
+            let (w, h) = (f64::from(stored.0), f64::from(stored.1));
             for s in &mut image.shapes {
                 for p in &mut s.points {
                     *p = [p[0] * w, p[1] * h];
                 }
             }
-        } else if let Some(stated) = image.size.filter(|s| *s != size) {
+        } else if let Some(stated) = image.size.filter(|s| *s != stored) {
             report.add(
                 "images whose stated size differs from the stored image",
                 format!(
                     "{}: {}x{} (stored {}x{})",
-                    image.file, stated.0, stated.1, size.0, size.1
+                    image.file, stated.0, stated.1, stored.0, stored.1
                 ),
             );
+        }
+        if let Some(o) = orientation {
+            for s in &mut image.shapes {
+                *s = pixels::shape_to_displayed(o, size.0, size.1, s);
+            }
         }
         matched.push((sha, size, image));
     }
@@ -573,6 +650,8 @@ async fn run(
                 );
                 continue;
             };
+            let mut shape = shape.clone();
+            adapt_kind(&mut shape, label);
             if !label.kinds.contains(&shape.kind) {
                 report.add(
                     "shapes of kinds their label does not allow",
@@ -580,7 +659,7 @@ async fn run(
                 );
                 continue;
             }
-            match fit(shape, label, w, h) {
+            match fit(&shape, label, w, h) {
                 Ok(v) => shapes.push(v),
                 Err(why) => report.add(
                     "shapes that do not fit the schema or the image",
@@ -590,7 +669,8 @@ async fn run(
         }
         shapes_done += shapes.len() as u64;
         images_done += 1;
-        batch.push((sha, Value::Array(shapes).to_string()));
+        let text = serde_json::to_string(&shapes).map_err(|e| Stop::Failed(e.to_string()))?;
+        batch.push((sha, text));
         if batch.len() == BATCH {
             propose(state, set_id, std::mem::take(&mut batch), &source).await?;
             runner.update(|p| p.shapes_imported = shapes_done);

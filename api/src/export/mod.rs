@@ -7,7 +7,11 @@
 //! spooled to disk, see `archive.rs`). What each format does with each kind of shape is in
 //! docs/formats.md, and every shape a format cannot carry is counted in the export's report.
 
-use tessera_formats::export::{archive, coco, csv, cvat, labelme, shapes, splits, voc, yolo};
+pub(crate) mod pixels;
+
+use tessera_formats::export::{
+    archive, coco, csv, cvat, labelme, reserved, shapes, splits, voc, yolo,
+};
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,7 +29,7 @@ use tessera_domain::jobs::{Job, JobKind, JobResult};
 use tessera_domain::tasks::{self, TaskIndex, TaskState};
 use tessera_domain::{DomainError, Records};
 use tessera_raft::storage::Sha256;
-use tessera_raft::{ObjectBody, ReadSpec};
+use tessera_raft::{ByteRange, ObjectBody, ReadSpec};
 
 use crate::auth::Principal;
 use crate::error::{internal, invalid, ApiError};
@@ -130,6 +134,9 @@ pub async fn start(
 ) -> Result<Response, ApiError> {
     options.check()?;
     let set = crate::annotation_sets::load(&state, id).await?;
+    if let Some(problem) = reserved::problem(&options.format, &set.labels) {
+        return Err(invalid(problem));
+    }
     let params = serde_json::to_value(&options).map_err(internal)?;
     let job = jobs::create(
         &state,
@@ -281,19 +288,20 @@ fn format_for(options: &Options, labels: Vec<Label>, set_name: &str) -> Box<dyn 
         "yolo-pose" => Box::new(yolo::Yolo::new(yolo::Variant::Pose, labels)),
         "yolo-darknet" => Box::new(yolo::Yolo::new(yolo::Variant::Darknet, labels)),
         "cvat" => Box::new(cvat::Cvat::new(labels, set_name.to_string())),
-        "labelme" => Box::new(labelme::LabelMe::new()),
+        "labelme" => Box::new(labelme::LabelMe::new(labels)),
         _ => Box::new(csv::Csv::new()),
     }
 }
 
-/// Reads an object whole (bytes when `with_bytes`), wherever it lives.
-async fn fetch(
+/// Reads an object wherever it lives: whole, or only its first [`pixels::HEAD`] bytes (for
+/// what its headers say) when `whole` is false.
+pub(crate) async fn fetch(
     state: &AppState,
     sha: Sha256,
-    with_bytes: bool,
-) -> Result<(String, Option<Bytes>), Stop> {
+    whole: bool,
+) -> Result<(String, Bytes), Stop> {
     let spec = ReadSpec {
-        meta_only: !with_bytes,
+        range: (!whole).then_some(ByteRange::Inclusive(0, pixels::HEAD - 1)),
         ..ReadSpec::default()
     };
     let read = state
@@ -304,19 +312,40 @@ async fn fetch(
         .ok_or_else(|| Stop::Failed(format!("image {sha} is missing from the object store")))?;
     let content_type = read.head.meta.content_type.clone();
     let bytes = match read.body {
-        _ if !with_bytes => None,
-        Some(ObjectBody::Local(bytes)) => Some(bytes),
+        Some(ObjectBody::Local(bytes)) => bytes,
         Some(ObjectBody::Remote(mut stream)) => {
-            let mut buf = bytes::BytesMut::with_capacity(read.head.meta.size as usize);
+            let expected = if whole {
+                read.head.meta.size
+            } else {
+                pixels::HEAD
+            };
+            let mut buf =
+                bytes::BytesMut::with_capacity(expected.min(read.head.meta.size) as usize);
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| Stop::Failed(format!("reading image {sha}: {e}")))?;
                 buf.extend_from_slice(&chunk);
             }
-            Some(buf.freeze())
+            buf.freeze()
         }
         None => return Err(Stop::Failed(format!("image {sha} came back without bytes"))),
     };
     Ok((content_type, bytes))
+}
+
+/// Moves an item whose image has an EXIF orientation into the stored pixel frame (see
+/// `pixels`): sizes and shapes, and the tag in its bytes set to 1.
+fn to_stored_frame(item: &mut Item, orientation: u16) {
+    let (width, height) = (item.width, item.height);
+    for shape in &mut item.shapes {
+        *shape = pixels::shape_to_stored(orientation, width, height, shape);
+    }
+    (item.width, item.height) = pixels::stored_size(orientation, width, height);
+    if let Some(bytes) = item.bytes.take() {
+        let mut upright = bytes.to_vec();
+        tessera_raft::storage::exif::clear_orientation(&mut upright);
+        item.bytes = Some(Bytes::from(upright));
+    }
+    item.turned = Some(orientation);
 }
 
 /// Images read ahead of the writer.
@@ -368,6 +397,12 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
             if let Some(bytes) = &item.bytes {
                 archive.file(&format.image_path(&item), bytes, false)?;
             }
+            if let Some(orientation) = item.turned {
+                archive.report.loss(format!(
+                    "images with EXIF orientation {orientation} written in their stored pixel frame \
+                     (orientation tag set to 1; sizes and coordinates in that frame)"
+                ));
+            }
             format.item(&mut archive, &item)?;
         }
         format.finish(&mut archive)?;
@@ -385,15 +420,20 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
         for (entry, shapes) in chunk.iter().zip(shapes) {
             let (content_type, bytes) = fetch(state, entry.sha, options.include_images).await?;
             let count = shapes.len() as u64;
-            let item = Item {
+            let mut item = Item {
                 stem: stems.stem(&entry.name, &entry.sha),
                 ext: archive::extension(&content_type),
                 subset: subsets.get(&entry.sha).cloned().unwrap_or_default(),
                 width: entry.width,
                 height: entry.height,
+                channels: pixels::channels(&bytes),
                 shapes,
-                bytes,
+                turned: None,
+                bytes: options.include_images.then(|| bytes.clone()),
             };
+            if let Some(orientation) = pixels::orientation(&bytes) {
+                to_stored_frame(&mut item, orientation);
+            }
             if tx.send(item).await.is_err() {
                 break;
             }

@@ -27,7 +27,12 @@ pub struct Item {
     pub subset: String,
     pub width: u32,
     pub height: u32,
+    /// Colour channels of the pixels (1 grey, 2 grey + alpha, 3 colour, 4 with alpha), as
+    /// the image header says (3 when it says nothing).
+    pub channels: u8,
     pub shapes: Vec<Shape>,
+    /// The EXIF orientation the image had, when the export moved it into the stored frame.
+    pub turned: Option<u16>,
     /// The image bytes when the export includes images.
     pub bytes: Option<Bytes>,
 }

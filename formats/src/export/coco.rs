@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 
 use serde_json::{json, Value};
 use tessera_domain::annotation_sets::{Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item, Part};
-use super::shapes::{clamp, polygon_area, Shape};
+use super::shapes::{box_of, clamp, polygon_area, round2, Shape, WIDENED};
+use tessera_domain::shape::NOT_LABELLED;
 
 struct Subset {
     images: BufWriter<File>,
@@ -41,28 +42,33 @@ impl Coco {
     }
 
     /// The COCO annotation for `shape`, or `None` with a report line when COCO cannot carry it.
+    /// Coordinates are rounded to two decimals; keypoints are `x, y, v` triplets with integer
+    /// `v`, one per keypoint the category declares (`0, 0, 0` for those not labelled or
+    /// missing).
     fn annotation(&mut self, out: &mut Archive, item: &Item, shape: &Shape) -> Option<Value> {
         let category = self.labels.iter().position(|l| l.name == shape.label)?;
-        let clamp_xy = |p: &[f64; 2]| [clamp(p[0], item.width), clamp(p[1], item.height)];
-        let (segmentation, keypoints, points) = match shape.kind {
-            ShapeKind::Rectangle => {
-                let (x0, y0, x1, y1) = shape.extent()?;
-                let points = vec![clamp_xy(&[x0, y0]), clamp_xy(&[x1, y1])];
-                (json!([]), Vec::new(), points)
+        let clamp_xy = |p: &[f64; 2]| {
+            [
+                round2(clamp(p[0], item.width)),
+                round2(clamp(p[1], item.height)),
+            ]
+        };
+        let (segmentation, keypoints, bbox) = match shape.kind {
+            ShapeKind::Rectangle | ShapeKind::Points => {
+                let ((x0, y0, x1, y1), widened) = box_of(shape, item.width, item.height)?;
+                if widened {
+                    out.report.loss(WIDENED);
+                }
+                let keypoints = match shape.kind {
+                    ShapeKind::Points => self.keypoints(category, item, shape),
+                    _ => Vec::new(),
+                };
+                (json!([]), keypoints, (x0, y0, x1, y1))
             }
             ShapeKind::Polygon | ShapeKind::RotatedRectangle => {
                 let outline: Vec<[f64; 2]> = shape.outline()?.iter().map(clamp_xy).collect();
                 let flat: Vec<f64> = outline.iter().flat_map(|p| [p[0], p[1]]).collect();
-                (json!([flat]), Vec::new(), outline)
-            }
-            ShapeKind::Points => {
-                let points: Vec<[f64; 2]> = shape.points.iter().map(clamp_xy).collect();
-                let flat: Vec<f64> = points.iter().flat_map(|p| [p[0], p[1], 2.0]).collect();
-                if self.labels[category].keypoints.is_empty() {
-                    let most = self.unnamed_points.entry(category).or_default();
-                    *most = (*most).max(points.len());
-                }
-                (json!([]), flat, points)
+                (json!([flat]), Vec::new(), super::shapes::bounds(&outline)?)
             }
             ShapeKind::Polyline => {
                 out.report
@@ -75,12 +81,19 @@ impl Coco {
                 return None;
             }
         };
-        let (x0, y0, x1, y1) = super::shapes::bounds(&points)?;
+        let (x0, y0, x1, y1) = (
+            round2(bbox.0),
+            round2(bbox.1),
+            round2(bbox.2),
+            round2(bbox.3),
+        );
         let area = match shape.kind {
-            ShapeKind::Rectangle | ShapeKind::Points => (x1 - x0) * (y1 - y0),
-            _ => polygon_area(&points),
+            ShapeKind::Polygon | ShapeKind::RotatedRectangle => {
+                polygon_area(&shape.outline()?.iter().map(clamp_xy).collect::<Vec<_>>())
+            }
+            _ => (x1 - x0) * (y1 - y0),
         };
-        let num_keypoints = keypoints.len() / 3;
+        let num_keypoints = keypoints.chunks(3).filter(|t| t[2] != json!(0)).count();
         let id = self.next_annotation;
         self.next_annotation += 1;
         Some(json!({
@@ -88,13 +101,37 @@ impl Coco {
             "image_id": self.next_image,
             "category_id": category + 1,
             "segmentation": segmentation,
-            "area": area,
-            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "area": round2(area),
+            "bbox": [x0, y0, round2(x1 - x0), round2(y1 - y0)],
             "iscrowd": 0,
             "keypoints": keypoints,
             "num_keypoints": num_keypoints,
             "attributes": shape.attributes,
         }))
+    }
+
+    /// The keypoint triplets of a set: as many as its label names (a set saved before the
+    /// label gained a keypoint is padded); for a label without names, as many as the set has
+    /// (padded to the most of any set when the document is finished).
+    fn keypoints(&mut self, category: usize, item: &Item, shape: &Shape) -> Vec<Value> {
+        let named = self.labels[category].keypoints.len();
+        let count = if named == 0 {
+            let most = self.unnamed_points.entry(category).or_default();
+            *most = (*most).max(shape.points.len());
+            shape.points.len()
+        } else {
+            named
+        };
+        (0..count)
+            .flat_map(|i| match shape.points.get(i) {
+                Some(p) if shape.visibility_of(i) != NOT_LABELLED => [
+                    json!(round2(clamp(p[0], item.width))),
+                    json!(round2(clamp(p[1], item.height))),
+                    json!(shape.visibility_of(i)),
+                ],
+                _ => [json!(0), json!(0), json!(0)],
+            })
+            .collect()
     }
 
     fn categories(&self) -> Value {
@@ -116,6 +153,37 @@ impl Coco {
             })
             .collect();
         Value::Array(list)
+    }
+}
+
+impl Coco {
+    /// The annotations spool with the keypoints of labels without named keypoints padded with
+    /// `0, 0, 0` to the most any of their sets has (COCO wants 3 × K values, K the category's
+    /// keypoint count, which is known only once every set was seen). Streams line by line.
+    fn pad_unnamed(&self, out: &Archive, spool: BufWriter<File>) -> io::Result<BufWriter<File>> {
+        if self.unnamed_points.is_empty() {
+            return Ok(spool);
+        }
+        let mut file = spool.into_inner().map_err(|e| e.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut padded = out.spool()?;
+        for (n, line) in BufReader::new(file).lines().enumerate() {
+            let line = line?;
+            let mut a: Value = serde_json::from_str(line.trim_start_matches(','))?;
+            let category = a["category_id"].as_u64().unwrap_or(0) as usize;
+            let most = category
+                .checked_sub(1)
+                .and_then(|c| self.unnamed_points.get(&c));
+            if let (Some(most), Some(list)) = (most, a["keypoints"].as_array_mut()) {
+                if !list.is_empty() {
+                    list.resize(most * 3, json!(0));
+                }
+            }
+            comma(&mut padded, n == 0)?;
+            serde_json::to_writer(&mut padded, &a)?;
+            padded.write_all(b"\n")?;
+        }
+        Ok(padded)
     }
 }
 
@@ -165,8 +233,10 @@ impl Format for Coco {
         serde_json::to_writer(&mut subset.images, &image)?;
         subset.image_count += 1;
         for a in annotations {
+            // One annotation per line, so that `pad_unnamed` can stream them.
             comma(&mut subset.annotations, subset.annotation_count == 0)?;
             serde_json::to_writer(&mut subset.annotations, &a)?;
+            subset.annotations.write_all(b"\n")?;
             subset.annotation_count += 1;
         }
         Ok(())
@@ -174,11 +244,11 @@ impl Format for Coco {
 
     fn finish(self: Box<Self>, out: &mut Archive) -> io::Result<()> {
         let categories = self.categories().to_string();
-        let this = *self;
+        let mut this = *self;
         if this.subsets.is_empty() {
             out.dir("images/")?;
         }
-        for (name, subset) in this.subsets {
+        for (name, subset) in std::mem::take(&mut this.subsets) {
             let head = format!(
                 "{{\"info\":{{\"description\":\"Exported by Tessera\",\"version\":\"1.0\"}},\
                  \"licenses\":[{{\"id\":0,\"name\":\"\",\"url\":\"\"}}],\
@@ -191,11 +261,99 @@ impl Format for Coco {
                     Part::Text(head),
                     Part::Spool(subset.images),
                     Part::Text("],\"annotations\":[".into()),
-                    Part::Spool(subset.annotations),
+                    Part::Spool(this.pad_unnamed(out, subset.annotations)?),
                     Part::Text("]}".into()),
                 ],
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::export::archive::Item;
+    use tessera_domain::annotation_sets::ShapeKind;
+
+    fn label(name: &str, keypoints: &[&str]) -> Label {
+        Label {
+            name: name.into(),
+            color: "#000000".into(),
+            kinds: vec![ShapeKind::Points],
+            attributes: vec![],
+            keypoints: keypoints.iter().map(|k| k.to_string()).collect(),
+            skeleton: vec![],
+        }
+    }
+
+    fn item(shapes: Vec<Shape>) -> Item {
+        Item {
+            stem: "a".into(),
+            ext: "png",
+            subset: "default".into(),
+            width: 64,
+            height: 48,
+            channels: 3,
+            shapes,
+            turned: None,
+            bytes: None,
+        }
+    }
+
+    /// Every keypoint list is 3 x K with integer flags: named labels pad sets saved before
+    /// the label gained a keypoint, unnamed labels pad to their longest set.
+    #[test]
+    fn keypoints_are_three_per_declared_keypoint_with_integer_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.zip");
+        let mut archive = Archive::create(&path).unwrap();
+        let mut format: Box<dyn Format> = Box::new(Coco::new(vec![
+            label("person", &["head", "hand", "foot"]),
+            label("dots", &[]),
+        ]));
+        let mut two = Shape::new("person", ShapeKind::Points, vec![[1.0, 2.0], [3.0, 4.0]]);
+        two.visibility = Some(vec![1, 2]);
+        let mut hidden = Shape::new(
+            "person",
+            ShapeKind::Points,
+            vec![[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]],
+        );
+        hidden.visibility = Some(vec![2, 0, 1]);
+        let short = Shape::new("dots", ShapeKind::Points, vec![[7.0, 8.0]]);
+        let long = Shape::new("dots", ShapeKind::Points, vec![[1.0, 1.0], [2.0, 2.0]]);
+        format
+            .item(&mut archive, &item(vec![two, hidden, short, long]))
+            .unwrap();
+        format.finish(&mut archive).unwrap();
+        archive.finish().unwrap();
+
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let mut text = String::new();
+        zip.by_name("annotations/person_keypoints_default.json")
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let lists: Vec<(Value, Value)> = doc["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["keypoints"].clone(), a["num_keypoints"].clone()))
+            .collect();
+        assert_eq!(
+            lists,
+            vec![
+                (json!([1.0, 2.0, 1, 3.0, 4.0, 2, 0, 0, 0]), json!(2)),
+                (json!([1.0, 2.0, 2, 0, 0, 0, 5.0, 6.0, 1]), json!(2)),
+                (json!([7.0, 8.0, 2, 0, 0, 0]), json!(1)),
+                (json!([1.0, 1.0, 2, 2.0, 2.0, 2]), json!(2)),
+            ]
+        );
+        assert_eq!(doc["categories"][1]["keypoints"], json!(["1", "2"]));
+        // A single keypoint's box is widened to a pixel.
+        assert_eq!(doc["annotations"][2]["bbox"], json!([6.5, 7.5, 1.0, 1.0]));
     }
 }

@@ -3,6 +3,7 @@
 //! whose `subset` attribute disagrees, so none is written). Every Tessera kind has a
 //! CVAT element (`box` with `rotation` for rotated rectangles, `polygon`, `polyline`,
 //! `points` — one element per keypoint set, which datumaro keeps together — and `tag`).
+//! Rotated rectangles keep `rotation` even at 0 so that they come back as rotated rectangles.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -13,6 +14,12 @@ use tessera_domain::annotation_sets::{AttributeKind, Label, ShapeKind};
 use super::archive::{Archive, Format, Item, Part};
 use super::shapes::{clamp, num, Shape};
 use crate::xml::escape;
+
+/// The text attribute that carries a keypoint set's visibility flags (`2,0,1`): CVAT for images
+/// has per-point visibility only in skeletons, which datumaro flattens. The `<points>` element
+/// lists the labelled keypoints only, so every reader sees the right points; Tessera's import
+/// puts the others back from the flags.
+pub const VISIBILITY: &str = "keypoint_visibility";
 
 pub struct Cvat {
     labels: Vec<Label>,
@@ -60,6 +67,14 @@ impl Cvat {
                     escape(&a.name),
                     escape(&default),
                     escape(&values)
+                ));
+            }
+            if l.kinds.contains(&ShapeKind::Points) {
+                labels.push_str(&format!(
+                    "            <attribute>\n              <name>{VISIBILITY}</name>\n              \
+                     <mutable>False</mutable>\n              <input_type>text</input_type>\n              \
+                     <default_value></default_value>\n              <values></values>\n            \
+                     </attribute>\n"
                 ));
             }
             labels.push_str("          </attributes>\n        </label>\n");
@@ -125,7 +140,7 @@ fn element(item: &Item, shape: &Shape) -> Option<String> {
         ),
         ShapeKind::Points => format!(
             "<points {common} points=\"{}\"",
-            points_text(item, &shape.points)
+            points_text(item, &shape.labelled_points())
         ),
         ShapeKind::Tag => format!("<tag label=\"{label}\" source=\"manual\""),
     };
@@ -136,6 +151,13 @@ fn element(item: &Item, shape: &Shape) -> Option<String> {
             "      <attribute name=\"{}\">{}</attribute>\n",
             escape(name),
             escape(&value_text(value))
+        ));
+    }
+    if let Some(flags) = &shape.visibility {
+        let list: Vec<String> = flags.iter().map(u8::to_string).collect();
+        xml.push_str(&format!(
+            "      <attribute name=\"{VISIBILITY}\">{}</attribute>\n",
+            list.join(",")
         ));
     }
     xml.push_str(&format!("    </{tag}>\n"));

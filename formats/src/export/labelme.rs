@@ -1,33 +1,35 @@
 //! LabelMe: one JSON file per image beside the image, under `<subset>/`. Rectangles and
 //! polygons keep their kind, polylines become `linestrip`s, rotated rectangles polygons of
-//! their corners, keypoint sets one `point` shape per keypoint sharing a `group_id`, and tags
-//! image `flags`.
+//! their corners, keypoint sets one `point` shape per labelled keypoint sharing a `group_id`
+//! (the keypoint's name in `description`, `flags.occluded` when occluded), and tags image
+//! `flags`. Rectangles are written top-left corner first.
 
 use std::io;
 
 use serde_json::{json, Map, Value};
-use tessera_domain::annotation_sets::ShapeKind;
+use tessera_domain::annotation_sets::{Label, ShapeKind};
+use tessera_domain::shape::{NOT_LABELLED, OCCLUDED};
 
 use super::archive::{Archive, Format, Item};
+use super::shapes::round2;
 
 /// LabelMe writer: one JSON file per image; `next_group` numbers the keypoint sets of the whole
 /// export (from 1), so the points of one set share a `group_id` no other set uses.
 pub struct LabelMe {
+    labels: Vec<Label>,
     next_group: u64,
 }
 
-impl Default for LabelMe {
-    fn default() -> LabelMe {
-        LabelMe::new()
-    }
-}
-
 impl LabelMe {
-    pub fn new() -> LabelMe {
-        LabelMe { next_group: 1 }
+    pub fn new(labels: Vec<Label>) -> LabelMe {
+        LabelMe {
+            labels,
+            next_group: 1,
+        }
     }
 }
 
+/// A LabelMe shape. `description` names a keypoint; `flags` mark an occluded one.
 fn shape_json(
     label: &str,
     kind: &str,
@@ -35,6 +37,10 @@ fn shape_json(
     group: Option<u64>,
     extra: &Map<String, Value>,
 ) -> Value {
+    let points: Vec<[f64; 2]> = points
+        .iter()
+        .map(|p| [round2(p[0]), round2(p[1])])
+        .collect();
     json!({
         "label": label,
         "points": points,
@@ -57,13 +63,12 @@ impl Format for LabelMe {
         for shape in &item.shapes {
             let attrs = &shape.attributes;
             match shape.kind {
-                ShapeKind::Rectangle => shapes.push(shape_json(
-                    &shape.label,
-                    "rectangle",
-                    &shape.points,
-                    None,
-                    attrs,
-                )),
+                ShapeKind::Rectangle => {
+                    // Top-left corner first, whichever way it was drawn.
+                    let (x0, y0, x1, y1) = shape.extent().unwrap_or_default();
+                    let corners = [[x0, y0], [x1, y1]];
+                    shapes.push(shape_json(&shape.label, "rectangle", &corners, None, attrs));
+                }
                 ShapeKind::Polygon => shapes.push(shape_json(
                     &shape.label,
                     "polygon",
@@ -88,8 +93,25 @@ impl Format for LabelMe {
                 ShapeKind::Points => {
                     let group = self.next_group;
                     self.next_group += 1;
-                    for p in &shape.points {
-                        shapes.push(shape_json(&shape.label, "point", &[*p], Some(group), attrs));
+                    let names = self
+                        .labels
+                        .iter()
+                        .find(|l| l.name == shape.label)
+                        .map(|l| l.keypoints.clone())
+                        .unwrap_or_default();
+                    for (i, p) in shape.points.iter().enumerate() {
+                        let v = shape.visibility_of(i);
+                        if v == NOT_LABELLED {
+                            continue;
+                        }
+                        let mut point =
+                            shape_json(&shape.label, "point", &[*p], Some(group), attrs);
+                        let name = names.get(i).cloned().unwrap_or_else(|| (i + 1).to_string());
+                        point["description"] = Value::String(name);
+                        if v == OCCLUDED {
+                            point["flags"] = json!({"occluded": true});
+                        }
+                        shapes.push(point);
                     }
                 }
                 ShapeKind::Tag => {

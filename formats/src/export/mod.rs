@@ -6,6 +6,7 @@ pub mod coco;
 pub mod csv;
 pub mod cvat;
 pub mod labelme;
+pub mod reserved;
 pub mod shapes;
 pub mod splits;
 pub mod voc;

@@ -10,7 +10,7 @@ use std::io;
 use tessera_domain::annotation_sets::{Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item};
-use super::shapes::{clamp, num};
+use super::shapes::{box_of, num, WIDENED};
 use crate::xml::escape;
 
 pub struct Voc {
@@ -36,11 +36,12 @@ impl Format for Voc {
         let mut xml = format!(
             "<annotation>\n  <folder>JPEGImages</folder>\n  <filename>{}</filename>\n  \
              <source><database>Tessera</database></source>\n  \
-             <size><width>{}</width><height>{}</height><depth>3</depth></size>\n  \
+             <size><width>{}</width><height>{}</height><depth>{}</depth></size>\n  \
              <segmented>0</segmented>\n",
             escape(&item.file_name()),
             item.width,
-            item.height
+            item.height,
+            item.channels
         );
         for shape in &item.shapes {
             match shape.kind {
@@ -57,19 +58,22 @@ impl Format for Voc {
                     continue;
                 }
             }
-            let Some((x0, y0, x1, y1)) = shape.extent() else {
+            let Some(((x0, y0, x1, y1), widened)) = box_of(shape, item.width, item.height) else {
                 continue;
             };
+            if widened {
+                out.report.loss(WIDENED);
+            }
             xml.push_str(&format!(
                 "  <object>\n    <name>{}</name>\n    <pose>Unspecified</pose>\n    \
                  <truncated>0</truncated>\n    <difficult>0</difficult>\n    <occluded>0</occluded>\n    \
                  <bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox>\n  \
                  </object>\n",
                 escape(&shape.label),
-                num(clamp(x0, item.width)),
-                num(clamp(y0, item.height)),
-                num(clamp(x1, item.width)),
-                num(clamp(y1, item.height)),
+                num(x0),
+                num(y0),
+                num(x1),
+                num(y1),
             ));
         }
         xml.push_str("</annotation>\n");

@@ -4,14 +4,17 @@
 //! without one is dropped by readers). Coordinates are normalised to [0, 1] and written as
 //! plain decimals (`%.6f`): a line with an exponent makes datumaro skip the whole file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
 use std::io;
 
 use tessera_domain::annotation_sets::{Label, ShapeKind};
 
 use super::archive::{Archive, Format, Item};
-use super::shapes::Shape;
+use super::shapes::{box_of, Shape, WIDENED};
 use super::voc::kind_plural;
+use tessera_domain::shape::NOT_LABELLED;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
@@ -28,7 +31,7 @@ pub struct Yolo {
     /// Keypoints per object in the pose variant (the most any label names).
     keypoints: usize,
     /// Darknet's image lists, one per split.
-    lists: std::collections::BTreeMap<String, String>,
+    lists: BTreeMap<String, String>,
 }
 
 /// A normalised coordinate: clamped into [0, 1], six decimals.
@@ -48,10 +51,11 @@ impl Yolo {
         }
     }
 
-    fn box_fields(item: &Item, shape: &Shape) -> Option<String> {
-        let (x0, y0, x1, y1) = shape.extent()?;
-        let (x0, x1) = (x0.max(0.0), x1.min(f64::from(item.width)));
-        let (y0, y1) = (y0.max(0.0), y1.min(f64::from(item.height)));
+    fn box_fields(out: &mut Archive, item: &Item, shape: &Shape) -> Option<String> {
+        let ((x0, y0, x1, y1), widened) = box_of(shape, item.width, item.height)?;
+        if widened {
+            out.report.loss(WIDENED);
+        }
         Some(format!(
             "{} {} {} {}",
             norm((x0 + x1) / 2.0, item.width),
@@ -86,7 +90,7 @@ impl Yolo {
                         kind_plural(kind)
                     ));
                 }
-                Some(format!("{class} {}", Self::box_fields(item, shape)?))
+                Some(format!("{class} {}", Self::box_fields(out, item, shape)?))
             }
             (Variant::Segment, ShapeKind::Points | ShapeKind::Polyline) => left_out(out),
             (Variant::Segment, _) => {
@@ -99,21 +103,25 @@ impl Yolo {
             }
             (Variant::Pose, ShapeKind::Points) => {
                 let named = self.labels[class].keypoints.len();
-                if named == 0 || shape.points.len() != named {
+                if named == 0 {
                     out.report.loss(
                         "keypoint sets of labels without named keypoints left out of YOLO pose",
                     );
                     return None;
                 }
-                let mut text = format!("{class} {}", Self::box_fields(item, shape)?);
+                let mut text = format!("{class} {}", Self::box_fields(out, item, shape)?);
+                // A keypoint that is not labelled (and padding up to kpt_shape) is `0 0 0`, as
+                // Ultralytics writes it.
                 for i in 0..self.keypoints {
                     match shape.points.get(i) {
-                        Some(p) => text.push_str(&format!(
-                            " {} {} 2",
-                            norm(p[0], item.width),
-                            norm(p[1], item.height)
-                        )),
-                        None => text.push_str(" 0.000000 0.000000 0"),
+                        Some(p) if i < named && shape.visibility_of(i) != NOT_LABELLED => text
+                            .push_str(&format!(
+                                " {} {} {}",
+                                norm(p[0], item.width),
+                                norm(p[1], item.height),
+                                shape.visibility_of(i)
+                            )),
+                        _ => text.push_str(" 0.000000 0.000000 0"),
                     }
                 }
                 Some(text)
@@ -176,33 +184,45 @@ impl Format for Yolo {
             data.push_str("names = data/obj.names\nbackup = backup/\n");
             return out.file("obj.data", data.as_bytes(), true);
         }
-        // No `path:`: Ultralytics then resolves the splits against this file's folder.
-        let mut yaml = String::from("# Exported by Tessera (Ultralytics dataset layout)\n");
         let first = self.splits.iter().next().cloned().unwrap_or("train".into());
         let split_of = |name: &str| {
-            if self.splits.contains(name) {
-                name.to_string()
+            let split = if self.splits.contains(name) {
+                name
             } else {
-                first.clone()
-            }
+                &first
+            };
+            format!("images/{split}")
         };
-        yaml.push_str(&format!("train: images/{}\n", split_of("train")));
-        yaml.push_str(&format!("val: images/{}\n", split_of("val")));
-        if self.splits.contains("test") {
-            yaml.push_str("test: images/test\n");
-        }
-        if self.variant == Variant::Pose {
-            yaml.push_str(&format!("kpt_shape: [{}, 3]\n", self.keypoints));
-        }
-        yaml.push_str("names:\n");
-        for (i, l) in self.labels.iter().enumerate() {
-            yaml.push_str(&format!("  {i}: {}\n", yaml_string(&l.name)));
-        }
-        out.file("data.yaml", yaml.as_bytes(), true)
+        let config = DataYaml {
+            train: split_of("train"),
+            val: split_of("val"),
+            test: self
+                .splits
+                .contains("test")
+                .then(|| "images/test".to_string()),
+            kpt_shape: (self.variant == Variant::Pose).then_some([self.keypoints, 3]),
+            names: self
+                .labels
+                .iter()
+                .map(|l| l.name.clone())
+                .enumerate()
+                .collect(),
+        };
+        let yaml = yaml_serde::to_string(&config).map_err(io::Error::other)?;
+        let text = format!("# Exported by Tessera (Ultralytics dataset layout)\n{yaml}");
+        out.file("data.yaml", text.as_bytes(), true)
     }
 }
 
-/// A YAML double-quoted scalar.
-fn yaml_string(text: &str) -> String {
-    serde_json::Value::String(text.to_string()).to_string()
+/// Ultralytics' `data.yaml`. No `path:`: Ultralytics then resolves the splits against this
+/// file's folder.
+#[derive(Serialize)]
+struct DataYaml {
+    train: String,
+    val: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kpt_shape: Option<[usize; 2]>,
+    names: BTreeMap<usize, String>,
 }

@@ -94,7 +94,10 @@ pub fn read(doc: &Value, out: &mut Parsed) -> Result<(), String> {
                 .chunks_exact(3)
                 .map(|t| [t[0].as_f64().unwrap_or(0.0), t[1].as_f64().unwrap_or(0.0)])
                 .collect();
-            shapes.push(RawShape::new(label, ShapeKind::Points, points));
+            let mut shape = RawShape::new(label, ShapeKind::Points, points);
+            shape.visibility =
+                super::yolo::visibility(k.chunks_exact(3).map(|t| t[2].as_f64().unwrap_or(2.0)));
+            shapes.push(shape);
         } else if let Some(rings) = segmentation.as_array().filter(|r| !r.is_empty()) {
             for ring in rings {
                 let points = pairs(ring.as_array().map(Vec::as_slice).unwrap_or(&[]));

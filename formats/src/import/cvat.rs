@@ -3,6 +3,9 @@
 
 use serde_json::Value;
 use tessera_domain::annotation_sets::ShapeKind;
+use tessera_domain::shape::{NOT_LABELLED, VISIBLE};
+
+use crate::export::cvat::VISIBILITY;
 
 use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
 use crate::xml;
@@ -14,6 +17,33 @@ fn points(text: &str) -> Vec<[f64; 2]> {
             Some([x.trim().parse().ok()?, y.trim().parse().ok()?])
         })
         .collect()
+}
+
+/// Puts the keypoints that are not labelled back into a set, from the flags Tessera's CVAT
+/// export writes (`2,0,1`; the element lists only the labelled points). Flags that do not
+/// match the points are ignored.
+fn restore_hidden(shape: &mut RawShape, flags: &str) {
+    let Ok(flags) = flags
+        .split(',')
+        .map(|f| f.trim().parse::<u8>())
+        .collect::<Result<Vec<u8>, _>>()
+    else {
+        return;
+    };
+    let labelled = flags.iter().filter(|v| **v != NOT_LABELLED).count();
+    if labelled != shape.points.len() || flags.iter().any(|v| *v > VISIBLE) {
+        return;
+    }
+    let mut given = shape.points.iter();
+    shape.points = flags
+        .iter()
+        .map(|v| match v {
+            &NOT_LABELLED => Some([0.0, 0.0]),
+            _ => given.next().copied(),
+        })
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    shape.visibility = Some(flags);
 }
 
 /// Adds the contents of one CVAT XML document.
@@ -58,7 +88,10 @@ pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
                     else {
                         continue;
                     };
-                    let rotation = get("rotation").filter(|r| r.rem_euclid(360.0) != 0.0);
+                    // A `rotation` attribute, even 0, makes a rotated rectangle (Tessera writes
+                    // one for every rotated rectangle); the schema fit turns it back into a
+                    // rectangle when its label has no rotated ones and the angle is 0.
+                    let rotation = get("rotation");
                     let kind = if rotation.is_some() {
                         ShapeKind::RotatedRectangle
                     } else {
@@ -91,10 +124,16 @@ pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
                 }
             };
             for a in e.children("attribute") {
-                if let Some(name) = a.attr("name") {
-                    shape
-                        .attributes
-                        .insert(name.to_string(), Value::String(a.text.trim().to_string()));
+                match a.attr("name") {
+                    Some(VISIBILITY) if shape.kind == ShapeKind::Points => {
+                        restore_hidden(&mut shape, a.text.trim());
+                    }
+                    Some(name) => {
+                        shape
+                            .attributes
+                            .insert(name.to_string(), Value::String(a.text.trim().to_string()));
+                    }
+                    None => {}
                 }
             }
             out.declare(RawLabel {
@@ -106,4 +145,30 @@ pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
         out.images.push(raw);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_zero_and_keypoint_visibility_come_back() {
+        let xml = r#"<annotations><version>1.1</version>
+          <image id="0" name="a.png" width="64" height="48">
+            <box label="car" xtl="1" ytl="2" xbr="10" ybr="20" rotation="0"></box>
+            <box label="car" xtl="1" ytl="2" xbr="10" ybr="20"></box>
+            <points label="person" points="1,2;5,6">
+              <attribute name="keypoint_visibility">2,0,1</attribute>
+            </points>
+          </image></annotations>"#;
+        let mut out = Parsed::default();
+        read(xml, &mut out).unwrap();
+        let shapes = &out.images[0].shapes;
+        assert_eq!(shapes[0].kind, ShapeKind::RotatedRectangle);
+        assert_eq!(shapes[0].angle, Some(0.0));
+        assert_eq!(shapes[1].kind, ShapeKind::Rectangle);
+        assert_eq!(shapes[2].points, vec![[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]]);
+        assert_eq!(shapes[2].visibility, Some(vec![2, 0, 1]));
+        assert!(shapes[2].attributes.is_empty());
+    }
 }

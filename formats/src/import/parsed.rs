@@ -1,30 +1,8 @@
 //! What the format readers produce: images (as the annotation files name them) with shapes in
 //! Tessera's terms, before they are matched to the dataset and checked against the schema.
 
-use serde_json::{Map, Value};
-use tessera_domain::annotation_sets::ShapeKind;
-
-/// One shape as read from a file.
-#[derive(Clone, Debug)]
-pub struct RawShape {
-    pub label: String,
-    pub kind: ShapeKind,
-    pub points: Vec<[f64; 2]>,
-    pub angle: Option<f64>,
-    pub attributes: Map<String, Value>,
-}
-
-impl RawShape {
-    pub fn new(label: &str, kind: ShapeKind, points: Vec<[f64; 2]>) -> RawShape {
-        RawShape {
-            label: label.to_string(),
-            kind,
-            points,
-            angle: None,
-            attributes: Map::new(),
-        }
-    }
-}
+/// One shape as read from a file: the domain's shape, not yet fitted to the schema or image.
+pub use tessera_domain::shape::Shape as RawShape;
 
 /// An image named by an annotation file.
 #[derive(Debug, Default)]

@@ -6,57 +6,39 @@
 use std::path::Path;
 
 use tessera_domain::annotation_sets::ShapeKind;
+use tessera_domain::shape::VISIBLE;
 
 use super::parsed::{Parsed, RawImage, RawLabel, RawShape};
 
-/// Class names from `data.yaml` (`names:` as a block map, a block list or a flow list) and
-/// its `kpt_shape`, read without a YAML library: only these two keys matter.
-pub fn names_from_yaml(text: &str) -> (Vec<String>, Option<usize>) {
-    let unquote = |s: &str| {
-        let s = s.trim();
-        serde_json::from_str::<String>(s).unwrap_or_else(|_| s.trim_matches('\'').to_string())
+/// Class names from `data.yaml` (`names:` as a list or a map from class index) and its
+/// `kpt_shape`'s keypoint count; `Err` names what is wrong with the file.
+pub fn names_from_yaml(text: &str) -> Result<(Vec<String>, Option<usize>), String> {
+    let doc: yaml_serde::Value =
+        yaml_serde::from_str(text).map_err(|e| format!("data.yaml: {e}"))?;
+    let scalar = |v: &yaml_serde::Value| match v {
+        yaml_serde::Value::String(s) => Some(s.clone()),
+        yaml_serde::Value::Number(n) => Some(n.to_string()),
+        yaml_serde::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     };
-    let mut names = Vec::new();
-    let mut kpts = None;
-    let mut in_names = false;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+    let names = match doc.get("names") {
+        Some(yaml_serde::Value::Sequence(list)) => list.iter().filter_map(scalar).collect(),
+        Some(yaml_serde::Value::Mapping(map)) => {
+            let mut indexed: Vec<(u64, String)> = map
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_u64()?, scalar(v)?)))
+                .collect();
+            indexed.sort();
+            indexed.into_iter().map(|(_, name)| name).collect()
         }
-        let indented = line.starts_with(' ') || line.starts_with('\t');
-        // A block list may sit at the key's own indentation (`names:` then `- car`).
-        let list_item = in_names && trimmed.starts_with("- ");
-        if !indented && !list_item {
-            in_names = false;
-            if let Some(rest) = trimmed.strip_prefix("names:") {
-                let rest = rest.trim();
-                if let Some(list) = rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-                    names = list
-                        .split(',')
-                        .map(unquote)
-                        .filter(|n| !n.is_empty())
-                        .collect();
-                } else {
-                    in_names = true;
-                }
-            } else if let Some(rest) = trimmed.strip_prefix("kpt_shape:") {
-                kpts = rest
-                    .trim()
-                    .trim_start_matches('[')
-                    .split(',')
-                    .next()
-                    .and_then(|k| k.trim().parse().ok());
-            }
-        } else if in_names {
-            if let Some(item) = trimmed.strip_prefix("- ") {
-                names.push(unquote(item));
-            } else if let Some((_, name)) = trimmed.split_once(':') {
-                names.push(unquote(name));
-            }
-        }
-    }
-    (names, kpts)
+        _ => return Err("data.yaml: no names list or map".into()),
+    };
+    let keypoints = doc
+        .get("kpt_shape")
+        .and_then(|k| k.get(0))
+        .and_then(yaml_serde::Value::as_u64)
+        .map(|k| k as usize);
+    Ok((names, keypoints))
 }
 
 /// Adds the label file `path` (its stem names the image; `shown` is how notes name the file).
@@ -107,7 +89,11 @@ pub fn read_labels(
             (len, Some(k)) if len == 4 + 3 * k || len == 4 + 2 * k => {
                 let dims = (len - 4) / k.max(1);
                 let points = v[4..].chunks_exact(dims).map(|c| [c[0], c[1]]).collect();
-                RawShape::new(label, ShapeKind::Points, points)
+                let mut shape = RawShape::new(label, ShapeKind::Points, points);
+                if dims == 3 {
+                    shape.visibility = visibility(v[4..].chunks_exact(3).map(|c| c[2]));
+                }
+                shape
             }
             (len, None) if len >= 6 && len % 2 == 0 => RawShape::new(
                 label,
@@ -128,6 +114,12 @@ pub fn read_labels(
     out.images.push(image);
 }
 
+/// Visibility flags as a shape keeps them: `None` when every keypoint is visible.
+pub fn visibility(flags: impl Iterator<Item = f64>) -> Option<Vec<u8>> {
+    let flags: Vec<u8> = flags.map(|v| v.clamp(0.0, 2.0).round() as u8).collect();
+    flags.iter().any(|v| *v != VISIBLE).then_some(flags)
+}
+
 /// Declares the class names as labels.
 pub fn declare(names: &[String], out: &mut Parsed) {
     for name in names {
@@ -143,14 +135,34 @@ mod tests {
     #[test]
     fn reads_names_in_every_yaml_form() {
         let (n, k) =
-            super::names_from_yaml("path: .\nnames:\n  0: car\n  1: \"a b\"\nkpt_shape: [2, 3]\n");
+            super::names_from_yaml("path: .\nnames:\n  1: \"a: b\"\n  0: car\nkpt_shape: [2, 3]\n")
+                .unwrap();
         assert_eq!(
             (n, k),
-            (vec!["car".to_string(), "a b".to_string()], Some(2))
+            (vec!["car".to_string(), "a: b".to_string()], Some(2))
         );
-        let (n, _) = super::names_from_yaml("names:\n- car\n- person\n");
+        let (n, _) = super::names_from_yaml("names:\n- car\n- person\n").unwrap();
         assert_eq!(n, vec!["car", "person"]);
-        let (n, _) = super::names_from_yaml("names: ['car', person]\n");
+        let (n, _) = super::names_from_yaml("names: ['car', person]\n").unwrap();
         assert_eq!(n, vec!["car", "person"]);
+        assert!(super::names_from_yaml("names: [car\n").is_err());
+    }
+
+    #[test]
+    fn pose_lines_keep_each_keypoints_visibility() {
+        let mut out = super::Parsed::default();
+        let names = vec!["person".to_string()];
+        let line = "0 0.5 0.5 0.2 0.2 0.4 0.4 2 0 0 0 0.6 0.6 1\n";
+        super::read_labels(
+            std::path::Path::new("a.txt"),
+            "a.txt",
+            line,
+            &names,
+            Some(3),
+            &mut out,
+        );
+        let shape = &out.images[0].shapes[0];
+        assert_eq!(shape.points.len(), 3);
+        assert_eq!(shape.visibility, Some(vec![2, 0, 1]));
     }
 }
