@@ -9,11 +9,17 @@
 //! step go to `$TESSERA_ARTEFACTS` (default `target/ui-artefacts`). `TESSERA_UI_SKIP=import` or
 //! `=export` (comma separated) leaves those steps out while working on a node without them.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
+use tessera_client::{Client, Method};
 use tessera_cluster_tests::{png, Options, TestCluster, ADMIN_PASSWORD};
+
+use crate::support::{create_user, send_json, upload};
 
 /// The whole browser workflow takes well under a minute on loopback; this is the hang guard.
 const WORKFLOW_DEADLINE: Duration = Duration::from_secs(300);
@@ -60,49 +66,145 @@ fn playwright() {
 
 #[tokio::test]
 async fn the_whole_workflow_works_in_a_real_browser() {
-    let browser = chromium();
-    playwright();
-    let cluster = TestCluster::start(Options::default()).await;
-
+    let mut cluster = TestCluster::start(Options::default()).await;
     let images = tempfile::tempdir().expect("temp dir");
     for seed in 0..6u64 {
         let path = images.path().join(format!("street-{seed}.png"));
         std::fs::write(path, png(640, 480, 700 + seed)).expect("write image");
     }
+    let url2 = format!("http://{}", cluster.node(2).http);
+    let images_dir = images.path().display().to_string();
+    run_script(
+        &mut cluster,
+        "workflow.mjs",
+        &[
+            ("TESSERA_URL2", url2.as_str()),
+            ("TESSERA_IMAGES_DIR", images_dir.as_str()),
+        ],
+    )
+    .await;
+}
+
+/// Bug 1 of issue 13: saves that fail while the annotator's node is down (killed for real) are
+/// kept in IndexedDB, counted in the bar, block submitting, survive a reload and are sent when
+/// the node is back; the server then has every shape.
+#[tokio::test]
+async fn unsaved_edits_survive_a_dead_node_and_a_reload() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let task = one_task(&admin, "saver", 4).await;
+    let task = task.to_string();
+    run_script(&mut cluster, "saves.mjs", &[("TESSERA_TASK", task.as_str())]).await;
+}
+
+/// A manager `mgr`, an annotator `annotator` and one task of `images` 640×480 images with
+/// labels `car` (rectangle, polygon) and `sign` (tag), assigned to the annotator; its id.
+async fn one_task(admin: &Client, annotator: &str, images: u64) -> u64 {
+    let manager = create_user(admin, "mgr", "manager").await;
+    create_user(admin, annotator, "annotator").await;
+    let mut shas = Vec::new();
+    for seed in 0..images {
+        shas.push(upload(admin, &png(640, 480, 900 + seed)).await);
+    }
+    let dataset = send_json(&manager, Method::POST, "/api/v1/datasets", json!({"name": "street"}))
+        .await
+        .json()["id"]
+        .as_u64()
+        .expect("dataset id");
+    let images: Vec<Value> = shas.iter().map(|s| json!({"sha256": s})).collect();
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    let added = send_json(&manager, Method::POST, &path, json!({"images": images})).await;
+    assert_eq!(added.status, 200, "{:?}", added.json());
+    let labels = json!([
+        {"name": "car", "color": "#e6194b", "kinds": ["rectangle", "polygon"]},
+        {"name": "sign", "color": "#3cb44b", "kinds": ["tag"]},
+    ]);
+    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
+    let set = send_json(&manager, Method::POST, &path, json!({"name": "v1", "labels": labels}))
+        .await
+        .json()["id"]
+        .as_u64()
+        .expect("annotation set id");
+    let path = format!("/api/v1/annotation-sets/{set}/tasks/split");
+    let body = json!({"chunk_size": 100, "assignees": [annotator]});
+    let split = send_json(&manager, Method::POST, &path, body).await;
+    assert_eq!(split.status, 201, "{:?}", split.json());
+    split.json()["tasks"][0].as_u64().expect("task id")
+}
+
+/// Runs `tests/ui/<script>` in node against `cluster` (node 1 as `TESSERA_URL`) and fails the test
+/// when it fails. The script may ask for nodes to be killed or started: `@cluster kill <id>` or
+/// `@cluster start <id>` on its stdout, answered with `ok` on its stdin once done (a started
+/// node is ready); everything else it prints is passed through.
+async fn run_script(cluster: &mut TestCluster, script: &str, env: &[(&str, &str)]) {
+    let browser = chromium();
+    playwright();
     let artefacts = std::env::var("TESSERA_ARTEFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join("target/ui-artefacts"));
-
-    let mut child = Command::new("node")
-        .arg("workflow.mjs")
+    let mut command = Command::new("node");
+    command
+        .arg(script)
         .current_dir(ui_dir())
         .env("TESSERA_URL", format!("http://{}", cluster.node(1).http))
-        .env("TESSERA_URL2", format!("http://{}", cluster.node(2).http))
         .env("TESSERA_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("TESSERA_IMAGES_DIR", images.path())
         .env("TESSERA_ARTEFACTS", &artefacts)
         .env("CHROMIUM", &browser)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("node is required for the UI tests");
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("node is required for the UI tests");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (asks, asked) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            match line.strip_prefix("@cluster ") {
+                Some(command) => {
+                    if asks.send(command.to_string()).is_err() {
+                        break;
+                    }
+                }
+                None => println!("{line}"),
+            }
+        }
+    });
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for node") {
             break status;
         }
+        if let Ok(ask) = asked.try_recv() {
+            let answer = match ask.split_once(' ') {
+                Some(("kill", id)) => id.parse().map(|id| cluster.kill(id)).is_ok(),
+                Some(("start", id)) => match id.parse() {
+                    Ok(id) => {
+                        cluster.restart(id).await;
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            };
+            let reply = if answer { "ok\n".to_string() } else { format!("unknown: {ask}\n") };
+            stdin.write_all(reply.as_bytes()).expect("answer the script");
+            continue;
+        }
         if started.elapsed() > WORKFLOW_DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "the browser workflow did not finish in {WORKFLOW_DEADLINE:?}; screenshots in {}",
+                "{script} did not finish in {WORKFLOW_DEADLINE:?}; screenshots in {}",
                 artefacts.display()
             );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
         status.success(),
-        "the browser workflow failed ({status}); its output is above, screenshots in {}\nerrors logged by node 1:\n{}",
+        "{script} failed ({status}); its output is above, screenshots in {}\nerrors logged by node 1:\n{}",
         artefacts.display(),
         errors(&cluster.log(1))
     );

@@ -2,10 +2,17 @@
 // labels and attributes, the object list, autosave under the version protocol (If-Match; a 412
 // opens the conflict dialog), prefetching of the next images, review (comments pinned at points,
 // accept, reject with a reason) and keyboard shortcuts.
+//
+// Unsaved edits are kept in IndexedDB (unsaved.js) from the moment they are made until a save of
+// exactly them succeeds. A save that fails for want of the server (network, 5xx) is retried with
+// backoff, and sooner when another save gets through or the browser is back online; the bar
+// says how many images are not saved, and submitting waits until none are (or the user
+// discards them).
 
 import { api, ApiError, atLeast, currentSession } from './api.js';
 import { clean, Editor, withIds } from './editor.js';
 import { clear, fmtTime, h, modal, stateBadge, toast } from './dom.js';
+import { drop, keep, pending } from './unsaved.js';
 
 const TOOLS = [
   ['select', 'Select', 'V'], ['rectangle', 'Rect', 'R'], ['rotated_rectangle', 'Rotated', 'T'],
@@ -14,6 +21,13 @@ const TOOLS = [
 const KEY_TOOL = Object.fromEntries(TOOLS.map(([t, , k]) => [k.toLowerCase(), t]));
 const AUTOSAVE_MS = 700;
 const PREFETCH = 3;
+/** Retries of saves the server did not get: 1 s, doubling, at most this far apart. */
+const RETRY_MAX_MS = 10_000;
+const CONNECTION_LOST = 'Connection to the server lost; your work is kept and will be saved when it is back.';
+
+/** Whether a failed save may succeed later unchanged: the server was unreachable or unwell. */
+const retryable = (e) => !(e instanceof ApiError) || e.status === 0 || e.status === 408 || e.status === 429 || e.status >= 500;
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
 const SHORTCUTS = [
   ['V R T P L K', 'Select, rectangle, rotated rectangle, polygon, polyline, keypoints'],
@@ -39,6 +53,8 @@ export async function render(el, [taskId], ctx) {
   let task = await api(`/api/v1/tasks/${taskId}`);
   const labels = task.labels || (await api(`/api/v1/annotation-sets/${task.annotation_set}`)).labels;
   let comments = [];
+  // What an earlier visit (or a reload) could not save, by image: restored as each is loaded.
+  const queued = new Map((await pending(me, taskId).catch(() => [])).map((e) => [e.sha, e]));
   // Where reviewers go back to: managers to the set's task list, reviewers to their queue.
   const reviewHome = () => (atLeast('manager') ? `/sets/${task.annotation_set}/tasks` : '/review');
   const mode = () => (task.state === 'in_progress' && task.assignee === me ? 'annotate'
@@ -58,8 +74,21 @@ export async function render(el, [taskId], ctx) {
     im.shapes = withIds(a.shapes || []);
     im.saved = JSON.stringify(clean(im.shapes));
     im.savedBy = a.saved_by;
+    restore(im);
     markStrip(im);
   }));
+  // Puts back the shapes a failed save left in IndexedDB, made on version `base`: saved on top of
+  // it when it is still current, else the conflict dialog asks (nothing is dropped silently).
+  function restore(im) {
+    const q = queued.get(im.sha256);
+    if (!q) return;
+    queued.delete(im.sha256);
+    if (JSON.stringify(q.shapes) === im.saved) { drop(me, taskId, im.sha256).catch(() => {}); return; }
+    im.version = q.base;
+    im.shapes = withIds(q.shapes);
+    im.offline = true;
+    setTimeout(() => save(im), 0);
+  }
   const prefetch = (from) => {
     for (let i = from; i < Math.min(images.length, from + PREFETCH + 1); i++) {
       loadImage(images[i]).catch(() => {});
@@ -82,12 +111,15 @@ export async function render(el, [taskId], ctx) {
   const position = h('span', { id: 'position' });
   const zoomText = h('span', { class: 'muted', id: 'zoom' });
   const draftHint = h('span', { class: 'hint', id: 'draft-hint', 'aria-live': 'polite' });
+  const unsavedText = h('span', { id: 'unsaved-text' });
+  const discardButton = h('button', { type: 'button', id: 'discard', class: 'danger', title: 'Go back to the last saved version of these images' }, 'Discard…');
+  const unsavedBox = h('span', { class: 'unsaved', id: 'unsaved', role: 'status', 'aria-live': 'polite', hidden: true }, unsavedText, discardButton);
   const barActions = h('span', { class: 'row' });
   const bar = h('div', { class: 'ws-bar' },
     h('a', { href: task.assignee === me ? '/my-tasks' : reviewHome(), 'data-link': true }, '← Back'),
     h('strong', null, `Task #${task.id}`), stateBadge(task.state), position,
     h('button', { type: 'button', id: 'prev', title: 'Previous image (A)' }, '← Prev'), h('button', { type: 'button', id: 'next', title: 'Next image (D)' }, 'Next →'),
-    zoomText, draftHint, h('span', { class: 'spacer' }), saveState, barActions);
+    zoomText, draftHint, unsavedBox, saveState, barActions);
   const labelList = h('ul', { class: 'labels-list', id: 'labels', 'aria-label': 'Labels' });
   const tagBox = h('div', { id: 'tags' });
   const attrBox = h('div', { id: 'attributes' });
@@ -247,22 +279,63 @@ export async function render(el, [taskId], ctx) {
     if (!b) return;
     b.setAttribute('aria-current', String(im === current));
     b.querySelector('.dot')?.remove();
-    if (im.shapes?.length) b.append(h('span', { class: 'dot', title: 'annotated' }));
+    if (failed(im)) b.append(h('span', { class: 'dot unsaved', title: 'not saved' }));
+    else if (im.shapes?.length) b.append(h('span', { class: 'dot', title: 'annotated' }));
   }
 
   // --- autosave under the version protocol
   const dirty = (im) => im.shapes && JSON.stringify(clean(im.shapes)) !== im.saved;
+  /** Changes a save attempt did not get to the server. */
+  const failed = (im) => dirty(im) && (im.offline || im.error);
   function showSaveState() {
+    renderUnsaved();
     const im = current;
     if (!im) return;
     const [cls, text] = im.conflict ? ['error', 'conflict'] : im.error ? ['error', `not saved: ${im.error}`]
-      : im.saving ? ['saving', 'saving…'] : dirty(im) ? ['dirty', 'unsaved changes'] : ['saved', `saved · v${im.version}`];
+      : im.saving ? ['saving', 'saving…'] : failed(im) ? ['error', 'not saved — retrying']
+        : dirty(im) ? ['dirty', 'unsaved changes'] : ['saved', `saved · v${im.version}`];
     saveState.className = `save-state ${cls}`;
     saveState.textContent = text;
     saveState.dataset.version = String(im.version);
   }
+  function renderUnsaved() {
+    const list = images.filter(failed);
+    unsavedBox.hidden = !list.length;
+    if (!list.length) return;
+    const retrying = list.some((im) => im.offline);
+    unsavedText.textContent = `${plural(list.length, 'image', 'images')} not saved${retrying ? ' — retrying' : ''}`;
+    unsavedBox.title = retrying ? CONNECTION_LOST : list.find((im) => im.error).error;
+  }
+  // Every change is in IndexedDB before anything else happens to it; a save of exactly these
+  // shapes removes it (transactions run in the order they are opened).
+  let storageWarned = false;
+  function persist(im) {
+    const done = dirty(im)
+      ? keep({ user: me, task: taskId, sha: im.sha256, base: im.version, shapes: clean(im.shapes) })
+      : drop(me, taskId, im.sha256);
+    done.catch((e) => {
+      if (!storageWarned) toast(`This browser cannot keep unsaved work (${e?.message || e}); stay online until "saved" shows`, 'error', 10_000);
+      storageWarned = true;
+    });
+  }
+  let attempts = 0;
+  let retryTimer = null;
+  let warned = false;
+  function scheduleRetry() {
+    if (retryTimer) return;
+    const delay = Math.min(RETRY_MAX_MS, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
+    attempts++;
+    retryTimer = setTimeout(retryNow, delay);
+  }
+  function retryNow() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    for (const im of images) if (im.offline && !im.saving && !im.conflict) save(im);
+  }
+  window.addEventListener('online', retryNow);
   function scheduleSave(im) {
     im.error = null;
+    persist(im);
     clearTimeout(im.timer);
     im.timer = setTimeout(() => save(im), AUTOSAVE_MS);
     showSaveState();
@@ -270,7 +343,7 @@ export async function render(el, [taskId], ctx) {
   async function save(im, { base } = {}) {
     clearTimeout(im.timer);
     if (im.saving) { im.again = true; return im.saving; }
-    if (!dirty(im) && base === undefined) { showSaveState(); return; }
+    if (!dirty(im) && base === undefined) { im.offline = false; persist(im); showSaveState(); markStrip(im); return; }
     const body = clean(im.shapes);
     const text = JSON.stringify(body);
     im.saving = (async () => {
@@ -287,12 +360,27 @@ export async function render(el, [taskId], ctx) {
         im.version = r.body.version;
         im.saved = text;
         im.error = null;
+        im.offline = false;
+        // The server is back: what waits for a retry need not wait any longer.
+        attempts = 0;
+        warned = false;
+        if (images.some((x) => x.offline)) retryNow();
       } catch (e) {
-        im.error = e instanceof ApiError ? e.message : String(e);
-        if (im === current) toast(`Not saved: ${im.error}`, 'error', 7000);
+        if (retryable(e)) {
+          im.offline = true;
+          scheduleRetry();
+          if (!warned) toast(CONNECTION_LOST, 'error', 10_000);
+          warned = true;
+        } else {
+          im.offline = false;
+          im.error = e.message;
+          toast(`Not saved: ${im.error}. Your changes are kept in this browser; discard them to go on.`, 'error', 10_000);
+        }
       } finally {
         im.saving = null;
+        persist(im);
         showSaveState();
+        markStrip(im);
       }
     })();
     showSaveState();
@@ -300,6 +388,27 @@ export async function render(el, [taskId], ctx) {
     if (im.again) { im.again = false; if (dirty(im) && !im.conflict) await save(im); }
   }
   const saveAll = () => Promise.all(images.filter((im) => dirty(im) || im.saving).map((im) => (im.saving || save(im))));
+
+  // Back to the last saved version of every image that could not be saved, when the user says so.
+  async function discardUnsaved() {
+    const list = images.filter(failed);
+    if (!list.length) return;
+    const ok = await modal('Discard unsaved changes',
+      h('p', null, `The changes to ${plural(list.length, 'image', 'images')} that could not be saved will be lost; those images go back to their last saved version.`),
+      [{ text: 'Keep them', value: false }, { text: 'Discard', value: true, class: 'danger' }]);
+    if (!ok) return;
+    for (const im of list) {
+      clearTimeout(im.timer);
+      im.shapes.splice(0, im.shapes.length, ...withIds(JSON.parse(im.saved)));
+      im.offline = false;
+      im.error = null;
+      persist(im);
+      markStrip(im);
+    }
+    if (list.includes(current)) { editor.select(null); editor.invalidate(); renderObjects(); }
+    showSaveState();
+  }
+  discardButton.addEventListener('click', discardUnsaved);
 
   // A stale version: show theirs and mine; reload theirs (mine stays in undo) or keep mine.
   async function resolveConflict(im, theirVersion) {
@@ -327,6 +436,7 @@ export async function render(el, [taskId], ctx) {
       im.version = theirs.version;
       im.shapes.splice(0, im.shapes.length, ...withIds(theirs.shapes));
       im.saved = JSON.stringify(clean(im.shapes));
+      persist(im);
       if (im === current) { editor.select(null); editor.invalidate(); renderObjects(); }
       toast(choice === 'theirs' ? 'Reloaded their version; Ctrl+Z restores yours' : 'Kept their version; Ctrl+Z restores yours');
     }
@@ -419,7 +529,11 @@ export async function render(el, [taskId], ctx) {
   // --- task actions
   async function act(action, body) {
     await saveAll();
-    if (images.some((im) => dirty(im) || im.error || im.conflict)) { toast('Some changes are not saved yet', 'error'); return false; }
+    const unsaved = images.filter((im) => dirty(im) || im.conflict).length;
+    if (unsaved) {
+      toast(`${plural(unsaved, 'image is', 'images are')} not saved yet: your work is kept and will be saved when the server is back; try again then (or discard the changes)`, 'error', 10_000);
+      return false;
+    }
     try {
       task = await api(`/api/v1/tasks/${taskId}/${action}`, body ? { json: body } : { method: 'POST' });
       return true;
@@ -499,11 +613,14 @@ export async function render(el, [taskId], ctx) {
 
   // --- leaving
   ctx.setLeaveGuard((unloading) => {
-    const pending = images.some((im) => dirty(im) || im.saving || im.conflict);
-    if (!pending) return true;
+    const busy = images.some((im) => dirty(im) || im.saving || im.conflict);
+    if (!busy) return true;
     if (unloading) { saveAll(); return false; }
     saveAll();
-    return confirm('Some changes are still being saved. Leave anyway?');
+    const notSaved = images.filter(failed).length;
+    return confirm(notSaved
+      ? `${plural(notSaved, 'image is', 'images are')} not saved yet. They are kept in this browser and sent again when you open this task. Leave anyway?`
+      : 'Some changes are still being saved. Leave anyway?');
   });
 
   renderLabels();
@@ -513,10 +630,17 @@ export async function render(el, [taskId], ctx) {
   const start = Math.max(0, Math.min(images.length - 1, Number(ctx.query.get('image') || 1) - 1));
   await go(start);
   loadComments();
+  // Images further on with work kept from before: load them, which sends it again.
+  for (const sha of queued.keys()) {
+    const im = images.find((x) => x.sha256 === sha);
+    if (im) loadShapes(im).catch(() => {});
+  }
 
   return () => {
     document.removeEventListener('keydown', onKey);
     document.removeEventListener('keyup', onKeyUp);
+    window.removeEventListener('online', retryNow);
+    clearTimeout(retryTimer);
     clearInterval(zoomLoop);
     editor.destroy();
     saveAll();
