@@ -88,7 +88,9 @@ fn one() -> u32 {
 }
 
 /// `POST /api/v1/annotation-sets/{id}/tasks/split`: `{"chunk_size": 50, "overlap": 1,
-/// "assignees": ["ann1", "ann2"]}`; without assignees the tasks go to the pool.
+/// "assignees": ["ann1", "ann2"]}`; without assignees the tasks go to the pool. Only images
+/// that no task of the set holds are split (so a second split takes what was added since);
+/// the reply says how many were left out.
 pub async fn split(
     State(state): State<AppState>,
     principal: Principal,
@@ -146,6 +148,24 @@ pub async fn split(
             "the dataset has no images to split",
         ));
     }
+    let held = state
+        .cluster
+        .read_catalog(move |s| tasks::tasked_images(s, set_id))
+        .await?;
+    let before = shas.len();
+    shas.retain(|sha| !held.contains(sha));
+    let already_tasked = before - shas.len();
+    if shas.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_split",
+            format!(
+                "all {before} images of the dataset already have a task in this annotation set; \
+                 archive a task to split its images again"
+            ),
+        ));
+    }
+    let images = shas.len();
     let chunks: Vec<_> = shas.chunks(chunk_size).map(<[_]>::to_vec).collect();
     let op = TaskOp::Split {
         set_id,
@@ -157,7 +177,8 @@ pub async fn split(
     };
     match propose(&state, op).await? {
         TaskOutcome::Created(ids) => {
-            Ok((StatusCode::CREATED, Json(json!({ "tasks": ids }))).into_response())
+            let reply = json!({ "tasks": ids, "images": images, "already_tasked": already_tasked });
+            Ok((StatusCode::CREATED, Json(reply)).into_response())
         }
         other => Err(unexpected(other)),
     }
@@ -319,7 +340,7 @@ pub struct ActBody {
 }
 
 /// `POST /api/v1/tasks/{id}/{action}`: claim, start, submit, review, accept, reject
-/// (`{"reason": ...}`).
+/// (`{"reason": ...}`), archive (managers: out of the workflow, its annotations kept).
 pub async fn act(
     State(state): State<AppState>,
     principal: Principal,
@@ -333,8 +354,9 @@ pub async fn act(
         "review" => Action::Review,
         "accept" => Action::Accept,
         "reject" => Action::Reject,
+        "archive" => Action::Archive,
         other => {
-            let known = "claim, start, submit, review, accept, reject";
+            let known = "claim, start, submit, review, accept, reject, archive";
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_action",

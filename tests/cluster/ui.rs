@@ -94,24 +94,71 @@ async fn unsaved_edits_survive_a_dead_node_and_a_reload() {
     let admin = cluster.node(1).client();
     let task = one_task(&admin, "saver", 4).await;
     let task = task.to_string();
-    run_script(&mut cluster, "saves.mjs", &[("TESSERA_TASK", task.as_str())]).await;
+    run_script(
+        &mut cluster,
+        "saves.mjs",
+        &[("TESSERA_TASK", task.as_str())],
+    )
+    .await;
 }
 
-/// A manager `mgr`, an annotator `annotator` and one task of `images` 640×480 images with
-/// labels `car` (rectangle, polygon) and `sign` (tag), assigned to the annotator; its id.
-async fn one_task(admin: &Client, annotator: &str, images: u64) -> u64 {
-    let manager = create_user(admin, "mgr", "manager").await;
+/// Bug 2 of issue 13: a second split takes only images without a task, a third has nothing to
+/// take, and archiving a task keeps its annotations and frees its images.
+#[tokio::test]
+async fn splits_take_only_untasked_images_and_archiving_keeps_work() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    create_user(&admin, "ann1", "annotator").await;
+    let (_, dataset, set, shas) = fixture(&admin, 6, 4).await;
+    let (dataset, set) = (dataset.to_string(), set.to_string());
+    let later = shas[4..].join(",");
+    let env = [
+        ("TESSERA_SET", set.as_str()),
+        ("TESSERA_DATASET", dataset.as_str()),
+        ("TESSERA_LATER", later.as_str()),
+    ];
+    run_script(&mut cluster, "splits.mjs", &env).await;
+}
+
+/// An annotator and one task of `images` 640×480 images (labels of [`fixture`]) assigned to
+/// them; the task's id.
+async fn one_task(admin: &Client, annotator: &str, images: usize) -> u64 {
     create_user(admin, annotator, "annotator").await;
+    let (manager, _, set, _) = fixture(admin, images, images).await;
+    let path = format!("/api/v1/annotation-sets/{set}/tasks/split");
+    let body = json!({"chunk_size": 100, "assignees": [annotator]});
+    let split = send_json(&manager, Method::POST, &path, body).await;
+    assert_eq!(split.status, 201, "{:?}", split.json());
+    split.json()["tasks"][0].as_u64().expect("task id")
+}
+
+/// A manager `mgr`, `count` uploaded 640×480 images of which the first `in_dataset` are in a new
+/// dataset, and an annotation set on it with labels `car` (rectangle, polygon) and `sign` (tag):
+/// `(manager, dataset, set, hashes)`.
+async fn fixture(
+    admin: &Client,
+    count: usize,
+    in_dataset: usize,
+) -> (Client, u64, u64, Vec<String>) {
+    let manager = create_user(admin, "mgr", "manager").await;
     let mut shas = Vec::new();
-    for seed in 0..images {
-        shas.push(upload(admin, &png(640, 480, 900 + seed)).await);
+    for seed in 900..900 + count as u64 {
+        shas.push(upload(admin, &png(640, 480, seed)).await);
     }
-    let dataset = send_json(&manager, Method::POST, "/api/v1/datasets", json!({"name": "street"}))
-        .await
-        .json()["id"]
+    let dataset = send_json(
+        &manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "street"}),
+    )
+    .await
+    .json()["id"]
         .as_u64()
         .expect("dataset id");
-    let images: Vec<Value> = shas.iter().map(|s| json!({"sha256": s})).collect();
+    let images: Vec<Value> = shas[..in_dataset]
+        .iter()
+        .map(|s| json!({"sha256": s}))
+        .collect();
     let path = format!("/api/v1/datasets/{dataset}/images");
     let added = send_json(&manager, Method::POST, &path, json!({"images": images})).await;
     assert_eq!(added.status, 200, "{:?}", added.json());
@@ -120,16 +167,17 @@ async fn one_task(admin: &Client, annotator: &str, images: u64) -> u64 {
         {"name": "sign", "color": "#3cb44b", "kinds": ["tag"]},
     ]);
     let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
-    let set = send_json(&manager, Method::POST, &path, json!({"name": "v1", "labels": labels}))
-        .await
-        .json()["id"]
+    let set = send_json(
+        &manager,
+        Method::POST,
+        &path,
+        json!({"name": "v1", "labels": labels}),
+    )
+    .await
+    .json()["id"]
         .as_u64()
         .expect("annotation set id");
-    let path = format!("/api/v1/annotation-sets/{set}/tasks/split");
-    let body = json!({"chunk_size": 100, "assignees": [annotator]});
-    let split = send_json(&manager, Method::POST, &path, body).await;
-    assert_eq!(split.status, 201, "{:?}", split.json());
-    split.json()["tasks"][0].as_u64().expect("task id")
+    (manager, dataset, set, shas)
 }
 
 /// Runs `tests/ui/<script>` in node against `cluster` (node 1 as `TESSERA_URL`) and fails the test
@@ -188,8 +236,14 @@ async fn run_script(cluster: &mut TestCluster, script: &str, env: &[(&str, &str)
                 },
                 _ => false,
             };
-            let reply = if answer { "ok\n".to_string() } else { format!("unknown: {ask}\n") };
-            stdin.write_all(reply.as_bytes()).expect("answer the script");
+            let reply = if answer {
+                "ok\n".to_string()
+            } else {
+                format!("unknown: {ask}\n")
+            };
+            stdin
+                .write_all(reply.as_bytes())
+                .expect("answer the script");
             continue;
         }
         if started.elapsed() > WORKFLOW_DEADLINE {

@@ -42,9 +42,18 @@ export async function token(user, password) {
   return (await r.json()).access_token;
 }
 export async function apiGet(tok, path) {
-  const r = await fetch(`${BASE}${path}`, { headers: { authorization: `Bearer ${tok}` } });
+  return apiSend(tok, 'GET', path);
+}
+/** A JSON request that must succeed; its parsed reply. */
+export async function apiSend(tok, method, path, json, headers = {}) {
+  const init = { method, headers: { authorization: `Bearer ${tok}`, ...headers } };
+  if (json !== undefined) {
+    init.headers['content-type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  }
+  const r = await fetch(`${BASE}${path}`, init);
   const body = await r.json();
-  assert.ok(r.ok, `${path}: ${r.status} ${JSON.stringify(body)}`);
+  assert.ok(r.ok, `${method} ${path}: ${r.status} ${JSON.stringify(body)}`);
   return body;
 }
 /** Polls `check` until it returns a truthy value (deadline, not a fixed sleep). */

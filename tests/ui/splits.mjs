@@ -1,0 +1,84 @@
+// Bug 2 of issue 13: a second Split takes only the images that have no task in the set, says
+// what it left out, and refuses when nothing is left; archiving a task (from the task list,
+// after a confirmation) keeps its saved annotations and frees its images for a new split.
+//
+// Env (besides harness.mjs's): TESSERA_SET (an annotation set with a `car` rectangle label, on a
+// dataset of 4 images, no tasks yet), TESSERA_DATASET, TESSERA_LATER (comma separated hashes of
+// 2 uploaded images not in the dataset yet). Users: `mgr` (manager), `ann1` (annotator).
+
+import assert from 'node:assert/strict';
+import {
+  a11y, apiGet, apiSend, browser, cspViolations, errors, go, log, newUserPage, pw, screenshot, signIn, token,
+} from './harness.mjs';
+
+const SET = Number(process.env.TESSERA_SET);
+const DATASET = Number(process.env.TESSERA_DATASET);
+const LATER = (process.env.TESSERA_LATER || '').split(',').filter(Boolean);
+assert.ok(SET && DATASET && LATER.length === 2, 'TESSERA_SET, TESSERA_DATASET and TESSERA_LATER are required');
+
+const mgr = await newUserPage();
+await signIn(mgr, 'mgr', pw('mgr'));
+await go(mgr, `/sets/${SET}/tasks`);
+const mgrTok = await token('mgr', pw('mgr'));
+const annTok = await token('ann1', pw('ann1'));
+const listed = async () => (await apiGet(mgrTok, `/api/v1/annotation-sets/${SET}/tasks`)).items;
+const imagesOf = async (id) => (await apiGet(mgrTok, `/api/v1/tasks/${id}`)).images.map((i) => i.sha256).sort();
+const rows = mgr.locator('#tasks tr[data-task]');
+async function split() {
+  await mgr.getByLabel('Chunk size (images per task)').fill('2');
+  await mgr.getByLabel('Assignees (comma separated)').fill('ann1');
+  await mgr.getByRole('button', { name: 'Split', exact: true }).click();
+}
+
+log('first split: two tasks of two images; ann1 saves a box in the first');
+await split();
+await rows.nth(1).waitFor();
+const [t1, t2] = await listed();
+assert.equal(t1.image_count + t2.image_count, 4);
+const t1Images = await imagesOf(t1.id);
+await apiSend(annTok, 'POST', `/api/v1/tasks/${t1.id}/start`);
+const box = { label: 'car', kind: 'rectangle', points: [[10, 10], [60, 50]] };
+await apiSend(annTok, 'PUT', `/api/v1/tasks/${t1.id}/images/${t1Images[0]}/annotations`, { shapes: [box] }, { 'if-match': '"0"' });
+
+log('two images added: a second split takes only those');
+await apiSend(mgrTok, 'POST', `/api/v1/datasets/${DATASET}/images`, { images: LATER.map((sha256) => ({ sha256 })) });
+await split();
+await mgr.locator('.toast', { hasText: '1 tasks created from 2 images (4 already had a task and were left out)' }).waitFor();
+await rows.nth(2).waitFor();
+const third = (await listed()).find((t) => t.id !== t1.id && t.id !== t2.id);
+assert.deepEqual(await imagesOf(third.id), [...LATER].sort(), 'the new task holds only the added images');
+await screenshot(mgr, 'splits-second');
+
+log('nothing left: a third split is refused with the reason');
+await split();
+await mgr.locator('form[aria-label="Split into tasks"] .error', { hasText: /all 6 images of the dataset already have a task/ }).waitFor();
+assert.equal((await listed()).length, 3, 'no task was created');
+
+log('archiving a task keeps its annotations and frees its images');
+await rows.and(mgr.locator(`[data-task="${t1.id}"]`)).getByRole('button', { name: `Archive task ${t1.id}` }).click();
+await mgr.getByRole('dialog', { name: `Archive task #${t1.id}` }).waitFor();
+await a11y(mgr, 'archive dialog');
+await mgr.getByRole('button', { name: 'Archive', exact: true }).click();
+await mgr.locator(`#tasks tr[data-task="${t1.id}"][data-state="archived"]`).waitFor();
+const kept = await apiGet(mgrTok, `/api/v1/tasks/${t1.id}/images/${t1Images[0]}/annotations`);
+assert.deepEqual(kept.shapes, [box], 'the archived task\'s saved shapes are kept');
+const mine = (await apiGet(annTok, '/api/v1/me/tasks')).items.map((t) => t.id);
+assert.ok(!mine.includes(t1.id), `an archived task is in nobody's list: ${mine}`);
+const refused = await fetch(`${process.env.TESSERA_URL}/api/v1/tasks/${t1.id}/images/${t1Images[0]}/annotations`, {
+  method: 'PUT', headers: { authorization: `Bearer ${annTok}`, 'content-type': 'application/json', 'if-match': `"${kept.version}"` },
+  body: JSON.stringify({ shapes: [] }),
+});
+assert.equal(refused.status, 403, 'nobody saves into an archived task');
+await split();
+await mgr.locator('.toast', { hasText: '1 tasks created from 2 images (4 already had a task and were left out)' }).waitFor();
+await rows.nth(3).waitFor();
+const fourth = (await listed()).find((t) => ![t1.id, t2.id, third.id].includes(t.id));
+assert.deepEqual(await imagesOf(fourth.id), t1Images, 'the archived task\'s images are split again');
+await screenshot(mgr, 'splits-archived');
+await a11y(mgr, 'tasks with an archived task');
+
+assert.deepEqual(errors, [], 'no uncaught page errors');
+assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violations');
+await browser.close();
+log('ok: splits');
+process.exit(0);
