@@ -120,6 +120,16 @@ async fn splits_take_only_untasked_images_and_archiving_keeps_work() {
     run_script(&mut cluster, "splits.mjs", &env).await;
 }
 
+/// Bug 3 of issue 13: the canvas stays exactly where it is while a polygon is drawn, at three
+/// desktop sizes.
+#[tokio::test]
+async fn the_canvas_never_moves_while_drawing() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let task = one_task(&admin, "drawer", 2).await.to_string();
+    run_script(&mut cluster, "layout.mjs", &[("TESSERA_TASK", task.as_str())]).await;
+}
+
 /// An annotator and one task of `images` 640×480 images (labels of [`fixture`]) assigned to
 /// them; the task's id.
 async fn one_task(admin: &Client, annotator: &str, images: usize) -> u64 {
