@@ -94,12 +94,12 @@ async fn unsaved_edits_survive_a_dead_node_and_a_reload() {
     let admin = cluster.node(1).client();
     let task = one_task(&admin, "saver", 4).await;
     let task = task.to_string();
-    run_script(
-        &mut cluster,
-        "saves.mjs",
-        &[("TESSERA_TASK", task.as_str())],
-    )
-    .await;
+    let url2 = format!("http://{}", cluster.node(2).http);
+    let env = [
+        ("TESSERA_TASK", task.as_str()),
+        ("TESSERA_URL2", url2.as_str()),
+    ];
+    run_script(&mut cluster, "saves.mjs", &env).await;
 }
 
 /// Bug 2 of issue 13: a second split takes only images without a task, a third has nothing to
@@ -127,7 +127,12 @@ async fn the_canvas_never_moves_while_drawing() {
     let mut cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
     let task = one_task(&admin, "drawer", 2).await.to_string();
-    run_script(&mut cluster, "layout.mjs", &[("TESSERA_TASK", task.as_str())]).await;
+    run_script(
+        &mut cluster,
+        "layout.mjs",
+        &[("TESSERA_TASK", task.as_str())],
+    )
+    .await;
 }
 
 /// An annotator and one task of `images` 640×480 images (labels of [`fixture`]) assigned to

@@ -10,11 +10,13 @@
 
 import assert from 'node:assert/strict';
 import {
-  apiGet, BASE, browser, cluster, cspViolations, dragBetween, errors, eventually, log, nearPoints, newUserPage,
+  ADMIN_PASSWORD, apiGet, BASE, browser, cluster, cspViolations, dragBetween, errors, eventually, go, log, nearPoints, newUserPage,
   objectCount, pw, screenshot, signIn, token, view, waitSaved, workspace,
 } from './harness.mjs';
 
 const TASK = Number(process.env.TESSERA_TASK);
+const BASE2 = process.env.TESSERA_URL2;
+assert.ok(BASE2, 'TESSERA_URL2 (another node) is required');
 assert.ok(TASK, 'TESSERA_TASK is required');
 const ANN = 'saver';
 const LOST = 'Connection to the server lost; your work is kept and will be saved when it is back.';
@@ -48,8 +50,20 @@ await rect(R1, 1);
 await waitSaved(a);
 const first = (await view(a)).sha;
 
+// An admin watches the cluster page on node 2.
+const admin = await newUserPage(BASE2);
+await signIn(admin, 'admin', ADMIN_PASSWORD);
+await go(admin, '/admin/cluster');
+await admin.locator('#nodes tr[data-up="true"]').nth(2).waitFor();
+
 log('node 1 (the annotator\'s) killed: two images edited');
 await cluster('kill 1');
+// Bug 5: the cluster page never shows the dead node as a serving leader.
+await admin.locator('#nodes tr[data-node="1"][data-up="false"]').waitFor();
+const leaders = await admin.locator('#groups tbody tr').evaluateAll((rows) => rows.map((r) => r.cells[2].textContent.trim()));
+log(`leaders seen as node 1 went down: ${leaders.join(' ')}`);
+assert.ok(!leaders.includes('1'), `a group led by the dead node is shown without a flag: ${leaders}`);
+await screenshot(admin, 'cluster-node-down');
 const R2 = [[300, 200], [420, 300]];
 await rect(R2, 2);
 await unsaved.filter({ hasText: '1 image not saved — retrying' }).waitFor();

@@ -8,8 +8,10 @@
 
 import assert from 'node:assert/strict';
 import {
-  a11y, apiGet, apiSend, browser, cspViolations, errors, go, log, newUserPage, pw, screenshot, signIn, token,
+  a11y, apiGet, apiSend, browser, cspViolations, errors, eventually, go, log, newUserPage, pw, screenshot, signIn,
+  token,
 } from './harness.mjs';
+import { zip } from './zip.mjs';
 
 const SET = Number(process.env.TESSERA_SET);
 const DATASET = Number(process.env.TESSERA_DATASET);
@@ -76,6 +78,20 @@ const fourth = (await listed()).find((t) => ![t1.id, t2.id, third.id].includes(t
 assert.deepEqual(await imagesOf(fourth.id), t1Images, 'the archived task\'s images are split again');
 await screenshot(mgr, 'splits-archived');
 await a11y(mgr, 'tasks with an archived task');
+
+log('bug 5: the dataset lists imports only; an import that added nothing is not a success');
+const exported = await apiSend(mgrTok, 'POST', `/api/v1/annotation-sets/${SET}/exports`, { format: 'coco' });
+await eventually('the export to end', async () => (await apiGet(mgrTok, `/api/v1/jobs/${exported.id}`)).state !== 'running');
+await go(mgr, `/datasets/${DATASET}`);
+const notes = zip([{ name: 'notes.txt', data: Buffer.from('not an image') }]);
+await mgr.locator('#upload-files').setInputFiles({ name: 'notes.zip', mimeType: 'application/zip', buffer: notes });
+const row = mgr.locator('.upload[data-kind="import"][data-state="done"]');
+await row.waitFor();
+await row.locator('.badge.st-warning', { hasText: 'nothing imported' }).waitFor();
+assert.equal(await row.locator('.st-succeeded').count(), 0, 'no green badge for an import that added nothing');
+await mgr.locator('#jobs tr[data-kind="import"]').first().waitFor();
+assert.equal(await mgr.locator(`#jobs tr[data-job="${exported.id}"]`).count(), 0, 'the export is not listed as an import');
+await screenshot(mgr, 'dataset-imports');
 
 assert.deepEqual(errors, [], 'no uncaught page errors');
 assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violations');

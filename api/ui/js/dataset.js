@@ -141,7 +141,10 @@ export async function render(el, [id], ctx) {
       if (j.state === 'running') count.textContent = `${dataset.image_count + (p.images_added || 0)}+ images`;
     }, ac.signal);
     cancel.remove();
-    const b2 = stateBadge(final.state);
+    // A job that found nothing to add (every file skipped) did not succeed at anything.
+    const p = final.progress || {};
+    const nothing = final.state === 'succeeded' && !p.images_added && !p.duplicates && p.skipped > 0;
+    const b2 = nothing ? h('span', { class: 'badge st-warning' }, 'nothing imported') : stateBadge(final.state);
     badge.replaceWith(b2);
     badge = b2;
     if (final.error) detail.append(h('div', { class: 'error' }, final.error));
@@ -158,12 +161,14 @@ export async function render(el, [id], ctx) {
   const jobsBox = h('div', { id: 'jobs' });
   async function loadJobs() {
     try {
-      const page = await api(`/api/v1/jobs?dataset=${id}&limit=10`);
+      // The dataset's jobs include exports of its annotation sets: only imports belong here.
+      const page = await api(`/api/v1/jobs?dataset=${id}&limit=50`);
+      const imports = page.items.filter((j) => j.kind === 'import').slice(0, 10);
       clear(jobsBox);
-      if (!page.items.length) return;
+      if (!imports.length) return;
       jobsBox.append(h('h2', null, 'Recent imports'), h('table', null,
         h('thead', null, h('tr', null, ['Job', 'Kind', 'State', 'Images added', 'Duplicates', 'Skipped', 'Started'].map((t) => h('th', null, t)))),
-        h('tbody', null, page.items.map((j) => h('tr', null,
+        h('tbody', null, imports.map((j) => h('tr', { dataset: { job: String(j.id), kind: j.kind } },
           h('td', null, j.id), h('td', null, j.kind), h('td', null, stateBadge(j.state)),
           h('td', null, j.progress?.images_added ?? ''), h('td', null, j.progress?.duplicates ?? ''),
           h('td', null, j.progress?.skipped ?? ''), h('td', null, fmtTime(j.created_ms)))))));
