@@ -79,6 +79,9 @@ export class Editor {
     this.drag = null;
     this.space = false;
     this.pointer = null;
+    /** Fingers on the canvas (pointerId → screen point); two of them pinch and pan. */
+    this.touches = new Map();
+    this.pinch = null;
     this.undoStack = [];
     this.redoStack = [];
     this.frame = 0;
@@ -87,6 +90,7 @@ export class Editor {
     canvas.addEventListener('pointerdown', (e) => this.down(e));
     canvas.addEventListener('pointermove', (e) => this.move(e));
     canvas.addEventListener('pointerup', (e) => this.up(e));
+    canvas.addEventListener('pointercancel', (e) => this.up(e));
     canvas.addEventListener('dblclick', (e) => { e.preventDefault(); this.finishDraft(); });
     canvas.addEventListener('wheel', (e) => this.wheel(e), { passive: false });
     canvas.addEventListener('contextmenu', (e) => e.preventDefault());
@@ -279,10 +283,40 @@ export class Editor {
     return null;
   }
 
+  // --- two fingers: pinch zooms around their middle, moving them together pans
+  pinchState() {
+    const [[ax, ay], [bx, by]] = [...this.touches.values()];
+    return { mid: [(ax + bx) / 2, (ay + by) / 2], dist: Math.max(1, Math.hypot(bx - ax, by - ay)) };
+  }
+  startPinch() {
+    // The second finger ends whatever the first one began (a box being drawn, a drag).
+    this.drag = null;
+    if (this.draft && (this.draft.kind === 'rectangle' || this.draft.kind === 'rotated_rectangle')) this.draft = null;
+    this.pinch = { ...this.pinchState(), scale: this.scale, tx: this.tx, ty: this.ty };
+    this.invalidate();
+  }
+  movePinch() {
+    const p = this.pinch;
+    const now = this.pinchState();
+    const s = Math.min(64, Math.max(0.02, p.scale * (now.dist / p.dist)));
+    // The image point under the first middle stays under the current middle.
+    const ix = (p.mid[0] - p.tx) / p.scale;
+    const iy = (p.mid[1] - p.ty) / p.scale;
+    this.scale = s;
+    this.tx = now.mid[0] - ix * s;
+    this.ty = now.mid[1] - iy * s;
+    this.invalidate();
+  }
+
   // --- pointer
   down(e) {
     this.canvas.focus({ preventScroll: true });
     const sp = this.local(e);
+    if (e.pointerType === 'touch') {
+      this.touches.set(e.pointerId, sp);
+      if (this.touches.size === 2) { this.startPinch(); return; }
+      if (this.touches.size > 2 || this.pinch) return;
+    }
     if (e.button === 1 || (e.button === 0 && this.space) || e.button === 2) {
       this.drag = { type: 'pan', start: sp, tx: this.tx, ty: this.ty };
       this.canvas.setPointerCapture(e.pointerId);
@@ -340,6 +374,10 @@ export class Editor {
 
   move(e) {
     const sp = this.local(e);
+    if (this.touches.has(e.pointerId)) {
+      this.touches.set(e.pointerId, sp);
+      if (this.pinch) { if (this.touches.size === 2) this.movePinch(); return; }
+    }
     this.pointer = sp;
     const d = this.drag;
     if (d?.type === 'pan') {
@@ -384,6 +422,10 @@ export class Editor {
   }
 
   up(e) {
+    if (this.touches.delete(e.pointerId) && this.pinch) {
+      if (!this.touches.size) this.pinch = null;
+      return;
+    }
     const d = this.drag;
     this.drag = null;
     if (this.canvas.hasPointerCapture?.(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
