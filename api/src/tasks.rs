@@ -89,8 +89,8 @@ fn one() -> u32 {
 
 /// `POST /api/v1/annotation-sets/{id}/tasks/split`: `{"chunk_size": 50, "overlap": 1,
 /// "assignees": ["ann1", "ann2"]}`; without assignees the tasks go to the pool. Only images
-/// that no task of the set holds are split (so a second split takes what was added since);
-/// the reply says how many were left out.
+/// that no task of the set holds are split (so a second split takes what was added since), in
+/// file-name order; the reply says how many were left out.
 pub async fn split(
     State(state): State<AppState>,
     principal: Principal,
@@ -129,18 +129,23 @@ pub async fn split(
             )
         })?;
     let dataset = set.dataset_id;
-    let mut shas = Vec::new();
+    let mut images = Vec::new();
+    let mut after = None;
     loop {
-        let after = shas.last().copied();
         let page = state
             .cluster
             .read_catalog(move |s| datasets::images(s, dataset, after.as_ref(), 5000))
             .await?;
-        if page.is_empty() {
+        let Some(last) = page.last() else {
             break;
-        }
-        shas.extend(page.iter().map(|i| i.sha));
+        };
+        after = Some(last.sha);
+        images.extend(page);
     }
+    // The dataset's order (file name, then when it was added), not the hash order records are
+    // kept in: consecutive video frames and PDF pages go to one task, in order.
+    images.sort_by(|a, b| (&a.name, a.added_ms, a.sha).cmp(&(&b.name, b.added_ms, b.sha)));
+    let mut shas: Vec<_> = images.into_iter().map(|i| i.sha).collect();
     if shas.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -170,9 +170,16 @@ async fn fixture(
     .json()["id"]
         .as_u64()
         .expect("dataset id");
+    // Named against hash order (`frame-000.png` is the greatest hash), so a split in name order
+    // is told apart from one in hash order.
+    let mut by_hash: Vec<&String> = shas.iter().collect();
+    by_hash.sort_by(|a, b| b.cmp(a));
     let images: Vec<Value> = shas[..in_dataset]
         .iter()
-        .map(|s| json!({"sha256": s}))
+        .map(|s| {
+            let rank = by_hash.iter().position(|h| *h == s).unwrap_or_default();
+            json!({"sha256": s, "name": format!("frame-{rank:03}.png")})
+        })
         .collect();
     let path = format!("/api/v1/datasets/{dataset}/images");
     let added = send_json(&manager, Method::POST, &path, json!({"images": images})).await;

@@ -1,4 +1,5 @@
-// Bug 2 of issue 13: a second Split takes only the images that have no task in the set, says
+// Bug 2 of issue 13: the first split puts images in file-name order (not hash order); a second
+// Split takes only the images that have no task in the set, says
 // what it left out, and refuses when nothing is left; archiving a task (from the task list,
 // after a confirmation) keeps its saved annotations and frees its images for a new split.
 //
@@ -37,6 +38,11 @@ await split();
 await rows.nth(1).waitFor();
 const [t1, t2] = await listed();
 assert.equal(t1.image_count + t2.image_count, 4);
+// Images follow the dataset's order (file names), not their hashes.
+const names = new Map((await apiGet(mgrTok, `/api/v1/datasets/${DATASET}/images`)).items.map((i) => [i.sha256, i.name]));
+const inTasks = [];
+for (const t of [t1, t2]) inTasks.push(...(await apiGet(mgrTok, `/api/v1/tasks/${t.id}`)).images.map((i) => names.get(i.sha256)));
+assert.deepEqual(inTasks, [...inTasks].sort(), `tasks in file-name order: ${inTasks}`);
 const t1Images = await imagesOf(t1.id);
 await apiSend(annTok, 'POST', `/api/v1/tasks/${t1.id}/start`);
 const box = { label: 'car', kind: 'rectangle', points: [[10, 10], [60, 50]] };
