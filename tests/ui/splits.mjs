@@ -85,6 +85,18 @@ assert.deepEqual(await imagesOf(fourth.id), t1Images, 'the archived task\'s imag
 await screenshot(mgr, 'splits-archived');
 await a11y(mgr, 'tasks with an archived task');
 
+log('an idle dashboard reads the statistics and nothing else');
+await go(mgr, `/sets/${SET}/dashboard`);
+await mgr.locator('#task-progress').waitFor();
+const isStats = (r) => r.url().endsWith(`/api/v1/annotation-sets/${SET}/stats`);
+await mgr.waitForRequest(isStats, { timeout: 15_000 });
+const between = [];
+const record = (r) => { if (new URL(r.url()).pathname.startsWith('/api/')) between.push(new URL(r.url()).pathname); };
+mgr.on('request', record);
+await mgr.waitForRequest(isStats, { timeout: 15_000 });
+mgr.off('request', record);
+assert.deepEqual(between, [`/api/v1/annotation-sets/${SET}/stats`], 'one request per refresh of an idle dashboard');
+
 log('bug 5: the dataset lists imports only; an import that added nothing is not a success');
 const exported = await apiSend(mgrTok, 'POST', `/api/v1/annotation-sets/${SET}/exports`, { format: 'coco' });
 await eventually('the export to end', async () => (await apiGet(mgrTok, `/api/v1/jobs/${exported.id}`)).state !== 'running');
