@@ -29,13 +29,24 @@ fn summary(t: &Task) -> Value {
     })
 }
 
-/// A task in full, with presigned URLs for its images and its annotation set's name and label
-/// schema (what an annotator's page loads: annotators may not read annotation sets).
+/// A task in full, with its images' names and presigned URLs and its annotation set's name and
+/// label schema (what an annotator's page loads: annotators may not read annotation sets).
 async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
-    let set_id = t.set_id;
-    let set = state
+    let (set_id, images) = (t.set_id, t.images.clone());
+    let (set, names) = state
         .cluster
-        .read_catalog(move |s| annotation_sets::annotation_set(s, set_id))
+        .read_catalog(move |s| {
+            let set = annotation_sets::annotation_set(s, set_id)?;
+            let mut names = Vec::with_capacity(images.len());
+            for sha in &images {
+                let image = match &set {
+                    Some(set) => datasets::image(s, set.dataset_id, sha)?,
+                    None => None,
+                };
+                names.push(image.map(|i| i.name));
+            }
+            Ok((set, names))
+        })
         .await?;
     let mut v = summary(t);
     v["set_name"] = json!(set.as_ref().map(|s| &s.name));
@@ -45,10 +56,11 @@ async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
     v["images"] = t
         .images
         .iter()
-        .map(|sha| {
+        .zip(names)
+        .map(|(sha, name)| {
             let sha = sha.to_string();
             let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
-            json!({ "sha256": sha, "url": url })
+            json!({ "sha256": sha, "name": name, "url": url })
         })
         .collect();
     v["history"] = json!(t.history);

@@ -32,6 +32,9 @@ for (const [width, height] of [[1280, 720], [1440, 900], [1920, 1080]]) {
   const start = page.getByRole('button', { name: 'Start' });
   if (await start.count()) await start.click();
   await page.locator('#submit').waitFor();
+  // The image's file name is in the bar; the state badge follows the Start.
+  await page.locator('#image-name', { hasText: /^frame-\d{3}\.png$/ }).waitFor();
+  await page.locator('.ws-bar .badge.st-in_progress').waitFor();
   await page.keyboard.press('p');
   for (const [i, p] of POLY.entries()) {
     const before = await box(page);

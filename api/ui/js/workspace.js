@@ -109,6 +109,8 @@ export async function render(el, [taskId], ctx) {
     h('button', { type: 'button', id: 'help', title: 'Shortcuts (?)' }, '?'));
   const saveState = h('span', { class: 'save-state saved', id: 'save-state', role: 'status', 'aria-live': 'polite' }, 'saved');
   const position = h('span', { id: 'position' });
+  const imageName = h('span', { id: 'image-name', class: 'image-name' });
+  const stateBox = h('span', null, stateBadge(task.state));
   const zoomText = h('span', { class: 'muted', id: 'zoom' });
   const draftHint = h('span', { class: 'hint', id: 'draft-hint', 'aria-live': 'polite' });
   const unsavedText = h('span', { id: 'unsaved-text' });
@@ -117,7 +119,7 @@ export async function render(el, [taskId], ctx) {
   const barActions = h('span', { class: 'row' });
   const bar = h('div', { class: 'ws-bar' },
     h('a', { href: task.assignee === me ? '/my-tasks' : reviewHome(), 'data-link': true }, '← Back'),
-    h('strong', null, `Task #${task.id}`), stateBadge(task.state), position,
+    h('strong', null, `Task #${task.id}`), stateBox, position, imageName,
     h('button', { type: 'button', id: 'prev', title: 'Previous image (A)' }, '← Prev'), h('button', { type: 'button', id: 'next', title: 'Next image (D)' }, 'Next →'),
     zoomText, draftHint, unsavedBox, saveState, barActions);
   const labelList = h('ul', { class: 'labels-list', id: 'labels', 'aria-label': 'Labels' });
@@ -267,7 +269,7 @@ export async function render(el, [taskId], ctx) {
   function renderStrip() {
     clear(strip);
     for (const im of images) {
-      const b = h('button', { type: 'button', 'aria-label': `Image ${im.n + 1}`, 'aria-current': String(im === current), dataset: { n: String(im.n) } },
+      const b = h('button', { type: 'button', 'aria-label': `Image ${im.n + 1}${im.name ? `: ${im.name}` : ''}`, title: im.name || null, 'aria-current': String(im === current), dataset: { n: String(im.n) } },
         h('img', { src: im.url, alt: '', loading: 'lazy', width: 90, height: 70 }));
       b.addEventListener('click', () => go(im.n));
       strip.append(b);
@@ -452,6 +454,8 @@ export async function render(el, [taskId], ctx) {
     const im = images[n];
     const mine = ++seq;
     position.textContent = `image ${n + 1} of ${images.length}`;
+    imageName.textContent = im.name || '';
+    imageName.title = im.name || '';
     prefetch(n + 1);
     try {
       const [img] = await Promise.all([loadImage(im), loadShapes(im)]);
@@ -541,6 +545,7 @@ export async function render(el, [taskId], ctx) {
   }
   function renderActions() {
     clear(barActions);
+    stateBox.replaceChildren(stateBadge(task.state));
     const m = mode();
     if (m === 'annotate') {
       const b = h('button', { type: 'button', class: 'primary', id: 'submit' }, 'Submit task');
