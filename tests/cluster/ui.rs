@@ -135,6 +135,17 @@ async fn the_canvas_never_moves_while_drawing() {
     .await;
 }
 
+/// The editing tools of issue 13: greyed-out tools, brightness, vertices added and removed,
+/// lock, copy and paste onto the next image, z-order, the object filter, comment marks in the
+/// strip, and the question before submitting an image left empty.
+#[tokio::test]
+async fn editing_tools_work_with_mouse_and_keyboard() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let task = one_task(&admin, "tooler", 3).await.to_string();
+    run_script(&mut cluster, "tools.mjs", &[("TESSERA_TASK", task.as_str())]).await;
+}
+
 /// An annotator and one task of `images` 640×480 images (labels of [`fixture`]) assigned to
 /// them; the task's id.
 async fn one_task(admin: &Client, annotator: &str, images: usize) -> u64 {

@@ -141,8 +141,10 @@ assert.equal(await objectCount(a), 0, 'back to the saved version');
 await eventually('the discarded edit to leave IndexedDB', async () => (await queueSize()) === 0);
 await a.unroute(/\/annotations$/, refuse);
 
-log('everything saved: submitting works');
+log('everything saved: submitting works (after saying yes to the image left empty)');
 await a.locator('#submit').click();
+await a.locator('#unannotated', { hasText: '1 image has no shapes (4)' }).waitFor();
+await a.getByRole('button', { name: 'Submit anyway' }).click();
 await a.waitForURL(/\/my-tasks$/);
 
 assert.deepEqual(errors, [], 'no uncaught page errors');

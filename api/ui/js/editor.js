@@ -69,6 +69,8 @@ export class Editor {
     this.image = null;
     this.shapes = [];
     this.pins = [];
+    /** How the image and shapes are shown (not saved): image brightness and contrast in %, fill opacity. */
+    this.look = { brightness: 100, contrast: 100, opacity: 0.15 };
     this.selected = null;
     this.tool = 'select';
     this.readOnly = false;
@@ -91,7 +93,11 @@ export class Editor {
     canvas.addEventListener('pointermove', (e) => this.move(e));
     canvas.addEventListener('pointerup', (e) => this.up(e));
     canvas.addEventListener('pointercancel', (e) => this.up(e));
-    canvas.addEventListener('dblclick', (e) => { e.preventDefault(); this.finishDraft(); });
+    canvas.addEventListener('dblclick', (e) => {
+      e.preventDefault();
+      if (this.draft) this.finishDraft();
+      else this.editVertexAt(this.local(e));
+    });
     canvas.addEventListener('wheel', (e) => this.wheel(e), { passive: false });
     canvas.addEventListener('contextmenu', (e) => e.preventDefault());
     canvas.addEventListener('auxclick', (e) => e.preventDefault());
@@ -209,6 +215,7 @@ export class Editor {
   deleteSelected() {
     const s = this.selectedShape();
     if (!s || this.readOnly) return;
+    if (s._locked) { this.hooks.toast?.('This shape is locked: unlock it first'); return; }
     this.checkpoint();
     this.shapes.splice(this.shapes.indexOf(s), 1);
     this.select(null);
@@ -252,6 +259,40 @@ export class Editor {
     return this.labels.find((l) => l.kinds.includes(kind)) || null;
   }
 
+  /** Moves the selected shape to the front (drawn last, hit first) or the back. */
+  restack(front) {
+    const s = this.selectedShape();
+    if (!s || this.readOnly) return;
+    this.checkpoint();
+    this.shapes.splice(this.shapes.indexOf(s), 1);
+    if (front) this.shapes.push(s); else this.shapes.unshift(s);
+    this.changed();
+  }
+
+  /**
+   * A double click with the select tool on the selected polygon or polyline: on a vertex removes
+   * it (a polygon keeps 3, a polyline 2), on an edge adds one there. Whether it did either.
+   */
+  editVertexAt(sp) {
+    const s = this.selectedShape();
+    if (!s || this.readOnly || s._locked || (s.kind !== 'polygon' && s.kind !== 'polyline')) return false;
+    const handle = this.hitHandle(sp);
+    if (handle) {
+      if (s.points.length <= (s.kind === 'polygon' ? 3 : 2)) { this.hooks.toast?.(`a ${s.kind} needs at least ${s.kind === 'polygon' ? 3 : 2} points`); return true; }
+      this.update(s, (x) => { x.points.splice(handle.index, 1); });
+      return true;
+    }
+    const pts = s.points.map((p) => this.toScreen(p));
+    const edges = s.kind === 'polygon' ? pts.length : pts.length - 1;
+    for (let j = 0; j < edges; j++) {
+      if (segDist(sp[0], sp[1], pts[j], pts[(j + 1) % pts.length]) < 6) {
+        this.update(s, (x) => { x.points.splice(j + 1, 0, this.toImage(sp)); });
+        return true;
+      }
+    }
+    return false;
+  }
+
   // --- hit testing (screen space)
   vertexHandles(s) {
     if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') return corners(s);
@@ -259,7 +300,7 @@ export class Editor {
   }
   hitHandle(sp) {
     const s = this.selectedShape();
-    if (!s || s._hidden) return null;
+    if (!s || s._hidden || s._locked) return null;
     const hs = this.vertexHandles(s);
     for (let i = hs.length - 1; i >= 0; i--) {
       const [x, y] = this.toScreen(hs[i]);
@@ -334,7 +375,7 @@ export class Editor {
       } else {
         const s = this.hitShape(sp);
         this.select(s ? s._id : null);
-        if (s && !this.readOnly) {
+        if (s && !this.readOnly && !s._locked) {
           this.checkpoint();
           this.drag = { type: 'move', shape: s, last: ip, moved: false, orig: JSON.stringify(s.points) };
         } else {
@@ -511,7 +552,10 @@ export class Editor {
     if (!this.image) return;
     ctx.setTransform(dpr * this.scale, 0, 0, dpr * this.scale, dpr * this.tx, dpr * this.ty);
     ctx.imageSmoothingEnabled = this.scale < 2;
+    const { brightness, contrast } = this.look;
+    if (brightness !== 100 || contrast !== 100) ctx.filter = `brightness(${brightness}%) contrast(${contrast}%)`;
     ctx.drawImage(this.image, 0, 0);
+    ctx.filter = 'none';
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     for (const s of this.shapes) if (!s._hidden) this.drawShape(s, s._id === this.selected);
     if (this.draft) this.drawDraft();
@@ -530,7 +574,7 @@ export class Editor {
     const color = this.label(s.label)?.color || '#ffffff';
     ctx.lineWidth = selected ? 3 : 2;
     ctx.strokeStyle = color;
-    ctx.fillStyle = alpha(color, selected ? 0.3 : 0.15);
+    ctx.fillStyle = alpha(color, Math.min(1, this.look.opacity * (selected ? 2 : 1)));
     ctx.setLineDash([]);
     if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle' || s.kind === 'polygon') {
       this.path(s.kind === 'polygon' ? s.points : corners(s), true);
@@ -560,7 +604,7 @@ export class Editor {
       const [x, y] = this.toScreen(s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s)[0] : s.points[0]);
       this.text(s.label, x, y - 6, color);
     }
-    if (selected && !this.readOnly) {
+    if (selected && !this.readOnly && !s._locked) {
       for (const p of this.vertexHandles(s)) {
         const [x, y] = this.toScreen(p);
         ctx.fillStyle = '#fff';

@@ -38,6 +38,8 @@ const SHORTCUTS = [
   ['Backspace', 'Remove the last point of the shape being drawn'],
   ['Esc', 'Cancel drawing, deselect'],
   ['Delete', 'Delete the selected shape'],
+  ['Double-click an edge, a vertex', 'Add a vertex there, remove it (selected polygon or polyline)'],
+  ['Ctrl+C, Ctrl+V', 'Copy the selected shape (all shapes when none is), paste onto this image'],
   ['H', 'Hide or show the selected shape'],
   ['[ ]', 'Rotate the selected rotated rectangle by 5°'],
   ['Ctrl+Z, Ctrl+Shift+Z (Ctrl+Y)', 'Undo, redo'],
@@ -101,7 +103,12 @@ export async function render(el, [taskId], ctx) {
   main(el, true);
   const canvas = h('canvas', { id: 'canvas', tabindex: '0', 'aria-label': 'Image canvas: draw with the mouse; press ? for shortcuts' });
   const stage = h('div', { class: 'ws-stage' }, canvas);
-  const toolButtons = TOOLS.map(([t, text, k]) => h('button', { type: 'button', 'data-tool': t, title: `${text} (${k})`, 'aria-pressed': 'false', 'aria-keyshortcuts': k }, text));
+  // A tool no label of the schema is drawn with is greyed out.
+  const usable = (t) => t === 'select' || t === 'comment' || labels.some((l) => l.kinds.includes(t));
+  const toolButtons = TOOLS.map(([t, text, k]) => h('button', {
+    type: 'button', 'data-tool': t, 'aria-pressed': 'false', 'aria-keyshortcuts': k, disabled: !usable(t),
+    title: usable(t) ? `${text} (${k})` : `${text}: no label of this schema is drawn as ${t.replace('_', ' ')}`,
+  }, text));
   const tools = h('div', { class: 'ws-tools', role: 'toolbar', 'aria-label': 'Tools', 'aria-orientation': 'vertical' }, toolButtons,
     h('hr'), h('button', { type: 'button', id: 'zoom-in', title: 'Zoom in (+)' }, '+'), h('button', { type: 'button', id: 'zoom-out', title: 'Zoom out (−)' }, '−'),
     h('button', { type: 'button', id: 'fit', title: 'Fit (F)' }, 'Fit'),
@@ -126,10 +133,20 @@ export async function render(el, [taskId], ctx) {
   const tagBox = h('div', { id: 'tags' });
   const attrBox = h('div', { id: 'attributes' });
   const objectList = h('ul', { class: 'objects-list', id: 'objects', 'aria-label': 'Objects' });
+  const objectFilter = h('input', { type: 'search', id: 'object-filter', placeholder: 'filter by label', 'aria-label': 'Filter objects by label' });
+  objectFilter.addEventListener('input', () => renderObjects());
+  const slider = (id, text, min, max, value) => {
+    const input = h('input', { type: 'range', id, min, max, value });
+    return [input, h('label', { class: 'look' }, h('span', null, text), input)];
+  };
+  const [brightness, brightnessField] = slider('brightness', 'Brightness', 20, 300, 100);
+  const [contrast, contrastField] = slider('contrast', 'Contrast', 20, 300, 100);
+  const [opacity, opacityField] = slider('shape-opacity', 'Shape fill', 0, 100, 15);
+  const lookBox = h('details', { class: 'look-box' }, h('summary', null, 'View'), brightnessField, contrastField, opacityField);
   const commentList = h('ul', { class: 'comments-list', id: 'comments', 'aria-label': 'Review comments' });
   const side = h('aside', { class: 'ws-side', 'aria-label': 'Labels and objects' },
     h('h2', null, 'Labels'), labelList, tagBox, h('h2', null, 'Selected'), attrBox,
-    h('h2', null, 'Objects'), objectList, h('h2', null, 'Comments'), commentList);
+    h('h2', null, 'Objects'), objectFilter, objectList, h('h2', null, 'Comments'), commentList, lookBox);
   const strip = h('nav', { class: 'ws-strip', id: 'strip', 'aria-label': 'Images of this task' });
   const ws = h('div', { class: 'ws' }, bar, tools, stage, side, strip);
   el.append(ws);
@@ -166,11 +183,17 @@ export async function render(el, [taskId], ctx) {
     label: () => currentLabel,
   });
   window.tessera.editor = editor;
+  const applyLook = () => {
+    editor.look = { brightness: Number(brightness.value), contrast: Number(contrast.value), opacity: Number(opacity.value) / 100 };
+    editor.invalidate();
+  };
+  for (const input of [brightness, contrast, opacity]) input.addEventListener('input', applyLook);
   const zoomLoop = setInterval(() => { zoomText.textContent = `${Math.round(editor.scale * 100)}%`; }, 250);
 
   function setTool(t) {
     if (t === 'comment' && mode() !== 'review') { toast('Comments are for reviewers'); return; }
     if (t !== 'select' && t !== 'comment' && editor.readOnly) { toast('This task is read-only now'); return; }
+    if (!usable(t)) { toast(`No label of this schema is drawn as ${t.replace('_', ' ')}`); return; }
     editor.setTool(t);
     for (const b of toolButtons) b.setAttribute('aria-pressed', String(b.dataset.tool === t));
   }
@@ -216,6 +239,13 @@ export async function render(el, [taskId], ctx) {
       labels.filter((l) => l.kinds.includes(s.kind)).map((l) => h('option', { value: l.name, selected: l.name === s.label }, l.name)));
     labelSel.addEventListener('change', () => editor.update(s, (x) => { x.label = labelSel.value; delete x.attributes; }));
     attrBox.append(h('label', { class: 'field' }, h('span', null, `${s.kind.replace('_', ' ')} label`), labelSel));
+    if (s.kind !== 'tag') {
+      const front = h('button', { type: 'button', id: 'to-front', disabled: ro }, 'Bring to front');
+      const back = h('button', { type: 'button', id: 'to-back', disabled: ro }, 'Send to back');
+      front.addEventListener('click', () => editor.restack(true));
+      back.addEventListener('click', () => editor.restack(false));
+      attrBox.append(h('div', { class: 'row' }, front, back));
+    }
     if (s.kind === 'rotated_rectangle') {
       const angle = h('input', { type: 'number', min: 0, max: 359, step: 1, value: s.angle || 0, id: 'shape-angle', disabled: ro });
       angle.addEventListener('change', () => editor.update(s, (x) => { x.angle = ((Number(angle.value) % 360) + 360) % 360; }));
@@ -251,18 +281,24 @@ export async function render(el, [taskId], ctx) {
     clear(objectList);
     if (!current?.shapes) return;
     renderTags();
+    const wanted = objectFilter.value.trim().toLowerCase();
     current.shapes.forEach((s, i) => {
+      if (wanted && !s.label.toLowerCase().includes(wanted)) return;
       const color = labels.find((l) => l.name === s.label)?.color || '#888';
       const sel = s._id === editor.selected;
       const vis = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!s._hidden), title: s._hidden ? 'Show' : 'Hide' }, s._hidden ? 'show' : 'hide');
       vis.addEventListener('click', () => { s._hidden = !s._hidden; editor.invalidate(); renderObjects(); });
       const name = h('button', { type: 'button', class: 'name', 'aria-pressed': String(sel) }, h('span', { class: 'swatch', style: { background: color } }), ` ${i + 1}. ${s.label} · ${s.kind.replace('_', ' ')}`);
       name.addEventListener('click', () => editor.select(s._id));
-      const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly }, '✕');
+      // Locked shapes are selected but never moved, reshaped or deleted by accident (not saved).
+      const lock = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!!s._locked), 'aria-label': `Lock ${s.label} ${i + 1}`, title: s._locked ? 'Unlock' : 'Lock' }, s._locked ? 'locked' : 'lock');
+      lock.addEventListener('click', () => { s._locked = !s._locked; editor.invalidate(); renderObjects(); });
+      const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly || !!s._locked }, '✕');
       del.addEventListener('click', () => { editor.select(s._id); editor.deleteSelected(); });
-      objectList.append(h('li', { class: sel ? 'selected' : null, dataset: { kind: s.kind, label: s.label } }, name, vis, del));
+      objectList.append(h('li', { class: sel ? 'selected' : null, dataset: { kind: s.kind, label: s.label } }, name, lock, vis, del));
     });
     if (!current.shapes.length) objectList.append(h('li', { class: 'muted' }, 'No shapes yet.'));
+    else if (!objectList.children.length) objectList.append(h('li', { class: 'muted' }, `No ${wanted} shapes.`));
   }
 
   // --- thumbnails strip
@@ -283,6 +319,9 @@ export async function render(el, [taskId], ctx) {
     b.querySelector('.dot')?.remove();
     if (failed(im)) b.append(h('span', { class: 'dot unsaved', title: 'not saved' }));
     else if (im.shapes?.length) b.append(h('span', { class: 'dot', title: 'annotated' }));
+    b.querySelector('.comment-mark')?.remove();
+    const open = comments.filter((c) => c.sha256 === im.sha256 && c.parent == null && !c.resolved_by).length;
+    if (open) b.append(h('span', { class: 'comment-mark', title: `${open} open comments` }, String(open)));
   }
 
   // --- autosave under the version protocol
@@ -487,6 +526,7 @@ export async function render(el, [taskId], ctx) {
   async function loadComments() {
     try { comments = (await api(`/api/v1/tasks/${taskId}/comments`)).items; } catch { comments = []; }
     if (current) { editor.pins = pinsFor(current); editor.invalidate(); renderComments(); }
+    for (const im of images) markStrip(im);
   }
   function renderComments() {
     clear(commentList);
@@ -512,7 +552,14 @@ export async function render(el, [taskId], ctx) {
     }
     const elsewhere = roots.length - here.length;
     if (!here.length) commentList.append(h('li', { class: 'muted', style: { border: 0, background: 'none' } }, 'No comments on this image.'));
-    if (elsewhere > 0) commentList.append(h('li', { class: 'muted', style: { border: 0, background: 'none' } }, `${elsewhere} on other images.`));
+    if (elsewhere > 0) {
+      // The next image (after this one, wrapping) with a comment of its own.
+      const next = [...images.slice(current.n + 1), ...images.slice(0, current.n)]
+        .find((im) => roots.some((c) => c.sha256 === im.sha256));
+      const jump = next && h('button', { type: 'button', class: 'vis', id: 'next-comment' }, `Go to image ${next.n + 1}`);
+      jump?.addEventListener('click', () => go(next.n));
+      commentList.append(h('li', { class: 'muted', style: { border: 0, background: 'none' } }, `${elsewhere} on other images. `, jump));
+    }
   }
   async function ask(title, label, required = true) {
     const ta = h('textarea', { rows: 3, cols: 40, id: 'ask-text', required });
@@ -531,13 +578,15 @@ export async function render(el, [taskId], ctx) {
   }
 
   // --- task actions
-  async function act(action, body) {
+  /** Saves what is pending; whether everything is saved (if not, the user is told why not). */
+  async function allSaved() {
     await saveAll();
     const unsaved = images.filter((im) => dirty(im) || im.conflict).length;
-    if (unsaved) {
-      toast(`${plural(unsaved, 'image is', 'images are')} not saved yet: your work is kept and will be saved when the server is back; try again then (or discard the changes)`, 'error', 10_000);
-      return false;
-    }
+    if (unsaved) toast(`${plural(unsaved, 'image is', 'images are')} not saved yet: your work is kept and will be saved when the server is back; try again then (or discard the changes)`, 'error', 10_000);
+    return !unsaved;
+  }
+  async function act(action, body) {
+    if (!(await allSaved())) return false;
     try {
       task = await api(`/api/v1/tasks/${taskId}/${action}`, body ? { json: body } : { method: 'POST' });
       return true;
@@ -550,6 +599,17 @@ export async function render(el, [taskId], ctx) {
     if (m === 'annotate') {
       const b = h('button', { type: 'button', class: 'primary', id: 'submit' }, 'Submit task');
       b.addEventListener('click', async () => {
+        if (!(await allSaved())) return;
+        // Images left without a shape are usually forgotten ones: ask, and offer the first.
+        await Promise.all(images.map((im) => loadShapes(im).catch(() => {})));
+        const empty = images.filter((im) => im.shapes && !im.shapes.length);
+        if (empty.length) {
+          const choice = await modal('Images without shapes', h('p', { id: 'unannotated' },
+            `${plural(empty.length, 'image has', 'images have')} no shapes (${empty.slice(0, 10).map((im) => im.n + 1).join(', ')}${empty.length > 10 ? ', …' : ''}). Submit anyway?`),
+          [{ text: `Go to image ${empty[0].n + 1}`, value: 'go' }, { text: 'Submit anyway', value: 'submit', class: 'primary' }]);
+          if (choice === 'go') { go(empty[0].n); return; }
+          if (choice !== 'submit') return;
+        }
         if (await act('submit')) { toast(`Task ${task.id} submitted`, 'ok'); ctx.navigate('/my-tasks'); }
       });
       barActions.append(b);
@@ -573,6 +633,26 @@ export async function render(el, [taskId], ctx) {
     if (reason && (task.state === 'rejected' || m === 'annotate')) barActions.prepend(h('span', { class: 'badge st-rejected', title: 'Reviewer' }, `Rejected: ${reason}`));
   }
 
+  // --- copy and paste of shapes, within an image or onto others (the next frames)
+  let clipboard = null;
+  function copyShapes() {
+    if (!current?.shapes) return;
+    const s = editor.selectedShape();
+    clipboard = clean(s ? [s] : current.shapes.filter((x) => x.kind !== 'tag'));
+    toast(`${plural(clipboard.length, 'shape', 'shapes')} copied`);
+  }
+  function pasteShapes() {
+    if (!clipboard?.length || !current || editor.readOnly) return;
+    const W = Number(canvas.dataset.width);
+    const H = Number(canvas.dataset.height);
+    editor.checkpoint();
+    const pasted = withIds(clipboard.map((s) => ({ ...s, points: s.points.map(([x, y]) => [Math.min(W, Math.max(0, x)), Math.min(H, Math.max(0, y))]) })));
+    current.shapes.push(...pasted);
+    editor.select(pasted[pasted.length - 1]._id);
+    editor.changed();
+    toast(`${plural(pasted.length, 'shape', 'shapes')} pasted`);
+  }
+
   // --- keyboard
   function typing(e) {
     const t = e.target;
@@ -585,6 +665,8 @@ export async function render(el, [taskId], ctx) {
     if (ctrl && k.toLowerCase() === 'z') { e.preventDefault(); if (e.shiftKey) editor.redo(); else editor.undo(); return; }
     if (ctrl && k.toLowerCase() === 'y') { e.preventDefault(); editor.redo(); return; }
     if (ctrl && k.toLowerCase() === 's') { e.preventDefault(); if (current) save(current); return; }
+    if (ctrl && k.toLowerCase() === 'c') { e.preventDefault(); copyShapes(); return; }
+    if (ctrl && k.toLowerCase() === 'v') { e.preventDefault(); pasteShapes(); return; }
     if (ctrl || e.altKey) return;
     if (k === ' ') { editor.space = true; canvas.style.cursor = 'grab'; e.preventDefault(); return; }
     if (k === 'Enter') { editor.finishDraft(); return; }
