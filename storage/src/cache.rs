@@ -199,7 +199,11 @@ mod tests {
         for (sha, value) in &objects[..7] {
             cache.insert(*sha, value.clone());
         }
-        assert_eq!(cache.first_victim(&objects[8].0, 100), None, "room for one more");
+        assert_eq!(
+            cache.first_victim(&objects[8].0, 100),
+            None,
+            "room for one more"
+        );
         cache.insert(objects[7].0, objects[7].1.clone());
         assert_eq!(cache.first_victim(&objects[8].0, 100), Some(objects[0].0));
         cache.get(&objects[0].0); // a second chance: the next one goes first

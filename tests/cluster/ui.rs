@@ -143,7 +143,12 @@ async fn editing_tools_work_with_mouse_and_keyboard() {
     let mut cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
     let task = one_task(&admin, "tooler", 3).await.to_string();
-    run_script(&mut cluster, "tools.mjs", &[("TESSERA_TASK", task.as_str())]).await;
+    run_script(
+        &mut cluster,
+        "tools.mjs",
+        &[("TESSERA_TASK", task.as_str())],
+    )
+    .await;
 }
 
 /// An annotator and one task of `images` 640×480 images (labels of [`fixture`]) assigned to
