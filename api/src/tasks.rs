@@ -22,10 +22,16 @@ use crate::AppState;
 
 const URL_TTL_MS: u64 = 4 * 60 * 60 * 1000;
 
+/// A task in a list; a rejected one carries the reviewer's reason, which its assignee reads
+/// on their list before opening it.
 fn summary(t: &Task) -> Value {
+    let reason = (t.state == TaskState::Rejected)
+        .then(|| t.history.iter().rev().find_map(|e| e.reason.as_ref()))
+        .flatten();
     json!({
         "id": t.id, "annotation_set": t.set_id, "chunk": t.chunk, "state": t.state,
         "assignee": t.assignee, "reviewer": t.reviewer, "image_count": t.images.len(),
+        "reason": reason,
     })
 }
 
@@ -246,19 +252,49 @@ pub async fn list(
     page_of(&state, page, vec![TaskIndex::Set(set_id)], |_| true).await
 }
 
-/// `GET /api/v1/me/tasks?state=`: the caller's tasks.
+/// `GET /api/v1/me/tasks?state=`: the caller's tasks, each with its set's name.
 pub async fn mine(
     State(state): State<AppState>,
     principal: Principal,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    page_of(
+    let Json(listed) = page_of(
         &state,
         page,
         vec![TaskIndex::Assignee(principal.username)],
         |_| true,
     )
-    .await
+    .await?;
+    with_set_names(&state, listed).await
+}
+
+/// A page of task summaries with `set_name` added to each (people know sets by name).
+async fn with_set_names(state: &AppState, mut listed: Value) -> Result<Json<Value>, ApiError> {
+    let ids: Vec<u64> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["annotation_set"].as_u64())
+        .collect();
+    let names = state
+        .cluster
+        .read_catalog(move |s| {
+            let mut names = std::collections::HashMap::new();
+            for id in ids {
+                if let Some(set) = annotation_sets::annotation_set(s, id)? {
+                    names.insert(id, set.name);
+                }
+            }
+            Ok(names)
+        })
+        .await?;
+    for item in listed["items"].as_array_mut().into_iter().flatten() {
+        let name = item["annotation_set"]
+            .as_u64()
+            .and_then(|id| names.get(&id));
+        item["set_name"] = json!(name);
+    }
+    Ok(Json(listed))
 }
 
 /// `GET /api/v1/review/tasks?state=`: the review queue — submitted tasks, and tasks in review
@@ -291,7 +327,7 @@ pub async fn review_queue(
         TaskIndex::State(TaskState::Submitted),
         TaskIndex::State(TaskState::InReview),
     ];
-    let Json(mut listed) = page_of(&state, page, indexes, move |t| {
+    let Json(listed) = page_of(&state, page, indexes, move |t| {
         let reviews = everyone || mine.contains(&t.set_id);
         match t.state {
             TaskState::Submitted => reviews,
@@ -300,31 +336,7 @@ pub async fn review_queue(
         }
     })
     .await?;
-    let ids: Vec<u64> = listed["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["annotation_set"].as_u64())
-        .collect();
-    let names = state
-        .cluster
-        .read_catalog(move |s| {
-            let mut names = std::collections::HashMap::new();
-            for id in ids {
-                if let Some(set) = annotation_sets::annotation_set(s, id)? {
-                    names.insert(id, set.name);
-                }
-            }
-            Ok(names)
-        })
-        .await?;
-    for item in listed["items"].as_array_mut().into_iter().flatten() {
-        let name = item["annotation_set"]
-            .as_u64()
-            .and_then(|id| names.get(&id));
-        item["set_name"] = json!(name);
-    }
-    Ok(Json(listed))
+    with_set_names(&state, listed).await
 }
 
 /// `GET /api/v1/pool/tasks`: unassigned tasks annotators can claim.
@@ -333,7 +345,8 @@ pub async fn pool(
     _principal: Principal,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    page_of(&state, page, vec![TaskIndex::Pool], |_| true).await
+    let Json(listed) = page_of(&state, page, vec![TaskIndex::Pool], |_| true).await?;
+    with_set_names(&state, listed).await
 }
 
 /// `GET /api/v1/tasks/{id}`: its assignee, reviewers and managers.

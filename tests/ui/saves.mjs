@@ -122,6 +122,19 @@ await workspace(a);
 await a.locator('#canvas[data-n="2"]').waitFor();
 await unsaved.filter({ hasText: '1 image not saved — retrying' }).waitFor();
 assert.equal(await objectCount(a), 1, 'the unsaved rectangle is back after the reload');
+// My tasks says so, and its Submit is held back too.
+a.on('dialog', leave);
+await a.getByRole('link', { name: '← Back' }).click();
+await a.waitForURL(/\/my-tasks$/);
+a.off('dialog', leave);
+const row = a.locator(`#my-tasks tr[data-task="${TASK}"]`);
+await row.locator('.unsaved-here', { hasText: '1 not saved (kept in this browser)' }).waitFor();
+await row.getByRole('button', { name: 'Submit' }).click();
+await a.locator('.toast', { hasText: `1 image of task ${TASK} not saved yet` }).waitFor();
+assert.equal((await apiGet(tok, `/api/v1/tasks/${TASK}`)).state, 'in_progress', 'not submitted');
+await row.getByRole('link', { name: 'Continue' }).click();
+await workspace(a);
+await unsaved.filter({ hasText: '1 image not saved — retrying' }).waitFor();
 await a.unroute(/\/annotations$/, refuse);
 await unsaved.waitFor({ state: 'hidden', timeout: 60_000 });
 const saved3 = await shapesOf(tok, third);
@@ -130,7 +143,7 @@ nearPoints(saved3[0].points, R4, 'rectangle kept over the reload');
 
 log('discarding is explicit');
 await a.route(/\/annotations$/, refuse);
-await a.keyboard.press('d');
+await a.locator('#strip button[data-n="3"]').click();
 await a.locator('#canvas[data-n="3"]').waitFor();
 await rect([[10, 10], [90, 90]], 1);
 await unsaved.filter({ hasText: '1 image not saved' }).waitFor();

@@ -388,7 +388,10 @@ await mgr.waitForURL(/\/sets\/\d+\/tasks$/);
 await mgr.locator(`#tasks tr[data-task="${taskA.id}"][data-state="rejected"]`).waitFor();
 
 await go(a, '/my-tasks');
-await a.locator(`#my-tasks tr[data-task="${taskA.id}"][data-state="rejected"]`).getByRole('button', { name: 'Start rework' }).click();
+const rejectedRow = a.locator(`#my-tasks tr[data-task="${taskA.id}"][data-state="rejected"]`);
+await rejectedRow.getByText('Rejected: see the comment on the first image').waitFor();
+await rejectedRow.getByRole('cell', { name: 'v1', exact: true }).waitFor();
+await rejectedRow.getByRole('button', { name: 'Start rework' }).click();
 await a.waitForURL(new RegExp(`/tasks/${taskA.id}`));
 await a.locator('#comments li[data-comment]', { hasText: 'too tight' }).waitFor();
 await a.getByText('Rejected: see the comment').waitFor();

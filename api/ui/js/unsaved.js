@@ -40,3 +40,11 @@ export const drop = (user, task, sha) => run('readwrite', (s) => s.delete(keyOf(
 
 /** The unsaved images of one task of `user`. */
 export const pending = (user, task) => run('readonly', (s) => s.getAll(IDBKeyRange.bound(keyOf(user, task, ''), keyOf(user, task, '\uffff'))));
+
+/** How many unsaved images each task of `user` has here: `Map(task id → count)`. */
+export async function pendingByTask(user) {
+  const all = await run('readonly', (s) => s.getAll(IDBKeyRange.bound(`${user}|`, `${user}|\uffff`)));
+  const counts = new Map();
+  for (const e of all) counts.set(Number(e.task), (counts.get(Number(e.task)) || 0) + 1);
+  return counts;
+}
