@@ -102,7 +102,15 @@ const exported = await apiSend(mgrTok, 'POST', `/api/v1/annotation-sets/${SET}/e
 await eventually('the export to end', async () => (await apiGet(mgrTok, `/api/v1/jobs/${exported.id}`)).state !== 'running');
 await go(mgr, `/datasets/${DATASET}`);
 const notes = zip([{ name: 'notes.txt', data: Buffer.from('not an image') }]);
+// The import options reach the job.
+await mgr.locator('summary', { hasText: 'Video and PDF options' }).click();
+await mgr.getByLabel('Video frames per second').fill('2.5');
+await mgr.getByLabel('PDF resolution (dpi)').fill('200');
+const importRequest = mgr.waitForRequest((r) => r.url().includes(`/api/v1/datasets/${DATASET}/imports?`));
 await mgr.locator('#upload-files').setInputFiles({ name: 'notes.zip', mimeType: 'application/zip', buffer: notes });
+const importUrl = new URL((await importRequest).url());
+assert.equal(importUrl.searchParams.get('video_fps'), '2.5');
+assert.equal(importUrl.searchParams.get('pdf_dpi'), '200');
 const row = mgr.locator('.upload[data-kind="import"][data-state="done"]');
 await row.waitFor();
 await row.locator('.badge.st-warning', { hasText: 'nothing imported' }).waitFor();

@@ -46,11 +46,18 @@ export async function render(el, [id], ctx) {
   const fileInput = h('input', { type: 'file', multiple: true, id: 'upload-files' });
   const dirInput = h('input', { type: 'file', multiple: true, webkitdirectory: true, id: 'upload-folder', 'aria-label': 'Choose a folder' });
   const uploads = h('ul', { class: 'uploads', 'aria-label': 'Uploads' });
+  // How videos and PDFs become images (the import job's options; the server checks the ranges).
+  const fps = h('input', { type: 'number', id: 'video-fps', min: 0.01, max: 60, step: 'any', value: 1 });
+  const dpi = h('input', { type: 'number', id: 'pdf-dpi', min: 36, max: 600, step: 1, value: 150 });
   const zone = h('div', { class: 'dropzone', id: 'dropzone' },
     h('p', null, 'Drop images, folders or archives (zip, tar, video, PDF, office documents) here, or'),
     h('div', { class: 'row', style: { justifyContent: 'center' } },
       h('label', { class: 'field' }, h('span', null, 'Files or archives'), fileInput),
       h('label', { class: 'field' }, h('span', null, 'A folder'), dirInput)),
+    h('details', { class: 'import-options' }, h('summary', null, 'Video and PDF options'),
+      h('div', { class: 'row', style: { justifyContent: 'center' } },
+        h('label', { class: 'field' }, h('span', null, 'Video frames per second'), fps),
+        h('label', { class: 'field' }, h('span', null, 'PDF resolution (dpi)'), dpi))),
     uploads);
   zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
   zone.addEventListener('dragleave', () => zone.classList.remove('over'));
@@ -116,7 +123,8 @@ export async function render(el, [id], ctx) {
     uploads.prepend(li);
     let job;
     try {
-      job = await upload(`/api/v1/datasets/${id}/imports?filename=${encodeURIComponent(f.path)}`, f.file, (l, t) => {
+      const options = new URLSearchParams({ filename: f.path, video_fps: fps.value || '1', pdf_dpi: dpi.value || '150' });
+      job = await upload(`/api/v1/datasets/${id}/imports?${options}`, f.file, (l, t) => {
         setProgress(bar, l, t);
         bar.querySelector('.progress-text').textContent = `${fmtBytes(l)} / ${fmtBytes(t)}`;
       }, ac.signal);
