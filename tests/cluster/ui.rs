@@ -151,6 +151,16 @@ async fn editing_tools_work_with_mouse_and_keyboard() {
     .await;
 }
 
+/// An image with 5000 shapes opens and is edited correctly; `bench-shapes.mjs` prints how long
+/// opening and each edit took (figures, not assertions: see docs/ui.md).
+#[tokio::test]
+async fn five_thousand_shapes_open_and_edit() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let task = one_task(&admin, "bencher", 1).await.to_string();
+    run_script(&mut cluster, "bench-shapes.mjs", &[("TESSERA_TASK", task.as_str())]).await;
+}
+
 /// An annotator and one task of `images` 640×480 images (labels of [`fixture`]) assigned to
 /// them; the task's id.
 async fn one_task(admin: &Client, annotator: &str, images: usize) -> u64 {

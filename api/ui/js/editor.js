@@ -4,6 +4,8 @@
 // zoom. The canvas keeps its backing store at devicePixelRatio.
 
 const HANDLE = 5; // half-size of a vertex handle, CSS px
+const LABELS_MAX = 300; // above this many shapes only the selected one has its label drawn
+const UNDO_CHARS = 64e6; // undo snapshots kept per image, in characters (about 128 MB)
 const CLOSE = 9; // how near the first point closes a polygon, CSS px
 const round = (v) => Math.round(v * 100) / 100;
 let nextId = 1;
@@ -182,7 +184,9 @@ export class Editor {
   // --- history
   checkpoint() {
     this.undoStack.push(JSON.stringify(this.shapes));
-    if (this.undoStack.length > 200) this.undoStack.shift();
+    // At most 200 steps, fewer for big images: a snapshot of 5000 shapes is megabytes.
+    let chars = this.undoStack.reduce((n, x) => n + x.length, 0);
+    while (this.undoStack.length > 200 || (this.undoStack.length > 1 && chars > UNDO_CHARS)) chars -= this.undoStack.shift().length;
     this.redoStack.length = 0;
   }
   restore(json) {
@@ -600,7 +604,7 @@ export class Editor {
         if (selected && label?.keypoints[i]) this.text(label.keypoints[i], x + 7, y - 7);
       });
     }
-    if (s.kind !== 'tag' && s.points.length) {
+    if (s.kind !== 'tag' && s.points.length && (selected || this.shapes.length <= LABELS_MAX)) {
       const [x, y] = this.toScreen(s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s)[0] : s.points[0]);
       this.text(s.label, x, y - 6, color);
     }

@@ -20,6 +20,10 @@ const TOOLS = [
 ];
 const KEY_TOOL = Object.fromEntries(TOOLS.map(([t, , k]) => [k.toLowerCase(), t]));
 const AUTOSAVE_MS = 700;
+/** IndexedDB gets a changed image this long after its last change (and at once before a save). */
+const PERSIST_MS = 250;
+/** The object list shows this many shapes (and the selected one); the filter finds the rest. */
+const LIST_MAX = 300;
 const PREFETCH = 3;
 /** Retries of saves the server did not get: 1 s, doubling, at most this far apart. */
 const RETRY_MAX_MS = 10_000;
@@ -62,8 +66,24 @@ export async function render(el, [taskId], ctx) {
   const mode = () => (task.state === 'in_progress' && task.assignee === me ? 'annotate'
     : task.state === 'in_review' && (task.reviewer === me || atLeast('manager')) ? 'review' : 'view');
 
-  // --- per-image state: {sha, url, img, version, shapes, saved, saving, error, history}
-  const images = task.images.map((i, n) => ({ ...i, n, version: 0, shapes: null, saved: '[]', history: { undo: [], redo: [] } }));
+  // --- per-image state: {sha, url, img, version, shapes, saved, saving, error, history}; `rev`
+  // counts changes to `shapes`, so their JSON is made once per change, not once per question.
+  const images = task.images.map((i, n) => ({ ...i, n, version: 0, shapes: null, saved: '[]', rev: 0, history: { undo: [], redo: [] } }));
+  const textOf = (im) => {
+    if (im.textRev !== im.rev) { im.text = JSON.stringify(clean(im.shapes)); im.textRev = im.rev; }
+    return im.text;
+  };
+  /** Replaces an image's shapes (loaded, restored, theirs, discarded). */
+  const setShapes = (im, shapes) => {
+    const fresh = withIds(shapes);
+    if (!im.shapes) im.shapes = fresh;
+    else {
+      // The same array: the editor holds it. Pushed one by one (no argument-count limit).
+      im.shapes.length = 0;
+      for (const x of fresh) im.shapes.push(x);
+    }
+    im.rev++;
+  };
   const loadImage = (im) => (im.imgP ??= new Promise((resolve, reject) => {
     const img = new Image();
     img.decoding = 'async';
@@ -73,8 +93,8 @@ export async function render(el, [taskId], ctx) {
   }));
   const loadShapes = (im) => (im.shapesP ??= api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`).then((a) => {
     im.version = a.version;
-    im.shapes = withIds(a.shapes || []);
-    im.saved = JSON.stringify(clean(im.shapes));
+    setShapes(im, a.shapes || []);
+    im.saved = textOf(im);
     im.savedBy = a.saved_by;
     restore(im);
     markStrip(im);
@@ -85,9 +105,9 @@ export async function render(el, [taskId], ctx) {
     const q = queued.get(im.sha256);
     if (!q) return;
     queued.delete(im.sha256);
-    if (JSON.stringify(q.shapes) === im.saved) { drop(me, taskId, im.sha256).catch(() => {}); return; }
+    if (q.text === im.saved) { drop(me, taskId, im.sha256).catch(() => {}); return; }
     im.version = q.base;
-    im.shapes = withIds(q.shapes);
+    setShapes(im, JSON.parse(q.text));
     im.offline = true;
     setTimeout(() => save(im), 0);
   }
@@ -175,7 +195,7 @@ export async function render(el, [taskId], ctx) {
 
   // --- the editor
   const editor = new Editor(canvas, labels, {
-    change: () => { if (current) { renderObjects(); scheduleSave(current); markStrip(current); } },
+    change: () => { if (current) { current.rev++; renderObjects(); scheduleSave(current); markStrip(current); } },
     select: (s) => { renderAttributes(s); renderObjects(); },
     draft: (t) => { draftHint.textContent = t; },
     comment: (x, y) => addComment(x, y),
@@ -282,8 +302,12 @@ export async function render(el, [taskId], ctx) {
     if (!current?.shapes) return;
     renderTags();
     const wanted = objectFilter.value.trim().toLowerCase();
+    let listed = 0;
+    let more = 0;
     current.shapes.forEach((s, i) => {
       if (wanted && !s.label.toLowerCase().includes(wanted)) return;
+      if (listed >= LIST_MAX && s._id !== editor.selected) { more++; return; }
+      listed++;
       const color = labels.find((l) => l.name === s.label)?.color || '#888';
       const sel = s._id === editor.selected;
       const vis = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!s._hidden), title: s._hidden ? 'Show' : 'Hide' }, s._hidden ? 'show' : 'hide');
@@ -299,6 +323,7 @@ export async function render(el, [taskId], ctx) {
     });
     if (!current.shapes.length) objectList.append(h('li', { class: 'muted' }, 'No shapes yet.'));
     else if (!objectList.children.length) objectList.append(h('li', { class: 'muted' }, `No ${wanted} shapes.`));
+    if (more) objectList.append(h('li', { class: 'muted' }, `${more} more: filter by label, or select one on the canvas.`));
   }
 
   // --- thumbnails strip
@@ -325,7 +350,7 @@ export async function render(el, [taskId], ctx) {
   }
 
   // --- autosave under the version protocol
-  const dirty = (im) => im.shapes && JSON.stringify(clean(im.shapes)) !== im.saved;
+  const dirty = (im) => im.shapes && textOf(im) !== im.saved;
   /** Changes a save attempt did not get to the server. */
   const failed = (im) => dirty(im) && (im.offline || im.error);
   function showSaveState() {
@@ -351,8 +376,9 @@ export async function render(el, [taskId], ctx) {
   // shapes removes it (transactions run in the order they are opened).
   let storageWarned = false;
   function persist(im) {
+    clearTimeout(im.persistTimer);
     const done = dirty(im)
-      ? keep({ user: me, task: taskId, sha: im.sha256, base: im.version, shapes: clean(im.shapes) })
+      ? keep({ user: me, task: taskId, sha: im.sha256, base: im.version, text: textOf(im) })
       : drop(me, taskId, im.sha256);
     done.catch((e) => {
       if (!storageWarned) toast(`This browser cannot keep unsaved work (${e?.message || e}); stay online until "saved" shows`, 'error', 10_000);
@@ -376,7 +402,8 @@ export async function render(el, [taskId], ctx) {
   window.addEventListener('online', retryNow);
   function scheduleSave(im) {
     im.error = null;
-    persist(im);
+    clearTimeout(im.persistTimer);
+    im.persistTimer = setTimeout(() => persist(im), PERSIST_MS);
     clearTimeout(im.timer);
     im.timer = setTimeout(() => save(im), AUTOSAVE_MS);
     showSaveState();
@@ -385,12 +412,12 @@ export async function render(el, [taskId], ctx) {
     clearTimeout(im.timer);
     if (im.saving) { im.again = true; return im.saving; }
     if (!dirty(im) && base === undefined) { im.offline = false; persist(im); showSaveState(); markStrip(im); return; }
-    const body = clean(im.shapes);
-    const text = JSON.stringify(body);
+    persist(im);
+    const text = textOf(im);
     im.saving = (async () => {
       try {
         const r = await api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`, {
-          method: 'PUT', json: { shapes: body }, headers: { 'if-match': `"${base ?? im.version}"` }, full: true, accept: [412],
+          method: 'PUT', body: `{"shapes":${text}}`, headers: { 'content-type': 'application/json', 'if-match': `"${base ?? im.version}"` }, full: true, accept: [412],
         });
         if (r.status === 412) {
           im.conflict = true;
@@ -440,7 +467,7 @@ export async function render(el, [taskId], ctx) {
     if (!ok) return;
     for (const im of list) {
       clearTimeout(im.timer);
-      im.shapes.splice(0, im.shapes.length, ...withIds(JSON.parse(im.saved)));
+      setShapes(im, JSON.parse(im.saved));
       im.offline = false;
       im.error = null;
       persist(im);
@@ -475,8 +502,8 @@ export async function render(el, [taskId], ctx) {
       im.history.undo.push(JSON.stringify(im.shapes));
       im.history.redo.length = 0;
       im.version = theirs.version;
-      im.shapes.splice(0, im.shapes.length, ...withIds(theirs.shapes));
-      im.saved = JSON.stringify(clean(im.shapes));
+      setShapes(im, theirs.shapes);
+      im.saved = textOf(im);
       persist(im);
       if (im === current) { editor.select(null); editor.invalidate(); renderObjects(); }
       toast(choice === 'theirs' ? 'Reloaded their version; Ctrl+Z restores yours' : 'Kept their version; Ctrl+Z restores yours');
@@ -648,6 +675,7 @@ export async function render(el, [taskId], ctx) {
     editor.checkpoint();
     const pasted = withIds(clipboard.map((s) => ({ ...s, points: s.points.map(([x, y]) => [Math.min(W, Math.max(0, x)), Math.min(H, Math.max(0, y))]) })));
     current.shapes.push(...pasted);
+    current.rev++;
     editor.select(pasted[pasted.length - 1]._id);
     editor.changed();
     toast(`${plural(pasted.length, 'shape', 'shapes')} pasted`);
