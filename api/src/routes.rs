@@ -422,7 +422,7 @@ pub fn routes() -> Vec<Route> {
             "post",
             "/api/v1/tasks/{id}/{action}",
             SignedIn,
-            "claim, start, submit (assignee); review, accept, reject (reviewers and up)",
+            "claim, start, submit (assignee); review, accept, reject (reviewers and up); archive (managers)",
             post(tasks::act),
         )
         .json::<tasks::ActBody>(json!({"reason": "boxes too loose (only for reject)"})),

@@ -22,15 +22,21 @@ use crate::AppState;
 
 const URL_TTL_MS: u64 = 4 * 60 * 60 * 1000;
 
+/// A task in a list; a rejected one carries the reviewer's reason, which its assignee reads
+/// on their list before opening it.
 fn summary(t: &Task) -> Value {
+    let reason = (t.state == TaskState::Rejected)
+        .then(|| t.history.iter().rev().find_map(|e| e.reason.as_ref()))
+        .flatten();
     json!({
         "id": t.id, "annotation_set": t.set_id, "chunk": t.chunk, "state": t.state,
         "assignee": t.assignee, "reviewer": t.reviewer, "image_count": t.images.len(),
+        "reason": reason,
     })
 }
 
-/// A task in full, with presigned URLs for its images and its annotation set's name and label
-/// schema (what an annotator's page loads: annotators may not read annotation sets).
+/// A task in full, with its images' names and presigned URLs and its annotation set's name and
+/// label schema (what an annotator's page loads: annotators may not read annotation sets).
 async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
     let (set_id, shas) = (t.set_id, t.images.clone());
     // The images' names and sizes too: annotators cannot read the dataset.
@@ -105,7 +111,9 @@ fn one() -> u32 {
 }
 
 /// `POST /api/v1/annotation-sets/{id}/tasks/split`: `{"chunk_size": 50, "overlap": 1,
-/// "assignees": ["ann1", "ann2"]}`; without assignees the tasks go to the pool.
+/// "assignees": ["ann1", "ann2"]}`; without assignees the tasks go to the pool. Only images
+/// that no task of the set holds are split (so a second split takes what was added since), in
+/// file-name order; the reply says how many were left out.
 pub async fn split(
     State(state): State<AppState>,
     principal: Principal,
@@ -144,18 +152,23 @@ pub async fn split(
             )
         })?;
     let dataset = set.dataset_id;
-    let mut shas = Vec::new();
+    let mut images = Vec::new();
+    let mut after = None;
     loop {
-        let after = shas.last().copied();
         let page = state
             .cluster
             .read_catalog(move |s| datasets::images(s, dataset, after.as_ref(), 5000))
             .await?;
-        if page.is_empty() {
+        let Some(last) = page.last() else {
             break;
-        }
-        shas.extend(page.iter().map(|i| i.sha));
+        };
+        after = Some(last.sha);
+        images.extend(page);
     }
+    // The dataset's order (file name, then when it was added), not the hash order records are
+    // kept in: consecutive video frames and PDF pages go to one task, in order.
+    images.sort_by(|a, b| (&a.name, a.added_ms, a.sha).cmp(&(&b.name, b.added_ms, b.sha)));
+    let mut shas: Vec<_> = images.into_iter().map(|i| i.sha).collect();
     if shas.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -163,6 +176,24 @@ pub async fn split(
             "the dataset has no images to split",
         ));
     }
+    let held = state
+        .cluster
+        .read_catalog(move |s| tasks::tasked_images(s, set_id))
+        .await?;
+    let before = shas.len();
+    shas.retain(|sha| !held.contains(sha));
+    let already_tasked = before - shas.len();
+    if shas.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "nothing_to_split",
+            format!(
+                "all {before} images of the dataset already have a task in this annotation set; \
+                 archive a task to split its images again"
+            ),
+        ));
+    }
+    let images = shas.len();
     let chunks: Vec<_> = shas.chunks(chunk_size).map(<[_]>::to_vec).collect();
     let op = TaskOp::Split {
         set_id,
@@ -174,7 +205,8 @@ pub async fn split(
     };
     match propose(&state, op).await? {
         TaskOutcome::Created(ids) => {
-            Ok((StatusCode::CREATED, Json(json!({ "tasks": ids }))).into_response())
+            let reply = json!({ "tasks": ids, "images": images, "already_tasked": already_tasked });
+            Ok((StatusCode::CREATED, Json(reply)).into_response())
         }
         other => Err(unexpected(other)),
     }
@@ -225,19 +257,49 @@ pub async fn list(
     page_of(&state, page, vec![TaskIndex::Set(set_id)], |_| true).await
 }
 
-/// `GET /api/v1/me/tasks?state=`: the caller's tasks.
+/// `GET /api/v1/me/tasks?state=`: the caller's tasks, each with its set's name.
 pub async fn mine(
     State(state): State<AppState>,
     principal: Principal,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    page_of(
+    let Json(listed) = page_of(
         &state,
         page,
         vec![TaskIndex::Assignee(principal.username)],
         |_| true,
     )
-    .await
+    .await?;
+    with_set_names(&state, listed).await
+}
+
+/// A page of task summaries with `set_name` added to each (people know sets by name).
+async fn with_set_names(state: &AppState, mut listed: Value) -> Result<Json<Value>, ApiError> {
+    let ids: Vec<u64> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["annotation_set"].as_u64())
+        .collect();
+    let names = state
+        .cluster
+        .read_catalog(move |s| {
+            let mut names = std::collections::HashMap::new();
+            for id in ids {
+                if let Some(set) = annotation_sets::annotation_set(s, id)? {
+                    names.insert(id, set.name);
+                }
+            }
+            Ok(names)
+        })
+        .await?;
+    for item in listed["items"].as_array_mut().into_iter().flatten() {
+        let name = item["annotation_set"]
+            .as_u64()
+            .and_then(|id| names.get(&id));
+        item["set_name"] = json!(name);
+    }
+    Ok(Json(listed))
 }
 
 /// `GET /api/v1/review/tasks?state=`: the review queue — submitted tasks, and tasks in review
@@ -276,7 +338,7 @@ pub async fn review_queue(
         TaskIndex::State(TaskState::Submitted),
         TaskIndex::State(TaskState::InReview),
     ];
-    let Json(mut listed) = page_of(&state, page, indexes, move |t| {
+    let Json(listed) = page_of(&state, page, indexes, move |t| {
         let reviews = everyone || mine.contains(&t.set_id);
         match t.state {
             TaskState::Submitted => reviews,
@@ -285,30 +347,7 @@ pub async fn review_queue(
         }
     })
     .await?;
-    let ids: Vec<u64> = listed["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["annotation_set"].as_u64())
-        .collect();
-    let names = state
-        .cluster
-        .read_catalog(move |s| {
-            let mut names = std::collections::HashMap::new();
-            for id in ids {
-                if let Some(set) = annotation_sets::annotation_set(s, id)? {
-                    names.insert(id, set.name);
-                }
-            }
-            Ok(names)
-        })
-        .await?;
-    for item in listed["items"].as_array_mut().into_iter().flatten() {
-        let name = item["annotation_set"]
-            .as_u64()
-            .and_then(|id| names.get(&id));
-        item["set_name"] = json!(name);
-    }
+    let Json(mut listed) = with_set_names(&state, listed).await?;
     if let Some(hint) = hint {
         listed["hint"] = json!(hint);
     }
@@ -321,7 +360,8 @@ pub async fn pool(
     _principal: Principal,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    page_of(&state, page, vec![TaskIndex::Pool], |_| true).await
+    let Json(listed) = page_of(&state, page, vec![TaskIndex::Pool], |_| true).await?;
+    with_set_names(&state, listed).await
 }
 
 /// `GET /api/v1/tasks/{id}`: its assignee, reviewers and managers.
@@ -345,7 +385,7 @@ pub struct ActBody {
 }
 
 /// `POST /api/v1/tasks/{id}/{action}`: claim, start, submit, review, accept, reject
-/// (`{"reason": ...}`).
+/// (`{"reason": ...}`), archive (managers: out of the workflow, its annotations kept).
 pub async fn act(
     State(state): State<AppState>,
     principal: Principal,
@@ -359,8 +399,9 @@ pub async fn act(
         "review" => Action::Review,
         "accept" => Action::Accept,
         "reject" => Action::Reject,
+        "archive" => Action::Archive,
         other => {
-            let known = "claim, start, submit, review, accept, reject";
+            let known = "claim, start, submit, review, accept, reject, archive";
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_action",

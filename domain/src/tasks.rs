@@ -19,6 +19,9 @@ pub enum TaskState {
     InReview,
     Accepted,
     Rejected,
+    /// Taken out of the workflow by a manager: nobody works on it any more, its saved
+    /// annotations and history stay, and its images may be split into a new task.
+    Archived,
 }
 
 /// What a user asks of a task.
@@ -34,6 +37,8 @@ pub enum Action {
     Review,
     Accept,
     Reject,
+    /// A manager takes the task out of the workflow (see [`TaskState::Archived`]).
+    Archive,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,19 +140,21 @@ impl TaskIndex {
     }
 }
 
-/// The index entries of a task.
+/// The index entries of a task. An archived task is in nobody's list and not in the pool.
 fn index_keys(t: &Task) -> Vec<Vec<u8>> {
     let holder = match &t.assignee {
-        Some(user) => TaskIndex::Assignee(user.clone()),
-        None => TaskIndex::Pool,
+        _ if t.state == TaskState::Archived => None,
+        Some(user) => Some(TaskIndex::Assignee(user.clone())),
+        None => Some(TaskIndex::Pool),
     };
     [
-        TaskIndex::Set(t.set_id),
+        Some(TaskIndex::Set(t.set_id)),
         holder,
-        TaskIndex::State(t.state),
-        TaskIndex::Chunk(t.chunk),
+        Some(TaskIndex::State(t.state)),
+        Some(TaskIndex::Chunk(t.chunk)),
     ]
     .iter()
+    .flatten()
     .map(|index| {
         let mut k = index.prefix();
         k.extend_from_slice(format!("{:016x}", t.id).as_bytes());
@@ -224,6 +231,22 @@ pub fn tasks(
         }
     }
     Ok(out)
+}
+
+/// The images of annotation set `set_id` that a task holds (archived tasks hold none): a split
+/// takes only the others, so no image is ever worked on in two tasks of one set unless a split
+/// asked for overlap.
+pub fn tasked_images(
+    r: &dyn Records,
+    set_id: u64,
+) -> Result<std::collections::HashSet<Sha256>, DomainError> {
+    let mut held = std::collections::HashSet::new();
+    for t in tasks(r, TaskIndex::Set(set_id), None, usize::MAX, |t| {
+        t.state != TaskState::Archived
+    })? {
+        held.extend(t.images);
+    }
+    Ok(held)
 }
 
 /// An action the task's state does not allow, with what to do next.
@@ -321,6 +344,16 @@ fn decide(
             }
             _ => Err(conflict(task, action)),
         },
+        Action::Archive if role < Role::Manager => Err(TaskOutcome::Forbidden(
+            "archiving a task needs the manager role".into(),
+        )),
+        Action::Archive => match task.state {
+            TaskState::Archived => Err(conflict(task, action)),
+            _ => {
+                task.state = TaskState::Archived;
+                Ok(())
+            }
+        },
         Action::Accept | Action::Reject => match task.state {
             TaskState::InReview
                 if task.reviewer.as_deref() == Some(user) || role >= Role::Manager =>
@@ -353,6 +386,16 @@ pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
             by,
             at_ms,
         } => {
+            // Decided here, in log order, not by the caller's earlier read: of two splits racing
+            // for the same images exactly one gets them.
+            let held = tasked_images(tx, *set_id)?;
+            let taken = chunks.iter().flatten().filter(|s| held.contains(s)).count();
+            if taken > 0 {
+                return Ok(TaskOutcome::Conflict(format!(
+                    "{taken} of these images already have a task in annotation set {set_id}: \
+                     split again to take only the others"
+                )));
+            }
             let mut next = get::<u64>(tx, &key(NEXT_ID))?.unwrap_or(1);
             let first_chunk = next;
             let mut created = Vec::new();
@@ -424,8 +467,9 @@ pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
             let Some(mut t) = task(tx, *id)? else {
                 return Ok(TaskOutcome::NoSuchTask(*id));
             };
-            if matches!(t.state, TaskState::Accepted) {
-                return Ok(TaskOutcome::Conflict(format!("task {id} is accepted")));
+            if matches!(t.state, TaskState::Accepted | TaskState::Archived) {
+                let state = state_name(t.state);
+                return Ok(TaskOutcome::Conflict(format!("task {id} is {state}")));
             }
             let before = t.clone();
             t.assignee = assignee.clone();
@@ -532,5 +576,83 @@ mod tests {
         store.commit(writes);
         assert_eq!(ids(&store, TaskIndex::Set(8)), vec![9]);
         assert_eq!(ids(&store, TaskIndex::Assignee("bob".into())), vec![9]);
+    }
+
+    #[test]
+    fn a_split_takes_only_images_without_a_task_and_archiving_releases_them() {
+        let mut store = MemRecords::default();
+        let img = |n: u8| Sha256([n; 32]);
+        let split = |set_id, chunks: Vec<Vec<Sha256>>| TaskOp::Split {
+            set_id,
+            chunks,
+            overlap: 1,
+            assignees: Vec::new(),
+            by: "mgr".into(),
+            at_ms: 0,
+        };
+        let act = |id, action, user: &str, role| TaskOp::Act {
+            id,
+            action,
+            user: user.into(),
+            role,
+            reason: None,
+            at_ms: 1,
+        };
+        let created = apply(&mut store, split(7, vec![vec![img(1), img(2)]]));
+        assert_eq!(created, TaskOutcome::Created(vec![1]));
+        let held = tasked_images(&store, 7).expect("held");
+        assert_eq!(held, [img(1), img(2)].into_iter().collect());
+
+        // One image already tasked: the whole split is refused and creates nothing.
+        let again = apply(&mut store, split(7, vec![vec![img(2)], vec![img(3)]]));
+        let TaskOutcome::Conflict(message) = again else {
+            panic!("a split over a tasked image: {again:?}");
+        };
+        assert!(message.contains("1 of these images"), "{message}");
+        assert_eq!(ids(&store, TaskIndex::Set(7)), vec![1]);
+        // Other sets are not concerned; new images are taken.
+        let other = apply(&mut store, split(8, vec![vec![img(1)]]));
+        assert_eq!(other, TaskOutcome::Created(vec![2]));
+        let new = apply(&mut store, split(7, vec![vec![img(3)]]));
+        assert_eq!(new, TaskOutcome::Created(vec![3]));
+
+        // Only managers archive; an archived task leaves the pool and frees its images.
+        let refused = apply(&mut store, act(1, Action::Archive, "ann", Role::Annotator));
+        assert!(matches!(refused, TaskOutcome::Forbidden(_)), "{refused:?}");
+        let archived = apply(&mut store, act(1, Action::Archive, "mgr", Role::Manager));
+        let TaskOutcome::Task(t) = archived else {
+            panic!("archive: {archived:?}");
+        };
+        assert_eq!(t.state, TaskState::Archived);
+        assert_eq!(
+            t.images,
+            vec![img(1), img(2)],
+            "an archived task keeps its images"
+        );
+        assert_eq!(ids(&store, TaskIndex::Pool), vec![2, 3]);
+        assert_eq!(ids(&store, TaskIndex::State(TaskState::Archived)), vec![1]);
+        assert_eq!(
+            tasked_images(&store, 7).expect("held"),
+            [img(3)].into_iter().collect()
+        );
+        let resplit = apply(&mut store, split(7, vec![vec![img(1), img(2)]]));
+        assert_eq!(resplit, TaskOutcome::Created(vec![4]));
+
+        // Nothing more happens to an archived task.
+        let twice = apply(&mut store, act(1, Action::Archive, "mgr", Role::Manager));
+        assert!(matches!(twice, TaskOutcome::Conflict(_)), "{twice:?}");
+        let claim = apply(&mut store, act(1, Action::Claim, "ann", Role::Annotator));
+        assert!(matches!(claim, TaskOutcome::Conflict(_)), "{claim:?}");
+        let reassign = TaskOp::Reassign {
+            id: 1,
+            assignee: Some("ann".into()),
+            by: "mgr".into(),
+            at_ms: 2,
+        };
+        let reassigned = apply(&mut store, reassign);
+        assert!(
+            matches!(reassigned, TaskOutcome::Conflict(_)),
+            "{reassigned:?}"
+        );
     }
 }

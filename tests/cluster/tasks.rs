@@ -279,11 +279,41 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     );
     assert_eq!(act(&ann1, task, "dance", json!({})).await.status, 404);
 
-    // The pool: concurrent claims of one task, exactly one wins.
-    let pool = send_json(
+    // Every image has a task now: a second split of the set has nothing to take.
+    let again = send_json(
         &manager,
         Method::POST,
         &split_path,
+        json!({"chunk_size": 5}),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{:?}", again.json());
+    assert_eq!(again.json()["error"]["code"], "nothing_to_split");
+
+    // The pool (a second set on the same images): concurrent claims of one task, exactly one
+    // wins.
+    let dataset = manager
+        .get(&format!("/api/v1/annotation-sets/{set}"))
+        .await
+        .unwrap()
+        .json()["dataset_id"]
+        .as_u64()
+        .expect("dataset id");
+    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
+    let pool_set = send_json(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
+        json!({"name": "pool", "labels": labels}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .expect("pool set id");
+    let pool = send_json(
+        &manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{pool_set}/tasks/split"),
         json!({"chunk_size": 5, "overlap": 2}),
     )
     .await;
@@ -319,7 +349,7 @@ async fn tasks_flow_from_split_through_review_and_rework() {
         .json();
     assert_eq!(
         stats["tasks"],
-        json!({"accepted": 1, "new": 7, "in_progress": 0, "in_review": 0, "rejected": 0, "submitted": 0})
+        json!({"accepted": 1, "new": 5, "in_progress": 0, "in_review": 0, "rejected": 0, "submitted": 0})
     );
     assert_eq!(stats["images"]["total"], 5);
 }

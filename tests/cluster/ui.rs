@@ -9,11 +9,17 @@
 //! step go to `$TESSERA_ARTEFACTS` (default `target/ui-artefacts`). `TESSERA_UI_SKIP=import` or
 //! `=export` (comma separated) leaves those steps out while working on a node without them.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
+use tessera_client::{Client, Method};
 use tessera_cluster_tests::{png, Options, TestCluster, ADMIN_PASSWORD};
+
+use crate::support::{create_user, send_json, upload};
 
 /// The whole browser workflow takes well under a minute on loopback; this is the hang guard.
 const WORKFLOW_DEADLINE: Duration = Duration::from_secs(300);
@@ -60,49 +66,252 @@ fn playwright() {
 
 #[tokio::test]
 async fn the_whole_workflow_works_in_a_real_browser() {
-    let browser = chromium();
-    playwright();
-    let cluster = TestCluster::start(Options::default()).await;
-
+    let mut cluster = TestCluster::start(Options::default()).await;
     let images = tempfile::tempdir().expect("temp dir");
     for seed in 0..6u64 {
         let path = images.path().join(format!("street-{seed}.png"));
         std::fs::write(path, png(640, 480, 700 + seed)).expect("write image");
     }
+    let url2 = format!("http://{}", cluster.node(2).http);
+    let images_dir = images.path().display().to_string();
+    run_script(
+        &mut cluster,
+        "workflow.mjs",
+        &[
+            ("TESSERA_URL2", url2.as_str()),
+            ("TESSERA_IMAGES_DIR", images_dir.as_str()),
+        ],
+    )
+    .await;
+}
+
+/// Bug 1 of issue 13: saves that fail while the annotator's node is down (killed for real) are
+/// kept in IndexedDB, counted in the bar, block submitting, survive a reload and are sent when
+/// the node is back; the server then has every shape.
+#[tokio::test]
+async fn unsaved_edits_survive_a_dead_node_and_a_reload() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let task = one_task(&admin, "saver", 4).await;
+    let task = task.to_string();
+    let url2 = format!("http://{}", cluster.node(2).http);
+    let env = [
+        ("TESSERA_TASK", task.as_str()),
+        ("TESSERA_URL2", url2.as_str()),
+    ];
+    run_script(&mut cluster, "saves.mjs", &env).await;
+}
+
+/// Bug 2 of issue 13: a second split takes only images without a task, a third has nothing to
+/// take, and archiving a task keeps its annotations and frees its images.
+#[tokio::test]
+async fn splits_take_only_untasked_images_and_archiving_keeps_work() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    create_user(&admin, "ann1", "annotator").await;
+    let (_, dataset, set, shas) = fixture(&admin, 6, 4).await;
+    let (dataset, set) = (dataset.to_string(), set.to_string());
+    let later = shas[4..].join(",");
+    let env = [
+        ("TESSERA_SET", set.as_str()),
+        ("TESSERA_DATASET", dataset.as_str()),
+        ("TESSERA_LATER", later.as_str()),
+    ];
+    run_script(&mut cluster, "splits.mjs", &env).await;
+}
+
+/// Bug 3 of issue 13: the canvas stays exactly where it is while a polygon is drawn, at three
+/// desktop sizes.
+#[tokio::test]
+async fn the_canvas_never_moves_while_drawing() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let task = one_task(&admin, "drawer", 2).await.to_string();
+    run_script(
+        &mut cluster,
+        "layout.mjs",
+        &[("TESSERA_TASK", task.as_str())],
+    )
+    .await;
+}
+
+/// The editing tools of issue 13: greyed-out tools, brightness, vertices added and removed,
+/// lock, copy and paste onto the next image, z-order, the object filter, comment marks in the
+/// strip, and the question before submitting an image left empty.
+#[tokio::test]
+async fn editing_tools_work_with_mouse_and_keyboard() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let task = one_task(&admin, "tooler", 3).await.to_string();
+    run_script(
+        &mut cluster,
+        "tools.mjs",
+        &[("TESSERA_TASK", task.as_str())],
+    )
+    .await;
+}
+
+/// An image with 5000 shapes opens and is edited correctly; `bench-shapes.mjs` prints how long
+/// opening and each edit took (figures, not assertions: see docs/ui.md).
+#[tokio::test]
+async fn five_thousand_shapes_open_and_edit() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let task = one_task(&admin, "bencher", 1).await.to_string();
+    run_script(
+        &mut cluster,
+        "bench-shapes.mjs",
+        &[("TESSERA_TASK", task.as_str())],
+    )
+    .await;
+}
+
+/// An annotator and one task of `images` 640×480 images (labels of [`fixture`]) assigned to
+/// them; the task's id.
+async fn one_task(admin: &Client, annotator: &str, images: usize) -> u64 {
+    create_user(admin, annotator, "annotator").await;
+    let (manager, _, set, _) = fixture(admin, images, images).await;
+    let path = format!("/api/v1/annotation-sets/{set}/tasks/split");
+    let body = json!({"chunk_size": 100, "assignees": [annotator]});
+    let split = send_json(&manager, Method::POST, &path, body).await;
+    assert_eq!(split.status, 201, "{:?}", split.json());
+    split.json()["tasks"][0].as_u64().expect("task id")
+}
+
+/// A manager `mgr`, `count` uploaded 640×480 images of which the first `in_dataset` are in a new
+/// dataset, and an annotation set on it with labels `car` (rectangle, polygon) and `sign` (tag):
+/// `(manager, dataset, set, hashes)`.
+async fn fixture(
+    admin: &Client,
+    count: usize,
+    in_dataset: usize,
+) -> (Client, u64, u64, Vec<String>) {
+    let manager = create_user(admin, "mgr", "manager").await;
+    let mut shas = Vec::new();
+    for seed in 900..900 + count as u64 {
+        shas.push(upload(admin, &png(640, 480, seed)).await);
+    }
+    let dataset = send_json(
+        &manager,
+        Method::POST,
+        "/api/v1/datasets",
+        json!({"name": "street"}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .expect("dataset id");
+    // Named against hash order (`frame-000.png` is the greatest hash), so a split in name order
+    // is told apart from one in hash order.
+    let mut by_hash: Vec<&String> = shas.iter().collect();
+    by_hash.sort_by(|a, b| b.cmp(a));
+    let images: Vec<Value> = shas[..in_dataset]
+        .iter()
+        .map(|s| {
+            let rank = by_hash.iter().position(|h| *h == s).unwrap_or_default();
+            json!({"sha256": s, "name": format!("frame-{rank:03}.png")})
+        })
+        .collect();
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    let added = send_json(&manager, Method::POST, &path, json!({"images": images})).await;
+    assert_eq!(added.status, 200, "{:?}", added.json());
+    let labels = json!([
+        {"name": "car", "color": "#e6194b", "kinds": ["rectangle", "polygon"]},
+        {"name": "sign", "color": "#3cb44b", "kinds": ["tag"]},
+    ]);
+    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
+    let set = send_json(
+        &manager,
+        Method::POST,
+        &path,
+        json!({"name": "v1", "labels": labels}),
+    )
+    .await
+    .json()["id"]
+        .as_u64()
+        .expect("annotation set id");
+    (manager, dataset, set, shas)
+}
+
+/// Runs `tests/ui/<script>` in node against `cluster` (node 1 as `TESSERA_URL`) and fails the test
+/// when it fails. The script may ask for nodes to be killed or started: `@cluster kill <id>` or
+/// `@cluster start <id>` on its stdout, answered with `ok` on its stdin once done (a started
+/// node is ready); everything else it prints is passed through.
+async fn run_script(cluster: &mut TestCluster, script: &str, env: &[(&str, &str)]) {
+    let browser = chromium();
+    playwright();
     let artefacts = std::env::var("TESSERA_ARTEFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join("target/ui-artefacts"));
-
-    let mut child = Command::new("node")
-        .arg("workflow.mjs")
+    let mut command = Command::new("node");
+    command
+        .arg(script)
         .current_dir(ui_dir())
         .env("TESSERA_URL", format!("http://{}", cluster.node(1).http))
-        .env("TESSERA_URL2", format!("http://{}", cluster.node(2).http))
         .env("TESSERA_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("TESSERA_IMAGES_DIR", images.path())
         .env("TESSERA_ARTEFACTS", &artefacts)
         .env("CHROMIUM", &browser)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("node is required for the UI tests");
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("node is required for the UI tests");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (asks, asked) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            match line.strip_prefix("@cluster ") {
+                Some(command) => {
+                    if asks.send(command.to_string()).is_err() {
+                        break;
+                    }
+                }
+                None => println!("{line}"),
+            }
+        }
+    });
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for node") {
             break status;
         }
+        if let Ok(ask) = asked.try_recv() {
+            let answer = match ask.split_once(' ') {
+                Some(("kill", id)) => id.parse().map(|id| cluster.kill(id)).is_ok(),
+                Some(("start", id)) => match id.parse() {
+                    Ok(id) => {
+                        cluster.restart(id).await;
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            };
+            let reply = if answer {
+                "ok\n".to_string()
+            } else {
+                format!("unknown: {ask}\n")
+            };
+            stdin
+                .write_all(reply.as_bytes())
+                .expect("answer the script");
+            continue;
+        }
         if started.elapsed() > WORKFLOW_DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "the browser workflow did not finish in {WORKFLOW_DEADLINE:?}; screenshots in {}",
+                "{script} did not finish in {WORKFLOW_DEADLINE:?}; screenshots in {}",
                 artefacts.display()
             );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
         status.success(),
-        "the browser workflow failed ({status}); its output is above, screenshots in {}\nerrors logged by node 1:\n{}",
+        "{script} failed ({status}); its output is above, screenshots in {}\nerrors logged by node 1:\n{}",
         artefacts.display(),
         errors(&cluster.log(1))
     );

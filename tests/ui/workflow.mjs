@@ -15,182 +15,25 @@
 // TESSERA_IMAGES_DIR (PNG files to upload), TESSERA_ARTEFACTS (screenshots; default
 // target/ui-artefacts), TESSERA_RUN (suffix for names, so runs can share a cluster).
 
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import {
+  a11y, a11yChecked, ADMIN_PASSWORD, apiGet, ART, BASE, browser, clickAt, cspViolations, dragBetween, errors,
+  eventually, go, log, near, nearPoints, newUserPage, objectCount, pw, screenshot, signIn, token, view, waitSaved,
+  workspace,
+} from './harness.mjs';
 import { unzip, zip } from './zip.mjs';
 
-const BASE = process.env.TESSERA_URL || 'http://127.0.0.1:8081';
 const BASE2 = process.env.TESSERA_URL2 || BASE;
-const ADMIN_PASSWORD = process.env.TESSERA_ADMIN_PASSWORD;
 const IMAGES = process.env.TESSERA_IMAGES_DIR;
-const ART = resolve(process.env.TESSERA_ARTEFACTS || 'target/ui-artefacts');
 const RUN = process.env.TESSERA_RUN || '';
 const SKIP = new Set((process.env.TESSERA_UI_SKIP || '').split(',').filter(Boolean));
-const TIMEOUT = 30_000;
-mkdirSync(ART, { recursive: true });
-assert.ok(ADMIN_PASSWORD, 'TESSERA_ADMIN_PASSWORD is required');
 assert.ok(IMAGES, 'TESSERA_IMAGES_DIR is required');
 
 const MGR = `mgr${RUN}`;
 const ANN_A = `ann-a${RUN}`;
 const ANN_B = `ann-b${RUN}`;
-const pw = (u) => `${u}-password`;
-const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
-const t0 = Date.now();
-
-// --- API checks from node (not through the page)
-async function token(user, password) {
-  const r = await fetch(`${BASE}/oauth/token`, { method: 'POST', body: new URLSearchParams({ grant_type: 'password', username: user, password }) });
-  assert.equal(r.status, 200, `login ${user}`);
-  return (await r.json()).access_token;
-}
-async function apiGet(tok, path) {
-  const r = await fetch(`${BASE}${path}`, { headers: { authorization: `Bearer ${tok}` } });
-  const body = await r.json();
-  assert.ok(r.ok, `${path}: ${r.status} ${JSON.stringify(body)}`);
-  return body;
-}
-/** Polls `check` until it returns a truthy value (deadline, not a fixed sleep). */
-async function eventually(what, check, ms = TIMEOUT) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try { const v = await check(); if (v) return v; } catch (e) { last = e; }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-const near = (a, b, what) => assert.ok(Math.abs(a - b) <= 1, `${what}: ${a} is not within 1 px of ${b}`);
-function nearPoints(actual, expected, what) {
-  assert.equal(actual.length, expected.length, `${what}: ${JSON.stringify(actual)} vs ${JSON.stringify(expected)}`);
-  actual.forEach((p, i) => { near(p[0], expected[i][0], `${what}[${i}].x`); near(p[1], expected[i][1], `${what}[${i}].y`); });
-}
-
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
-// On a failure, a screenshot of every open page before exiting.
-process.on('uncaughtException', async (e) => {
-  console.error(e);
-  let n = 0;
-  for (const context of browser.contexts()) {
-    for (const page of context.pages()) {
-      const file = join(ART, `failure-${++n}.png`);
-      await page.screenshot({ path: file }).then(() => console.error(`failure screenshot ${file} (${page.url()})`), () => {});
-    }
-  }
-  await browser.close().catch(() => {});
-  process.exit(1);
-});
-let shot = 0;
-async function screenshot(page, name) {
-  const file = join(ART, `${String(++shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file });
-  log('screenshot', file);
-}
-const errors = [];
-// Content-Security-Policy: every violation in any page of any context (a `securitypolicyviolation`
-// event, reported through a binding that the page's CSP cannot block) and every console error
-// that mentions the policy fails the run.
-const cspViolations = [];
-async function watchCsp(context) {
-  await context.exposeBinding('__tesseraCspViolation', (_source, v) => {
-    cspViolations.push(v);
-    console.log('CSP violation:', v);
-  });
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      window.__tesseraCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`);
-    });
-  });
-  context.on('console', (m) => {
-    if (/Content.Security.Policy/i.test(m.text())) cspViolations.push(m.text());
-  });
-}
-async function newUserPage(base = BASE) {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 860 }, acceptDownloads: true });
-  context.setDefaultTimeout(TIMEOUT);
-  await watchCsp(context);
-  const page = await context.newPage();
-  page.on('pageerror', (e) => { errors.push(e.message); console.log('pageerror:', e.message); });
-  page.on('console', (m) => { if (m.type() === 'error') console.log('console error:', m.text()); });
-  page.base = base;
-  return page;
-}
-async function signIn(page, user, password) {
-  const first = await page.goto(`${page.base}/`);
-  // The UI runs under its strict policy (no inline script or style, no framing).
-  const policy = first.headers()['content-security-policy'] || '';
-  assert.match(policy, /script-src 'self';/, 'the UI is served with a Content-Security-Policy');
-  assert.match(policy, /frame-ancestors 'none'/);
-  assert.equal(first.headers()['x-frame-options'], 'DENY');
-  await page.waitForURL(/\/login/);
-  await page.getByLabel('Username').fill(user);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL((u) => !u.pathname.startsWith('/login'));
-  await page.getByText(`${user} ·`).waitFor();
-}
-async function go(page, path) {
-  await page.evaluate((p) => window.tessera.navigate(p), path);
-  await page.waitForURL((u) => u.pathname + u.search === path || u.pathname === path.split('?')[0]);
-}
-
-// --- accessibility: axe-core's WCAG 2 A/AA rules on a page; serious and critical findings fail.
-const AXE = new URL('./node_modules/axe-core/axe.min.js', import.meta.url).pathname;
-const a11yChecked = [];
-async function a11y(page, name) {
-  // Through the DevTools protocol: the UI's CSP rightly refuses an injected <script>.
-  if (!(await page.evaluate(() => !!window.axe))) {
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send('Runtime.evaluate', { expression: readFileSync(AXE, 'utf8') });
-    await cdp.detach();
-  }
-  const found = await page.evaluate(async () => {
-    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
-    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
-  });
-  assert.deepEqual(found, [], `accessibility of ${name}`);
-  a11yChecked.push(name);
-}
-
-// --- canvas geometry: image pixel → page coordinates, from the view the canvas publishes
-async function view(page) {
-  const c = page.locator('#canvas');
-  const box = await c.boundingBox();
-  const d = await c.evaluate((el) => ({ ...el.dataset }));
-  return { left: box.x, top: box.y, scale: Number(d.scale), tx: Number(d.tx), ty: Number(d.ty), sha: d.sha, n: Number(d.n) };
-}
-async function at(page, [x, y]) {
-  const v = await view(page);
-  return [v.left + v.tx + x * v.scale, v.top + v.ty + y * v.scale];
-}
-async function clickAt(page, p) {
-  const [sx, sy] = await at(page, p);
-  await page.mouse.click(sx, sy);
-}
-async function dragBetween(page, a, b) {
-  const [ax, ay] = await at(page, a);
-  const [bx, by] = await at(page, b);
-  await page.mouse.move(ax, ay);
-  await page.mouse.down();
-  await page.mouse.move((ax + bx) / 2, (ay + by) / 2, { steps: 4 });
-  await page.mouse.move(bx, by, { steps: 4 });
-  await page.mouse.up();
-}
-/** Waits for the workspace's canvas, failing early with the page's error when it shows one. */
-async function workspace(page) {
-  const failed = page.locator('main .error[role="alert"]');
-  await page.locator('#canvas[data-sha]').or(failed).first().waitFor();
-  if (await failed.count()) throw new Error(`the workspace did not open: ${await failed.first().textContent()}`);
-}
-async function waitSaved(page) {
-  await page.locator('#save-state.saved').waitFor();
-}
-async function objectCount(page) {
-  return page.locator('#objects li[data-kind]').count();
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. Admin creates a manager and two annotators.
@@ -545,7 +388,10 @@ await mgr.waitForURL(/\/sets\/\d+\/tasks$/);
 await mgr.locator(`#tasks tr[data-task="${taskA.id}"][data-state="rejected"]`).waitFor();
 
 await go(a, '/my-tasks');
-await a.locator(`#my-tasks tr[data-task="${taskA.id}"][data-state="rejected"]`).getByRole('button', { name: 'Start rework' }).click();
+const rejectedRow = a.locator(`#my-tasks tr[data-task="${taskA.id}"][data-state="rejected"]`);
+await rejectedRow.getByText('Rejected: see the comment on the first image').waitFor();
+await rejectedRow.getByRole('cell', { name: 'v1', exact: true }).waitFor();
+await rejectedRow.getByRole('button', { name: 'Start rework' }).click();
 await a.waitForURL(new RegExp(`/tasks/${taskA.id}`));
 await a.locator('#comments li[data-comment]', { hasText: 'too tight' }).waitFor();
 await a.getByText('Rejected: see the comment').waitFor();

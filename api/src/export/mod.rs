@@ -206,7 +206,9 @@ fn plan(
     let Some(set) = annotation_sets::annotation_set(store, set_id)? else {
         return Ok(None);
     };
+    // An archived task's work is used only where no live task has the image.
     let rank = |s: TaskState| match s {
+        TaskState::Archived => 0,
         TaskState::Accepted => 3,
         TaskState::Submitted | TaskState::InReview => 2,
         _ => 1,

@@ -121,7 +121,9 @@ export async function logout() {
 async function authHeader() {
   if (!session) throw new ApiError(401, 'unauthorized', 'signed out');
   if (session.expires - Date.now() < 60_000) {
-    try { await refresh(); } catch (e) { store(null); throw e; }
+    // Only the server's refusal ends the session; an unreachable server leaves it (and the
+    // work of the page) as it is, to be tried again.
+    try { await refresh(); } catch (e) { if (e instanceof ApiError && e.status >= 400 && e.status < 500) store(null); throw e; }
   }
   return `Bearer ${session.access}`;
 }

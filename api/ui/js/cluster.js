@@ -39,8 +39,15 @@ export async function render(el) {
         h('td', null, h('span', { class: `badge ${n.up ? 'st-accepted' : 'st-rejected'}` }, n.up ? 'up' : 'down'))));
     }
     clear(groups);
+    // A node that went down is still named leader by the survivors until they elect another:
+    // say so instead of showing it as if it served.
+    const down = new Set(st.nodes.filter((n) => !n.up).map((n) => n.id));
+    const leader = (g) => (g.leader == null ? h('span', { class: 'error' }, 'none')
+      : down.has(g.leader) ? h('span', { class: 'badge st-rejected', title: 'This node is down; a new leader is being elected' }, `${g.leader} (down, electing)`)
+        : g.leader);
     for (const g of st.groups) {
-      groups.append(h('tr', null, h('td', null, g.group), h('td', null, g.shard ?? 'catalogue'), h('td', null, g.leader ?? h('span', { class: 'error' }, 'none')),
+      groups.append(h('tr', { dataset: { group: String(g.group), leader: String(g.leader ?? ''), leaderDown: String(down.has(g.leader)) } },
+        h('td', null, g.group), h('td', null, g.shard ?? 'catalogue'), h('td', null, leader(g)),
         h('td', null, g.term ?? ''), h('td', null, (g.voters || []).join(', ')),
         h('td', null, Object.entries(g.replicas || {}).map(([id, r]) => `${id}: ${r.state} · ${r.applied ?? '-'}`).join('; '))));
     }

@@ -46,11 +46,18 @@ export async function render(el, [id], ctx) {
   const fileInput = h('input', { type: 'file', multiple: true, id: 'upload-files' });
   const dirInput = h('input', { type: 'file', multiple: true, webkitdirectory: true, id: 'upload-folder', 'aria-label': 'Choose a folder' });
   const uploads = h('ul', { class: 'uploads', 'aria-label': 'Uploads' });
+  // How videos and PDFs become images (the import job's options; the server checks the ranges).
+  const fps = h('input', { type: 'number', id: 'video-fps', min: 0.01, max: 60, step: 'any', value: 1 });
+  const dpi = h('input', { type: 'number', id: 'pdf-dpi', min: 36, max: 600, step: 1, value: 150 });
   const zone = h('div', { class: 'dropzone', id: 'dropzone' },
     h('p', null, 'Drop images, folders or archives (zip, tar, video, PDF, office documents) here, or'),
     h('div', { class: 'row', style: { justifyContent: 'center' } },
       h('label', { class: 'field' }, h('span', null, 'Files or archives'), fileInput),
       h('label', { class: 'field' }, h('span', null, 'A folder'), dirInput)),
+    h('details', { class: 'import-options' }, h('summary', null, 'Video and PDF options'),
+      h('div', { class: 'row', style: { justifyContent: 'center' } },
+        h('label', { class: 'field' }, h('span', null, 'Video frames per second'), fps),
+        h('label', { class: 'field' }, h('span', null, 'PDF resolution (dpi)'), dpi))),
     uploads);
   zone.addEventListener('dragover', (e) => { e.preventDefault(); zone.classList.add('over'); });
   zone.addEventListener('dragleave', () => zone.classList.remove('over'));
@@ -116,7 +123,8 @@ export async function render(el, [id], ctx) {
     uploads.prepend(li);
     let job;
     try {
-      job = await upload(`/api/v1/datasets/${id}/imports?filename=${encodeURIComponent(f.path)}`, f.file, (l, t) => {
+      const options = new URLSearchParams({ filename: f.path, video_fps: fps.value || '1', pdf_dpi: dpi.value || '150' });
+      job = await upload(`/api/v1/datasets/${id}/imports?${options}`, f.file, (l, t) => {
         setProgress(bar, l, t);
         bar.querySelector('.progress-text').textContent = `${fmtBytes(l)} / ${fmtBytes(t)}`;
       }, ac.signal);
@@ -141,7 +149,10 @@ export async function render(el, [id], ctx) {
       if (j.state === 'running') count.textContent = `${dataset.image_count + (p.images_added || 0)}+ images`;
     }, ac.signal);
     cancel.remove();
-    const b2 = stateBadge(final.state);
+    // A job that found nothing to add (every file skipped) did not succeed at anything.
+    const p = final.progress || {};
+    const nothing = final.state === 'succeeded' && !p.images_added && !p.duplicates && p.skipped > 0;
+    const b2 = nothing ? h('span', { class: 'badge st-warning' }, 'nothing imported') : stateBadge(final.state);
     badge.replaceWith(b2);
     badge = b2;
     if (final.error) detail.append(h('div', { class: 'error' }, final.error));
@@ -158,12 +169,14 @@ export async function render(el, [id], ctx) {
   const jobsBox = h('div', { id: 'jobs' });
   async function loadJobs() {
     try {
-      const page = await api(`/api/v1/jobs?dataset=${id}&limit=10`);
+      // The dataset's jobs include exports of its annotation sets: only imports belong here.
+      const page = await api(`/api/v1/jobs?dataset=${id}&limit=50`);
+      const imports = page.items.filter((j) => j.kind === 'import').slice(0, 10);
       clear(jobsBox);
-      if (!page.items.length) return;
+      if (!imports.length) return;
       jobsBox.append(h('h2', null, 'Recent imports'), h('table', null,
         h('thead', null, h('tr', null, ['Job', 'Kind', 'State', 'Images added', 'Duplicates', 'Skipped', 'Started'].map((t) => h('th', null, t)))),
-        h('tbody', null, page.items.map((j) => h('tr', null,
+        h('tbody', null, imports.map((j) => h('tr', { dataset: { job: String(j.id), kind: j.kind } },
           h('td', null, j.id), h('td', null, j.kind), h('td', null, stateBadge(j.state)),
           h('td', null, j.progress?.images_added ?? ''), h('td', null, j.progress?.duplicates ?? ''),
           h('td', null, j.progress?.skipped ?? ''), h('td', null, fmtTime(j.created_ms)))))));

@@ -4,6 +4,8 @@
 // zoom. The canvas keeps its backing store at devicePixelRatio.
 
 const HANDLE = 5; // half-size of a vertex handle, CSS px
+const LABELS_MAX = 300; // above this many shapes only the selected one has its label drawn
+const UNDO_CHARS = 64e6; // undo snapshots kept per image, in characters (about 128 MB)
 const CLOSE = 9; // how near the first point closes a polygon, CSS px
 const round = (v) => Math.round(v * 100) / 100;
 let nextId = 1;
@@ -69,6 +71,8 @@ export class Editor {
     this.image = null;
     this.shapes = [];
     this.pins = [];
+    /** How the image and shapes are shown (not saved): image brightness and contrast in %, fill opacity. */
+    this.look = { brightness: 100, contrast: 100, opacity: 0.15 };
     this.selected = null;
     this.tool = 'select';
     this.readOnly = false;
@@ -79,6 +83,9 @@ export class Editor {
     this.drag = null;
     this.space = false;
     this.pointer = null;
+    /** Fingers on the canvas (pointerId → screen point); two of them pinch and pan. */
+    this.touches = new Map();
+    this.pinch = null;
     this.undoStack = [];
     this.redoStack = [];
     this.frame = 0;
@@ -87,7 +94,12 @@ export class Editor {
     canvas.addEventListener('pointerdown', (e) => this.down(e));
     canvas.addEventListener('pointermove', (e) => this.move(e));
     canvas.addEventListener('pointerup', (e) => this.up(e));
-    canvas.addEventListener('dblclick', (e) => { e.preventDefault(); this.finishDraft(); });
+    canvas.addEventListener('pointercancel', (e) => this.up(e));
+    canvas.addEventListener('dblclick', (e) => {
+      e.preventDefault();
+      if (this.draft) this.finishDraft();
+      else this.editVertexAt(this.local(e));
+    });
     canvas.addEventListener('wheel', (e) => this.wheel(e), { passive: false });
     canvas.addEventListener('contextmenu', (e) => e.preventDefault());
     canvas.addEventListener('auxclick', (e) => e.preventDefault());
@@ -172,7 +184,9 @@ export class Editor {
   // --- history
   checkpoint() {
     this.undoStack.push(JSON.stringify(this.shapes));
-    if (this.undoStack.length > 200) this.undoStack.shift();
+    // At most 200 steps, fewer for big images: a snapshot of 5000 shapes is megabytes.
+    let chars = this.undoStack.reduce((n, x) => n + x.length, 0);
+    while (this.undoStack.length > 200 || (this.undoStack.length > 1 && chars > UNDO_CHARS)) chars -= this.undoStack.shift().length;
     this.redoStack.length = 0;
   }
   restore(json) {
@@ -205,6 +219,7 @@ export class Editor {
   deleteSelected() {
     const s = this.selectedShape();
     if (!s || this.readOnly) return;
+    if (s._locked) { this.hooks.toast?.('This shape is locked: unlock it first'); return; }
     this.checkpoint();
     this.shapes.splice(this.shapes.indexOf(s), 1);
     this.select(null);
@@ -248,6 +263,40 @@ export class Editor {
     return this.labels.find((l) => l.kinds.includes(kind)) || null;
   }
 
+  /** Moves the selected shape to the front (drawn last, hit first) or the back. */
+  restack(front) {
+    const s = this.selectedShape();
+    if (!s || this.readOnly) return;
+    this.checkpoint();
+    this.shapes.splice(this.shapes.indexOf(s), 1);
+    if (front) this.shapes.push(s); else this.shapes.unshift(s);
+    this.changed();
+  }
+
+  /**
+   * A double click with the select tool on the selected polygon or polyline: on a vertex removes
+   * it (a polygon keeps 3, a polyline 2), on an edge adds one there. Whether it did either.
+   */
+  editVertexAt(sp) {
+    const s = this.selectedShape();
+    if (!s || this.readOnly || s._locked || (s.kind !== 'polygon' && s.kind !== 'polyline')) return false;
+    const handle = this.hitHandle(sp);
+    if (handle) {
+      if (s.points.length <= (s.kind === 'polygon' ? 3 : 2)) { this.hooks.toast?.(`a ${s.kind} needs at least ${s.kind === 'polygon' ? 3 : 2} points`); return true; }
+      this.update(s, (x) => { x.points.splice(handle.index, 1); });
+      return true;
+    }
+    const pts = s.points.map((p) => this.toScreen(p));
+    const edges = s.kind === 'polygon' ? pts.length : pts.length - 1;
+    for (let j = 0; j < edges; j++) {
+      if (segDist(sp[0], sp[1], pts[j], pts[(j + 1) % pts.length]) < 6) {
+        this.update(s, (x) => { x.points.splice(j + 1, 0, this.toImage(sp)); });
+        return true;
+      }
+    }
+    return false;
+  }
+
   // --- hit testing (screen space)
   vertexHandles(s) {
     if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') return corners(s);
@@ -255,7 +304,7 @@ export class Editor {
   }
   hitHandle(sp) {
     const s = this.selectedShape();
-    if (!s || s._hidden) return null;
+    if (!s || s._hidden || s._locked) return null;
     const hs = this.vertexHandles(s);
     for (let i = hs.length - 1; i >= 0; i--) {
       const [x, y] = this.toScreen(hs[i]);
@@ -279,10 +328,40 @@ export class Editor {
     return null;
   }
 
+  // --- two fingers: pinch zooms around their middle, moving them together pans
+  pinchState() {
+    const [[ax, ay], [bx, by]] = [...this.touches.values()];
+    return { mid: [(ax + bx) / 2, (ay + by) / 2], dist: Math.max(1, Math.hypot(bx - ax, by - ay)) };
+  }
+  startPinch() {
+    // The second finger ends whatever the first one began (a box being drawn, a drag).
+    this.drag = null;
+    if (this.draft && (this.draft.kind === 'rectangle' || this.draft.kind === 'rotated_rectangle')) this.draft = null;
+    this.pinch = { ...this.pinchState(), scale: this.scale, tx: this.tx, ty: this.ty };
+    this.invalidate();
+  }
+  movePinch() {
+    const p = this.pinch;
+    const now = this.pinchState();
+    const s = Math.min(64, Math.max(0.02, p.scale * (now.dist / p.dist)));
+    // The image point under the first middle stays under the current middle.
+    const ix = (p.mid[0] - p.tx) / p.scale;
+    const iy = (p.mid[1] - p.ty) / p.scale;
+    this.scale = s;
+    this.tx = now.mid[0] - ix * s;
+    this.ty = now.mid[1] - iy * s;
+    this.invalidate();
+  }
+
   // --- pointer
   down(e) {
     this.canvas.focus({ preventScroll: true });
     const sp = this.local(e);
+    if (e.pointerType === 'touch') {
+      this.touches.set(e.pointerId, sp);
+      if (this.touches.size === 2) { this.startPinch(); return; }
+      if (this.touches.size > 2 || this.pinch) return;
+    }
     if (e.button === 1 || (e.button === 0 && this.space) || e.button === 2) {
       this.drag = { type: 'pan', start: sp, tx: this.tx, ty: this.ty };
       this.canvas.setPointerCapture(e.pointerId);
@@ -300,7 +379,7 @@ export class Editor {
       } else {
         const s = this.hitShape(sp);
         this.select(s ? s._id : null);
-        if (s && !this.readOnly) {
+        if (s && !this.readOnly && !s._locked) {
           this.checkpoint();
           this.drag = { type: 'move', shape: s, last: ip, moved: false, orig: JSON.stringify(s.points) };
         } else {
@@ -340,6 +419,10 @@ export class Editor {
 
   move(e) {
     const sp = this.local(e);
+    if (this.touches.has(e.pointerId)) {
+      this.touches.set(e.pointerId, sp);
+      if (this.pinch) { if (this.touches.size === 2) this.movePinch(); return; }
+    }
     this.pointer = sp;
     const d = this.drag;
     if (d?.type === 'pan') {
@@ -384,6 +467,10 @@ export class Editor {
   }
 
   up(e) {
+    if (this.touches.delete(e.pointerId) && this.pinch) {
+      if (!this.touches.size) this.pinch = null;
+      return;
+    }
     const d = this.drag;
     this.drag = null;
     if (this.canvas.hasPointerCapture?.(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
@@ -469,7 +556,10 @@ export class Editor {
     if (!this.image) return;
     ctx.setTransform(dpr * this.scale, 0, 0, dpr * this.scale, dpr * this.tx, dpr * this.ty);
     ctx.imageSmoothingEnabled = this.scale < 2;
+    const { brightness, contrast } = this.look;
+    if (brightness !== 100 || contrast !== 100) ctx.filter = `brightness(${brightness}%) contrast(${contrast}%)`;
     ctx.drawImage(this.image, 0, 0);
+    ctx.filter = 'none';
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     for (const s of this.shapes) if (!s._hidden) this.drawShape(s, s._id === this.selected);
     if (this.draft) this.drawDraft();
@@ -488,7 +578,7 @@ export class Editor {
     const color = this.label(s.label)?.color || '#ffffff';
     ctx.lineWidth = selected ? 3 : 2;
     ctx.strokeStyle = color;
-    ctx.fillStyle = alpha(color, selected ? 0.3 : 0.15);
+    ctx.fillStyle = alpha(color, Math.min(1, this.look.opacity * (selected ? 2 : 1)));
     ctx.setLineDash([]);
     if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle' || s.kind === 'polygon') {
       this.path(s.kind === 'polygon' ? s.points : corners(s), true);
@@ -514,11 +604,11 @@ export class Editor {
         if (selected && label?.keypoints[i]) this.text(label.keypoints[i], x + 7, y - 7);
       });
     }
-    if (s.kind !== 'tag' && s.points.length) {
+    if (s.kind !== 'tag' && s.points.length && (selected || this.shapes.length <= LABELS_MAX)) {
       const [x, y] = this.toScreen(s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s)[0] : s.points[0]);
       this.text(s.label, x, y - 6, color);
     }
-    if (selected && !this.readOnly) {
+    if (selected && !this.readOnly && !s._locked) {
       for (const p of this.vertexHandles(s)) {
         const [x, y] = this.toScreen(p);
         ctx.fillStyle = '#fff';

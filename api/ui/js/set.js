@@ -1,7 +1,7 @@
 // An annotation set: Tasks (split, assign, reassign, review queue), Schema, Dashboard; Export.
 
 import { all, api, atLeast } from './api.js';
-import { clear, field, h, progressBar, stateBadge, toast } from './dom.js';
+import { clear, field, h, modal, progressBar, stateBadge, toast } from './dom.js';
 
 export async function render(el, [id, tab = 'tasks'], ctx) {
   const set = await api(`/api/v1/annotation-sets/${id}`);
@@ -56,6 +56,7 @@ async function renderTasks(el, set, ctx) {
   }
   const form = h('form', { class: 'card', 'aria-label': 'Split into tasks' },
     h('h2', null, 'Split into tasks'),
+    h('p', { class: 'muted' }, 'Only images that no task of this set holds are split: split again after adding images. Archive a task to split its images again.'),
     h('div', { class: 'row' },
       field('Chunk size (images per task)', chunk), field('Overlap (annotators per image)', overlap),
       field('Assignees (comma separated)', assignees), users,
@@ -67,13 +68,14 @@ async function renderTasks(el, set, ctx) {
       const names = assignees.value.split(',').map((s) => s.trim()).filter(Boolean);
       const r = await api(`/api/v1/annotation-sets/${set.id}/tasks/split`,
         { json: { chunk_size: Number(chunk.value), overlap: Number(overlap.value), assignees: names } });
-      toast(`${r.tasks.length} tasks created`, 'ok');
+      const left = r.already_tasked ? ` (${r.already_tasked} already had a task and were left out)` : '';
+      toast(`${r.tasks.length} tasks created from ${r.images} images${left}`, 'ok', 8000);
       load();
     } catch (e2) { err.textContent = e2.message; }
   });
 
   const stateFilter = h('select', { id: 'state-filter' },
-    ['', 'new', 'in_progress', 'submitted', 'in_review', 'accepted', 'rejected'].map((s) => h('option', { value: s }, s ? s.replace('_', ' ') : 'all states')));
+    ['', 'new', 'in_progress', 'submitted', 'in_review', 'accepted', 'rejected', 'archived'].map((s) => h('option', { value: s }, s ? s.replace('_', ' ') : 'all states')));
   stateFilter.addEventListener('change', () => load());
   const tbody = h('tbody');
   const table = h('table', { id: 'tasks', 'aria-label': 'Tasks' },
@@ -106,7 +108,7 @@ async function renderTasks(el, set, ctx) {
         load();
       } catch (e) { toast(e.message, 'error'); }
     });
-    const actions = h('td', null, who, ' ', reassign);
+    const actions = h('td', null, t.state === 'archived' ? null : [who, ' ', reassign]);
     if (t.state === 'submitted') {
       const b = h('button', { type: 'button', class: 'primary' }, 'Review');
       b.addEventListener('click', async () => {
@@ -117,6 +119,21 @@ async function renderTasks(el, set, ctx) {
       actions.append(' ', h('a', { class: 'button', href: `/tasks/${t.id}`, 'data-link': true }, 'Open review'));
     } else {
       actions.append(' ', h('a', { href: `/tasks/${t.id}`, 'data-link': true }, 'View'));
+    }
+    if (t.state !== 'archived') {
+      const archive = h('button', { type: 'button', class: 'danger', 'aria-label': `Archive task ${t.id}` }, 'Archive…');
+      archive.addEventListener('click', async () => {
+        const ok = await modal(`Archive task #${t.id}`,
+          h('p', null, `Nobody can work on task #${t.id} any more. Its saved annotations and history are kept (and exported for images no other task has); its ${t.image_count} images can be split into a new task.`),
+          [{ text: 'Cancel', value: false }, { text: 'Archive', value: true, class: 'danger' }]);
+        if (!ok) return;
+        try {
+          await api(`/api/v1/tasks/${t.id}/archive`, { method: 'POST' });
+          toast(`Task ${t.id} archived`, 'ok');
+          load();
+        } catch (e) { toast(e.message, 'error'); }
+      });
+      actions.append(' ', archive);
     }
     return h('tr', { dataset: { task: String(t.id), state: t.state } },
       h('td', null, `#${t.id}`), h('td', null, t.chunk), h('td', null, t.image_count), h('td', null, stateBadge(t.state)),

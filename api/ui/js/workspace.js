@@ -2,10 +2,17 @@
 // labels and attributes, the object list, autosave under the version protocol (If-Match; a 412
 // opens the conflict dialog), prefetching of the next images, review (comments pinned at points,
 // accept, reject with a reason) and keyboard shortcuts.
+//
+// Unsaved edits are kept in IndexedDB (unsaved.js) from the moment they are made until a save of
+// exactly them succeeds. A save that fails for want of the server (network, 5xx) is retried with
+// backoff, and sooner when another save gets through or the browser is back online; the bar
+// says how many images are not saved, and submitting waits until none are (or the user
+// discards them).
 
 import { api, ApiError, atLeast, currentSession } from './api.js';
 import { clean, Editor, withIds } from './editor.js';
 import { clear, fmtTime, h, modal, stateBadge, toast } from './dom.js';
+import { drop, keep, pending } from './unsaved.js';
 
 const TOOLS = [
   ['select', 'Select', 'V'], ['rectangle', 'Rect', 'R'], ['rotated_rectangle', 'Rotated', 'T'],
@@ -13,7 +20,18 @@ const TOOLS = [
 ];
 const KEY_TOOL = Object.fromEntries(TOOLS.map(([t, , k]) => [k.toLowerCase(), t]));
 const AUTOSAVE_MS = 700;
+/** IndexedDB gets a changed image this long after its last change (and at once before a save). */
+const PERSIST_MS = 250;
+/** The object list shows this many shapes (and the selected one); the filter finds the rest. */
+const LIST_MAX = 300;
 const PREFETCH = 3;
+/** Retries of saves the server did not get: 1 s, doubling, at most this far apart. */
+const RETRY_MAX_MS = 10_000;
+const CONNECTION_LOST = 'Connection to the server lost; your work is kept and will be saved when it is back.';
+
+/** Whether a failed save may succeed later unchanged: the server was unreachable or unwell. */
+const retryable = (e) => !(e instanceof ApiError) || e.status === 0 || e.status === 408 || e.status === 429 || e.status >= 500;
+const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
 const SHORTCUTS = [
   ['V R T P L K', 'Select, rectangle, rotated rectangle, polygon, polyline, keypoints'],
@@ -24,6 +42,8 @@ const SHORTCUTS = [
   ['Backspace', 'Remove the last point of the shape being drawn'],
   ['Esc', 'Cancel drawing, deselect'],
   ['Delete', 'Delete the selected shape'],
+  ['Double-click an edge, a vertex', 'Add a vertex there, remove it (selected polygon or polyline)'],
+  ['Ctrl+C, Ctrl+V', 'Copy the selected shape (all shapes when none is), paste onto this image'],
   ['H', 'Hide or show the selected shape'],
   ['[ ]', 'Rotate the selected rotated rectangle by 5°'],
   ['Ctrl+Z, Ctrl+Shift+Z (Ctrl+Y)', 'Undo, redo'],
@@ -39,13 +59,31 @@ export async function render(el, [taskId], ctx) {
   let task = await api(`/api/v1/tasks/${taskId}`);
   const labels = task.labels || (await api(`/api/v1/annotation-sets/${task.annotation_set}`)).labels;
   let comments = [];
+  // What an earlier visit (or a reload) could not save, by image: restored as each is loaded.
+  const queued = new Map((await pending(me, taskId).catch(() => [])).map((e) => [e.sha, e]));
   // Where reviewers go back to: managers to the set's task list, reviewers to their queue.
   const reviewHome = () => (atLeast('manager') ? `/sets/${task.annotation_set}/tasks` : '/review');
   const mode = () => (task.state === 'in_progress' && task.assignee === me ? 'annotate'
     : task.state === 'in_review' && (task.reviewer === me || atLeast('manager')) ? 'review' : 'view');
 
-  // --- per-image state: {sha, url, img, version, shapes, saved, saving, error, history}
-  const images = task.images.map((i, n) => ({ ...i, n, version: 0, shapes: null, saved: '[]', history: { undo: [], redo: [] } }));
+  // --- per-image state: {sha, url, img, version, shapes, saved, saving, error, history}; `rev`
+  // counts changes to `shapes`, so their JSON is made once per change, not once per question.
+  const images = task.images.map((i, n) => ({ ...i, n, version: 0, shapes: null, saved: '[]', rev: 0, history: { undo: [], redo: [] } }));
+  const textOf = (im) => {
+    if (im.textRev !== im.rev) { im.text = JSON.stringify(clean(im.shapes)); im.textRev = im.rev; }
+    return im.text;
+  };
+  /** Replaces an image's shapes (loaded, restored, theirs, discarded). */
+  const setShapes = (im, shapes) => {
+    const fresh = withIds(shapes);
+    if (!im.shapes) im.shapes = fresh;
+    else {
+      // The same array: the editor holds it. Pushed one by one (no argument-count limit).
+      im.shapes.length = 0;
+      for (const x of fresh) im.shapes.push(x);
+    }
+    im.rev++;
+  };
   const loadImage = (im) => (im.imgP ??= new Promise((resolve, reject) => {
     const img = new Image();
     img.decoding = 'async';
@@ -55,11 +93,24 @@ export async function render(el, [taskId], ctx) {
   }));
   const loadShapes = (im) => (im.shapesP ??= api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`).then((a) => {
     im.version = a.version;
-    im.shapes = withIds(a.shapes || []);
-    im.saved = JSON.stringify(clean(im.shapes));
+    setShapes(im, a.shapes || []);
+    im.saved = textOf(im);
     im.savedBy = a.saved_by;
+    restore(im);
     markStrip(im);
   }));
+  // Puts back the shapes a failed save left in IndexedDB, made on version `base`: saved on top of
+  // it when it is still current, else the conflict dialog asks (nothing is dropped silently).
+  function restore(im) {
+    const q = queued.get(im.sha256);
+    if (!q) return;
+    queued.delete(im.sha256);
+    if (q.text === im.saved) { drop(me, taskId, im.sha256).catch(() => {}); return; }
+    im.version = q.base;
+    setShapes(im, JSON.parse(q.text));
+    im.offline = true;
+    setTimeout(() => save(im), 0);
+  }
   const prefetch = (from) => {
     for (let i = from; i < Math.min(images.length, from + PREFETCH + 1); i++) {
       loadImage(images[i]).catch(() => {});
@@ -72,7 +123,12 @@ export async function render(el, [taskId], ctx) {
   main(el, true);
   const canvas = h('canvas', { id: 'canvas', tabindex: '0', 'aria-label': 'Image canvas: draw with the mouse; press ? for shortcuts' });
   const stage = h('div', { class: 'ws-stage' }, canvas);
-  const toolButtons = TOOLS.map(([t, text, k]) => h('button', { type: 'button', 'data-tool': t, title: `${text} (${k})`, 'aria-pressed': 'false', 'aria-keyshortcuts': k }, text));
+  // A tool no label of the schema is drawn with is greyed out.
+  const usable = (t) => t === 'select' || t === 'comment' || labels.some((l) => l.kinds.includes(t));
+  const toolButtons = TOOLS.map(([t, text, k]) => h('button', {
+    type: 'button', 'data-tool': t, 'aria-pressed': 'false', 'aria-keyshortcuts': k, disabled: !usable(t),
+    title: usable(t) ? `${text} (${k})` : `${text}: no label of this schema is drawn as ${t.replace('_', ' ')}`,
+  }, text));
   const tools = h('div', { class: 'ws-tools', role: 'toolbar', 'aria-label': 'Tools', 'aria-orientation': 'vertical' }, toolButtons,
     h('hr'), h('button', { type: 'button', id: 'zoom-in', title: 'Zoom in (+)' }, '+'), h('button', { type: 'button', id: 'zoom-out', title: 'Zoom out (−)' }, '−'),
     h('button', { type: 'button', id: 'fit', title: 'Fit (F)' }, 'Fit'),
@@ -80,22 +136,37 @@ export async function render(el, [taskId], ctx) {
     h('button', { type: 'button', id: 'help', title: 'Shortcuts (?)' }, '?'));
   const saveState = h('span', { class: 'save-state saved', id: 'save-state', role: 'status', 'aria-live': 'polite' }, 'saved');
   const position = h('span', { id: 'position' });
+  const imageName = h('span', { id: 'image-name', class: 'image-name' });
+  const stateBox = h('span', null, stateBadge(task.state));
   const zoomText = h('span', { class: 'muted', id: 'zoom' });
   const draftHint = h('span', { class: 'hint', id: 'draft-hint', 'aria-live': 'polite' });
+  const unsavedText = h('span', { id: 'unsaved-text' });
+  const discardButton = h('button', { type: 'button', id: 'discard', class: 'danger', title: 'Go back to the last saved version of these images' }, 'Discard…');
+  const unsavedBox = h('span', { class: 'unsaved', id: 'unsaved', role: 'status', 'aria-live': 'polite', hidden: true }, unsavedText, discardButton);
   const barActions = h('span', { class: 'row' });
   const bar = h('div', { class: 'ws-bar' },
     h('a', { href: task.assignee === me ? '/my-tasks' : reviewHome(), 'data-link': true }, '← Back'),
-    h('strong', null, `Task #${task.id}`), stateBadge(task.state), position,
+    h('strong', null, `Task #${task.id}`), stateBox, position, imageName,
     h('button', { type: 'button', id: 'prev', title: 'Previous image (A)' }, '← Prev'), h('button', { type: 'button', id: 'next', title: 'Next image (D)' }, 'Next →'),
-    zoomText, draftHint, h('span', { class: 'spacer' }), saveState, barActions);
+    zoomText, draftHint, unsavedBox, saveState, barActions);
   const labelList = h('ul', { class: 'labels-list', id: 'labels', 'aria-label': 'Labels' });
   const tagBox = h('div', { id: 'tags' });
   const attrBox = h('div', { id: 'attributes' });
   const objectList = h('ul', { class: 'objects-list', id: 'objects', 'aria-label': 'Objects' });
+  const objectFilter = h('input', { type: 'search', id: 'object-filter', placeholder: 'filter by label', 'aria-label': 'Filter objects by label' });
+  objectFilter.addEventListener('input', () => renderObjects());
+  const slider = (id, text, min, max, value) => {
+    const input = h('input', { type: 'range', id, min, max, value });
+    return [input, h('label', { class: 'look' }, h('span', null, text), input)];
+  };
+  const [brightness, brightnessField] = slider('brightness', 'Brightness', 20, 300, 100);
+  const [contrast, contrastField] = slider('contrast', 'Contrast', 20, 300, 100);
+  const [opacity, opacityField] = slider('shape-opacity', 'Shape fill', 0, 100, 15);
+  const lookBox = h('details', { class: 'look-box' }, h('summary', null, 'View'), brightnessField, contrastField, opacityField);
   const commentList = h('ul', { class: 'comments-list', id: 'comments', 'aria-label': 'Review comments' });
   const side = h('aside', { class: 'ws-side', 'aria-label': 'Labels and objects' },
     h('h2', null, 'Labels'), labelList, tagBox, h('h2', null, 'Selected'), attrBox,
-    h('h2', null, 'Objects'), objectList, h('h2', null, 'Comments'), commentList);
+    h('h2', null, 'Objects'), objectFilter, objectList, h('h2', null, 'Comments'), commentList, lookBox);
   const strip = h('nav', { class: 'ws-strip', id: 'strip', 'aria-label': 'Images of this task' });
   const ws = h('div', { class: 'ws' }, bar, tools, stage, side, strip);
   el.append(ws);
@@ -124,7 +195,7 @@ export async function render(el, [taskId], ctx) {
 
   // --- the editor
   const editor = new Editor(canvas, labels, {
-    change: () => { if (current) { renderObjects(); scheduleSave(current); markStrip(current); } },
+    change: () => { if (current) { current.rev++; renderObjects(); scheduleSave(current); markStrip(current); } },
     select: (s) => { renderAttributes(s); renderObjects(); },
     draft: (t) => { draftHint.textContent = t; },
     comment: (x, y) => addComment(x, y),
@@ -132,11 +203,17 @@ export async function render(el, [taskId], ctx) {
     label: () => currentLabel,
   });
   window.tessera.editor = editor;
+  const applyLook = () => {
+    editor.look = { brightness: Number(brightness.value), contrast: Number(contrast.value), opacity: Number(opacity.value) / 100 };
+    editor.invalidate();
+  };
+  for (const input of [brightness, contrast, opacity]) input.addEventListener('input', applyLook);
   const zoomLoop = setInterval(() => { zoomText.textContent = `${Math.round(editor.scale * 100)}%`; }, 250);
 
   function setTool(t) {
     if (t === 'comment' && mode() !== 'review') { toast('Comments are for reviewers'); return; }
     if (t !== 'select' && t !== 'comment' && editor.readOnly) { toast('This task is read-only now'); return; }
+    if (!usable(t)) { toast(`No label of this schema is drawn as ${t.replace('_', ' ')}`); return; }
     editor.setTool(t);
     for (const b of toolButtons) b.setAttribute('aria-pressed', String(b.dataset.tool === t));
   }
@@ -182,6 +259,13 @@ export async function render(el, [taskId], ctx) {
       labels.filter((l) => l.kinds.includes(s.kind)).map((l) => h('option', { value: l.name, selected: l.name === s.label }, l.name)));
     labelSel.addEventListener('change', () => editor.update(s, (x) => { x.label = labelSel.value; delete x.attributes; }));
     attrBox.append(h('label', { class: 'field' }, h('span', null, `${s.kind.replace('_', ' ')} label`), labelSel));
+    if (s.kind !== 'tag') {
+      const front = h('button', { type: 'button', id: 'to-front', disabled: ro }, 'Bring to front');
+      const back = h('button', { type: 'button', id: 'to-back', disabled: ro }, 'Send to back');
+      front.addEventListener('click', () => editor.restack(true));
+      back.addEventListener('click', () => editor.restack(false));
+      attrBox.append(h('div', { class: 'row' }, front, back));
+    }
     if (s.kind === 'rotated_rectangle') {
       const angle = h('input', { type: 'number', min: 0, max: 359, step: 1, value: s.angle || 0, id: 'shape-angle', disabled: ro });
       angle.addEventListener('change', () => editor.update(s, (x) => { x.angle = ((Number(angle.value) % 360) + 360) % 360; }));
@@ -217,25 +301,36 @@ export async function render(el, [taskId], ctx) {
     clear(objectList);
     if (!current?.shapes) return;
     renderTags();
+    const wanted = objectFilter.value.trim().toLowerCase();
+    let listed = 0;
+    let more = 0;
     current.shapes.forEach((s, i) => {
+      if (wanted && !s.label.toLowerCase().includes(wanted)) return;
+      if (listed >= LIST_MAX && s._id !== editor.selected) { more++; return; }
+      listed++;
       const color = labels.find((l) => l.name === s.label)?.color || '#888';
       const sel = s._id === editor.selected;
       const vis = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!s._hidden), title: s._hidden ? 'Show' : 'Hide' }, s._hidden ? 'show' : 'hide');
       vis.addEventListener('click', () => { s._hidden = !s._hidden; editor.invalidate(); renderObjects(); });
       const name = h('button', { type: 'button', class: 'name', 'aria-pressed': String(sel) }, h('span', { class: 'swatch', style: { background: color } }), ` ${i + 1}. ${s.label} · ${s.kind.replace('_', ' ')}`);
       name.addEventListener('click', () => editor.select(s._id));
-      const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly }, '✕');
+      // Locked shapes are selected but never moved, reshaped or deleted by accident (not saved).
+      const lock = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!!s._locked), 'aria-label': `Lock ${s.label} ${i + 1}`, title: s._locked ? 'Unlock' : 'Lock' }, s._locked ? 'locked' : 'lock');
+      lock.addEventListener('click', () => { s._locked = !s._locked; editor.invalidate(); renderObjects(); });
+      const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly || !!s._locked }, '✕');
       del.addEventListener('click', () => { editor.select(s._id); editor.deleteSelected(); });
-      objectList.append(h('li', { class: sel ? 'selected' : null, dataset: { kind: s.kind, label: s.label } }, name, vis, del));
+      objectList.append(h('li', { class: sel ? 'selected' : null, dataset: { kind: s.kind, label: s.label } }, name, lock, vis, del));
     });
     if (!current.shapes.length) objectList.append(h('li', { class: 'muted' }, 'No shapes yet.'));
+    else if (!objectList.children.length) objectList.append(h('li', { class: 'muted' }, `No ${wanted} shapes.`));
+    if (more) objectList.append(h('li', { class: 'muted' }, `${more} more: filter by label, or select one on the canvas.`));
   }
 
   // --- thumbnails strip
   function renderStrip() {
     clear(strip);
     for (const im of images) {
-      const b = h('button', { type: 'button', 'aria-label': `Image ${im.n + 1}`, 'aria-current': String(im === current), dataset: { n: String(im.n) } },
+      const b = h('button', { type: 'button', 'aria-label': `Image ${im.n + 1}${im.name ? `: ${im.name}` : ''}`, title: im.name || null, 'aria-current': String(im === current), dataset: { n: String(im.n) } },
         h('img', { src: im.url, alt: '', loading: 'lazy', width: 90, height: 70 }));
       b.addEventListener('click', () => go(im.n));
       strip.append(b);
@@ -247,22 +342,68 @@ export async function render(el, [taskId], ctx) {
     if (!b) return;
     b.setAttribute('aria-current', String(im === current));
     b.querySelector('.dot')?.remove();
-    if (im.shapes?.length) b.append(h('span', { class: 'dot', title: 'annotated' }));
+    if (failed(im)) b.append(h('span', { class: 'dot unsaved', title: 'not saved' }));
+    else if (im.shapes?.length) b.append(h('span', { class: 'dot', title: 'annotated' }));
+    b.querySelector('.comment-mark')?.remove();
+    const open = comments.filter((c) => c.sha256 === im.sha256 && c.parent == null && !c.resolved_by).length;
+    if (open) b.append(h('span', { class: 'comment-mark', title: `${open} open comments` }, String(open)));
   }
 
   // --- autosave under the version protocol
-  const dirty = (im) => im.shapes && JSON.stringify(clean(im.shapes)) !== im.saved;
+  const dirty = (im) => im.shapes && textOf(im) !== im.saved;
+  /** Changes a save attempt did not get to the server. */
+  const failed = (im) => dirty(im) && (im.offline || im.error);
   function showSaveState() {
+    renderUnsaved();
     const im = current;
     if (!im) return;
     const [cls, text] = im.conflict ? ['error', 'conflict'] : im.error ? ['error', `not saved: ${im.error}`]
-      : im.saving ? ['saving', 'saving…'] : dirty(im) ? ['dirty', 'unsaved changes'] : ['saved', `saved · v${im.version}`];
+      : im.saving ? ['saving', 'saving…'] : failed(im) ? ['error', 'not saved — retrying']
+        : dirty(im) ? ['dirty', 'unsaved changes'] : ['saved', `saved · v${im.version}`];
     saveState.className = `save-state ${cls}`;
     saveState.textContent = text;
     saveState.dataset.version = String(im.version);
   }
+  function renderUnsaved() {
+    const list = images.filter(failed);
+    unsavedBox.hidden = !list.length;
+    if (!list.length) return;
+    const retrying = list.some((im) => im.offline);
+    unsavedText.textContent = `${plural(list.length, 'image', 'images')} not saved${retrying ? ' — retrying' : ''}`;
+    unsavedBox.title = retrying ? CONNECTION_LOST : list.find((im) => im.error).error;
+  }
+  // Every change is in IndexedDB before anything else happens to it; a save of exactly these
+  // shapes removes it (transactions run in the order they are opened).
+  let storageWarned = false;
+  function persist(im) {
+    clearTimeout(im.persistTimer);
+    const done = dirty(im)
+      ? keep({ user: me, task: taskId, sha: im.sha256, base: im.version, text: textOf(im) })
+      : drop(me, taskId, im.sha256);
+    done.catch((e) => {
+      if (!storageWarned) toast(`This browser cannot keep unsaved work (${e?.message || e}); stay online until "saved" shows`, 'error', 10_000);
+      storageWarned = true;
+    });
+  }
+  let attempts = 0;
+  let retryTimer = null;
+  let warned = false;
+  function scheduleRetry() {
+    if (retryTimer) return;
+    const delay = Math.min(RETRY_MAX_MS, 1000 * 2 ** attempts) * (0.75 + Math.random() / 2);
+    attempts++;
+    retryTimer = setTimeout(retryNow, delay);
+  }
+  function retryNow() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    for (const im of images) if (im.offline && !im.saving && !im.conflict) save(im);
+  }
+  window.addEventListener('online', retryNow);
   function scheduleSave(im) {
     im.error = null;
+    clearTimeout(im.persistTimer);
+    im.persistTimer = setTimeout(() => persist(im), PERSIST_MS);
     clearTimeout(im.timer);
     im.timer = setTimeout(() => save(im), AUTOSAVE_MS);
     showSaveState();
@@ -270,13 +411,13 @@ export async function render(el, [taskId], ctx) {
   async function save(im, { base } = {}) {
     clearTimeout(im.timer);
     if (im.saving) { im.again = true; return im.saving; }
-    if (!dirty(im) && base === undefined) { showSaveState(); return; }
-    const body = clean(im.shapes);
-    const text = JSON.stringify(body);
+    if (!dirty(im) && base === undefined) { im.offline = false; persist(im); showSaveState(); markStrip(im); return; }
+    persist(im);
+    const text = textOf(im);
     im.saving = (async () => {
       try {
         const r = await api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`, {
-          method: 'PUT', json: { shapes: body }, headers: { 'if-match': `"${base ?? im.version}"` }, full: true, accept: [412],
+          method: 'PUT', body: `{"shapes":${text}}`, headers: { 'content-type': 'application/json', 'if-match': `"${base ?? im.version}"` }, full: true, accept: [412],
         });
         if (r.status === 412) {
           im.conflict = true;
@@ -287,12 +428,27 @@ export async function render(el, [taskId], ctx) {
         im.version = r.body.version;
         im.saved = text;
         im.error = null;
+        im.offline = false;
+        // The server is back: what waits for a retry need not wait any longer.
+        attempts = 0;
+        warned = false;
+        if (images.some((x) => x.offline)) retryNow();
       } catch (e) {
-        im.error = e instanceof ApiError ? e.message : String(e);
-        if (im === current) toast(`Not saved: ${im.error}`, 'error', 7000);
+        if (retryable(e)) {
+          im.offline = true;
+          scheduleRetry();
+          if (!warned) toast(CONNECTION_LOST, 'error', 10_000);
+          warned = true;
+        } else {
+          im.offline = false;
+          im.error = e.message;
+          toast(`Not saved: ${im.error}. Your changes are kept in this browser; discard them to go on.`, 'error', 10_000);
+        }
       } finally {
         im.saving = null;
+        persist(im);
         showSaveState();
+        markStrip(im);
       }
     })();
     showSaveState();
@@ -300,6 +456,27 @@ export async function render(el, [taskId], ctx) {
     if (im.again) { im.again = false; if (dirty(im) && !im.conflict) await save(im); }
   }
   const saveAll = () => Promise.all(images.filter((im) => dirty(im) || im.saving).map((im) => (im.saving || save(im))));
+
+  // Back to the last saved version of every image that could not be saved, when the user says so.
+  async function discardUnsaved() {
+    const list = images.filter(failed);
+    if (!list.length) return;
+    const ok = await modal('Discard unsaved changes',
+      h('p', null, `The changes to ${plural(list.length, 'image', 'images')} that could not be saved will be lost; those images go back to their last saved version.`),
+      [{ text: 'Keep them', value: false }, { text: 'Discard', value: true, class: 'danger' }]);
+    if (!ok) return;
+    for (const im of list) {
+      clearTimeout(im.timer);
+      setShapes(im, JSON.parse(im.saved));
+      im.offline = false;
+      im.error = null;
+      persist(im);
+      markStrip(im);
+    }
+    if (list.includes(current)) { editor.select(null); editor.invalidate(); renderObjects(); }
+    showSaveState();
+  }
+  discardButton.addEventListener('click', discardUnsaved);
 
   // A stale version: show theirs and mine; reload theirs (mine stays in undo) or keep mine.
   async function resolveConflict(im, theirVersion) {
@@ -325,8 +502,9 @@ export async function render(el, [taskId], ctx) {
       im.history.undo.push(JSON.stringify(im.shapes));
       im.history.redo.length = 0;
       im.version = theirs.version;
-      im.shapes.splice(0, im.shapes.length, ...withIds(theirs.shapes));
-      im.saved = JSON.stringify(clean(im.shapes));
+      setShapes(im, theirs.shapes);
+      im.saved = textOf(im);
+      persist(im);
       if (im === current) { editor.select(null); editor.invalidate(); renderObjects(); }
       toast(choice === 'theirs' ? 'Reloaded their version; Ctrl+Z restores yours' : 'Kept their version; Ctrl+Z restores yours');
     }
@@ -342,6 +520,8 @@ export async function render(el, [taskId], ctx) {
     const im = images[n];
     const mine = ++seq;
     position.textContent = `image ${n + 1} of ${images.length}`;
+    imageName.textContent = im.name || '';
+    imageName.title = im.name || '';
     prefetch(n + 1);
     try {
       const [img] = await Promise.all([loadImage(im), loadShapes(im)]);
@@ -373,6 +553,7 @@ export async function render(el, [taskId], ctx) {
   async function loadComments() {
     try { comments = (await api(`/api/v1/tasks/${taskId}/comments`)).items; } catch { comments = []; }
     if (current) { editor.pins = pinsFor(current); editor.invalidate(); renderComments(); }
+    for (const im of images) markStrip(im);
   }
   function renderComments() {
     clear(commentList);
@@ -398,7 +579,14 @@ export async function render(el, [taskId], ctx) {
     }
     const elsewhere = roots.length - here.length;
     if (!here.length) commentList.append(h('li', { class: 'muted', style: { border: 0, background: 'none' } }, 'No comments on this image.'));
-    if (elsewhere > 0) commentList.append(h('li', { class: 'muted', style: { border: 0, background: 'none' } }, `${elsewhere} on other images.`));
+    if (elsewhere > 0) {
+      // The next image (after this one, wrapping) with a comment of its own.
+      const next = [...images.slice(current.n + 1), ...images.slice(0, current.n)]
+        .find((im) => roots.some((c) => c.sha256 === im.sha256));
+      const jump = next && h('button', { type: 'button', class: 'vis', id: 'next-comment' }, `Go to image ${next.n + 1}`);
+      jump?.addEventListener('click', () => go(next.n));
+      commentList.append(h('li', { class: 'muted', style: { border: 0, background: 'none' } }, `${elsewhere} on other images. `, jump));
+    }
   }
   async function ask(title, label, required = true) {
     const ta = h('textarea', { rows: 3, cols: 40, id: 'ask-text', required });
@@ -417,9 +605,15 @@ export async function render(el, [taskId], ctx) {
   }
 
   // --- task actions
-  async function act(action, body) {
+  /** Saves what is pending; whether everything is saved (if not, the user is told why not). */
+  async function allSaved() {
     await saveAll();
-    if (images.some((im) => dirty(im) || im.error || im.conflict)) { toast('Some changes are not saved yet', 'error'); return false; }
+    const unsaved = images.filter((im) => dirty(im) || im.conflict).length;
+    if (unsaved) toast(`${plural(unsaved, 'image is', 'images are')} not saved yet: your work is kept and will be saved when the server is back; try again then (or discard the changes)`, 'error', 10_000);
+    return !unsaved;
+  }
+  async function act(action, body) {
+    if (!(await allSaved())) return false;
     try {
       task = await api(`/api/v1/tasks/${taskId}/${action}`, body ? { json: body } : { method: 'POST' });
       return true;
@@ -427,10 +621,22 @@ export async function render(el, [taskId], ctx) {
   }
   function renderActions() {
     clear(barActions);
+    stateBox.replaceChildren(stateBadge(task.state));
     const m = mode();
     if (m === 'annotate') {
       const b = h('button', { type: 'button', class: 'primary', id: 'submit' }, 'Submit task');
       b.addEventListener('click', async () => {
+        if (!(await allSaved())) return;
+        // Images left without a shape are usually forgotten ones: ask, and offer the first.
+        await Promise.all(images.map((im) => loadShapes(im).catch(() => {})));
+        const empty = images.filter((im) => im.shapes && !im.shapes.length);
+        if (empty.length) {
+          const choice = await modal('Images without shapes', h('p', { id: 'unannotated' },
+            `${plural(empty.length, 'image has', 'images have')} no shapes (${empty.slice(0, 10).map((im) => im.n + 1).join(', ')}${empty.length > 10 ? ', …' : ''}). Submit anyway?`),
+          [{ text: `Go to image ${empty[0].n + 1}`, value: 'go' }, { text: 'Submit anyway', value: 'submit', class: 'primary' }]);
+          if (choice === 'go') { go(empty[0].n); return; }
+          if (choice !== 'submit') return;
+        }
         if (await act('submit')) { toast(`Task ${task.id} submitted`, 'ok'); ctx.navigate('/my-tasks'); }
       });
       barActions.append(b);
@@ -454,6 +660,27 @@ export async function render(el, [taskId], ctx) {
     if (reason && (task.state === 'rejected' || m === 'annotate')) barActions.prepend(h('span', { class: 'badge st-rejected', title: 'Reviewer' }, `Rejected: ${reason}`));
   }
 
+  // --- copy and paste of shapes, within an image or onto others (the next frames)
+  let clipboard = null;
+  function copyShapes() {
+    if (!current?.shapes) return;
+    const s = editor.selectedShape();
+    clipboard = clean(s ? [s] : current.shapes.filter((x) => x.kind !== 'tag'));
+    toast(`${plural(clipboard.length, 'shape', 'shapes')} copied`);
+  }
+  function pasteShapes() {
+    if (!clipboard?.length || !current || editor.readOnly) return;
+    const W = Number(canvas.dataset.width);
+    const H = Number(canvas.dataset.height);
+    editor.checkpoint();
+    const pasted = withIds(clipboard.map((s) => ({ ...s, points: s.points.map(([x, y]) => [Math.min(W, Math.max(0, x)), Math.min(H, Math.max(0, y))]) })));
+    current.shapes.push(...pasted);
+    current.rev++;
+    editor.select(pasted[pasted.length - 1]._id);
+    editor.changed();
+    toast(`${plural(pasted.length, 'shape', 'shapes')} pasted`);
+  }
+
   // --- keyboard
   function typing(e) {
     const t = e.target;
@@ -466,6 +693,8 @@ export async function render(el, [taskId], ctx) {
     if (ctrl && k.toLowerCase() === 'z') { e.preventDefault(); if (e.shiftKey) editor.redo(); else editor.undo(); return; }
     if (ctrl && k.toLowerCase() === 'y') { e.preventDefault(); editor.redo(); return; }
     if (ctrl && k.toLowerCase() === 's') { e.preventDefault(); if (current) save(current); return; }
+    if (ctrl && k.toLowerCase() === 'c') { e.preventDefault(); copyShapes(); return; }
+    if (ctrl && k.toLowerCase() === 'v') { e.preventDefault(); pasteShapes(); return; }
     if (ctrl || e.altKey) return;
     if (k === ' ') { editor.space = true; canvas.style.cursor = 'grab'; e.preventDefault(); return; }
     if (k === 'Enter') { editor.finishDraft(); return; }
@@ -499,11 +728,14 @@ export async function render(el, [taskId], ctx) {
 
   // --- leaving
   ctx.setLeaveGuard((unloading) => {
-    const pending = images.some((im) => dirty(im) || im.saving || im.conflict);
-    if (!pending) return true;
+    const busy = images.some((im) => dirty(im) || im.saving || im.conflict);
+    if (!busy) return true;
     if (unloading) { saveAll(); return false; }
     saveAll();
-    return confirm('Some changes are still being saved. Leave anyway?');
+    const notSaved = images.filter(failed).length;
+    return confirm(notSaved
+      ? `${plural(notSaved, 'image is', 'images are')} not saved yet. They are kept in this browser and sent again when you open this task. Leave anyway?`
+      : 'Some changes are still being saved. Leave anyway?');
   });
 
   renderLabels();
@@ -513,10 +745,17 @@ export async function render(el, [taskId], ctx) {
   const start = Math.max(0, Math.min(images.length - 1, Number(ctx.query.get('image') || 1) - 1));
   await go(start);
   loadComments();
+  // Images further on with work kept from before: load them, which sends it again.
+  for (const sha of queued.keys()) {
+    const im = images.find((x) => x.sha256 === sha);
+    if (im) loadShapes(im).catch(() => {});
+  }
 
   return () => {
     document.removeEventListener('keydown', onKey);
     document.removeEventListener('keyup', onKeyUp);
+    window.removeEventListener('online', retryNow);
+    clearTimeout(retryTimer);
     clearInterval(zoomLoop);
     editor.destroy();
     saveAll();

@@ -1,0 +1,131 @@
+// The editing tools of issue 13, with real mouse and keyboard events and pixel checks: tools no
+// label allows are greyed out; brightness changes the canvas's pixels; a double click adds a
+// vertex on an edge and removes one; copy and paste onto the next image; z-order; lock; the
+// object filter; a reviewer's comment marked in the strip with a jump to it; submitting with an
+// image left empty asks first.
+//
+// Env (besides harness.mjs's): TESSERA_TASK, a task of 3 images assigned to `tooler` with the
+// labels car (rectangle, polygon) and sign (tag); `mgr` is a manager.
+
+import assert from 'node:assert/strict';
+import {
+  a11y, apiGet, apiSend, at, BASE, browser, clickAt, cspViolations, dragBetween, errors, eventually, log, nearPoints,
+  newUserPage, objectCount, pw, screenshot, signIn, token, view, waitSaved, workspace,
+} from './harness.mjs';
+
+const TASK = Number(process.env.TESSERA_TASK);
+assert.ok(TASK, 'TESSERA_TASK is required');
+const USER = 'tooler';
+const tok = await token(USER, pw(USER));
+const shapesOf = async (sha) => (await apiGet(tok, `/api/v1/tasks/${TASK}/images/${sha}/annotations`)).shapes;
+
+const a = await newUserPage();
+await signIn(a, USER, pw(USER));
+await a.goto(`${BASE}/tasks/${TASK}`);
+await workspace(a);
+await a.getByRole('button', { name: 'Start' }).click();
+await a.locator('#submit').waitFor();
+
+log('tools no label allows are greyed out');
+for (const tool of ['rotated_rectangle', 'polyline', 'points']) assert.ok(await a.locator(`button[data-tool="${tool}"]`).isDisabled(), `${tool} is disabled`);
+for (const tool of ['select', 'rectangle', 'polygon']) assert.ok(await a.locator(`button[data-tool="${tool}"]`).isEnabled(), `${tool} is enabled`);
+
+log('brightness changes the pixels drawn');
+const pixel = () => a.evaluate(() => {
+  const c = document.getElementById('canvas');
+  const d = c.getContext('2d').getImageData(Math.round(c.width / 2), Math.round(c.height / 2), 8, 8).data;
+  let sum = 0;
+  for (let i = 0; i < d.length; i += 4) sum += d[i] + d[i + 1] + d[i + 2];
+  return sum;
+});
+const dark = await pixel();
+await a.locator('summary', { hasText: 'View' }).click();
+await a.locator('#brightness').fill('200');
+await eventually('a brighter canvas', async () => (await pixel()) > dark * 1.3);
+await a.locator('#brightness').fill('100');
+await a.locator('#canvas').focus();
+
+log('a polygon, then a vertex added on an edge and one removed with double clicks');
+const POLY = [[100, 100], [300, 100], [300, 300], [100, 300]];
+await a.keyboard.press('p');
+for (const p of POLY) await clickAt(a, p);
+await a.keyboard.press('Enter');
+await eventually('the polygon', async () => (await objectCount(a)) === 1);
+await a.keyboard.press('v');
+await clickAt(a, [200, 200]);
+const [ex, ey] = await at(a, [200, 100]);
+await a.mouse.dblclick(ex, ey);
+await waitSaved(a);
+const first = (await view(a)).sha;
+let saved = (await shapesOf(first))[0].points;
+nearPoints(saved, [POLY[0], [200, 100], ...POLY.slice(1)], 'a vertex added on the top edge');
+const [vx, vy] = await at(a, POLY[2]);
+await a.mouse.dblclick(vx, vy);
+await eventually('the vertex removed', async () => (await a.evaluate(() => window.tessera.editor.selectedShape()?.points.length)) === 4);
+await waitSaved(a);
+saved = (await shapesOf(first))[0].points;
+nearPoints(saved, [POLY[0], [200, 100], POLY[1], POLY[3]], 'a vertex removed');
+
+log('locked: neither moved nor deleted');
+await a.getByRole('button', { name: 'Lock car 1' }).click();
+await dragBetween(a, [150, 200], [250, 250]);
+await a.keyboard.press('Delete');
+assert.equal(await objectCount(a), 1, 'a locked shape is not deleted');
+nearPoints(await a.evaluate(() => window.tessera.editor.selectedShape().points), [POLY[0], [200, 100], POLY[1], POLY[3]], 'a locked shape is not moved');
+await a.getByRole('button', { name: 'Lock car 1' }).click();
+
+log('copy, next image, paste');
+await a.keyboard.press('Control+c');
+await a.keyboard.press('d');
+await a.locator('#canvas[data-n="1"]').waitFor();
+await a.keyboard.press('Control+v');
+await eventually('the pasted polygon', async () => (await objectCount(a)) === 1);
+log('z-order: a box over it, sent to the back');
+await a.keyboard.press('r');
+await dragBetween(a, [150, 150], [400, 400]);
+await eventually('the box', async () => (await objectCount(a)) === 2);
+await a.getByRole('button', { name: 'Send to back' }).click();
+await waitSaved(a);
+const second = (await view(a)).sha;
+const onSecond = await shapesOf(second);
+assert.deepEqual(onSecond.map((s) => s.kind), ['rectangle', 'polygon'], 'the box was sent to the back');
+nearPoints(onSecond[1].points, [POLY[0], [200, 100], POLY[1], POLY[3]], 'the pasted polygon');
+// A click where both overlap selects the one in front: the polygon.
+await a.keyboard.press('v');
+await clickAt(a, [200, 200]);
+assert.equal(await a.evaluate(() => window.tessera.editor.selectedShape()?.kind), 'polygon');
+
+log('the object list filtered by label');
+await a.locator('#object-filter').fill('sign');
+await a.locator('#objects li', { hasText: 'No sign shapes.' }).waitFor();
+await a.locator('#object-filter').fill('car');
+assert.equal(await objectCount(a), 2);
+await a.locator('#object-filter').fill('');
+await a.locator('#canvas').focus();
+
+log('a comment on image 1 is marked in the strip, with a jump to it');
+const mgrTok = await token('mgr', pw('mgr'));
+await apiSend(mgrTok, 'POST', `/api/v1/tasks/${TASK}/comments`, { sha256: first, x: 120, y: 120, text: 'check this corner' });
+await a.reload();
+await workspace(a);
+await a.locator('#strip button[data-n="0"] .comment-mark', { hasText: '1' }).waitFor();
+await a.locator('#canvas[data-n="1"]').waitFor();
+await a.locator('#next-comment', { hasText: 'Go to image 1' }).click();
+await a.locator('#canvas[data-n="0"]').waitFor();
+await a.locator('#comments li[data-comment]', { hasText: 'check this corner' }).waitFor();
+await screenshot(a, 'tools');
+await a11y(a, 'workspace with tools');
+
+log('submitting with an empty image asks first');
+await a.locator('#submit').click();
+await a.locator('#unannotated', { hasText: '1 image has no shapes (3)' }).waitFor();
+await a.getByRole('button', { name: 'Go to image 3' }).click();
+await a.locator('#canvas[data-n="2"]').waitFor();
+assert.match(a.url(), new RegExp(`/tasks/${TASK}`));
+assert.equal((await apiGet(tok, `/api/v1/tasks/${TASK}`)).state, 'in_progress', 'the task is not submitted');
+
+assert.deepEqual(errors, [], 'no uncaught page errors');
+assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violations');
+await browser.close();
+log('ok: tools');
+process.exit(0);
