@@ -294,10 +294,13 @@ fn apply_entries(
                 }
                 Response::Object(outcome)
             }
-            EntryPayload::Normal(Command::StoredObject { sha, .. }) => {
-                return Err(StorageError::Corrupt(format!(
-                    "log stub of {sha} reached the state machine"
-                )));
+            // Only a follower applies a stub: its leader had lost the bytes (see
+            // `log_store::rehydrate`). Same record as the upload; the bytes come later from
+            // another replica.
+            EntryPayload::Normal(Command::StoredObject { sha, meta, .. }) => {
+                uploaded = Some(sha);
+                let outcome = store.stage_put_without_bytes(&mut batch, group, &sha, &meta)?;
+                Response::Object(outcome)
             }
             EntryPayload::Normal(Command::SetPlacement(placement)) => {
                 let raw = bincode::serialize(&placement)?;
