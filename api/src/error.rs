@@ -35,6 +35,13 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("1"),
             );
         }
+        // A full disk: space comes back when an operator frees it, not within a second.
+        if self.status == StatusCode::INSUFFICIENT_STORAGE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("30"),
+            );
+        }
         response
     }
 }
@@ -47,6 +54,9 @@ impl From<ClusterError> for ApiError {
                 "unavailable",
                 e.to_string(),
             )
+        } else if let ClusterError::DiskFull(m) = &e {
+            let message = format!("disk full: {m}; reads are still served");
+            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", message)
         } else if let ClusterError::Timeout(m) = &e {
             let message = format!("{m}; the write may or may not have been applied, retry it");
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message)

@@ -125,6 +125,20 @@ async fn leading_term(raft: &Raft) -> Option<u64> {
     .flatten()
 }
 
+/// Measures the free disk space every 250 ms (see `tessera_storage::space`): writes are
+/// refused while it is low and accepted again, without a restart, once it is back.
+async fn watch_disk_space(cluster: std::sync::Weak<Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(store) = cluster.upgrade().map(|c| c.store.clone()) else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || store.space().check()).await;
+    }
+}
+
 /// A running node: its groups, its peers and the placement it routes by.
 pub struct Cluster {
     me: NodeId,
@@ -218,6 +232,7 @@ impl Cluster {
             absent,
             leader_lease_ms: tuning.election_timeout_ms,
         });
+        tokio::spawn(watch_disk_space(Arc::downgrade(&cluster)));
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
         tokio::spawn(keep_directory_current(Arc::downgrade(&cluster)));
         crate::maintenance::spawn(Arc::downgrade(&cluster), tuning);
@@ -258,6 +273,35 @@ impl Cluster {
             let m = raft.metrics().borrow().clone();
             m.state == ServerState::Leader
         })
+    }
+
+    /// The error writes get while this node's disk is (almost) full (see
+    /// `tessera_storage::space`); `None` while there is room.
+    fn disk_full_error(&self) -> Option<ClusterError> {
+        let space = self.store.space();
+        space.is_low().then(|| {
+            ClusterError::DiskFull(format!(
+                "node {} has {} MiB of disk space left; writes resume above {} MiB",
+                self.me,
+                space.free_bytes() >> 20,
+                (tessera_storage::space::LOW_BYTES + tessera_storage::space::RESERVE_BYTES) >> 20
+            ))
+        })
+    }
+
+    /// For the internal RPC: refuses `bytes` of new Raft entries (or a snapshot) from a leader
+    /// when they would leave less than `FLOOR_BYTES` free (see `tessera_storage::space`).
+    pub(crate) fn refuse_entries(&self, bytes: u64) -> Result<(), tonic::Status> {
+        let space = self.store.space();
+        if space.has_room(bytes) {
+            return Ok(());
+        }
+        Err(tonic::Status::unavailable(format!(
+            "node {}: disk full ({} MiB free), cannot take {} KiB of entries",
+            self.me,
+            space.free_bytes() >> 20,
+            bytes >> 10
+        )))
     }
 
     /// Stops every local group (used on clean shutdown).
@@ -523,6 +567,9 @@ impl Cluster {
             // Forwarded: the node the client talks to owns the retries.
             return self.propose_once(group, &command, hops).await;
         }
+        // The node a client writes through refuses while its own disk is full, even for
+        // groups it does not host: the client hears it at once and can go elsewhere.
+        self.disk_full_error().map_or(Ok(()), Err)?;
         retry(ClusterError::is_transient, || {
             self.propose_once(group, &command, hops)
         })
@@ -536,6 +583,11 @@ impl Cluster {
         hops: u32,
     ) -> Result<Response, ClusterError> {
         if let Some(raft) = self.group(group) {
+            // A leader whose disk is full would append the entry and then wait for space: it
+            // refuses instead, and the group takes writes again once space is back.
+            if self.leads(group) {
+                self.disk_full_error().map_or(Ok(()), Err)?;
+            }
             return match raft.client_write(command.clone()).await {
                 Ok(reply) => Ok(reply.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => {

@@ -10,6 +10,10 @@ pub enum ClusterError {
     /// been applied, so writes are not retried on it.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// This node's disk is (almost) full: it refuses writes until space is back. Not retried
+    /// internally; the API answers 507 with `Retry-After`.
+    #[error("disk full: {0}")]
+    DiskFull(String),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("internal: {0}")]
@@ -25,6 +29,7 @@ impl ClusterError {
     pub fn from_status(status: &tonic::Status) -> ClusterError {
         match status.code() {
             tonic::Code::Unavailable => ClusterError::Unavailable(status.message().to_string()),
+            tonic::Code::FailedPrecondition => ClusterError::DiskFull(status.message().to_string()),
             tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 ClusterError::Timeout(status.message().to_string())
             }
@@ -42,6 +47,7 @@ impl ClusterError {
         match self {
             ClusterError::Unavailable(m) => tonic::Status::unavailable(m.clone()),
             ClusterError::Timeout(m) => tonic::Status::deadline_exceeded(m.clone()),
+            ClusterError::DiskFull(m) => tonic::Status::failed_precondition(m.clone()),
             other => tonic::Status::internal(other.to_string()),
         }
     }
@@ -69,6 +75,11 @@ mod tests {
         assert!(matches!(
             ClusterError::from_status(&late),
             ClusterError::Timeout(_)
+        ));
+        let full = ClusterError::DiskFull("node 2: 3 MiB free".into()).to_status();
+        assert!(matches!(
+            ClusterError::from_status(&full),
+            ClusterError::DiskFull(m) if m.contains("3 MiB free")
         ));
         let bug = tonic::Status::internal("bad message");
         assert!(matches!(

@@ -70,6 +70,15 @@ impl LogStore {
 
 /// Turns a stub (an applied upload whose bytes are in a volume, see
 /// `state_machine::stage_stub`) back into the `PutObject` entry it was.
+///
+/// When no intact local copy is left (the volume was damaged or truncated), the stub itself is
+/// returned: failing the read would be fatal, since openraft reads entries while `Raft::new`
+/// loads the log's ids (the node would crash-loop) and stops a leader's group on any read
+/// error while replicating. A stub is safe to hand out: it exists only for an applied entry,
+/// so openraft never re-applies it here, and the only other reader is replication to a
+/// follower that lacks the entry, whose state machine applies a stub like the upload without
+/// its bytes (`Store::stage_put_without_bytes`) and fetches them from another replica. The
+/// damaged local copy is marked by the failed read and repaired the same way.
 fn rehydrate(store: &Store, group: u32, entry: Entry) -> Result<Entry, StorageError> {
     let EntryPayload::Normal(Command::StoredObject {
         sha,
@@ -77,26 +86,30 @@ fn rehydrate(store: &Store, group: u32, entry: Entry) -> Result<Entry, StorageEr
         volume,
         offset,
         len,
-    }) = entry.payload
+    }) = &entry.payload
     else {
         return Ok(entry);
     };
     let at = Location {
-        volume,
-        offset,
-        len,
+        volume: *volume,
+        offset: *offset,
+        len: *len,
     };
-    let bytes = store.stub_bytes(group, &sha, &at)?.ok_or_else(|| {
-        StorageError::Corrupt(format!(
-            "log entry {}: no intact copy of {sha} is left",
-            entry.log_id.index
-        ))
-    })?;
+    let Some(bytes) = store.stub_bytes(group, sha, &at)? else {
+        tracing::warn!(
+            group,
+            index = entry.log_id.index,
+            %sha,
+            "no intact local copy of an applied upload still in the log; handing out its stub"
+        );
+        metrics::counter!("tessera_log_stub_without_bytes_total").increment(1);
+        return Ok(entry);
+    };
     Ok(Entry {
         log_id: entry.log_id,
         payload: EntryPayload::Normal(Command::PutObject {
-            sha,
-            meta,
+            sha: *sha,
+            meta: meta.clone(),
             bytes: bytes.into(),
         }),
     })
@@ -337,11 +350,13 @@ mod tests {
             }
             other => panic!("not rebuilt: {other:?}"),
         }
-        // The needle it points to is gone (deleted and compacted): the entry cannot be served.
+        // The needle it points to is gone (deleted and compacted): the stub is handed out as
+        // it is, never an error (openraft would stop the group) nor other bytes.
         let mut batch = WriteBatch::default();
         store.stage_reference(&mut batch, 5, &sha, false).unwrap();
         store.write_state(5, batch, false).unwrap();
         store.volumes(5).unwrap().delete(at.volume).unwrap();
-        assert!(rehydrate(&store, 5, stub).is_err());
+        let kept = rehydrate(&store, 5, stub.clone()).unwrap();
+        assert_eq!(format!("{kept:?}"), format!("{stub:?}"));
     }
 }

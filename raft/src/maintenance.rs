@@ -1,5 +1,6 @@
 //! Background care of the node's volumes: the scrub (every needle checked against its
-//! checksum, damaged objects repaired from another replica) and compaction.
+//! checksum), the repair of objects whose local bytes are damaged or missing (fetched from
+//! another replica), and compaction.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -16,8 +17,13 @@ use crate::read::{ObjectBody, ReadSpec};
 /// A scrub checks this many bytes per blocking call, then sleeps to keep to its rate.
 const SCRUB_SLICE: u64 = 4 << 20;
 
-/// Starts the scrub and compaction loops (each disabled by a zero interval).
+/// How often the repair loop looks for damaged or missing objects to fetch.
+const REPAIR_EVERY: Duration = Duration::from_secs(2);
+
+/// Starts the repair loop, and the scrub and compaction loops (each disabled by a zero
+/// interval).
 pub(crate) fn spawn(cluster: Weak<Cluster>, tuning: &RaftTuning) {
+    tokio::spawn(repair_loop(cluster.clone()));
     if tuning.scrub_interval_ms > 0 {
         let every = Duration::from_millis(tuning.scrub_interval_ms);
         let rate = tuning.scrub_bytes_per_s.max(1);
@@ -40,6 +46,27 @@ async fn scrub_loop(cluster: Weak<Cluster>, every: Duration, rate: u64) {
         for group in this.shard_groups() {
             if let Err(e) = scrub_group(&this, group, rate).await {
                 tracing::warn!(group, error = %e, "scrub pass failed");
+            }
+        }
+    }
+}
+
+/// Fetches every object found damaged or missing (by a read, the scrub, the log store or a
+/// snapshot install) from another replica soon after, not at the next scrub; objects no
+/// replica serves yet are tried again on the next round.
+async fn repair_loop(cluster: Weak<Cluster>) {
+    let mut tick = tokio::time::interval(REPAIR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(this) = cluster.upgrade() else {
+            return;
+        };
+        for group in this.shard_groups() {
+            for sha in this.store().awaiting_repair(group) {
+                if let Err(e) = repair(&this, group, sha).await {
+                    tracing::debug!(group, %sha, error = %e, "could not repair object yet");
+                }
             }
         }
     }

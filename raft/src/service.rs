@@ -22,6 +22,7 @@ use crate::proto::{
 };
 use crate::read::{ByteRange, ObjectBody, ReadSpec};
 use crate::types::NodeId;
+use crate::types::TypeConfig;
 
 /// Serves the internal RPC on `addr` until `shutdown` resolves, with mutual TLS: a connection
 /// whose client presents no certificate of the cluster CA is dropped in the handshake, before
@@ -89,7 +90,14 @@ impl Internal for InternalService {
             .ok_or_else(|| Status::not_found(format!("group {} is not hosted here", req.group)))?;
         let payload = match RaftKind::try_from(req.kind) {
             Ok(RaftKind::Append) => {
-                let request = decode_blocking(req.payload).await?;
+                let size = req.payload.len() as u64;
+                let request: openraft::raft::AppendEntriesRequest<TypeConfig> =
+                    decode_blocking(req.payload).await?;
+                // Heartbeats go on; new entries wait while this node's disk is nearly full (the
+                // leader retries), so that an append never meets ENOSPC (fatal in openraft).
+                if !request.entries.is_empty() {
+                    self.cluster.refuse_entries(size)?;
+                }
                 let r: Result<_, RaftError<NodeId>> = raft.append_entries(request).await;
                 encode(&r)?
             }
@@ -98,6 +106,8 @@ impl Internal for InternalService {
                 encode(&r)?
             }
             Ok(RaftKind::Snapshot) => {
+                self.cluster
+                    .refuse_entries(tessera_storage::space::LOW_BYTES)?;
                 let request = decode_blocking(req.payload).await?;
                 let r: Result<_, RaftError<NodeId, InstallSnapshotError>> =
                     raft.install_snapshot(request).await;

@@ -263,7 +263,8 @@ fn apply_entries(
         for entry in &entries {
             if let EntryPayload::Normal(Command::PutObject { sha, bytes, .. }) = &entry.payload {
                 if store.needs_bytes(group, sha)? {
-                    volumes.append_pending(sha, bytes)?;
+                    // Safe to repeat: a failed append records nothing (see `DiskSpace::retry`).
+                    store.space().retry(|| volumes.append_pending(sha, bytes))?;
                 }
             }
         }
@@ -282,8 +283,9 @@ fn apply_entries(
             }
             EntryPayload::Normal(Command::PutObject { sha, meta, bytes }) => {
                 uploaded = Some(sha);
-                let (outcome, stored) =
-                    store.stage_put_object(&mut batch, group, &sha, &meta, &bytes)?;
+                let (outcome, stored) = store
+                    .space()
+                    .retry(|| store.stage_put_object(&mut batch, group, &sha, &meta, &bytes))?;
                 if let (Some(at), Some(volumes)) = (stored, &volumes) {
                     change = Some(IndexChange::Stored {
                         sha,
@@ -294,10 +296,13 @@ fn apply_entries(
                 }
                 Response::Object(outcome)
             }
-            EntryPayload::Normal(Command::StoredObject { sha, .. }) => {
-                return Err(StorageError::Corrupt(format!(
-                    "log stub of {sha} reached the state machine"
-                )));
+            // Only a follower applies a stub: its leader had lost the bytes (see
+            // `log_store::rehydrate`). Same record as the upload; the bytes come later from
+            // another replica.
+            EntryPayload::Normal(Command::StoredObject { sha, meta, .. }) => {
+                uploaded = Some(sha);
+                let outcome = store.stage_put_without_bytes(&mut batch, group, &sha, &meta)?;
+                Response::Object(outcome)
             }
             EntryPayload::Normal(Command::SetPlacement(placement)) => {
                 let raw = bincode::serialize(&placement)?;

@@ -7,6 +7,7 @@ use rocksdb::{
 };
 
 use crate::error::StorageError;
+use crate::space::DiskSpace;
 
 /// A key and its value, as a scan yields them.
 pub type Record = (Box<[u8]>, Box<[u8]>);
@@ -108,6 +109,7 @@ impl Cf {
 pub struct Store {
     db: DB,
     volumes: Volumes,
+    space: DiskSpace,
 }
 
 impl Store {
@@ -120,6 +122,8 @@ impl Store {
     /// [`Store::open`] with volumes rolling over at `volume_bytes` (tests use small volumes).
     pub fn open_with_volume_size(path: &Path, volume_bytes: u64) -> Result<Store, StorageError> {
         std::fs::create_dir_all(path)?;
+        // Before RocksDB opens: on a full disk this releases the reserve it needs for new files.
+        let space = DiskSpace::open(path);
         // Only SST blocks (records and blob pointers) go here; image bytes live in blob files.
         let cache = Cache::new_lru_cache(32 << 20)?;
         let mut opts = Options::default();
@@ -135,7 +139,12 @@ impl Store {
             .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf.options(&cache)));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let volumes = Volumes::new(path.join("volumes"), volume_bytes);
-        Ok(Store { db, volumes })
+        Ok(Store { db, volumes, space })
+    }
+
+    /// The free space of the database's disk (see `space.rs`).
+    pub fn space(&self) -> &DiskSpace {
+        &self.space
     }
 
     pub(crate) fn volume_set(&self) -> &Volumes {

@@ -18,6 +18,7 @@ mod object;
 mod probe;
 mod records;
 mod snapshot_file;
+pub mod space;
 pub mod volume;
 
 pub use cache::{Cached, ObjectCache};

@@ -104,6 +104,32 @@ impl Store {
         fresh: &ObjectMeta,
         bytes: &[u8],
     ) -> Result<(PutOutcome, Option<Location>), StorageError> {
+        self.stage_put(batch, group, sha, fresh, Some(bytes))
+    }
+
+    /// Stages an upload whose bytes did not come with it: a log stub replicated by a leader
+    /// whose own copy was lost. The record and reference count change as for
+    /// [`Store::stage_put_object`], so every replica's state stays the same; a replica that
+    /// lacks intact bytes remembers the object as missing, reads go to the other replicas,
+    /// and the repair loop fetches the bytes from them.
+    pub fn stage_put_without_bytes(
+        &self,
+        batch: &mut WriteBatch,
+        group: u32,
+        sha: &Sha256,
+        fresh: &ObjectMeta,
+    ) -> Result<PutOutcome, StorageError> {
+        Ok(self.stage_put(batch, group, sha, fresh, None)?.0)
+    }
+
+    fn stage_put(
+        &self,
+        batch: &mut WriteBatch,
+        group: u32,
+        sha: &Sha256,
+        fresh: &ObjectMeta,
+        bytes: Option<&[u8]>,
+    ) -> Result<(PutOutcome, Option<Location>), StorageError> {
         let key = keys::object(group, &sha.0);
         let volumes = self.volumes(group)?;
         let (outcome, store_bytes) = match self.object_meta(group, sha)? {
@@ -132,14 +158,21 @@ impl Store {
             }
         };
         let mut stored = None;
-        if store_bytes {
-            let at = match volumes.take_pending(sha) {
-                Some(at) => at,
-                None => volumes.append(sha, bytes)?,
-            };
-            self.stage_location(batch, &volumes, sha, &at)?;
-            volumes.repaired(sha);
-            stored = Some(at);
+        match bytes {
+            Some(bytes) if store_bytes => {
+                let at = match volumes.take_pending(sha) {
+                    Some(at) => at,
+                    None => volumes.append(sha, bytes)?,
+                };
+                self.stage_location(batch, &volumes, sha, &at)?;
+                volumes.repaired(sha);
+                stored = Some(at);
+            }
+            // Damaged bytes are already awaiting repair; an object without any gets in line.
+            None if store_bytes && self.object_location(group, sha)?.is_none() => {
+                volumes.mark_missing(sha);
+            }
+            _ => {}
         }
         batch.put_cf(
             self.cf(Cf::Objects),

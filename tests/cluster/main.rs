@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod connection_hygiene;
 mod datasets;
+mod disk_full;
 mod exports;
 mod failures;
 mod hostile;

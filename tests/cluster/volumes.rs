@@ -142,6 +142,93 @@ async fn bytes_damaged_while_a_node_is_down_are_never_served() {
     assert!(counter(&client, "tessera_scrub_corrupt_total").await >= 1);
 }
 
+/// A needle damaged while its upload is still in the node's Raft log (found by the chaos
+/// campaign): the log holds the applied upload as a stub pointing to that needle, and openraft
+/// reads it at start-up and to replicate it. The node used to exit at start ("no intact copy
+/// … is left") or stop the group when sending the entry. Here the damaged node leads the
+/// group back with a follower that lacks the entry and the only intact copy is on a node that
+/// is down: it must start, send what it has, never serve the bad bytes, and once the intact
+/// copy is back every node serves every object.
+#[tokio::test]
+async fn a_damaged_needle_still_in_the_log_neither_stops_its_node_nor_is_served() {
+    let mut cluster = TestCluster::start(Options {
+        nodes: 3,
+        shards: 1,
+        replication: 3,
+        ..Options::default()
+    })
+    .await;
+    cluster.kill(3);
+    let images: Vec<Vec<u8>> = (0..12).map(|i| image(7200 + i)).collect();
+    for bytes in &images {
+        upload(&cluster.node(1).client(), bytes).await;
+    }
+    wait_caught_up(&cluster).await;
+    cluster.kill(2);
+    cluster.kill(1);
+    // One byte inside the body of node 2's newest needle: the last upload, the last entry of
+    // its log, which openraft reads while loading the log at start-up.
+    let last = images.last().expect("images");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(volumes(&cluster, 2, 1).last().expect("a volume"))
+        .expect("open volume");
+    let at = file.metadata().expect("stat").len() - last.len() as u64 / 2;
+    let mut raw = [0u8; 1];
+    file.read_exact_at(&mut raw, at).expect("read");
+    raw[0] ^= 0x5a;
+    file.write_all_at(&raw, at).expect("flip a byte");
+    drop(file);
+
+    // Node 2 (the longer log) leads node 3, which has none of the uploads.
+    cluster.start_node(2);
+    cluster.start_node(3);
+    cluster.node(2).wait_ready().await;
+    cluster.node(3).wait_ready().await;
+    wait_caught_up(&cluster).await;
+    let damaged_sha = sha_hex(last);
+    for node in [2, 3] {
+        let client = cluster.node(node).client();
+        for bytes in &images[..images.len() - 1] {
+            assert_serves(&client, &sha_hex(bytes), bytes).await;
+        }
+        // No intact copy is reachable: anything but other bytes.
+        let reply = client
+            .get(&format!("/objects/{damaged_sha}"))
+            .await
+            .expect("read request");
+        assert!(
+            reply.status != 200 || reply.body[..] == last[..],
+            "node {node} served other bytes for {damaged_sha}"
+        );
+    }
+    assert!(
+        counter(
+            &cluster.node(2).client(),
+            "tessera_log_stub_without_bytes_total"
+        )
+        .await
+            >= 1
+    );
+
+    // The intact copy comes back: nodes 2 and 3 fetch it.
+    cluster.restart(1).await;
+    for node in [2, 3] {
+        eventually(
+            &format!("node {node} to repair the object"),
+            DEADLINE,
+            || async { (damaged(&cluster, node).await? == 0).then_some(()) },
+        )
+        .await;
+    }
+    for node in &cluster.nodes {
+        for bytes in &images {
+            assert_serves(&node.client(), &sha_hex(bytes), bytes).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn kill_9_during_heavy_ingest_loses_no_acknowledged_object() {
     let mut cluster = TestCluster::start(Options {

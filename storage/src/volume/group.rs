@@ -42,6 +42,10 @@ pub struct GroupVolumes {
     /// Objects whose local bytes at a location failed their checksum: never served from there.
     /// A rewrite gives the object a new location, which is trusted again.
     corrupt: Mutex<HashMap<Sha256, Location>>,
+    /// Objects recorded here without any local bytes (an upload replicated from a leader that
+    /// had lost its copy, an object left out of a received snapshot): read from other
+    /// replicas, and fetched from them by the repair loop.
+    missing: Mutex<HashSet<Sha256>>,
     /// The index in memory, for readers on async threads (see `memory_index.rs`). Its files
     /// follow `Inner::files`; its entries are published by whoever writes the index batch.
     memory: Arc<MemoryIndex>,
@@ -182,6 +186,7 @@ impl GroupVolumes {
             }),
             writer: Mutex::new(()),
             corrupt: Mutex::new(HashMap::new()),
+            missing: Mutex::new(HashSet::new()),
             memory,
             verified: Mutex::new(HashSet::new()),
         })
@@ -357,14 +362,34 @@ impl GroupVolumes {
         lock(&self.verified).insert(verified_key(at));
     }
 
-    /// Forgets a damaged needle once the object has been rewritten elsewhere.
+    /// Forgets a damaged or missing needle once the object has been written again.
     pub fn repaired(&self, sha: &Sha256) {
         lock(&self.corrupt).remove(sha);
+        lock(&self.missing).remove(sha);
     }
 
-    /// How many objects are currently known damaged here.
+    /// Records that `sha` has a record here but no local bytes at all.
+    pub fn mark_missing(&self, sha: &Sha256) {
+        if lock(&self.missing).insert(*sha) {
+            tracing::warn!(group = self.group, %sha, "object recorded without local bytes; fetching them from another replica");
+        }
+    }
+
+    /// Replaces the set of objects without local bytes (found by a pass over the index).
+    pub(crate) fn set_missing(&self, missing: HashSet<Sha256>) {
+        *lock(&self.missing) = missing;
+    }
+
+    /// How many objects are currently known damaged or missing here.
     pub fn corrupt_count(&self) -> usize {
-        lock(&self.corrupt).len()
+        lock(&self.corrupt).len() + lock(&self.missing).len()
+    }
+
+    /// The objects whose local bytes are damaged or missing: what the repair loop fetches.
+    pub fn awaiting_repair(&self) -> Vec<Sha256> {
+        let mut shas: Vec<Sha256> = lock(&self.corrupt).keys().copied().collect();
+        shas.extend(lock(&self.missing).iter().copied());
+        shas
     }
 
     /// Deletes every volume (a snapshot install replaces the group's state). Ids keep growing,
@@ -386,6 +411,7 @@ impl GroupVolumes {
             end: 0,
         };
         lock(&self.corrupt).clear();
+        lock(&self.missing).clear();
         lock(&self.verified).clear();
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The store's side of volumes: opening a group's volumes at its recorded head, the index next
 //! to the records, and reads of object bytes (as a file range for `sendfile`, or into memory).
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::sync::Arc;
 
@@ -63,27 +64,35 @@ impl Store {
     /// Fills `volumes`' index in memory from the durable one: every `needles` entry whose
     /// object has a record, with the record's content type (one merged pass over both column
     /// families, both in hash order). Needles without a record (a group reset at start-up)
-    /// are left out. Called when a group is opened (before anyone else has it) and after a
-    /// snapshot install or migration (under the writer lock), so no apply publishes meanwhile.
+    /// are left out; records without a needle (or pre-volume blob) are the objects this
+    /// replica has no bytes of, remembered for the repair loop. Called when a group is opened
+    /// (before anyone else has it) and after a snapshot install or migration (under the
+    /// writer lock), so no apply publishes meanwhile.
     pub(crate) fn load_memory_index(&self, volumes: &GroupVolumes) -> Result<(), StorageError> {
         let group = volumes.group();
         let mut loaded = Loaded::default();
-        let mut records = self.scan_group_objects(Cf::Objects, group, None, false);
-        let mut record = records.next().transpose()?;
-        for item in self.scan_group_objects(Cf::Needles, group, None, false) {
-            let (sha, raw) = item?;
-            while record.as_ref().is_some_and(|(next, _)| *next < sha) {
-                record = records.next().transpose()?;
+        let mut missing = HashSet::new();
+        let mut needles = self.scan_group_objects(Cf::Needles, group, None, false);
+        let mut needle = needles.next().transpose()?;
+        for item in self.scan_group_objects(Cf::Objects, group, None, false) {
+            let (sha, value) = item?;
+            while needle.as_ref().is_some_and(|(next, _)| *next < sha) {
+                needle = needles.next().transpose()?;
             }
-            let Some((next, value)) = &record else {
-                break;
-            };
-            if *next == sha {
-                let meta: ObjectMeta = bincode::deserialize(value)?;
-                loaded.add(&sha, &Location::decode(&raw)?, &meta.content_type);
+            match &needle {
+                Some((next, raw)) if *next == sha => {
+                    let meta: ObjectMeta = bincode::deserialize(&value)?;
+                    loaded.add(&sha, &Location::decode(raw)?, &meta.content_type);
+                }
+                _ => {
+                    if self.get(Cf::Blobs, &keys::object(group, &sha.0))?.is_none() {
+                        missing.insert(sha);
+                    }
+                }
             }
         }
         volumes.memory().replace(loaded);
+        volumes.set_missing(missing);
         Ok(())
     }
 
@@ -98,7 +107,13 @@ impl Store {
         volumes.is_verified(&resident.at).then_some(resident)
     }
 
-    /// How many of `group`'s objects have damaged local bytes awaiting repair.
+    /// The objects of `group` whose local bytes are damaged or missing, awaiting repair.
+    pub fn awaiting_repair(&self, group: u32) -> Vec<Sha256> {
+        let opened = self.volume_set().groups().get(&group).cloned();
+        opened.map(|v| v.awaiting_repair()).unwrap_or_default()
+    }
+
+    /// How many of `group`'s objects have damaged or missing local bytes awaiting repair.
     pub fn damaged_objects(&self, group: u32) -> usize {
         let opened = self.volume_set().groups().get(&group).cloned();
         opened.map(|v| v.corrupt_count()).unwrap_or(0)

@@ -3,18 +3,20 @@
 //! ```text
 //! chaos [--seed N] [--cycles N] [--nodes N] [--replication N] [--shards N]
 //!       [--faults kill-node,pause,isolate,…] [--hold-ms MIN-MAX] [--quiet-ms N]
-//!       [--disk-mb N] [--fast-failover] [--out DIR]
+//!       [--disk-mb N] [--fast-failover] [--fail-on-findings] [--out DIR]
 //! ```
 //!
 //! Needs root (namespaces, iptables, tmpfs) and `tessera` built next to it. Exits 1 on any
-//! safety violation, 2 when the campaign itself could not run.
+//! safety violation, 2 when the campaign itself could not run, and with `--fail-on-findings`
+//! 3 when a cycle had a finding (a node that did not recover, or a broken promise such as a
+//! full disk's writes not answered 507).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tessera_cluster_tests::chaos::{self, nemesis::Fault, sandbox, Config};
 
-fn parse(args: &[String]) -> Result<Config, String> {
+fn parse(args: &[String]) -> Result<(Config, bool), String> {
     let mut config = Config {
         seed: 1,
         nodes: 5,
@@ -29,10 +31,15 @@ fn parse(args: &[String]) -> Result<Config, String> {
         out: PathBuf::new(),
     };
     let mut out = None;
+    let mut fail_on_findings = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--fast-failover" {
             config.fast_failover = true;
+            continue;
+        }
+        if flag == "--fail-on-findings" {
+            fail_on_findings = true;
             continue;
         }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -69,12 +76,12 @@ fn parse(args: &[String]) -> Result<Config, String> {
         return Err("needs at least 3 nodes, replication ≤ nodes and one fault".into());
     }
     config.out = out.unwrap_or_else(|| PathBuf::from(format!("target/chaos/seed-{}", config.seed)));
-    Ok(config)
+    Ok((config, fail_on_findings))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match parse(&args) {
+    let (config, fail_on_findings) = match parse(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chaos: {e}");
@@ -100,10 +107,12 @@ fn main() -> ExitCode {
         Ok(outcome) => {
             println!("{}", outcome.report);
             println!("(report, history and node logs in {})", out.display());
-            if outcome.violations == 0 {
-                ExitCode::SUCCESS
-            } else {
+            if outcome.violations > 0 {
                 ExitCode::from(1)
+            } else if fail_on_findings && outcome.cycles_with_findings > 0 {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
             }
         }
         Err(e) => {

@@ -29,20 +29,38 @@ pub fn mount_tmpfs(dir: &Path, mb: u64, uid: u32) -> io::Result<()> {
 
 const BALLAST: &str = "chaos-ballast";
 
-/// Fills the file system of `dir` until writes fail with ENOSPC; returns the bytes written.
-pub fn fill(dir: &Path) -> io::Result<u64> {
+/// Fills the file system of `dir` until only `leave` bytes are free (a disk that fills up;
+/// the node promises to stop writing before the last bytes, see `docs/reliability.md`), or
+/// until writes fail with ENOSPC if others write meanwhile; returns the bytes written.
+pub fn fill(dir: &Path, leave: u64) -> io::Result<u64> {
     let mut file = fs::File::create(dir.join(BALLAST))?;
     let chunk = vec![0u8; 1 << 20];
     let mut written = 0u64;
-    let mut size = chunk.len();
-    while size > 0 {
-        match file.write(&chunk[..size]) {
+    loop {
+        let want = free_bytes(dir)?
+            .saturating_sub(leave)
+            .min(chunk.len() as u64) as usize;
+        if want == 0 {
+            return Ok(written);
+        }
+        match file.write(&chunk[..want]) {
             Ok(n) => written += n as u64,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => size /= 2,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Ok(written),
             Err(e) => return Err(e),
         }
     }
-    Ok(written)
+}
+
+/// Free bytes of the file system holding `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: a valid C string and a plain struct the call fills in.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 /// Gives the space taken by [`fill`] back.

@@ -188,8 +188,9 @@ pub async fn setup(cluster: &TestCluster) -> Result<World, String> {
     })
 }
 
-/// The outcome of a request: 2xx took effect; a refusal (4xx) or an unavailable 503 certainly
-/// did not; a timeout, a broken connection or any other answer may have.
+/// The outcome of a request: 2xx took effect; a refusal (4xx), an unavailable 503 or a
+/// `disk_full` 507 (refused before proposing) certainly did not; a timeout, a broken
+/// connection or any other answer may have.
 fn classify(result: &Result<Reply, ClientError>) -> (Outcome, String, Option<u16>, bool) {
     match result {
         Ok(r) => {
@@ -203,6 +204,7 @@ fn classify(result: &Result<Reply, ClientError>) -> (Outcome, String, Option<u16
                 200..=299 => Outcome::Ok,
                 400..=499 => Outcome::Fail,
                 503 if code == "unavailable" => Outcome::Fail,
+                507 if code == "disk_full" => Outcome::Fail,
                 _ => Outcome::Info,
             };
             (

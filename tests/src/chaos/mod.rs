@@ -48,10 +48,12 @@ pub struct Config {
     pub out: PathBuf,
 }
 
-/// What a campaign found; `violations` decide the exit code.
+/// What a campaign found; `violations` decide the exit code (and, when asked, `findings`).
 pub struct Outcome {
     pub report: String,
     pub violations: usize,
+    /// Cycles with at least one finding (a promise not kept that is not a safety violation).
+    pub cycles_with_findings: usize,
 }
 
 /// Runs one campaign. The caller must have entered the sandbox ([`sandbox::enter`]).
@@ -156,6 +158,7 @@ pub async fn run(config: Config) -> Result<Outcome, String> {
     Ok(Outcome {
         report,
         violations: findings.violations.len(),
+        cycles_with_findings: cycles.iter().filter(|c| !c.findings.is_empty()).count(),
     })
 }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
+use sha2::Digest;
 
 use super::disk::{self, Damage, Target};
 use super::history::History;
@@ -311,21 +312,7 @@ impl<'a> Nemesis<'a> {
         self.history
             .event(format!("cycle {number}: {} {what}", fault.name()));
         self.cluster.start_node(target);
-        let client = self
-            .cluster
-            .node(target)
-            .client()
-            .with_timeout(Duration::from_secs(2));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut ready = false;
-        while Instant::now() < deadline && !ready {
-            ready = matches!(client.get("/readyz").await, Ok(r) if r.status == 200);
-            if self.cluster.exited(target).is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        if !ready {
+        if !self.ready_within(target, Duration::from_secs(30)).await {
             findings.push(format!(
                 "node {target} did not come back within 30 s after {what}; its log ends:\n{}",
                 tail(&self.cluster.log(target), 15)
@@ -346,12 +333,31 @@ impl<'a> Nemesis<'a> {
         what
     }
 
-    /// Fills one running node's disk, probes a write and a read through it, then frees it.
+    /// Fills one running node's disk and checks what the node promises (`docs/reliability.md`):
+    /// writes through it are refused with 507 `disk_full` and `Retry-After`, reads through it
+    /// are served, it restarts and becomes ready with the disk still full, and once the
+    /// space is freed it takes writes again by itself. Each broken promise is a finding.
     async fn disk_full(&mut self, number: usize, findings: &mut Vec<String>) -> String {
         let ids = self.ids();
         let target = *self.rng.pick(&ids);
         let dir = self.cluster.data_dir(target);
-        let filled = match disk::fill(&dir) {
+        // An object to read back through the full node, uploaded through another one.
+        let other = ids
+            .iter()
+            .copied()
+            .find(|id| *id != target)
+            .unwrap_or(target);
+        let probe = crate::png(20, 20, 7_000_000_000 + 2 * number as u64);
+        let stored = self
+            .upload_until(other, &probe, Duration::from_secs(20))
+            .await;
+        if let Err(answer) = &stored {
+            findings.push(format!(
+                "could not store the probe through node {other}: {answer}"
+            ));
+        }
+        // Under the node's 64 MiB write threshold, over its 16 MiB floor for Raft entries.
+        let filled = match disk::fill(&dir, 32 << 20) {
             Ok(bytes) => bytes,
             Err(e) => {
                 findings.push(format!("could not fill the disk: {e}"));
@@ -362,31 +368,156 @@ impl<'a> Nemesis<'a> {
             "cycle {number}: disk-full node {target} ({} MiB of ballast)",
             filled >> 20
         ));
-        let client = self
-            .cluster
-            .node(target)
-            .client()
-            .with_timeout(Duration::from_secs(20));
-        let probe = crate::png(20, 20, 7_000_000_000 + number as u64);
-        let upload = client.put_object(bytes::Bytes::from(probe)).await;
-        let answer = match &upload {
-            Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
-            Err(e) => e.to_string(),
-        };
-        if !matches!(&upload, Ok(r) if r.status.is_success() || r.status == 507 || r.status == 503)
-        {
+        let refused = self.refuses_writes(target, number).await;
+        if let Err(answer) = &refused {
+            findings.push(format!("node {target} with a full disk: {answer}"));
+        }
+        if stored.is_ok() && !self.serves(target, &probe).await {
             findings.push(format!(
-                "an upload to node {target} with a full disk got: {answer}"
+                "node {target} with a full disk did not serve a read"
             ));
+        }
+        // A restart with the disk still full.
+        self.cluster.kill(target);
+        self.cluster.start_node(target);
+        if !self.ready_within(target, Duration::from_secs(30)).await {
+            findings.push(format!(
+                "node {target} did not become ready within 30 s of a restart with a full disk; its log ends:\n{}",
+                tail(&self.cluster.log(target), 15)
+            ));
+        } else {
+            if stored.is_ok() && !self.serves(target, &probe).await {
+                findings.push(format!(
+                    "node {target} restarted with a full disk did not serve a read"
+                ));
+            }
+            if let Err(answer) = self.refuses_writes(target, number).await {
+                findings.push(format!(
+                    "node {target} restarted with a full disk: {answer}"
+                ));
+            }
         }
         self.hold().await;
         if let Err(e) = disk::unfill(&dir) {
             findings.push(format!("could not free the disk: {e}"));
         }
+        let after = crate::png(20, 20, 7_000_000_001 + 2 * number as u64);
+        if let Err(answer) = self
+            .upload_until(target, &after, Duration::from_secs(30))
+            .await
+        {
+            findings.push(format!(
+                "node {target} took no write within 30 s of its disk being freed: {answer}"
+            ));
+        }
         format!(
-            "node {target}; upload during the fault: {}",
-            answer.chars().take(160).collect::<String>()
+            "node {target}; writes during the fault: {}",
+            match refused {
+                Ok(answer) | Err(answer) => answer.chars().take(160).collect::<String>(),
+            }
         )
+    }
+
+    /// Uploads `bytes` through `node` until it is acknowledged (retrying 503s and 507s) or
+    /// `limit` passes; the last answer otherwise.
+    async fn upload_until(&self, node: u64, bytes: &[u8], limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let client = self
+                .cluster
+                .node(node)
+                .client()
+                .with_timeout(Duration::from_secs(10));
+            let last = match client
+                .put_object(bytes::Bytes::copy_from_slice(bytes))
+                .await
+            {
+                Ok(r) if r.status.is_success() => return Ok(()),
+                Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() > deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Whether uploads through `node` get 507 `disk_full` with `Retry-After` within 5 s (the
+    /// node notices a full disk within 250 ms); the answer either way.
+    async fn refuses_writes(&self, node: u64, number: usize) -> Result<String, String> {
+        let client = self
+            .cluster
+            .node(node)
+            .client()
+            .with_timeout(Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seed = 7_100_000_000 + 1000 * number as u64;
+        loop {
+            seed += 1;
+            let reply = client
+                .put_object(bytes::Bytes::from(crate::png(20, 20, seed)))
+                .await;
+            let answer = match &reply {
+                Ok(r) => format!("{} {}", r.status, String::from_utf8_lossy(&r.body)),
+                Err(e) => e.to_string(),
+            };
+            match &reply {
+                Ok(r) if r.status == 507 => {
+                    let code = r.json()["error"]["code"].as_str().map(str::to_owned);
+                    return match (code.as_deref(), r.header("retry-after")) {
+                        (Some("disk_full"), Some(_)) => Ok(answer),
+                        _ => Err(format!(
+                            "a 507 without code disk_full or Retry-After: {answer}"
+                        )),
+                    };
+                }
+                _ if Instant::now() > deadline => {
+                    return Err(format!("an upload was not refused with 507: {answer}"))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
+    /// Whether `node` answers a read of `bytes` with exactly those bytes within 20 s.
+    async fn serves(&self, node: u64, bytes: &[u8]) -> bool {
+        let sha = hex::encode(sha2::Sha256::digest(bytes));
+        let client = self
+            .cluster
+            .node(node)
+            .client()
+            .with_timeout(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(&format!("/objects/{sha}")).await {
+                if r.status == 200 {
+                    return &r.body[..] == bytes;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    }
+
+    /// Whether `node` answers `/readyz` 200 within `limit`.
+    async fn ready_within(&mut self, node: u64, limit: Duration) -> bool {
+        let client = self
+            .cluster
+            .node(node)
+            .client()
+            .with_timeout(Duration::from_secs(2));
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if matches!(client.get("/readyz").await, Ok(r) if r.status == 200) {
+                return true;
+            }
+            if self.cluster.exited(node).is_some() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
     }
 
     /// A node that exited by itself is a finding; it is started again, unless it exits a third

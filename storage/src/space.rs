@@ -1,0 +1,237 @@
+//! Free space on the node's disk: writes are refused well before it runs out.
+//!
+//! openraft treats every storage error as fatal: a log append, vote or apply that fails with
+//! ENOSPC stops the group's Raft for good, and RocksDB itself must not meet ENOSPC either
+//! (Debian's librocksdb is built with assertions: a write after a failed one aborts the
+//! process). So the node stays clear of a full disk, in two steps:
+//!
+//! * below [`LOW_BYTES`] free it refuses new writes from clients (`Cluster::propose`: 507
+//!   `disk_full`), so nothing new is committed through it or led by it;
+//! * below [`FLOOR_BYTES`] (plus the entries' size) it also refuses new Raft entries and
+//!   snapshots from leaders (`has_room`, the internal RPC): the leader retries later. Between
+//!   the two it keeps following what the others commit (the catalogue, so token checks and
+//!   reads stay current).
+//!
+//! Our own files (volume appends) that meet ENOSPC anyway wait for space
+//! ([`DiskSpace::retry`]) instead of failing the apply. A **reserve** file (`space-reserve`
+//! in the database directory, [`RESERVE_BYTES`], allocated with `posix_fallocate`) holds
+//! space back: it is deleted as soon as free space is low or an append meets ENOSPC, so that
+//! something else filling the disk leaves the node room to finish what is under way and to
+//! restart (RocksDB writes a new WAL, manifest and options file when it opens), and allocated
+//! again once free space is back above `LOW_BYTES + RESERVE_BYTES`, when writes resume.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::error::StorageError;
+
+/// Below this much free space the node refuses writes from clients.
+pub const LOW_BYTES: u64 = 64 << 20;
+/// Below this much free space (after the entries) the node refuses Raft entries from leaders.
+pub const FLOOR_BYTES: u64 = 16 << 20;
+/// The reserve held back for writes that must not fail.
+pub const RESERVE_BYTES: u64 = 16 << 20;
+/// How long a write that met a full disk waits before trying again.
+const RETRY_EVERY: Duration = Duration::from_millis(250);
+const RESERVE_FILE: &str = "space-reserve";
+
+/// The free space of the file system holding one node's database.
+pub struct DiskSpace {
+    dir: PathBuf,
+    low: AtomicBool,
+    free: AtomicU64,
+}
+
+impl DiskSpace {
+    /// Looks at the free space of `dir` (the database directory) once, releasing the reserve
+    /// if it is low: called before RocksDB opens, which needs room for new files.
+    pub fn open(dir: &Path) -> DiskSpace {
+        let space = DiskSpace {
+            dir: dir.to_path_buf(),
+            low: AtomicBool::new(false),
+            free: AtomicU64::new(u64::MAX),
+        };
+        space.check();
+        space
+    }
+
+    /// Whether writes are refused (free space below [`LOW_BYTES`], or not yet back above it
+    /// with the reserve allocated again).
+    pub fn is_low(&self) -> bool {
+        self.low.load(Ordering::Relaxed)
+    }
+
+    /// Whether `bytes` more still leave [`FLOOR_BYTES`] free (at the last check).
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.free_bytes() >= FLOOR_BYTES.saturating_add(bytes)
+    }
+
+    /// Free bytes at the last check.
+    pub fn free_bytes(&self) -> u64 {
+        self.free.load(Ordering::Relaxed)
+    }
+
+    /// Measures free space (`statvfs`, one system call) and updates [`DiskSpace::is_low`],
+    /// releasing or re-allocating the reserve. Blocking; called every 250 ms by the node.
+    pub fn check(&self) {
+        let Some(free) = free_bytes(&self.dir) else {
+            return;
+        };
+        self.free.store(free, Ordering::Relaxed);
+        let reserve = self.dir.join(RESERVE_FILE);
+        let held = reserve.exists();
+        let was_low = self.is_low();
+        let low = if free < LOW_BYTES {
+            if held {
+                self.release_reserve();
+            }
+            true
+        } else if !held {
+            if free >= LOW_BYTES + RESERVE_BYTES {
+                !allocate(&reserve)
+            } else {
+                true
+            }
+        } else {
+            false
+        };
+        self.low.store(low, Ordering::Relaxed);
+        match (was_low, low) {
+            (false, true) => {
+                tracing::warn!(free_mib = free >> 20, "disk almost full: refusing writes");
+                metrics::gauge!("tessera_disk_full").set(1.0);
+            }
+            (true, false) => {
+                tracing::info!(
+                    free_mib = free >> 20,
+                    "disk space is back: accepting writes"
+                );
+                metrics::gauge!("tessera_disk_full").set(0.0);
+            }
+            _ => {}
+        }
+    }
+
+    /// Deletes the reserve, giving its space to the writes that are under way.
+    pub fn release_reserve(&self) {
+        let reserve = self.dir.join(RESERVE_FILE);
+        match std::fs::remove_file(&reserve) {
+            Ok(()) => {
+                self.low.store(true, Ordering::Relaxed);
+                tracing::warn!("disk full: released the space reserve");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, "could not release the space reserve"),
+        }
+    }
+
+    /// Runs `op` until it does not fail for lack of space: on ENOSPC the reserve is released
+    /// and `op` tried again every 250 ms. Only for operations on our own files that are safe
+    /// to repeat after a failure (an append at a position not yet recorded), never for
+    /// RocksDB writes (see the module doc). Blocking.
+    pub fn retry<T>(
+        &self,
+        mut op: impl FnMut() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut waited = false;
+        loop {
+            match op() {
+                Err(e) if e.is_no_space() => {
+                    if !waited {
+                        tracing::warn!(error = %e, "disk full: waiting for space to finish a write");
+                        metrics::counter!("tessera_disk_full_waits_total").increment(1);
+                        waited = true;
+                    }
+                    self.release_reserve();
+                    std::thread::sleep(RETRY_EVERY);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Free bytes for unprivileged users on the file system of `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a valid C string and `stat` a plain struct the call fills in.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// Allocates the reserve file; whether it now holds its space.
+fn allocate(reserve: &Path) -> bool {
+    let file = match OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(reserve)
+    {
+        Ok(file) => file,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not create the space reserve");
+            return false;
+        }
+    };
+    // SAFETY: a valid open file descriptor.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, RESERVE_BYTES as libc::off_t) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::from_raw_os_error(rc), "could not allocate the space reserve");
+        let _ = std::fs::remove_file(reserve);
+        return false;
+    }
+    true
+}
+
+impl StorageError {
+    /// Whether this failure is the disk running out of space (ENOSPC from a file write, or
+    /// RocksDB's `NoSpace` I/O error, also while it waits to recover from one).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StorageError::Io(e) => e.raw_os_error() == Some(libc::ENOSPC),
+            StorageError::Rocks(e) => e.to_string().contains("No space left on device"),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_failures() {
+        let full = StorageError::Io(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(full.is_no_space());
+        let other = StorageError::Io(std::io::Error::from_raw_os_error(libc::EIO));
+        assert!(!other.is_no_space());
+        assert!(!StorageError::Corrupt("x".into()).is_no_space());
+    }
+
+    #[test]
+    fn the_reserve_is_held_while_space_is_plentiful() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = DiskSpace::open(dir.path());
+        if space.free_bytes() < LOW_BYTES + RESERVE_BYTES {
+            // This machine's temp dir is itself almost full: the node would refuse writes.
+            assert!(space.is_low());
+            return;
+        }
+        assert!(!space.is_low());
+        assert!(space.has_room(1 << 20) && !space.has_room(u64::MAX));
+        let reserve = dir.path().join(RESERVE_FILE);
+        assert_eq!(std::fs::metadata(&reserve).unwrap().len(), RESERVE_BYTES);
+        space.release_reserve();
+        assert!(!reserve.exists());
+        assert!(space.is_low(), "released: low until the reserve is back");
+        space.check();
+        assert!(reserve.exists() && !space.is_low());
+    }
+}
