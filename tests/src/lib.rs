@@ -276,7 +276,7 @@ impl TestCluster {
     /// The cluster CA and every node's certificate for the internal RPC's mutual TLS, as
     /// `tessera up` makes them, in the nodes' data dirs (after whatever was mounted there), and
     /// owned by the nodes' own users when they run as other users.
-    fn issue_certificates(&self) {
+    pub fn issue_certificates(&self) {
         let issued = Command::new(&self.bin)
             .args(["ca", "--config"])
             .arg(&self.config)
@@ -305,6 +305,12 @@ impl TestCluster {
     /// Starts every node, initialises the cluster, waits until it is ready and logs in.
     pub async fn boot(&mut self) {
         self.issue_certificates();
+        self.boot_without_certificates().await;
+    }
+
+    /// [`TestCluster::boot`] without issuing certificates first: for a binary from before the
+    /// internal RPC's mutual TLS, which has no `tessera ca` (the upgrade check).
+    pub async fn boot_without_certificates(&mut self) {
         let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
         for id in &ids {
             self.spawn(*id);
@@ -346,6 +352,13 @@ impl TestCluster {
         for node in &mut cluster.nodes {
             node.token = Some(token.clone());
         }
+    }
+
+    /// The `tessera` binary that later node starts (and [`TestCluster::issue_certificates`])
+    /// run: [`binary`] is read once, when the cluster is created, so an upgrade check starts a
+    /// cluster on an old binary and swaps in the new one between a kill and a start.
+    pub fn set_binary(&mut self, bin: PathBuf) {
+        self.bin = bin;
     }
 
     /// The cluster.toml the nodes run with (for CLI tests).
