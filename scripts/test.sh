@@ -25,6 +25,8 @@ cargo build --bins
 # node processes on a 2-core machine.
 cargo test --workspace --exclude tessera-cluster-tests
 cargo test -p tessera-cluster-tests -- --test-threads=1
+# An old data dir (written by the tree before the domain crate) starts and serves everything.
+scripts/upgrade-check.sh
 # A short seeded fault campaign (about 2 minutes): 5 nodes, kills, pauses and partitions; exits
 # non-zero on any safety violation. Disk faults are left out: a corrupt RocksDB table still
 # leaves its node crash-looping (docs/reliability.md, finding 1); damaged needles and a full disk
