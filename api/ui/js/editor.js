@@ -10,6 +10,7 @@ const HANDLE = 5; // half-size of a vertex handle, CSS px
 const LABELS_MAX = 300; // above this many shapes only the selected one has its label drawn
 const UNDO_CHARS = 64e6; // undo snapshots kept per image, in characters (about 128 MB)
 const CLOSE = 9; // how near the first point closes a polygon, CSS px
+const RING_GAP = 8; // skeleton edges stop this far from an occluded keypoint (outside its ring), CSS px
 const round = (v) => Math.round(v * 100) / 100;
 let nextId = 1;
 
@@ -75,6 +76,13 @@ function segDist(px, py, [ax, ay], [bx, by]) {
   const dy = by - ay;
   const t = dx || dy ? Math.max(0, Math.min(1, ((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy))) : 0;
   return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
+}
+
+/** Screen point `d` px from `p` towards `q` (an edge stops there, outside an occluded ring). */
+function towards([px, py], [qx, qy], d) {
+  const len = Math.hypot(qx - px, qy - py);
+  const t = len > 2 * d ? d / len : 0.5;
+  return [px + (qx - px) * t, py + (qy - py) * t];
 }
 
 function alpha(hex, a) {
@@ -763,8 +771,12 @@ export class Editor {
     const label = this.label(s.label);
     for (const [a, b] of label?.skeleton || []) {
       if (!s.points[a] || !s.points[b] || !labelled(s, a) || !labelled(s, b)) continue;
-      ctx.setLineDash(visibilityOf(s, a) === OCCLUDED || visibilityOf(s, b) === OCCLUDED ? [6, 4] : []);
-      this.path([s.points[a], s.points[b]], false);
+      const [occludedA, occludedB] = [visibilityOf(s, a) === OCCLUDED, visibilityOf(s, b) === OCCLUDED];
+      const [pa, pb] = [this.toScreen(s.points[a]), this.toScreen(s.points[b])];
+      ctx.setLineDash(occludedA || occludedB ? [6, 4] : []);
+      ctx.beginPath();
+      ctx.moveTo(...(occludedA ? towards(pa, pb, RING_GAP) : pa));
+      ctx.lineTo(...(occludedB ? towards(pb, pa, RING_GAP) : pb));
       ctx.stroke();
     }
     ctx.setLineDash([]);
