@@ -1,10 +1,10 @@
 // Keypoint visibility (issues 12 and 13) with real mouse and keyboard events: a set placed with
 // one keypoint occluded (O) and one skipped (N, not in the image); afterwards one toggled (click
 // it, O) and one through the Keypoints panel; a skipped one placed later from the panel and
-// undone; copy and paste keep the flags. After a reload the API has exactly that `visibility`,
-// the panel shows it, and the canvas draws the occluded keypoint as a hollow ring (its centre
-// shows the image) and the skipped one, and its skeleton edge, not at all. The canvas does not
-// move while the set is placed.
+// undone; copy and paste keep the flags; a set with none labelled is refused. After a reload the
+// API has exactly that `visibility`, the panel shows it, and the canvas draws the occluded
+// keypoint as a hollow ring (its centre shows the image) and the skipped one, and its skeleton
+// edge, not at all. The canvas does not move while the set is placed.
 //
 // Env (besides harness.mjs's): TESSERA_TASK, a task of 1 image assigned to `poser` with the
 // label person (points; keypoints head, left hand, right hand, left foot; skeleton from the
@@ -101,6 +101,15 @@ assert.deepEqual((await selected()).visibility, [2, 2, 0, 1], 'the pasted set ke
 await a.keyboard.press('Delete');
 await eventually('the pasted set deleted', async () => (await objectCount(a)) === 1);
 set = await savedWith([2, 2, 0, 1]);
+
+log('a set with no keypoint labelled is refused: the last skip is undone, nothing is added');
+await a.keyboard.press('k');
+for (let i = 0; i < 4; i++) await a.keyboard.press('n');
+await a.locator('.toast', { hasText: 'At least one keypoint must be labelled' }).waitFor();
+await a.locator('#keypoints li.chosen[data-keypoint="3"]').waitFor();
+await a.keyboard.press('Escape');
+await a.keyboard.press('v');
+assert.equal(await objectCount(a), 1, 'no set without a labelled keypoint');
 
 log('the keyboard help names the keys');
 await a.keyboard.press('?');
