@@ -26,7 +26,7 @@ const labelled = (s, i) => visibilityOf(s, i) !== NOT_LABELLED;
 const placed = (s, i) => s.kind !== 'points' || labelled(s, i);
 
 /** Sets the visibility of keypoint `i`; a keypoint not labelled goes to the placeholder [0, 0]. */
-export function setVisibility(s, i, v) {
+function setVisibility(s, i, v) {
   s.visibility = s.points.map((_, j) => (j === i ? v : visibilityOf(s, j)));
   if (v === NOT_LABELLED) s.points[i] = [0, 0];
   if (s.visibility.every((x) => x === VISIBLE)) delete s.visibility;
@@ -332,6 +332,7 @@ export class Editor {
     if (!s || visibilityOf(s, i) === v) return;
     if (v === NOT_LABELLED && !s.points.some((_, j) => j !== i && labelled(s, j))) {
       this.hooks.toast?.('At least one keypoint stays labelled: delete the set instead');
+      this.hooks.select?.(s);
       return;
     }
     if (!labelled(s, i)) {

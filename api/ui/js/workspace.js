@@ -10,7 +10,7 @@
 // discards them).
 
 import { api, ApiError, atLeast, currentSession } from './api.js';
-import { clean, Editor, NOT_LABELLED, OCCLUDED, VISIBILITY_NAMES, visibilityOf, withIds } from './editor.js';
+import { clean, Editor, NOT_LABELLED, OCCLUDED, VISIBILITY_NAMES, VISIBLE, visibilityOf, withIds } from './editor.js';
 import { clear, fmtTime, h, modal, stateBadge, toast } from './dom.js';
 import { drop, keep, pending } from './unsaved.js';
 
@@ -339,7 +339,7 @@ export async function render(el, [taskId], ctx) {
       const name = h('button', { type: 'button', class: 'name', 'aria-pressed': String(chosen) }, nameOf(i));
       name.addEventListener('click', () => editor.chooseKeypoint(i));
       const select = h('select', { 'aria-label': `${nameOf(i)} visibility`, 'data-keypoint': String(i), disabled: ro },
-        [2, 1, 0].map((x) => h('option', { value: String(x), selected: x === v }, VISIBILITY_NAMES[x])));
+        [VISIBLE, OCCLUDED, NOT_LABELLED].map((x) => h('option', { value: String(x), selected: x === v }, VISIBILITY_NAMES[x])));
       select.addEventListener('change', () => editor.setKeypointVisibility(i, Number(select.value)));
       const place = chosen && v === NOT_LABELLED && !ro
         ? h('span', { class: 'kp-state', id: 'place-keypoint' }, `click the image to place it${editor.placeAs === OCCLUDED ? ' (occluded)' : ''}`) : null;
