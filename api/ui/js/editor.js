@@ -2,16 +2,40 @@
 // Shapes are in image pixels ({label, kind, points: [[x, y]...], angle?, attributes?}); the image
 // is drawn through the view transform and the shapes in screen space, so lines stay crisp at any
 // zoom. The canvas keeps its backing store at devicePixelRatio.
+//
+// A keypoint set (kind `points`) may carry `visibility`, one COCO flag per point: 0 not labelled
+// (its point a placeholder [0, 0], not drawn), 1 occluded (drawn hollow), 2 visible (the default).
 
 const HANDLE = 5; // half-size of a vertex handle, CSS px
 const LABELS_MAX = 300; // above this many shapes only the selected one has its label drawn
 const UNDO_CHARS = 64e6; // undo snapshots kept per image, in characters (about 128 MB)
 const CLOSE = 9; // how near the first point closes a polygon, CSS px
+const RING_GAP = 8; // skeleton edges stop this far from an occluded keypoint (outside its ring), CSS px
 const round = (v) => Math.round(v * 100) / 100;
 let nextId = 1;
 
+export const NOT_LABELLED = 0;
+export const OCCLUDED = 1;
+export const VISIBLE = 2;
+export const VISIBILITY_NAMES = ['not labelled', 'occluded', 'visible'];
+
+/** The visibility of keypoint `i` of a set (visible unless the set says otherwise). */
+export const visibilityOf = (s, i) => s.visibility?.[i] ?? VISIBLE;
+const labelled = (s, i) => visibilityOf(s, i) !== NOT_LABELLED;
+/** Whether point `i` of a shape has a position (every point but a keypoint not labelled). */
+const placed = (s, i) => s.kind !== 'points' || labelled(s, i);
+
+/** Sets the visibility of keypoint `i`; a keypoint not labelled goes to the placeholder [0, 0]. */
+function setVisibility(s, i, v) {
+  s.visibility = s.points.map((_, j) => (j === i ? v : visibilityOf(s, j)));
+  if (v === NOT_LABELLED) s.points[i] = [0, 0];
+  if (s.visibility.every((x) => x === VISIBLE)) delete s.visibility;
+}
+
 export function withIds(shapes) {
-  return shapes.map((s) => ({ ...s, points: s.points.map((p) => [...p]), _id: nextId++ }));
+  return shapes.map((s) => ({
+    ...s, points: s.points.map((p) => [...p]), ...(s.visibility && { visibility: [...s.visibility] }), _id: nextId++,
+  }));
 }
 
 /** The shapes as the API takes them (no local fields). */
@@ -19,6 +43,7 @@ export function clean(shapes) {
   return shapes.map((s) => {
     const out = { label: s.label, kind: s.kind, points: s.points.map(([x, y]) => [round(x), round(y)]) };
     if (s.kind === 'rotated_rectangle') out.angle = s.angle || 0;
+    if (s.kind === 'points' && s.visibility?.some((v) => v !== VISIBLE)) out.visibility = [...s.visibility];
     if (s.attributes && Object.keys(s.attributes).length) out.attributes = s.attributes;
     return out;
   });
@@ -53,6 +78,13 @@ function segDist(px, py, [ax, ay], [bx, by]) {
   return Math.hypot(px - (ax + t * dx), py - (ay + t * dy));
 }
 
+/** Screen point `d` px from `p` towards `q` (an edge stops there, outside an occluded ring). */
+function towards([px, py], [qx, qy], d) {
+  const len = Math.hypot(qx - px, qy - py);
+  const t = len > 2 * d ? d / len : 0.5;
+  return [px + (qx - px) * t, py + (qy - py) * t];
+}
+
 function alpha(hex, a) {
   const n = parseInt(hex.slice(1), 16);
   return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${a})`;
@@ -74,6 +106,12 @@ export class Editor {
     /** How the image and shapes are shown (not saved): image brightness and contrast in %, fill opacity. */
     this.look = { brightness: 100, contrast: 100, opacity: 0.15 };
     this.selected = null;
+    /** The chosen keypoint (index) of the selected set, or null. */
+    this.keypoint = null;
+    /** While placing keypoints: the next one is occluded. */
+    this.occludeNext = false;
+    /** The visibility a not-labelled keypoint chosen in the panel gets when it is placed. */
+    this.placeAs = VISIBLE;
     this.tool = 'select';
     this.readOnly = false;
     this.scale = 1;
@@ -193,6 +231,7 @@ export class Editor {
     const sel = this.selected;
     this.shapes.splice(0, this.shapes.length, ...JSON.parse(json));
     this.selected = this.shapes.some((s) => s._id === sel) ? sel : null;
+    if (this.selected !== sel) this.keypoint = null;
     this.hooks.select?.(this.selectedShape());
     this.changed();
   }
@@ -211,8 +250,10 @@ export class Editor {
 
   // --- selection and editing
   selectedShape() { return this.shapes.find((s) => s._id === this.selected) || null; }
-  select(id) {
+  select(id, keypoint = null) {
     this.selected = id;
+    this.keypoint = keypoint;
+    this.placeAs = VISIBLE;
     this.invalidate();
     this.hooks.select?.(this.selectedShape());
   }
@@ -244,6 +285,7 @@ export class Editor {
     if (Object.keys(attrs).length) s.attributes = attrs;
     this.shapes.push(s);
     this.selected = s._id;
+    this.keypoint = null;
     this.changed();
     this.hooks.select?.(s);
     return s;
@@ -261,6 +303,77 @@ export class Editor {
     const current = this.label(this.hooks.label?.());
     if (current?.kinds.includes(kind)) return current;
     return this.labels.find((l) => l.kinds.includes(kind)) || null;
+  }
+
+  // --- keypoint visibility
+  /** Chooses keypoint `i` of the selected set (a not-labelled one is placed by the next click). */
+  chooseKeypoint(i) {
+    this.keypoint = i;
+    this.placeAs = VISIBLE;
+    this.invalidate();
+    this.hooks.select?.(this.selectedShape());
+  }
+  /** The editable selected set with a keypoint chosen, or null (after telling why). */
+  keypointTarget() {
+    const s = this.selectedShape();
+    if (s?.kind !== 'points' || this.keypoint == null) { this.hooks.toast?.('Select a keypoint first: click it, or choose it in the panel'); return null; }
+    if (this.readOnly) return null;
+    if (s._locked) { this.hooks.toast?.('This shape is locked: unlock it first'); return null; }
+    return s;
+  }
+  /**
+   * Sets keypoint `i` of the selected set to visibility `v`. A not-labelled keypoint needs a
+   * position first: it is chosen, and the next click places it with `v`. One keypoint at least
+   * stays labelled.
+   */
+  setKeypointVisibility(i, v) {
+    this.keypoint = i;
+    const s = this.keypointTarget();
+    if (!s || visibilityOf(s, i) === v) return;
+    if (v === NOT_LABELLED && !s.points.some((_, j) => j !== i && labelled(s, j))) {
+      this.hooks.toast?.('At least one keypoint stays labelled: delete the set instead');
+      this.hooks.select?.(s);
+      return;
+    }
+    if (!labelled(s, i)) {
+      this.placeAs = v;
+      this.hooks.select?.(s);
+      return;
+    }
+    if (v === NOT_LABELLED) this.keypoint = null;
+    this.update(s, (x) => setVisibility(x, i, v));
+  }
+  /** O: the next keypoint placed is occluded, or the chosen one toggles occluded ⇄ visible. */
+  toggleOccluded() {
+    if (this.tool === 'points' && !this.readOnly) {
+      if (!this.startDraft()) return;
+      this.occludeNext = !this.occludeNext;
+      this.draftHint();
+      return;
+    }
+    const s = this.keypointTarget();
+    if (s) this.setKeypointVisibility(this.keypoint, visibilityOf(s, this.keypoint) === OCCLUDED ? VISIBLE : OCCLUDED);
+  }
+  /** N: the next keypoint is not in the image (skipped), or the chosen one becomes not labelled. */
+  skipKeypoint() {
+    if (this.tool === 'points' && !this.readOnly) {
+      const d = this.startDraft();
+      if (!d) return;
+      if (!this.label(d.label)?.keypoints?.length) { this.hooks.toast?.('Only named keypoints can be skipped'); return; }
+      this.addDraftKeypoint([0, 0], NOT_LABELLED);
+      return;
+    }
+    if (this.keypointTarget()) this.setKeypointVisibility(this.keypoint, NOT_LABELLED);
+  }
+  /** A click with a not-labelled keypoint of the selected set chosen places it there; whether it did. */
+  placeKeypoint(ip) {
+    const s = this.selectedShape();
+    const i = this.keypoint;
+    if (s?.kind !== 'points' || i == null || labelled(s, i) || s._locked) return false;
+    const v = this.placeAs;
+    this.placeAs = VISIBLE;
+    this.update(s, (x) => { x.points[i] = ip; setVisibility(x, i, v); });
+    return true;
   }
 
   /** Moves the selected shape to the front (drawn last, hit first) or the back. */
@@ -307,6 +420,7 @@ export class Editor {
     if (!s || s._hidden || s._locked) return null;
     const hs = this.vertexHandles(s);
     for (let i = hs.length - 1; i >= 0; i--) {
+      if (!placed(s, i)) continue;
       const [x, y] = this.toScreen(hs[i]);
       if (Math.abs(x - sp[0]) <= HANDLE + 2 && Math.abs(y - sp[1]) <= HANDLE + 2) return { shape: s, index: i };
     }
@@ -323,9 +437,20 @@ export class Editor {
           if (segDist(sp[0], sp[1], pts[j - 1], pts[j % pts.length]) < 6) return s;
         }
       }
-      if (s.kind === 'points' && pts.some(([x, y]) => Math.hypot(x - sp[0], y - sp[1]) < 8)) return s;
+      if (s.kind === 'points' && this.keypointAt(s, sp) != null) return s;
     }
     return null;
+  }
+  /** The labelled keypoint of set `s` nearest to screen point `sp` (within 8 px), or null. */
+  keypointAt(s, sp) {
+    let best = null;
+    let bestDist = 8;
+    s.points.forEach((p, i) => {
+      const [x, y] = this.toScreen(p);
+      const dist = Math.hypot(x - sp[0], y - sp[1]);
+      if (labelled(s, i) && dist < bestDist) { best = i; bestDist = dist; }
+    });
+    return best;
   }
 
   // --- two fingers: pinch zooms around their middle, moving them together pans
@@ -372,13 +497,15 @@ export class Editor {
     const ip = this.toImage(sp);
     if (this.tool === 'comment') { this.hooks.comment?.(ip[0], ip[1]); return; }
     if (this.tool === 'select' || this.readOnly) {
+      if (!this.readOnly && this.placeKeypoint(ip)) return;
       const handle = !this.readOnly && this.hitHandle(sp);
       if (handle) {
         this.checkpoint();
         this.drag = { type: 'vertex', ...handle, moved: false };
+        if (handle.shape.kind === 'points') this.chooseKeypoint(handle.index);
       } else {
         const s = this.hitShape(sp);
-        this.select(s ? s._id : null);
+        this.select(s ? s._id : null, s?.kind === 'points' ? this.keypointAt(s, sp) : null);
         if (s && !this.readOnly && !s._locked) {
           this.checkpoint();
           this.drag = { type: 'move', shape: s, last: ip, moved: false, orig: JSON.stringify(s.points) };
@@ -399,19 +526,14 @@ export class Editor {
       return;
     }
     if (this.tool === 'polygon' || this.tool === 'polyline' || this.tool === 'points') {
-      const label = this.labelFor(this.tool);
-      if (!label) { this.hooks.toast?.(`No label is drawn as ${this.tool}`); return; }
-      if (!this.draft) this.draft = { kind: this.tool, label: label.name, points: [] };
+      if (!this.startDraft()) return;
       const pts = this.draft.points;
+      if (this.tool === 'points') { this.addDraftKeypoint(ip, e.shiftKey || this.occludeNext ? OCCLUDED : VISIBLE); return; }
       if (this.tool === 'polygon' && pts.length >= 3) {
         const [fx, fy] = this.toScreen(pts[0]);
         if (Math.hypot(fx - sp[0], fy - sp[1]) <= CLOSE) { this.finishDraft(); return; }
       }
       pts.push(ip);
-      if (this.tool === 'points') {
-        const names = this.label(this.draft.label)?.keypoints || [];
-        if (names.length && pts.length === names.length) { this.finishDraft(); return; }
-      }
       this.draftHint();
       this.invalidate();
     }
@@ -453,12 +575,13 @@ export class Editor {
       let dy = ip[1] - d.last[1];
       const W = this.image.naturalWidth;
       const H = this.image.naturalHeight;
-      for (const [x, y] of s.points) {
+      s.points.forEach(([x, y], i) => {
+        if (!placed(s, i)) return;
         dx = Math.max(-x, Math.min(W - x, dx));
         dy = Math.max(-y, Math.min(H - y, dy));
-      }
+      });
       if (dx || dy) d.moved = true;
-      s.points = s.points.map(([x, y]) => [x + dx, y + dy]);
+      s.points = s.points.map(([x, y], i) => (placed(s, i) ? [x + dx, y + dy] : [x, y]));
       d.last = [d.last[0] + dx, d.last[1] + dy];
     } else if (!this.draft) {
       return;
@@ -505,13 +628,35 @@ export class Editor {
   }
 
   // --- drafts (polygon, polyline, keypoints)
+  /** The draft of the current tool, begun if need be; null when no label is drawn with it. */
+  startDraft() {
+    if (this.draft) return this.draft;
+    const label = this.labelFor(this.tool);
+    if (!label) { this.hooks.toast?.(`No label is drawn as ${this.tool.replace('_', ' ')}`); return null; }
+    this.draft = { kind: this.tool, label: label.name, points: [] };
+    if (this.tool === 'points') this.draft.visibility = [];
+    return this.draft;
+  }
+  /** Adds a keypoint with visibility `v` to the draft; the last named one finishes the set. */
+  addDraftKeypoint(p, v) {
+    const d = this.draft;
+    d.points.push(p);
+    d.visibility.push(v);
+    this.occludeNext = false;
+    const names = this.label(d.label)?.keypoints || [];
+    if (names.length && d.points.length === names.length) { this.finishDraft(); return; }
+    this.draftHint();
+    this.invalidate();
+  }
   draftHint() {
     const d = this.draft;
     if (!d) { this.hooks.draft?.(''); return; }
     if (d.kind === 'points') {
       const names = this.label(d.label)?.keypoints || [];
-      this.hooks.draft?.(names.length ? `${d.label}: click ${names[d.points.length]} (${d.points.length + 1}/${names.length}); Esc cancels`
-        : `${d.label}: click points, Enter finishes`);
+      const as = this.occludeNext ? ' as occluded' : '';
+      this.hooks.draft?.(names.length
+        ? `${d.label}: click ${names[d.points.length]}${as} (${d.points.length + 1}/${names.length}); O or Shift+click: occluded; N: not in the image; Backspace undoes; Esc cancels`
+        : `${d.label}: click points${as}, Enter finishes; O or Shift+click: occluded`);
     } else {
       this.hooks.draft?.(`${d.kind} ${d.label}: ${d.points.length} points; ${d.kind === 'polygon' ? 'click the first point or press Enter to close' : 'Enter or double-click finishes'}; Backspace removes the last; Esc cancels`);
     }
@@ -525,19 +670,29 @@ export class Editor {
       this.hooks.toast?.(names.length ? `place all ${names.length} keypoints` : `a ${d.kind} needs at least ${need} points`);
       return;
     }
+    if (d.visibility?.every((v) => v === NOT_LABELLED)) {
+      this.hooks.toast?.('At least one keypoint must be labelled');
+      this.popDraftPoint();
+      return;
+    }
     this.draft = null;
+    this.occludeNext = false;
     this.hooks.draft?.('');
-    this.add({ label: d.label, kind: d.kind, points: d.points });
+    const shape = { label: d.label, kind: d.kind, points: d.points };
+    if (d.visibility?.some((v) => v !== VISIBLE)) shape.visibility = d.visibility;
+    this.add(shape);
   }
   cancelDraft() {
     if (!this.draft) return;
     this.draft = null;
+    this.occludeNext = false;
     this.hooks.draft?.('');
     this.invalidate();
   }
   popDraftPoint() {
     if (!this.draft) return false;
     this.draft.points.pop();
+    this.draft.visibility?.pop();
     if (!this.draft.points.length) this.cancelDraft();
     else { this.draftHint(); this.invalidate(); }
     return true;
@@ -588,27 +743,15 @@ export class Editor {
       this.path(s.points, false);
       ctx.stroke();
     } else if (s.kind === 'points') {
-      const label = this.label(s.label);
-      for (const [a, b] of label?.skeleton || []) {
-        if (s.points[a] && s.points[b]) { this.path([s.points[a], s.points[b]], false); ctx.stroke(); }
-      }
-      s.points.forEach((p, i) => {
-        const [x, y] = this.toScreen(p);
-        ctx.beginPath();
-        ctx.arc(x, y, selected ? 5 : 4, 0, Math.PI * 2);
-        ctx.fillStyle = color;
-        ctx.fill();
-        ctx.strokeStyle = '#000';
-        ctx.lineWidth = 1;
-        ctx.stroke();
-        if (selected && label?.keypoints[i]) this.text(label.keypoints[i], x + 7, y - 7);
-      });
+      this.drawKeypoints(s, color, selected);
     }
-    if (s.kind !== 'tag' && s.points.length && (selected || this.shapes.length <= LABELS_MAX)) {
-      const [x, y] = this.toScreen(s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s)[0] : s.points[0]);
+    const anchor = s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s)[0] : s.points.find((_, i) => placed(s, i));
+    if (anchor && (selected || this.shapes.length <= LABELS_MAX)) {
+      const [x, y] = this.toScreen(anchor);
       this.text(s.label, x, y - 6, color);
     }
-    if (selected && !this.readOnly && !s._locked) {
+    // A keypoint's mark is its handle (a square over it would hide an occluded one's look).
+    if (selected && !this.readOnly && !s._locked && s.kind !== 'points') {
       for (const p of this.vertexHandles(s)) {
         const [x, y] = this.toScreen(p);
         ctx.fillStyle = '#fff';
@@ -618,6 +761,62 @@ export class Editor {
         ctx.strokeRect(x - HANDLE, y - HANDLE, HANDLE * 2, HANDLE * 2);
       }
     }
+  }
+
+  /**
+   * A keypoint set: skeleton edges between labelled keypoints (dashed to an occluded one), visible
+   * keypoints as filled dots, occluded ones as hollow rings; keypoints not labelled are not drawn.
+   */
+  drawKeypoints(s, color, selected) {
+    const { ctx } = this;
+    const label = this.label(s.label);
+    for (const [a, b] of label?.skeleton || []) {
+      if (!s.points[a] || !s.points[b] || !labelled(s, a) || !labelled(s, b)) continue;
+      const [occludedA, occludedB] = [visibilityOf(s, a) === OCCLUDED, visibilityOf(s, b) === OCCLUDED];
+      const [pa, pb] = [this.toScreen(s.points[a]), this.toScreen(s.points[b])];
+      ctx.setLineDash(occludedA || occludedB ? [6, 4] : []);
+      ctx.beginPath();
+      ctx.moveTo(...(occludedA ? towards(pa, pb, RING_GAP) : pa));
+      ctx.lineTo(...(occludedB ? towards(pb, pa, RING_GAP) : pb));
+      ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    s.points.forEach((p, i) => {
+      if (!labelled(s, i)) return;
+      const [x, y] = this.toScreen(p);
+      this.keypointMark(x, y, color, visibilityOf(s, i) === OCCLUDED, selected ? 5 : 4);
+      if (selected && i === this.keypoint) this.ring(x, y, 9);
+      if (selected && label?.keypoints[i]) this.text(label.keypoints[i], x + 7, y - 7);
+    });
+  }
+  keypointMark(x, y, color, occluded, r) {
+    const { ctx } = this;
+    ctx.beginPath();
+    if (occluded) {
+      ctx.arc(x, y, r + 1, 0, Math.PI * 2);
+      ctx.strokeStyle = '#000';
+      ctx.lineWidth = 4;
+      ctx.stroke();
+      ctx.strokeStyle = color;
+      ctx.lineWidth = 2;
+      ctx.stroke();
+      return;
+    }
+    ctx.arc(x, y, r, 0, Math.PI * 2);
+    ctx.fillStyle = color;
+    ctx.fill();
+    ctx.strokeStyle = '#000';
+    ctx.lineWidth = 1;
+    ctx.stroke();
+  }
+  /** The chosen keypoint's mark: a white ring around it. */
+  ring(x, y, r) {
+    const { ctx } = this;
+    ctx.beginPath();
+    ctx.arc(x, y, r, 0, Math.PI * 2);
+    ctx.strokeStyle = '#fff';
+    ctx.lineWidth = 2;
+    ctx.stroke();
   }
 
   text(t, x, y, bg = '#000') {
@@ -642,16 +841,20 @@ export class Editor {
       this.path(corners({ kind: 'rectangle', points: d.points }), true);
       ctx.stroke();
     } else {
-      const pts = [...d.points];
-      if (this.pointer && d.kind !== 'points') pts.push(this.toImage(this.pointer));
-      this.path(pts, false);
+      const shown = d.points.filter((_, i) => d.visibility?.[i] !== NOT_LABELLED);
+      if (this.pointer && d.kind !== 'points') shown.push(this.toImage(this.pointer));
+      this.path(shown, false);
       ctx.stroke();
       ctx.setLineDash([]);
-      for (const p of d.points) {
+      d.points.forEach((p, i) => {
+        const v = d.visibility?.[i] ?? VISIBLE;
+        if (v === NOT_LABELLED) return;
         const [x, y] = this.toScreen(p);
         ctx.fillStyle = color;
-        ctx.fillRect(x - 3, y - 3, 6, 6);
-      }
+        ctx.strokeStyle = color;
+        if (v === OCCLUDED) ctx.strokeRect(x - 3, y - 3, 6, 6);
+        else ctx.fillRect(x - 3, y - 3, 6, 6);
+      });
     }
     ctx.setLineDash([]);
   }

@@ -10,7 +10,7 @@
 // discards them).
 
 import { api, ApiError, atLeast, currentSession } from './api.js';
-import { clean, Editor, withIds } from './editor.js';
+import { clean, Editor, NOT_LABELLED, OCCLUDED, VISIBILITY_NAMES, VISIBLE, visibilityOf, withIds } from './editor.js';
 import { clear, fmtTime, h, modal, stateBadge, toast } from './dom.js';
 import { drop, keep, pending } from './unsaved.js';
 
@@ -39,6 +39,9 @@ const SHORTCUTS = [
   ['1 – 9', 'Choose a label (and relabel the selected shape)'],
   ['D or →, A or ←', 'Next, previous image'],
   ['Enter', 'Finish a polygon, polyline or keypoints'],
+  ['O or Shift+click', 'Keypoints: place the next one as occluded; on a set, toggle the selected keypoint occluded ⇄ visible'],
+  ['N', 'Keypoints: skip the next one (not in the image); on a set, make the selected keypoint not labelled'],
+  ['Click a keypoint', 'Select it (its set, its row in the Keypoints panel); a not-labelled one chosen there is placed by the next click'],
   ['Backspace', 'Remove the last point of the shape being drawn'],
   ['Esc', 'Cancel drawing, deselect'],
   ['Delete', 'Delete the selected shape'],
@@ -152,6 +155,7 @@ export async function render(el, [taskId], ctx) {
   const labelList = h('ul', { class: 'labels-list', id: 'labels', 'aria-label': 'Labels' });
   const tagBox = h('div', { id: 'tags' });
   const attrBox = h('div', { id: 'attributes' });
+  const keypointBox = h('div', { id: 'keypoint-panel' });
   const objectList = h('ul', { class: 'objects-list', id: 'objects', 'aria-label': 'Objects' });
   const objectFilter = h('input', { type: 'search', id: 'object-filter', placeholder: 'filter by label', 'aria-label': 'Filter objects by label' });
   objectFilter.addEventListener('input', () => renderObjects());
@@ -165,7 +169,7 @@ export async function render(el, [taskId], ctx) {
   const lookBox = h('details', { class: 'look-box' }, h('summary', null, 'View'), brightnessField, contrastField, opacityField);
   const commentList = h('ul', { class: 'comments-list', id: 'comments', 'aria-label': 'Review comments' });
   const side = h('aside', { class: 'ws-side', 'aria-label': 'Labels and objects' },
-    h('h2', null, 'Labels'), labelList, tagBox, h('h2', null, 'Selected'), attrBox,
+    h('h2', null, 'Labels'), labelList, tagBox, h('h2', null, 'Selected'), attrBox, keypointBox,
     h('h2', null, 'Objects'), objectFilter, objectList, h('h2', null, 'Comments'), commentList, lookBox);
   const strip = h('nav', { class: 'ws-strip', id: 'strip', 'aria-label': 'Images of this task' });
   const ws = h('div', { class: 'ws' }, bar, tools, stage, side, strip);
@@ -196,8 +200,8 @@ export async function render(el, [taskId], ctx) {
   // --- the editor
   const editor = new Editor(canvas, labels, {
     change: () => { if (current) { current.rev++; renderObjects(); scheduleSave(current); markStrip(current); } },
-    select: (s) => { renderAttributes(s); renderObjects(); },
-    draft: (t) => { draftHint.textContent = t; },
+    select: (s) => { renderAttributes(s); renderKeypoints(); renderObjects(); },
+    draft: (t) => { draftHint.textContent = t; renderKeypoints(); },
     comment: (x, y) => addComment(x, y),
     toast: (m) => toast(m),
     label: () => currentLabel,
@@ -294,6 +298,53 @@ export async function render(el, [taskId], ctx) {
       }
       attrBox.append(h('label', { class: 'field' }, h('span', null, a.name + (a.required ? ' *' : '')), input));
     }
+  }
+
+  // --- the keypoints of the set being placed or selected, by name, with their visibility
+  function renderKeypoints() {
+    clear(keypointBox);
+    const d = editor.draft?.kind === 'points' ? editor.draft : null;
+    const s = d ? null : editor.selectedShape();
+    const set = d || (s?.kind === 'points' ? s : null);
+    if (!set) return;
+    const names = labels.find((l) => l.name === set.label)?.keypoints || [];
+    const nameOf = (i) => names[i] || `point ${i + 1}`;
+    const list = h('ul', { class: 'keypoints-list', id: 'keypoints', 'aria-label': 'Keypoints' });
+    keypointBox.append(h('h2', null, 'Keypoints'), list);
+    if (d) draftKeypoints(d, names, nameOf, list);
+    else setKeypoints(s, nameOf, list);
+  }
+  const stateText = (v) => h('span', { class: `kp-state ${VISIBILITY_NAMES[v].replace(' ', '-')}` }, VISIBILITY_NAMES[v]);
+  /** While a set is placed: what is placed so far, which is next, and the O and N buttons. */
+  function draftKeypoints(d, names, nameOf, list) {
+    const count = Math.max(names.length, d.points.length);
+    for (let i = 0; i < count; i++) {
+      const next = i === d.points.length;
+      const state = i < d.points.length ? stateText(d.visibility[i])
+        : h('span', { class: 'kp-state' }, next ? `next${editor.occludeNext ? ': occluded' : ''}` : '—');
+      list.append(h('li', { class: next ? 'chosen' : null, dataset: { keypoint: String(i) } }, h('span', { class: 'name' }, nameOf(i)), state));
+    }
+    const occlude = h('button', { type: 'button', id: 'occlude-next', 'aria-pressed': String(editor.occludeNext), 'aria-keyshortcuts': 'O' }, 'Next occluded (O)');
+    occlude.addEventListener('click', () => editor.toggleOccluded());
+    const skip = h('button', { type: 'button', id: 'skip-keypoint', 'aria-keyshortcuts': 'N', disabled: !names.length }, 'Not in image (N)');
+    skip.addEventListener('click', () => editor.skipKeypoint());
+    keypointBox.append(h('div', { class: 'row' }, occlude, skip));
+  }
+  /** A finished set: each keypoint chosen by its name, its visibility set by a select. */
+  function setKeypoints(s, nameOf, list) {
+    const ro = editor.readOnly || !!s._locked;
+    s.points.forEach((_, i) => {
+      const v = visibilityOf(s, i);
+      const chosen = editor.keypoint === i;
+      const name = h('button', { type: 'button', class: 'name', 'aria-pressed': String(chosen) }, nameOf(i));
+      name.addEventListener('click', () => editor.chooseKeypoint(i));
+      const select = h('select', { 'aria-label': `${nameOf(i)} visibility`, 'data-keypoint': String(i), disabled: ro },
+        [VISIBLE, OCCLUDED, NOT_LABELLED].map((x) => h('option', { value: String(x), selected: x === v }, VISIBILITY_NAMES[x])));
+      select.addEventListener('change', () => editor.setKeypointVisibility(i, Number(select.value)));
+      const place = chosen && v === NOT_LABELLED && !ro
+        ? h('span', { class: 'kp-state', id: 'place-keypoint' }, `click the image to place it${editor.placeAs === OCCLUDED ? ' (occluded)' : ''}`) : null;
+      list.append(h('li', { class: chosen ? 'chosen' : null, dataset: { keypoint: String(i), visibility: String(v) } }, name, select, place));
+    });
   }
 
   // --- object list with visibility toggles
@@ -652,7 +703,7 @@ export async function render(el, [taskId], ctx) {
     } else if (task.assignee === me && (task.state === 'new' || task.state === 'rejected')) {
       const b = h('button', { type: 'button', class: 'primary', id: 'start' }, task.state === 'new' ? 'Start' : 'Start rework');
       b.addEventListener('click', async () => {
-        if (await act('start')) { editor.readOnly = false; renderActions(); renderAttributes(editor.selectedShape()); renderObjects(); }
+        if (await act('start')) { editor.readOnly = false; renderActions(); renderAttributes(editor.selectedShape()); renderKeypoints(); renderObjects(); }
       });
       barActions.append(b);
     }
@@ -707,6 +758,8 @@ export async function render(el, [taskId], ctx) {
     if (k === '+' || k === '=') { editor.zoom(1.25); return; }
     if (k === '-') { editor.zoom(0.8); return; }
     if (k === '?') { showHelp(); return; }
+    if (k === 'o' || k === 'O') { editor.toggleOccluded(); return; }
+    if (k === 'n' || k === 'N') { editor.skipKeypoint(); return; }
     if (k === 'h' || k === 'H') { const s = editor.selectedShape(); if (s) { s._hidden = !s._hidden; editor.invalidate(); renderObjects(); } return; }
     if (k === '[' || k === ']') {
       const s = editor.selectedShape();
