@@ -578,12 +578,7 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
 async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
     let mut cluster = TestCluster::start(Options::default()).await;
     let leader = crate::support::leader_of(&cluster, 0).await;
-    let via = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("another node");
+    let via = crate::support::node_but(&cluster, leader);
     let admin = cluster.node(via).client();
     let manager = create_user(&admin, "mgr", "manager").await;
     let ann = create_user(&admin, "ann", "annotator").await;
