@@ -9,8 +9,8 @@ use tessera_client::{Client, Method};
 use tessera_cluster_tests::{eventually, png, Options, TestCluster, DEADLINE};
 
 use crate::support::{
-    add_images, create_annotation_set, create_user, error_message, new_dataset, python, script,
-    send_json, upload,
+    add_images, create_annotation_set, create_user, dataset_of, error_message, new_dataset, python,
+    script, send_json, upload,
 };
 
 const LABELS: &str = r##"[
@@ -80,6 +80,13 @@ async fn accepted_set(cluster: &TestCluster, n: usize) -> (Client, u64, Vec<(Str
     assert_eq!(act(&manager, "review").await.status, 200);
     assert_eq!(act(&manager, "accept").await.status, 200);
     (manager, set, images)
+}
+
+/// Exports `set` as `options` say and asserts the job succeeded; returns the job.
+pub(crate) async fn exported(client: &Client, set: u64, options: Value) -> Value {
+    let job = export(client, set, options.clone()).await;
+    assert_eq!(job["state"], "succeeded", "{options}: {job}");
+    job
 }
 
 /// Starts an export and waits for its job to end; returns the job.
@@ -192,13 +199,12 @@ async fn every_format_loads_unchanged_in_the_consumers_tools() {
     for (i, format) in FORMATS.iter().enumerate() {
         // Exports start on different nodes; downloads go through node 1 (redirected).
         let client = manager.with_base(&cluster.node(1 + (i as u64 % 3)).http);
-        let job = export(
+        let job = exported(
             &client,
             set,
             json!({"format": format, "only_accepted": true}),
         )
         .await;
-        assert_eq!(job["state"], "succeeded", "{format}: {job}");
         assert_eq!(job["progress"]["images_exported"], 3, "{format}: {job}");
         assert_eq!(job["progress"]["shapes_exported"], 18, "{format}: {job}");
         let zip = download(&manager.with_base(&cluster.node(1).http), &cluster, &job).await;
@@ -219,13 +225,12 @@ async fn export_options_downloads_and_bad_requests() {
     let (manager, set, images) = accepted_set(&cluster, 4).await;
 
     // Without images: annotation files only; COCO keeps an images/ directory.
-    let job = export(
+    let job = exported(
         &manager,
         set,
         json!({"format": "coco", "include_images": false}),
     )
     .await;
-    assert_eq!(job["state"], "succeeded", "{job}");
     let zip = download(&manager, &cluster, &job).await;
     let dir = unpack(&zip);
     check("coco", dir.path(), &expected(&images), false);
@@ -341,13 +346,7 @@ async fn an_export_whose_node_dies_is_finished_by_another() {
     let (manager, set, _) = accepted_set(&cluster, 3).await;
     // Enough bytes that the export is still running when its node is killed.
     let admin = cluster.node(1).client();
-    let dataset = manager
-        .get(&format!("/api/v1/annotation-sets/{set}"))
-        .await
-        .expect("set")
-        .json()["dataset_id"]
-        .as_u64()
-        .expect("dataset");
+    let dataset = dataset_of(&manager, set).await;
     let mut list = Vec::new();
     for seed in 0..80u64 {
         let sha = upload(&admin, &png(400, 300, 50_000 + seed)).await;
@@ -438,13 +437,7 @@ async fn exports_import_back_as_pre_annotations_and_export_the_same() {
     let cluster = TestCluster::start(Options::default()).await;
     let (manager, set, images) = accepted_set(&cluster, 3).await;
     let expected = expected(&images);
-    let dataset = manager
-        .get(&format!("/api/v1/annotation-sets/{set}"))
-        .await
-        .expect("set")
-        .json()["dataset_id"]
-        .as_u64()
-        .expect("dataset");
+    let dataset = dataset_of(&manager, set).await;
     for (i, (format, with_images)) in [
         ("coco", true),
         ("cvat", false),
@@ -469,13 +462,12 @@ async fn exports_import_back_as_pre_annotations_and_export_the_same() {
             import_into_new_set(&manager, dataset, (&name, labels), format, zip).await;
         let report = job["result"]["report"].to_string();
         assert!(report.contains("3 images matched"), "{format}: {report}");
-        let second = export(
+        let second = exported(
             &manager,
             fresh,
             json!({"format": format, "include_images": true}),
         )
         .await;
-        assert_eq!(second["state"], "succeeded", "{format}: {second}");
         let dir = unpack(&download(&manager, &cluster, &second).await);
         check(format, dir.path(), &expected, true);
     }
@@ -748,8 +740,7 @@ async fn exports_carry_what_training_code_needs_in_every_format() {
     let expected = expected_for("vehicle:truck", &shapes);
     // Every format but VOC, which cannot hold the ':' in this label's name (see below).
     for format in FORMATS.into_iter().filter(|f| *f != "voc") {
-        let job = export(&manager, set, json!({"format": format})).await;
-        assert_eq!(job["state"], "succeeded", "{format}: {job}");
+        let job = exported(&manager, set, json!({"format": format})).await;
         let dir = unpack(&download(&manager, &cluster, &job).await);
         check(format, dir.path(), &expected, true);
         let report = job["result"]["report"].to_string();
@@ -810,8 +801,7 @@ async fn exports_carry_what_training_code_needs_in_every_format() {
             .collect::<Vec<_>>(),
     )
     .await;
-    let job = export(&manager, voc_set, json!({"format": "voc"})).await;
-    assert_eq!(job["state"], "succeeded", "{job}");
+    let job = exported(&manager, voc_set, json!({"format": "voc"})).await;
     let dir = unpack(&download(&manager, &cluster, &job).await);
     check(
         "voc",

@@ -262,6 +262,15 @@ pub async fn create_annotation_set(
     send_json(client, Method::POST, &path, body).await
 }
 
+/// The dataset annotation set `set` is on, as its record says.
+pub async fn dataset_of(client: &Client, set: u64) -> u64 {
+    let reply = client
+        .get(&format!("/api/v1/annotation-sets/{set}"))
+        .await
+        .expect("annotation set");
+    reply.json()["dataset_id"].as_u64().expect("dataset id")
+}
+
 /// The message of a JSON error reply (empty if there is none).
 pub fn error_message(reply: &Reply) -> String {
     reply.json()["error"]["message"]

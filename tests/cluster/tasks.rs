@@ -6,8 +6,8 @@ use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster};
 
 use crate::support::{
-    add_images, create_annotation_set, create_user, error_message, image, new_dataset, send_json,
-    upload,
+    add_images, create_annotation_set, create_user, dataset_of, error_message, image, new_dataset,
+    send_json, upload,
 };
 
 /// Uploads the test images of `seeds` (as `admin`), puts them in a new dataset and creates an
@@ -104,15 +104,6 @@ async fn walk(task: u64, steps: &[(&Client, &str, u16, &str)]) {
 async fn comment(client: &Client, task: u64, body: Value) -> Reply {
     let path = format!("/api/v1/tasks/{task}/comments");
     send_json(client, Method::POST, &path, body).await
-}
-
-/// The dataset annotation set `set` is on, as its record says.
-async fn dataset_of(client: &Client, set: u64) -> u64 {
-    let reply = client
-        .get(&format!("/api/v1/annotation-sets/{set}"))
-        .await
-        .expect("annotation set");
-    reply.json()["dataset_id"].as_u64().expect("dataset id")
 }
 
 /// Changes annotation set `set` as `body` says (as `manager`); returns the reply.
