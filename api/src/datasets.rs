@@ -182,14 +182,7 @@ pub async fn add_images(
         let sha = parse_sha(i, &image.sha256)?;
         let read = state
             .cluster
-            .read_object(
-                sha,
-                ReadSpec {
-                    meta_only: true,
-                    ..ReadSpec::default()
-                },
-                0,
-            )
+            .read_object(sha, ReadSpec::record(false), 0)
             .await?;
         let meta = read
             .ok_or_else(|| {

@@ -139,15 +139,7 @@ pub async fn metadata(
     let sha = parse_sha(&sha)?;
     let read = state
         .cluster
-        .read_object(
-            sha,
-            ReadSpec {
-                meta_only: true,
-                linearizable: true,
-                range: None,
-            },
-            0,
-        )
+        .read_object(sha, ReadSpec::record(true), 0)
         .await?
         .ok_or_else(no_such_object)?;
     let mut body = meta_json(&sha, &read.head.meta);

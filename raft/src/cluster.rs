@@ -22,6 +22,7 @@ use crate::error::ClusterError;
 use crate::log_store::{repair_purged_past_applied, LogStore};
 use crate::network::{GroupNetworkFactory, Peers};
 use crate::placement::{ClusterSpec, Placement, META_GROUP};
+use crate::proto::internal_client::InternalClient;
 use crate::proto::{
     InitGroupRequest, ProposeRequest, ReadIndexRequest, ReadRequest, StatusRequest,
 };
@@ -32,6 +33,7 @@ use crate::types::{NodeId, Raft};
 use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 use tessera_domain::directory::Directory;
 use tessera_domain::{DomainError, Records};
+use tonic::transport::Channel;
 
 /// How long a request keeps retrying while a group has no leader or a peer is unreachable.
 const RETRY_DEADLINE: Duration = Duration::from_secs(15);
@@ -361,14 +363,13 @@ impl Cluster {
         if node == self.me {
             return self.init_group_local(group, &voters).await;
         }
-        let mut client = self.client(node)?;
-        let mut req = tonic::Request::new(InitGroupRequest { group, voters });
-        req.set_timeout(FORWARD_TIMEOUT);
-        let reply = client
-            .init_group(req)
-            .await
-            .map_err(|s| ClusterError::from_status(&s))?;
-        Ok(reply.into_inner().initialized)
+        let request = InitGroupRequest { group, voters };
+        let reply = self
+            .ask(node, FORWARD_TIMEOUT, request, |mut c, r| async move {
+                c.init_group(r).await
+            })
+            .await?;
+        Ok(reply.initialized)
     }
 
     /// Initialises `group` here with `voters`; `false` if it already had state.
@@ -467,14 +468,13 @@ impl Cluster {
         match leader {
             Some(leader) if leader == self.me => self.local_read_index(META_GROUP).await,
             Some(leader) => {
-                let mut client = self.client(leader)?;
-                let mut req = tonic::Request::new(ReadIndexRequest { group: META_GROUP });
-                req.set_timeout(FORWARD_TIMEOUT);
-                let reply = client
-                    .read_index(req)
-                    .await
-                    .map_err(|s| ClusterError::from_status(&s))?;
-                Ok(reply.into_inner().index)
+                let request = ReadIndexRequest { group: META_GROUP };
+                let reply = self
+                    .ask(leader, FORWARD_TIMEOUT, request, |mut c, r| async move {
+                        c.read_index(r).await
+                    })
+                    .await?;
+                Ok(reply.index)
             }
             None => Err(ClusterError::Unavailable(
                 "the catalogue has no leader".into(),
@@ -631,19 +631,17 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Internal(e.to_string()))?
             .map_err(|e| ClusterError::Internal(e.to_string()))?;
-        let mut client = self.client(node)?;
-        let mut req = tonic::Request::new(ProposeRequest {
+        let request = ProposeRequest {
             group,
             command: raw.into(),
             hops: hops + 1,
-        });
-        req.set_timeout(FORWARD_TIMEOUT);
-        let reply = client
-            .propose(req)
-            .await
-            .map_err(|s| ClusterError::from_status(&s))?;
-        bincode::deserialize(&reply.into_inner().response)
-            .map_err(|e| ClusterError::Internal(e.to_string()))
+        };
+        let reply = self
+            .ask(node, FORWARD_TIMEOUT, request, |mut c, r| async move {
+                c.propose(r).await
+            })
+            .await?;
+        bincode::deserialize(&reply.response).map_err(|e| ClusterError::Internal(e.to_string()))
     }
 
     /// Reads an object. A local replica answers directly (no Raft round trip); on a local miss
@@ -1035,24 +1033,36 @@ impl Cluster {
         if node == self.me {
             return Ok(self.local_status());
         }
-        let mut client = self.client(node)?;
-        let mut req = tonic::Request::new(StatusRequest {});
-        req.set_timeout(Duration::from_secs(2));
-        let reply = client
-            .local_status(req)
-            .await
-            .map_err(|s| ClusterError::from_status(&s))?;
-        bincode::deserialize(&reply.into_inner().groups)
-            .map_err(|e| ClusterError::Internal(e.to_string()))
+        let timeout = Duration::from_secs(2);
+        let reply = self
+            .ask(node, timeout, StatusRequest {}, |mut c, r| async move {
+                c.local_status(r).await
+            })
+            .await?;
+        bincode::deserialize(&reply.groups).map_err(|e| ClusterError::Internal(e.to_string()))
     }
 
-    fn client(
+    /// Sends `message` to `node` over the internal RPC with `call` (which names the method),
+    /// giving up after `timeout`; returns the answer's message.
+    async fn ask<Q, A, Fut>(
         &self,
         node: NodeId,
-    ) -> Result<
-        crate::proto::internal_client::InternalClient<tonic::transport::Channel>,
-        ClusterError,
-    > {
+        timeout: Duration,
+        message: Q,
+        call: impl FnOnce(InternalClient<Channel>, tonic::Request<Q>) -> Fut,
+    ) -> Result<A, ClusterError>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<A>, tonic::Status>>,
+    {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        let reply = call(self.client(node)?, request)
+            .await
+            .map_err(|s| ClusterError::from_status(&s))?;
+        Ok(reply.into_inner())
+    }
+
+    fn client(&self, node: NodeId) -> Result<InternalClient<Channel>, ClusterError> {
         self.peers
             .client(node)
             .ok_or_else(|| ClusterError::Internal(format!("no channel to node {node}")))

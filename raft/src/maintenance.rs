@@ -2,12 +2,14 @@
 //! checksum), the repair of objects whose local bytes are damaged or missing (fetched from
 //! another replica), and compaction.
 
-use std::sync::Weak;
+use std::future::Future;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tessera_storage::volume::GARBAGE_RATIO;
 use tessera_storage::Sha256;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::cluster::{Cluster, RaftTuning};
 use crate::error::ClusterError;
@@ -35,33 +37,41 @@ pub(crate) fn spawn(cluster: Weak<Cluster>, tuning: &RaftTuning) {
     }
 }
 
-async fn scrub_loop(cluster: Weak<Cluster>, every: Duration, rate: u64) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Runs `pass` on every tick of `tick` (a late tick is delayed, not made up) for as long as the
+/// cluster lives.
+async fn every_tick<F, Fut>(cluster: Weak<Cluster>, mut tick: Interval, mut pass: F)
+where
+    F: FnMut(Arc<Cluster>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(this) = cluster.upgrade() else {
             return;
         };
+        pass(this).await;
+    }
+}
+
+async fn scrub_loop(cluster: Weak<Cluster>, every: Duration, rate: u64) {
+    let tick = tokio::time::interval_at(Instant::now() + every, every);
+    every_tick(cluster, tick, |this| async move {
         for group in this.shard_groups() {
             if let Err(e) = scrub_group(&this, group, rate).await {
                 tracing::warn!(group, error = %e, "scrub pass failed");
             }
         }
-    }
+    })
+    .await
 }
 
 /// Fetches every object found damaged or missing (by a read, the scrub, the log store or a
 /// snapshot install) from another replica soon after, not at the next scrub; objects no
 /// replica serves yet are tried again on the next round.
 async fn repair_loop(cluster: Weak<Cluster>) {
-    let mut tick = tokio::time::interval(REPAIR_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(this) = cluster.upgrade() else {
-            return;
-        };
+    let tick = tokio::time::interval(REPAIR_EVERY);
+    every_tick(cluster, tick, |this| async move {
         for group in this.shard_groups() {
             for sha in this.store().awaiting_repair(group) {
                 if let Err(e) = repair(&this, group, sha).await {
@@ -69,7 +79,8 @@ async fn repair_loop(cluster: Weak<Cluster>) {
                 }
             }
         }
-    }
+    })
+    .await
 }
 
 /// One pass over `group`'s needles at about `rate` bytes per second.
@@ -123,13 +134,8 @@ async fn repair(cluster: &Cluster, group: u32, sha: Sha256) -> Result<(), Cluste
 }
 
 async fn compact_loop(cluster: Weak<Cluster>, every: Duration) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(this) = cluster.upgrade() else {
-            return;
-        };
+    let tick = tokio::time::interval_at(Instant::now() + every, every);
+    every_tick(cluster, tick, |this| async move {
         for group in this.shard_groups() {
             let Some(raft) = this.group(group) else {
                 continue;
@@ -157,7 +163,8 @@ async fn compact_loop(cluster: Weak<Cluster>, every: Duration) {
                 Err(e) => tracing::warn!(group, error = %e, "compaction task failed"),
             }
         }
-    }
+    })
+    .await
 }
 
 impl Cluster {

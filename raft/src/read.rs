@@ -46,6 +46,17 @@ pub struct ReadSpec {
     pub linearizable: bool,
 }
 
+impl ReadSpec {
+    /// Only the record of an object, no body; from the shard leader if `linearizable`.
+    pub fn record(linearizable: bool) -> ReadSpec {
+        ReadSpec {
+            meta_only: true,
+            linearizable,
+            range: None,
+        }
+    }
+}
+
 /// Which part of the body a read returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RangeOutcome {

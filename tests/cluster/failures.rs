@@ -2,16 +2,28 @@
 
 use tessera_cluster_tests::{eventually, Options, TestCluster, DEADLINE};
 
-use crate::support::{assert_serves, images_in_shard, leader_of, sha_hex, upload, wait_caught_up};
+use crate::support::{
+    assert_serves, images_in_shard, leader_of, new_leader_of, node_but, nodes_but, sha_hex, upload,
+    wait_caught_up,
+};
 
 const SHARDS: u64 = 4;
 
-fn options() -> Options {
+/// Three nodes, `shards` shards.
+fn options(shards: u64) -> Options {
     Options {
         nodes: 3,
-        shards: SHARDS as u32,
+        shards: shards as u32,
         ..Options::default()
     }
+}
+
+/// A cluster of `options(shards)`, the leader of the first shard's group and another node.
+async fn cluster_with_shard_leader(shards: u64) -> (TestCluster, u64, u64) {
+    let cluster = TestCluster::start(options(shards)).await;
+    let leader = leader_of(&cluster, 1).await;
+    let other = node_but(&cluster, leader);
+    (cluster, leader, other)
 }
 
 /// Test 4: a follower of the written shard dies mid-stream; uploads keep succeeding; after its
@@ -19,14 +31,7 @@ fn options() -> Options {
 /// the other nodes are gone).
 #[tokio::test]
 async fn killed_follower_catches_up_after_restart() {
-    let mut cluster = TestCluster::start(options()).await;
-    let leader = leader_of(&cluster, 1).await;
-    let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let (mut cluster, leader, follower) = cluster_with_shard_leader(SHARDS).await;
     let client = cluster.node(leader).client();
     let images = images_in_shard(0, SHARDS, 40, 0);
     for (i, bytes) in images.iter().enumerate() {
@@ -37,13 +42,7 @@ async fn killed_follower_catches_up_after_restart() {
     }
     cluster.restart(follower).await;
     wait_caught_up(&cluster).await;
-    let others: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .filter(|id| *id != follower)
-        .collect();
-    for id in others {
+    for id in nodes_but(&cluster, follower) {
         cluster.kill(id);
     }
     let lone = cluster.node(follower).client();
@@ -56,14 +55,7 @@ async fn killed_follower_catches_up_after_restart() {
 /// intact, and uploads succeed again once a new leader is elected.
 #[tokio::test]
 async fn killed_leader_loses_no_acknowledged_upload() {
-    let mut cluster = TestCluster::start(options()).await;
-    let leader = leader_of(&cluster, 1).await;
-    let via = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("another node");
+    let (mut cluster, leader, via) = cluster_with_shard_leader(SHARDS).await;
     let client = cluster.node(via).client();
     let images = images_in_shard(0, SHARDS, 40, 1000);
     let mut acknowledged = Vec::new();
@@ -90,13 +82,7 @@ async fn killed_leader_loses_no_acknowledged_upload() {
         "only {} of 40 uploads succeeded",
         acknowledged.len()
     );
-    eventually("a new leader of the shard", DEADLINE, || async {
-        let status = cluster.status().await;
-        status["groups"][1]["leader"]
-            .as_u64()
-            .filter(|l| *l != leader)
-    })
-    .await;
+    new_leader_of(&cluster, 1, leader).await;
     for node in cluster.nodes.iter().filter(|n| n.is_running()) {
         for bytes in &acknowledged {
             assert_serves(&node.client(), &sha_hex(bytes), bytes).await;
@@ -111,7 +97,7 @@ async fn killed_leader_loses_no_acknowledged_upload() {
 /// Test 6: every node killed at once and started again: everything acknowledged is still there.
 #[tokio::test]
 async fn objects_survive_a_full_cluster_restart() {
-    let mut cluster = TestCluster::start(options()).await;
+    let mut cluster = TestCluster::start(options(SHARDS)).await;
     let images: Vec<Vec<u8>> = (0..SHARDS)
         .flat_map(|s| images_in_shard(s, SHARDS, 5, 2000))
         .collect();
@@ -139,12 +125,7 @@ async fn objects_survive_a_full_cluster_restart() {
 /// chaos campaign: nodes "ready" while their groups had no working leader).
 #[tokio::test]
 async fn a_leader_cut_off_from_its_followers_is_not_ready() {
-    let mut cluster = TestCluster::start(Options {
-        nodes: 3,
-        shards: 1,
-        ..Options::default()
-    })
-    .await;
+    let mut cluster = TestCluster::start(options(1)).await;
     // The node must lead both groups it hosts: in a group it only follows, it would become a
     // candidate and be unready for that reason alone. The catalogue's leadership moves by
     // killing its leader until it lands on the shard's.
@@ -156,22 +137,11 @@ async fn a_leader_cut_off_from_its_followers_is_not_ready() {
             break;
         }
         cluster.kill(catalogue);
-        eventually("another catalogue leader", DEADLINE, || async {
-            let status = cluster.status().await;
-            status["groups"][0]["leader"]
-                .as_u64()
-                .filter(|l| *l != catalogue)
-        })
-        .await;
+        new_leader_of(&cluster, 0, catalogue).await;
         cluster.restart(catalogue).await;
     }
     let leader = leader.expect("one node leading both groups");
-    let followers: Vec<u64> = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .filter(|id| *id != leader)
-        .collect();
+    let followers = nodes_but(&cluster, leader);
     for id in &followers {
         cluster.pause(*id);
     }
@@ -197,19 +167,7 @@ async fn a_leader_cut_off_from_its_followers_is_not_ready() {
 /// aborted with "follower log reversion is not allowed" and crash-looped).
 #[tokio::test]
 async fn a_follower_that_lost_its_log_tail_is_re_replicated() {
-    let mut cluster = TestCluster::start(Options {
-        nodes: 3,
-        shards: 1,
-        ..Options::default()
-    })
-    .await;
-    let leader = leader_of(&cluster, 1).await;
-    let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let (mut cluster, leader, follower) = cluster_with_shard_leader(1).await;
     let client = cluster.node(leader).client();
     let images: Vec<Vec<u8>> = images_in_shard(0, 1, 20, 3000);
     for bytes in &images[..10] {

@@ -134,6 +134,32 @@ pub async fn leader_of(cluster: &TestCluster, group: usize) -> u64 {
     .await
 }
 
+/// The leader of Raft group `group` once it is another node than `old`.
+pub async fn new_leader_of(cluster: &TestCluster, group: usize, old: u64) -> u64 {
+    tessera_cluster_tests::eventually("a new leader", tessera_cluster_tests::DEADLINE, || async {
+        let status = cluster.status().await;
+        status["groups"][group]["leader"]
+            .as_u64()
+            .filter(|l| *l != old)
+    })
+    .await
+}
+
+/// The ids of every node of `cluster` but `but`.
+pub fn nodes_but(cluster: &TestCluster, but: u64) -> Vec<u64> {
+    cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|id| *id != but)
+        .collect()
+}
+
+/// A node of `cluster` other than `but`.
+pub fn node_but(cluster: &TestCluster, but: u64) -> u64 {
+    nodes_but(cluster, but)[0]
+}
+
 /// Posts form fields (`application/x-www-form-urlencoded`), as OAuth2 clients do.
 pub async fn form(client: &Client, path: &str, fields: &[(&str, &str)]) -> Reply {
     let body: Vec<String> = fields
@@ -234,6 +260,15 @@ pub async fn create_annotation_set(
     let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
     let body = json!({"name": name, "labels": labels});
     send_json(client, Method::POST, &path, body).await
+}
+
+/// The dataset annotation set `set` is on, as its record says.
+pub async fn dataset_of(client: &Client, set: u64) -> u64 {
+    let reply = client
+        .get(&format!("/api/v1/annotation-sets/{set}"))
+        .await
+        .expect("annotation set");
+    reply.json()["dataset_id"].as_u64().expect("dataset id")
 }
 
 /// The message of a JSON error reply (empty if there is none).

@@ -5,7 +5,10 @@ use serde_json::{json, Value};
 use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster};
 
-use crate::support::{create_user, image, send_json, upload};
+use crate::support::{
+    add_images, create_annotation_set, create_user, dataset_of, error_message, image, new_dataset,
+    send_json, upload,
+};
 
 /// Uploads the test images of `seeds` (as `admin`), puts them in a new dataset and creates an
 /// annotation set with `labels` on it (as `manager`). Returns the images' hashes and the set.
@@ -19,27 +22,39 @@ async fn annotated_dataset(
     for seed in seeds {
         shas.push(upload(admin, &image(seed)).await);
     }
-    let created = send_json(
-        manager,
-        Method::POST,
-        "/api/v1/datasets",
-        json!({"name": "d"}),
-    )
-    .await;
-    let dataset = created.json()["id"].as_u64().expect("dataset id");
+    let dataset = new_dataset(manager, "d").await;
     let images: Vec<Value> = shas.iter().map(|s| json!({"sha256": s})).collect();
-    let path = format!("/api/v1/datasets/{dataset}/images");
-    let added = send_json(manager, Method::POST, &path, json!({"images": images})).await;
+    let added = add_images(manager, dataset, json!(images)).await;
     assert_eq!(added.status, 200, "{:?}", added.json());
-    let path = format!("/api/v1/datasets/{dataset}/annotation-sets");
-    let set = send_json(
-        manager,
-        Method::POST,
-        &path,
-        json!({"name": "s", "labels": labels}),
-    )
-    .await;
+    let set = create_annotation_set(manager, dataset, "s", &labels).await;
     (shas, set.json()["id"].as_u64().expect("annotation set id"))
+}
+
+/// The label schema of one label, `car`, drawn as rectangles.
+fn car() -> Value {
+    json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}])
+}
+
+/// The label schema of one tag, `night`.
+fn night() -> Value {
+    json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}])
+}
+
+/// The admin signed in through node `via`, the manager `mgr` and `users` (name and role),
+/// created by the admin (passwords `<name>-password`).
+async fn team<const N: usize>(
+    cluster: &TestCluster,
+    via: u64,
+    users: [(&str, &str); N],
+) -> (Client, Client, [Client; N]) {
+    let admin = cluster.node(via).client();
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let mut clients = Vec::with_capacity(N);
+    for (name, role) in users {
+        clients.push(create_user(&admin, name, role).await);
+    }
+    let clients = clients.try_into().unwrap_or_else(|_| unreachable!());
+    (admin, manager, clients)
 }
 
 async fn act(client: &Client, task: u64, action: &str, body: Value) -> Reply {
@@ -60,6 +75,43 @@ async fn split(manager: &Client, set: u64, body: Value) -> Vec<u64> {
     ids(&reply)
 }
 
+/// Splits `set` into tasks of `chunk_size` images, every one assigned to `assignee`.
+async fn assign(manager: &Client, set: u64, chunk_size: u64, assignee: &str) -> Vec<u64> {
+    let body = json!({"chunk_size": chunk_size, "assignees": [assignee]});
+    split(manager, set, body).await
+}
+
+/// Runs `steps` on `task` in order: each an action (with an empty body) by a client, the status
+/// it must answer and the task's state after it (none for a refusal).
+async fn walk(task: u64, steps: &[(&Client, &str, u16, &str)]) {
+    for (i, &(client, action, status, state)) in steps.iter().enumerate() {
+        let reply = act(client, task, action, json!({})).await;
+        let got = reply.json()["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            (reply.status.as_u16(), got.as_str()),
+            (status, state),
+            "step {i} ({action}): {:?}",
+            reply.json()
+        );
+    }
+}
+
+/// Comments on `task` as `client`: `body` pins a thread to a point (`sha256`, `x`, `y`) or
+/// answers one (`parent`), with its `text`.
+async fn comment(client: &Client, task: u64, body: Value) -> Reply {
+    let path = format!("/api/v1/tasks/{task}/comments");
+    send_json(client, Method::POST, &path, body).await
+}
+
+/// Changes annotation set `set` as `body` says (as `manager`); returns the reply.
+async fn patch_set(manager: &Client, set: u64, body: Value) -> Reply {
+    let path = format!("/api/v1/annotation-sets/{set}");
+    send_json(manager, Method::PATCH, &path, body).await
+}
+
 fn ids(reply: &Reply) -> Vec<u64> {
     reply.json()["tasks"]
         .as_array()
@@ -72,14 +124,14 @@ fn ids(reply: &Reply) -> Vec<u64> {
 #[tokio::test]
 async fn tasks_flow_from_split_through_review_and_rework() {
     let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
-    let ann1 = create_user(&admin, "ann1", "annotator").await;
-    let ann2 = create_user(&admin, "ann2", "annotator").await;
-    let reviewer = create_user(&admin, "rev", "reviewer").await;
+    let users = [
+        ("ann1", "annotator"),
+        ("ann2", "annotator"),
+        ("rev", "reviewer"),
+    ];
+    let (admin, manager, [ann1, ann2, reviewer]) = team(&cluster, 1, users).await;
 
-    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
-    let (_, set) = annotated_dataset(&admin, &manager, 100..105, labels).await;
+    let (_, set) = annotated_dataset(&admin, &manager, 100..105, car()).await;
     let split_path = format!("/api/v1/annotation-sets/{set}/tasks/split");
 
     // Overlap 2 over two annotators: every chunk once to each of them.
@@ -91,15 +143,15 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     )
     .await;
     assert_eq!(bad.status, 422);
-    let split = send_json(
+    let split_reply = send_json(
         &manager,
         Method::POST,
         &split_path,
         json!({"chunk_size": 2, "overlap": 2, "assignees": ["ann1", "ann2"]}),
     )
     .await;
-    assert_eq!(split.status, 201, "{:?}", split.json());
-    assert_eq!(ids(&split).len(), 6);
+    assert_eq!(split_reply.status, 201, "{:?}", split_reply.json());
+    assert_eq!(ids(&split_reply).len(), 6);
     let mine = ann1.get("/api/v1/me/tasks").await.unwrap().json();
     let mine: Vec<Value> = mine["items"].as_array().unwrap().clone();
     assert_eq!(mine.len(), 3);
@@ -127,54 +179,28 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     );
 
     // Transitions are enforced.
-    assert_eq!(
-        act(&ann1, task, "submit", json!({})).await.status,
-        409,
-        "submit before start"
-    );
-    assert_eq!(
-        act(&ann2, task, "start", json!({})).await.status,
-        403,
-        "not ann2's task"
-    );
-    assert_eq!(
-        act(&ann1, task, "start", json!({})).await.json()["state"],
-        "in_progress"
-    );
-    assert_eq!(
-        act(&ann1, task, "review", json!({})).await.status,
-        403,
-        "annotators do not review"
-    );
-    assert_eq!(
-        act(&ann1, task, "submit", json!({})).await.json()["state"],
-        "submitted"
-    );
-    // A reviewer reviews only the sets that list them.
-    assert_eq!(act(&reviewer, task, "review", json!({})).await.status, 403);
-    let set_path = format!("/api/v1/annotation-sets/{set}");
-    let assigned = send_json(
-        &manager,
-        Method::PATCH,
-        &set_path,
-        json!({"reviewers": ["rev"]}),
-    )
-    .await;
+    let steps = [
+        (&ann1, "submit", 409, ""), // submit before start
+        (&ann2, "start", 403, ""),  // not ann2's task
+        (&ann1, "start", 200, "in_progress"),
+        (&ann1, "review", 403, ""), // annotators do not review
+        (&ann1, "submit", 200, "submitted"),
+        // A reviewer reviews only the sets that list them.
+        (&reviewer, "review", 403, ""),
+    ];
+    walk(task, &steps).await;
+    let assigned = patch_set(&manager, set, json!({"reviewers": ["rev"]})).await;
     assert_eq!(
         assigned.json()["reviewers"],
         json!(["rev"]),
         "{:?}",
         assigned.json()
     );
-    assert_eq!(
-        act(&reviewer, task, "review", json!({})).await.json()["state"],
-        "in_review"
-    );
-    assert_eq!(
-        act(&reviewer, task, "reject", json!({})).await.status,
-        409,
-        "rejection needs a reason"
-    );
+    let steps = [
+        (&reviewer, "review", 200, "in_review"),
+        (&reviewer, "reject", 409, ""), // rejection needs a reason
+    ];
+    walk(task, &steps).await;
     let rejected = act(
         &reviewer,
         task,
@@ -184,46 +210,20 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     .await;
     assert_eq!(rejected.json()["state"], "rejected");
     // Review comments pinned to a point, answered, resolved.
-    let comments = format!("/api/v1/tasks/{task}/comments");
-    let pin = send_json(
-        &reviewer,
-        Method::POST,
-        &comments,
-        json!({"sha256": sha, "x": 10, "y": 20, "text": "box is loose"}),
-    )
-    .await;
+    let pin = json!({"sha256": sha, "x": 10, "y": 20, "text": "box is loose"});
+    let pin = comment(&reviewer, task, pin).await;
     assert_eq!(pin.status, 201, "{:?}", pin.json());
     let thread = pin.json()["id"].as_u64().unwrap();
-    let outside = send_json(
-        &reviewer,
-        Method::POST,
-        &comments,
-        json!({"sha256": sha, "x": 500, "y": 20, "text": "?"}),
-    )
-    .await;
-    assert_eq!(outside.status, 422);
-    let reply = send_json(
-        &ann1,
-        Method::POST,
-        &comments,
-        json!({"parent": thread, "text": "fixing"}),
-    )
-    .await;
+    let outside = json!({"sha256": sha, "x": 500, "y": 20, "text": "?"});
+    assert_eq!(comment(&reviewer, task, outside).await.status, 422);
+    let reply = comment(&ann1, task, json!({"parent": thread, "text": "fixing"})).await;
     assert_eq!(
         (reply.status.as_u16(), reply.json()["x"].clone()),
         (201, json!(10.0))
     );
-    assert_eq!(
-        send_json(
-            &ann2,
-            Method::POST,
-            &comments,
-            json!({"parent": thread, "text": "hi"})
-        )
-        .await
-        .status,
-        403
-    );
+    let outsider = comment(&ann2, task, json!({"parent": thread, "text": "hi"})).await;
+    assert_eq!(outsider.status, 403);
+    let comments = format!("/api/v1/tasks/{task}/comments");
     assert_eq!(
         ann1.get(&comments).await.unwrap().json()["items"]
             .as_array()
@@ -245,15 +245,12 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     );
 
     // Rework.
-    assert_eq!(
-        act(&ann1, task, "start", json!({})).await.json()["state"],
-        "in_progress"
-    );
-    assert_eq!(
-        act(&ann1, task, "submit", json!({})).await.json()["state"],
-        "submitted"
-    );
-    assert_eq!(act(&reviewer, task, "review", json!({})).await.status, 200);
+    let steps = [
+        (&ann1, "start", 200, "in_progress"),
+        (&ann1, "submit", 200, "submitted"),
+        (&reviewer, "review", 200, "in_review"),
+    ];
+    walk(task, &steps).await;
     let accepted = act(&reviewer, task, "accept", json!({})).await.json();
     assert_eq!(accepted["state"], "accepted");
     let actions: Vec<&str> = accepted["history"]
@@ -292,32 +289,13 @@ async fn tasks_flow_from_split_through_review_and_rework() {
 
     // The pool (a second set on the same images): concurrent claims of one task, exactly one
     // wins.
-    let dataset = manager
-        .get(&format!("/api/v1/annotation-sets/{set}"))
+    let dataset = dataset_of(&manager, set).await;
+    let pool_set = create_annotation_set(&manager, dataset, "pool", &car())
         .await
-        .unwrap()
-        .json()["dataset_id"]
-        .as_u64()
-        .expect("dataset id");
-    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
-    let pool_set = send_json(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/datasets/{dataset}/annotation-sets"),
-        json!({"name": "pool", "labels": labels}),
-    )
-    .await
-    .json()["id"]
+        .json()["id"]
         .as_u64()
         .expect("pool set id");
-    let pool = send_json(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/annotation-sets/{pool_set}/tasks/split"),
-        json!({"chunk_size": 5, "overlap": 2}),
-    )
-    .await;
-    let pooled = ids(&pool);
+    let pooled = split(&manager, pool_set, json!({"chunk_size": 5, "overlap": 2})).await;
     assert_eq!(pooled.len(), 2);
     let (a, b) = tokio::join!(
         act(&ann1, pooled[0], "claim", json!({})),
@@ -357,10 +335,8 @@ async fn tasks_flow_from_split_through_review_and_rework() {
 #[tokio::test]
 async fn annotations_are_versioned_validated_and_never_overwritten() {
     let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
-    let ann1 = create_user(&admin, "ann1", "annotator").await;
-    let ann2 = create_user(&admin, "ann2", "annotator").await;
+    let users = [("ann1", "annotator"), ("ann2", "annotator")];
+    let (admin, manager, [ann1, ann2]) = team(&cluster, 1, users).await;
     let labels = json!([
         {"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"],
          "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": true}]},
@@ -370,12 +346,7 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     ]);
     let (shas, set) = annotated_dataset(&admin, &manager, 300..301, labels.clone()).await;
     let sha = shas[0].clone(); // 100 x 100
-    let task = split(
-        &manager,
-        set,
-        json!({"chunk_size": 10, "assignees": ["ann1"]}),
-    )
-    .await[0];
+    let task = assign(&manager, set, 10, "ann1").await[0];
     act(&ann1, task, "start", json!({})).await;
     let path = format!("/api/v1/tasks/{task}/images/{sha}/annotations");
 
@@ -461,10 +432,7 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     ] {
         let reply = put(&ann1, "\"2\"", json!({"shapes": [shape]})).await;
         assert_eq!(reply.status, 422, "{shape}");
-        let message = reply.json()["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let message = error_message(&reply);
         assert!(message.contains(expect), "{shape}: {message}");
     }
     let malformed = ann1
@@ -541,35 +509,16 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
     assert_eq!(days.values().next().unwrap()["saves"], 3);
 
     // Schema changes that would orphan annotations are refused; harmless ones go through.
-    let set_path = format!("/api/v1/annotation-sets/{set}");
     let mut without_crate = labels.as_array().unwrap().clone();
     without_crate.retain(|l| l["name"] != "crate");
-    let orphaning = send_json(
-        &manager,
-        Method::PATCH,
-        &set_path,
-        json!({"labels": without_crate}),
-    )
-    .await;
+    let orphaning = patch_set(&manager, set, json!({"labels": without_crate})).await;
     assert_eq!(orphaning.status, 409);
     assert_eq!(orphaning.json()["error"]["code"], "would_orphan");
-    assert!(orphaning.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("crate"));
+    assert!(error_message(&orphaning).contains("crate"));
     let mut narrower = labels.as_array().unwrap().clone();
     narrower[0]["kinds"] = json!(["rectangle"]);
-    assert_eq!(
-        send_json(
-            &manager,
-            Method::PATCH,
-            &set_path,
-            json!({"labels": narrower})
-        )
-        .await
-        .status,
-        200
-    );
+    let narrowed = patch_set(&manager, set, json!({"labels": narrower})).await;
+    assert_eq!(narrowed.status, 200, "{:?}", narrowed.json());
 }
 
 /// The catalogue's leader is killed while an annotator saves: every acknowledged save is there
@@ -578,23 +527,10 @@ async fn annotations_are_versioned_validated_and_never_overwritten() {
 async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
     let mut cluster = TestCluster::start(Options::default()).await;
     let leader = crate::support::leader_of(&cluster, 0).await;
-    let via = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("another node");
-    let admin = cluster.node(via).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
-    let ann = create_user(&admin, "ann", "annotator").await;
-    let labels = json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}]);
-    let (images, set) = annotated_dataset(&admin, &manager, 400..420, labels).await;
-    let task = split(
-        &manager,
-        set,
-        json!({"chunk_size": 20, "assignees": ["ann"]}),
-    )
-    .await[0];
+    let via = crate::support::node_but(&cluster, leader);
+    let (admin, manager, [ann]) = team(&cluster, via, [("ann", "annotator")]).await;
+    let (images, set) = annotated_dataset(&admin, &manager, 400..420, night()).await;
+    let task = assign(&manager, set, 20, "ann").await[0];
     act(&ann, task, "start", json!({})).await;
 
     let body = json!({"shapes": [{"label": "night", "kind": "tag"}]}).to_string();
@@ -664,16 +600,14 @@ async fn acknowledged_saves_survive_the_catalogue_leader_dying() {
 #[tokio::test]
 async fn pool_claims_under_contention_give_each_task_once() {
     let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
+    let (admin, manager, []) = team(&cluster, 1, []).await;
     let mut annotators = Vec::new();
     for i in 0..5 {
         let client = create_user(&admin, &format!("ann{i}"), "annotator").await;
         // Spread the annotators over the nodes.
         annotators.push(client.with_base(&cluster.nodes[i % 3].http));
     }
-    let labels = json!([{"name": "night", "color": "#000000", "kinds": ["tag"]}]);
-    let (_, set) = annotated_dataset(&admin, &manager, 500..505, labels).await;
+    let (_, set) = annotated_dataset(&admin, &manager, 500..505, night()).await;
     let pooled = split(&manager, set, json!({"chunk_size": 1, "overlap": 2})).await;
     assert_eq!(pooled.len(), 10);
 
@@ -727,18 +661,10 @@ async fn pool_claims_under_contention_give_each_task_once() {
 #[tokio::test]
 async fn reviewers_review_their_sets_from_a_queue_and_annotators_get_the_schema() {
     let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
-    let ann = create_user(&admin, "ann", "annotator").await;
-    let rev = create_user(&admin, "rev", "reviewer").await;
-    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
-    let (_, set) = annotated_dataset(&admin, &manager, 400..404, labels).await;
-    let tasks = split(
-        &manager,
-        set,
-        json!({"chunk_size": 2, "assignees": ["ann"]}),
-    )
-    .await;
+    let users = [("ann", "annotator"), ("rev", "reviewer")];
+    let (admin, manager, [ann, rev]) = team(&cluster, 1, users).await;
+    let (_, set) = annotated_dataset(&admin, &manager, 400..404, car()).await;
+    let tasks = assign(&manager, set, 2, "ann").await;
     // The annotator's task carries the label schema (annotators may not read sets).
     let task = ann
         .get(&format!("/api/v1/tasks/{}", tasks[0]))
@@ -768,22 +694,9 @@ async fn reviewers_review_their_sets_from_a_queue_and_annotators_get_the_schema(
     assert!(queue(&rev).await.is_empty());
     let set_tasks = format!("/api/v1/annotation-sets/{set}/tasks");
     assert_eq!(rev.get(&set_tasks).await.unwrap().status, 403);
-    let set_path = format!("/api/v1/annotation-sets/{set}");
-    let not_a_reviewer = send_json(
-        &manager,
-        Method::PATCH,
-        &set_path,
-        json!({"reviewers": ["ann"]}),
-    )
-    .await;
+    let not_a_reviewer = patch_set(&manager, set, json!({"reviewers": ["ann"]})).await;
     assert_eq!(not_a_reviewer.status, 422, "{:?}", not_a_reviewer.json());
-    let assigned = send_json(
-        &manager,
-        Method::PATCH,
-        &set_path,
-        json!({"reviewers": ["rev"]}),
-    )
-    .await;
+    let assigned = patch_set(&manager, set, json!({"reviewers": ["rev"]})).await;
     assert_eq!(assigned.status, 200, "{:?}", assigned.json());
     assert_eq!(rev.get(&set_tasks).await.unwrap().status, 200);
     assert_eq!(queue(&rev).await, tasks);
@@ -801,20 +714,13 @@ async fn reviewers_review_their_sets_from_a_queue_and_annotators_get_the_schema(
 #[tokio::test]
 async fn dataset_images_filter_by_what_a_set_saved() {
     let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
-    let ann = create_user(&admin, "ann", "annotator").await;
+    let (admin, manager, [ann]) = team(&cluster, 1, [("ann", "annotator")]).await;
     let labels = json!([
         {"name": "car", "color": "#ff0000", "kinds": ["rectangle"]},
         {"name": "night", "color": "#000000", "kinds": ["tag"]}
     ]);
     let (shas, set) = annotated_dataset(&admin, &manager, 500..505, labels).await;
-    let task = split(
-        &manager,
-        set,
-        json!({"chunk_size": 5, "assignees": ["ann"]}),
-    )
-    .await[0];
+    let task = assign(&manager, set, 5, "ann").await[0];
     act(&ann, task, "start", json!({})).await;
     let save = |sha: &str, shapes: Value| {
         let (ann, path) = (
@@ -835,13 +741,7 @@ async fn dataset_images_filter_by_what_a_set_saved() {
     .await;
     save(&shas[1], json!([{"label": "night", "kind": "tag"}])).await;
     save(&shas[2], json!([])).await;
-    let dataset = manager
-        .get(&format!("/api/v1/annotation-sets/{set}"))
-        .await
-        .unwrap()
-        .json()["dataset_id"]
-        .as_u64()
-        .unwrap();
+    let dataset = dataset_of(&manager, set).await;
     let listed = |query: &str| {
         let query = query.to_string();
         let (manager, path) = (
@@ -911,18 +811,10 @@ async fn dataset_images_filter_by_what_a_set_saved() {
 #[tokio::test]
 async fn answers_say_what_to_do_next() {
     let cluster = TestCluster::start(Options::default()).await;
-    let admin = cluster.node(1).client();
-    let manager = create_user(&admin, "mgr", "manager").await;
-    let ann = create_user(&admin, "ann", "annotator").await;
-    let rev = create_user(&admin, "rev", "reviewer").await;
-    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
-    let (shas, set) = annotated_dataset(&admin, &manager, 0..2, labels).await;
-    let task = split(
-        &manager,
-        set,
-        json!({"chunk_size": 2, "assignees": ["ann"]}),
-    )
-    .await[0];
+    let users = [("ann", "annotator"), ("rev", "reviewer")];
+    let (admin, manager, [ann, rev]) = team(&cluster, 1, users).await;
+    let (shas, set) = annotated_dataset(&admin, &manager, 0..2, car()).await;
+    let task = assign(&manager, set, 2, "ann").await[0];
 
     let detail = ann
         .get(&format!("/api/v1/tasks/{task}"))
@@ -945,8 +837,11 @@ async fn answers_say_what_to_do_next() {
         "{:?}",
         submit.json()
     );
-    assert_eq!(act(&ann, task, "start", json!({})).await.status, 200);
-    assert_eq!(act(&ann, task, "submit", json!({})).await.status, 200);
+    let steps = [
+        (&ann, "start", 200, "in_progress"),
+        (&ann, "submit", 200, "submitted"),
+    ];
+    walk(task, &steps).await;
 
     let queue = rev.get("/api/v1/review/tasks").await.expect("queue").json();
     assert_eq!(queue["items"], json!([]), "{queue}");
@@ -956,10 +851,7 @@ async fn answers_say_what_to_do_next() {
     );
     let refused = act(&rev, task, "review", json!({})).await;
     assert_eq!(refused.status, 403);
-    let message = refused.json()["error"]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let message = error_message(&refused);
     assert!(
         message.contains("PATCH /api/v1/annotation-sets/") && message.contains("rev"),
         "{message}"
@@ -967,10 +859,7 @@ async fn answers_say_what_to_do_next() {
 
     let early = act(&manager, task, "accept", json!({})).await;
     assert_eq!(early.status, 409);
-    let message = early.json()["error"]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let message = error_message(&early);
     assert!(message.contains("review it first"), "{message}");
 
     // 40 MB without ?format=: the whole upload is read, then a 422 naming the parameter (a
@@ -983,10 +872,7 @@ async fn answers_say_what_to_do_next() {
             .await
             .expect("the 422, not a broken pipe");
         assert_eq!(reply.status, 422, "{:?}", reply.json());
-        let message = reply.json()["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+        let message = error_message(&reply);
         assert!(
             message.contains("format") && message.contains("?format=coco"),
             "{message}"

@@ -35,6 +35,22 @@ where
     }
 }
 
+/// Says `error` as `program` (a test binary) and gives its exit code 2: the check itself could
+/// not run.
+pub fn could_not_run(program: &str, error: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("{program}: {error}");
+    std::process::ExitCode::from(2)
+}
+
+/// The runtime of a test binary's `main`; where it cannot be built, `program`'s exit code
+/// (see [`could_not_run`]).
+pub fn runtime(program: &str) -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| could_not_run(program, e))
+}
+
 /// A loopback port that was free a moment ago, and never handed out before by this process:
 /// the kernel may give the same ephemeral port to two binds in a row, and two nodes of one
 /// cluster on one port would never come up.

@@ -95,19 +95,16 @@ fn to_stored(orientation: u16, width: u32, height: u32, [x, y]: [f64; 2]) -> [f6
 }
 
 /// A point of the stored frame in the displayed frame (`width` x `height`): the inverse of
-/// [`to_stored`].
-fn to_displayed(orientation: u16, width: u32, height: u32, [x, y]: [f64; 2]) -> [f64; 2] {
-    let (w, h) = (f64::from(width), f64::from(height));
-    match orientation {
-        2 => [w - x, y],
-        3 => [w - x, h - y],
-        4 => [x, h - y],
-        5 => [y, x],
-        6 => [w - y, x],
-        7 => [w - y, h - x],
-        8 => [y, h - x],
-        _ => [x, y],
-    }
+/// [`to_stored`], which is the displayed-to-stored map of the inverse orientation (6 and 8 undo
+/// each other, the others undo themselves) over the stored frame.
+fn to_displayed(orientation: u16, width: u32, height: u32, point: [f64; 2]) -> [f64; 2] {
+    let inverse = match orientation {
+        6 => 8,
+        8 => 6,
+        o => o,
+    };
+    let (stored_width, stored_height) = stored_size(orientation, width, height);
+    to_stored(inverse, stored_width, stored_height, point)
 }
 
 /// `shape` (drawn on the displayed `width` x `height` image) in the stored frame.

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tessera_cluster_tests::chaos::{self, nemesis::Fault, sandbox, Config};
+use tessera_cluster_tests::{could_not_run, runtime};
 
 fn parse(args: &[String]) -> Result<(Config, bool), String> {
     let mut config = Config {
@@ -83,24 +84,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (config, fail_on_findings) = match parse(&args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("chaos: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return could_not_run("chaos", e),
     };
     if let Err(e) = sandbox::enter() {
-        eprintln!("chaos: {e}");
-        return ExitCode::from(2);
+        return could_not_run("chaos", e);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime("chaos") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("chaos: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let out = config.out.clone();
     match runtime.block_on(chaos::run(config)) {
@@ -115,9 +106,6 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Err(e) => {
-            eprintln!("chaos: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => could_not_run("chaos", e),
     }
 }

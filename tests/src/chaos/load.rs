@@ -236,6 +236,13 @@ impl Worker {
         self.rng.pick(&self.world.nodes).clone()
     }
 
+    /// Picks the node for the next request and opens its record: the node, its base URL, the
+    /// operation id and the start time.
+    fn begin(&mut self) -> (u64, String, u64, u64) {
+        let (node, http) = self.node();
+        (node, http, self.history.next_id(), self.history.now_us())
+    }
+
     fn record(
         &self,
         id: u64,
@@ -260,17 +267,11 @@ impl Worker {
     }
 
     async fn upload(&mut self, seed: u64) {
-        let (node, http) = self.node();
         let bytes = png(40, 40, seed);
         let sha = hex::encode(sha2::Sha256::digest(&bytes));
-        let id = self.history.next_id();
-        let start = self.history.now_us();
-        let result = self
-            .world
-            .admin
-            .with_base(&http)
-            .put_object(Bytes::from(bytes))
-            .await;
+        let (node, http, id, start) = self.begin();
+        let admin = self.world.admin.with_base(&http);
+        let result = admin.put_object(Bytes::from(bytes)).await;
         if self.record(
             id,
             node,
@@ -295,15 +296,9 @@ impl Worker {
             }
             acked[self.rng.below(acked.len() as u64) as usize].clone()
         };
-        let (node, http) = self.node();
-        let id = self.history.next_id();
-        let start = self.history.now_us();
-        let result = self
-            .world
-            .admin
-            .with_base(&http)
-            .get(&format!("/objects/{sha}"))
-            .await;
+        let (node, http, id, start) = self.begin();
+        let admin = self.world.admin.with_base(&http);
+        let result = admin.get(&format!("/objects/{sha}")).await;
         let wrong = matches!(&result, Ok(r) if r.status == 200 && hex::encode(sha2::Sha256::digest(&r.body)) != sha);
         let missing = matches!(&result, Ok(r) if r.status == 404);
         self.record(
@@ -323,9 +318,7 @@ impl Worker {
         let key = &self.world.keys[key_index];
         let client = self.world.annotators[key.annotator].1.clone();
         let path = key.path();
-        let (node, http) = self.node();
-        let id = self.history.next_id();
-        let start = self.history.now_us();
+        let (node, http, id, start) = self.begin();
         let result = client.with_base(&http).get(&path).await;
         let (version, marker) = match &result {
             Ok(r) if r.status == 200 => {
@@ -421,9 +414,7 @@ impl Worker {
         // Back to the pool; a release that may not have happened is tried again, so the next
         // round starts from the pool or finds the task held (every claim then fails).
         for _ in 0..3 {
-            let (node, http) = self.node();
-            let id = self.history.next_id();
-            let start = self.history.now_us();
+            let (node, http, id, start) = self.begin();
             let path = format!("/api/v1/tasks/{task}/reassign");
             let result = post(
                 &self.world.manager.with_base(&http),

@@ -147,23 +147,16 @@ pub async fn new_writes(world: &World) -> Check<Vec<String>> {
         "upload",
     )?;
     let dataset = world.datasets[0];
-    let before = u64_field(
-        &http::get(&mgr, &format!("/api/v1/datasets/{dataset}"))
-            .await?
-            .json(),
-        "image_count",
-        "dataset",
-    )?;
+    let dataset_path = format!("/api/v1/datasets/{dataset}");
+    let image_count = || async {
+        let record = http::get(&mgr, &dataset_path).await?.json();
+        u64_field(&record, "image_count", "dataset")
+    };
+    let before = image_count().await?;
     let path = format!("/api/v1/datasets/{dataset}/images");
     let images = json!({"images": [{"sha256": new_sha, "name": "after/upgrade.png"}]});
     http::json(&mgr, Method::POST, &path, images, 200).await?;
-    let after = u64_field(
-        &http::get(&mgr, &format!("/api/v1/datasets/{dataset}"))
-            .await?
-            .json(),
-        "image_count",
-        "dataset",
-    )?;
+    let after = image_count().await?;
     if after != before + 1 {
         return Err(format!(
             "dataset {dataset} had {before} images, {after} after adding one"

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tessera_cluster_tests::{binary, Options, TestCluster, ADMIN_PASSWORD};
+use tessera_cluster_tests::{binary, could_not_run, runtime, Options, TestCluster, ADMIN_PASSWORD};
 
 use crate::http::Check;
 
@@ -61,20 +61,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse(&args) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("upgrade: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return could_not_run("upgrade", e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime("upgrade") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("upgrade: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(args)) {
         Ok(()) => {
