@@ -129,10 +129,9 @@ struct Shared {
     admission: admission::Admission,
 }
 
-/// Counters of the cache admission's frequency sketch (one byte each): one per 2 KiB of the
-/// default 128 MiB object cache, so even a cache full of small objects has a counter for
-/// about each of them.
-const ADMISSION_SLOTS: usize = 1 << 16;
+/// Counters of the cache admission's frequency sketch (one byte each, 1 MiB): sixteen per 2 KiB
+/// object of the default 128 MiB object cache, halved every 131,072 reads (`admission.rs`).
+const ADMISSION_SLOTS: usize = 1 << 20;
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting, lets responses
 /// in flight finish (idle connections are closed at once) for up to `config.shutdown_grace`,
