@@ -270,3 +270,31 @@ pub async fn stats(
         "days": days,
     })))
 }
+
+/// `GET /api/v1/annotation-sets/{id}/review-stats`: per annotator (submissions, accepted,
+/// rejected, rejection rate, reworks and rework time, time to first submission) and per reviewer
+/// (decisions, review time), durations in ms. Derived from the set's task histories on request
+/// (`tessera_domain::review_stats`, where the attribution rules are), so it reads every task of
+/// the set: the dashboard asks for it only when the set's statistics changed. Same access as
+/// `…/stats`.
+pub async fn review_stats(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Json<tessera_domain::review_stats::ReviewStats>, ApiError> {
+    require_reviewer_of(&state, &principal, id).await?;
+    let found = state
+        .cluster
+        .read_catalog(move |s| {
+            if annotation_sets::annotation_set(s, id)?.is_none() {
+                return Ok(None);
+            }
+            use tessera_domain::tasks::{tasks, TaskIndex};
+            let all = tasks(s, TaskIndex::Set(id), None, usize::MAX, |_| true)?;
+            Ok(Some(tessera_domain::review_stats::review_stats(&all)))
+        })
+        .await?;
+    found
+        .map(Json)
+        .ok_or_else(|| not_found("annotation set", id))
+}
