@@ -461,7 +461,8 @@ pub fn routes() -> Vec<Route> {
             Reviewer,
             "Review and rework figures per annotator and per reviewer (durations in ms)",
             get(annotation_sets::review_stats),
-        ),
+        )
+        .responds(200, annotation_sets::review_stats_schema()),
         route(
             "get",
             "/api/v1/tasks/{id}/comments",
