@@ -405,6 +405,76 @@ mod tests {
         assert_eq!(r.review_median_ms, None);
     }
 
+    /// Through the real state machine, so the event names read here are the ones it records.
+    #[test]
+    fn histories_recorded_by_the_state_machine() {
+        use crate::annotation_sets::AnnotationSetOp;
+        use crate::catalog::{CatalogOp, Role, TestReplica};
+        use crate::datasets::DatasetOp;
+        use crate::tasks::{tasks, Action, TaskIndex, TaskOp};
+        let r = TestReplica::new();
+        r.apply(CatalogOp::Dataset(DatasetOp::Create {
+            name: "d".into(),
+            created_by: "mgr".into(),
+            created_ms: 0,
+        }));
+        r.apply(CatalogOp::AnnotationSet(AnnotationSetOp::Create {
+            dataset_id: 1,
+            name: "s".into(),
+            labels_json: r##"[{"name":"car","color":"#ff0000","kinds":["rectangle"]}]"##.into(),
+            created_by: "mgr".into(),
+            created_ms: 0,
+        }));
+        r.apply(CatalogOp::Task(TaskOp::Split {
+            set_id: 1,
+            chunks: vec![vec![crate::Sha256([1; 32])]],
+            overlap: 1,
+            assignees: vec!["ann".into()],
+            by: "mgr".into(),
+            at_ms: 0,
+        }));
+        let act = |action, user: &str, role, at_ms| {
+            let reason = (action == Action::Reject).then(|| "redo".to_string());
+            r.apply(CatalogOp::Task(TaskOp::Act {
+                id: 1,
+                action,
+                user: user.into(),
+                role,
+                reason,
+                at_ms,
+            }));
+        };
+        act(Action::Start, "ann", Role::Annotator, 10);
+        act(Action::Submit, "ann", Role::Annotator, 100);
+        act(Action::Review, "mgr", Role::Manager, 150);
+        act(Action::Reject, "mgr", Role::Manager, 200);
+        r.apply(CatalogOp::Task(TaskOp::Reassign {
+            id: 1,
+            assignee: Some("bob".into()),
+            by: "mgr".into(),
+            at_ms: 300,
+        }));
+        act(Action::Start, "bob", Role::Annotator, 400);
+        act(Action::Submit, "bob", Role::Annotator, 700);
+        act(Action::Review, "mgr", Role::Manager, 800);
+        act(Action::Accept, "mgr", Role::Manager, 1_000);
+        let all = tasks(&*r.store.borrow(), TaskIndex::Set(1), None, 10, |_| true).expect("tasks");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].state, TaskState::Accepted, "{:?}", all[0].history);
+        let s = review_stats(&all);
+        let ann = annotator(&s, "ann");
+        assert_eq!((ann.rejected, ann.accepted, ann.reworks), (1, 0, 0));
+        assert_eq!(ann.first_submission_median_ms, Some(100));
+        let bob = annotator(&s, "bob");
+        assert_eq!((bob.rejected, bob.accepted, bob.reworks), (0, 1, 1));
+        assert_eq!(bob.rework_total_ms, 500);
+        assert_eq!(bob.first_submission_median_ms, Some(400));
+        let mgr = reviewer(&s, "mgr");
+        assert_eq!((mgr.tasks_reviewed, mgr.accepted, mgr.rejected), (1, 1, 1));
+        // Review times 50 and 200.
+        assert_eq!(mgr.review_median_ms, Some(125));
+    }
+
     #[test]
     fn medians() {
         assert_eq!(median(&[]), None);
