@@ -440,6 +440,8 @@ assert.equal(await reviewerRow.locator('td[data-col="rejected"]').textContent(),
 assert.equal(await reviewerRow.locator('td[data-col="accepted"]').textContent(), '1');
 await screenshot(mgr, 'dashboard');
 await a11y(mgr, 'dashboard');
+await mgr.locator('#review-reviewers').scrollIntoViewIfNeeded();
+await screenshot(mgr, 'dashboard-review');
 // The dataset's thumbnails filtered by annotation state and label.
 await go(mgr, `/datasets/${datasetId}`);
 await mgr.locator('#filter-set').selectOption(String(setId));

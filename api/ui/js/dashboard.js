@@ -3,7 +3,9 @@
 // per reviewer. Every 5 s it reads the set's statistics (one request) and reads tasks, their
 // progress and the review statistics again only when those changed: an idle dashboard costs one
 // request per interval, whatever the size of the set. (Every event the review statistics count —
-// submit, review, accept, reject — moves a task between states, which changes the statistics.)
+// submit, review, accept, reject — moves a task between states, which changes the counts by
+// state; moves of several tasks within one interval that cancel out exactly are seen at the next
+// change, the same limit the task list has.)
 
 import { all, api } from './api.js';
 import { clear, h, progressBar, stateBadge } from './dom.js';
@@ -59,6 +61,7 @@ export async function renderDashboard(el, set) {
 // A duration in ms for a table cell; '—' when there is none (no samples yet).
 function fmtDuration(ms) {
   if (ms === null || ms === undefined) return '—';
+  if (ms > 0 && ms < 500) return '< 1 s';
   if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
   if (ms < 3_600_000) return `${Math.round(ms / 6000) / 10} min`;
   return `${Math.round(ms / 360_000) / 10} h`;
