@@ -270,3 +270,119 @@ pub async fn stats(
         "days": days,
     })))
 }
+
+/// `GET /api/v1/annotation-sets/{id}/review-stats`: per annotator (submissions, accepted,
+/// rejected, rejection rate, reworks and rework time, time to first submission) and per reviewer
+/// (decisions, review time), durations in ms. Derived from the set's task histories on request
+/// (`tessera_domain::review_stats`, where the attribution rules are), so it reads every task of
+/// the set: the dashboard asks for it only when the set's statistics changed. Same access as
+/// `…/stats`.
+/// The JSON Schema of a review-stats answer ([`tessera_domain::review_stats::ReviewStats`]);
+/// the OpenAPI document publishes it and a unit test checks a serialized answer against it.
+pub fn review_stats_schema() -> Value {
+    let count = json!({ "type": "integer" });
+    let ms = |what: &str| json!({ "type": "integer", "nullable": true, "description": format!("{what}, ms; null without samples") });
+    json!({
+        "type": "object",
+        "required": ["tasks", "archived_tasks", "annotators", "reviewers"],
+        "properties": {
+            "tasks": { "type": "integer", "description": "tasks of the set, archived included" },
+            "archived_tasks": count,
+            "annotators": { "type": "array", "items": {
+                "type": "object",
+                "required": ["annotator", "tasks_submitted", "submissions", "accepted", "rejected", "rejection_rate", "awaiting_review", "reworks", "rework_median_ms", "rework_total_ms", "first_submission_median_ms"],
+                "properties": {
+                    "annotator": { "type": "string" },
+                    "tasks_submitted": count,
+                    "submissions": count,
+                    "accepted": { "type": "integer", "description": "decisions on this annotator's submissions" },
+                    "rejected": count,
+                    "rejection_rate": { "type": "number", "nullable": true, "description": "rejected / (accepted + rejected); null before any decision" },
+                    "awaiting_review": count,
+                    "reworks": { "type": "integer", "description": "submissions after a rejection" },
+                    "rework_median_ms": ms("rejection to the next submission, median"),
+                    "rework_total_ms": { "type": "integer" },
+                    "first_submission_median_ms": ms("creation, claim or reassignment to the first submission, median"),
+                }
+            } },
+            "reviewers": { "type": "array", "items": {
+                "type": "object",
+                "required": ["reviewer", "tasks_reviewed", "accepted", "rejected", "in_review", "review_median_ms"],
+                "properties": {
+                    "reviewer": { "type": "string" },
+                    "tasks_reviewed": count,
+                    "accepted": count,
+                    "rejected": count,
+                    "in_review": count,
+                    "review_median_ms": ms("review start to decision, median"),
+                }
+            } }
+        }
+    })
+}
+
+pub async fn review_stats(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<u64>,
+) -> Result<Json<tessera_domain::review_stats::ReviewStats>, ApiError> {
+    require_reviewer_of(&state, &principal, id).await?;
+    let found = state
+        .cluster
+        .read_catalog(move |s| {
+            if annotation_sets::annotation_set(s, id)?.is_none() {
+                return Ok(None);
+            }
+            use tessera_domain::tasks::{tasks, TaskIndex};
+            let all = tasks(s, TaskIndex::Set(id), None, usize::MAX, |_| true)?;
+            Ok(Some(tessera_domain::review_stats::review_stats(&all)))
+        })
+        .await?;
+    found
+        .map(Json)
+        .ok_or_else(|| not_found("annotation set", id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::tests::conforms;
+    use tessera_domain::review_stats::{AnnotatorReview, ReviewStats, ReviewerReview};
+
+    #[test]
+    fn review_stats_match_their_published_schema() {
+        let stats = ReviewStats {
+            tasks: 2,
+            archived_tasks: 1,
+            annotators: vec![
+                AnnotatorReview {
+                    annotator: "ann".into(),
+                    tasks_submitted: 1,
+                    submissions: 2,
+                    accepted: 1,
+                    rejected: 1,
+                    rejection_rate: Some(0.5),
+                    reworks: 1,
+                    rework_median_ms: Some(10),
+                    rework_total_ms: 10,
+                    first_submission_median_ms: Some(5),
+                    awaiting_review: 0,
+                },
+                AnnotatorReview {
+                    annotator: "bob".into(),
+                    ..AnnotatorReview::default()
+                },
+            ],
+            reviewers: vec![ReviewerReview {
+                reviewer: "rev".into(),
+                review_median_ms: None,
+                ..ReviewerReview::default()
+            }],
+        };
+        let value = serde_json::to_value(&stats).expect("json");
+        conforms(&value, &review_stats_schema()).expect("conforms");
+        let mut broken = value.clone();
+        broken["annotators"][0]["rejection_rate"] = json!("half");
+        assert!(conforms(&broken, &review_stats_schema()).is_err());
+    }
+}

@@ -457,6 +457,14 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             "get",
+            "/api/v1/annotation-sets/{id}/review-stats",
+            Reviewer,
+            "Review and rework figures per annotator and per reviewer (durations in ms)",
+            get(annotation_sets::review_stats),
+        )
+        .responds(200, annotation_sets::review_stats_schema()),
+        route(
+            "get",
             "/api/v1/tasks/{id}/comments",
             SignedIn,
             "A task's review threads (assignee, reviewers and up)",

@@ -23,6 +23,7 @@ pub mod outcome;
 mod properties;
 mod records;
 pub mod requests;
+pub mod review_stats;
 pub mod sessions;
 mod sha;
 pub mod shape;

@@ -879,3 +879,114 @@ async fn answers_say_what_to_do_next() {
         );
     }
 }
+
+/// Reads a set's review statistics as `client` until `done` holds (the read may be served before
+/// the last transition is applied on that node), failing after a deadline.
+async fn review_stats_until(client: &Client, set: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/v1/annotation-sets/{set}/review-stats");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = client.get(&path).await.expect("review-stats");
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+        let stats = reply.json();
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "review stats never matched: {stats}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn review_stats_count_a_rejection_the_rework_and_the_acceptance() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let manager = create_user(&admin, "mgr", "manager").await;
+    let ann = create_user(&admin, "ann", "annotator").await;
+    let reviewer = create_user(&admin, "rev", "reviewer").await;
+    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
+    let (_, set) = annotated_dataset(&admin, &manager, 300..302, labels).await;
+    let path = format!("/api/v1/annotation-sets/{set}");
+    let assigned = send_json(
+        &manager,
+        Method::PATCH,
+        &path,
+        json!({"reviewers": ["rev"]}),
+    )
+    .await;
+    assert_eq!(assigned.status, 200, "{:?}", assigned.json());
+
+    // Nothing yet: no annotators, no reviewers.
+    let empty = review_stats_until(&manager, set, |_| true).await;
+    assert_eq!(empty["annotators"], json!([]));
+    assert_eq!(empty["reviewers"], json!([]));
+
+    let task = split(
+        &manager,
+        set,
+        json!({"chunk_size": 2, "assignees": ["ann"]}),
+    )
+    .await[0];
+    let steps: [(&Client, &str, Value); 7] = [
+        (&ann, "start", json!({})),
+        (&ann, "submit", json!({})),
+        (&reviewer, "review", json!({})),
+        (&reviewer, "reject", json!({"reason": "the car is missed"})),
+        (&ann, "start", json!({})),
+        (&ann, "submit", json!({})),
+        (&reviewer, "review", json!({})),
+    ];
+    for (client, action, body) in steps {
+        let reply = act(client, task, action, body).await;
+        assert_eq!(reply.status, 200, "{action}: {:?}", reply.json());
+    }
+    // In review: the resubmission waits, nothing of it decided.
+    let pending = review_stats_until(&manager, set, |s| s["reviewers"][0]["in_review"] == 1).await;
+    assert_eq!(pending["annotators"][0]["awaiting_review"], 1);
+    assert_eq!(pending["annotators"][0]["rejection_rate"], 1.0);
+
+    let accepted = act(&reviewer, task, "accept", json!({})).await;
+    assert_eq!(accepted.status, 200, "{:?}", accepted.json());
+    let stats = review_stats_until(&manager, set, |s| s["reviewers"][0]["accepted"] == 1).await;
+    assert_eq!(
+        (stats["tasks"].clone(), stats["archived_tasks"].clone()),
+        (json!(1), json!(0))
+    );
+    let a = &stats["annotators"][0];
+    assert_eq!(a["annotator"], "ann", "{stats}");
+    assert_eq!(a["tasks_submitted"], 1);
+    assert_eq!(a["submissions"], 2);
+    assert_eq!(
+        (a["accepted"].clone(), a["rejected"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(a["rejection_rate"], 0.5);
+    assert_eq!(a["awaiting_review"], 0);
+    assert_eq!(a["reworks"], 1);
+    let rework = a["rework_total_ms"].as_u64().expect("rework_total_ms");
+    assert_eq!(a["rework_median_ms"].as_u64(), Some(rework), "one rework");
+    assert!(a["first_submission_median_ms"].is_u64(), "{a}");
+    assert_eq!(stats["annotators"].as_array().map(Vec::len), Some(1));
+    let r = &stats["reviewers"][0];
+    assert_eq!(r["reviewer"], "rev", "{stats}");
+    assert_eq!(r["tasks_reviewed"], 1);
+    assert_eq!(
+        (r["accepted"].clone(), r["rejected"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(r["in_review"], 0);
+    assert!(r["review_median_ms"].is_u64(), "{r}");
+
+    // The set's reviewer may read them (as `…/stats`); an annotator may not.
+    let path = format!("/api/v1/annotation-sets/{set}/review-stats");
+    assert_eq!(reviewer.get(&path).await.unwrap().status, 200);
+    assert_eq!(ann.get(&path).await.unwrap().status, 403);
+    let missing = manager
+        .get("/api/v1/annotation-sets/999999/review-stats")
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 404);
+}

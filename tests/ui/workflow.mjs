@@ -7,8 +7,8 @@
 //   4. a second tab saves the same image first: the first tab gets the conflict dialog and keeps
 //      its shapes, the other tab's version stays in the history;
 //   5. the manager (as reviewer) rejects with a comment, A fixes and resubmits, the manager accepts;
-//   6. the dashboard shows counts and charts; the manager exports COCO from the dialog and the
-//      downloaded file holds the drawn shapes.
+//   6. the dashboard shows counts, charts and the Review table (A's one rejection and rework);
+//      the manager exports COCO from the dialog and the downloaded file holds the drawn shapes.
 // Shapes read back through the API must have the drawn pixel coordinates (±1 px).
 //
 // Env: TESSERA_URL (a node), TESSERA_URL2 (another node, optional), TESSERA_ADMIN_PASSWORD,
@@ -427,8 +427,21 @@ const labelChart = mgr.locator('[data-chart="Shapes per label"] svg');
 assert.match(await labelChart.getAttribute('aria-label'), /car 3/);
 assert.match(await labelChart.getAttribute('aria-label'), /person 1/);
 assert.match(await mgr.locator('[data-chart="Shapes per annotator"] svg').getAttribute('aria-label'), new RegExp(ANN_A));
+// The Review section: the annotator's one rejection, its rework and the acceptance, and the
+// manager who decided both reviews.
+const reviewRow = mgr.locator(`#review-annotators tr[data-annotator="${ANN_A}"]`);
+await reviewRow.locator('td[data-col="rejected"]', { hasText: /^1$/ }).waitFor();
+assert.equal(await reviewRow.locator('td[data-col="accepted"]').textContent(), '1');
+assert.equal(await reviewRow.locator('td[data-col="rejection_rate"]').textContent(), '50 %');
+assert.equal(await reviewRow.locator('td[data-col="reworks"]').textContent(), '1');
+assert.notEqual(await reviewRow.locator('td[data-col="rework_median_ms"]').textContent(), '—');
+const reviewerRow = mgr.locator(`#review-reviewers tr[data-reviewer="${MGR}"]`);
+assert.equal(await reviewerRow.locator('td[data-col="rejected"]').textContent(), '1');
+assert.equal(await reviewerRow.locator('td[data-col="accepted"]').textContent(), '1');
 await screenshot(mgr, 'dashboard');
 await a11y(mgr, 'dashboard');
+await mgr.locator('#review-reviewers').scrollIntoViewIfNeeded();
+await screenshot(mgr, 'dashboard-review');
 // The dataset's thumbnails filtered by annotation state and label.
 await go(mgr, `/datasets/${datasetId}`);
 await mgr.locator('#filter-set').selectOption(String(setId));

@@ -1,7 +1,11 @@
 // The manager's dashboard of an annotation set: task states, images annotated, per-task progress,
-// charts of shapes per label, per annotator and per day. Every 5 s it reads the set's statistics
-// (one request) and reads tasks and their progress again only when those changed: an idle
-// dashboard costs one request per interval, whatever the size of the set.
+// charts of shapes per label, per annotator and per day, and the review figures per annotator and
+// per reviewer. Every 5 s it reads the set's statistics (one request) and reads tasks, their
+// progress and the review statistics again only when those changed: an idle dashboard costs one
+// request per interval, whatever the size of the set. (Every event the review statistics count —
+// submit, review, accept, reject — moves a task between states, which changes the counts by
+// state; moves of several tasks within one interval that cancel out exactly are seen at the next
+// change, the same limit the task list has.)
 
 import { all, api } from './api.js';
 import { clear, h, progressBar, stateBadge } from './dom.js';
@@ -20,7 +24,10 @@ export async function renderDashboard(el, set) {
     const st = await api(`/api/v1/annotation-sets/${set.id}/stats`);
     const seen = JSON.stringify(st);
     if (seen === shown) return;
-    const tasks = await all(`/api/v1/annotation-sets/${set.id}/tasks`);
+    const [tasks, review] = await Promise.all([
+      all(`/api/v1/annotation-sets/${set.id}/tasks`),
+      api(`/api/v1/annotation-sets/${set.id}/review-stats`),
+    ]);
     let budget = PROGRESS_BUDGET / 4; // refreshed every few seconds: a smaller budget
     const progress = await Promise.all(tasks.map((t) => {
       const fallback = { done: t.state === 'accepted' ? t.image_count : 0, total: t.image_count };
@@ -43,9 +50,63 @@ export async function renderDashboard(el, set) {
       h('thead', null, h('tr', null, ['Task', 'State', 'Assignee', 'Images annotated'].map((t) => h('th', null, t)))),
       h('tbody', null, tasks.map((t, i) => h('tr', null, h('td', null, `#${t.id}`), h('td', null, stateBadge(t.state)), h('td', null, t.assignee || 'pool'),
         h('td', null, progressBar(progress[i].done, progress[i].total, `task ${t.id}`)))))));
+    box.append(reviewSection(review));
     shown = seen;
   }
   await draw();
   const timer = setInterval(() => { if (!document.hidden) draw().catch(() => {}); }, 5000);
   return () => { clearInterval(timer); ac.abort(); };
+}
+
+// A duration in ms for a table cell; '—' when there is none (no samples yet).
+function fmtDuration(ms) {
+  if (ms === null || ms === undefined) return '—';
+  if (ms > 0 && ms < 500) return '< 1 s';
+  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
+  if (ms < 3_600_000) return `${Math.round(ms / 6000) / 10} min`;
+  return `${Math.round(ms / 360_000) / 10} h`;
+}
+
+function fmtRate(rate) {
+  return rate === null || rate === undefined ? '—' : `${Math.round(rate * 100)} %`;
+}
+
+// One table: `cols` are [key, heading, format]; every cell carries data-col so tests (and
+// people inspecting the page) find a figure by name, every row data-<kind> with the user.
+function figuresTable(id, label, kind, rows, cols) {
+  return h('table', { id, 'aria-label': label },
+    h('thead', null, h('tr', null, cols.map(([, heading]) => h('th', null, heading)))),
+    h('tbody', null, rows.length
+      ? rows.map((r) => h('tr', { dataset: { [kind]: r[kind] } },
+        cols.map(([key, , fmt]) => h('td', { dataset: { col: key } }, fmt ? fmt(r[key]) : String(r[key])))))
+      : h('tr', null, h('td', { colspan: String(cols.length) }, 'Nothing reviewed or submitted yet'))));
+}
+
+// The "Review" section: per annotator and per reviewer (GET …/review-stats; the rules of who a
+// rejection or a rework counts for are in domain/src/review_stats.rs).
+function reviewSection(review) {
+  return h('section', { id: 'review-stats', 'aria-label': 'Review' },
+    h('h2', null, 'Review'),
+    h('h3', null, 'Annotators'),
+    figuresTable('review-annotators', 'Review per annotator', 'annotator', review.annotators, [
+      ['annotator', 'Annotator'],
+      ['tasks_submitted', 'Tasks submitted'],
+      ['accepted', 'Accepted'],
+      ['rejected', 'Rejected'],
+      ['rejection_rate', 'Rejection rate', fmtRate],
+      ['reworks', 'Reworks'],
+      ['rework_median_ms', 'Rework time (median)', fmtDuration],
+      ['rework_total_ms', 'Rework time (total)', fmtDuration],
+      ['first_submission_median_ms', 'Time to first submission (median)', fmtDuration],
+      ['awaiting_review', 'Awaiting review'],
+    ]),
+    h('h3', null, 'Reviewers'),
+    figuresTable('review-reviewers', 'Review per reviewer', 'reviewer', review.reviewers, [
+      ['reviewer', 'Reviewer'],
+      ['tasks_reviewed', 'Tasks reviewed'],
+      ['accepted', 'Accepted'],
+      ['rejected', 'Rejected'],
+      ['in_review', 'In review'],
+      ['review_median_ms', 'Review time (median)', fmtDuration],
+    ]));
 }
