@@ -271,12 +271,6 @@ pub async fn stats(
     })))
 }
 
-/// `GET /api/v1/annotation-sets/{id}/review-stats`: per annotator (submissions, accepted,
-/// rejected, rejection rate, reworks and rework time, time to first submission) and per reviewer
-/// (decisions, review time), durations in ms. Derived from the set's task histories on request
-/// (`tessera_domain::review_stats`, where the attribution rules are), so it reads every task of
-/// the set: the dashboard asks for it only when the set's statistics changed. Same access as
-/// `…/stats`.
 /// The JSON Schema of a review-stats answer ([`tessera_domain::review_stats::ReviewStats`]);
 /// the OpenAPI document publishes it and a unit test checks a serialized answer against it.
 pub fn review_stats_schema() -> Value {
@@ -321,6 +315,12 @@ pub fn review_stats_schema() -> Value {
     })
 }
 
+/// `GET /api/v1/annotation-sets/{id}/review-stats`: per annotator (submissions, accepted,
+/// rejected, rejection rate, reworks and rework time, time to first submission) and per reviewer
+/// (decisions, review time), durations in ms. Derived from the set's task histories on request
+/// (`tessera_domain::review_stats`, where the attribution rules are), so it reads every task of
+/// the set: the dashboard asks for it only when the set's statistics changed. Same access as
+/// `…/stats`.
 pub async fn review_stats(
     State(state): State<AppState>,
     principal: Principal,
