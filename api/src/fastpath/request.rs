@@ -76,6 +76,10 @@ fn classify<'a>(req: &httparse::Request<'_, 'a>, len: usize) -> Parsed<'a> {
     let Some((sha, query)) = object_path(path) else {
         return Parsed::Other;
     };
+    // Thumbnails and previews may need generating: the router's handler does that.
+    if crate::objects::size_param(query).is_some() {
+        return Parsed::Other;
+    }
     let mut out = ObjectRequest {
         len,
         head,
