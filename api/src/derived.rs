@@ -8,10 +8,11 @@
 //! first generation. The original's shard group records which derived object belongs to
 //! (original, size) (`Command::SetDerived`); the first record wins.
 //!
-//! Generation reads the original, decodes and scales it on the long-work pool (never on the
-//! async threads, never on the blocking pool that runs Raft's fsyncs), at most
-//! [`long_work::THREADS`] at once per node, and only for images within the upload limits
-//! (`MAX_SIDE`, `MAX_PIXELS`): memory is bounded by two decoded images. Requests for the same
+//! Generation reads the original, decodes and scales it on a low-priority pool of its own
+//! ([`RENDER`]: never on the async threads, never on the blocking pool that runs Raft's fsyncs,
+//! never queued behind an export on the job pool), at most [`RENDERS`] at once per node, and
+//! only for images within the upload limits (`MAX_SIDE`, `MAX_PIXELS`): memory is bounded by
+//! two originals and two decoded images. Requests for the same
 //! (original, size) on one node wait for one generation.
 
 use std::collections::HashMap;
@@ -32,6 +33,12 @@ use crate::error::{internal, ApiError};
 use crate::long_work;
 use crate::objects::no_such_object;
 use crate::AppState;
+
+/// Generations at once per node: each holds an original and its decoded pixels.
+pub const RENDERS: usize = 2;
+
+/// The threads that decode, scale and encode (nice 10, like job work).
+static RENDER: long_work::Pool = long_work::Pool::new("tessera-thumb", RENDERS);
 
 /// The forms an image can be asked for in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,7 +101,7 @@ impl Default for Derived {
         Derived {
             known: Mutex::default(),
             flights: Mutex::default(),
-            decodes: Semaphore::new(long_work::THREADS),
+            decodes: Semaphore::new(RENDERS),
         }
     }
 }
@@ -205,7 +212,8 @@ async fn generate(state: &AppState, sha: Sha256, size: Size) -> Result<Sha256, A
         }
         None => return Err(internal("object read returned no body")),
     };
-    let rendered = long_work::run(move || render(&original, size.max_side()))
+    let rendered = RENDER
+        .run(move || render(&original, size.max_side()))
         .await
         .map_err(internal)?
         .map_err(|e| unprocessable("not_decodable", e.to_string()))?;
