@@ -207,3 +207,42 @@ async fn thumbnails_and_previews_are_generated_once_in_the_displayed_frame_and_s
         generated(&cluster.node(2).client()).await + generated(&cluster.node(3).client()).await;
     assert_eq!(after, before, "nothing generated again");
 }
+
+/// A node without a replica of the original's shard reads the original over the internal RPC,
+/// generates the thumbnail once, and then serves the one its shard group recorded.
+#[tokio::test]
+async fn a_node_without_a_replica_serves_thumbnails_too() {
+    let cluster = TestCluster::start(Options {
+        nodes: 4,
+        ..Options::default()
+    })
+    .await;
+    let png = png_with_alpha(1200, 600);
+    let sha = upload(&cluster.node(1).client(), &png).await;
+    let voters = crate::support::voters_of(&cluster.status().await, &sha);
+    let outsider = cluster
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|id| !voters.contains(id))
+        .expect("a node without a replica");
+    let client = cluster.node(outsider).client();
+    let path = format!("/objects/{sha}?size=thumb");
+    let first = client.get(&path).await.unwrap();
+    assert_eq!(first.status, 200, "{:?}", first.json());
+    let image = image::load_from_memory(&first.body).expect("a PNG");
+    assert_eq!((image.width(), image.height()), (256, 128));
+    let again = client.get(&path).await.unwrap();
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("etag"), first.header("etag"));
+    assert_eq!(
+        generated(&client).await,
+        1,
+        "generated once at the outsider"
+    );
+    // A replica finds the outsider's record instead of generating its own.
+    let replica = cluster.node(voters[0]).client();
+    let theirs = replica.get(&path).await.unwrap();
+    assert_eq!(theirs.header("etag"), first.header("etag"));
+    assert_eq!(generated_everywhere(&cluster).await, 1);
+}
