@@ -175,6 +175,19 @@ mod tests {
     }
 
     #[test]
+    fn thumbnails_and_previews_go_to_the_router() {
+        for query in ["size=thumb", "exp=5&sig=ab&size=preview", "size=huge"] {
+            let text = format!("GET /objects/{SHA}?{query} HTTP/1.1\r\n\r\n");
+            assert_eq!(parse(text.as_bytes(), 1 << 10), Parsed::Other, "{query}");
+        }
+        let other = format!("GET /objects/{SHA}?sizes=1 HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            object(parse(other.as_bytes(), 1 << 10)).query,
+            Some("sizes=1")
+        );
+    }
+
+    #[test]
     fn pipelined_requests_parse_one_after_another() {
         let one = format!("HEAD /objects/{SHA} HTTP/1.1\r\n\r\n");
         let two = format!("GET /objects/{SHA} HTTP/1.1\r\nConnection: close\r\n\r\n");
