@@ -134,9 +134,10 @@ async function authHeader() {
  */
 /**
  * An object URL (presigned or not) asking for a server-made form of the image: 'thumb' (longest
- * side 256 px) or 'preview' (1280 px), in the original's displayed frame.
+ * side 256 px) or 'preview' (1280 px), in the original's displayed frame. No URL (none was
+ * handed out) stays none.
  */
-export const sized = (url, size) => `${url}${url.includes('?') ? '&' : '?'}size=${size}`;
+export const sized = (url, size) => url && `${url}${url.includes('?') ? '&' : '?'}size=${size}`;
 
 export async function api(path, opts = {}) {
   const headers = { ...(opts.headers || {}) };
