@@ -75,6 +75,12 @@ await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
 for (let i = 0; i < 6; i++) await page.mouse.wheel(0, -400);
 await eventually('the original replaces the preview', async () => (await drawn()) === 2000);
 assert.ok(bigRequests().some((o) => !/size=/.test(o.url)), 'the original was fetched');
+log('next image and back: the original is drawn again at once');
+await page.keyboard.press('d');
+await eventually('the next image', async () => (await canvas.getAttribute('data-sha')) !== BIG);
+await page.keyboard.press('a');
+await eventually('big.png again, from its original', async () =>
+  (await canvas.getAttribute('data-sha')) === BIG && (await drawn()) === 2000);
 await screenshot(page, 'thumbs-zoomed');
 
 assert.deepEqual(errors, [], 'no page errors');

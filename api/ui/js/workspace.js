@@ -589,6 +589,8 @@ export async function render(el, [taskId], ctx) {
       current = im;
       editor.readOnly = mode() === 'view';
       editor.show(img, im.shapes, im.history, { fit: true, width: im.width, height: im.height });
+      // Back on an image whose original was fetched already: draw that again, not its preview.
+      im.fullP?.then((full) => { if (current === im) editor.setImage(full); }).catch(() => {});
       canvas.dataset.sha = im.sha256;
       canvas.dataset.width = String(editor.width);
       canvas.dataset.height = String(editor.height);
