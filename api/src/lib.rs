@@ -14,6 +14,7 @@ mod body_timeout;
 pub mod cluster_routes;
 mod comments;
 mod datasets;
+pub mod derived;
 mod error;
 mod export;
 pub mod fastpath;
@@ -80,6 +81,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// Back-off on failed sign-ins at this node.
     pub login_throttle: Arc<login_throttle::LoginThrottle>,
+    /// Thumbnail and preview generations in flight at this node.
+    pub derived: Arc<derived::Derived>,
 }
 
 /// The complete HTTP router of a node.

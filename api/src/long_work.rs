@@ -6,7 +6,8 @@
 //! appends and with them every write of the cluster. Here it runs on at most [`THREADS`]
 //! threads of its own that ask the kernel for a lower priority (nice 10, inherited by ffmpeg and
 //! pdftoppm, which they start), so consensus and serving always come first, and a queue of
-//! jobs waits its turn instead of taking more threads.
+//! jobs waits its turn instead of taking more threads. Thumbnails and previews have a [`Pool`]
+//! of their own (`crate::derived`), so that they never wait behind an export.
 
 use std::future::Future;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -28,22 +29,65 @@ type Work = Box<dyn FnOnce() + Send>;
 #[error("long-running work panicked")]
 pub struct Panicked;
 
-fn pool() -> &'static Sender<Work> {
-    static POOL: OnceLock<Sender<Work>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let (tx, rx) = channel::<Work>();
-        let rx = Arc::new(Mutex::new(rx));
-        for n in 0..THREADS {
-            let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("tessera-long-{n}"))
-                .spawn(move || worker(&rx));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a long-work thread");
-            }
+/// A set of low-priority threads with their queue, started on first use.
+pub struct Pool {
+    name: &'static str,
+    threads: usize,
+    queue: OnceLock<Sender<Work>>,
+}
+
+/// Job work: imports, exports, annotation imports.
+static JOBS: Pool = Pool::new("tessera-long", THREADS);
+
+impl Pool {
+    /// A pool of `threads` threads named `name-<n>`. Separate pools keep one kind of work from
+    /// queueing behind another (a thumbnail behind an hour-long export).
+    pub const fn new(name: &'static str, threads: usize) -> Pool {
+        Pool {
+            name,
+            threads,
+            queue: OnceLock::new(),
         }
-        tx
-    })
+    }
+
+    fn queue(&self) -> &Sender<Work> {
+        self.queue.get_or_init(|| {
+            let (tx, rx) = channel::<Work>();
+            let rx = Arc::new(Mutex::new(rx));
+            for n in 0..self.threads {
+                let rx = rx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-{n}", self.name))
+                    .spawn(move || worker(&rx));
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, pool = self.name, "cannot start a low-priority thread");
+                }
+            }
+            tx
+        })
+    }
+
+    /// Queues `f` on this pool at once (like `spawn_blocking`, it starts without being
+    /// awaited); the future gives its result without blocking the runtime.
+    pub fn run<T, F>(&self, f: F) -> impl Future<Output = Result<T, Panicked>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, result) = oneshot::channel();
+        let work: Work = Box::new(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            // The waiter may be gone (the job was cancelled); the result is then dropped.
+            let _ = done.send(outcome.map_err(|_| Panicked));
+        });
+        let queued = self.queue().send(work).is_ok();
+        async move {
+            if !queued {
+                return Err(Panicked);
+            }
+            result.await.map_err(|_| Panicked)?
+        }
+    }
 }
 
 fn worker(rx: &Mutex<Receiver<Work>>) {
@@ -65,26 +109,13 @@ fn worker(rx: &Mutex<Receiver<Work>>) {
     }
 }
 
-/// Queues `f` on the long-work pool at once (like `spawn_blocking`, it starts without being
-/// awaited); the future gives its result without blocking the runtime.
+/// Queues `f` on the job pool (see [`Pool::run`]).
 pub fn run<T, F>(f: F) -> impl Future<Output = Result<T, Panicked>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (done, result) = oneshot::channel();
-    let work: Work = Box::new(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        // The waiter may be gone (the job was cancelled); the result is then dropped.
-        let _ = done.send(outcome.map_err(|_| Panicked));
-    });
-    let queued = pool().send(work).is_ok();
-    async move {
-        if !queued {
-            return Err(Panicked);
-        }
-        result.await.map_err(|_| Panicked)?
-    }
+    JOBS.run(f)
 }
 
 #[cfg(test)]

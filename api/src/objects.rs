@@ -395,9 +395,20 @@ pub(crate) fn decide<B>(
     })
 }
 
+/// The value of a `size=` parameter in an object URL's query, if there is one.
+pub(crate) fn size_param(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("size")?.strip_prefix('='))
+}
+
 /// `GET` and `HEAD /objects/{sha}`: the bytes, from a local replica when there is one. Most of
 /// these requests never get here: `crate::fastpath` answers them before hyper parses them.
-/// This handler serves the rest (for example requests with a body) with the same answers.
+/// This handler serves the rest (for example requests with a body) with the same answers, and
+/// every `?size=` request: the thumbnail or preview (`crate::derived`) is served like an
+/// object, with its own hash as the ETag. The access check is the original's, so a presigned
+/// URL (whose signature covers the original's hash, not the query) reaches only the forms of
+/// the image it was made for.
 pub async fn serve(
     State(state): State<AppState>,
     Path(sha): Path<String>,
@@ -406,7 +417,14 @@ pub async fn serve(
 ) -> Result<Response, ApiError> {
     let sha = parse_sha(&sha)?;
     let (mut parts, _) = request.into_parts();
+    let size = size_param(query.as_deref())
+        .map(crate::derived::Size::parse)
+        .transpose()?;
     authorize_read(&state, &sha, query.as_deref(), &mut parts).await?;
+    let sha = match size {
+        Some(size) => crate::derived::resolve(&state, sha, size).await?,
+        None => sha,
+    };
     let etag = format!("\"{sha}\"");
     let query = ObjectQuery {
         sha,

@@ -124,7 +124,7 @@ pub fn routes() -> Vec<Route> {
             "get",
             "/objects/{sha}",
             ManagerOrPresigned,
-            "An object's bytes (ETag, If-None-Match, Range; HEAD too)",
+            "An object's bytes (ETag, If-None-Match, Range; HEAD too); ?size=thumb or ?size=preview for a thumbnail (256 px) or preview (1280 px) in the displayed frame, made on first request",
             get(objects::serve),
         ),
         route(

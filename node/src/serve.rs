@@ -62,6 +62,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         metrics,
         data_dir: data_dir.clone(),
         login_throttle: Default::default(),
+        derived: Default::default(),
     };
     tessera_api::jobs::start_background(&state).await;
     tokio::spawn(tessera_api::oauth::prune_catalogue(state.clone()));

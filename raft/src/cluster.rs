@@ -453,7 +453,10 @@ impl Cluster {
         // Taken before asking: everything committed before this instant is applied once the
         // wait below returns.
         let since = Instant::now();
-        let index = retry(ClusterError::is_transient, || self.read_index(raft)).await?;
+        let index = retry(ClusterError::is_transient, || {
+            self.read_index(raft, META_GROUP)
+        })
+        .await?;
         raft.wait(Some(RETRY_DEADLINE))
             .applied_index_at_least(Some(index), "catalogue barrier")
             .await
@@ -462,13 +465,13 @@ impl Cluster {
         Ok(())
     }
 
-    /// The catalogue leader's read index, asked of the leader.
-    async fn read_index(&self, raft: &Raft) -> Result<u64, ClusterError> {
+    /// The read index of `group`'s leader (`raft` is this node's replica), asked of the leader.
+    async fn read_index(&self, raft: &Raft, group: u32) -> Result<u64, ClusterError> {
         let leader = raft.metrics().borrow().current_leader;
         match leader {
-            Some(leader) if leader == self.me => self.local_read_index(META_GROUP).await,
+            Some(leader) if leader == self.me => self.local_read_index(group).await,
             Some(leader) => {
-                let request = ReadIndexRequest { group: META_GROUP };
+                let request = ReadIndexRequest { group };
                 let reply = self
                     .ask(leader, FORWARD_TIMEOUT, request, |mut c, r| async move {
                         c.read_index(r).await
@@ -476,9 +479,9 @@ impl Cluster {
                     .await?;
                 Ok(reply.index)
             }
-            None => Err(ClusterError::Unavailable(
-                "the catalogue has no leader".into(),
-            )),
+            None => Err(ClusterError::Unavailable(format!(
+                "group {group} has no leader"
+            ))),
         }
     }
 
@@ -520,6 +523,68 @@ impl Cluster {
                 "unexpected response {other:?}"
             ))),
         }
+    }
+
+    /// Records `derived` as `original`'s form `size` in the original's shard group and returns
+    /// the derived object recorded there: an earlier one if another node got there first.
+    pub async fn set_derived(
+        &self,
+        original: Sha256,
+        size: &str,
+        derived: Sha256,
+    ) -> Result<Sha256, ClusterError> {
+        let group = self.placement.group_of(&original);
+        let command = Command::SetDerived {
+            original,
+            size: size.to_owned(),
+            derived,
+        };
+        match self.propose(group, command, 0).await? {
+            Response::Derived(sha) => Ok(sha),
+            other => Err(ClusterError::Internal(format!(
+                "unexpected response {other:?}"
+            ))),
+        }
+    }
+
+    /// The derived object recorded for (`original`, `size`) in this node's replica of the
+    /// original's shard group, read on the blocking pool; `None` when there is none or this
+    /// node holds no replica (the caller then generates it, and `set_derived` tells it which
+    /// one the group recorded). A local miss is read again after this replica has applied
+    /// everything the group's leader had committed, so a record another node just made is
+    /// found instead of generated again.
+    pub async fn derived(
+        &self,
+        original: &Sha256,
+        size: &str,
+    ) -> Result<Option<Sha256>, ClusterError> {
+        let group = self.placement.group_of(original);
+        let Some(raft) = self.group(group) else {
+            return Ok(None);
+        };
+        if let Some(found) = self.local_derived(group, original, size).await? {
+            return Ok(Some(found));
+        }
+        let index = retry(ClusterError::is_transient, || self.read_index(raft, group)).await?;
+        raft.wait(Some(RETRY_DEADLINE))
+            .applied_index_at_least(Some(index), "derived record")
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("group {group}: {e}")))?;
+        self.local_derived(group, original, size).await
+    }
+
+    async fn local_derived(
+        &self,
+        group: u32,
+        original: &Sha256,
+        size: &str,
+    ) -> Result<Option<Sha256>, ClusterError> {
+        let key = crate::command::derived_key(group, original, size);
+        let store = self.store.clone();
+        let raw = tokio::task::spawn_blocking(move || store.get(Cf::Catalog, &key))
+            .await
+            .map_err(|e| ClusterError::Internal(e.to_string()))??;
+        Ok(raw.and_then(|raw| raw.try_into().ok()).map(Sha256))
     }
 
     /// Runs a blocking read of this node's catalogue replica (after `catalog_barrier` when the

@@ -49,6 +49,21 @@ pub enum Command {
         at_ms: u64,
         op: CatalogOp,
     },
+    /// Records that `derived` is `original` in form `size` (a thumbnail or preview, see
+    /// `tessera_api::derived`), unless a derived object is recorded for that pair already: the
+    /// first recorded wins, so every node serves the same bytes. Proposed to the original's shard
+    /// group, so that the record routes, replicates and snapshots with the original.
+    SetDerived {
+        original: Sha256,
+        size: String,
+        derived: Sha256,
+    },
+}
+
+/// The key, in the original's shard group's catalogue column family, of the derived object
+/// recorded for (`original`, `size`).
+pub fn derived_key(group: u32, original: &Sha256, size: &str) -> Vec<u8> {
+    tessera_storage::keys::named(group, &format!("derived/{original}/{size}"))
 }
 
 impl fmt::Debug for Command {
@@ -63,6 +78,9 @@ impl fmt::Debug for Command {
             Command::Reference { sha, add, .. } => write!(f, "Reference({sha}, add: {add})"),
             Command::Catalog { op, .. } | Command::CatalogAt { op, .. } => {
                 write!(f, "Catalog({})", op.summary())
+            }
+            Command::SetDerived { original, size, .. } => {
+                write!(f, "SetDerived({original}, {size})")
             }
         }
     }
@@ -86,6 +104,8 @@ pub enum Response {
     Catalog(CatalogOutcome),
     /// The reference count after a `Reference` command; `None` if the object does not exist.
     References(Option<u64>),
+    /// The derived object recorded after a `SetDerived` command (the earlier one if there was).
+    Derived(Sha256),
 }
 
 #[cfg(test)]
@@ -120,6 +140,14 @@ mod tests {
                     op,
                 },
                 5,
+            ),
+            (
+                Command::SetDerived {
+                    original: Sha256([3; 32]),
+                    size: "thumb".into(),
+                    derived: Sha256([4; 32]),
+                },
+                6,
             ),
         ];
         for (command, index) in cases {

@@ -335,6 +335,23 @@ fn apply_entries(
                     }
                 }
             }
+            EntryPayload::Normal(Command::SetDerived {
+                original,
+                size,
+                derived,
+            }) => {
+                let key = crate::command::derived_key(group, &original, &size);
+                match store
+                    .get(Cf::Catalog, &key)?
+                    .and_then(|raw| raw.try_into().ok())
+                {
+                    Some(recorded) => Response::Derived(Sha256(recorded)),
+                    None => {
+                        batch.put_cf(store.cf(Cf::Catalog), key, derived.0);
+                        Response::Derived(derived)
+                    }
+                }
+            }
             EntryPayload::Normal(Command::Catalog { request_id, op }) => {
                 let outcome = stage_catalog(store, &mut batch, group, &request_id, None, &op)?;
                 catalog_op = Some(op);

@@ -18,5 +18,6 @@ mod sessions;
 mod snapshot;
 mod support;
 mod tasks;
+mod thumbnails;
 mod ui;
 mod volumes;

@@ -188,6 +188,37 @@ async fn five_thousand_shapes_open_and_edit() {
     .await;
 }
 
+/// Issue 13, thumbnails: the dataset grid and the workspace strip load `?size=thumb`, the
+/// workspace draws `?size=preview` and fetches a large original only once zoomed past it. Prints
+/// the bytes a page of thumbnails costs next to its originals.
+#[tokio::test]
+async fn the_grid_and_workspace_load_thumbnails_and_previews() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    create_user(&admin, "viewer", "annotator").await;
+    let (manager, dataset, set, _) = fixture(&admin, 24, 24, street_labels()).await;
+    let big = upload(&admin, &png(2000, 1500, 77)).await;
+    let path = format!("/api/v1/datasets/{dataset}/images");
+    let body = json!({"images": [{"sha256": big, "name": "big.png"}]});
+    let added = send_json(&manager, Method::POST, &path, body).await;
+    assert_eq!(added.status, 200, "{:?}", added.json());
+    let path = format!("/api/v1/annotation-sets/{set}/tasks/split");
+    let body = json!({"chunk_size": 100, "assignees": ["viewer"]});
+    let split = send_json(&manager, Method::POST, &path, body).await;
+    assert_eq!(split.status, 201, "{:?}", split.json());
+    let task = split.json()["tasks"][0]
+        .as_u64()
+        .expect("task id")
+        .to_string();
+    let dataset = dataset.to_string();
+    let env = [
+        ("TESSERA_DATASET", dataset.as_str()),
+        ("TESSERA_TASK", task.as_str()),
+        ("TESSERA_BIG", big.as_str()),
+    ];
+    run_script(&mut cluster, "thumbs.mjs", &env).await;
+}
+
 /// An annotator and one task of `images` 640×480 images (labels of [`street_labels`]) assigned
 /// to them; the task's id.
 async fn one_task(admin: &Client, annotator: &str, images: usize) -> u64 {

@@ -76,6 +76,10 @@ fn classify<'a>(req: &httparse::Request<'_, 'a>, len: usize) -> Parsed<'a> {
     let Some((sha, query)) = object_path(path) else {
         return Parsed::Other;
     };
+    // Thumbnails and previews may need generating: the router's handler does that.
+    if crate::objects::size_param(query).is_some() {
+        return Parsed::Other;
+    }
     let mut out = ObjectRequest {
         len,
         head,
@@ -168,6 +172,19 @@ mod tests {
         assert_eq!(req.if_none_match, Some(&b"\"x\""[..]));
         assert_eq!(req.authorization, Some(&b"Bearer t"[..]));
         assert_eq!(req.cookie, Some(&b"tessera_token=c"[..]));
+    }
+
+    #[test]
+    fn thumbnails_and_previews_go_to_the_router() {
+        for query in ["size=thumb", "exp=5&sig=ab&size=preview", "size=huge"] {
+            let text = format!("GET /objects/{SHA}?{query} HTTP/1.1\r\n\r\n");
+            assert_eq!(parse(text.as_bytes(), 1 << 10), Parsed::Other, "{query}");
+        }
+        let other = format!("GET /objects/{SHA}?sizes=1 HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            object(parse(other.as_bytes(), 1 << 10)).query,
+            Some("sizes=1")
+        );
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl Node {
                 .handle(),
             data_dir: dir.path().to_path_buf(),
             login_throttle: Default::default(),
+            derived: Default::default(),
         };
         tokio::spawn(fastpath::serve(
             fast_listener,

@@ -132,6 +132,13 @@ async function authHeader() {
  * Calls the API. `opts.json` is sent as JSON; `opts.body` raw. Returns the parsed body, or with
  * `opts.full` `{status, headers, body}` (4xx/5xx still throw unless listed in `opts.accept`).
  */
+/**
+ * An object URL (presigned or not) asking for a server-made form of the image: 'thumb' (longest
+ * side 256 px) or 'preview' (1280 px), in the original's displayed frame. No URL (none was
+ * handed out) stays none.
+ */
+export const sized = (url, size) => url && `${url}${url.includes('?') ? '&' : '?'}size=${size}`;
+
 export async function api(path, opts = {}) {
   const headers = { ...(opts.headers || {}) };
   let body = opts.body;

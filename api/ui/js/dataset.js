@@ -1,7 +1,7 @@
 // One dataset: upload (drag-and-drop of files, folders and archives, with progress), import jobs,
 // the thumbnail grid, and its annotation sets.
 
-import { all, api, ApiError, followJob, upload } from './api.js';
+import { all, api, ApiError, followJob, sized, upload } from './api.js';
 import { clear, field, fmtBytes, fmtTime, h, progressBar, setProgress, stateBadge, toast } from './dom.js';
 
 const IMAGE = /\.(jpe?g|png|webp|gif|bmp|tiff?)$/i;
@@ -239,7 +239,7 @@ export async function render(el, [id], ctx) {
     clear(grid);
     for (const img of page.items) {
       grid.append(h('figure', { class: 'thumb' },
-        h('img', { src: img.url, alt: img.name, loading: 'lazy', width: 150, height: 120 }),
+        h('img', { src: sized(img.url, 'thumb'), alt: img.name, loading: 'lazy', width: 150, height: 120 }),
         h('figcaption', { title: `${img.name} · ${img.width}×${img.height}` }, img.name)));
     }
     if (!page.items.length) grid.append(h('p', { class: 'muted' }, 'No images yet.'));

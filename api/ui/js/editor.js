@@ -147,9 +147,15 @@ export class Editor {
 
   label(name) { return this.labels.find((l) => l.name === name); }
 
-  /** Shows an image with its shapes; `history` keeps undo/redo per image. */
-  show(image, shapes, history, { fit = true } = {}) {
+  /**
+   * Shows an image with its shapes; `history` keeps undo/redo per image. `width` and `height`
+   * are the original's displayed size, the frame of every coordinate: `image` may be a smaller
+   * preview, drawn scaled up to that size until `setImage` swaps in the original.
+   */
+  show(image, shapes, history, { fit = true, width, height } = {}) {
     this.image = image;
+    this.width = width || image.naturalWidth;
+    this.height = height || image.naturalHeight;
     this.shapes = shapes;
     this.undoStack = history.undo;
     this.redoStack = history.redo;
@@ -159,6 +165,12 @@ export class Editor {
     if (fit) this.fit();
     this.invalidate();
     this.hooks.select?.(null);
+  }
+
+  /** Swaps the drawn picture (the original for its preview) without moving the view. */
+  setImage(image) {
+    this.image = image;
+    this.invalidate();
   }
 
   fitCanvas() {
@@ -178,10 +190,10 @@ export class Editor {
     if (!this.image) return;
     const r = this.canvas.getBoundingClientRect();
     const pad = 16;
-    const s = Math.min((r.width - 2 * pad) / this.image.naturalWidth, (r.height - 2 * pad) / this.image.naturalHeight);
+    const s = Math.min((r.width - 2 * pad) / this.width, (r.height - 2 * pad) / this.height);
     this.scale = s > 0 ? s : 1;
-    this.tx = (r.width - this.image.naturalWidth * this.scale) / 2;
-    this.ty = (r.height - this.image.naturalHeight * this.scale) / 2;
+    this.tx = (r.width - this.width * this.scale) / 2;
+    this.ty = (r.height - this.height * this.scale) / 2;
     this.invalidate();
   }
 
@@ -212,8 +224,8 @@ export class Editor {
     let x = (sx - this.tx) / this.scale;
     let y = (sy - this.ty) / this.scale;
     if (clamp && this.image) {
-      x = Math.max(0, Math.min(this.image.naturalWidth, x));
-      y = Math.max(0, Math.min(this.image.naturalHeight, y));
+      x = Math.max(0, Math.min(this.width, x));
+      y = Math.max(0, Math.min(this.height, y));
     }
     return [x, y];
   }
@@ -573,8 +585,8 @@ export class Editor {
       const s = d.shape;
       let dx = ip[0] - d.last[0];
       let dy = ip[1] - d.last[1];
-      const W = this.image.naturalWidth;
-      const H = this.image.naturalHeight;
+      const W = this.width;
+      const H = this.height;
       s.points.forEach(([x, y], i) => {
         if (!placed(s, i)) return;
         dx = Math.max(-x, Math.min(W - x, dx));
@@ -713,9 +725,11 @@ export class Editor {
     ctx.imageSmoothingEnabled = this.scale < 2;
     const { brightness, contrast } = this.look;
     if (brightness !== 100 || contrast !== 100) ctx.filter = `brightness(${brightness}%) contrast(${contrast}%)`;
-    ctx.drawImage(this.image, 0, 0);
+    ctx.drawImage(this.image, 0, 0, this.width, this.height);
     ctx.filter = 'none';
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    // Zoomed past the preview's resolution: the workspace fetches the original.
+    if (this.image.naturalWidth < this.width && dpr * this.scale * this.width > this.image.naturalWidth) this.hooks.sharper?.();
     for (const s of this.shapes) if (!s._hidden) this.drawShape(s, s._id === this.selected);
     if (this.draft) this.drawDraft();
     for (const p of this.pins) this.drawPin(p);

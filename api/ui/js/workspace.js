@@ -9,7 +9,7 @@
 // says how many images are not saved, and submitting waits until none are (or the user
 // discards them).
 
-import { api, ApiError, atLeast, currentSession } from './api.js';
+import { api, ApiError, atLeast, currentSession, sized } from './api.js';
 import { clean, Editor, NOT_LABELLED, OCCLUDED, VISIBILITY_NAMES, VISIBLE, visibilityOf, withIds } from './editor.js';
 import { clear, fmtTime, h, modal, stateBadge, toast } from './dom.js';
 import { drop, keep, pending } from './unsaved.js';
@@ -87,13 +87,17 @@ export async function render(el, [taskId], ctx) {
     }
     im.rev++;
   };
-  const loadImage = (im) => (im.imgP ??= new Promise((resolve, reject) => {
+  const fetchImage = (im, url) => new Promise((resolve, reject) => {
     const img = new Image();
     img.decoding = 'async';
     img.onload = () => img.decode().catch(() => {}).then(() => resolve(img));
     img.onerror = () => reject(new Error(`image ${im.sha256.slice(0, 12)} did not load`));
-    img.src = im.url;
-  }));
+    img.src = url;
+  });
+  // The preview first (longest side 1280 px): a huge original is decoded only when zoom asks
+  // for it (`sharper`); an image the server cannot preview falls back to the original.
+  const loadImage = (im) => (im.imgP ??= fetchImage(im, sized(im.url, 'preview')).catch(() => loadOriginal(im)));
+  const loadOriginal = (im) => (im.fullP ??= fetchImage(im, im.url));
   const loadShapes = (im) => (im.shapesP ??= api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`).then((a) => {
     im.version = a.version;
     setShapes(im, a.shapes || []);
@@ -205,6 +209,11 @@ export async function render(el, [taskId], ctx) {
     comment: (x, y) => addComment(x, y),
     toast: (m) => toast(m),
     label: () => currentLabel,
+    sharper: () => {
+      const im = current;
+      if (!im || im.fullP) return;
+      loadOriginal(im).then((img) => { if (current === im) editor.setImage(img); }).catch((e) => toast(e.message, 'error'));
+    },
   });
   window.tessera.editor = editor;
   const applyLook = () => {
@@ -382,7 +391,7 @@ export async function render(el, [taskId], ctx) {
     clear(strip);
     for (const im of images) {
       const b = h('button', { type: 'button', 'aria-label': `Image ${im.n + 1}${im.name ? `: ${im.name}` : ''}`, title: im.name || null, 'aria-current': String(im === current), dataset: { n: String(im.n) } },
-        h('img', { src: im.url, alt: '', loading: 'lazy', width: 90, height: 70 }));
+        h('img', { src: sized(im.url, 'thumb'), alt: '', loading: 'lazy', width: 90, height: 70 }));
       b.addEventListener('click', () => go(im.n));
       strip.append(b);
       markStrip(im);
@@ -579,10 +588,12 @@ export async function render(el, [taskId], ctx) {
       if (mine !== seq) return;
       current = im;
       editor.readOnly = mode() === 'view';
-      editor.show(img, im.shapes, im.history, { fit: true });
+      editor.show(img, im.shapes, im.history, { fit: true, width: im.width, height: im.height });
+      // Back on an image whose original was fetched already: draw that again, not its preview.
+      im.fullP?.then((full) => { if (current === im) editor.setImage(full); }).catch(() => {});
       canvas.dataset.sha = im.sha256;
-      canvas.dataset.width = String(img.naturalWidth);
-      canvas.dataset.height = String(img.naturalHeight);
+      canvas.dataset.width = String(editor.width);
+      canvas.dataset.height = String(editor.height);
       canvas.dataset.n = String(n);
       editor.pins = pinsFor(im);
       renderObjects();
