@@ -5,12 +5,24 @@
 //
 // A keypoint set (kind `points`) may carry `visibility`, one COCO flag per point: 0 not labelled
 // (its point a placeholder [0, 0], not drawn), 1 occluded (drawn hollow), 2 visible (the default).
+//
+// Thousands of shapes: the shapes other than the selected one are drawn once into a cached layer
+// (a second canvas at the same devicePixelRatio); a frame composites the image, that layer, then
+// the selected shape, its handles, the draft and the comment pins. The selected shape is thus
+// drawn on top of the others while it is selected (as CVAT does), and back in its place in the
+// z-order once deselected. Selecting, or undo touching a few shapes, redraws only the layer's
+// rectangles around them; a pan or pinch in progress moves and scales the cached bitmap, and the
+// layer is drawn again once the gesture ends. Each shape's bounding box is cached, so a click tests
+// only the shapes whose box is under it.
 
 const HANDLE = 5; // half-size of a vertex handle, CSS px
 const LABELS_MAX = 300; // above this many shapes only the selected one has its label drawn
 const UNDO_CHARS = 64e6; // undo snapshots kept per image, in characters (about 128 MB)
 const CLOSE = 9; // how near the first point closes a polygon, CSS px
 const RING_GAP = 8; // skeleton edges stop this far from an occluded keypoint (outside its ring), CSS px
+const PAD = 12; // how far a shape's drawing reaches outside its points' box (strokes, keypoint rings), CSS px
+const PARTIAL_MAX = 64; // a change to more shapes than this draws the whole layer again
+const WHEEL_END = 150; // a wheel zoom ends this long after its last event, ms
 const round = (v) => Math.round(v * 100) / 100;
 let nextId = 1;
 
@@ -127,7 +139,16 @@ export class Editor {
     this.undoStack = [];
     this.redoStack = [];
     this.frame = 0;
-    this.resize = new ResizeObserver(() => { this.fitCanvas(); this.invalidate(); });
+    /** The cached layer of the shapes other than the selected one, and what it was drawn for. */
+    this.layer = document.createElement('canvas');
+    this.lctx = this.layer.getContext('2d');
+    this.layerView = null;
+    this.layerStale = true;
+    /** Screen rectangles [x1, y1, x2, y2] of the layer to draw again (a shape left or joined it). */
+    this.dirty = [];
+    this.boxes = new WeakMap();
+    this.wheelEnd = 0;
+    this.resize = new ResizeObserver(() => { this.fitCanvas(); this.repaint(); });
     this.resize.observe(canvas);
     canvas.addEventListener('pointerdown', (e) => this.down(e));
     canvas.addEventListener('pointermove', (e) => this.move(e));
@@ -143,7 +164,7 @@ export class Editor {
     canvas.addEventListener('auxclick', (e) => e.preventDefault());
   }
 
-  destroy() { this.resize.disconnect(); cancelAnimationFrame(this.frame); }
+  destroy() { this.resize.disconnect(); cancelAnimationFrame(this.frame); clearTimeout(this.wheelEnd); }
 
   label(name) { return this.labels.find((l) => l.name === name); }
 
@@ -170,7 +191,7 @@ export class Editor {
   /** Swaps the drawn picture (the original for its preview) without moving the view. */
   setImage(image) {
     this.image = image;
-    this.invalidate();
+    this.repaint();
   }
 
   fitCanvas() {
@@ -194,7 +215,7 @@ export class Editor {
     this.scale = s > 0 ? s : 1;
     this.tx = (r.width - this.width * this.scale) / 2;
     this.ty = (r.height - this.height * this.scale) / 2;
-    this.invalidate();
+    this.repaint();
   }
 
   zoomAt(factor, sx, sy) {
@@ -202,7 +223,7 @@ export class Editor {
     this.tx = sx - ((sx - this.tx) * s) / this.scale;
     this.ty = sy - ((sy - this.ty) * s) / this.scale;
     this.scale = s;
-    this.invalidate();
+    this.repaint();
   }
 
   zoom(factor) {
@@ -210,10 +231,54 @@ export class Editor {
     this.zoomAt(factor, r.width / 2, r.height / 2);
   }
 
+  /** Draws again, the cached layer included (after anything the layer may show changed). */
   invalidate() {
+    this.layerStale = true;
+    this.repaint();
+  }
+
+  /** Draws again over the cached layer (the selected shape, the draft, the view moved). */
+  repaint() {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); });
   }
+
+  /** Draws the layer again around shape `s` (in its current place). */
+  touch(s) {
+    if (!s || this.layerStale) return;
+    if (!this.sameView() || this.shapes.length <= LABELS_MAX || this.dirty.length >= PARTIAL_MAX) { this.layerStale = true; return; }
+    const [x1, y1, x2, y2] = this.box(s);
+    const [a, b] = this.toScreen([x1, y1]);
+    const [c, d] = this.toScreen([x2, y2]);
+    this.dirty.push([a - PAD, b - PAD, c + PAD, d + PAD]);
+  }
+
+  /** The box [x1, y1, x2, y2] of a shape's placed points, in image pixels (cached until it is edited). */
+  box(s) {
+    let b = this.boxes.get(s);
+    if (b && s._id !== this.selected) return b;
+    b = [Infinity, Infinity, -Infinity, -Infinity];
+    const pts = s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s) : s.points;
+    pts.forEach(([x, y], i) => {
+      if (!placed(s, i)) return;
+      if (x < b[0]) b[0] = x;
+      if (y < b[1]) b[1] = y;
+      if (x > b[2]) b[2] = x;
+      if (y > b[3]) b[3] = y;
+    });
+    this.boxes.set(s, b);
+    return b;
+  }
+
+  /** Whether the layer was drawn for the current view and canvas size. */
+  sameView() {
+    const v = this.layerView;
+    return !!v && v.scale === this.scale && v.tx === this.tx && v.ty === this.ty
+      && v.w === this.canvas.width && v.h === this.canvas.height;
+  }
+
+  /** Whether a gesture that moves the view (pan, pinch, wheel) is under way. */
+  gesture() { return this.drag?.type === 'pan' || !!this.pinch || !!this.wheelEnd; }
 
   // --- coordinates
   local(e) {
@@ -241,11 +306,32 @@ export class Editor {
   }
   restore(json) {
     const sel = this.selected;
+    const before = new Map(this.shapes.map((s) => [s._id, s]));
     this.shapes.splice(0, this.shapes.length, ...JSON.parse(json));
+    this.relayer(before);
     this.selected = this.shapes.some((s) => s._id === sel) ? sel : null;
     if (this.selected !== sel) this.keypoint = null;
     this.hooks.select?.(this.selectedShape());
-    this.changed();
+    this.repaint();
+    this.hooks.change?.();
+  }
+  /**
+   * After the shapes were replaced (undo, redo): draws the layer again around the shapes that
+   * differ from `before` (id → shape), or all of it when the order of the others changed.
+   */
+  relayer(before) {
+    const same = (a, b) => a.label === b.label && a.kind === b.kind && a.angle === b.angle && !a._hidden === !b._hidden
+      && String(a.visibility) === String(b.visibility) && a.points.length === b.points.length
+      && a.points.every(([x, y], i) => x === b.points[i][0] && y === b.points[i][1]);
+    const now = new Set(this.shapes.map((s) => s._id));
+    const order = (ids) => ids.filter((id) => id !== this.selected && now.has(id) && before.has(id)).join();
+    if (order([...before.keys()]) !== order([...now])) { this.layerStale = true; return; }
+    for (const s of this.shapes) {
+      const old = before.get(s._id);
+      if (old && same(old, s)) this.boxes.set(s, this.boxes.get(old) || this.box(s));
+      else if (s._id !== this.selected) { if (old) this.touch(old); this.touch(s); }
+    }
+    for (const [id, old] of before) if (!now.has(id) && id !== this.selected) this.touch(old);
   }
   undo() {
     if (this.draft) { this.cancelDraft(); return; }
@@ -258,16 +344,33 @@ export class Editor {
     this.undoStack.push(JSON.stringify(this.shapes));
     this.restore(this.redoStack.pop());
   }
-  changed() { this.invalidate(); this.hooks.change?.(); }
+  /**
+   * After an edit: `only`, the one shape it changed when it was the selected one (drawn over the
+   * layer), or nothing when the layer may show the change.
+   */
+  changed(only) {
+    if (only && only._id === this.selected) this.repaint(); else this.invalidate();
+    this.hooks.change?.();
+  }
 
   // --- selection and editing
   selectedShape() { return this.shapes.find((s) => s._id === this.selected) || null; }
   select(id, keypoint = null) {
-    this.selected = id;
+    this.activate(id);
     this.keypoint = keypoint;
     this.placeAs = VISIBLE;
-    this.invalidate();
+    this.repaint();
     this.hooks.select?.(this.selectedShape());
+  }
+  /** Makes `id` the selected shape: the layer leaves it out and shows the one selected before. */
+  activate(id) {
+    if (id === this.selected) return;
+    const leaving = this.selectedShape();
+    if (leaving && !leaving._hidden) this.touch(leaving);
+    this.selected = id;
+    const coming = this.selectedShape();
+    if (coming && !coming._hidden) this.touch(coming);
+    this.repaint();
   }
   deleteSelected() {
     const s = this.selectedShape();
@@ -275,14 +378,15 @@ export class Editor {
     if (s._locked) { this.hooks.toast?.('This shape is locked: unlock it first'); return; }
     this.checkpoint();
     this.shapes.splice(this.shapes.indexOf(s), 1);
+    this.changed(s);
     this.select(null);
-    this.changed();
   }
   update(shape, fn) {
     if (this.readOnly) return;
     this.checkpoint();
     fn(shape);
-    this.changed();
+    this.boxes.delete(shape);
+    this.changed(shape);
     this.hooks.select?.(this.selectedShape());
   }
   add(shape) {
@@ -296,9 +400,9 @@ export class Editor {
     }
     if (Object.keys(attrs).length) s.attributes = attrs;
     this.shapes.push(s);
-    this.selected = s._id;
+    this.activate(s._id);
     this.keypoint = null;
-    this.changed();
+    this.changed(s);
     this.hooks.select?.(s);
     return s;
   }
@@ -322,7 +426,7 @@ export class Editor {
   chooseKeypoint(i) {
     this.keypoint = i;
     this.placeAs = VISIBLE;
-    this.invalidate();
+    this.repaint();
     this.hooks.select?.(this.selectedShape());
   }
   /** The editable selected set with a keypoint chosen, or null (after telling why). */
@@ -395,7 +499,7 @@ export class Editor {
     this.checkpoint();
     this.shapes.splice(this.shapes.indexOf(s), 1);
     if (front) this.shapes.push(s); else this.shapes.unshift(s);
-    this.changed();
+    this.changed(s);
   }
 
   /**
@@ -439,9 +543,13 @@ export class Editor {
     return null;
   }
   hitShape(sp) {
+    const [ix, iy] = this.toImage(sp, false);
+    const near = 8 / this.scale;
     for (let i = this.shapes.length - 1; i >= 0; i--) {
       const s = this.shapes[i];
       if (s._hidden || s.kind === 'tag') continue;
+      const [x1, y1, x2, y2] = this.box(s);
+      if (ix < x1 - near || ix > x2 + near || iy < y1 - near || iy > y2 + near) continue;
       const pts = (s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s) : s.points).map((p) => this.toScreen(p));
       if ((s.kind === 'rectangle' || s.kind === 'rotated_rectangle' || s.kind === 'polygon') && inside(pts, sp[0], sp[1])) return s;
       if (s.kind === 'polyline' || s.kind === 'polygon') {
@@ -475,7 +583,7 @@ export class Editor {
     this.drag = null;
     if (this.draft && (this.draft.kind === 'rectangle' || this.draft.kind === 'rotated_rectangle')) this.draft = null;
     this.pinch = { ...this.pinchState(), scale: this.scale, tx: this.tx, ty: this.ty };
-    this.invalidate();
+    this.repaint();
   }
   movePinch() {
     const p = this.pinch;
@@ -487,7 +595,7 @@ export class Editor {
     this.scale = s;
     this.tx = now.mid[0] - ix * s;
     this.ty = now.mid[1] - iy * s;
-    this.invalidate();
+    this.repaint();
   }
 
   // --- pointer
@@ -534,7 +642,7 @@ export class Editor {
       this.draft = { kind: this.tool, label: label.name, points: [ip, ip] };
       this.drag = { type: 'draw' };
       this.canvas.setPointerCapture(e.pointerId);
-      this.invalidate();
+      this.repaint();
       return;
     }
     if (this.tool === 'polygon' || this.tool === 'polyline' || this.tool === 'points') {
@@ -547,7 +655,7 @@ export class Editor {
       }
       pts.push(ip);
       this.draftHint();
-      this.invalidate();
+      this.repaint();
     }
   }
 
@@ -562,7 +670,7 @@ export class Editor {
     if (d?.type === 'pan') {
       this.tx = d.tx + sp[0] - d.start[0];
       this.ty = d.ty + sp[1] - d.start[1];
-      this.invalidate();
+      this.repaint();
       return;
     }
     const ip = this.toImage(sp);
@@ -598,23 +706,24 @@ export class Editor {
     } else if (!this.draft) {
       return;
     }
-    this.invalidate();
+    this.repaint();
   }
 
   up(e) {
     if (this.touches.delete(e.pointerId) && this.pinch) {
-      if (!this.touches.size) this.pinch = null;
+      if (!this.touches.size) { this.pinch = null; this.repaint(); }
       return;
     }
     const d = this.drag;
     this.drag = null;
     if (this.canvas.hasPointerCapture?.(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
     if (!d) return;
+    if (d.type === 'pan') this.repaint();
     if (d.type === 'draw') {
       const [[x1, y1], [x2, y2]] = this.draft.points;
       const draft = this.draft;
       this.draft = null;
-      if (Math.abs(x2 - x1) * this.scale < 3 || Math.abs(y2 - y1) * this.scale < 3) { this.invalidate(); return; }
+      if (Math.abs(x2 - x1) * this.scale < 3 || Math.abs(y2 - y1) * this.scale < 3) { this.repaint(); return; }
       const shape = { label: draft.label, kind: draft.kind, points: [[Math.min(x1, x2), Math.min(y1, y2)], [Math.max(x1, x2), Math.max(y1, y2)]] };
       if (draft.kind === 'rotated_rectangle') shape.angle = 0;
       this.add(shape);
@@ -625,7 +734,7 @@ export class Editor {
           const [[x1, y1], [x2, y2]] = s.points;
           s.points = [[Math.min(x1, x2), Math.min(y1, y2)], [Math.max(x1, x2), Math.max(y1, y2)]];
         }
-        this.changed();
+        this.changed(s);
         this.hooks.select?.(s);
       } else {
         this.undoStack.pop(); // nothing changed: drop the checkpoint
@@ -636,6 +745,8 @@ export class Editor {
   wheel(e) {
     e.preventDefault();
     const [sx, sy] = this.local(e);
+    clearTimeout(this.wheelEnd);
+    this.wheelEnd = setTimeout(() => { this.wheelEnd = 0; this.repaint(); }, WHEEL_END);
     this.zoomAt(Math.pow(1.0015, -e.deltaY * (e.deltaMode === 1 ? 33 : 1)), sx, sy);
   }
 
@@ -658,7 +769,7 @@ export class Editor {
     const names = this.label(d.label)?.keypoints || [];
     if (names.length && d.points.length === names.length) { this.finishDraft(); return; }
     this.draftHint();
-    this.invalidate();
+    this.repaint();
   }
   draftHint() {
     const d = this.draft;
@@ -699,14 +810,14 @@ export class Editor {
     this.draft = null;
     this.occludeNext = false;
     this.hooks.draft?.('');
-    this.invalidate();
+    this.repaint();
   }
   popDraftPoint() {
     if (!this.draft) return false;
     this.draft.points.pop();
     this.draft.visibility?.pop();
     if (!this.draft.points.length) this.cancelDraft();
-    else { this.draftHint(); this.invalidate(); }
+    else { this.draftHint(); this.repaint(); }
     return true;
   }
 
@@ -727,12 +838,68 @@ export class Editor {
     if (brightness !== 100 || contrast !== 100) ctx.filter = `brightness(${brightness}%) contrast(${contrast}%)`;
     ctx.drawImage(this.image, 0, 0, this.width, this.height);
     ctx.filter = 'none';
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     // Zoomed past the preview's resolution: the workspace fetches the original.
     if (this.image.naturalWidth < this.width && dpr * this.scale * this.width > this.image.naturalWidth) this.hooks.sharper?.();
-    for (const s of this.shapes) if (!s._hidden) this.drawShape(s, s._id === this.selected);
+    if (this.layerStale || (!this.sameView() && !this.gesture())) this.drawLayer();
+    else if (this.dirty.length) this.drawDirty();
+    const v = this.layerView;
+    const k = this.scale / v.scale;
+    ctx.setTransform(k, 0, 0, k, dpr * (this.tx - v.tx * k), dpr * (this.ty - v.ty * k));
+    ctx.drawImage(this.layer, 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const s = this.selectedShape();
+    if (s && !s._hidden) this.drawShape(s, true);
     if (this.draft) this.drawDraft();
     for (const p of this.pins) this.drawPin(p);
+  }
+
+  /** Runs `fn` with the drawing helpers drawing into the layer. */
+  intoLayer(fn) {
+    const main = this.ctx;
+    this.ctx = this.lctx;
+    try { fn(); } finally { this.ctx = main; }
+  }
+
+  /** Draws every shape but the selected one into the layer, for the current view. */
+  drawLayer() {
+    const { layer, lctx, canvas } = this;
+    if (layer.width !== canvas.width || layer.height !== canvas.height) {
+      layer.width = canvas.width;
+      layer.height = canvas.height;
+    }
+    const dpr = window.devicePixelRatio || 1;
+    lctx.setTransform(1, 0, 0, 1, 0, 0);
+    lctx.clearRect(0, 0, layer.width, layer.height);
+    lctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    this.intoLayer(() => { for (const s of this.shapes) if (!s._hidden && s._id !== this.selected) this.drawShape(s, false); });
+    this.layerView = { scale: this.scale, tx: this.tx, ty: this.ty, w: canvas.width, h: canvas.height };
+    this.layerStale = false;
+    this.dirty = [];
+  }
+
+  /** Draws the layer again inside its dirty rectangles only: the shapes whose box meets one. */
+  drawDirty() {
+    const { lctx } = this;
+    const dpr = window.devicePixelRatio || 1;
+    const rects = this.dirty;
+    this.dirty = [];
+    lctx.save();
+    lctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    lctx.beginPath();
+    for (const [x1, y1, x2, y2] of rects) {
+      lctx.clearRect(x1, y1, x2 - x1, y2 - y1);
+      lctx.rect(x1, y1, x2 - x1, y2 - y1);
+    }
+    lctx.clip();
+    const meets = ([a, b, c, d]) => {
+      const [x1, y1] = this.toScreen([a, b]);
+      const [x2, y2] = this.toScreen([c, d]);
+      return rects.some(([p, q, r, t]) => x1 - PAD < r && x2 + PAD > p && y1 - PAD < t && y2 + PAD > q);
+    };
+    this.intoLayer(() => {
+      for (const s of this.shapes) if (!s._hidden && s._id !== this.selected && meets(this.box(s))) this.drawShape(s, false);
+    });
+    lctx.restore();
   }
 
   path(pts, close) {
