@@ -411,15 +411,20 @@ export async function render(el, [taskId], ctx) {
 
   // --- autosave under the version protocol
   const dirty = (im) => im.shapes && textOf(im) !== im.saved;
+  /**
+   * Whether to show an image as unsaved: changed since its text was last made (thousands of
+   * shapes take tens of ms to serialise: the save does it, not every edit), or dirty.
+   */
+  const unsaved = (im) => (im.shapes && im.textRev !== im.rev) || dirty(im);
   /** Changes a save attempt did not get to the server. */
-  const failed = (im) => dirty(im) && (im.offline || im.error);
+  const failed = (im) => (im.offline || im.error) && dirty(im);
   function showSaveState() {
     renderUnsaved();
     const im = current;
     if (!im) return;
     const [cls, text] = im.conflict ? ['error', 'conflict'] : im.error ? ['error', `not saved: ${im.error}`]
       : im.saving ? ['saving', 'saving…'] : failed(im) ? ['error', 'not saved — retrying']
-        : dirty(im) ? ['dirty', 'unsaved changes'] : ['saved', `saved · v${im.version}`];
+        : unsaved(im) ? ['dirty', 'unsaved changes'] : ['saved', `saved · v${im.version}`];
     saveState.className = `save-state ${cls}`;
     saveState.textContent = text;
     saveState.dataset.version = String(im.version);
