@@ -619,16 +619,15 @@ export class Editor {
     if (this.tool === 'select' || this.readOnly) {
       if (!this.readOnly && this.placeKeypoint(ip)) return;
       const handle = !this.readOnly && this.hitHandle(sp);
+      // A drag checkpoints once it moves the shape (a click only selects).
       if (handle) {
-        this.checkpoint();
         this.drag = { type: 'vertex', ...handle, moved: false };
         if (handle.shape.kind === 'points') this.chooseKeypoint(handle.index);
       } else {
         const s = this.hitShape(sp);
         this.select(s ? s._id : null, s?.kind === 'points' ? this.keypointAt(s, sp) : null);
         if (s && !this.readOnly && !s._locked) {
-          this.checkpoint();
-          this.drag = { type: 'move', shape: s, last: ip, moved: false, orig: JSON.stringify(s.points) };
+          this.drag = { type: 'move', shape: s, last: ip, moved: false };
         } else {
           this.drag = { type: 'pan', start: sp, tx: this.tx, ty: this.ty };
         }
@@ -677,6 +676,7 @@ export class Editor {
     if (d?.type === 'draw') {
       this.draft.points[1] = ip;
     } else if (d?.type === 'vertex') {
+      if (!d.moved) this.checkpoint();
       d.moved = true;
       const s = d.shape;
       if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') {
@@ -700,7 +700,7 @@ export class Editor {
         dx = Math.max(-x, Math.min(W - x, dx));
         dy = Math.max(-y, Math.min(H - y, dy));
       });
-      if (dx || dy) d.moved = true;
+      if ((dx || dy) && !d.moved) { this.checkpoint(); d.moved = true; }
       s.points = s.points.map(([x, y], i) => (placed(s, i) ? [x + dx, y + dy] : [x, y]));
       d.last = [d.last[0] + dx, d.last[1] + dy];
     } else if (!this.draft) {
@@ -727,18 +727,14 @@ export class Editor {
       const shape = { label: draft.label, kind: draft.kind, points: [[Math.min(x1, x2), Math.min(y1, y2)], [Math.max(x1, x2), Math.max(y1, y2)]] };
       if (draft.kind === 'rotated_rectangle') shape.angle = 0;
       this.add(shape);
-    } else if (d.type === 'vertex' || d.type === 'move') {
-      if (d.moved) {
-        const s = d.shape;
-        if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') {
-          const [[x1, y1], [x2, y2]] = s.points;
-          s.points = [[Math.min(x1, x2), Math.min(y1, y2)], [Math.max(x1, x2), Math.max(y1, y2)]];
-        }
-        this.changed(s);
-        this.hooks.select?.(s);
-      } else {
-        this.undoStack.pop(); // nothing changed: drop the checkpoint
+    } else if ((d.type === 'vertex' || d.type === 'move') && d.moved) {
+      const s = d.shape;
+      if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') {
+        const [[x1, y1], [x2, y2]] = s.points;
+        s.points = [[Math.min(x1, x2), Math.min(y1, y2)], [Math.max(x1, x2), Math.max(y1, y2)]];
       }
+      this.changed(s);
+      this.hooks.select?.(s);
     }
   }
 

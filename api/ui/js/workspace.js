@@ -203,8 +203,8 @@ export async function render(el, [taskId], ctx) {
 
   // --- the editor
   const editor = new Editor(canvas, labels, {
-    change: () => { if (current) { current.rev++; renderObjects(); scheduleSave(current); markStrip(current); } },
-    select: (s) => { renderAttributes(s); renderKeypoints(); renderObjects(); },
+    change: () => { if (current) { current.rev++; renderObjectsOnce(); scheduleSave(current); markStrip(current); } },
+    select: (s) => { renderAttributes(s); renderKeypoints(); renderObjectsOnce(); },
     draft: (t) => { draftHint.textContent = t; renderKeypoints(); },
     comment: (x, y) => addComment(x, y),
     toast: (m) => toast(m),
@@ -357,6 +357,13 @@ export async function render(el, [taskId], ctx) {
   }
 
   // --- object list with visibility toggles
+  /** The object list rendered once at the end of this task (an edit both changes and selects). */
+  let objectsQueued = false;
+  function renderObjectsOnce() {
+    if (objectsQueued) return;
+    objectsQueued = true;
+    queueMicrotask(() => { objectsQueued = false; renderObjects(); });
+  }
   function renderObjects() {
     clear(objectList);
     if (!current?.shapes) return;
