@@ -10,10 +10,11 @@
 // (a second canvas at the same devicePixelRatio); a frame composites the image, that layer, then
 // the selected shape, its handles, the draft and the comment pins. The selected shape is thus
 // drawn on top of the others while it is selected (as CVAT does), and back in its place in the
-// z-order once deselected. Selecting, or undo touching a few shapes, redraws only the layer's
-// rectangles around them; a pan or pinch in progress moves and scales the cached bitmap, and the
-// layer is drawn again once the gesture ends. Each shape's bounding box is cached, so a click tests
-// only the shapes whose box is under it.
+// z-order once deselected; a click still hits the topmost shape in the z-order. Selecting, or an
+// undo touching a few shapes, redraws only the layer's rectangles around them; a pan or pinch in
+// progress moves and scales the cached bitmap, and the layer is drawn again once the gesture ends
+// (a wheel zoom, WHEEL_END after its last event). Each shape's bounding box is cached, so a click
+// tests only the shapes whose box is under it.
 
 const HANDLE = 5; // half-size of a vertex handle, CSS px
 const LABELS_MAX = 300; // above this many shapes only the selected one has its label drawn
