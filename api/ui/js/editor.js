@@ -254,6 +254,12 @@ export class Editor {
     this.dirty.push([a - PAD, b - PAD, c + PAD, d + PAD]);
   }
 
+  /** After shape `s` was hidden, shown, locked or unlocked: draws the layer again around it. */
+  reshow(s) {
+    if (s._id !== this.selected) this.touch(s);
+    this.repaint();
+  }
+
   /** The box [x1, y1, x2, y2] of a shape's placed points, in image pixels (cached until it is edited). */
   box(s) {
     let b = this.boxes.get(s);

@@ -378,12 +378,12 @@ export async function render(el, [taskId], ctx) {
       const color = labels.find((l) => l.name === s.label)?.color || '#888';
       const sel = s._id === editor.selected;
       const vis = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!s._hidden), title: s._hidden ? 'Show' : 'Hide' }, s._hidden ? 'show' : 'hide');
-      vis.addEventListener('click', () => { s._hidden = !s._hidden; editor.invalidate(); renderObjects(); });
+      vis.addEventListener('click', () => { s._hidden = !s._hidden; editor.reshow(s); renderObjects(); });
       const name = h('button', { type: 'button', class: 'name', 'aria-pressed': String(sel) }, h('span', { class: 'swatch', style: { background: color } }), ` ${i + 1}. ${s.label} · ${s.kind.replace('_', ' ')}`);
       name.addEventListener('click', () => editor.select(s._id));
       // Locked shapes are selected but never moved, reshaped or deleted by accident (not saved).
       const lock = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!!s._locked), 'aria-label': `Lock ${s.label} ${i + 1}`, title: s._locked ? 'Unlock' : 'Lock' }, s._locked ? 'locked' : 'lock');
-      lock.addEventListener('click', () => { s._locked = !s._locked; editor.invalidate(); renderObjects(); });
+      lock.addEventListener('click', () => { s._locked = !s._locked; editor.reshow(s); renderObjects(); });
       const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly || !!s._locked }, '✕');
       del.addEventListener('click', () => { editor.select(s._id); editor.deleteSelected(); });
       objectList.append(h('li', { class: sel ? 'selected' : null, dataset: { kind: s.kind, label: s.label } }, name, lock, vis, del));
@@ -783,7 +783,7 @@ export async function render(el, [taskId], ctx) {
     if (k === '?') { showHelp(); return; }
     if (k === 'o' || k === 'O') { editor.toggleOccluded(); return; }
     if (k === 'n' || k === 'N') { editor.skipKeypoint(); return; }
-    if (k === 'h' || k === 'H') { const s = editor.selectedShape(); if (s) { s._hidden = !s._hidden; editor.invalidate(); renderObjects(); } return; }
+    if (k === 'h' || k === 'H') { const s = editor.selectedShape(); if (s) { s._hidden = !s._hidden; editor.reshow(s); renderObjects(); } return; }
     if (k === '[' || k === ']') {
       const s = editor.selectedShape();
       if (s?.kind === 'rotated_rectangle') editor.update(s, (x) => { x.angle = (((x.angle || 0) + (k === ']' ? 5 : -5)) % 360 + 360) % 360; });
