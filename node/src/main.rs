@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod import;
 mod serve;
+mod shutdown;
 mod up;
 
 use std::path::PathBuf;

@@ -89,7 +89,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     );
 
     tokio::spawn(async move {
-        shutdown_signal().await;
+        crate::shutdown::signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
@@ -117,16 +117,4 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(8192)
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -208,9 +208,11 @@ async fn wait_for(config: &Config, path: &str, limit: Duration) -> anyhow::Resul
     Ok(())
 }
 
-/// Waits for Ctrl-C; a child that exits meanwhile is reported and restarted with back-off,
-/// while the others keep running.
+/// Waits for Ctrl-C or SIGTERM; a child that exits meanwhile is reported and restarted with
+/// back-off, while the others keep running. Either signal stops every node before returning.
 async fn supervise(mut nodes: Vec<NodeProcess>) -> anyhow::Result<()> {
+    let stop = crate::shutdown::signal();
+    tokio::pin!(stop);
     loop {
         let exited = async {
             loop {
@@ -223,7 +225,7 @@ async fn supervise(mut nodes: Vec<NodeProcess>) -> anyhow::Result<()> {
             }
         };
         let (i, status) = tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
             exit = exited => exit,
         };
         let node = &mut nodes[i];
@@ -234,7 +236,7 @@ async fn supervise(mut nodes: Vec<NodeProcess>) -> anyhow::Result<()> {
             wait.as_secs()
         );
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
             _ = tokio::time::sleep(wait) => {}
         }
         if let Err(e) = node.restart() {

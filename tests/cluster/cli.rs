@@ -84,12 +84,13 @@ impl Up {
             .collect()
     }
 
-    /// Ctrl-C, then waits for `up` to exit.
-    fn interrupt(mut self) -> std::process::ExitStatus {
+    /// Sends `signal` (`INT`: Ctrl-C, `TERM`: what systemd and `kill` send), then waits for
+    /// `up` to exit.
+    fn stop(mut self, signal: &str) -> std::process::ExitStatus {
         Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
-            .expect("kill -INT");
+            .expect("kill");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for up") {
@@ -97,7 +98,7 @@ impl Up {
             }
             assert!(
                 Instant::now() < deadline,
-                "`tessera up` did not stop after Ctrl-C"
+                "`tessera up` did not stop after SIG{signal}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -123,7 +124,7 @@ fn is_alive(pid: u32) -> bool {
 }
 
 #[test]
-fn up_put_get_status_and_ctrl_c() {
+fn up_put_get_status_and_stop_on_ctrl_c_or_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut toml = String::from("[cluster]\nshards = 8\nreplication = 3\n");
     for id in 1..=3 {
@@ -204,13 +205,14 @@ fn up_put_get_status_and_ctrl_c() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    assert!(up.interrupt().success());
+    assert!(up.stop("INT").success());
     for pid in pids[..2].iter().chain([pid_in(&again_pid)].iter()) {
         assert!(!is_alive(*pid), "node process {pid} outlived `tessera up`");
     }
 
     // Again on the same data: no new initialisation, every object still there.
     let mut again = Up::start(&config);
+    let again_pids = again.node_pids();
     again.expect("Tessera is ready");
     assert!(
         !again
@@ -225,5 +227,12 @@ fn up_put_get_status_and_ctrl_c() {
             std::fs::read(file).expect("image")
         );
     }
-    assert!(again.interrupt().success());
+    // SIGTERM stops the nodes too (it used to leave them running as orphans).
+    assert!(again.stop("TERM").success());
+    for pid in again_pids {
+        assert!(
+            !is_alive(pid),
+            "node process {pid} outlived `tessera up` after SIGTERM"
+        );
+    }
 }
