@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import {
-  apiGet, apiSend, at, BASE, browser, errors, eventually, log, newUserPage, pw, signIn, token, waitSaved, workspace,
+  apiGet, apiSend, at, BASE, eventually, finish, log, newUserPage, pw, signIn, token, waitSaved, workspace,
 } from './harness.mjs';
 
 const TASK = Number(process.env.TESSERA_TASK);
@@ -89,6 +89,4 @@ assert.deepEqual(saved[0].points.map((p) => p.map(Math.round)), [[15, 15], [70, 
 results.saveBytes = body;
 const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? 0);
 log(`5000 shapes: ${JSON.stringify({ ...results, heapMB: Math.round(heap / 1e6) })}`);
-assert.deepEqual(errors, [], 'no uncaught page errors');
-await browser.close();
-process.exit(0);
+await finish('bench-shapes');

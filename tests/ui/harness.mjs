@@ -189,6 +189,24 @@ export async function workspace(page) {
   await page.locator('#canvas[data-sha]').or(failed).first().waitFor();
   if (await failed.count()) throw new Error(`the workspace did not open: ${await failed.first().textContent()}`);
 }
+/** A page of `user`'s, signed in, on task `task`'s workspace, the task started. */
+export async function startedWorkspace(user, task) {
+  const page = await newUserPage();
+  await signIn(page, user, pw(user));
+  await page.goto(`${BASE}/tasks/${task}`);
+  await workspace(page);
+  await page.getByRole('button', { name: 'Start' }).click();
+  await page.locator('#submit').waitFor();
+  return page;
+}
+/** Ends a script: no page error and no CSP violation in any tab, then exits 0. */
+export async function finish(name) {
+  assert.deepEqual(errors, [], 'no uncaught page errors');
+  assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violations');
+  await browser.close();
+  log(`ok: ${name}`);
+  process.exit(0);
+}
 export async function waitSaved(page) {
   await page.locator('#save-state.saved').waitFor();
 }

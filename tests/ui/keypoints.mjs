@@ -12,8 +12,8 @@
 
 import assert from 'node:assert/strict';
 import {
-  a11y, apiGet, BASE, browser, clickAt, cspViolations, errors, eventually, log, nearPoints, newUserPage, objectCount,
-  pw, screenshot, signIn, token, view, workspace,
+  a11y, apiGet, clickAt, eventually, finish, log, nearPoints, objectCount, pw, screenshot, startedWorkspace,
+  token, view, workspace,
 } from './harness.mjs';
 
 const TASK = Number(process.env.TESSERA_TASK);
@@ -25,12 +25,7 @@ const LEFT_HAND = [220, 240];
 const RIGHT_HAND = [420, 240];
 const LEFT_FOOT = [340, 400];
 
-const a = await newUserPage();
-await signIn(a, USER, pw(USER));
-await a.goto(`${BASE}/tasks/${TASK}`);
-await workspace(a);
-await a.getByRole('button', { name: 'Start' }).click();
-await a.locator('#submit').waitFor();
+const a = await startedWorkspace(USER, TASK);
 const sha = (await view(a)).sha;
 const savedSet = async () => (await apiGet(tok, `/api/v1/tasks/${TASK}/images/${sha}/annotations`)).shapes[0];
 /** Waits until the server has the set with exactly `visibility` (absent: `undefined`). */
@@ -174,8 +169,4 @@ await eventually('the canvas drawn as saved', async () => {
 });
 await screenshot(a, 'keypoints-drawn');
 
-assert.deepEqual(errors, [], 'no uncaught page errors');
-assert.deepEqual(cspViolations, [], 'no Content-Security-Policy violations');
-await browser.close();
-log('ok: keypoints');
-process.exit(0);
+await finish('keypoints');
