@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod outcome;
 #[cfg(test)]
 mod properties;
+pub mod quality;
 mod records;
 pub mod requests;
 pub mod review_stats;
