@@ -66,6 +66,9 @@ pub struct AnnotationSet {
     /// Users with the reviewer role who review this set's tasks (managers review every set).
     #[serde(default)]
     pub reviewers: Vec<String>,
+    /// Honeypots, consensus and scoring rules (`docs/quality.md`).
+    #[serde(default)]
+    pub quality: crate::quality::Policy,
 }
 
 impl AnnotationSet {
@@ -325,6 +328,11 @@ pub enum AnnotationSetOp {
         id: u64,
         reviewers: Vec<String>,
     },
+    /// Replaces the set's quality policy.
+    SetQuality {
+        id: u64,
+        policy: crate::quality::Policy,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +409,7 @@ pub fn stage(tx: &mut Tx, op: &AnnotationSetOp) -> Result<AnnotationSetOutcome, 
                 created_by: created_by.clone(),
                 created_ms: *created_ms,
                 reviewers: Vec::new(),
+                quality: Default::default(),
             };
             write(tx, &set)
         }
@@ -439,6 +448,23 @@ pub fn stage(tx: &mut Tx, op: &AnnotationSetOp) -> Result<AnnotationSetOutcome, 
                 return Ok(AnnotationSetOutcome::NoSuchSet(*id));
             };
             set.reviewers = reviewers.clone();
+            write(tx, &set)
+        }
+        AnnotationSetOp::SetQuality { id, policy } => {
+            let Some(mut set) = annotation_set(tx, *id)? else {
+                return Ok(AnnotationSetOutcome::NoSuchSet(*id));
+            };
+            if let Some(p) = policy.problem() {
+                return Ok(AnnotationSetOutcome::Invalid(p));
+            }
+            let overlap = crate::tasks::overlap(tx, *id)?;
+            if let Some(q) = policy.quorum.filter(|&q| overlap > 0 && q > overlap) {
+                return Ok(AnnotationSetOutcome::Invalid(format!(
+                    "quorum: {q} annotators cannot agree on an image that only {overlap} annotate \
+                     (the overlap of this set's tasks); at most {overlap}"
+                )));
+            }
+            set.quality = policy.clone();
             write(tx, &set)
         }
     }

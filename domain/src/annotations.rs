@@ -132,6 +132,7 @@ pub fn stage(tx: &mut Tx, save: &Save) -> Result<SaveOutcome, DomainError> {
         &save.user,
         save.at_ms,
     )?;
+    crate::image_quality::mark_save(tx, &task, &save.sha)?;
     Ok(SaveOutcome::Saved(version.version))
 }
 

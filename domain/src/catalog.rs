@@ -13,6 +13,7 @@ use crate::annotations::{self, Import, ImportOutcome, Save, SaveOutcome};
 use crate::comments::{self, CommentOp, CommentOutcome};
 use crate::datasets::{self, DatasetOp, DatasetOutcome};
 use crate::jobs::{self, JobOp, JobOutcome};
+use crate::quality_op::{self, QualityOp, QualityOutcome};
 use crate::requests;
 use crate::sessions::{self, Refreshed, Session};
 use crate::tasks::{self, TaskOp, TaskOutcome};
@@ -183,6 +184,8 @@ pub enum CatalogOp {
     PruneRequests {
         before_ms: u64,
     },
+    /// Ground truth and image quality records (`crate::quality_op`).
+    Quality(crate::quality_op::QualityOp),
 }
 
 /// A [`CatalogOp`] as logs show it: its kind and the names it concerns, never password hashes,
@@ -230,6 +233,14 @@ impl std::fmt::Display for Summary<'_> {
             }
             CatalogOp::SetOwnPassword { username, .. } => write!(f, "SetOwnPassword {username}"),
             CatalogOp::PruneRequests { before_ms } => write!(f, "PruneRequests before {before_ms}"),
+            // Shapes can be large: the kind and set only.
+            CatalogOp::Quality(op) => match op {
+                QualityOp::SetGroundTruth { set, .. } => write!(f, "SetGroundTruth set {set}"),
+                QualityOp::ClearGroundTruth { set, sha } => {
+                    write!(f, "ClearGroundTruth set {set} {sha}")
+                }
+                QualityOp::Record(records) => write!(f, "RecordQuality {} images", records.len()),
+            },
         }
     }
 }
@@ -265,6 +276,7 @@ pub enum CatalogOutcome {
     },
     /// How many request records a `PruneRequests` dropped.
     Forgotten(u64),
+    Quality(QualityOutcome),
 }
 
 pub(crate) const KEY: &str = "cluster_key";
@@ -406,6 +418,7 @@ pub fn stage(
         CatalogOp::PruneRequests { before_ms } => {
             CatalogOutcome::Forgotten(requests::prune(tx, *before_ms)?)
         }
+        CatalogOp::Quality(op) => CatalogOutcome::Quality(quality_op::stage(tx, op)?),
         CatalogOp::OpenSession(session) => {
             let current = read_account(tx, &session.username)?;
             match current {

@@ -17,11 +17,15 @@ pub mod directory;
 #[cfg(test)]
 mod encoding;
 mod error;
+pub mod ground_truth;
+pub mod image_quality;
 pub mod jobs;
 pub mod outcome;
 #[cfg(test)]
 mod properties;
 pub mod quality;
+pub mod quality_op;
+pub mod quality_report;
 mod records;
 pub mod requests;
 pub mod review_stats;

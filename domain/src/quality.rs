@@ -34,3 +34,79 @@ impl Default for Settings {
         }
     }
 }
+
+/// An annotation set's quality rules, set by its managers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// The share of every new task made of ground-truth images (honeypots), 0 to 0.5.
+    pub honeypot_fraction: f64,
+    /// Annotators that must agree on a shape for the consensus to keep it; `None`: a majority
+    /// of the versions of the image.
+    pub quorum: Option<u32>,
+    /// Matching rules for consensus, agreement and scores.
+    pub min_similarity: f64,
+    pub oks_sigma: f64,
+    /// Submitted tasks whose honeypot score is below this go to the front of the review queue.
+    pub review_below: Option<f64>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        let s = Settings::default();
+        Policy {
+            honeypot_fraction: 0.0,
+            quorum: None,
+            min_similarity: s.min_similarity,
+            oks_sigma: s.oks_sigma,
+            review_below: None,
+        }
+    }
+}
+
+/// The most of a task that may be honeypots: beyond half, annotators would mostly be redoing
+/// the reference.
+pub const MAX_HONEYPOT_FRACTION: f64 = 0.5;
+
+impl Policy {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            min_similarity: self.min_similarity,
+            oks_sigma: self.oks_sigma,
+        }
+    }
+
+    /// The quorum for an image with `versions` versions.
+    pub fn quorum_for(&self, versions: usize) -> usize {
+        self.quorum
+            .map_or_else(|| consensus::majority(versions), |q| q as usize)
+    }
+
+    /// The first problem of the policy on its own, named by its field.
+    pub fn problem(&self) -> Option<String> {
+        let unit = |v: f64| v.is_finite() && (0.0..=1.0).contains(&v);
+        if !(self.honeypot_fraction.is_finite()
+            && (0.0..=MAX_HONEYPOT_FRACTION).contains(&self.honeypot_fraction))
+        {
+            return Some(format!(
+                "honeypot_fraction: {} is outside 0 to {MAX_HONEYPOT_FRACTION} (0 % to 50 % of a task)",
+                self.honeypot_fraction
+            ));
+        }
+        if self.quorum == Some(0) {
+            return Some("quorum: at least 1 annotator".into());
+        }
+        if !(unit(self.min_similarity) && self.min_similarity > 0.0) {
+            return Some("min_similarity: above 0 and at most 1 (an IoU or OKS)".into());
+        }
+        if !(self.oks_sigma.is_finite() && self.oks_sigma > 0.0 && self.oks_sigma <= 1.0) {
+            return Some(
+                "oks_sigma: above 0 and at most 1 (a fraction of the object's size)".into(),
+            );
+        }
+        if self.review_below.is_some_and(|v| !unit(v)) {
+            return Some("review_below: a score from 0 to 1".into());
+        }
+        None
+    }
+}

@@ -233,9 +233,9 @@ pub fn tasks(
     Ok(out)
 }
 
-/// The images of annotation set `set_id` that a task holds (archived tasks hold none): a split
-/// takes only the others, so no image is ever worked on in two tasks of one set unless a split
-/// asked for overlap.
+/// The images of annotation set `set_id` that a task holds (archived tasks hold none; a
+/// honeypot is not held, it is lent to every task): a split takes only the others, so no image
+/// is ever worked on in two tasks of one set unless a split asked for overlap.
 pub fn tasked_images(
     r: &dyn Records,
     set_id: u64,
@@ -244,9 +244,69 @@ pub fn tasked_images(
     for t in tasks(r, TaskIndex::Set(set_id), None, usize::MAX, |t| {
         t.state != TaskState::Archived
     })? {
-        held.extend(t.images);
+        let lent = honeypots(r, t.id)?;
+        held.extend(t.images.into_iter().filter(|s| !lent.contains(s)));
     }
     Ok(held)
+}
+
+fn honeypot_key(task: u64) -> Vec<u8> {
+    key(&format!("task-honeypots/{task:016x}"))
+}
+
+/// The ground-truth images mixed into task `id` when it was made (empty for most tasks). Kept
+/// beside the task record, never in it, so that nothing that shows a task to its annotator can
+/// reveal them.
+pub fn honeypots(r: &dyn Records, id: u64) -> Result<Vec<Sha256>, DomainError> {
+    Ok(get(r, &honeypot_key(id))?.unwrap_or_default())
+}
+
+/// The most live copies of one chunk among the tasks of set `set_id` (its overlap; 0 without
+/// tasks).
+pub fn overlap(r: &dyn Records, set_id: u64) -> Result<u32, DomainError> {
+    let mut copies: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    for t in tasks(r, TaskIndex::Set(set_id), None, usize::MAX, |t| {
+        t.state != TaskState::Archived
+    })? {
+        *copies.entry(t.chunk).or_default() += 1;
+    }
+    Ok(copies.into_values().max().unwrap_or(0))
+}
+
+/// How many honeypots a task of `regular` images gets so that they are `fraction` of it: at
+/// least one whenever the fraction is above 0 (small tasks would otherwise never get one), never
+/// more than the references there are.
+pub fn honeypot_count(regular: usize, fraction: f64, available: usize) -> usize {
+    if fraction <= 0.0 || available == 0 || regular == 0 {
+        return 0;
+    }
+    let wanted = (regular as f64 * fraction / (1.0 - fraction)).round() as usize;
+    wanted.max(1).min(available)
+}
+
+/// Mixes `count` of `references` into `images` at positions that look like any other: both
+/// the choice and the places come from hashing the chunk's id with each image, so every replica
+/// makes the same task and neighbouring tasks get different honeypots.
+fn mix_in(
+    images: &mut Vec<Sha256>,
+    references: &[Sha256],
+    count: usize,
+    chunk: u64,
+) -> Vec<Sha256> {
+    let draw = |sha: &Sha256, salt: &[u8]| {
+        let mut bytes = chunk.to_be_bytes().to_vec();
+        bytes.extend_from_slice(salt);
+        bytes.extend_from_slice(&sha.0);
+        Sha256::of(&bytes).prefix_u64()
+    };
+    let mut order: Vec<&Sha256> = references.iter().collect();
+    order.sort_by_key(|s| draw(s, b"pick"));
+    let chosen: Vec<Sha256> = order.into_iter().take(count).copied().collect();
+    for sha in &chosen {
+        let at = (draw(sha, b"place") % (images.len() as u64 + 1)) as usize;
+        images.insert(at, *sha);
+    }
+    chosen
 }
 
 /// An action the task's state does not allow, with what to do next.
@@ -396,10 +456,41 @@ pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
                      split again to take only the others"
                 )));
             }
+            let policy = crate::annotation_sets::annotation_set(tx, *set_id)?
+                .map(|s| s.quality)
+                .unwrap_or_default();
+            if let Some(q) = policy.quorum.filter(|&q| *overlap >= 2 && q > *overlap) {
+                return Ok(TaskOutcome::Conflict(format!(
+                    "the set's consensus quorum is {q} annotators, more than this split's overlap \
+                     of {overlap}: split with an overlap of at least {q} or lower the quorum"
+                )));
+            }
+            // With honeypots on, ground-truth images are lent to every task instead of being
+            // split like the others.
+            let references = if policy.honeypot_fraction > 0.0 {
+                crate::ground_truth::images(tx, *set_id)?
+            } else {
+                Vec::new()
+            };
+            let chunks: Vec<Vec<Sha256>> = chunks
+                .iter()
+                .map(|c| {
+                    c.iter()
+                        .filter(|s| !references.contains(s))
+                        .copied()
+                        .collect()
+                })
+                .filter(|c: &Vec<Sha256>| !c.is_empty())
+                .collect();
             let mut next = get::<u64>(tx, &key(NEXT_ID))?.unwrap_or(1);
             let first_chunk = next;
             let mut created = Vec::new();
-            for (c, images) in chunks.iter().enumerate() {
+            for (c, regular) in chunks.iter().enumerate() {
+                let chunk = first_chunk + c as u64;
+                let mut images = regular.clone();
+                let count =
+                    honeypot_count(regular.len(), policy.honeypot_fraction, references.len());
+                let lent = mix_in(&mut images, &references, count, chunk);
                 for k in 0..u64::from(*overlap) {
                     let slot = c as u64 * u64::from(*overlap) + k;
                     let assignee = (!assignees.is_empty())
@@ -413,7 +504,7 @@ pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
                     let task = Task {
                         id: next,
                         set_id: *set_id,
-                        chunk: first_chunk + c as u64,
+                        chunk,
                         images: images.clone(),
                         assignee,
                         reviewer: None,
@@ -421,6 +512,9 @@ pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
                         history: vec![event],
                     };
                     save(tx, None, &task)?;
+                    if !lent.is_empty() {
+                        tx.put_record(honeypot_key(next), &lent)?;
+                    }
                     created.push(next);
                     next += 1;
                 }
@@ -456,6 +550,11 @@ pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
                 reason: reason.clone(),
             });
             save(tx, Some(&before), &t)?;
+            // A submitted task's images count as its final word (an image left empty says
+            // "nothing here"); an archived task leaves its chunk's consensus.
+            if matches!(t.state, TaskState::Submitted | TaskState::Archived) {
+                crate::image_quality::mark_task(tx, &t)?;
+            }
             Ok(TaskOutcome::Task(Box::new(t)))
         }
         TaskOp::Reassign {
