@@ -20,7 +20,7 @@ use crate::propose::propose;
 use crate::token::now_ms;
 use crate::AppState;
 
-fn parse_sha(text: &str) -> Result<Sha256, ApiError> {
+pub(crate) fn parse_sha(text: &str) -> Result<Sha256, ApiError> {
     Sha256::parse_hex(text).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -31,6 +31,7 @@ mod objects;
 mod paging;
 mod password;
 mod propose;
+pub mod quality;
 pub mod routes;
 pub mod security_headers;
 mod sessions;

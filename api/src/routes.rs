@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::access::{self, Access};
 use crate::{
     annotation_import, annotation_sets, annotations, cluster_routes, comments, datasets, export,
-    import, jobs, metrics, oauth, objects, paging, sessions, tasks, users, AppState,
+    import, jobs, metrics, oauth, objects, paging, quality, sessions, tasks, users, AppState,
 };
 
 pub struct Route {
@@ -463,6 +463,59 @@ pub fn routes() -> Vec<Route> {
             get(annotation_sets::review_stats),
         )
         .responds(200, annotation_sets::review_stats_schema()),
+        route(
+            "put",
+            "/api/v1/annotation-sets/{id}/quality",
+            Manager,
+            "Set the quality policy: honeypot fraction (0-0.5), consensus quorum, matching \
+             thresholds, review_below",
+            put(quality::set_policy),
+        )
+        .json::<tessera_domain::quality::Policy>(json!({"honeypot_fraction": 0.1, "quorum": 2, "min_similarity": 0.5, "oks_sigma": 0.1, "review_below": 0.6})),
+        route(
+            "get",
+            "/api/v1/annotation-sets/{id}/quality",
+            Reviewer,
+            "Quality report: honeypot scores and consensus agreement per annotator and task, \
+             least agreed images, images pending a recompute",
+            get(quality::report),
+        ),
+        route(
+            "get",
+            "/api/v1/annotation-sets/{id}/quality/images/{sha}",
+            Reviewer,
+            "An image's versions, agreement, consensus shapes and reference",
+            get(quality::image),
+        ),
+        route(
+            "get",
+            "/api/v1/annotation-sets/{id}/ground-truth",
+            Reviewer,
+            "The set's ground-truth images (without shapes)",
+            get(quality::list_references),
+        ),
+        route(
+            "post",
+            "/api/v1/annotation-sets/{id}/ground-truth",
+            Manager,
+            "Mark images as ground truth: drawn shapes, an accepted task, or imported annotations",
+            post(quality::set_references),
+        )
+        .json::<quality::NewReferences>(json!({"images": [{"image": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "shapes": [{"label": "car", "kind": "rectangle", "points": [[10, 10], [60, 40]]}]}]})),
+        route(
+            "get",
+            "/api/v1/annotation-sets/{id}/ground-truth/{sha}",
+            Reviewer,
+            "One ground-truth image with its shapes",
+            get(quality::get_reference),
+        ),
+        route(
+            "delete",
+            "/api/v1/annotation-sets/{id}/ground-truth/{sha}",
+            Manager,
+            "Remove an image's ground truth (its scores go with it)",
+            delete(quality::clear_reference),
+        ),
         route(
             "get",
             "/api/v1/tasks/{id}/comments",

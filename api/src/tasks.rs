@@ -347,11 +347,54 @@ pub async fn review_queue(
         }
     })
     .await?;
-    let Json(mut listed) = with_set_names(&state, listed).await?;
+    let Json(listed) = with_set_names(&state, listed).await?;
+    let mut listed = with_quality(&state, listed).await?;
     if let Some(hint) = hint {
         listed["hint"] = json!(hint);
     }
     Ok(Json(listed))
+}
+
+/// Adds each listed task's quality figures (honeypot score, agreement with the consensus) and
+/// moves the tasks whose honeypot score is below their set's `review_below` to the front of the
+/// page, so reviewers meet the likeliest rejections first.
+async fn with_quality(state: &AppState, mut listed: Value) -> Result<Value, ApiError> {
+    let ids: Vec<u64> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item["id"].as_u64())
+        .collect();
+    let figures = state
+        .cluster
+        .read_catalog(move |s| {
+            let mut out = std::collections::HashMap::new();
+            for id in ids {
+                let Some(t) = tasks::task(s, id)? else {
+                    continue;
+                };
+                let policy = annotation_sets::annotation_set(s, t.set_id)?
+                    .map(|set| set.quality)
+                    .unwrap_or_default();
+                out.insert(id, tessera_domain::quality_report::of_task(s, &t, &policy)?);
+            }
+            Ok(out)
+        })
+        .await?;
+    if let Some(items) = listed["items"].as_array_mut() {
+        for item in items.iter_mut() {
+            let found = item["id"].as_u64().and_then(|id| figures.get(&id));
+            if let Some(q) = found {
+                item["quality"] = json!({
+                    "honeypots": q.honeypots,
+                    "agreement": q.agreement,
+                    "review_first": q.review_first,
+                });
+            }
+        }
+        items.sort_by_key(|item| item["quality"]["review_first"] != json!(true));
+    }
+    Ok(listed)
 }
 
 /// `GET /api/v1/pool/tasks`: unassigned tasks annotators can claim.

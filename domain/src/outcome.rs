@@ -14,7 +14,9 @@ use crate::annotations::{Import, ImportOutcome, Save, SaveOutcome};
 use crate::catalog::{CatalogOp, CatalogOutcome};
 use crate::comments::{CommentOp, CommentOutcome};
 use crate::datasets::{DatasetOp, DatasetOutcome};
+use crate::ground_truth;
 use crate::jobs::{JobOp, JobOutcome};
+use crate::quality_op::{QualityOp, QualityOutcome};
 use crate::tasks::{TaskOp, TaskOutcome};
 
 /// Why the domain refused an op a client sent: decided identically on every replica and
@@ -103,6 +105,7 @@ op_family! {
     CommentOp => Comment, CommentOutcome => Comment;
     JobOp => Job, JobOutcome => Job;
     Import => ImportAnnotations, ImportOutcome => Imported;
+    QualityOp => Quality, QualityOutcome => Quality;
 }
 
 /// The users' and sessions' ops answer the catalogue's own outcome.
@@ -135,6 +138,24 @@ impl Refusals for CatalogOutcome {
             CatalogOutcome::Conflict(m) => Some(Refusal::new(Refused::Conflict, "conflict", m)),
             CatalogOutcome::NotFound(m) => Some(Refusal::not_found("not_found", m)),
             _ => None,
+        }
+    }
+}
+
+impl Refusals for QualityOutcome {
+    fn refusal(&self) -> Option<Refusal> {
+        match self {
+            QualityOutcome::GroundTruth(ground_truth::Outcome::NoSuchSet(id)) => Some(
+                Refusal::no_such("annotation set", "no_such_annotation_set", *id),
+            ),
+            QualityOutcome::GroundTruth(ground_truth::Outcome::NotFound(m)) => {
+                Some(Refusal::not_found("not_found", m))
+            }
+            QualityOutcome::GroundTruth(ground_truth::Outcome::Invalid(m)) => {
+                Some(Refusal::new(Refused::Invalid, "invalid_field", m))
+            }
+            QualityOutcome::GroundTruth(ground_truth::Outcome::Done(_))
+            | QualityOutcome::Recorded { .. } => None,
         }
     }
 }

@@ -13,6 +13,7 @@ mod https;
 mod imports;
 mod login_throttle;
 mod objects;
+mod quality;
 mod rpc_tls;
 mod sessions;
 mod snapshot;
