@@ -63,6 +63,11 @@ impl Catalogue {
         })
     }
 
+    /// The catalogue's records, as the state machine and the API read them.
+    pub fn records(&self) -> impl Records + '_ {
+        self.store.records(GROUP)
+    }
+
     /// Applies one op as the state machine does; `at_ms` is the proposer's clock.
     pub fn apply(&mut self, at_ms: u64, op: CatalogOp) -> anyhow::Result<CatalogOutcome> {
         let mut id = [0u8; 16];

@@ -9,6 +9,7 @@ pub mod export;
 pub mod load;
 pub mod nginx;
 pub mod procstat;
+pub mod quality;
 pub mod report;
 pub mod scale;
 pub mod serve;

@@ -3,13 +3,14 @@
 //! `tessera-bench export [--images N] [--shapes K]`
 //! `tessera-bench catalogue [--beats N] [--saves N]`
 //! `tessera-bench scale [--steps N,M,...] [--seconds S]`
+//! `tessera-bench quality [--images N] [--shapes K]`
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tessera_bench::{catalogue, catchup, corpus, export, report, scale, serve};
+use tessera_bench::{catalogue, catchup, corpus, export, quality, report, scale, serve};
 
-const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench scale [--steps N,M,...] [--seconds S]\n       tessera-bench catalogue [--beats N] [--saves N]";
+const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench scale [--steps N,M,...] [--seconds S]\n       tessera-bench catalogue [--beats N] [--saves N]\n       tessera-bench quality [--images N] [--shapes K]";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -114,6 +115,33 @@ fn main() -> anyhow::Result<()> {
                 "request records the previous code kept for the same {} ops, forever: {:.1} MB",
                 rows.ops,
                 rows.kept_before as f64 / 1e6
+            );
+        }
+        "quality" => {
+            let dir = tempfile::tempdir()?;
+            let r = quality::run(dir.path(), images.unwrap_or(100_000), shapes)?;
+            println!(
+                "label quality, {} images x 3 annotators x {} shapes (applied in process):",
+                r.images, r.shapes
+            );
+            println!("| | saves | apply p50 (µs) | apply p99 (µs) |");
+            println!("|---|---|---|---|");
+            println!(
+                "| overlap 3, quality marks written | {} | {:.0} | {:.0} |",
+                r.saves, r.with_marks_p50_us, r.with_marks_p99_us
+            );
+            println!(
+                "| overlap 1, nothing marked | {} | {:.0} | {:.0} |",
+                r.control_saves, r.without_marks_p50_us, r.without_marks_p99_us
+            );
+            println!(
+                "full recompute: {} images in {:.1} s ({:.0} µs per image); after 1 % re-saved: {} images in {:.2} s; mean agreement {:.3}",
+                r.assessed,
+                r.full_seconds,
+                r.full_seconds * 1e6 / r.assessed.max(1) as f64,
+                r.incremental_images,
+                r.incremental_seconds,
+                r.mean_agreement
             );
         }
         "scale" => {

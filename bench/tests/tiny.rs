@@ -80,3 +80,20 @@ async fn tiny_scale_run_reads_every_step() {
     }
     assert!(scale::render(&result).contains("| 120 |"));
 }
+
+#[test]
+fn tiny_quality_run_assesses_every_image() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = tessera_bench::quality::run(dir.path(), 60, 20).expect("quality run");
+    assert_eq!((run.saves, run.control_saves), (180, 60));
+    assert_eq!(
+        run.assessed, 60,
+        "every image of the overlap-3 set, none of the control's"
+    );
+    // 1 % of 60 images: image 0 of bob's.
+    assert_eq!(run.incremental_images, 1);
+    assert!(
+        run.mean_agreement > 0.5 && run.mean_agreement < 1.0,
+        "{run:?}"
+    );
+}
