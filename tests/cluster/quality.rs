@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use tessera_client::{Client, Method, Reply};
 use tessera_cluster_tests::{Options, TestCluster};
 
+use crate::exports::{download, exported};
 use crate::support::{
     add_images, assert_refused, create_annotation_set, create_user, error_message, image,
     leader_of, new_dataset, node_but, send_json, upload,
@@ -83,7 +84,11 @@ async fn honeypots_and_consensus_single_out_a_careless_annotator_across_a_leader
     }
     let index_of = |sha: &str| shas.iter().position(|s| s == sha).expect("one of ours");
     let dataset = new_dataset(&manager, "q").await;
-    let listed: Vec<Value> = shas.iter().map(|s| json!({"sha256": s})).collect();
+    let listed: Vec<Value> = shas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"sha256": s, "name": format!("img{i:02}.png")}))
+        .collect();
     assert_eq!(
         add_images(&manager, dataset, json!(listed)).await.status,
         200
@@ -268,4 +273,57 @@ async fn honeypots_and_consensus_single_out_a_careless_annotator_across_a_leader
     assert_eq!(items[0]["id"].as_u64(), eves, "{queue}");
     assert_eq!(items[0]["quality"]["review_first"], true, "{queue}");
     assert_eq!(items[1]["quality"]["review_first"], false, "{queue}");
+
+    // Exports take the ground truth, else the consensus by default; one annotator on request.
+    let job = exported(
+        &manager,
+        set,
+        json!({"format": "csv", "include_images": false, "include_agreement": true}),
+    )
+    .await;
+    let zip = download(&manager, &cluster, &job).await;
+    let (rows, quality_csv) = (
+        file_in(&zip, "annotations.csv"),
+        file_in(&zip, "quality.csv"),
+    );
+    // One row per image, with the expected box.
+    let only_row = |rows: &str, image: &str, points: &str| {
+        let found: Vec<&str> = rows
+            .lines()
+            .filter(|l| l.starts_with(&format!("{image}.png,")))
+            .collect();
+        let want = format!("{image}.png,100,100,car,rectangle,,\"{points}\",");
+        assert_eq!(found, vec![want.as_str()], "{rows}");
+    };
+    only_row(&rows, "img03", "[[13.5,10],[43.5,40]]");
+    only_row(&rows, "img18", "[[28,10],[58,40]]");
+    let line = quality_csv
+        .lines()
+        .find(|l| l.starts_with("img03.png,"))
+        .expect("img03 in quality.csv");
+    assert!(line.contains(",consensus,3,"), "{quality_csv}");
+    let job = exported(&manager, set, json!({"format": "csv", "include_images": false, "source": "annotator", "annotator": "eve"})).await;
+    let rows = file_in(&download(&manager, &cluster, &job).await, "annotations.csv");
+    assert!(
+        rows.contains("img03.png,100,100,car,rectangle,,\"[[38,10],[68,40]]\""),
+        "eve's box: {rows}"
+    );
+    let path = format!("{base}/exports");
+    let reply = send_json(
+        &manager,
+        Method::POST,
+        &path,
+        json!({"format": "csv", "source": "annotator"}),
+    )
+    .await;
+    assert_refused(&reply, 422, "invalid_field");
+}
+
+/// The text of `name` in a zip.
+fn file_in(zip: &[u8], name: &str) -> String {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("zip");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name(name).expect(name), &mut text)
+        .expect("utf-8");
+    text
 }

@@ -8,6 +8,7 @@
 //! docs/formats.md, and every shape a format cannot carry is counted in the export's report.
 
 pub(crate) mod pixels;
+mod plan;
 
 use tessera_formats::export::{
     archive, coco, csv, cvat, labelme, reserved, shapes, splits, voc, yolo,
@@ -22,12 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tessera_domain::annotation_sets::{self, Label};
-use tessera_domain::annotations;
-use tessera_domain::datasets;
+use tessera_domain::annotation_sets::Label;
 use tessera_domain::jobs::{Job, JobKind, JobResult};
-use tessera_domain::tasks::{self, TaskIndex, TaskState};
-use tessera_domain::{DomainError, Records};
 use tessera_raft::storage::Sha256;
 use tessera_raft::{ByteRange, ObjectBody, ReadSpec};
 
@@ -37,7 +34,7 @@ use crate::jobs::{self, Runner, Stop};
 use crate::json_body::JsonBody;
 use crate::AppState;
 use archive::{Archive, Format, Item, Stems};
-use shapes::Shape;
+use plan::Pick;
 
 /// The formats, by the names the API takes.
 pub const FORMATS: [&str; 9] = [
@@ -68,6 +65,16 @@ pub struct Options {
     /// Seeds the assignment of images to splits (the same seed gives the same splits).
     #[serde(default)]
     pub seed: u64,
+    /// Which version of each image: `auto` (ground truth, else the consensus of overlapping
+    /// annotators, else the task furthest along), `consensus`, `tasks` or `annotator`.
+    #[serde(default)]
+    pub source: Pick,
+    /// The annotator whose versions `source: annotator` exports.
+    #[serde(default)]
+    pub annotator: Option<String>,
+    /// Adds `quality.csv`: each image's source, versions and their agreement.
+    #[serde(default)]
+    pub include_agreement: bool,
 }
 
 fn yes() -> bool {
@@ -82,6 +89,18 @@ impl Options {
                 FORMATS.join(", "),
                 self.format
             )));
+        }
+        match (self.source, &self.annotator) {
+            (Pick::Annotator, None) => {
+                return Err(invalid(
+                    "annotator: name the annotator whose versions to export (source annotator)",
+                ))
+            }
+            (Pick::Annotator, Some(_)) | (_, None) => {}
+            (_, Some(_)) => return Err(invalid(
+                "annotator: only with \"source\": \"annotator\" (the other sources merge or pick \
+                     among every annotator's versions)",
+            )),
         }
         if let Some(splits) = &self.splits {
             if splits.is_empty() || splits.len() > 10 {
@@ -173,112 +192,37 @@ pub fn spawn(state: AppState, job: Job) {
     });
 }
 
-/// Where an image's shapes come from.
-#[derive(Clone, Copy)]
-enum Source {
-    Task(u64),
-    /// Shapes imported from another tool, not yet worked on in a task.
-    Imported,
-}
-
-struct Entry {
-    sha: Sha256,
-    name: String,
-    width: u32,
-    height: u32,
-    source: Option<Source>,
-}
-
-struct Plan {
-    set_name: String,
-    labels: Vec<Label>,
-    entries: Vec<Entry>,
-    left_out: u64,
-}
-
-/// The images to export and where each one's shapes come from: the accepted task that has it
-/// (the latest, with overlap), else the task furthest along, else imported shapes.
-fn plan(
-    store: &dyn Records,
-    set_id: u64,
-    only_accepted: bool,
-) -> Result<Option<Plan>, DomainError> {
-    let Some(set) = annotation_sets::annotation_set(store, set_id)? else {
-        return Ok(None);
-    };
-    // An archived task's work is used only where no live task has the image.
-    let rank = |s: TaskState| match s {
-        TaskState::Archived => 0,
-        TaskState::Accepted => 3,
-        TaskState::Submitted | TaskState::InReview => 2,
-        _ => 1,
-    };
-    let mut best: HashMap<Sha256, (u8, u64)> = HashMap::new();
-    for task in tasks::tasks(store, TaskIndex::Set(set_id), None, usize::MAX, |_| true)? {
-        let r = rank(task.state);
-        for sha in &task.images {
-            let slot = best.entry(*sha).or_insert((r, task.id));
-            if (r, task.id) > *slot {
-                *slot = (r, task.id);
-            }
-        }
-    }
-    let mut entries = Vec::new();
-    let mut left_out = 0;
-    let mut after = None;
-    loop {
-        let page = datasets::images(store, set.dataset_id, after.as_ref(), 1000)?;
-        let Some(last) = page.last().map(|i| i.sha) else {
-            break;
+/// The report's lines on where shapes came from.
+fn source_notes(plan: &plan::Plan, options: &Options) -> Vec<String> {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &plan.entries {
+        let what = match e.source {
+            Some(plan::Source::Reference) => "ground truth",
+            Some(plan::Source::Consensus(_)) => "consensus",
+            Some(plan::Source::Task(_)) => "one task's version",
+            Some(plan::Source::Imported) => "imported",
+            None => "none",
         };
-        for image in page {
-            let task = best.get(&image.sha).copied();
-            let accepted = task.is_some_and(|(r, _)| r == 3);
-            if only_accepted && !accepted {
-                left_out += 1;
-                continue;
-            }
-            let source = match task {
-                Some((_, id)) if annotations::current(store, id, &image.sha)?.is_some() => {
-                    Some(Source::Task(id))
-                }
-                _ if !only_accepted => Some(Source::Imported),
-                _ => None,
-            };
-            entries.push(Entry {
-                sha: image.sha,
-                name: image.name,
-                width: image.width,
-                height: image.height,
-                source,
-            });
-        }
-        after = Some(last);
+        *counts.entry(what).or_default() += 1;
     }
-    Ok(Some(Plan {
-        set_name: set.name,
-        labels: set.labels,
-        entries,
-        left_out,
-    }))
-}
-
-/// The shapes of a batch of entries, read in one go from the local catalogue replica.
-fn shapes_of(
-    store: &dyn Records,
-    set_id: u64,
-    batch: &[(Sha256, Option<Source>)],
-) -> Result<Vec<Vec<Shape>>, DomainError> {
-    let mut out = Vec::with_capacity(batch.len());
-    for (sha, source) in batch {
-        let text = match source {
-            Some(Source::Task(task)) => annotations::current(store, *task, sha)?.map(|v| v.shapes),
-            Some(Source::Imported) => annotations::imported(store, set_id, sha)?.map(|v| v.shapes),
-            None => None,
-        };
-        out.push(text.map(|t| Shape::parse_all(&t)).unwrap_or_default());
+    let listed: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let mut notes =
+        vec![format!("shapes from ({:?}): {}", options.source, listed.join(", ")).to_lowercase()];
+    if plan.not_by_annotator > 0 {
+        notes.push(format!(
+            "{} images without a version by {} were left out",
+            plan.not_by_annotator,
+            options.annotator.as_deref().unwrap_or_default()
+        ));
     }
-    Ok(out)
+    if plan.pending > 0 {
+        notes.push(format!(
+            "{} images' consensus was being recomputed after recent saves: they carry the last \
+             consensus computed (export again for the newest)",
+            plan.pending
+        ));
+    }
+    notes
 }
 
 fn format_for(options: &Options, labels: Vec<Label>, set_name: &str) -> Box<dyn Format> {
@@ -362,10 +306,14 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
     let set_id = job
         .annotation_set
         .ok_or_else(|| Stop::Failed("no annotation set".into()))?;
-    let only_accepted = options.only_accepted;
+    let wanted = plan::Wanted {
+        only_accepted: options.only_accepted,
+        pick: options.source,
+        annotator: options.annotator.clone(),
+    };
     let plan = state
         .cluster
-        .read_catalog(move |s| plan(s, set_id, only_accepted))
+        .read_catalog(move |s| plan::plan(s, set_id, &wanted))
         .await
         .map_err(|e| Stop::Failed(e.to_string()))?
         .ok_or_else(|| Stop::Failed(format!("annotation set {set_id} was deleted")))?;
@@ -379,6 +327,10 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(PIPELINE);
     let writer_path = path.clone();
     let left_out = plan.left_out;
+    let notes = source_notes(&plan, &options);
+    let agreement = options
+        .include_agreement
+        .then(|| plan::agreement_csv(&plan.entries));
     let images: Vec<Sha256> = plan.entries.iter().map(|e| e.sha).collect();
     let (subsets, subset_counts) = options.subsets(&images);
     let writer = crate::long_work::run(move || -> std::io::Result<Vec<String>> {
@@ -395,6 +347,12 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
         archive
             .report
             .note(format!("images per subset: {}", listed.join(", ")));
+        for note in notes {
+            archive.report.note(note);
+        }
+        if let Some(text) = &agreement {
+            archive.file("quality.csv", text.as_bytes(), true)?;
+        }
         while let Some(item) = rx.blocking_recv() {
             if let Some(bytes) = &item.bytes {
                 archive.file(&format.image_path(&item), bytes, false)?;
@@ -413,10 +371,11 @@ async fn run(state: &AppState, runner: &Runner) -> Result<JobResult, Stop> {
     let mut stems = Stems::new();
     for chunk in plan.entries.chunks(SHAPE_BATCH) {
         runner.check()?;
-        let keys: Vec<(Sha256, Option<Source>)> = chunk.iter().map(|e| (e.sha, e.source)).collect();
+        let keys: Vec<(Sha256, Option<plan::Source>)> =
+            chunk.iter().map(|e| (e.sha, e.source)).collect();
         let shapes = state
             .cluster
-            .read_catalog(move |s| shapes_of(s, set_id, &keys))
+            .read_catalog(move |s| plan::shapes_of(s, set_id, &keys))
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
         for (entry, shapes) in chunk.iter().zip(shapes) {

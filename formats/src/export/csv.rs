@@ -24,7 +24,7 @@ impl Csv {
 /// starts with a character a spreadsheet reads as a formula (`=`, `+`, `-`, `@`, tab, CR), prefixed
 /// with `'` and quoted, as OWASP advises against CSV injection: a label named
 /// `=HYPERLINK(...)` stays text when a manager opens the file.
-fn field(text: &str) -> String {
+pub fn field(text: &str) -> String {
     let formula = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
     if formula {
         format!("\"'{}\"", text.replace('"', "\"\""))
