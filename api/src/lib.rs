@@ -39,6 +39,7 @@ mod tasks;
 pub mod token;
 mod ui;
 mod users;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;

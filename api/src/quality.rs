@@ -311,7 +311,10 @@ async fn round(state: &AppState) -> Result<bool, tessera_raft::ClusterError> {
     let images = texts.len() as u64;
     let outcome = state
         .cluster
-        .catalog(CatalogOp::Quality(QualityOp::Record(texts)))
+        .catalog(CatalogOp::Quality(QualityOp::Record {
+            records: texts,
+            at_ms: crate::token::now_ms(),
+        }))
         .await?;
     if let tessera_domain::catalog::CatalogOutcome::Quality(QualityOutcome::Recorded {
         kept,

@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 use crate::access::{self, Access};
 use crate::{
     annotation_import, annotation_sets, annotations, cluster_routes, comments, datasets, export,
-    import, jobs, metrics, oauth, objects, paging, quality, sessions, tasks, users, AppState,
+    import, jobs, metrics, oauth, objects, paging, quality, sessions, tasks, users, webhooks,
+    AppState,
 };
 
 pub struct Route {
@@ -486,6 +487,35 @@ pub fn routes() -> Vec<Route> {
             Reviewer,
             "An image's versions, agreement, consensus shapes and reference",
             get(quality::image),
+        ),
+        route(
+            "post",
+            "/api/v1/webhooks",
+            Manager,
+            "Register a webhook (url, events, annotation_set); answers its signing secret once",
+            post(webhooks::create),
+        )
+        .json::<webhooks::NewHook>(json!({"url": "https://receiver.example/tessera", "events": ["task.submitted", "annotation.saved", "job.failed"], "annotation_set": 1})),
+        route(
+            "get",
+            "/api/v1/webhooks",
+            Manager,
+            "Webhooks (without their secrets)",
+            get(webhooks::list),
+        ),
+        route(
+            "get",
+            "/api/v1/webhooks/{id}",
+            Manager,
+            "A webhook with its delivery log (status, latency, attempts) and waiting deliveries",
+            get(webhooks::get),
+        ),
+        route(
+            "delete",
+            "/api/v1/webhooks/{id}",
+            Manager,
+            "Delete a webhook, its queue and its log",
+            delete(webhooks::delete),
         ),
         route(
             "get",

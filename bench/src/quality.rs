@@ -195,7 +195,10 @@ impl Bench {
                 return Ok(assessed);
             }
             assessed += texts.len() as u64;
-            let outcome = self.apply(CatalogOp::Quality(QualityOp::Record(texts)))?;
+            let outcome = self.apply(CatalogOp::Quality(QualityOp::Record {
+                records: texts,
+                at_ms: self.clock,
+            }))?;
             anyhow::ensure!(
                 matches!(
                     outcome,

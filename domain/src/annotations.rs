@@ -133,6 +133,14 @@ pub fn stage(tx: &mut Tx, save: &Save) -> Result<SaveOutcome, DomainError> {
         save.at_ms,
     )?;
     crate::image_quality::mark_save(tx, &task, &save.sha)?;
+    let announced = serde_json::json!({
+        "task": task.id,
+        "image": save.sha.to_string(),
+        "version": version.version,
+        "by": save.user,
+        "at_ms": save.at_ms,
+    });
+    crate::webhooks::stage_saved(tx, task.set_id, &announced, save.at_ms)?;
     Ok(SaveOutcome::Saved(version.version))
 }
 

@@ -17,6 +17,7 @@ use crate::quality_op::{self, QualityOp, QualityOutcome};
 use crate::requests;
 use crate::sessions::{self, Refreshed, Session};
 use crate::tasks::{self, TaskOp, TaskOutcome};
+use crate::webhooks::{self, WebhookOp, WebhookOutcome};
 use crate::{key, DomainError, Records, Tx};
 
 /// What a user may do. See docs/architecture.md for the rules per route.
@@ -186,6 +187,8 @@ pub enum CatalogOp {
     },
     /// Ground truth and image quality records (`crate::quality_op`).
     Quality(crate::quality_op::QualityOp),
+    /// Webhooks and their deliveries (`crate::webhooks`).
+    Webhook(crate::webhooks::WebhookOp),
 }
 
 /// A [`CatalogOp`] as logs show it: its kind and the names it concerns, never password hashes,
@@ -239,7 +242,23 @@ impl std::fmt::Display for Summary<'_> {
                 QualityOp::ClearGroundTruth { set, sha } => {
                     write!(f, "ClearGroundTruth set {set} {sha}")
                 }
-                QualityOp::Record(records) => write!(f, "RecordQuality {} images", records.len()),
+                QualityOp::Record { records, .. } => {
+                    write!(f, "RecordQuality {} images", records.len())
+                }
+            },
+            // Webhook secrets stay out of logs.
+            CatalogOp::Webhook(op) => match op {
+                WebhookOp::Create { set, .. } => write!(f, "CreateWebhook set {set:?}"),
+                WebhookOp::Delete { id } => write!(f, "DeleteWebhook {id}"),
+                WebhookOp::Claim { id, seq, node, .. } => {
+                    write!(f, "ClaimDelivery {id}/{seq} node {node}")
+                }
+                WebhookOp::Attempted {
+                    id, seq, status, ..
+                } => {
+                    write!(f, "DeliveryAttempted {id}/{seq} {status:?}")
+                }
+                WebhookOp::FlushBatches { .. } => f.write_str("FlushBatches"),
             },
         }
     }
@@ -277,6 +296,7 @@ pub enum CatalogOutcome {
     /// How many request records a `PruneRequests` dropped.
     Forgotten(u64),
     Quality(QualityOutcome),
+    Webhook(WebhookOutcome),
 }
 
 pub(crate) const KEY: &str = "cluster_key";
@@ -419,6 +439,7 @@ pub fn stage(
             CatalogOutcome::Forgotten(requests::prune(tx, *before_ms)?)
         }
         CatalogOp::Quality(op) => CatalogOutcome::Quality(quality_op::stage(tx, op)?),
+        CatalogOp::Webhook(op) => CatalogOutcome::Webhook(webhooks::stage(tx, op)?),
         CatalogOp::OpenSession(session) => {
             let current = read_account(tx, &session.username)?;
             match current {

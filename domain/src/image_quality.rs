@@ -265,12 +265,13 @@ pub fn assess(
 /// Keeps `record` if its basis is still the image's; the image's mark goes with it. Returns
 /// whether it was kept (a record computed from versions since replaced is dropped and the mark
 /// stays for the next round).
-pub fn stage_record(tx: &mut Tx, record: &ImageQuality) -> Result<bool, DomainError> {
+pub fn stage_record(tx: &mut Tx, record: &ImageQuality, at_ms: u64) -> Result<bool, DomainError> {
     let (set, chunk, sha) = (record.set, record.chunk, &record.sha);
     if basis(tx, set, chunk, sha)? != record.basis {
         return Ok(false);
     }
     tx.delete(dirty_key(set, chunk, sha));
+    announce_low_scores(tx, record, at_ms)?;
     if record.versions.is_empty() {
         tx.delete(record_key(set, chunk, sha));
     } else {
@@ -278,6 +279,49 @@ pub fn stage_record(tx: &mut Tx, record: &ImageQuality) -> Result<bool, DomainEr
         tx.put(record_key(set, chunk, sha), text);
     }
     Ok(true)
+}
+
+/// Queues `quality.below_threshold` for each version that scores below its set's
+/// `review_below` and was not scored in the image's previous record (a recompute for another
+/// annotator's save does not announce it again).
+fn announce_low_scores(tx: &mut Tx, record: &ImageQuality, at_ms: u64) -> Result<(), DomainError> {
+    let Some(threshold) =
+        annotation_sets::annotation_set(tx, record.set)?.and_then(|s| s.quality.review_below)
+    else {
+        return Ok(());
+    };
+    let before = self::record(tx, record.set, record.chunk, &record.sha)?;
+    let known = |task: u64, version: u64| {
+        before.as_ref().is_some_and(|b| {
+            b.versions
+                .iter()
+                .any(|v| v.task == task && v.version == version && v.score.is_some())
+        })
+    };
+    for v in &record.versions {
+        let Some(score) = v.score.as_ref().map(Score::overall) else {
+            continue;
+        };
+        if score < threshold && !known(v.task, v.version) {
+            let data = serde_json::json!({
+                "annotation_set": record.set,
+                "task": v.task,
+                "annotator": v.annotator,
+                "image": record.sha.to_string(),
+                "version": v.version,
+                "score": score,
+                "threshold": threshold,
+            });
+            crate::webhooks::stage_event(
+                tx,
+                Some(record.set),
+                crate::webhooks::Event::QualityBelowThreshold,
+                &data,
+                at_ms,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The record of `sha` in `chunk`, if any.

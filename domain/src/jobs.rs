@@ -248,6 +248,23 @@ pub fn stage(tx: &mut Tx, op: &JobOp) -> Result<JobOutcome, DomainError> {
             job.error = error.clone();
             job.result = result.clone();
             job.updated_ms = *at_ms;
+            let event = match state {
+                JobState::Succeeded => Some(crate::webhooks::Event::JobFinished),
+                JobState::Failed => Some(crate::webhooks::Event::JobFailed),
+                _ => None,
+            };
+            if let Some(event) = event {
+                let data = serde_json::json!({
+                    "job": job.id,
+                    "kind": job.kind,
+                    "state": job.state,
+                    "dataset": job.dataset,
+                    "annotation_set": job.annotation_set,
+                    "error": job.error,
+                    "at_ms": at_ms,
+                });
+                crate::webhooks::stage_event(tx, job.annotation_set, event, &data, *at_ms)?;
+            }
         }
         JobOp::Cancel { at_ms, .. } => {
             if job.state == JobState::Running {

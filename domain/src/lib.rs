@@ -34,6 +34,7 @@ mod sha;
 pub mod shape;
 pub mod stats;
 pub mod tasks;
+pub mod webhooks;
 
 pub use error::DomainError;
 pub use records::{get, prefix_end, scan, Entry, Records, Scan, Tx};

@@ -18,6 +18,7 @@ use crate::ground_truth;
 use crate::jobs::{JobOp, JobOutcome};
 use crate::quality_op::{QualityOp, QualityOutcome};
 use crate::tasks::{TaskOp, TaskOutcome};
+use crate::webhooks::{WebhookOp, WebhookOutcome};
 
 /// Why the domain refused an op a client sent: decided identically on every replica and
 /// stored as the op's outcome, never an error of the replica.
@@ -106,6 +107,7 @@ op_family! {
     JobOp => Job, JobOutcome => Job;
     Import => ImportAnnotations, ImportOutcome => Imported;
     QualityOp => Quality, QualityOutcome => Quality;
+    WebhookOp => Webhook, WebhookOutcome => Webhook;
 }
 
 /// The users' and sessions' ops answer the catalogue's own outcome.
@@ -156,6 +158,27 @@ impl Refusals for QualityOutcome {
             }
             QualityOutcome::GroundTruth(ground_truth::Outcome::Done(_))
             | QualityOutcome::Recorded { .. } => None,
+        }
+    }
+}
+
+impl Refusals for WebhookOutcome {
+    fn refusal(&self) -> Option<Refusal> {
+        match self {
+            WebhookOutcome::NoSuchHook(id) => {
+                Some(Refusal::no_such("webhook", "no_such_webhook", *id))
+            }
+            WebhookOutcome::NoSuchSet(id) => Some(Refusal::no_such(
+                "annotation set",
+                "no_such_annotation_set",
+                *id,
+            )),
+            WebhookOutcome::Invalid(m) => Some(Refusal::new(Refused::Invalid, "invalid_field", m)),
+            WebhookOutcome::Hook(_)
+            | WebhookOutcome::Deleted
+            | WebhookOutcome::Claimed(_)
+            | WebhookOutcome::NotClaimed
+            | WebhookOutcome::Recorded => None,
         }
     }
 }

@@ -21,8 +21,11 @@ pub enum QualityOp {
         sha: Sha256,
     },
     /// Image quality records, each as JSON text (shapes carry JSON attribute values, which
-    /// bincode cannot read back).
-    Record(Vec<String>),
+    /// bincode cannot read back), proposed at `at_ms`.
+    Record {
+        records: Vec<String>,
+        at_ms: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,16 +49,16 @@ pub fn stage(tx: &mut Tx, op: &QualityOp) -> Result<QualityOutcome, DomainError>
         QualityOp::ClearGroundTruth { set, sha } => {
             QualityOutcome::GroundTruth(ground_truth::stage_clear(tx, *set, sha)?)
         }
-        QualityOp::Record(texts) => {
+        QualityOp::Record { records, at_ms } => {
             let (mut kept, mut stale) = (0, 0);
-            for text in texts {
+            for text in records {
                 // The proposer serialised these; one it could not have made is its bug, and
                 // skipping it leaves the image marked, to be computed again.
                 let Ok(record) = serde_json::from_str::<ImageQuality>(text) else {
                     stale += 1;
                     continue;
                 };
-                if image_quality::stage_record(tx, &record)? {
+                if image_quality::stage_record(tx, &record, *at_ms)? {
                     kept += 1;
                 } else {
                     stale += 1;

@@ -320,7 +320,10 @@ mod tests {
                 .map(|q| serde_json::to_string(&q).expect("json"))
                 .collect()
         };
-        match r.apply(CatalogOp::Quality(QualityOp::Record(texts))) {
+        match r.apply(CatalogOp::Quality(QualityOp::Record {
+            records: texts,
+            at_ms: 50,
+        })) {
             CatalogOutcome::Quality(QualityOutcome::Recorded { kept, stale }) => (kept, stale),
             other => panic!("{other:?}"),
         }
@@ -476,7 +479,10 @@ mod tests {
         assert_eq!(stale.agreement, Some(1.0));
         save(&r, 2, sha(0), "bob", boxes(0, 25.0));
         let text = serde_json::to_string(&stale).expect("json");
-        let outcome = r.apply(CatalogOp::Quality(QualityOp::Record(vec![text])));
+        let outcome = r.apply(CatalogOp::Quality(QualityOp::Record {
+            records: vec![text],
+            at_ms: 50,
+        }));
         assert_eq!(
             outcome,
             CatalogOutcome::Quality(QualityOutcome::Recorded { kept: 0, stale: 1 })

@@ -555,6 +555,24 @@ pub fn stage(tx: &mut Tx, op: &TaskOp) -> Result<TaskOutcome, DomainError> {
             if matches!(t.state, TaskState::Submitted | TaskState::Archived) {
                 crate::image_quality::mark_task(tx, &t)?;
             }
+            let event = match action {
+                Action::Submit => Some(crate::webhooks::Event::TaskSubmitted),
+                Action::Accept => Some(crate::webhooks::Event::TaskAccepted),
+                Action::Reject => Some(crate::webhooks::Event::TaskRejected),
+                _ => None,
+            };
+            if let Some(event) = event {
+                let data = serde_json::json!({
+                    "task": t.id,
+                    "annotation_set": t.set_id,
+                    "state": t.state,
+                    "assignee": t.assignee,
+                    "by": user,
+                    "reason": reason,
+                    "at_ms": at_ms,
+                });
+                crate::webhooks::stage_event(tx, Some(t.set_id), event, &data, *at_ms)?;
+            }
             Ok(TaskOutcome::Task(Box::new(t)))
         }
         TaskOp::Reassign {

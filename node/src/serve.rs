@@ -67,6 +67,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     tessera_api::jobs::start_background(&state).await;
     tokio::spawn(tessera_api::oauth::prune_catalogue(state.clone()));
     tokio::spawn(tessera_api::quality::recompute(state.clone()));
+    tokio::spawn(tessera_api::webhooks::deliver(state.clone()));
     let tls = match config.https(id) {
         Some((cert, key)) => Some(
             tessera_api::fastpath::https::load(cert, key)

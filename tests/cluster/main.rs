@@ -22,3 +22,4 @@ mod tasks;
 mod thumbnails;
 mod ui;
 mod volumes;
+mod webhooks;
