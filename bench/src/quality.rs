@@ -248,20 +248,30 @@ pub fn run(dir: &std::path::Path, images: usize, shapes: usize) -> anyhow::Resul
         .map(|s| s.to_string())
         .collect();
 
-    // Overlap 3: every save writes a mark.
-    let mut with = Vec::new();
+    // Overlap 3, where every save writes a mark, and the control set (overlap 1, no ground
+    // truth, nothing marked), interleaved so that both see the same database size and the same
+    // machine.
+    let mut marked = Vec::new();
     for (task, who, list) in b.tasks(1, images, 3, &annotators)? {
-        for i in list {
-            with.push(b.save(task, i, &annotators[who], 0, drawing(i, who, shapes, 0))?);
+        marked.extend(list.into_iter().map(|i| (task, who, i)));
+    }
+    let mut control = Vec::new();
+    for (task, _, list) in b.tasks(2, images.min(CONTROL), 1, &annotators[..1])? {
+        control.extend(list.into_iter().map(|i| (task, i)));
+    }
+    let every = (marked.len() / control.len().max(1)).max(1);
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let mut pending_control = control.into_iter();
+    for (n, (task, who, i)) in marked.into_iter().enumerate() {
+        with.push(b.save(task, i, &annotators[who], 0, drawing(i, who, shapes, 0))?);
+        if n % every == 0 {
+            if let Some((task, i)) = pending_control.next() {
+                without.push(b.save(task, i, "ann", 0, drawing(i, 0, shapes, 0))?);
+            }
         }
     }
-    // Overlap 1, no ground truth: the same saves without a mark.
-    let control = images.min(CONTROL);
-    let mut without = Vec::new();
-    for (task, _, list) in b.tasks(2, control, 1, &annotators[..1])? {
-        for i in list {
-            without.push(b.save(task, i, "ann", 0, drawing(i, 0, shapes, 0))?);
-        }
+    for (task, i) in pending_control {
+        without.push(b.save(task, i, "ann", 0, drawing(i, 0, shapes, 0))?);
     }
     with.sort_by(f64::total_cmp);
     without.sort_by(f64::total_cmp);

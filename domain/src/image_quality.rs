@@ -175,15 +175,22 @@ fn submitted(t: &Task) -> bool {
 
 /// The basis an image's record would have now.
 pub fn basis(r: &dyn Records, set: u64, chunk: u64, sha: &Sha256) -> Result<Basis, DomainError> {
-    let versions = contributors(r, chunk, sha)?
+    let reference = ground_truth::reference(r, set, sha)?;
+    Ok(basis_of(&contributors(r, chunk, sha)?, reference.as_ref()))
+}
+
+fn basis_of(
+    found: &[(Task, Option<annotations::Version>)],
+    reference: Option<&ground_truth::Reference>,
+) -> Basis {
+    let versions = found
         .iter()
         .map(|(t, v)| (t.id, v.as_ref().map_or(0, |v| v.version), submitted(t)))
         .collect();
-    let reference = ground_truth::reference(r, set, sha)?.map(|g| g.set_ms);
-    Ok(Basis {
+    Basis {
         versions,
-        reference,
-    })
+        reference: reference.map(|g| g.set_ms),
+    }
 }
 
 /// Computes the record of `sha` in `chunk` from the records as they are; `None` when the set is
@@ -255,7 +262,7 @@ pub fn assess(
         set,
         chunk,
         sha: *sha,
-        basis: basis(r, set, chunk, sha)?,
+        basis: basis_of(&found, reference.as_ref()),
         versions,
         agreement,
         consensus,
