@@ -85,18 +85,132 @@ pub async fn image(
             .into_iter()
             .map(|t| t.chunk)
             .collect();
-            let mut records: Vec<ImageQuality> = Vec::new();
+            let mut records = Vec::new();
             for chunk in chunks {
-                records.extend(image_quality::record(s, id, chunk, &sha)?);
+                if let Some(q) = image_quality::record(s, id, chunk, &sha)? {
+                    records.push((q, image_quality::pin(s, id, chunk, &sha)?));
+                }
             }
             Ok((records, ground_truth::reference(s, id, &sha)?))
         })
         .await?;
+    let chunks: Vec<Value> = records
+        .into_iter()
+        .map(|(q, pin): (ImageQuality, Option<image_quality::Pin>)| {
+            let mut v = serde_json::to_value(&q).unwrap_or(Value::Null);
+            v["pinned"] = match pin {
+                Some(p) => json!({
+                    "shapes": serde_json::from_str::<Value>(&p.shapes).unwrap_or(Value::Null),
+                    "source": p.source,
+                    "by": p.by,
+                    "at_ms": p.at_ms,
+                }),
+                None => Value::Null,
+            };
+            v
+        })
+        .collect();
     Ok(Json(json!({
         "image": sha.to_string(),
-        "chunks": records,
+        "chunks": chunks,
         "reference": reference.map(|g| reference_view(&sha, &g, true)),
     })))
+}
+
+/// What `PUT …/quality/images/{sha}/consensus` takes: the chunk, and either shapes (edited by
+/// the reviewer) or the task whose current version becomes the consensus.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PinBody {
+    chunk: u64,
+    shapes: Option<Value>,
+    task: Option<u64>,
+}
+
+/// `PUT /api/v1/annotation-sets/{id}/quality/images/{sha}/consensus` (reviewers of the set and
+/// up): pins the consensus of an image in a chunk — one annotator's version (`task`) or shapes
+/// the reviewer edited. Exports use it instead of the computed consensus until it is removed.
+pub async fn pin(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, sha)): Path<(u64, String)>,
+    JsonBody(body): JsonBody<PinBody>,
+) -> Result<StatusCode, ApiError> {
+    require_reviewer_of(&state, &principal, id).await?;
+    let sha = parse_sha(&sha)?;
+    let (shapes, source) = match (body.shapes, body.task) {
+        (Some(shapes), None) => (shapes.to_string(), "edited".to_string()),
+        (None, Some(task)) => {
+            let found = state
+                .cluster
+                .read_catalog(move |s| {
+                    let t = tessera_domain::tasks::task(s, task)?;
+                    let v = tessera_domain::annotations::current(s, task, &sha)?;
+                    Ok((t, v))
+                })
+                .await?;
+            match found {
+                (Some(t), Some(v)) if t.set_id == id && t.chunk == body.chunk => {
+                    (v.shapes, format!("{}'s version (task {task})", v.saved_by))
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "task: task {task} has no version of image {sha} in chunk {} of this set",
+                        body.chunk
+                    )))
+                }
+            }
+        }
+        _ => {
+            return Err(invalid(
+                "give exactly one of shapes (edited) or task (a version to take)",
+            ))
+        }
+    };
+    let pin = image_quality::Pin {
+        shapes,
+        source,
+        by: principal.username.clone(),
+        at_ms: now_ms(),
+    };
+    let op = QualityOp::PinConsensus {
+        set: id,
+        chunk: body.chunk,
+        sha,
+        pin: Some(pin),
+    };
+    match propose(&state, op).await? {
+        QualityOutcome::Pinned => Ok(StatusCode::NO_CONTENT),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkQuery {
+    chunk: u64,
+}
+
+/// `DELETE /api/v1/annotation-sets/{id}/quality/images/{sha}/consensus?chunk=` (reviewers of
+/// the set and up): back to the computed consensus.
+pub async fn unpin(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, sha)): Path<(u64, String)>,
+    axum::extract::Query(q): axum::extract::Query<ChunkQuery>,
+) -> Result<StatusCode, ApiError> {
+    require_reviewer_of(&state, &principal, id).await?;
+    let sha = parse_sha(&sha)?;
+    let op = QualityOp::PinConsensus {
+        set: id,
+        chunk: q.chunk,
+        sha,
+        pin: None,
+    };
+    match propose(&state, op).await? {
+        QualityOutcome::Pinned => Ok(StatusCode::NO_CONTENT),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn reference_view(sha: &Sha256, g: &ground_truth::Reference, with_shapes: bool) -> Value {

@@ -489,6 +489,22 @@ pub fn routes() -> Vec<Route> {
             get(quality::image),
         ),
         route(
+            "put",
+            "/api/v1/annotation-sets/{id}/quality/images/{sha}/consensus",
+            Reviewer,
+            "Pin an image's consensus in a chunk: one annotator's version (task) or edited shapes",
+            put(quality::pin),
+        )
+        .json::<quality::PinBody>(json!({"chunk": 3, "task": 12})),
+        route(
+            "delete",
+            "/api/v1/annotation-sets/{id}/quality/images/{sha}/consensus",
+            Reviewer,
+            "Back to the computed consensus (?chunk=)",
+            delete(quality::unpin),
+        )
+        .query::<quality::ChunkQuery>("chunk=3"),
+        route(
             "post",
             "/api/v1/webhooks",
             Manager,

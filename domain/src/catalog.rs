@@ -245,6 +245,9 @@ impl std::fmt::Display for Summary<'_> {
                 QualityOp::Record { records, .. } => {
                     write!(f, "RecordQuality {} images", records.len())
                 }
+                QualityOp::PinConsensus { set, sha, pin, .. } => {
+                    write!(f, "PinConsensus set {set} {sha} {}", pin.is_some())
+                }
             },
             // Webhook secrets stay out of logs.
             CatalogOp::Webhook(op) => match op {

@@ -343,6 +343,73 @@ pub fn record(
         .transpose()
 }
 
+/// A reviewer's choice of consensus for an image in a chunk: kept apart from the computed one,
+/// which it overrides in exports until it is removed (a choice is reversible, and the computed
+/// consensus stays current underneath it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The shapes as JSON text.
+    pub shapes: String,
+    /// What it came from: "ann's version", "edited".
+    pub source: String,
+    pub by: String,
+    pub at_ms: u64,
+}
+
+fn pin_key(set: u64, chunk: u64, sha: &Sha256) -> Vec<u8> {
+    key(&format!("consensus-pin/{set:016x}/{chunk:016x}/{sha}"))
+}
+
+/// The pinned consensus of `sha` in `chunk`, if a reviewer chose one.
+pub fn pin(
+    r: &dyn Records,
+    set: u64,
+    chunk: u64,
+    sha: &Sha256,
+) -> Result<Option<Pin>, DomainError> {
+    crate::records::get(r, &pin_key(set, chunk, sha))
+}
+
+/// Pins `shapes` (validated against the set's schema and the image) as the consensus of `sha`
+/// in `chunk`, or, with `None`, goes back to the computed one. `Err` names the problem.
+pub fn stage_pin(
+    tx: &mut Tx,
+    set: u64,
+    chunk: u64,
+    sha: &Sha256,
+    pinned: Option<&Pin>,
+) -> Result<Result<(), String>, DomainError> {
+    let Some(annotation_set) = annotation_sets::annotation_set(tx, set)? else {
+        return Ok(Err(format!("no annotation set {set}")));
+    };
+    let held = tasks::tasks(tx, TaskIndex::Chunk(chunk), None, 1, |t| {
+        t.set_id == set && t.images.contains(sha)
+    })?;
+    if held.is_empty() {
+        return Ok(Err(format!(
+            "chunk: no task of chunk {chunk} in annotation set {set} holds image {sha}"
+        )));
+    }
+    let Some(pinned) = pinned else {
+        tx.delete(pin_key(set, chunk, sha));
+        return Ok(Ok(()));
+    };
+    let Some(image) = crate::datasets::image(tx, annotation_set.dataset_id, sha)? else {
+        return Ok(Err(format!("image {sha} is not in the set's dataset")));
+    };
+    let parsed: serde_json::Value = match serde_json::from_str(&pinned.shapes) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(format!("shapes: {e}"))),
+    };
+    if let Some(p) =
+        annotations::problem(&parsed, &annotation_set.labels, image.width, image.height)
+    {
+        return Ok(Err(p));
+    }
+    tx.put_record(pin_key(set, chunk, sha), pinned)?;
+    Ok(Ok(()))
+}
+
 /// Every record of set `set`, in chunk and image order.
 pub fn records(r: &dyn Records, set: u64) -> Result<Vec<ImageQuality>, DomainError> {
     let prefix = key(&format!("image-quality/{set:016x}/"));

@@ -156,8 +156,10 @@ impl Refusals for QualityOutcome {
             QualityOutcome::GroundTruth(ground_truth::Outcome::Invalid(m)) => {
                 Some(Refusal::new(Refused::Invalid, "invalid_field", m))
             }
+            QualityOutcome::Invalid(m) => Some(Refusal::new(Refused::Invalid, "invalid_field", m)),
             QualityOutcome::GroundTruth(ground_truth::Outcome::Done(_))
-            | QualityOutcome::Recorded { .. } => None,
+            | QualityOutcome::Recorded { .. }
+            | QualityOutcome::Pinned => None,
         }
     }
 }

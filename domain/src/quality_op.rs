@@ -26,6 +26,14 @@ pub enum QualityOp {
         records: Vec<String>,
         at_ms: u64,
     },
+    /// A reviewer's choice of consensus for an image in a chunk; `None` goes back to the
+    /// computed consensus.
+    PinConsensus {
+        set: u64,
+        chunk: u64,
+        sha: Sha256,
+        pin: Option<image_quality::Pin>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +44,9 @@ pub enum QualityOutcome {
         kept: u64,
         stale: u64,
     },
+    Pinned,
+    /// A pin that names a chunk without the image, or shapes that do not fit.
+    Invalid(String),
 }
 
 pub fn stage(tx: &mut Tx, op: &QualityOp) -> Result<QualityOutcome, DomainError> {
@@ -66,5 +77,14 @@ pub fn stage(tx: &mut Tx, op: &QualityOp) -> Result<QualityOutcome, DomainError>
             }
             QualityOutcome::Recorded { kept, stale }
         }
+        QualityOp::PinConsensus {
+            set,
+            chunk,
+            sha,
+            pin,
+        } => match image_quality::stage_pin(tx, *set, *chunk, sha, pin.as_ref())? {
+            Ok(()) => QualityOutcome::Pinned,
+            Err(problem) => QualityOutcome::Invalid(problem),
+        },
     })
 }

@@ -36,7 +36,7 @@ pub enum Source {
     Imported,
     /// The image's ground truth.
     Reference,
-    /// The consensus record of the image in this chunk.
+    /// The consensus of the image in this chunk: a reviewer's pin, else the computed one.
     Consensus(u64),
 }
 
@@ -206,9 +206,13 @@ pub fn shapes_of(
             Some(Source::Reference) => {
                 ground_truth::reference(store, set_id, sha)?.map(|g| Shape::parse_all(&g.shapes))
             }
-            Some(Source::Consensus(chunk)) => image_quality::record(store, set_id, *chunk, sha)?
-                .and_then(|q| q.consensus)
-                .map(|merged| merged.into_iter().map(|m| m.shape).collect()),
+            Some(Source::Consensus(chunk)) => match image_quality::pin(store, set_id, *chunk, sha)?
+            {
+                Some(pin) => Some(Shape::parse_all(&pin.shapes)),
+                None => image_quality::record(store, set_id, *chunk, sha)?
+                    .and_then(|q| q.consensus)
+                    .map(|merged| merged.into_iter().map(|m| m.shape).collect()),
+            },
             None => None,
         };
         out.push(shapes.unwrap_or_default());
