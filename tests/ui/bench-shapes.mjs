@@ -131,6 +131,34 @@ assert.equal(saved.length, 5000);
 assert.deepEqual(saved[0].points.map((p) => p.map(Math.round)), [[15, 15], [70, 70]], 'moved, resized, the resize undone');
 results.saveBytes = body;
 results.saveMethod = method;
+// The save's diff, on random edits of small lists of few distinct shapes (duplicates, moves,
+// insertions, removals): its splices applied to the base give the current list.
+const diffFailure = await page.evaluate(async () => {
+  const { splices } = await import('/js/patch.js');
+  let seed = 7;
+  const rnd = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return Math.floor((seed / 2147483648) * n); };
+  for (let t = 0; t < 5000; t++) {
+    const base = Array.from({ length: rnd(12) }, () => `{"n":${rnd(5)}}`);
+    const now = [...base];
+    for (let k = rnd(4); k > 0; k--) {
+      const r = rnd(3);
+      if (r === 0 && now.length) now.splice(rnd(now.length), 1);
+      else if (r === 1) now.splice(rnd(now.length + 1), 0, `{"n":${rnd(7)}}`);
+      else if (now.length) now.splice(rnd(now.length), 0, ...now.splice(rnd(now.length), 1));
+    }
+    const out = [];
+    let at = 0;
+    for (const [i, remove, texts] of splices(base, now)) {
+      if (i < at || i + remove > base.length) return `splices out of order for ${base} → ${now}`;
+      out.push(...base.slice(at, i), ...texts);
+      at = i + remove;
+    }
+    out.push(...base.slice(at));
+    if (out.join() !== now.join()) return `${base} → ${now} gave ${out}`;
+  }
+  return null;
+});
+assert.equal(diffFailure, null, 'the save diff rebuilds the current shapes');
 const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? 0);
 log(`5000 shapes: ${JSON.stringify({ ...results, heapMB: Math.round(heap / 1e6) })}; after the last input event: ${JSON.stringify(afterLast)}`);
 await finish('bench-shapes');
