@@ -68,6 +68,14 @@ await dragBetween(a, [150, 200], [250, 250]);
 await a.keyboard.press('Delete');
 assert.equal(await objectCount(a), 1, 'a locked shape is not deleted');
 nearPoints(await a.evaluate(() => window.tessera.editor.selectedShape().points), [POLY[0], [200, 100], POLY[1], POLY[3]], 'a locked shape is not moved');
+log('undo and redo of the vertex removal keep the lock (a view, not an edit)');
+const vertices = () => a.evaluate(() => window.tessera.editor.selectedShape()?.points.length);
+await a.keyboard.press('Control+z');
+await eventually('the vertex back', async () => (await vertices()) === 5);
+await a.getByRole('button', { name: 'Lock car 1', pressed: true }).waitFor();
+await a.keyboard.press('Control+Shift+z');
+await eventually('the vertex removed again', async () => (await vertices()) === 4);
+await a.getByRole('button', { name: 'Lock car 1', pressed: true }).waitFor();
 await a.getByRole('button', { name: 'Lock car 1' }).click();
 
 log('copy, next image, paste');

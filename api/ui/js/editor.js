@@ -80,6 +80,13 @@ export function withIds(shapes) {
   }));
 }
 
+/** Hidden and locked are how a shape is shown and handled now, not edits: undo keeps them. */
+function keepView(back, now) {
+  for (const k of ['_hidden', '_locked']) {
+    if (now[k]) back[k] = true; else delete back[k];
+  }
+}
+
 /** A shape as the API takes it (no local fields). */
 function cleanOne(s) {
   const out = { label: s.label, kind: s.kind, points: s.points.map(([x, y]) => [round(x), round(y)]) };
@@ -377,7 +384,11 @@ export class Editor {
     const sel = this.selected;
     if (step.order) {
       const before = new Map(this.shapes.map((s) => [s._id, s]));
-      const next = step.order.map((id) => step.kept.get(id) || before.get(id)).filter(Boolean);
+      const next = step.order.map((id) => {
+        const [back, now] = [step.kept.get(id), before.get(id)];
+        if (back && now) keepView(back, now);
+        return back || now;
+      }).filter(Boolean);
       // The same array: the workspace holds it. Pushed one by one (no argument-count limit).
       this.shapes.length = 0;
       for (const s of next) this.shapes.push(s);
@@ -387,6 +398,7 @@ export class Editor {
       this.shapes.forEach((s, i) => {
         const back = step.kept.get(s._id);
         if (!back) return;
+        keepView(back, s);
         this.shapes[i] = back;
         if (s._id !== sel) { this.touch(s); this.touch(back); }
       });
