@@ -111,16 +111,9 @@ pub struct Body {
     shapes: Value,
 }
 
-/// `PUT …/annotations` with `If-Match`.
-pub async fn put(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path((task, sha)): Path<(u64, String)>,
-    headers: HeaderMap,
-    JsonBody(Body { shapes }): JsonBody<Body>,
-) -> Result<Response, ApiError> {
-    let sha = parse_sha(&sha)?;
-    let base = headers
+/// The version named by `If-Match` (the one the client edited).
+fn if_match(headers: &HeaderMap) -> Result<u64, ApiError> {
+    headers
         .get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
@@ -136,37 +129,109 @@ pub async fn put(
                 "if_match_required",
                 "send If-Match with the version you edited (\"0\" for none)",
             )
-        })?;
+        })
+}
+
+/// The 412 of a save made on version `base` while `current` is the current one.
+fn stale(base: u64, current: u64) -> Response {
+    let body = json!({
+        "error": { "code": "stale_version", "message": format!("you edited version {base}; the current one is {current}") },
+        "current_version": current,
+    });
+    (
+        StatusCode::PRECONDITION_FAILED,
+        [(header::ETAG, format!("\"{current}\""))],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Saves `shapes` (JSON text) as the version after `base`, or answers 412 when `base` is no
+/// longer the current version.
+async fn commit(
+    state: &AppState,
+    principal: Principal,
+    (task, sha): (u64, Sha256),
+    base: u64,
+    shapes: String,
+) -> Result<Response, ApiError> {
     let save = Save {
         task,
         sha,
         base,
-        shapes: shapes.to_string(),
+        shapes,
         user: principal.username,
         role: principal.role,
         at_ms: now_ms(),
     };
     // Under the request's idempotency id: a save retried with its `Idempotency-Key` gets its
     // first answer back instead of a conflict with itself.
-    let outcome = propose(&state, save).await?;
+    let outcome = propose(state, save).await?;
     match outcome {
         SaveOutcome::Saved(version) => Ok((
             [(header::ETAG, format!("\"{version}\""))],
             Json(json!({ "version": version })),
         )
             .into_response()),
-        SaveOutcome::Stale(current) => {
-            let body = json!({
-                "error": { "code": "stale_version", "message": format!("you edited version {base}; the current one is {current}") },
-                "current_version": current,
-            });
-            Ok((
-                StatusCode::PRECONDITION_FAILED,
-                [(header::ETAG, format!("\"{current}\""))],
-                Json(body),
-            )
-                .into_response())
-        }
+        SaveOutcome::Stale(current) => Ok(stale(base, current)),
         other => Err(unexpected(other)),
     }
+}
+
+/// `PUT …/annotations` with `If-Match`.
+pub async fn put(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((task, sha)): Path<(u64, String)>,
+    headers: HeaderMap,
+    JsonBody(Body { shapes }): JsonBody<Body>,
+) -> Result<Response, ApiError> {
+    let sha = parse_sha(&sha)?;
+    let base = if_match(&headers)?;
+    commit(&state, principal, (task, sha), base, shapes.to_string()).await
+}
+
+/// The body of `PATCH …/annotations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    /// How many shapes the edited version has: a check that the splices were made on it.
+    base_len: usize,
+    /// `[at, remove, [shape, …]]`, by position in the edited version, in order.
+    splices: Vec<annotations::Splice>,
+}
+
+/// `PATCH …/annotations` with `If-Match`: what changed since the edited version (shapes
+/// replaced, inserted and removed by position), applied to that version here and saved as a
+/// whole, under the same version check and validation as `PUT`. An editor of thousands of
+/// shapes sends the few it changed instead of megabytes; positions need no per-shape ids
+/// because `If-Match` pins the list they index. A version this node has not applied yet is
+/// waited for (a barrier) before the patch is called stale.
+pub async fn patch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((task, sha)): Path<(u64, String)>,
+    headers: HeaderMap,
+    JsonBody(PatchBody { base_len, splices }): JsonBody<PatchBody>,
+) -> Result<Response, ApiError> {
+    let sha = parse_sha(&sha)?;
+    let base = if_match(&headers)?;
+    may_read(&state, &principal, task, sha).await?;
+    let read = || {
+        state
+            .cluster
+            .read_catalog(move |s| annotations::current(s, task, &sha))
+    };
+    let mut current = read().await?;
+    if current.as_ref().map(|v| v.version) != Some(base) {
+        state.cluster.catalog_barrier().await?;
+        current = read().await?;
+    }
+    let edited = match current {
+        Some(v) if v.version == base => v,
+        other => return Ok(stale(base, other.map(|v| v.version).unwrap_or(0))),
+    };
+    let shapes = annotations::splice(&edited.shapes, base_len, splices)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_patch", e))?;
+    commit(&state, principal, (task, sha), base, shapes).await
 }

@@ -441,7 +441,15 @@ pub fn routes() -> Vec<Route> {
             "Save shapes (If-Match: the edited version; 412 if stale)",
             put(annotations::put),
         )
-        .json::<annotations::Body>(json!({"shapes": [{"label": "car", "kind": "rectangle", "points": [[10, 20], [200, 120]], "attributes": {"colour": "red"}}, {"label": "car", "kind": "rotated_rectangle", "points": [[50, 50], [90, 70]], "angle": 30}]})),
+        .json::<annotations::Body>(json!({"shapes": [{"label": "car", "kind": "rectangle", "points": [[10, 20], [200, 120]], "attributes": {"colour": "red"}}, {"label": "car", "kind": "rotated_rectangle", "points": [[50, 50], [90, 70]], "angle": 30, "occluded": true}]})),
+        route(
+            "patch",
+            "/api/v1/tasks/{id}/images/{sha}/annotations",
+            SignedIn,
+            "Save what changed since the edited version (If-Match; 412 if stale): splices [at, remove, [shapes]] by position in it",
+            patch(annotations::patch),
+        )
+        .json::<annotations::PatchBody>(json!({"base_len": 2, "splices": [[1, 1, [{"label": "car", "kind": "rectangle", "points": [[12, 20], [200, 120]]}]], [2, 0, [{"label": "car", "kind": "rectangle", "points": [[1, 1], [9, 9]], "occluded": true}]]]})),
         route(
             "get",
             "/api/v1/tasks/{id}/images/{sha}/annotations/history",

@@ -144,6 +144,46 @@ pub fn stage(tx: &mut Tx, save: &Save) -> Result<SaveOutcome, DomainError> {
     Ok(SaveOutcome::Saved(version.version))
 }
 
+/// A change to a saved list of shapes: at index `at` of that list, `remove` shapes replaced by
+/// `insert` (JSON shapes, checked with the result as a whole).
+pub type Splice = (usize, usize, Vec<Value>);
+
+/// The shapes of a version (`base`, JSON text of `base_len` shapes) with `splices` applied, as
+/// JSON text. Splices index the base list, in order and without overlapping: a save that sends
+/// only what changed names shapes by position, which is unambiguous because the save is made
+/// on exactly that version (`If-Match`). The error says what does not fit.
+pub fn splice(base: &str, base_len: usize, splices: Vec<Splice>) -> Result<String, String> {
+    let list: Vec<Value> =
+        serde_json::from_str(base).map_err(|e| format!("the saved version is unreadable: {e}"))?;
+    if list.len() != base_len {
+        return Err(format!(
+            "base_len: the edited version has {} shapes, not {base_len}",
+            list.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    let mut rest = list.into_iter();
+    let mut cursor = 0;
+    for (i, (at, remove, insert)) in splices.into_iter().enumerate() {
+        let end = at.checked_add(remove).filter(|&end| end <= base_len);
+        let Some(end) = end.filter(|_| at >= cursor) else {
+            return Err(format!(
+                "splices[{i}]: [{at}, {remove}] is out of order, overlaps the one before or \
+                 reaches past the {base_len} shapes"
+            ));
+        };
+        out.extend(rest.by_ref().take(at - cursor));
+        rest.by_ref().take(remove).for_each(drop);
+        out.extend(insert);
+        cursor = end;
+    }
+    out.extend(rest);
+    if out.len() > MAX_SHAPES {
+        return Err(format!("shapes: at most {MAX_SHAPES} per image"));
+    }
+    Ok(Value::Array(out).to_string())
+}
+
 /// Shapes brought in from another tool (COCO, VOC, YOLO, CVAT) for an image of an annotation
 /// set: the starting point of every task with that image until a version is saved there.
 /// They are not anyone's work, so statistics do not count them.
@@ -223,4 +263,44 @@ pub fn saved_labels(
         }
     }
     Ok(labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn splices_replace_insert_and_remove_by_base_position() {
+        let base = json!([{"n": 0}, {"n": 1}, {"n": 2}, {"n": 3}]).to_string();
+        let text = splice(
+            &base,
+            4,
+            vec![
+                (0, 0, vec![json!({"n": "new"})]),
+                (1, 1, vec![json!({"n": "1'"})]),
+                (3, 1, vec![]),
+            ],
+        )
+        .unwrap();
+        let want = json!([{"n": "new"}, {"n": 0}, {"n": "1'"}, {"n": 2}]);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), want);
+        assert_eq!(splice(&base, 4, vec![]).unwrap(), base);
+    }
+
+    #[test]
+    fn splices_that_do_not_fit_the_base_are_refused() {
+        let base = json!([{"n": 0}, {"n": 1}]).to_string();
+        let err = splice(&base, 3, vec![]).unwrap_err();
+        assert!(err.starts_with("base_len:"), "{err}");
+        for bad in [
+            vec![(1, 2, vec![])],
+            vec![(1, 0, vec![]), (0, 1, vec![])],
+            vec![(0, 2, vec![]), (1, 0, vec![])],
+            vec![(usize::MAX, 1, vec![])],
+        ] {
+            let err = splice(&base, 2, bad).unwrap_err();
+            assert!(err.starts_with("splices["), "{err}");
+        }
+    }
 }

@@ -40,6 +40,15 @@ pub struct Shape {
     pub visibility: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub attributes: Map<String, Value>,
+    /// The object is partly hidden behind another (CVAT's per-shape `occluded`; COCO and
+    /// datumaro carry it as `attributes.occluded`). Left out of the JSON when false, so shapes
+    /// saved before it existed read and write back byte for byte.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub occluded: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Tags may be saved with `"points": null` (accepted before this model existed).
@@ -59,6 +68,7 @@ impl Shape {
             angle: None,
             visibility: None,
             attributes: Map::new(),
+            occluded: false,
         }
     }
 
@@ -144,6 +154,9 @@ impl Shape {
         }
         if let Some(p) = self.visibility_problem() {
             return Some(p);
+        }
+        if self.occluded && self.kind == ShapeKind::Tag {
+            return Some("occluded: a tag is image-level, it has no outline to hide".into());
         }
         match (self.kind, self.angle) {
             (ShapeKind::RotatedRectangle, Some(a)) if (0.0..360.0).contains(&a) => {}
@@ -395,5 +408,32 @@ mod tests {
         );
         let parsed = Shape::parse_all(r#"[{"label":"sunny","kind":"tag","points":null}]"#);
         assert_eq!(parsed, vec![tag]);
+    }
+
+    #[test]
+    fn occluded_is_written_only_when_set_and_read_back() {
+        let old = r#"{"label":"person","kind":"points","points":[[1.0,2.0],[3.0,4.0],[5.0,6.0]]}"#;
+        let shape: Shape = serde_json::from_str(old).unwrap();
+        assert!(!shape.occluded);
+        assert_eq!(serde_json::to_string(&shape).unwrap(), old);
+        let ok = check(json!([{"label": "person", "kind": "points",
+            "points": [[1, 2], [3, 4], [5, 6]], "occluded": true}]))
+        .unwrap();
+        assert!(ok[0].occluded);
+        assert_eq!(
+            serde_json::to_value(&ok[0]).unwrap()["occluded"],
+            json!(true)
+        );
+        let mut tag = Shape::new("sunny", ShapeKind::Tag, vec![]);
+        tag.occluded = true;
+        let sunny = Label {
+            name: "sunny".into(),
+            kinds: vec![ShapeKind::Tag],
+            ..person()
+        };
+        assert!(tag
+            .problem(&sunny, 64, 48)
+            .unwrap()
+            .starts_with("occluded:"));
     }
 }

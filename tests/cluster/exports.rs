@@ -134,6 +134,20 @@ pub(crate) async fn download(any: &Client, cluster: &TestCluster, job: &Value) -
 }
 
 /// Unpacks `zip` into a fresh directory.
+/// How many times `needle` occurs in the files under `dir`.
+fn occurrences(dir: &Path, needle: &str) -> usize {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .map(|p| match p.is_dir() {
+            true => occurrences(&p, needle),
+            false => String::from_utf8_lossy(&std::fs::read(&p).expect("read"))
+                .matches(needle)
+                .count(),
+        })
+        .sum()
+}
+
 fn unpack(zip: &[u8]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("export.zip");
@@ -561,12 +575,12 @@ fn odd_labels(vehicle: &str, keypoints: &[&str]) -> Value {
     ])
 }
 
-/// What training code trips on, drawn on an image of at least 30 x 24 (displayed): a 0-height
-/// polyline, rotated rectangles at 0° and 30°, keypoints with one not labelled and one
-/// occluded, and labels with reserved characters.
+/// What training code trips on, drawn on an image of at least 30 x 24 (displayed): an occluded
+/// rectangle, a 0-height polyline, rotated rectangles at 0° and 30°, keypoints with one not
+/// labelled and one occluded, and labels with reserved characters.
 fn odd_shapes(vehicle: &str, person: Value) -> Value {
     json!([
-        {"label": vehicle, "kind": "rectangle", "points": [[20, 15], [2, 3]]},
+        {"label": vehicle, "kind": "rectangle", "points": [[20, 15], [2, 3]], "occluded": true},
         {"label": vehicle, "kind": "polyline", "points": [[4, 10], [18, 10]]},
         {"label": vehicle, "kind": "rotated_rectangle", "points": [[5, 5], [15, 12]], "angle": 0},
         {"label": vehicle, "kind": "rotated_rectangle", "points": [[6, 14], [16, 20]], "angle": 30},
@@ -826,6 +840,13 @@ async fn exports_carry_what_training_code_needs_in_every_format() {
         assert!(report.contains(&head), "{format}: {report}");
         let second = export(&manager, fresh, json!({"format": format})).await;
         let dir = unpack(&download(&manager, &cluster, &second).await);
+        // The occluded rectangle of each image came back occluded, and nothing else did.
+        let flag = if format == "coco" {
+            "\"occluded\":true"
+        } else {
+            "occluded=\"1\""
+        };
+        assert_eq!(occurrences(dir.path(), flag), 4, "{format}: {flag}");
         let mut expected = expected.clone();
         if format == "coco" {
             // COCO has no polylines or tags: they are not in the fresh set either.

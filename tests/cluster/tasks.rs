@@ -332,6 +332,96 @@ async fn tasks_flow_from_split_through_review_and_rework() {
     assert_eq!(stats["images"]["total"], 5);
 }
 
+/// `PATCH …/annotations`: splices by position in the version named by If-Match, applied there
+/// and saved as a whole version under the same rules as `PUT` (issue 13's save of what changed),
+/// on any node; `occluded` is kept.
+#[tokio::test]
+async fn annotations_patch_saves_what_changed_on_the_edited_version() {
+    let cluster = TestCluster::start(Options::default()).await;
+    let users = [("ann1", "annotator"), ("ann2", "annotator")];
+    let (admin, manager, [ann1, ann2]) = team(&cluster, 1, users).await;
+    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
+    let (shas, set) = annotated_dataset(&admin, &manager, 300..301, labels).await;
+    let task = assign(&manager, set, 10, "ann1").await[0];
+    act(&ann1, task, "start", json!({})).await;
+    let path = format!("/api/v1/tasks/{}/images/{}/annotations", task, shas[0]);
+    let car = |x: u32| json!({"label": "car", "kind": "rectangle", "points": [[x, 1], [x + 5, 9]]});
+    let send = |client: &Client, method: Method, version: &str, body: Value| {
+        let (client, path, version) = (client.clone(), path.clone(), version.to_string());
+        async move {
+            let headers = [
+                ("content-type", "application/json"),
+                ("if-match", version.as_str()),
+            ];
+            client
+                .send(method, &path, &headers, Bytes::from(body.to_string()))
+                .await
+                .expect("send")
+        }
+    };
+    let first = send(
+        &ann1,
+        Method::PUT,
+        "\"0\"",
+        json!({"shapes": [car(1), car(2), car(3)]}),
+    )
+    .await;
+    assert_eq!(first.status, 200);
+
+    // The second shape occluded, one added in front and the last removed; through another node.
+    let mut occluded = car(2);
+    occluded["occluded"] = json!(true);
+    let patch =
+        json!({"base_len": 3, "splices": [[0, 0, [car(9)]], [1, 1, [occluded]], [2, 1, []]]});
+    let elsewhere = ann1.with_base(cluster.node(2).client().base());
+    let saved = send(&elsewhere, Method::PATCH, "\"1\"", patch.clone()).await;
+    assert_eq!(
+        (saved.status.as_u16(), saved.json()["version"].clone()),
+        (200, json!(2))
+    );
+    let current = ann1.get(&path).await.unwrap().json();
+    assert_eq!(current["shapes"], json!([car(9), car(1), occluded]));
+
+    // The same patch again is stale; one made on another list, out of order or of invalid
+    // shapes is refused; only the assignee patches.
+    let stale = send(&ann1, Method::PATCH, "\"1\"", patch).await;
+    assert_eq!(
+        (
+            stale.status.as_u16(),
+            stale.json()["current_version"].clone()
+        ),
+        (412, json!(2))
+    );
+    for (body, needle) in [
+        (json!({"base_len": 2, "splices": []}), "base_len"),
+        (
+            json!({"base_len": 3, "splices": [[2, 1, []], [0, 1, []]]}),
+            "splices[1]",
+        ),
+        (
+            json!({"base_len": 3, "splices": [[0, 1, [{"label": "bus", "kind": "rectangle"}]]]}),
+            "shapes[0].label",
+        ),
+    ] {
+        let refused = send(&ann1, Method::PATCH, "\"2\"", body.clone()).await;
+        assert_eq!(refused.status, 422, "{body}");
+        assert!(
+            error_message(&refused).contains(needle),
+            "{body}: {}",
+            error_message(&refused)
+        );
+    }
+    let theirs = send(
+        &ann2,
+        Method::PATCH,
+        "\"2\"",
+        json!({"base_len": 3, "splices": []}),
+    )
+    .await;
+    assert_eq!(theirs.status, 403);
+    assert_eq!(ann1.get(&path).await.unwrap().json()["version"], 2);
+}
+
 #[tokio::test]
 async fn annotations_are_versioned_validated_and_never_overwritten() {
     let cluster = TestCluster::start(Options::default()).await;

@@ -136,8 +136,9 @@ async fn the_canvas_never_moves_while_drawing() {
 }
 
 /// The editing tools of issue 13: greyed-out tools, brightness, vertices added and removed,
-/// lock, copy and paste onto the next image, z-order, the object filter, comment marks in the
-/// strip, and the question before submitting an image left empty.
+/// lock, copy and paste onto the next image, z-order, the occluded flag (Q and the panel
+/// button, drawn dashed, `occluded: true` in the API after a reload), the object filter,
+/// comment marks in the strip, and the question before submitting an image left empty.
 #[tokio::test]
 async fn editing_tools_work_with_mouse_and_keyboard() {
     let mut cluster = TestCluster::start(Options::default()).await;
@@ -173,8 +174,9 @@ async fn keypoint_visibility_is_set_with_mouse_and_keyboard() {
     .await;
 }
 
-/// An image with 5000 shapes opens and is edited correctly; `bench-shapes.mjs` prints how long
-/// opening and each edit took (figures, not assertions: see docs/ui.md).
+/// An image with 5000 shapes opens and is edited correctly, undo and redo restore it exactly
+/// (order and every field), and the save sends only what changed (a PATCH); `bench-shapes.mjs`
+/// prints how long opening and each edit took (figures, not assertions: see docs/ui.md).
 #[tokio::test]
 async fn five_thousand_shapes_open_and_edit() {
     let mut cluster = TestCluster::start(Options::default()).await;

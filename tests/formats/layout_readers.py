@@ -313,15 +313,16 @@ def read_labelme(root: Path, with_images: bool) -> Reading:
 
 # ---------------------------------------------------------------- CSV
 
-CSV_HEADER = ["image", "width", "height", "label", "kind", "angle", "points", "visibility"]
+CSV_HEADER = ["image", "width", "height", "label", "kind", "angle", "points", "visibility", "occluded"]
 CSV_KINDS = {"rectangle": BBOX, "polygon": POLYGON, "polyline": POLYLINE,
              "rotated_rectangle": ROTATED, "points": POINTS, "tag": LABEL}
 
 
 def read_csv(root: Path) -> Reading:
-    """One row per shape: image,width,height,label,kind,angle,points,visibility (points a JSON
-    [[x,y],...]; angle only for rotated_rectangle; visibility a JSON list of flags, or empty). An image without shapes has one row with empty label
-    and kind, so every image is listed."""
+    """One row per shape: image,width,height,label,kind,angle,points,visibility,occluded (points a
+    JSON [[x,y],...]; angle only for rotated_rectangle; visibility a JSON list of flags, or empty;
+    occluded 1 or 0). An image without shapes has one row with empty label, kind and occluded,
+    so every image is listed."""
     read = Reading(source="own CSV parser")
     src = read.source
     files = sorted(root.rglob("*.csv"))
@@ -338,7 +339,7 @@ def read_csv(root: Path) -> Reading:
         if len(row) != len(CSV_HEADER):
             read.problems.append(f"{where}: {len(row)} columns")
             continue
-        name, width, height, label, kind, angle, points, flags = row
+        name, width, height, label, kind, angle, points, flags, occluded = row
         stem = Path(name).stem
         try:
             size = (int(width), int(height))
@@ -350,8 +351,10 @@ def read_csv(root: Path) -> Reading:
         image = read.images.setdefault(stem, ImageRead(*size))
         if (image.width, image.height) != size:
             read.problems.append(f"{where}: {stem} size {size} differs from its earlier rows")
-        if not label and not kind and not pts:
+        if not label and not kind and not pts and not occluded:
             continue  # an image without shapes
+        if occluded not in ("0", "1"):
+            read.problems.append(f"{where}: occluded {occluded!r} (1 or 0)")
         if kind not in CSV_KINDS:
             read.problems.append(f"{where}: kind {kind!r}")
             continue

@@ -213,13 +213,13 @@ def write_csv(out: Path, expected, with_images=True):
     out.mkdir(parents=True)
     with open(out / "annotations.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["image", "width", "height", "label", "kind", "angle", "points", "visibility"])
+        w.writerow(["image", "width", "height", "label", "kind", "angle", "points", "visibility", "occluded"])
         for image in expected["images"]:
             if not image["shapes"]:
-                w.writerow([image["file"] + ".png", image["width"], image["height"], "", "", "", "[]", ""])
+                w.writerow([image["file"] + ".png", image["width"], image["height"], "", "", "", "[]", "", ""])
             for s in image["shapes"]:
                 w.writerow([image["file"] + ".png", image["width"], image["height"], s["label"], s["kind"],
-                            s.get("angle", ""), json.dumps(s["points"]), ""])
+                            s.get("angle", ""), json.dumps(s["points"]), "", int(bool(s.get("occluded")))])
     write_images(out / "images", expected, with_images)
 
 

@@ -1,6 +1,7 @@
 // The editing tools of issue 13, with real mouse and keyboard events and pixel checks: tools no
 // label allows are greyed out; brightness changes the canvas's pixels; a double click adds a
 // vertex on an edge and removes one; copy and paste onto the next image; z-order; lock; the
+// occluded flag (Q and the panel button; drawn dashed; saved and shown after a reload); the
 // object filter; a reviewer's comment marked in the strip with a jump to it; submitting with an
 // image left empty asks first.
 //
@@ -67,6 +68,14 @@ await dragBetween(a, [150, 200], [250, 250]);
 await a.keyboard.press('Delete');
 assert.equal(await objectCount(a), 1, 'a locked shape is not deleted');
 nearPoints(await a.evaluate(() => window.tessera.editor.selectedShape().points), [POLY[0], [200, 100], POLY[1], POLY[3]], 'a locked shape is not moved');
+log('undo and redo of the vertex removal keep the lock (a view, not an edit)');
+const vertices = () => a.evaluate(() => window.tessera.editor.selectedShape()?.points.length);
+await a.keyboard.press('Control+z');
+await eventually('the vertex back', async () => (await vertices()) === 5);
+await a.getByRole('button', { name: 'Lock car 1', pressed: true }).waitFor();
+await a.keyboard.press('Control+Shift+z');
+await eventually('the vertex removed again', async () => (await vertices()) === 4);
+await a.getByRole('button', { name: 'Lock car 1', pressed: true }).waitFor();
 await a.getByRole('button', { name: 'Lock car 1' }).click();
 
 log('copy, next image, paste');
@@ -89,6 +98,41 @@ nearPoints(onSecond[1].points, [POLY[0], [200, 100], POLY[1], POLY[3]], 'the pas
 await a.keyboard.press('v');
 await clickAt(a, [200, 200]);
 assert.equal(await a.evaluate(() => window.tessera.editor.selectedShape()?.kind), 'polygon');
+
+log('occluded: Q on the polygon, the panel button on the box; dashed; saved; shown after a reload');
+// The canvas's pixels along the polygon's left edge (outside the box).
+const edge = () => a.evaluate(() => {
+  const e = window.tessera.editor;
+  const g = document.getElementById('canvas').getContext('2d');
+  const dpr = window.devicePixelRatio || 1;
+  const out = [];
+  for (let y = 120; y <= 280; y++) {
+    const [sx, sy] = e.toScreen([100, y]);
+    out.push([...g.getImageData(Math.round(sx * dpr), Math.round(sy * dpr), 1, 1).data.slice(0, 3)]);
+  }
+  return out;
+});
+const solid = await edge();
+await a.keyboard.press('q');
+await a.locator('#shape-occluded[aria-pressed="true"]').waitFor();
+await eventually('a dashed outline', async () => {
+  const now = await edge();
+  const gaps = now.filter((p, i) => p.reduce((n, v, k) => n + Math.abs(v - solid[i][k]), 0) > 60).length;
+  return gaps > now.length / 5;
+});
+await clickAt(a, [380, 380]);
+assert.equal(await a.evaluate(() => window.tessera.editor.selectedShape()?.kind), 'rectangle');
+await a.locator('#shape-occluded[aria-pressed="false"]').click();
+await a.locator('#shape-occluded[aria-pressed="true"]').waitFor();
+await waitSaved(a);
+assert.deepEqual((await shapesOf(second)).map((s) => s.occluded), [true, true], 'both saved occluded');
+await a.reload();
+await workspace(a);
+await a.locator('#canvas[data-n="1"]').waitFor();
+await eventually('both listed as occluded', async () => (await a.locator('#objects li[data-occluded="true"]').count()) === 2);
+await clickAt(a, [380, 380]);
+await a.locator('#shape-occluded[aria-pressed="true"]').waitFor();
+assert.deepEqual((await shapesOf(second)).map((s) => s.occluded), [true, true], 'still occluded after the reload');
 
 log('the object list filtered by label');
 await a.locator('#object-filter').fill('sign');

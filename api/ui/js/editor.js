@@ -5,6 +5,14 @@
 //
 // A keypoint set (kind `points`) may carry `visibility`, one COCO flag per point: 0 not labelled
 // (its point a placeholder [0, 0], not drawn), 1 occluded (drawn hollow), 2 visible (the default).
+// Any shape but a tag may be `occluded` (partly hidden behind another object, CVAT's flag): its
+// outline is drawn dashed.
+//
+// Undo keeps, per step, copies of only the shapes the step changed (and the order of the shapes,
+// their ids, when the step adds, removes or reorders), not a snapshot of them all: on an image of
+// thousands of shapes a snapshot is megabytes to make, keep and restore on every edit. Undoing
+// puts the copies back (and the order as it was); the shapes the step did not touch are the
+// same objects throughout.
 //
 // Thousands of shapes: the shapes other than the selected one are drawn once into a cached layer
 // (a second canvas at the same devicePixelRatio); a frame composites the image, that layer, then
@@ -18,7 +26,7 @@
 
 const HANDLE = 5; // half-size of a vertex handle, CSS px
 const LABELS_MAX = 300; // above this many shapes only the selected one has its label drawn
-const UNDO_CHARS = 64e6; // undo snapshots kept per image, in characters (about 128 MB)
+const UNDO_WEIGHT = 16e6; // undo kept per image, in ids and copied points (about 128 MB at most)
 const CLOSE = 9; // how near the first point closes a polygon, CSS px
 const RING_GAP = 8; // skeleton edges stop this far from an occluded keypoint (outside its ring), CSS px
 const PAD = 12; // how far a shape's drawing reaches outside its points' box (strokes, keypoint rings), CSS px
@@ -45,21 +53,67 @@ function setVisibility(s, i, v) {
   if (s.visibility.every((x) => x === VISIBLE)) delete s.visibility;
 }
 
+/** A copy of a shape that shares nothing mutable with it (local fields such as `_id` included). */
+function copy(s) {
+  const c = { ...s, points: s.points.map((p) => [...p]) };
+  if (s.visibility) c.visibility = [...s.visibility];
+  if (s.attributes) c.attributes = { ...s.attributes };
+  return c;
+}
+
+/**
+ * An undo step: copies of `changed` (all of them when null), the shapes an edit is about to
+ * change or remove, and the order of `shapes` (ids) unless the edit changes the shapes in place
+ * (`inPlace`: none added, removed or moved in the z-order; `order` is then null); `weight`
+ * counts what it keeps.
+ */
+export function snapshot(shapes, changed = null, inPlace = false) {
+  const kept = new Map((changed ?? shapes).map((s) => [s._id, copy(s)]));
+  let weight = inPlace ? 0 : shapes.length;
+  for (const s of kept.values()) weight += s.points.length + 1;
+  return { order: inPlace ? null : shapes.map((s) => s._id), kept, weight };
+}
+
 export function withIds(shapes) {
   return shapes.map((s) => ({
     ...s, points: s.points.map((p) => [...p]), ...(s.visibility && { visibility: [...s.visibility] }), _id: nextId++,
   }));
 }
 
+/** Hidden and locked are how a shape is shown and handled now, not edits: undo keeps them. */
+function keepView(back, now) {
+  for (const k of ['_hidden', '_locked']) {
+    if (now[k]) back[k] = true; else delete back[k];
+  }
+}
+
+/** A shape as the API takes it (no local fields). */
+function cleanOne(s) {
+  const out = { label: s.label, kind: s.kind, points: s.points.map(([x, y]) => [round(x), round(y)]) };
+  if (s.kind === 'rotated_rectangle') out.angle = s.angle || 0;
+  if (s.kind === 'points' && s.visibility?.some((v) => v !== VISIBLE)) out.visibility = [...s.visibility];
+  if (s.attributes && Object.keys(s.attributes).length) out.attributes = s.attributes;
+  if (s.occluded && s.kind !== 'tag') out.occluded = true;
+  return out;
+}
+
 /** The shapes as the API takes them (no local fields). */
-export function clean(shapes) {
-  return shapes.map((s) => {
-    const out = { label: s.label, kind: s.kind, points: s.points.map(([x, y]) => [round(x), round(y)]) };
-    if (s.kind === 'rotated_rectangle') out.angle = s.angle || 0;
-    if (s.kind === 'points' && s.visibility?.some((v) => v !== VISIBLE)) out.visibility = [...s.visibility];
-    if (s.attributes && Object.keys(s.attributes).length) out.attributes = s.attributes;
-    return out;
-  });
+export const clean = (shapes) => shapes.map(cleanOne);
+
+/**
+ * Each shape's JSON text as the API takes it, made once per change of the shape rather than
+ * for all of them at every save (thousands of shapes take tens of ms). The editor forgets a
+ * shape's text before it changes the shape (`checkpoint`) and after (`changed`); every other
+ * change makes new shape objects (undo, redo, loading, pasting).
+ */
+const texts = new WeakMap();
+export function shapeText(s) {
+  let t = texts.get(s);
+  if (t === undefined) {
+    t = JSON.stringify(cleanOne(s));
+    texts.set(s, t);
+  }
+  return t;
 }
 
 /** The four corners of a (rotated) rectangle, in image pixels. */
@@ -304,18 +358,51 @@ export class Editor {
   toScreen([x, y]) { return [x * this.scale + this.tx, y * this.scale + this.ty]; }
 
   // --- history
-  checkpoint() {
-    this.undoStack.push(JSON.stringify(this.shapes));
-    // At most 200 steps, fewer for big images: a snapshot of 5000 shapes is megabytes.
-    let chars = this.undoStack.reduce((n, x) => n + x.length, 0);
-    while (this.undoStack.length > 200 || (this.undoStack.length > 1 && chars > UNDO_CHARS)) chars -= this.undoStack.shift().length;
+  /**
+   * Before an edit: an undo step that can put back `changed` (the shapes the edit will change or
+   * remove; all of them when null) and the order of the shapes. An edit that only adds or
+   * reorders shapes passes []; one that only changes `changed` where they are, `inPlace`.
+   */
+  checkpoint(changed = null, inPlace = false) {
+    for (const s of changed ?? this.shapes) texts.delete(s);
+    this.undoStack.push(snapshot(this.shapes, changed, inPlace));
+    let weight = this.undoStack.reduce((n, x) => n + x.weight, 0);
+    while (this.undoStack.length > 200 || (this.undoStack.length > 1 && weight > UNDO_WEIGHT)) weight -= this.undoStack.shift().weight;
     this.redoStack.length = 0;
   }
-  restore(json) {
+  /**
+   * The step that takes the shapes back from after `step` to now: the current order and copies
+   * of the shapes `step` will replace or remove (those it kept, and those added since it).
+   */
+  inverse(step) {
+    if (!step.order) return snapshot(this.shapes, this.shapes.filter((s) => step.kept.has(s._id)), true);
+    const before = new Set(step.order);
+    return snapshot(this.shapes, this.shapes.filter((s) => step.kept.has(s._id) || !before.has(s._id)));
+  }
+  /** Puts the shapes back as `step` has them (the shapes it did not keep are unchanged since). */
+  apply(step) {
     const sel = this.selected;
-    const before = new Map(this.shapes.map((s) => [s._id, s]));
-    this.shapes.splice(0, this.shapes.length, ...JSON.parse(json));
-    this.relayer(before);
+    if (step.order) {
+      const before = new Map(this.shapes.map((s) => [s._id, s]));
+      const next = step.order.map((id) => {
+        const [back, now] = [step.kept.get(id), before.get(id)];
+        if (back && now) keepView(back, now);
+        return back || now;
+      }).filter(Boolean);
+      // The same array: the workspace holds it. Pushed one by one (no argument-count limit).
+      this.shapes.length = 0;
+      for (const s of next) this.shapes.push(s);
+      this.relayer(before);
+    } else {
+      // In place: each kept shape goes back where its current self is.
+      this.shapes.forEach((s, i) => {
+        const back = step.kept.get(s._id);
+        if (!back) return;
+        keepView(back, s);
+        this.shapes[i] = back;
+        if (s._id !== sel) { this.touch(s); this.touch(back); }
+      });
+    }
     this.selected = this.shapes.some((s) => s._id === sel) ? sel : null;
     if (this.selected !== sel) this.keypoint = null;
     this.hooks.select?.(this.selectedShape());
@@ -327,14 +414,15 @@ export class Editor {
    * differ from `before` (id → shape), or all of it when the order of the others changed.
    */
   relayer(before) {
-    const same = (a, b) => a.label === b.label && a.kind === b.kind && a.angle === b.angle && !a._hidden === !b._hidden
-      && String(a.visibility) === String(b.visibility) && a.points.length === b.points.length
-      && a.points.every(([x, y], i) => x === b.points[i][0] && y === b.points[i][1]);
+    const same = (a, b) => a === b || (a.label === b.label && a.kind === b.kind && a.angle === b.angle && !a._hidden === !b._hidden
+      && !a.occluded === !b.occluded && String(a.visibility) === String(b.visibility) && a.points.length === b.points.length
+      && a.points.every(([x, y], i) => x === b.points[i][0] && y === b.points[i][1]));
     const now = new Set(this.shapes.map((s) => s._id));
     const order = (ids) => ids.filter((id) => id !== this.selected && now.has(id) && before.has(id)).join();
     if (order([...before.keys()]) !== order([...now])) { this.layerStale = true; return; }
     for (const s of this.shapes) {
       const old = before.get(s._id);
+      if (old === s) continue;
       if (old && same(old, s)) this.boxes.set(s, this.boxes.get(old) || this.box(s));
       else if (s._id !== this.selected) { if (old) this.touch(old); this.touch(s); }
     }
@@ -342,20 +430,23 @@ export class Editor {
   }
   undo() {
     if (this.draft) { this.cancelDraft(); return; }
-    if (!this.undoStack.length) return;
-    this.redoStack.push(JSON.stringify(this.shapes));
-    this.restore(this.undoStack.pop());
+    const step = this.undoStack.pop();
+    if (!step) return;
+    this.redoStack.push(this.inverse(step));
+    this.apply(step);
   }
   redo() {
-    if (!this.redoStack.length) return;
-    this.undoStack.push(JSON.stringify(this.shapes));
-    this.restore(this.redoStack.pop());
+    const step = this.redoStack.pop();
+    if (!step) return;
+    this.undoStack.push(this.inverse(step));
+    this.apply(step);
   }
   /**
    * After an edit: `only`, the one shape it changed when it was the selected one (drawn over the
    * layer), or nothing when the layer may show the change.
    */
   changed(only) {
+    for (const s of only ? [only] : this.shapes) texts.delete(s);
     if (only && only._id === this.selected) this.repaint(); else this.invalidate();
     this.hooks.change?.();
   }
@@ -383,21 +474,21 @@ export class Editor {
     const s = this.selectedShape();
     if (!s || this.readOnly) return;
     if (s._locked) { this.hooks.toast?.('This shape is locked: unlock it first'); return; }
-    this.checkpoint();
+    this.checkpoint([s]);
     this.shapes.splice(this.shapes.indexOf(s), 1);
     this.changed(s);
     this.select(null);
   }
   update(shape, fn) {
     if (this.readOnly) return;
-    this.checkpoint();
+    this.checkpoint([shape], true);
     fn(shape);
     this.boxes.delete(shape);
     this.changed(shape);
     this.hooks.select?.(this.selectedShape());
   }
   add(shape) {
-    this.checkpoint();
+    this.checkpoint([]);
     const s = { ...shape, _id: nextId++ };
     const label = this.label(s.label);
     const attrs = {};
@@ -499,11 +590,19 @@ export class Editor {
     return true;
   }
 
+  /** Q: the selected shape is occluded (partly hidden behind another object), or no longer. */
+  toggleShapeOccluded() {
+    const s = this.selectedShape();
+    if (!s || this.readOnly || s.kind === 'tag') return;
+    if (s._locked) { this.hooks.toast?.('This shape is locked: unlock it first'); return; }
+    this.update(s, (x) => { if (x.occluded) delete x.occluded; else x.occluded = true; });
+  }
+
   /** Moves the selected shape to the front (drawn last, hit first) or the back. */
   restack(front) {
     const s = this.selectedShape();
     if (!s || this.readOnly) return;
-    this.checkpoint();
+    this.checkpoint([]);
     this.shapes.splice(this.shapes.indexOf(s), 1);
     if (front) this.shapes.push(s); else this.shapes.unshift(s);
     this.changed(s);
@@ -586,8 +685,11 @@ export class Editor {
     return { mid: [(ax + bx) / 2, (ay + by) / 2], dist: Math.max(1, Math.hypot(bx - ax, by - ay)) };
   }
   startPinch() {
-    // The second finger ends whatever the first one began (a box being drawn, a drag).
+    // The second finger ends whatever the first one began (a box being drawn, a drag); a shape
+    // the drag moved stays where it is, an edit like any other.
+    const d = this.drag;
     this.drag = null;
+    if (d?.moved) this.changed(d.shape);
     if (this.draft && (this.draft.kind === 'rectangle' || this.draft.kind === 'rotated_rectangle')) this.draft = null;
     this.pinch = { ...this.pinchState(), scale: this.scale, tx: this.tx, ty: this.ty };
     this.repaint();
@@ -683,7 +785,7 @@ export class Editor {
     if (d?.type === 'draw') {
       this.draft.points[1] = ip;
     } else if (d?.type === 'vertex') {
-      if (!d.moved) this.checkpoint();
+      if (!d.moved) this.checkpoint([d.shape], true);
       d.moved = true;
       const s = d.shape;
       if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle') {
@@ -707,7 +809,7 @@ export class Editor {
         dx = Math.max(-x, Math.min(W - x, dx));
         dy = Math.max(-y, Math.min(H - y, dy));
       });
-      if ((dx || dy) && !d.moved) { this.checkpoint(); d.moved = true; }
+      if ((dx || dy) && !d.moved) { this.checkpoint([s], true); d.moved = true; }
       s.points = s.points.map(([x, y], i) => (placed(s, i) ? [x + dx, y + dy] : [x, y]));
       d.last = [d.last[0] + dx, d.last[1] + dy];
     } else if (!this.draft) {
@@ -874,7 +976,8 @@ export class Editor {
     lctx.setTransform(1, 0, 0, 1, 0, 0);
     lctx.clearRect(0, 0, layer.width, layer.height);
     lctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    this.intoLayer(() => { for (const s of this.shapes) if (!s._hidden && s._id !== this.selected) this.drawShape(s, false); });
+    // Every box is made here, while the shapes are walked anyway, not by the first click.
+    this.intoLayer(() => { for (const s of this.shapes) { this.box(s); if (!s._hidden && s._id !== this.selected) this.drawShape(s, false); } });
     this.layerView = { scale: this.scale, tx: this.tx, ty: this.ty, w: canvas.width, h: canvas.height };
     this.layerStale = false;
     this.dirty = [];
@@ -894,11 +997,9 @@ export class Editor {
       lctx.rect(x1, y1, x2 - x1, y2 - y1);
     }
     lctx.clip();
-    const meets = ([a, b, c, d]) => {
-      const [x1, y1] = this.toScreen([a, b]);
-      const [x2, y2] = this.toScreen([c, d]);
-      return rects.some(([p, q, r, t]) => x1 - PAD < r && x2 + PAD > p && y1 - PAD < t && y2 + PAD > q);
-    };
+    // The rectangles grown by a shape's reach outside its box, in image pixels: one test per box.
+    const areas = rects.map(([p, q, r, t]) => [...this.toImage([p - PAD, q - PAD], false), ...this.toImage([r + PAD, t + PAD], false)]);
+    const meets = ([a, b, c, d]) => areas.some(([p, q, r, t]) => a < r && c > p && b < t && d > q);
     this.intoLayer(() => {
       for (const s of this.shapes) if (!s._hidden && s._id !== this.selected && meets(this.box(s))) this.drawShape(s, false);
     });
@@ -918,7 +1019,7 @@ export class Editor {
     ctx.lineWidth = selected ? 3 : 2;
     ctx.strokeStyle = color;
     ctx.fillStyle = alpha(color, Math.min(1, this.look.opacity * (selected ? 2 : 1)));
-    ctx.setLineDash([]);
+    ctx.setLineDash(s.occluded ? [6, 4] : []);
     if (s.kind === 'rectangle' || s.kind === 'rotated_rectangle' || s.kind === 'polygon') {
       this.path(s.kind === 'polygon' ? s.points : corners(s), true);
       ctx.fill();
@@ -929,6 +1030,7 @@ export class Editor {
     } else if (s.kind === 'points') {
       this.drawKeypoints(s, color, selected);
     }
+    ctx.setLineDash([]);
     const anchor = s.kind === 'rectangle' || s.kind === 'rotated_rectangle' ? corners(s)[0] : s.points.find((_, i) => placed(s, i));
     if (anchor && (selected || this.shapes.length <= LABELS_MAX)) {
       const [x, y] = this.toScreen(anchor);
@@ -948,7 +1050,8 @@ export class Editor {
   }
 
   /**
-   * A keypoint set: skeleton edges between labelled keypoints (dashed to an occluded one), visible
+   * A keypoint set: skeleton edges between labelled keypoints (dashed to an occluded one, or all
+   * of them when the set is occluded), visible
    * keypoints as filled dots, occluded ones as hollow rings; keypoints not labelled are not drawn.
    */
   drawKeypoints(s, color, selected) {
@@ -958,7 +1061,7 @@ export class Editor {
       if (!s.points[a] || !s.points[b] || !labelled(s, a) || !labelled(s, b)) continue;
       const [occludedA, occludedB] = [visibilityOf(s, a) === OCCLUDED, visibilityOf(s, b) === OCCLUDED];
       const [pa, pb] = [this.toScreen(s.points[a]), this.toScreen(s.points[b])];
-      ctx.setLineDash(occludedA || occludedB ? [6, 4] : []);
+      ctx.setLineDash(s.occluded || occludedA || occludedB ? [6, 4] : []);
       ctx.beginPath();
       ctx.moveTo(...(occludedA ? towards(pa, pb, RING_GAP) : pa));
       ctx.lineTo(...(occludedB ? towards(pb, pa, RING_GAP) : pb));

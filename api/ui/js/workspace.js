@@ -10,8 +10,9 @@
 // discards them).
 
 import { api, ApiError, atLeast, currentSession, sized } from './api.js';
-import { clean, Editor, NOT_LABELLED, OCCLUDED, VISIBILITY_NAMES, VISIBLE, visibilityOf, withIds } from './editor.js';
+import { clean, Editor, NOT_LABELLED, OCCLUDED, shapeText, snapshot, VISIBILITY_NAMES, VISIBLE, visibilityOf, withIds } from './editor.js';
 import { clear, fmtTime, h, modal, stateBadge, toast } from './dom.js';
+import { patchBody } from './patch.js';
 import { drop, keep, pending } from './unsaved.js';
 
 const TOOLS = [
@@ -48,6 +49,7 @@ const SHORTCUTS = [
   ['Double-click an edge, a vertex', 'Add a vertex there, remove it (selected polygon or polyline)'],
   ['Ctrl+C, Ctrl+V', 'Copy the selected shape (all shapes when none is), paste onto this image'],
   ['H', 'Hide or show the selected shape'],
+  ['Q', 'Mark the selected shape occluded (partly hidden behind another object; drawn dashed), or not'],
   ['[ ]', 'Rotate the selected rotated rectangle by 5°'],
   ['Ctrl+Z, Ctrl+Shift+Z (Ctrl+Y)', 'Undo, redo'],
   ['Ctrl+S', 'Save now'],
@@ -71,10 +73,22 @@ export async function render(el, [taskId], ctx) {
 
   // --- per-image state: {sha, url, img, version, shapes, saved, saving, error, history}; `rev`
   // counts changes to `shapes`, so their JSON is made once per change, not once per question.
-  const images = task.images.map((i, n) => ({ ...i, n, version: 0, shapes: null, saved: '[]', rev: 0, history: { undo: [], redo: [] } }));
+  // `base` is {version, parts}: a version of the server's and its shapes' JSON texts, one per
+  // shape, which a save may send the changes from (PATCH) instead of every shape (PUT).
+  const images = task.images.map((i, n) => ({ ...i, n, version: 0, shapes: null, saved: '[]', rev: 0, base: null, history: { undo: [], redo: [] } }));
   const textOf = (im) => {
-    if (im.textRev !== im.rev) { im.text = JSON.stringify(clean(im.shapes)); im.textRev = im.rev; }
+    if (im.textRev !== im.rev) {
+      im.parts = im.shapes.map(shapeText);
+      im.text = `[${im.parts.join(',')}]`;
+      im.textRev = im.rev;
+    }
     return im.text;
+  };
+  /** The shapes are those of the server's `version`. */
+  const markSaved = (im, version) => {
+    im.version = version;
+    im.saved = textOf(im);
+    im.base = { version, parts: im.parts };
   };
   /** Replaces an image's shapes (loaded, restored, theirs, discarded). */
   const setShapes = (im, shapes) => {
@@ -99,9 +113,8 @@ export async function render(el, [taskId], ctx) {
   const loadImage = (im) => (im.imgP ??= fetchImage(im, sized(im.url, 'preview')).catch(() => loadOriginal(im)));
   const loadOriginal = (im) => (im.fullP ??= fetchImage(im, im.url));
   const loadShapes = (im) => (im.shapesP ??= api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`).then((a) => {
-    im.version = a.version;
     setShapes(im, a.shapes || []);
-    im.saved = textOf(im);
+    markSaved(im, a.version);
     im.savedBy = a.saved_by;
     restore(im);
     markStrip(im);
@@ -221,7 +234,11 @@ export async function render(el, [taskId], ctx) {
     editor.invalidate();
   };
   for (const input of [brightness, contrast, opacity]) input.addEventListener('input', applyLook);
-  const zoomLoop = setInterval(() => { zoomText.textContent = `${Math.round(editor.scale * 100)}%`; }, 250);
+  // Written only when it changes: a text written anew makes the page lay out again.
+  const zoomLoop = setInterval(() => {
+    const text = `${Math.round(editor.scale * 100)}%`;
+    if (zoomText.textContent !== text) zoomText.textContent = text;
+  }, 250);
 
   function setTool(t) {
     if (t === 'comment' && mode() !== 'review') { toast('Comments are for reviewers'); return; }
@@ -252,8 +269,8 @@ export async function render(el, [taskId], ctx) {
       box.addEventListener('change', () => {
         if (box.checked) editor.add({ label: l.name, kind: 'tag', points: [] });
         else {
-          editor.checkpoint();
           const i = current.shapes.findIndex((s) => s.kind === 'tag' && s.label === l.name);
+          editor.checkpoint(i >= 0 ? [current.shapes[i]] : []);
           if (i >= 0) current.shapes.splice(i, 1);
           editor.changed();
         }
@@ -277,7 +294,12 @@ export async function render(el, [taskId], ctx) {
       const back = h('button', { type: 'button', id: 'to-back', disabled: ro }, 'Send to back');
       front.addEventListener('click', () => editor.restack(true));
       back.addEventListener('click', () => editor.restack(false));
-      attrBox.append(h('div', { class: 'row' }, front, back));
+      const occluded = h('button', {
+        type: 'button', id: 'shape-occluded', 'aria-pressed': String(!!s.occluded), 'aria-keyshortcuts': 'Q', disabled: ro,
+        title: 'Partly hidden behind another object (Q); drawn dashed',
+      }, 'Occluded');
+      occluded.addEventListener('click', () => editor.toggleShapeOccluded());
+      attrBox.append(h('div', { class: 'row' }, front, back, occluded));
     }
     if (s.kind === 'rotated_rectangle') {
       const angle = h('input', { type: 'number', min: 0, max: 359, step: 1, value: s.angle || 0, id: 'shape-angle', disabled: ro });
@@ -364,33 +386,54 @@ export async function render(el, [taskId], ctx) {
     objectsQueued = true;
     queueMicrotask(() => { objectsQueued = false; renderObjects(); });
   }
+  /**
+   * The rows on show, by shape object, with the text of what each shows: an edit, a selection
+   * or an undo makes new rows only for the shapes whose row would read differently, and moves
+   * no row that stays in place (a list of hundreds of rows rebuilt on every edit of an image of
+   * thousands of shapes costs more than the edit).
+   */
+  let rows = new Map();
+  function row(s, i) {
+    const sel = s._id === editor.selected;
+    const key = [i, s.label, s.kind, sel, !!s._hidden, !!s._locked, !!s.occluded, editor.readOnly].join('\u0000');
+    const old = rows.get(s);
+    if (old?.key === key) return old;
+    const color = labels.find((l) => l.name === s.label)?.color || '#888';
+    const vis = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!s._hidden), title: s._hidden ? 'Show' : 'Hide' }, s._hidden ? 'show' : 'hide');
+    vis.addEventListener('click', () => { s._hidden = !s._hidden; editor.reshow(s); renderObjects(); });
+    const name = h('button', { type: 'button', class: 'name', 'aria-pressed': String(sel) }, h('span', { class: 'swatch', style: { background: color } }),
+      ` ${i + 1}. ${s.label} · ${s.kind.replace('_', ' ')}${s.occluded ? ' · occluded' : ''}`);
+    name.addEventListener('click', () => editor.select(s._id));
+    // Locked shapes are selected but never moved, reshaped or deleted by accident (not saved).
+    const lock = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!!s._locked), 'aria-label': `Lock ${s.label} ${i + 1}`, title: s._locked ? 'Unlock' : 'Lock' }, s._locked ? 'locked' : 'lock');
+    lock.addEventListener('click', () => { s._locked = !s._locked; editor.reshow(s); renderObjects(); });
+    const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly || !!s._locked }, '✕');
+    del.addEventListener('click', () => { editor.select(s._id); editor.deleteSelected(); });
+    const li = h('li', { class: sel ? 'selected' : null, dataset: { kind: s.kind, label: s.label, occluded: String(!!s.occluded) } }, name, lock, vis, del);
+    return { key, li };
+  }
   function renderObjects() {
-    clear(objectList);
-    if (!current?.shapes) return;
+    if (!current?.shapes) { clear(objectList); rows = new Map(); return; }
     renderTags();
     const wanted = objectFilter.value.trim().toLowerCase();
-    let listed = 0;
+    const next = new Map();
+    const nodes = [];
     let more = 0;
     current.shapes.forEach((s, i) => {
       if (wanted && !s.label.toLowerCase().includes(wanted)) return;
-      if (listed >= LIST_MAX && s._id !== editor.selected) { more++; return; }
-      listed++;
-      const color = labels.find((l) => l.name === s.label)?.color || '#888';
-      const sel = s._id === editor.selected;
-      const vis = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!s._hidden), title: s._hidden ? 'Show' : 'Hide' }, s._hidden ? 'show' : 'hide');
-      vis.addEventListener('click', () => { s._hidden = !s._hidden; editor.reshow(s); renderObjects(); });
-      const name = h('button', { type: 'button', class: 'name', 'aria-pressed': String(sel) }, h('span', { class: 'swatch', style: { background: color } }), ` ${i + 1}. ${s.label} · ${s.kind.replace('_', ' ')}`);
-      name.addEventListener('click', () => editor.select(s._id));
-      // Locked shapes are selected but never moved, reshaped or deleted by accident (not saved).
-      const lock = h('button', { type: 'button', class: 'vis', 'aria-pressed': String(!!s._locked), 'aria-label': `Lock ${s.label} ${i + 1}`, title: s._locked ? 'Unlock' : 'Lock' }, s._locked ? 'locked' : 'lock');
-      lock.addEventListener('click', () => { s._locked = !s._locked; editor.reshow(s); renderObjects(); });
-      const del = h('button', { type: 'button', class: 'vis', title: 'Delete', 'aria-label': `Delete ${s.label} ${i + 1}`, disabled: editor.readOnly || !!s._locked }, '✕');
-      del.addEventListener('click', () => { editor.select(s._id); editor.deleteSelected(); });
-      objectList.append(h('li', { class: sel ? 'selected' : null, dataset: { kind: s.kind, label: s.label } }, name, lock, vis, del));
+      if (nodes.length >= LIST_MAX && s._id !== editor.selected) { more++; return; }
+      const r = row(s, i);
+      next.set(s, r);
+      nodes.push(r.li);
     });
-    if (!current.shapes.length) objectList.append(h('li', { class: 'muted' }, 'No shapes yet.'));
-    else if (!objectList.children.length) objectList.append(h('li', { class: 'muted' }, `No ${wanted} shapes.`));
-    if (more) objectList.append(h('li', { class: 'muted' }, `${more} more: filter by label, or select one on the canvas.`));
+    rows = next;
+    if (!current.shapes.length) nodes.push(h('li', { class: 'muted' }, 'No shapes yet.'));
+    else if (!nodes.length) nodes.push(h('li', { class: 'muted' }, `No ${wanted} shapes.`));
+    if (more) nodes.push(h('li', { class: 'muted' }, `${more} more: filter by label, or select one on the canvas.`));
+    // Rows no longer shown go first, so the ones kept are already in order but for new ones.
+    const shown = new Set(nodes);
+    for (const child of [...objectList.children]) if (!shown.has(child)) child.remove();
+    nodes.forEach((li, at) => { if (objectList.children[at] !== li) objectList.insertBefore(li, objectList.children[at] || null); });
   }
 
   // --- thumbnails strip
@@ -486,11 +529,21 @@ export async function render(el, [taskId], ctx) {
     if (!dirty(im) && base === undefined) { im.offline = false; persist(im); showSaveState(); markStrip(im); return; }
     persist(im);
     const text = textOf(im);
+    const { parts } = im;
+    const edited = base ?? im.version;
+    // Only what changed since the version edited, when its shapes are known here and that is
+    // smaller (an image saved for the first time, or with most shapes changed, goes whole).
+    const full = `{"shapes":${text}}`;
+    const patch = edited > 0 && im.base?.version === edited ? patchBody(im.base.parts, parts) : null;
+    const send = (method, body) => api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`, {
+      method, body, headers: { 'content-type': 'application/json', 'if-match': `"${edited}"` }, full: true, accept: [412, 422],
+    });
     im.saving = (async () => {
       try {
-        const r = await api(`/api/v1/tasks/${taskId}/images/${im.sha256}/annotations`, {
-          method: 'PUT', body: `{"shapes":${text}}`, headers: { 'content-type': 'application/json', 'if-match': `"${base ?? im.version}"` }, full: true, accept: [412],
-        });
+        let r = patch && patch.length < full.length ? await send('PATCH', patch) : null;
+        // A patch the server cannot apply goes whole: the full save is the judge of the shapes.
+        if (!r || r.status === 422) r = await send('PUT', full);
+        if (r.status === 422) throw new ApiError(422, r.body?.error?.code || 'http_422', r.body?.error?.message || 'not saved', r.body);
         if (r.status === 412) {
           im.conflict = true;
           showSaveState();
@@ -499,6 +552,7 @@ export async function render(el, [taskId], ctx) {
         }
         im.version = r.body.version;
         im.saved = text;
+        im.base = { version: r.body.version, parts };
         im.error = null;
         im.offline = false;
         // The server is back: what waits for a retry need not wait any longer.
@@ -539,6 +593,9 @@ export async function render(el, [taskId], ctx) {
     if (!ok) return;
     for (const im of list) {
       clearTimeout(im.timer);
+      // Undo steps name shapes by id, and the discarded shapes are gone: so is their history.
+      im.history.undo.length = 0;
+      im.history.redo.length = 0;
       setShapes(im, JSON.parse(im.saved));
       im.offline = false;
       im.error = null;
@@ -571,11 +628,10 @@ export async function render(el, [taskId], ctx) {
       await save(im, { base: im.version });
     } else {
       // Theirs, with mine one undo step away.
-      im.history.undo.push(JSON.stringify(im.shapes));
+      im.history.undo.push(snapshot(im.shapes));
       im.history.redo.length = 0;
-      im.version = theirs.version;
       setShapes(im, theirs.shapes);
-      im.saved = textOf(im);
+      markSaved(im, theirs.version);
       persist(im);
       if (im === current) { editor.select(null); editor.invalidate(); renderObjects(); }
       toast(choice === 'theirs' ? 'Reloaded their version; Ctrl+Z restores yours' : 'Kept their version; Ctrl+Z restores yours');
@@ -746,7 +802,7 @@ export async function render(el, [taskId], ctx) {
     if (!clipboard?.length || !current || editor.readOnly) return;
     const W = Number(canvas.dataset.width);
     const H = Number(canvas.dataset.height);
-    editor.checkpoint();
+    editor.checkpoint([]);
     const pasted = withIds(clipboard.map((s) => ({ ...s, points: s.points.map(([x, y]) => [Math.min(W, Math.max(0, x)), Math.min(H, Math.max(0, y))]) })));
     current.shapes.push(...pasted);
     current.rev++;
@@ -783,6 +839,7 @@ export async function render(el, [taskId], ctx) {
     if (k === '?') { showHelp(); return; }
     if (k === 'o' || k === 'O') { editor.toggleOccluded(); return; }
     if (k === 'n' || k === 'N') { editor.skipKeypoint(); return; }
+    if (k === 'q' || k === 'Q') { editor.toggleShapeOccluded(); return; }
     if (k === 'h' || k === 'H') { const s = editor.selectedShape(); if (s) { s._hidden = !s._hidden; editor.reshow(s); renderObjects(); } return; }
     if (k === '[' || k === ']') {
       const s = editor.selectedShape();

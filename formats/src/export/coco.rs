@@ -13,6 +13,16 @@ use super::archive::{Archive, Format, Item, Part};
 use super::shapes::{box_of, clamp, polygon_area, round2, Shape, WIDENED};
 use tessera_domain::shape::NOT_LABELLED;
 
+/// A shape's attributes as COCO carries them: with `occluded: true` when the shape is occluded
+/// (datumaro reads and writes the flag there; absent means not occluded).
+fn attributes(shape: &Shape) -> Value {
+    let mut attributes = shape.attributes.clone();
+    if shape.occluded {
+        attributes.insert("occluded".into(), Value::Bool(true));
+    }
+    Value::Object(attributes)
+}
+
 struct Subset {
     images: BufWriter<File>,
     annotations: BufWriter<File>,
@@ -106,7 +116,7 @@ impl Coco {
             "iscrowd": 0,
             "keypoints": keypoints,
             "num_keypoints": num_keypoints,
-            "attributes": shape.attributes,
+            "attributes": attributes(shape),
         }))
     }
 
@@ -322,6 +332,7 @@ mod tests {
             vec![[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]],
         );
         hidden.visibility = Some(vec![2, 0, 1]);
+        hidden.occluded = true;
         let short = Shape::new("dots", ShapeKind::Points, vec![[7.0, 8.0]]);
         let long = Shape::new("dots", ShapeKind::Points, vec![[1.0, 1.0], [2.0, 2.0]]);
         format
@@ -355,5 +366,15 @@ mod tests {
         assert_eq!(doc["categories"][1]["keypoints"], json!(["1", "2"]));
         // A single keypoint's box is widened to a pixel.
         assert_eq!(doc["annotations"][2]["bbox"], json!([6.5, 7.5, 1.0, 1.0]));
+        // The occluded set says so where datumaro reads it, and Tessera's import reads it back.
+        assert_eq!(
+            doc["annotations"][1]["attributes"],
+            json!({"occluded": true})
+        );
+        assert_eq!(doc["annotations"][0]["attributes"], json!({}));
+        let mut parsed = crate::import::parsed::Parsed::default();
+        crate::import::coco::read(&doc, &mut parsed).unwrap();
+        let back: Vec<bool> = parsed.images[0].shapes.iter().map(|s| s.occluded).collect();
+        assert_eq!(back, vec![false, true, false, false]);
     }
 }

@@ -1,7 +1,7 @@
 //! CSV: `annotations.csv`, one row per shape (`image,width,height,label,kind,angle,points,
-//! visibility`, points as a JSON list of `[x, y]`, visibility as the keypoints' JSON list of
-//! flags when the set has one), and one row with empty label and kind for an image
-//! without shapes, so every image is listed. Images go to `images/`.
+//! visibility,occluded`, points as a JSON list of `[x, y]`, visibility as the keypoints' JSON
+//! list of flags when the set has one, occluded `1` or `0`), and one row with empty label and
+//! kind for an image without shapes, so every image is listed. Images go to `images/`.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -49,7 +49,7 @@ impl Format for Csv {
         };
         let image = field(&item.file_name());
         if item.shapes.is_empty() {
-            writeln!(rows, "{image},{},{},,,,[],", item.width, item.height)?;
+            writeln!(rows, "{image},{},{},,,,[],,", item.width, item.height)?;
         }
         for shape in &item.shapes {
             let kind = serde_json::to_value(shape.kind)?;
@@ -65,14 +65,15 @@ impl Format for Csv {
                 .unwrap_or_default();
             writeln!(
                 rows,
-                "{image},{},{},{},{},{},{},{}",
+                "{image},{},{},{},{},{},{},{},{}",
                 item.width,
                 item.height,
                 field(&shape.label),
                 kind.as_str().unwrap_or(""),
                 shape.angle.map(num).unwrap_or_default(),
                 field(&format!("[{}]", points.join(","))),
-                field(&visibility)
+                field(&visibility),
+                u8::from(shape.occluded)
             )?;
         }
         Ok(())
@@ -80,7 +81,7 @@ impl Format for Csv {
 
     fn finish(self: Box<Self>, out: &mut Archive) -> io::Result<()> {
         let mut parts = vec![Part::Text(
-            "image,width,height,label,kind,angle,points,visibility\n".into(),
+            "image,width,height,label,kind,angle,points,visibility,occluded\n".into(),
         )];
         if let Some(rows) = self.rows {
             parts.push(Part::Spool(rows));

@@ -112,7 +112,9 @@ fn points_text(item: &Item, points: &[[f64; 2]]) -> String {
 
 fn element(item: &Item, shape: &Shape) -> Option<String> {
     let label = escape(&shape.label);
-    let common = format!("label=\"{label}\" source=\"manual\" occluded=\"0\" z_order=\"0\"");
+    let occluded = u8::from(shape.occluded);
+    let common =
+        format!("label=\"{label}\" source=\"manual\" occluded=\"{occluded}\" z_order=\"0\"");
     let head = match shape.kind {
         ShapeKind::Rectangle | ShapeKind::RotatedRectangle => {
             let (x0, y0, x1, y1) = super::shapes::bounds(&shape.points)?;

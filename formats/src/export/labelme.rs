@@ -2,7 +2,8 @@
 //! polygons keep their kind, polylines become `linestrip`s, rotated rectangles polygons of
 //! their corners, keypoint sets one `point` shape per labelled keypoint sharing a `group_id`
 //! (the keypoint's name in `description`, `flags.occluded` when occluded), and tags image
-//! `flags`. Rectangles are written top-left corner first.
+//! `flags`. An occluded shape has `flags.occluded` too (a keypoint set's own flag does not
+//! travel: its points' flags are the keypoints'). Rectangles are written top-left corner first.
 
 use std::io;
 
@@ -91,6 +92,12 @@ impl Format for LabelMe {
                     shapes.push(shape_json(&shape.label, "polygon", &corners, None, attrs));
                 }
                 ShapeKind::Points => {
+                    if shape.occluded {
+                        out.report.loss(
+                            "the occluded flag of keypoint sets left out of LabelMe (a point's \
+                             flags.occluded marks an occluded keypoint)",
+                        );
+                    }
                     let group = self.next_group;
                     self.next_group += 1;
                     let names = self
@@ -116,6 +123,12 @@ impl Format for LabelMe {
                 }
                 ShapeKind::Tag => {
                     flags.insert(shape.label.clone(), Value::Bool(true));
+                }
+            }
+            let outlined = !matches!(shape.kind, ShapeKind::Points | ShapeKind::Tag);
+            if outlined && shape.occluded {
+                if let Some(last) = shapes.last_mut() {
+                    last["flags"] = json!({"occluded": true});
                 }
             }
         }

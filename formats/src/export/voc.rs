@@ -66,10 +66,11 @@ impl Format for Voc {
             }
             xml.push_str(&format!(
                 "  <object>\n    <name>{}</name>\n    <pose>Unspecified</pose>\n    \
-                 <truncated>0</truncated>\n    <difficult>0</difficult>\n    <occluded>0</occluded>\n    \
+                 <truncated>0</truncated>\n    <difficult>0</difficult>\n    <occluded>{}</occluded>\n    \
                  <bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox>\n  \
                  </object>\n",
                 escape(&shape.label),
+                u8::from(shape.occluded),
                 num(x0),
                 num(y0),
                 num(x1),

@@ -112,8 +112,12 @@ pub fn read(doc: &Value, out: &mut Parsed) -> Result<(), String> {
             shapes.push(RawShape::new(label, ShapeKind::Rectangle, points));
         }
         if let Some(attrs) = a["attributes"].as_object() {
+            // datumaro's (and Tessera's) place for the flag; a schema attribute of that name
+            // keeps it too, the import's fit drops it otherwise.
+            let occluded = attrs.get("occluded") == Some(&Value::Bool(true));
             for s in &mut shapes {
                 s.attributes = attrs.clone();
+                s.occluded = occluded;
             }
         }
         out.images[index].shapes.extend(shapes);

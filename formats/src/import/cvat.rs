@@ -1,5 +1,5 @@
 //! CVAT for images 1.1 XML: boxes (rotated when they have a `rotation`), polygons, polylines,
-//! points and tags, with their attributes.
+//! points and tags, with their attributes and `occluded` flags.
 
 use serde_json::Value;
 use tessera_domain::annotation_sets::ShapeKind;
@@ -123,6 +123,7 @@ pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
                     continue;
                 }
             };
+            shape.occluded = e.attr("occluded") == Some("1");
             for a in e.children("attribute") {
                 match a.attr("name") {
                     Some(VISIBILITY) if shape.kind == ShapeKind::Points => {
@@ -157,7 +158,7 @@ mod tests {
           <image id="0" name="a.png" width="64" height="48">
             <box label="car" xtl="1" ytl="2" xbr="10" ybr="20" rotation="0"></box>
             <box label="car" xtl="1" ytl="2" xbr="10" ybr="20"></box>
-            <points label="person" points="1,2;5,6">
+            <points label="person" points="1,2;5,6" occluded="1">
               <attribute name="keypoint_visibility">2,0,1</attribute>
             </points>
           </image></annotations>"#;
@@ -170,5 +171,6 @@ mod tests {
         assert_eq!(shapes[2].points, vec![[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]]);
         assert_eq!(shapes[2].visibility, Some(vec![2, 0, 1]));
         assert!(shapes[2].attributes.is_empty());
+        assert!(shapes[2].occluded && !shapes[0].occluded);
     }
 }

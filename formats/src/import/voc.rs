@@ -1,5 +1,6 @@
-//! Pascal VOC `Annotations/*.xml`: every object's box becomes a rectangle. Coordinates are
-//! taken as written (Tessera writes VOC 0-based; see docs/formats.md).
+//! Pascal VOC `Annotations/*.xml`: every object's box becomes a rectangle, occluded when its
+//! `<occluded>` is 1. Coordinates are taken as written (Tessera writes VOC 0-based; see
+//! docs/formats.md).
 
 use tessera_domain::annotation_sets::ShapeKind;
 
@@ -45,10 +46,29 @@ pub fn read(text: &str, out: &mut Parsed) -> Result<(), String> {
                 .push(format!("VOC {}: a box without four numbers", image.file));
             continue;
         };
-        image
-            .shapes
-            .push(RawShape::new(label, ShapeKind::Rectangle, vec![a, c]));
+        let mut shape = RawShape::new(label, ShapeKind::Rectangle, vec![a, c]);
+        shape.occluded = object.text_of("occluded").map(str::trim) == Some("1");
+        image.shapes.push(shape);
     }
     out.images.push(image);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occluded_objects_come_back_occluded() {
+        let xml = r#"<annotation><filename>a.png</filename>
+          <object><name>car</name><occluded>1</occluded>
+            <bndbox><xmin>1</xmin><ymin>2</ymin><xmax>10</xmax><ymax>20</ymax></bndbox></object>
+          <object><name>car</name><occluded>0</occluded>
+            <bndbox><xmin>1</xmin><ymin>2</ymin><xmax>10</xmax><ymax>20</ymax></bndbox></object>
+        </annotation>"#;
+        let mut out = Parsed::default();
+        read(xml, &mut out).unwrap();
+        let flags: Vec<bool> = out.images[0].shapes.iter().map(|s| s.occluded).collect();
+        assert_eq!(flags, vec![true, false]);
+    }
 }
