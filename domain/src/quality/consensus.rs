@@ -12,7 +12,8 @@
 //!    labelled it (labelled when at least half of them did; occluded when most of those say
 //!    so), polygons, lines, tags and mixed kinds the member that agrees best with the others
 //!    (a mean polygon of different vertex counts is not a shape anybody drew). Each attribute
-//!    is kept when more than half of the members set it, with the value most of them chose.
+//!    is kept when more than half of the members set it, with the value most of them chose; the
+//!    shape is occluded when more than half of them say so.
 
 use std::collections::BTreeMap;
 
@@ -204,6 +205,7 @@ fn combine(parts: &[&Shape], settings: &Settings) -> Shape {
         _ => medoid(parts, settings).clone(),
     };
     shape.attributes = majority_attributes(parts);
+    shape.occluded = 2 * parts.iter().filter(|s| s.occluded).count() > parts.len();
     shape
 }
 
