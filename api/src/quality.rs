@@ -62,6 +62,9 @@ pub async fn report(
         .ok_or_else(|| not_found("annotation set", id))
 }
 
+/// How long the image URL of `…/quality/images/{sha}` stays valid.
+const URL_TTL_MS: u64 = 60 * 60 * 1000;
+
 /// `GET /api/v1/annotation-sets/{id}/quality/images/{sha}`: every chunk's record of the image
 /// (each version's figures, the agreement and the consensus shapes), and its reference when it
 /// has one — what a reviewer overlays.
@@ -72,7 +75,7 @@ pub async fn image(
 ) -> Result<Json<Value>, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
     let sha = parse_sha(&sha)?;
-    let (records, reference) = state
+    let records = state
         .cluster
         .read_catalog(move |s| {
             let chunks: std::collections::BTreeSet<u64> = tessera_domain::tasks::tasks(
@@ -91,9 +94,15 @@ pub async fn image(
                     records.push((q, image_quality::pin(s, id, chunk, &sha)?));
                 }
             }
-            Ok((records, ground_truth::reference(s, id, &sha)?))
+            let set = tessera_domain::annotation_sets::annotation_set(s, id)?;
+            let image = match &set {
+                Some(set) => tessera_domain::datasets::image(s, set.dataset_id, &sha)?,
+                None => None,
+            };
+            Ok((records, ground_truth::reference(s, id, &sha)?, image))
         })
         .await?;
+    let (records, reference, image) = (records.0, records.1, records.2);
     let chunks: Vec<Value> = records
         .into_iter()
         .map(|(q, pin): (ImageQuality, Option<image_quality::Pin>)| {
@@ -110,8 +119,21 @@ pub async fn image(
             v
         })
         .collect();
+    // A presigned URL, so a reviewer's page can show the image under the versions.
+    let key = state.cluster.directory().key();
+    let url = key.map(|k| {
+        let text = sha.to_string();
+        format!(
+            "/objects/{text}?{}",
+            crate::token::presign(&k, &text, now_ms() + URL_TTL_MS)
+        )
+    });
     Ok(Json(json!({
         "image": sha.to_string(),
+        "url": url,
+        "width": image.as_ref().map(|i| i.width),
+        "height": image.as_ref().map(|i| i.height),
+        "name": image.map(|i| i.name),
         "chunks": chunks,
         "reference": reference.map(|g| reference_view(&sha, &g, true)),
     })))

@@ -44,6 +44,7 @@ pub struct Assessed {
 pub struct ImageQuality {
     pub set: u64,
     pub chunk: u64,
+    #[serde(with = "crate::sha::hex_text")]
     pub sha: Sha256,
     pub basis: Basis,
     pub versions: Vec<Assessed>,

@@ -93,6 +93,7 @@ pub struct TaskQuality {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageAgreement {
+    #[serde(with = "crate::sha::hex_text")]
     pub image: Sha256,
     pub chunk: u64,
     pub agreement: f64,

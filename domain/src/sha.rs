@@ -41,3 +41,20 @@ impl fmt::Debug for Sha256 {
         write!(f, "Sha256({self})")
     }
 }
+
+/// Serde as 64 hex digits, for records read by people and by the API's clients
+/// (`#[serde(with = "crate::sha::hex_text")]`); bincode records keep the 32 bytes.
+pub mod hex_text {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use super::Sha256;
+
+    pub fn serialize<S: Serializer>(sha: &Sha256, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&sha.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Sha256, D::Error> {
+        let text = String::deserialize(d)?;
+        Sha256::parse_hex(&text).ok_or_else(|| D::Error::custom("64 hex digits"))
+    }
+}

@@ -221,6 +221,87 @@ async fn the_grid_and_workspace_load_thumbnails_and_previews() {
     run_script(&mut cluster, "thumbs.mjs", &env).await;
 }
 
+/// Issue 18 in the browser: quality rules, ground truth from an accepted task, the figures, the
+/// consensus overlay and pick, the review queue's order, and a webhook's signed delivery.
+#[tokio::test]
+async fn quality_and_webhooks_are_managed_in_the_browser() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let admin = cluster.node(1).client();
+    let (manager, _, set, _) = fixture(&admin, 4, 4, street_labels()).await;
+    let mut annotators = Vec::new();
+    for name in ["ann", "bob", "eve"] {
+        annotators.push(create_user(&admin, name, "annotator").await);
+    }
+    let path = format!("/api/v1/annotation-sets/{set}/tasks/split");
+    let body = json!({"chunk_size": 4, "overlap": 3, "assignees": ["ann", "bob", "eve"]});
+    let split = send_json(&manager, Method::POST, &path, body).await;
+    assert_eq!(split.status, 201, "{:?}", split.json());
+    let mut tasks = Vec::new();
+    // ann and bob box the same car a pixel apart; eve boxes another place.
+    for (client, dx) in annotators.iter().zip([0.0, 1.0, 300.0]) {
+        let mine = client
+            .get("/api/v1/me/tasks")
+            .await
+            .expect("my tasks")
+            .json();
+        let task = mine["items"][0]["id"].as_u64().expect("task");
+        let start = send_json(
+            client,
+            Method::POST,
+            &format!("/api/v1/tasks/{task}/start"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(start.status, 200, "{:?}", start.json());
+        let detail = client
+            .get(&format!("/api/v1/tasks/{task}"))
+            .await
+            .expect("task")
+            .json();
+        for image in detail["images"].as_array().expect("images") {
+            let sha = image["sha256"].as_str().expect("sha");
+            let shapes = json!({"shapes": [{"label": "car", "kind": "rectangle", "points": [[100.0 + dx, 100.0], [300.0 + dx, 250.0]]}]});
+            let saved = client
+                .send(
+                    Method::PUT,
+                    &format!("/api/v1/tasks/{task}/images/{sha}/annotations"),
+                    &[("content-type", "application/json"), ("if-match", "\"0\"")],
+                    bytes::Bytes::from(shapes.to_string()),
+                )
+                .await
+                .expect("save");
+            assert_eq!(saved.status, 200, "{:?}", saved.json());
+        }
+        let submit = send_json(
+            client,
+            Method::POST,
+            &format!("/api/v1/tasks/{task}/submit"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(submit.status, 200, "{:?}", submit.json());
+        tasks.push(task.to_string());
+    }
+    for action in ["review", "accept"] {
+        let reply = send_json(
+            &manager,
+            Method::POST,
+            &format!("/api/v1/tasks/{}/{action}", tasks[0]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.json());
+    }
+    let set = set.to_string();
+    let env = [
+        ("TESSERA_SET", set.as_str()),
+        ("TESSERA_ANN_TASK", tasks[0].as_str()),
+        ("TESSERA_BOB_TASK", tasks[1].as_str()),
+        ("TESSERA_EVE_TASK", tasks[2].as_str()),
+    ];
+    run_script(&mut cluster, "quality.mjs", &env).await;
+}
+
 /// An annotator and one task of `images` 640×480 images (labels of [`street_labels`]) assigned
 /// to them; the task's id.
 async fn one_task(admin: &Client, annotator: &str, images: usize) -> u64 {

@@ -9,7 +9,8 @@ const routes = [
   [/^\/datasets$/, () => import('./datasets.js'), 'manager'],
   [/^\/datasets\/(\d+)$/, () => import('./dataset.js'), 'manager'],
   [/^\/sets\/new$/, () => import('./schema.js'), 'manager'],
-  [/^\/sets\/(\d+)(?:\/(schema|tasks|dashboard))?$/, () => import('./set.js'), 'manager'],
+  [/^\/sets\/(\d+)(?:\/(schema|tasks|dashboard|quality))?$/, () => import('./set.js'), 'manager'],
+  [/^\/webhooks$/, () => import('./webhooks.js'), 'manager'],
   [/^\/my-tasks$/, () => import('./mytasks.js'), 'annotator'],
   [/^\/review$/, () => import('./review.js'), 'reviewer'],
   [/^\/tasks\/(\d+)$/, () => import('./workspace.js'), 'annotator'],
@@ -57,7 +58,7 @@ function renderNav() {
   top.hidden = !s;
   if (!s) return;
   const links = [];
-  if (atLeast('manager')) links.push(['/datasets', 'Datasets']);
+  if (atLeast('manager')) links.push(['/datasets', 'Datasets'], ['/webhooks', 'Webhooks']);
   links.push(['/my-tasks', 'My tasks']);
   if (atLeast('reviewer')) links.push(['/review', 'Review']);
   if (atLeast('admin')) links.push(['/admin/users', 'Users'], ['/admin/cluster', 'Cluster']);

@@ -1,16 +1,18 @@
 // The manager's dashboard of an annotation set: task states, images annotated, per-task progress,
-// charts of shapes per label, per annotator and per day, and the review figures per annotator and
-// per reviewer. Every 5 s it reads the set's statistics (one request) and reads tasks, their
-// progress and the review statistics again only when those changed: an idle dashboard costs one
-// request per interval, whatever the size of the set. (Every event the review statistics count —
-// submit, review, accept, reject — moves a task between states, which changes the counts by
-// state; moves of several tasks within one interval that cancel out exactly are seen at the next
-// change, the same limit the task list has.)
+// charts of shapes per label, per annotator and per day, the review figures per annotator and
+// per reviewer, and the quality figures per annotator. Every 5 s it reads the set's statistics
+// (one request) and reads tasks, their progress, the review statistics and the quality report
+// again only when those changed (or, for quality, while images wait for a recompute): an idle
+// dashboard costs one request per interval, whatever the size of the set. (Every event the
+// review statistics count — submit, review, accept, reject — moves a task between states, which
+// changes the counts by state; moves of several tasks within one interval that cancel out exactly
+// are seen at the next change, the same limit the task list has.)
 
 import { all, api } from './api.js';
 import { clear, h, progressBar, stateBadge } from './dom.js';
 import { barChart, dayChart } from './charts.js';
 import { PROGRESS_BUDGET, taskProgress } from './set.js';
+import { annotatorTable } from './quality.js';
 
 const STATES = ['new', 'in_progress', 'submitted', 'in_review', 'accepted', 'rejected', 'archived'];
 
@@ -20,13 +22,29 @@ export async function renderDashboard(el, set) {
   el.append(box);
   const colors = Object.fromEntries(set.labels.map((l) => [l.name, l.color]));
   let shown = null;
+  let qualityPending = false;
+  const qualitySection = (quality) => h('section', { id: 'dashboard-quality', 'aria-label': 'Quality' },
+    h('h2', null, 'Quality'),
+    h('p', { class: 'muted' }, 'Honeypot scores and agreement with the consensus; ground truth and the least agreed images are on the ',
+      h('a', { href: `/sets/${set.id}/quality`, 'data-link': true }, 'Quality'), ' tab.'),
+    annotatorTable(quality));
   async function draw() {
     const st = await api(`/api/v1/annotation-sets/${set.id}/stats`);
     const seen = JSON.stringify(st);
-    if (seen === shown) return;
-    const [tasks, review] = await Promise.all([
+    if (seen === shown) {
+      // Quality figures are recomputed in the background after the saves the statistics
+      // counted: while some are pending, read them again.
+      if (qualityPending) {
+        const quality = await api(`/api/v1/annotation-sets/${set.id}/quality`);
+        box.querySelector('#dashboard-quality')?.replaceWith(qualitySection(quality));
+        qualityPending = quality.pending > 0;
+      }
+      return;
+    }
+    const [tasks, review, quality] = await Promise.all([
       all(`/api/v1/annotation-sets/${set.id}/tasks`),
       api(`/api/v1/annotation-sets/${set.id}/review-stats`),
+      api(`/api/v1/annotation-sets/${set.id}/quality`),
     ]);
     let budget = PROGRESS_BUDGET / 4; // refreshed every few seconds: a smaller budget
     const progress = await Promise.all(tasks.map((t) => {
@@ -51,6 +69,8 @@ export async function renderDashboard(el, set) {
       h('tbody', null, tasks.map((t, i) => h('tr', null, h('td', null, `#${t.id}`), h('td', null, stateBadge(t.state)), h('td', null, t.assignee || 'pool'),
         h('td', null, progressBar(progress[i].done, progress[i].total, `task ${t.id}`)))))));
     box.append(reviewSection(review));
+    box.append(qualitySection(quality));
+    qualityPending = quality.pending > 0;
     shown = seen;
   }
   await draw();

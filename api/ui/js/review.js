@@ -1,4 +1,6 @@
-// The review queue: submitted tasks of every annotation set, and the ones I am reviewing.
+// The review queue: submitted tasks of every annotation set, and the ones I am reviewing, with
+// each task's honeypot score and agreement; tasks scoring below their set's review threshold
+// come first (the server orders them) and are flagged.
 
 import { all, api, currentSession } from './api.js';
 import { clear, h, stateBadge, toast } from './dom.js';
@@ -7,7 +9,7 @@ export async function render(el, _params, ctx) {
   el.append(h('h1', null, 'Review'));
   const tbody = h('tbody');
   el.append(h('table', { id: 'review-queue', 'aria-label': 'Tasks to review' },
-    h('thead', null, h('tr', null, ['Task', 'Annotation set', 'Annotator', 'Images', 'State', ''].map((t) => h('th', null, t)))), tbody));
+    h('thead', null, h('tr', null, ['Task', 'Annotation set', 'Annotator', 'Images', 'State', 'Quality', ''].map((t) => h('th', null, t)))), tbody));
   const me = currentSession().username;
   let rows;
   try {
@@ -28,8 +30,12 @@ export async function render(el, _params, ctx) {
     } else {
       cell.append(h('a', { class: 'button', href: `/tasks/${t.id}`, 'data-link': true }, t.reviewer === me ? 'Continue review' : `Open (${t.reviewer})`));
     }
-    tbody.append(h('tr', { dataset: { task: String(t.id) } }, h('td', null, `#${t.id}`), h('td', null, t.set_name || `#${t.annotation_set}`), h('td', null, t.assignee || ''),
-      h('td', null, t.image_count), h('td', null, stateBadge(t.state)), cell));
+    const q = t.quality || {};
+    const pct = (x) => (x === null || x === undefined ? null : `${Math.round(x * 100)} %`);
+    const figures = [pct(q.honeypots?.score) && `honeypots ${pct(q.honeypots.score)}`, pct(q.agreement) && `agreement ${pct(q.agreement)}`].filter(Boolean).join(' · ');
+    const quality = h('td', { dataset: { col: 'quality' } }, figures || '—', q.review_first ? [' ', h('span', { class: 'badge st-rejected' }, 'review first')] : null);
+    tbody.append(h('tr', { dataset: { task: String(t.id), reviewFirst: String(!!q.review_first) } }, h('td', null, `#${t.id}`), h('td', null, t.set_name || `#${t.annotation_set}`), h('td', null, t.assignee || ''),
+      h('td', null, t.image_count), h('td', null, stateBadge(t.state)), quality, cell));
   }
-  if (!rows.length) tbody.append(h('tr', null, h('td', { colspan: 6, class: 'muted' }, 'Nothing to review.')));
+  if (!rows.length) tbody.append(h('tr', null, h('td', { colspan: 7, class: 'muted' }, 'Nothing to review.')));
 }

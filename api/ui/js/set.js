@@ -1,4 +1,5 @@
-// An annotation set: Tasks (split, assign, reassign, review queue), Schema, Dashboard; Export.
+// An annotation set: Tasks (split, assign, reassign, review queue), Schema, Dashboard, Quality;
+// Export.
 
 import { all, api, atLeast } from './api.js';
 import { clear, field, h, modal, progressBar, stateBadge, toast } from './dom.js';
@@ -7,7 +8,7 @@ export async function render(el, [id, tab = 'tasks'], ctx) {
   const set = await api(`/api/v1/annotation-sets/${id}`);
   const dataset = await api(`/api/v1/datasets/${set.dataset_id}`).catch(() => ({ name: `dataset ${set.dataset_id}` }));
   const tabs = h('nav', { class: 'tabs', 'aria-label': 'Annotation set' },
-    [['tasks', 'Tasks'], ['schema', 'Schema'], ['dashboard', 'Dashboard']].map(([t, text]) =>
+    [['tasks', 'Tasks'], ['schema', 'Schema'], ['dashboard', 'Dashboard'], ['quality', 'Quality']].map(([t, text]) =>
       h('a', { href: `/sets/${id}/${t}`, 'data-link': true, 'aria-current': t === tab ? 'page' : null }, text)));
   const exportButton = h('button', { type: 'button', id: 'export-open' }, 'Export…');
   exportButton.addEventListener('click', async () => (await import('./export.js')).openExport(set));
@@ -21,6 +22,8 @@ export async function render(el, [id, tab = 'tasks'], ctx) {
     body.append(schemaEditor({ set, onSaved: () => ctx.navigate(`/sets/${id}/schema`) }));
   } else if (tab === 'dashboard') {
     return (await import('./dashboard.js')).renderDashboard(body, set);
+  } else if (tab === 'quality') {
+    return (await import('./quality.js')).render(body, set);
   } else {
     return renderTasks(body, set, ctx);
   }
