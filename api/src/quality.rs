@@ -54,6 +54,8 @@ pub async fn report(
     Path(id): Path<u64>,
 ) -> Result<Json<Report>, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
+    // Read-your-writes: what was just written through any node is what this reads.
+    state.cluster.catalog_barrier().await?;
     state
         .cluster
         .read_catalog(move |s| quality_report::report(s, id))
@@ -74,6 +76,8 @@ pub async fn image(
     Path((id, sha)): Path<(u64, String)>,
 ) -> Result<Json<Value>, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
+    // Read-your-writes: what was just written through any node is what this reads.
+    state.cluster.catalog_barrier().await?;
     let sha = parse_sha(&sha)?;
     let records = state
         .cluster
@@ -159,6 +163,8 @@ pub async fn pin(
     JsonBody(body): JsonBody<PinBody>,
 ) -> Result<StatusCode, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
+    // Read-your-writes: what was just written through any node is what this reads.
+    state.cluster.catalog_barrier().await?;
     let sha = parse_sha(&sha)?;
     let (shapes, source) = match (body.shapes, body.task) {
         (Some(shapes), None) => (shapes.to_string(), "edited".to_string()),
@@ -222,6 +228,8 @@ pub async fn unpin(
     axum::extract::Query(q): axum::extract::Query<ChunkQuery>,
 ) -> Result<StatusCode, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
+    // Read-your-writes: what was just written through any node is what this reads.
+    state.cluster.catalog_barrier().await?;
     let sha = parse_sha(&sha)?;
     let op = QualityOp::PinConsensus {
         set: id,
@@ -258,6 +266,8 @@ pub async fn list_references(
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
+    // Read-your-writes: what was just written through any node is what this reads.
+    state.cluster.catalog_barrier().await?;
     let found = state
         .cluster
         .read_catalog(move |s| ground_truth::references(s, id))
@@ -276,6 +286,8 @@ pub async fn get_reference(
     Path((id, sha)): Path<(u64, String)>,
 ) -> Result<Json<Value>, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
+    // Read-your-writes: what was just written through any node is what this reads.
+    state.cluster.catalog_barrier().await?;
     let sha = parse_sha(&sha)?;
     let found = state
         .cluster

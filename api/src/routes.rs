@@ -392,10 +392,11 @@ pub fn routes() -> Vec<Route> {
             "get",
             "/api/v1/review/tasks",
             Reviewer,
-            "The review queue: submitted tasks and those in review by the caller (?state=)",
+            "The review queue: submitted tasks and those in review by the caller, with quality \
+             figures (?state=, ?order=agreement: least agreed first)",
             get(tasks::review_queue),
         )
-        .query::<tasks::Page>("state=submitted&limit=100&cursor=40"),
+        .query::<tasks::ReviewPage>("state=submitted&limit=100&cursor=40&order=agreement"),
         route(
             "get",
             "/api/v1/pool/tasks",

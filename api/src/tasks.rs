@@ -219,6 +219,16 @@ pub struct Page {
     state: Option<String>,
 }
 
+/// The review queue's query: a page, or with `order=agreement` its least agreed tasks first
+/// (after those to review first by their honeypot score).
+#[derive(Deserialize)]
+pub struct ReviewPage {
+    limit: Option<usize>,
+    cursor: Option<u64>,
+    state: Option<String>,
+    order: Option<String>,
+}
+
 /// A page of the tasks in `indexes` (merged in id order) that `keep` accepts.
 async fn page_of(
     state: &AppState,
@@ -307,8 +317,28 @@ async fn with_set_names(state: &AppState, mut listed: Value) -> Result<Json<Valu
 pub async fn review_queue(
     State(state): State<AppState>,
     principal: Principal,
-    Query(page): Query<Page>,
+    Query(query): Query<ReviewPage>,
 ) -> Result<Json<Value>, ApiError> {
+    let by_agreement = match query.order.as_deref() {
+        None | Some("id") => false,
+        Some("agreement") => true,
+        Some(other) => {
+            return Err(crate::error::invalid(format!(
+                "order: id or agreement, not {other:?}"
+            )))
+        }
+    };
+    let wanted = paging::limit(query.limit);
+    // Ordered by agreement, the queue is read whole (up to a page's maximum) and sorted.
+    let page = Page {
+        limit: if by_agreement {
+            Some(paging::MAX_PAGE)
+        } else {
+            query.limit
+        },
+        cursor: if by_agreement { None } else { query.cursor },
+        state: query.state,
+    };
     let everyone = principal.role >= Role::Manager;
     // The sets a reviewer reviews (a short scan of set records; managers see every set).
     let (who, role) = (principal.username.clone(), principal.role);
@@ -349,6 +379,22 @@ pub async fn review_queue(
     .await?;
     let Json(listed) = with_set_names(&state, listed).await?;
     let mut listed = with_quality(&state, listed).await?;
+    if by_agreement {
+        if let Some(items) = listed["items"].as_array_mut() {
+            // Tasks to review first, then the least agreed; tasks without an agreement last.
+            let key = |item: &Value| {
+                let q = &item["quality"];
+                let agreement = q["agreement"].as_f64().unwrap_or(f64::INFINITY);
+                (q["review_first"] != json!(true), agreement)
+            };
+            items.sort_by(|a, b| {
+                let (ka, kb) = (key(a), key(b));
+                ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+            });
+            items.truncate(wanted);
+        }
+        listed["next_cursor"] = Value::Null;
+    }
     if let Some(hint) = hint {
         listed["hint"] = json!(hint);
     }

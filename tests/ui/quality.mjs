@@ -85,6 +85,17 @@ log('dashboard: the quality table');
 await go(mgr, `/sets/${SET}/dashboard`);
 await mgr.locator('#dashboard-quality tr[data-annotator="eve"] td[data-col="agreement"]', { hasText: '0 %' }).waitFor();
 
+log('export: one annotator\'s versions with quality.csv, from the dialog');
+await mgr.locator('#export-open').click();
+await mgr.getByLabel('Format').selectOption('csv');
+await mgr.getByLabel('Shapes from').selectOption('annotator');
+await mgr.getByLabel('Annotator', { exact: true }).fill('eve');
+await mgr.getByLabel("add quality.csv (each image's source and agreement)").check();
+await mgr.locator('#export-start').click();
+await mgr.locator('#export-download').waitFor();
+await mgr.locator('#export-status', { hasText: 'shapes from (annotator): one task\'s version 4' }).waitFor();
+await mgr.locator('#export-close').click();
+
 log('review queue: eve\'s task first, flagged');
 await go(mgr, '/review');
 const first = mgr.locator('#review-queue tbody tr').first();
@@ -92,6 +103,10 @@ await first.waitFor();
 assert.equal(await first.getAttribute('data-task'), String(EVE_TASK));
 await first.getByText('review first').waitFor();
 assert.equal(await mgr.locator(`#review-queue tr[data-task="${BOB_TASK}"]`).getAttribute('data-review-first'), 'false');
+await mgr.getByLabel('Order').selectOption('agreement');
+await mgr.waitForURL(/order=agreement/);
+await mgr.locator(`#review-queue tbody tr[data-task="${EVE_TASK}"]`).waitFor();
+assert.equal(await mgr.locator('#review-queue tbody tr').first().getAttribute('data-task'), String(EVE_TASK));
 
 log('webhooks: a receiver here, a hook for accepted tasks, a signed delivery in the log');
 const got = [];

@@ -16,6 +16,12 @@ export function openExport(set) {
   const val = h('input', { type: 'number', min: 0, max: 100, value: 0, id: 'split-val', size: 4 });
   const test = h('input', { type: 'number', min: 0, max: 100, value: 0, id: 'split-test', size: 4 });
   const seed = h('input', { type: 'number', value: 0, id: 'split-seed', size: 6 });
+  const source = h('select', { id: 'export-source' },
+    [['auto', 'ground truth, else the consensus, else the task furthest along'], ['consensus', 'the consensus where several annotators labelled'],
+      ['tasks', 'the task furthest along (one version)'], ['annotator', 'one annotator only']].map(([v, t]) => h('option', { value: v }, t)));
+  const annotator = h('input', { id: 'export-annotator', size: 12, disabled: true });
+  source.addEventListener('change', () => { annotator.disabled = source.value !== 'annotator'; });
+  const agreement = h('input', { type: 'checkbox', id: 'export-agreement' });
   const status = h('div', { id: 'export-status', 'aria-live': 'polite' });
   const err = h('p', { class: 'error', role: 'alert' });
   const past = h('div', { id: 'export-history' });
@@ -26,7 +32,9 @@ export function openExport(set) {
     h('h2', { id: 'export-title' }, `Export ${set.name}`),
     field('Format', format),
     h('label', null, images, ' include the images'), h('br'),
-    h('label', null, accepted, ' only accepted tasks'),
+    h('label', null, accepted, ' only accepted tasks'), h('br'),
+    field('Shapes from', source), field('Annotator', annotator),
+    h('label', null, agreement, ' add quality.csv (each image\'s source and agreement)'),
     h('fieldset', { class: 'row', style: { border: 0, padding: 0 } }, h('legend', null, 'Splits (%; all 0: one subset)'),
       field('train', train), field('val', val), field('test', test), field('seed', seed)),
     err, status, h('div', { class: 'actions' }, close, start), past);
@@ -39,7 +47,10 @@ export function openExport(set) {
     start.disabled = true;
     try {
       const job = await api(`/api/v1/annotation-sets/${set.id}/exports`, {
-        json: { format: format.value, include_images: images.checked, only_accepted: accepted.checked, splits: Object.keys(splits).length ? splits : null, seed: Number(seed.value) },
+        json: {
+          format: format.value, include_images: images.checked, only_accepted: accepted.checked, splits: Object.keys(splits).length ? splits : null, seed: Number(seed.value),
+          source: source.value, annotator: source.value === 'annotator' ? annotator.value.trim() : null, include_agreement: agreement.checked,
+        },
       });
       const final = await followJob(job.id, (j) => showJob(status, j), ac.signal);
       showJob(status, final);

@@ -6,14 +6,21 @@ import { all, api, currentSession } from './api.js';
 import { clear, h, stateBadge, toast } from './dom.js';
 
 export async function render(el, _params, ctx) {
-  el.append(h('h1', null, 'Review'));
+  const order = new URLSearchParams(location.search).get('order') === 'agreement' ? 'agreement' : 'id';
+  const orderSelect = h('select', { id: 'review-order', 'aria-label': 'Order' },
+    h('option', { value: 'id', selected: order === 'id' }, 'review first, then oldest'),
+    h('option', { value: 'agreement', selected: order === 'agreement' }, 'review first, then least agreement'));
+  orderSelect.addEventListener('change', () => ctx.navigate(orderSelect.value === 'agreement' ? '/review?order=agreement' : '/review'));
+  el.append(h('div', { class: 'row' }, h('h1', null, 'Review'), orderSelect));
   const tbody = h('tbody');
   el.append(h('table', { id: 'review-queue', 'aria-label': 'Tasks to review' },
     h('thead', null, h('tr', null, ['Task', 'Annotation set', 'Annotator', 'Images', 'State', 'Quality', ''].map((t) => h('th', null, t)))), tbody));
   const me = currentSession().username;
   let rows;
   try {
-    rows = await all('/api/v1/review/tasks');
+    rows = order === 'agreement'
+      ? (await api('/api/v1/review/tasks?order=agreement&limit=1000')).items
+      : await all('/api/v1/review/tasks');
   } catch (e) {
     el.append(h('p', { class: 'error' }, `The review queue could not be read: ${e.message}`));
     return;
