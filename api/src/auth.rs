@@ -89,7 +89,24 @@ pub async fn checked(state: &AppState, token: &str) -> Result<token::Claims, Api
     match token::check(state.cluster.directory(), token) {
         Err(TokenError::Behind | TokenError::NoKey | TokenError::Stale) => {
             state.cluster.catalog_barrier().await?;
-            token::check(state.cluster.directory(), token).map_err(|e| unauthorized(e.to_string()))
+            after_barrier(token::check(state.cluster.directory(), token))
+        }
+        other => other.map_err(|e| unauthorized(e.to_string())),
+    }
+}
+
+/// The answer to a token checked again after a catalogue barrier. A view still behind or
+/// unconfirmed then says nothing about the token — the barrier's retries outlasted the trust
+/// window during a fault, or the key has not arrived — so the client hears 503 and retries,
+/// never a 401 that tells it to throw a good token away.
+fn after_barrier(result: Result<token::Claims, TokenError>) -> Result<token::Claims, ApiError> {
+    match result {
+        Err(e @ (TokenError::Behind | TokenError::NoKey | TokenError::Stale)) => {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{e}; retry"),
+            ))
         }
         other => other.map_err(|e| unauthorized(e.to_string())),
     }
@@ -127,6 +144,22 @@ impl FromRequestParts<AppState> for Principal {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn an_unconfirmed_view_after_the_barrier_is_a_503_and_a_bad_token_a_401() {
+        for e in [TokenError::Stale, TokenError::Behind, TokenError::NoKey] {
+            let refused = after_barrier(Err(e)).expect_err("refused");
+            assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        for e in [
+            TokenError::Forged,
+            TokenError::Expired,
+            TokenError::Revoked("gone"),
+        ] {
+            let refused = after_barrier(Err(e)).expect_err("refused");
+            assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        }
+    }
 
     #[test]
     fn finds_bearer_tokens_and_cookies_only_for_reads() {
