@@ -90,8 +90,16 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         stopped(stop_rx),
     );
 
+    let draining = cluster.clone();
     tokio::spawn(async move {
         crate::shutdown::signal().await;
+        // Not ready from now on; the groups this node leads get a caught-up successor while
+        // it still serves, so a rolling restart leaves no group waiting for an election.
+        tracing::info!("stopping: handing off leaderships");
+        let kept = draining.hand_off(HAND_OFF).await;
+        if !kept.is_empty() {
+            tracing::warn!(groups = ?kept, "still leading at stop; these groups elect anew");
+        }
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
@@ -107,6 +115,9 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     cluster.shutdown().await;
     result
 }
+
+/// How long a stopping node tries to hand off its leaderships (`tessera_raft` `handoff.rs`).
+const HAND_OFF: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Binds the HTTP listener with a deep accept backlog: `ab -c 10000` opens ten thousand
 /// connections at once, and a short queue turns that burst into SYN retransmits (1 s stalls).

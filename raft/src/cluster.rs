@@ -160,6 +160,9 @@ pub struct Cluster {
     /// How long a leader counts as one for readiness without a quorum's acknowledgement: an
     /// election timeout, after which the followers it lost may have elected another.
     leader_lease_ms: u64,
+    /// Set when the node starts stopping: it says it is not ready and hands off its
+    /// leaderships (`handoff.rs`).
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -233,6 +236,7 @@ impl Cluster {
             directory,
             absent,
             leader_lease_ms: tuning.election_timeout_ms,
+            draining: Default::default(),
         });
         tokio::spawn(watch_disk_space(Arc::downgrade(&cluster)));
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
@@ -267,6 +271,11 @@ impl Cluster {
 
     pub(crate) fn group(&self, group: u32) -> Option<&Raft> {
         self.groups.get(&group)
+    }
+
+    /// The groups hosted here.
+    pub(crate) fn group_ids(&self) -> Vec<u32> {
+        self.groups.keys().copied().collect()
     }
 
     /// Whether this node currently leads `group` (as far as it knows).
@@ -319,7 +328,8 @@ impl Cluster {
     /// 0.9 has no check-quorum step-down), and a node whose own groups' leader is gone must not
     /// tell a load balancer it is ready.
     pub fn is_ready(&self) -> bool {
-        !self.groups.is_empty()
+        !self.draining.load(std::sync::atomic::Ordering::Relaxed)
+            && !self.groups.is_empty()
             && self.groups.values().all(|r| {
                 let metrics = r.metrics();
                 let m = metrics.borrow();
@@ -1109,7 +1119,7 @@ impl Cluster {
 
     /// Sends `message` to `node` over the internal RPC with `call` (which names the method),
     /// giving up after `timeout`; returns the answer's message.
-    async fn ask<Q, A, Fut>(
+    pub(crate) async fn ask<Q, A, Fut>(
         &self,
         node: NodeId,
         timeout: Duration,

@@ -12,6 +12,7 @@ mod cluster;
 pub mod cluster_ca;
 mod command;
 mod error;
+mod handoff;
 mod log_store;
 mod maintenance;
 mod network;

@@ -16,9 +16,9 @@ use crate::command::Command;
 use crate::network::{INLINE_ENCODE, MAX_MESSAGE};
 use crate::proto::internal_server::{Internal, InternalServer};
 use crate::proto::{
-    InitGroupReply, InitGroupRequest, ProposeReply, ProposeRequest, RaftKind, RaftReply,
-    RaftRequest, ReadChunk, ReadIndexReply, ReadIndexRequest, ReadRequest, StatusReply,
-    StatusRequest,
+    ElectReply, ElectRequest, InitGroupReply, InitGroupRequest, ProposeReply, ProposeRequest,
+    RaftKind, RaftReply, RaftRequest, ReadChunk, ReadIndexReply, ReadIndexRequest, ReadRequest,
+    StatusReply, StatusRequest,
 };
 use crate::read::{ByteRange, ObjectBody, ReadSpec};
 use crate::types::NodeId;
@@ -220,6 +220,15 @@ impl Internal for InternalService {
             .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(ReadIndexReply { index }))
+    }
+
+    async fn elect(&self, request: Request<ElectRequest>) -> Result<Response<ElectReply>, Status> {
+        let group = request.into_inner().group;
+        self.cluster
+            .elect_here(group)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(ElectReply {}))
     }
 
     async fn local_status(

@@ -14,6 +14,7 @@ mod imports;
 mod login_throttle;
 mod objects;
 mod quality;
+mod rolling;
 mod rpc_tls;
 mod sessions;
 mod snapshot;

@@ -444,6 +444,33 @@ impl TestCluster {
         self.node(id).wait_ready().await;
     }
 
+    /// SIGTERM, as systemd or an operator stops a node, and waits (up to [`DEADLINE`]) until it
+    /// has exited by itself: it hands off its leaderships and finishes its requests first.
+    pub async fn terminate(&mut self, id: u64) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node");
+        let mut child = node.process.take().expect("node is not running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) with the pid of a child this harness spawned and has not reaped.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to node {id}");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(status.success(), "node {id} stopped with {status}");
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {id} did not stop after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `kill -9`: no chance to flush or say goodbye.
     pub fn kill(&mut self, id: u64) {
         let node = self

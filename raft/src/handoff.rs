@@ -1,0 +1,109 @@
+//! Stopping a node without leaving its groups leaderless: before it stops, a node says it is
+//! not ready (load balancers take it out), and for every group it leads asks a voter whose log
+//! has caught up with its own to stand for election now. The leader grants that vote (openraft
+//! grants a higher-term vote once its own election is `election_timeout_max` old, and the
+//! candidate's log is as long as its own), so the group is led again within a round trip
+//! instead of after an election timeout, and writes proposed through any node go on.
+//!
+//! A voter that has not caught up is never asked: a candidate with a shorter log would lose the
+//! vote and only cost the group an election. A leader elected too recently to grant a vote
+//! keeps its group until it stops; its followers then elect after their timeout, as after a
+//! crash. Either way no acknowledged write is at risk: this only ever starts an ordinary
+//! election.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::cluster::Cluster;
+use crate::error::ClusterError;
+use crate::proto::ElectRequest;
+use crate::types::NodeId;
+
+/// How long one Elect RPC may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the hand-off looks at its groups again.
+const POLL: Duration = Duration::from_millis(50);
+
+impl Cluster {
+    /// Starts an election for `group` on this node (asked by its leader, see the module).
+    pub(crate) async fn elect_here(&self, group: u32) -> Result<(), ClusterError> {
+        let raft = self.group(group).ok_or_else(|| {
+            ClusterError::Unavailable(format!("group {group} is not hosted here"))
+        })?;
+        raft.trigger()
+            .elect()
+            .await
+            .map_err(|e| ClusterError::Internal(format!("group {group}: {e}")))
+    }
+
+    /// Marks the node not ready and hands off the leadership of every group it leads, waiting
+    /// at most `within`. Returns the groups it still leads (they elect anew after it stops).
+    pub async fn hand_off(&self, within: Duration) -> Vec<u32> {
+        self.draining.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + within;
+        let mut asked: std::collections::HashMap<u32, Instant> = Default::default();
+        loop {
+            let led: Vec<u32> = self.led_groups();
+            if led.is_empty() || Instant::now() >= deadline {
+                return led;
+            }
+            for group in led {
+                // One election per group at a time: ask again only after a quiet second.
+                if asked
+                    .get(&group)
+                    .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+                {
+                    continue;
+                }
+                let Some(successor) = self.caught_up_voter(group) else {
+                    continue;
+                };
+                asked.insert(group, Instant::now());
+                let request = ElectRequest { group };
+                let result = self
+                    .ask(successor, ASK_TIMEOUT, request, |mut c, r| async move {
+                        c.elect(r).await
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::debug!(group, successor, error = %e, "asking for an election failed");
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Whether the node is stopping (see [`Cluster::hand_off`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    fn led_groups(&self) -> Vec<u32> {
+        let mut led: Vec<u32> = self
+            .group_ids()
+            .into_iter()
+            .filter(|g| self.leads(*g))
+            .collect();
+        led.sort_unstable();
+        led
+    }
+
+    /// The voter of `group` (not this node) whose replicated log reaches this leader's last
+    /// entry, if one does.
+    fn caught_up_voter(&self, group: u32) -> Option<NodeId> {
+        let raft = self.group(group)?;
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        let last = m.last_log_index?;
+        let replication = m.replication.as_ref()?;
+        m.membership_config
+            .voter_ids()
+            .filter(|id| *id != self.me())
+            .find(|id| {
+                replication
+                    .get(id)
+                    .and_then(|matched| matched.as_ref())
+                    .is_some_and(|log_id| log_id.index >= last)
+            })
+    }
+}
