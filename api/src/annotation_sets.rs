@@ -60,10 +60,12 @@ async fn apply(state: &AppState, op: AnnotationSetOp) -> Result<Option<Value>, A
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSet {
+    #[schemars(length(min = 1, max = 200))]
     name: String,
+    #[schemars(with = "Vec<tessera_domain::annotation_sets::Label>", length(min = 1))]
     labels: Value,
     /// Users (reviewer role or higher) who review this set's tasks.
     #[serde(default)]
@@ -141,7 +143,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(set.unwrap_or(Value::Null))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Page {
     dataset: Option<u64>,
     limit: Option<usize>,
@@ -171,10 +173,16 @@ pub async fn get(
     Ok(Json(json!(load(&state, id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AnnotationSetChange")]
 pub struct Change {
+    #[schemars(length(min = 1, max = 200))]
     name: Option<String>,
+    #[schemars(
+        with = "Option<Vec<tessera_domain::annotation_sets::Label>>",
+        length(min = 1)
+    )]
     labels: Option<Value>,
     reviewers: Option<Vec<String>>,
 }

@@ -105,9 +105,11 @@ pub async fn history(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Annotations")]
 pub struct Body {
+    #[schemars(with = "Vec<tessera_domain::shape::Shape>")]
     shapes: Value,
 }
 

@@ -49,7 +49,7 @@ pub async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
     sha256: Option<String>,
@@ -57,6 +57,7 @@ pub struct NewComment {
     x: f64,
     #[serde(default)]
     y: f64,
+    #[schemars(length(min = 1, max = 5000))]
     text: String,
     parent: Option<u64>,
 }

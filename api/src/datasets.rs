@@ -47,9 +47,10 @@ async fn load(state: &AppState, id: u64) -> Result<Dataset, ApiError> {
         .ok_or_else(|| no_such_dataset(id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameBody {
+    #[schemars(length(min = 1, max = 200))]
     name: String,
 }
 
@@ -135,17 +136,19 @@ pub async fn delete(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewImage {
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     sha256: String,
     #[serde(default)]
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
+    #[schemars(length(min = 1, max = 1000))]
     images: Vec<NewImage>,
 }
 
@@ -273,9 +276,10 @@ async fn remove_images(
     Ok(removed)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveBody {
+    #[schemars(length(min = 1, max = 1000), inner(regex(pattern = r"^[0-9a-f]{64}$")))]
     images: Vec<String>,
 }
 
@@ -300,7 +304,7 @@ pub async fn remove(
     Ok(Json(json!({ "removed": removed })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImagesQuery {
     limit: Option<usize>,

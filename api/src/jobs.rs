@@ -282,7 +282,7 @@ pub async fn get(
     Ok(Json(view(&state, &load(&state, id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     dataset: Option<u64>,

@@ -62,12 +62,25 @@ impl OAuthError {
     }
 }
 
+/// The JSON body of an [`OAuthError`] (RFC 6749 §5.2), published in the OpenAPI document as
+/// `components/schemas/OAuthError`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "OAuthError")]
+pub struct OAuthErrorBody {
+    pub error: String,
+    pub error_description: String,
+    /// Seconds to wait before trying again (429).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "error_description": self.description });
-        if let Some(seconds) = self.retry_after {
-            body["retry_after"] = json!(seconds);
-        }
+        let body = OAuthErrorBody {
+            error: self.code.to_string(),
+            error_description: self.description,
+            retry_after: self.retry_after,
+        };
         let mut response = (
             self.status,
             [(header::CACHE_CONTROL, "no-store")],
@@ -97,8 +110,15 @@ impl From<ApiError> for OAuthError {
     }
 }
 
-#[derive(Deserialize)]
+/// The password grant needs `username` and `password`, the refresh grant `refresh_token`
+/// (RFC 6749 §4.3.2, §6); the schema says so, the handler answers 400 `invalid_request`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(extend("oneOf" = [
+    {"properties": {"grant_type": {"const": "password"}}, "required": ["grant_type", "username", "password"]},
+    {"properties": {"grant_type": {"const": "refresh_token"}}, "required": ["grant_type", "refresh_token"]}
+]))]
 pub struct TokenRequest {
+    #[schemars(extend("enum" = ["password", "refresh_token"]))]
     grant_type: Option<String>,
     username: Option<String>,
     password: Option<String>,
@@ -324,8 +344,11 @@ async fn refresh_grant(
     Ok((account, session))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RevokeRequest {
+    /// Required (RFC 7009 §2.1); optional in the type so that its absence is answered 400
+    /// `invalid_request` in RFC 6749 form.
+    #[schemars(required)]
     token: Option<String>,
 }
 

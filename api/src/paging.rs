@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 pub const MAX_PAGE: usize = 1000;
 
 /// `?limit=&cursor=` of a list with no filters.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Page {
     pub limit: Option<usize>,
     pub cursor: Option<String>,

@@ -1,7 +1,11 @@
 //! Every HTTP route in one table: the router and the OpenAPI document are both built from it,
 //! so the document cannot drift from what the server answers.
 
+use std::collections::BTreeSet;
+
 use axum::routing::{delete, get, patch, post, put, MethodRouter};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::access::{self, Access};
@@ -18,9 +22,25 @@ pub struct Route {
     handler: MethodRouter<AppState>,
     body: Option<BodyDoc>,
     query: Option<QueryDoc>,
-    /// The success status and the JSON Schema of its body, where published.
-    response: Option<(u16, Value)>,
+    /// The success answers (200 with a JSON body unless the table says otherwise).
+    answers: Vec<Answer>,
+    /// Error statuses beyond those every route of its kind can answer (see [`error_statuses`]).
+    errors: &'static [u16],
+    /// A request header the route requires: its name, meaning and pattern.
+    header: Option<(&'static str, &'static str, &'static str)>,
 }
+
+/// A success answer as the document describes it.
+struct Answer {
+    status: u16,
+    /// `None`: no body (204, 304, redirects).
+    media_type: Option<&'static str>,
+    /// The JSON Schema of the body, where published.
+    schema: Option<Value>,
+}
+
+/// Writes a type's JSON Schema into the generator (a `$ref` to `components/schemas`).
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
 /// How a handler parses its query string.
 type ParseQuery = fn(&str) -> Result<(), String>;
@@ -29,10 +49,12 @@ type ParseQuery = fn(&str) -> Result<(), String>;
 /// the document lists its parameters.
 struct QueryDoc {
     example: &'static str,
+    /// The query type's schema: one parameter per property.
+    schema: SchemaFn,
     /// The handler's query type, published as `x-rust-query-type`.
     rust_type: &'static str,
-    /// Also decides which parameters the document marks required: those without which the
-    /// example no longer parses.
+    /// Read by the tests: the example must parse.
+    #[cfg_attr(not(test), allow(dead_code))]
     parse: ParseQuery,
 }
 
@@ -45,28 +67,50 @@ struct BodyDoc {
     media_type: &'static str,
     description: &'static str,
     example: Option<Value>,
-    /// The handler's parse of a JSON body (`None` for raw bodies).
+    /// The handler's parse of a JSON body (`None` for raw and form bodies); read by the tests:
+    /// the example must parse.
+    #[cfg_attr(not(test), allow(dead_code))]
     parse: Option<ParseBody>,
     rust_type: &'static str,
+    /// The body's schema (`None` for raw bodies: any bytes).
+    schema: Option<SchemaFn>,
 }
 
 impl Route {
     /// A JSON body parsed as `T`, with an example.
-    fn json<T: serde::de::DeserializeOwned>(mut self, example: Value) -> Route {
+    fn json<T: serde::de::DeserializeOwned + JsonSchema>(mut self, example: Value) -> Route {
         self.body = Some(BodyDoc {
             media_type: "application/json",
             description: "JSON; unknown fields are refused",
             example: Some(example),
             parse: Some(|bytes| crate::error::parse_json::<T>(bytes).map(|_| ())),
             rust_type: std::any::type_name::<T>(),
+            schema: Some(|g| g.subschema_for::<T>()),
+        });
+        self
+    }
+
+    /// A form body (`application/x-www-form-urlencoded`) parsed as `T`.
+    fn form<T: serde::de::DeserializeOwned + JsonSchema>(mut self, example: Value) -> Route {
+        self.body = Some(BodyDoc {
+            media_type: "application/x-www-form-urlencoded",
+            description: "a form",
+            example: Some(example),
+            parse: None,
+            rust_type: std::any::type_name::<T>(),
+            schema: Some(|g| g.subschema_for::<T>()),
         });
         self
     }
 
     /// Query parameters parsed as `T`, shown by an example (`limit=100&cursor=…`).
-    fn query<T: serde::de::DeserializeOwned>(mut self, example: &'static str) -> Route {
+    fn query<T: serde::de::DeserializeOwned + JsonSchema>(
+        mut self,
+        example: &'static str,
+    ) -> Route {
         self.query = Some(QueryDoc {
             example,
+            schema: |g| g.root_schema_for::<T>(),
             rust_type: std::any::type_name::<T>(),
             parse: |q| {
                 let uri: axum::http::Uri = format!("/?{q}").parse().map_err(|e| format!("{e}"))?;
@@ -78,9 +122,47 @@ impl Route {
         self
     }
 
-    /// The success response: its status and the JSON Schema of its body.
-    fn responds(mut self, status: u16, schema: Value) -> Route {
-        self.response = Some((status, schema));
+    /// The success response: its status and the JSON Schema of its JSON body.
+    fn responds(self, status: u16, schema: Value) -> Route {
+        self.answer(status, Some("application/json"), Some(schema))
+    }
+
+    /// A success answer of the route (the first replaces the default 200 JSON answer).
+    fn answer(
+        mut self,
+        status: u16,
+        media_type: Option<&'static str>,
+        schema: Option<Value>,
+    ) -> Route {
+        if self.answers.len() == 1
+            && self.answers[0].schema.is_none()
+            && self.answers[0].status == 200
+            && self.answers[0].media_type == Some("application/json")
+        {
+            self.answers.clear();
+        }
+        self.answers.push(Answer {
+            status,
+            media_type,
+            schema,
+        });
+        self
+    }
+
+    /// A request header the route requires (428 without it).
+    fn header(
+        mut self,
+        name: &'static str,
+        description: &'static str,
+        pattern: &'static str,
+    ) -> Route {
+        self.header = Some((name, description, pattern));
+        self
+    }
+
+    /// Error statuses particular to the route.
+    fn errors(mut self, statuses: &'static [u16]) -> Route {
+        self.errors = statuses;
         self
     }
 
@@ -92,6 +174,7 @@ impl Route {
             example: None,
             parse: None,
             rust_type: "",
+            schema: None,
         });
         self
     }
@@ -112,7 +195,13 @@ fn route(
         handler,
         body: None,
         query: None,
-        response: None,
+        answers: vec![Answer {
+            status: 200,
+            media_type: Some("application/json"),
+            schema: None,
+        }],
+        errors: &[],
+        header: None,
     }
 }
 
@@ -126,7 +215,11 @@ pub fn routes() -> Vec<Route> {
             ManagerOrPresigned,
             "An object's bytes (ETag, If-None-Match, Range; HEAD too); ?size=thumb or ?size=preview for a thumbnail (256 px) or preview (1280 px) in the displayed frame, made on first request",
             get(objects::serve),
-        ),
+        )
+        .answer(200, Some("image/*"), None)
+        .answer(206, Some("image/*"), None)
+        .answer(304, None, None)
+        .errors(&[416]),
         route(
             "post",
             "/api/v1/objects",
@@ -134,6 +227,9 @@ pub fn routes() -> Vec<Route> {
             "Upload an image (raw body); 201, or 200 if already stored",
             post(objects::upload),
         )
+        .answer(201, Some("application/json"), None)
+        .answer(200, Some("application/json"), None)
+        .errors(&[411, 415])
         .raw("the image bytes (JPEG, PNG, WebP, GIF, BMP or TIFF)"),
         route(
             "get",
@@ -171,6 +267,7 @@ pub fn routes() -> Vec<Route> {
             "Create a user",
             post(users::create),
         )
+        .answer(201, Some("application/json"), None)
         .json::<users::NewUser>(json!({"username": "mia", "password": "a-long-password", "role": "manager"})),
         route(
             "get",
@@ -186,6 +283,8 @@ pub fn routes() -> Vec<Route> {
             "Change password, role or disabled",
             patch(users::update),
         )
+        .answer(200, Some("application/json"), None)
+        .answer(204, None, None)
         .json::<users::Change>(json!({"password": "another-long-password", "role": "reviewer", "disabled": false})),
         route(
             "delete",
@@ -193,7 +292,8 @@ pub fn routes() -> Vec<Route> {
             Admin,
             "Delete a user",
             delete(users::delete),
-        ),
+        )
+        .answer(204, None, None),
         route(
             "get",
             "/api/v1/me",
@@ -207,7 +307,8 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "A long-lived API token",
             post(oauth::api_token),
-        ),
+        )
+        .answer(201, Some("application/json"), None),
         route(
             "get",
             "/api/v1/me/sessions",
@@ -230,7 +331,8 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "End one of the caller's sessions (its access, refresh and API tokens stop working on every node)",
             delete(sessions::end_mine),
-        ),
+        )
+        .answer(204, None, None),
         route(
             "put",
             "/api/v1/me/password",
@@ -239,6 +341,7 @@ pub fn routes() -> Vec<Route> {
             put(sessions::change_password),
         )
         .json::<sessions::PasswordChange>(json!({"current_password": "a-long-password", "new_password": "another-long-password"}))
+        .errors(&[429])
         .responds(200, ended_schema("ended_sessions")),
         route(
             "get",
@@ -262,7 +365,8 @@ pub fn routes() -> Vec<Route> {
             AdminOrSelf,
             "End one session of a user",
             delete(sessions::end_of),
-        ),
+        )
+        .answer(204, None, None),
         route(
             "get",
             "/api/v1/datasets",
@@ -278,6 +382,7 @@ pub fn routes() -> Vec<Route> {
             "Create a dataset",
             post(datasets::create),
         )
+        .answer(201, Some("application/json"), None)
         .json::<datasets::NameBody>(json!({"name": "street scenes"})),
         route(
             "get",
@@ -300,7 +405,8 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Delete a dataset and release its images",
             delete(datasets::delete),
-        ),
+        )
+        .answer(204, None, None),
         route(
             "get",
             "/api/v1/datasets/{id}/images",
@@ -332,6 +438,7 @@ pub fn routes() -> Vec<Route> {
             "Create an annotation set (label schema) on a dataset",
             post(annotation_sets::create),
         )
+        .answer(201, Some("application/json"), None)
         .json::<annotation_sets::NewSet>(json!({"name": "v1", "reviewers": [], "labels": [{"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"], "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": false}]}, {"name": "person", "color": "#00ff00", "kinds": ["points"], "keypoints": ["head", "hand"], "skeleton": [[0, 1]]}]})),
         route(
             "get",
@@ -362,7 +469,8 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "Delete an annotation set",
             delete(annotation_sets::delete),
-        ),
+        )
+        .answer(204, None, None),
         route(
             "post",
             "/api/v1/annotation-sets/{id}/tasks/split",
@@ -370,6 +478,7 @@ pub fn routes() -> Vec<Route> {
             "Split into tasks (chunk_size, overlap, assignees or pool)",
             post(tasks::split),
         )
+        .answer(201, Some("application/json"), None)
         .json::<tasks::SplitBody>(json!({"chunk_size": 50, "overlap": 2, "assignees": ["ann1", "ann2"]})),
         route(
             "get",
@@ -440,6 +549,12 @@ pub fn routes() -> Vec<Route> {
             "Save shapes (If-Match: the edited version; 412 if stale)",
             put(annotations::put),
         )
+        .header(
+            "If-Match",
+            "the version edited: the ETag of the GET, \"0\" for none",
+            r#"^(W/)?"(0|[1-9][0-9]{0,18})"$"#,
+        )
+        .errors(&[412, 428])
         .json::<annotations::Body>(json!({"shapes": [{"label": "car", "kind": "rectangle", "points": [[10, 20], [200, 120]], "attributes": {"colour": "red"}}, {"label": "car", "kind": "rotated_rectangle", "points": [[50, 50], [90, 70]], "angle": 30}]})),
         route(
             "get",
@@ -477,6 +592,7 @@ pub fn routes() -> Vec<Route> {
             "Start a thread at an image point, or answer one",
             post(comments::add),
         )
+        .answer(201, Some("application/json"), None)
         .json::<comments::NewComment>(json!({"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "x": 15, "y": 25, "text": "box too loose"})),
         route(
             "post",
@@ -493,6 +609,8 @@ pub fn routes() -> Vec<Route> {
              (raw body; ?filename=&video_fps=&pdf_dpi=) as a job",
             post(import::start),
         )
+        .answer(202, Some("application/json"), None)
+        .errors(&[411])
         .query::<import::Options>("filename=photos.zip&video_fps=1&pdf_dpi=150")
         .raw("the file: an image, zip, tar, tar.gz, tar.zst, video, PDF or office document"),
         route(
@@ -503,6 +621,8 @@ pub fn routes() -> Vec<Route> {
              (raw zip/JSON/XML body; ?format=&create_labels=) as a job",
             post(annotation_import::start),
         )
+        .answer(202, Some("application/json"), None)
+        .errors(&[411])
         .query::<annotation_import::Options>("format=coco&create_labels=true")
         .raw("a zip of a COCO, VOC, YOLO or CVAT dataset, or a bare COCO JSON / CVAT XML file"),
         route(
@@ -512,6 +632,7 @@ pub fn routes() -> Vec<Route> {
             "Start an export job (coco, voc, yolo, yolo-segment, yolo-pose, yolo-darknet, cvat, labelme, csv)",
             post(export::start),
         )
+        .answer(202, Some("application/json"), None)
         .json::<export::Options>(json!({"format": "coco", "include_images": true, "only_accepted": true, "splits": {"train": 0.8, "val": 0.2}, "seed": 1})),
         route(
             "get",
@@ -541,21 +662,29 @@ pub fn routes() -> Vec<Route> {
             ManagerOrPresigned,
             "A finished export's zip (Range supported; other nodes redirect to the one holding it)",
             get(jobs::download),
-        ),
+        )
+        .answer(200, Some("application/zip"), None)
+        .answer(206, Some("application/zip"), None)
+        .answer(307, None, None)
+        .errors(&[409, 410, 416]),
         route(
             "post",
             "/oauth/token",
             Anyone,
             "OAuth2 token endpoint (password, refresh_token grants)",
             post(oauth::token),
-        ),
+        )
+        .form::<oauth::TokenRequest>(json!({"grant_type": "password", "username": "mia", "password": "a-long-password"}))
+        .errors(&[429]),
         route(
             "post",
             "/oauth/revoke",
             Anyone,
             "Revoke a token (RFC 7009)",
             post(oauth::revoke),
-        ),
+        )
+        .form::<oauth::RevokeRequest>(json!({"token": "eyJ…"}))
+        .answer(200, None, None),
         route(
             "get",
             "/api/v1/openapi.json",
@@ -576,14 +705,17 @@ pub fn routes() -> Vec<Route> {
             Anyone,
             "Every group hosted here has a leader",
             get(cluster_routes::readyz),
-        ),
+        )
+        .answer(200, Some("application/json"), Some(ready_schema()))
+        .answer(503, Some("application/json"), Some(ready_schema())),
         route(
             "get",
             "/metrics",
             Anyone,
             "Prometheus metrics",
             get(metrics::render),
-        ),
+        )
+        .answer(200, Some("text/plain"), None),
     ]
 }
 
@@ -601,7 +733,10 @@ pub fn mount(mut router: axum::Router<AppState>, state: &AppState) -> axum::Rout
             },
         );
         let mut handler = r.handler;
-        if r.body.as_ref().is_some_and(|b| b.parse.is_some()) {
+        if r.body
+            .as_ref()
+            .is_some_and(|b| b.media_type == "application/json")
+        {
             handler = handler.route_layer(axum::middleware::from_fn(
                 crate::body_limit::refuse_oversized,
             ));
@@ -609,6 +744,15 @@ pub fn mount(mut router: axum::Router<AppState>, state: &AppState) -> axum::Rout
         router = router.route(r.path, handler.route_layer(check));
     }
     router
+}
+
+/// `/readyz`'s `{"ready", "node"}`, with 200 and with 503.
+fn ready_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["ready", "node"],
+        "properties": { "ready": { "type": "boolean" }, "node": { "type": "integer" } }
+    })
 }
 
 /// `{"<field>": <how many sessions ended>}`.
@@ -620,58 +764,227 @@ fn ended_schema(field: &str) -> Value {
     })
 }
 
-/// The OpenAPI 3 document of the table.
+/// A route's `operationId`, which generated clients name their methods after: the method and
+/// the path's literal segments past `/api/v1`, with `by_<param>` for each parameter
+/// (`DELETE /api/v1/users/{name}/sessions/{id}` is `delete_users_by_name_sessions_by_id`).
+fn operation_id(method: &str, path: &str) -> String {
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let mut id = method.to_string();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        id.push('_');
+        match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(param) => {
+                id.push_str("by_");
+                id.push_str(param);
+            }
+            None => id.extend(
+                seg.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+            ),
+        }
+    }
+    id
+}
+
+/// The schema of a path parameter, by its name: a session's `{id}` is 32 hex digits, every
+/// other `{id}` a `u64`; every `{sha}` a SHA-256 in lowercase hex, `{action}` a task action,
+/// `{name}` a username.
+fn path_parameter_schema(path: &str, name: &str) -> Value {
+    match name {
+        "id" if path.contains("/sessions/") => {
+            json!({ "type": "string", "pattern": "^[0-9a-f]{32}$" })
+        }
+        "id" => json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX }),
+        "sha" => json!({ "type": "string", "pattern": "^[0-9a-f]{64}$" }),
+        "action" => json!({ "type": "string", "enum": crate::tasks::ACTIONS }),
+        _ => json!({ "type": "string", "minLength": 1 }),
+    }
+}
+
+/// The error statuses a route can answer: every route 400 (a path, query or body it cannot
+/// parse), 404 (no such record) and 503 (no leader, a peer down); routes behind sign-in 401 and
+/// 403; writes 409 (a conflicting record), 422 (a field breaking a rule) and 507 (disk full);
+/// routes with a query 422; routes with a body 413; and what the table adds per route.
+fn error_statuses(r: &Route) -> BTreeSet<u16> {
+    let mut statuses = BTreeSet::from([400, 404, 503]);
+    if r.access != Access::Anyone {
+        statuses.extend([401, 403]);
+    }
+    if r.method != "get" {
+        statuses.extend([409, 422, 507]);
+    }
+    if r.query.is_some() {
+        statuses.insert(422);
+    }
+    if let Some(body) = &r.body {
+        statuses.insert(413);
+        // A form without its content type (axum's `Form` insists on it).
+        if body.media_type == "application/x-www-form-urlencoded" {
+            statuses.insert(415);
+        }
+    }
+    statuses.extend(r.errors);
+    statuses
+}
+
+/// Bounds the integers of a generated schema by their Rust type (`uint64` and the like carry
+/// only a `format`), so that a generated client and a fuzzer keep within what parses.
+fn bound_integers(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let bounds = match map.get("format").and_then(Value::as_str) {
+                Some("uint64" | "uint") => Some((json!(0), json!(u64::MAX))),
+                Some("uint32") => Some((json!(0), json!(u32::MAX))),
+                Some("uint16") => Some((json!(0), json!(u16::MAX))),
+                Some("uint8") => Some((json!(0), json!(u8::MAX))),
+                _ => None,
+            };
+            if let Some((min, max)) = bounds {
+                map.entry("minimum").or_insert(min);
+                map.entry("maximum").or_insert(max);
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
+}
+
+/// The query parameters of a route: one per property of its query type's schema.
+fn query_parameters(query: &QueryDoc) -> Vec<Value> {
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .for_deserialize()
+        .into_generator();
+    let schema = (query.schema)(&mut generator).to_value();
+    let required: Vec<&Value> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let examples: Map<String, Value> = query
+        .example
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let properties = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    properties
+        .into_iter()
+        .map(|(name, mut schema)| {
+            // A query parameter is absent or has a value: `null` has no spelling in a query.
+            if let Some(types) = schema.get("type").and_then(Value::as_array).cloned() {
+                let kept: Vec<Value> = types.into_iter().filter(|t| t != "null").collect();
+                schema["type"] = if kept.len() == 1 {
+                    kept[0].clone()
+                } else {
+                    json!(kept)
+                };
+            }
+            bound_integers(&mut schema);
+            let mut param = json!({
+                "name": name,
+                "in": "query",
+                "required": required.contains(&&json!(name)),
+                "schema": schema,
+            });
+            if let Some(example) = examples.get(&name) {
+                param["example"] = example.clone();
+            }
+            param
+        })
+        .collect()
+}
+
+/// The OpenAPI 3.1 document of the table. Request and error bodies are JSON Schemas (2020-12,
+/// OpenAPI 3.1's dialect) generated by schemars from the Rust types the handlers parse and
+/// send, under `components/schemas`.
 pub fn openapi() -> Value {
+    let mut generator = SchemaSettings::draft2020_12()
+        .with(|s| s.definitions_path = "/components/schemas".into())
+        .for_deserialize()
+        .into_generator();
+    let error = generator
+        .subschema_for::<crate::error::ErrorBody>()
+        .to_value();
+    let oauth_error = json!({ "anyOf": [
+        error.clone(),
+        generator.subschema_for::<crate::oauth::OAuthErrorBody>().to_value(),
+    ]});
     let mut paths = Map::new();
     for r in routes() {
         let mut params: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter_schema(r.path, name) }))
             .collect();
         if let Some(query) = &r.query {
-            for pair in query.example.split('&') {
-                let (name, example) = pair.split_once('=').unwrap_or((pair, ""));
-                let others: Vec<&str> = query.example.split('&').filter(|p| *p != pair).collect();
-                let required = (query.parse)(&others.join("&")).is_err();
-                params.push(json!({ "name": name, "in": "query", "required": required, "schema": { "type": "string" }, "example": example }));
-            }
+            params.extend(query_parameters(query));
+        }
+        if let Some((name, description, pattern)) = r.header {
+            params.push(json!({ "name": name, "in": "header", "required": true, "description": description, "schema": { "type": "string", "pattern": pattern } }));
         }
         let security = match r.access {
             Access::Anyone => json!([]),
             Access::ManagerOrPresigned => json!([{ "bearer": [] }, {}]),
             _ => json!([{ "bearer": [] }]),
         };
-        let op = json!({
+        let mut responses = Map::new();
+        for answer in &r.answers {
+            let mut response = json!({ "description": "success" });
+            if let Some(media_type) = answer.media_type {
+                let mut content = json!({});
+                if let Some(schema) = &answer.schema {
+                    content["schema"] = schema.clone();
+                }
+                response["content"] = json!({ media_type: content });
+            }
+            responses.insert(answer.status.to_string(), response);
+        }
+        let error_schema = if r.path.starts_with("/oauth/") {
+            &oauth_error
+        } else {
+            &error
+        };
+        for status in error_statuses(&r) {
+            let reason = axum::http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("error");
+            responses.entry(status.to_string()).or_insert_with(|| {
+                json!({
+                    "description": reason,
+                    "content": { "application/json": { "schema": error_schema } },
+                })
+            });
+        }
+        let mut op = json!({
+            "operationId": operation_id(r.method, r.path),
             "summary": r.summary,
             "description": format!("Access: {}.", r.access.describe()),
             "x-tessera-access": r.access.key(),
             "parameters": params,
             "security": security,
-            "responses": {
-                "default": {
-                    "description": "JSON; errors are {\"error\": {\"code\", \"message\"}}",
-                }
-            },
+            "responses": responses,
         });
-        let mut op = op;
-        if let Some((status, schema)) = &r.response {
-            op["responses"][status.to_string()] = json!({
-                "description": "success",
-                "content": { "application/json": { "schema": schema } },
-            });
-        }
         if let Some(query) = &r.query {
             op["x-rust-query-type"] = json!(query.rust_type);
         }
         if let Some(body) = &r.body {
-            let mut content = json!({ "schema": { "type": if body.parse.is_some() { "object" } else { "string" } } });
+            let mut content = match body.schema {
+                Some(schema) => json!({ "schema": schema(&mut generator) }),
+                // The handlers refuse an empty body (400 `empty_body`).
+                None => {
+                    json!({ "schema": { "type": "string", "contentMediaType": "application/octet-stream", "minLength": 1 } })
+                }
+            };
             if let Some(example) = &body.example {
                 content["example"] = example.clone();
                 content["x-rust-type"] = json!(body.rust_type);
-            } else {
-                content["schema"]["format"] = json!("binary");
             }
             op["requestBody"] = json!({
                 "required": true,
@@ -682,13 +995,21 @@ pub fn openapi() -> Value {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method] = op;
     }
+    let mut schemas = Value::Object(generator.take_definitions(true));
+    bound_integers(&mut schemas);
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": { "title": "Tessera", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
         "components": {
+            "schemas": schemas,
             "securitySchemes": {
-                "bearer": { "type": "http", "scheme": "bearer", "description": "From POST /oauth/token" }
+                "bearer": { "type": "http", "scheme": "bearer", "description": "An access token from POST /oauth/token, or an API token from POST /api/v1/me/tokens" },
+                "oauth2": {
+                    "type": "oauth2",
+                    "description": "How bearer tokens are obtained",
+                    "flows": { "password": { "tokenUrl": "/oauth/token", "refreshUrl": "/oauth/token", "scopes": {} } }
+                }
             }
         },
     })

@@ -270,10 +270,11 @@ pub async fn end_all_of(
     end_all(&state, &account, "signed out everywhere by an admin").await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     current_password: String,
+    #[schemars(length(min = 8, max = 1024))]
     new_password: String,
 }
 

@@ -96,11 +96,13 @@ pub(crate) async fn load(state: &AppState, id: u64) -> Result<Task, ApiError> {
         .ok_or_else(|| no_such_task(id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitBody {
+    #[schemars(range(min = 1, max = 10_000))]
     chunk_size: usize,
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 16))]
     overlap: u32,
     #[serde(default)]
     assignees: Vec<String>,
@@ -212,7 +214,7 @@ pub async fn split(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Page {
     limit: Option<usize>,
     cursor: Option<u64>,
@@ -378,7 +380,12 @@ pub async fn get(
     Ok(Json(detail(&state, &task).await?))
 }
 
-#[derive(Deserialize, Default)]
+/// The `{action}`s of `POST /api/v1/tasks/{id}/{action}`.
+pub const ACTIONS: [&str; 7] = [
+    "claim", "start", "submit", "review", "accept", "reject", "archive",
+];
+
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActBody {
     reason: Option<String>,
@@ -401,7 +408,7 @@ pub async fn act(
         "reject" => Action::Reject,
         "archive" => Action::Archive,
         other => {
-            let known = "claim, start, submit, review, accept, reject, archive";
+            let known = ACTIONS.join(", ");
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_action",
@@ -428,7 +435,7 @@ pub async fn act(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReassignBody {
     assignee: Option<String>,

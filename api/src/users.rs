@@ -104,11 +104,14 @@ pub async fn list(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schemars(regex(pattern = r"^[a-z0-9._-]{1,64}$"))]
     username: String,
+    #[schemars(length(min = 8, max = 1024))]
     password: String,
+    #[schemars(with = "tessera_domain::catalog::Role")]
     role: String,
 }
 
@@ -154,10 +157,13 @@ pub async fn get(
     Ok(Json(view(&user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "UserChange")]
 pub struct Change {
+    #[schemars(length(min = 8, max = 1024))]
     password: Option<String>,
+    #[schemars(with = "Option<tessera_domain::catalog::Role>")]
     role: Option<String>,
     disabled: Option<bool>,
 }

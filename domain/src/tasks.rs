@@ -204,7 +204,11 @@ pub fn tasks(
     let prefix = index.prefix();
     let mut start = prefix.clone();
     if let Some(a) = after {
-        start.extend_from_slice(format!("{:016x}", a + 1).as_bytes());
+        // No id comes after u64::MAX (a client's cursor, not necessarily one we handed out).
+        let Some(next) = a.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        start.extend_from_slice(format!("{next:016x}").as_bytes());
     }
     let iter = r.scan(&prefix, Some(&start));
     let mut out = Vec::new();
