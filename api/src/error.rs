@@ -207,3 +207,36 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Split {
+        chunk_size: usize,
+        share: f64,
+        seed: Option<u64>,
+    }
+
+    #[test]
+    fn integral_floats_parse_as_integers_as_json_schema_counts_them() {
+        let parsed: Split =
+            parse_json(br#"{"chunk_size": 50.0, "share": 2.0, "seed": 1e3}"#).expect("parses");
+        let expected = Split {
+            chunk_size: 50,
+            share: 2.0,
+            seed: Some(1000),
+        };
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn a_fraction_is_still_refused_with_the_first_error() {
+        let e = parse_json::<Split>(br#"{"chunk_size": 50.5, "share": 1}"#).unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "bad_json"));
+        assert!(e.message.contains("line 1 column"), "{}", e.message);
+        let e = parse_json::<Split>(br#"{"chunk_size": -1.0, "share": 1}"#).unwrap_err();
+        assert_eq!(e.code, "bad_json");
+    }
+}

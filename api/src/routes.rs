@@ -1079,6 +1079,36 @@ mod tests {
     }
 
     #[test]
+    fn json_bodies_are_schemas_in_components_and_every_status_is_listed() {
+        let doc = openapi();
+        let schemas = &doc["components"]["schemas"];
+        for r in routes() {
+            let op = &doc["paths"][r.path][r.method];
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(!responses.contains_key("default"), "{} {}", r.method, r.path);
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{} {}: no success",
+                r.method,
+                r.path
+            );
+            let reference = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .map(|s| s.trim_start_matches("#/components/schemas/"));
+            if let Some(name) = reference {
+                assert!(schemas[name].is_object(), "{} {}: {name}", r.method, r.path);
+            }
+        }
+        let new_set = &schemas["NewSet"];
+        assert_eq!(new_set["additionalProperties"], json!(false), "{new_set}");
+        assert_eq!(
+            new_set["properties"]["labels"]["items"]["$ref"],
+            json!("#/components/schemas/Label")
+        );
+        assert_eq!(schemas["Error"]["required"], json!(["error"]));
+    }
+
+    #[test]
     fn every_route_is_documented_once() {
         let doc = openapi();
         let table = routes();

@@ -247,6 +247,13 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_past_every_id_is_an_empty_page() {
+        let store = crate::records::MemRecords::default();
+        let page = annotation_sets(&store, None, Some(u64::MAX), 10).expect("page");
+        assert!(page.is_empty());
+    }
+
+    #[test]
     fn schemas_are_checked_with_named_problems() {
         assert_eq!(schema_problem(&[label("car")]), None);
         assert!(schema_problem(&[]).is_some());

@@ -558,6 +558,11 @@ mod tests {
             tasks(&store, TaskIndex::Set(7), Some(1), 10, |_| true).expect("page")[0].id,
             2
         );
+        // A cursor past every id (not one the API handed out) is an empty page, not an overflow.
+        for index in [TaskIndex::All, TaskIndex::Set(7), TaskIndex::Pool] {
+            let page = tasks(&store, index, Some(u64::MAX), 10, |_| true).expect("page");
+            assert!(page.is_empty());
+        }
 
         // A record from before the indexes: found once backfilled.
         let old = Task {
