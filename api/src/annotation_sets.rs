@@ -283,7 +283,7 @@ pub async fn stats(
 /// the OpenAPI document publishes it and a unit test checks a serialized answer against it.
 pub fn review_stats_schema() -> Value {
     let count = json!({ "type": "integer" });
-    let ms = |what: &str| json!({ "type": "integer", "nullable": true, "description": format!("{what}, ms; null without samples") });
+    let ms = |what: &str| json!({ "type": ["integer", "null"], "description": format!("{what}, ms; null without samples") });
     json!({
         "type": "object",
         "required": ["tasks", "archived_tasks", "annotators", "reviewers"],
@@ -299,7 +299,7 @@ pub fn review_stats_schema() -> Value {
                     "submissions": count,
                     "accepted": { "type": "integer", "description": "decisions on this annotator's submissions" },
                     "rejected": count,
-                    "rejection_rate": { "type": "number", "nullable": true, "description": "rejected / (accepted + rejected); null before any decision" },
+                    "rejection_rate": { "type": ["number", "null"], "description": "rejected / (accepted + rejected); null before any decision" },
                     "awaiting_review": count,
                     "reworks": { "type": "integer", "description": "submissions after a rejection" },
                     "rework_median_ms": ms("rejection to the next submission, median"),

@@ -26,8 +26,26 @@ use crate::AppState;
 const MAX_BATCH: usize = 1000;
 const URL_TTL_MS: u64 = 60 * 60 * 1000;
 
-fn view(d: &Dataset) -> Value {
-    json!({ "id": d.id, "name": d.name, "created_by": d.created_by, "created_ms": d.created_ms, "image_count": d.image_count })
+/// A dataset as the API answers it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Dataset")]
+pub struct DatasetView {
+    id: u64,
+    name: String,
+    created_by: String,
+    /// Unix milliseconds.
+    created_ms: u64,
+    image_count: u64,
+}
+
+fn view(d: &Dataset) -> DatasetView {
+    DatasetView {
+        id: d.id,
+        name: d.name.clone(),
+        created_by: d.created_by.clone(),
+        created_ms: d.created_ms,
+        image_count: d.image_count,
+    }
 }
 
 fn no_such_dataset(id: u64) -> ApiError {
@@ -96,7 +114,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DatasetView>, ApiError> {
     Ok(Json(view(&load(&state, id).await?)))
 }
 
@@ -105,7 +123,7 @@ pub async fn rename(
     State(state): State<AppState>,
     Path(id): Path<u64>,
     JsonBody(NameBody { name }): JsonBody<NameBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DatasetView>, ApiError> {
     check_name(&name)?;
     match propose(&state, DatasetOp::Rename { id, name }).await? {
         DatasetOutcome::Dataset(d) => Ok(Json(view(&d))),

@@ -22,7 +22,7 @@ pub struct Route {
     handler: MethodRouter<AppState>,
     body: Option<BodyDoc>,
     query: Option<QueryDoc>,
-    /// The success answers (200 with a JSON body unless the table says otherwise).
+    /// The success answers (none listed: 200 with a JSON body).
     answers: Vec<Answer>,
     /// Error statuses beyond those every route of its kind can answer (see [`error_statuses`]).
     errors: &'static [u16],
@@ -36,7 +36,37 @@ struct Answer {
     /// `None`: no body (204, 304, redirects).
     media_type: Option<&'static str>,
     /// The JSON Schema of the body, where published.
-    schema: Option<Value>,
+    schema: Option<BodySchema>,
+}
+
+/// The schema of a success body.
+enum BodySchema {
+    /// Written out (a body the handler builds with `json!`).
+    Written(Value),
+    /// Generated from the type the handler serializes.
+    Of(SchemaFn),
+    /// `{"items": [...], "next_cursor"}` of the type (see `paging::page`).
+    PageOf(SchemaFn),
+}
+
+impl BodySchema {
+    fn generate(&self, generator: &mut SchemaGenerator) -> Value {
+        match self {
+            BodySchema::Written(schema) => schema.clone(),
+            BodySchema::Of(schema) => schema(generator).to_value(),
+            BodySchema::PageOf(item) => json!({
+                "type": "object",
+                "required": ["items", "next_cursor"],
+                "properties": {
+                    "items": { "type": "array", "items": item(generator) },
+                    "next_cursor": {
+                        "type": ["string", "integer", "null"],
+                        "description": "?cursor= of the next page; null on the last",
+                    },
+                },
+            }),
+        }
+    }
 }
 
 /// Writes a type's JSON Schema into the generator (a `$ref` to `components/schemas`).
@@ -74,6 +104,8 @@ struct BodyDoc {
     rust_type: &'static str,
     /// The body's schema (`None` for raw bodies: any bytes).
     schema: Option<SchemaFn>,
+    /// Whether a request without a body is refused.
+    required: bool,
 }
 
 impl Route {
@@ -86,6 +118,7 @@ impl Route {
             parse: Some(|bytes| crate::error::parse_json::<T>(bytes).map(|_| ())),
             rust_type: std::any::type_name::<T>(),
             schema: Some(|g| g.subschema_for::<T>()),
+            required: true,
         });
         self
     }
@@ -99,6 +132,7 @@ impl Route {
             parse: None,
             rust_type: std::any::type_name::<T>(),
             schema: Some(|g| g.subschema_for::<T>()),
+            required: true,
         });
         self
     }
@@ -124,28 +158,49 @@ impl Route {
 
     /// The success response: its status and the JSON Schema of its JSON body.
     fn responds(self, status: u16, schema: Value) -> Route {
-        self.answer(status, Some("application/json"), Some(schema))
+        self.answer_with(
+            status,
+            Some("application/json"),
+            Some(BodySchema::Written(schema)),
+        )
     }
 
-    /// A success answer of the route (the first replaces the default 200 JSON answer).
-    fn answer(
+    /// A success answer whose JSON body is a `T`.
+    fn returns<T: JsonSchema>(self, status: u16) -> Route {
+        let schema = BodySchema::Of(|g| g.subschema_for::<T>());
+        self.answer_with(status, Some("application/json"), Some(schema))
+    }
+
+    /// 200 with a page of `T`s.
+    fn pages<T: JsonSchema>(self) -> Route {
+        let schema = BodySchema::PageOf(|g| g.subschema_for::<T>());
+        self.answer_with(200, Some("application/json"), Some(schema))
+    }
+
+    /// A success answer of the route whose body has no published schema.
+    fn answer(self, status: u16, media_type: Option<&'static str>, schema: Option<Value>) -> Route {
+        self.answer_with(status, media_type, schema.map(BodySchema::Written))
+    }
+
+    fn answer_with(
         mut self,
         status: u16,
         media_type: Option<&'static str>,
-        schema: Option<Value>,
+        schema: Option<BodySchema>,
     ) -> Route {
-        if self.answers.len() == 1
-            && self.answers[0].schema.is_none()
-            && self.answers[0].status == 200
-            && self.answers[0].media_type == Some("application/json")
-        {
-            self.answers.clear();
-        }
         self.answers.push(Answer {
             status,
             media_type,
             schema,
         });
+        self
+    }
+
+    /// The body may be left out (an empty body means the type's defaults).
+    fn body_optional(mut self) -> Route {
+        if let Some(body) = &mut self.body {
+            body.required = false;
+        }
         self
     }
 
@@ -175,6 +230,7 @@ impl Route {
             parse: None,
             rust_type: "",
             schema: None,
+            required: true,
         });
         self
     }
@@ -195,11 +251,7 @@ fn route(
         handler,
         body: None,
         query: None,
-        answers: vec![Answer {
-            status: 200,
-            media_type: Some("application/json"),
-            schema: None,
-        }],
+        answers: Vec::new(),
         errors: &[],
         header: None,
     }
@@ -259,6 +311,7 @@ pub fn routes() -> Vec<Route> {
             "Users, paged (limit, cursor)",
             get(users::list),
         )
+        .pages::<users::UserView>()
         .query::<paging::Page>("limit=100&cursor=mia"),
         route(
             "post",
@@ -267,7 +320,8 @@ pub fn routes() -> Vec<Route> {
             "Create a user",
             post(users::create),
         )
-        .answer(201, Some("application/json"), None)
+        .returns::<users::UserView>(201)
+        .answer(204, None, None)
         .json::<users::NewUser>(json!({"username": "mia", "password": "a-long-password", "role": "manager"})),
         route(
             "get",
@@ -275,7 +329,8 @@ pub fn routes() -> Vec<Route> {
             AdminOrSelf,
             "A user (admins, or the user themself)",
             get(users::get),
-        ),
+        )
+        .returns::<users::UserView>(200),
         route(
             "patch",
             "/api/v1/users/{name}",
@@ -283,7 +338,7 @@ pub fn routes() -> Vec<Route> {
             "Change password, role or disabled",
             patch(users::update),
         )
-        .answer(200, Some("application/json"), None)
+        .returns::<users::UserView>(200)
         .answer(204, None, None)
         .json::<users::Change>(json!({"password": "another-long-password", "role": "reviewer", "disabled": false})),
         route(
@@ -300,7 +355,8 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "The signed-in user",
             get(users::me),
-        ),
+        )
+        .returns::<users::UserView>(200),
         route(
             "post",
             "/api/v1/me/tokens",
@@ -374,6 +430,7 @@ pub fn routes() -> Vec<Route> {
             "Datasets, paged (limit, cursor)",
             get(datasets::list),
         )
+        .pages::<datasets::DatasetView>()
         .query::<paging::Page>("limit=100&cursor=12"),
         route(
             "post",
@@ -382,7 +439,7 @@ pub fn routes() -> Vec<Route> {
             "Create a dataset",
             post(datasets::create),
         )
-        .answer(201, Some("application/json"), None)
+        .returns::<datasets::DatasetView>(201)
         .json::<datasets::NameBody>(json!({"name": "street scenes"})),
         route(
             "get",
@@ -390,7 +447,8 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "A dataset",
             get(datasets::get),
-        ),
+        )
+        .returns::<datasets::DatasetView>(200),
         route(
             "patch",
             "/api/v1/datasets/{id}",
@@ -398,6 +456,7 @@ pub fn routes() -> Vec<Route> {
             "Rename a dataset",
             patch(datasets::rename),
         )
+        .returns::<datasets::DatasetView>(200)
         .json::<datasets::NameBody>(json!({"name": "street scenes 2"})),
         route(
             "delete",
@@ -487,6 +546,7 @@ pub fn routes() -> Vec<Route> {
             "Tasks of an annotation set, paged (state, limit, cursor)",
             get(tasks::list),
         )
+        .pages::<tasks::TaskSummary>()
         .query::<tasks::Page>("state=submitted&limit=100&cursor=40"),
         route(
             "get",
@@ -495,6 +555,7 @@ pub fn routes() -> Vec<Route> {
             "The caller's tasks",
             get(tasks::mine),
         )
+        .pages::<tasks::TaskSummary>()
         .query::<tasks::Page>("state=in_progress&limit=100&cursor=40"),
         route(
             "get",
@@ -503,6 +564,7 @@ pub fn routes() -> Vec<Route> {
             "The review queue: submitted tasks and those in review by the caller (?state=)",
             get(tasks::review_queue),
         )
+        .pages::<tasks::TaskSummary>()
         .query::<tasks::Page>("state=submitted&limit=100&cursor=40"),
         route(
             "get",
@@ -511,6 +573,7 @@ pub fn routes() -> Vec<Route> {
             "Unassigned tasks to claim",
             get(tasks::pool),
         )
+        .pages::<tasks::TaskSummary>()
         .query::<tasks::Page>("limit=100&cursor=40"),
         route(
             "get",
@@ -518,7 +581,8 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "A task with presigned image URLs (its assignee, pool tasks, reviewers and up)",
             get(tasks::get),
-        ),
+        )
+        .returns::<tasks::TaskDetail>(200),
         route(
             "post",
             "/api/v1/tasks/{id}/reassign",
@@ -526,6 +590,7 @@ pub fn routes() -> Vec<Route> {
             "Give a task to someone else or back to the pool",
             post(tasks::reassign),
         )
+        .returns::<tasks::TaskDetail>(200)
         .json::<tasks::ReassignBody>(json!({"assignee": "ann2"})),
         route(
             "post",
@@ -534,14 +599,17 @@ pub fn routes() -> Vec<Route> {
             "claim, start, submit (assignee); review, accept, reject (reviewers and up); archive (managers)",
             post(tasks::act),
         )
-        .json::<tasks::ActBody>(json!({"reason": "boxes too loose (only for reject)"})),
+        .returns::<tasks::TaskDetail>(200)
+        .json::<tasks::ActBody>(json!({"reason": "boxes too loose (only for reject)"}))
+        .body_optional(),
         route(
             "get",
             "/api/v1/tasks/{id}/images/{sha}/annotations",
             SignedIn,
             "The current version of an image's shapes in a task (ETag)",
             get(annotations::get),
-        ),
+        )
+        .returns::<annotations::VersionView>(200),
         route(
             "put",
             "/api/v1/tasks/{id}/images/{sha}/annotations",
@@ -549,6 +617,7 @@ pub fn routes() -> Vec<Route> {
             "Save shapes (If-Match: the edited version; 412 if stale)",
             put(annotations::put),
         )
+        .responds(200, json!({"type": "object", "required": ["version"], "properties": {"version": {"type": "integer", "minimum": 0}}}))
         .header(
             "If-Match",
             "the version edited: the ETag of the GET, \"0\" for none",
@@ -562,7 +631,8 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "Every saved version, who and when",
             get(annotations::history),
-        ),
+        )
+        .returns::<crate::paging::Items<annotations::VersionView>>(200),
         route(
             "get",
             "/api/v1/annotation-sets/{id}/stats",
@@ -584,7 +654,8 @@ pub fn routes() -> Vec<Route> {
             SignedIn,
             "A task's review threads (assignee, reviewers and up)",
             get(comments::list),
-        ),
+        )
+        .returns::<crate::paging::Items<comments::CommentView>>(200),
         route(
             "post",
             "/api/v1/tasks/{id}/comments",
@@ -592,7 +663,7 @@ pub fn routes() -> Vec<Route> {
             "Start a thread at an image point, or answer one",
             post(comments::add),
         )
-        .answer(201, Some("application/json"), None)
+        .returns::<comments::CommentView>(201)
         .json::<comments::NewComment>(json!({"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "x": 15, "y": 25, "text": "box too loose"})),
         route(
             "post",
@@ -600,7 +671,8 @@ pub fn routes() -> Vec<Route> {
             Reviewer,
             "Resolve a thread",
             post(comments::resolve),
-        ),
+        )
+        .returns::<comments::CommentView>(200),
         route(
             "post",
             "/api/v1/datasets/{id}/imports",
@@ -934,12 +1006,22 @@ pub fn openapi() -> Value {
             _ => json!([{ "bearer": [] }]),
         };
         let mut responses = Map::new();
-        for answer in &r.answers {
+        let ok = [Answer {
+            status: 200,
+            media_type: Some("application/json"),
+            schema: None,
+        }];
+        let answers = if r.answers.is_empty() {
+            &ok[..]
+        } else {
+            &r.answers
+        };
+        for answer in answers {
             let mut response = json!({ "description": "success" });
             if let Some(media_type) = answer.media_type {
                 let mut content = json!({});
                 if let Some(schema) = &answer.schema {
-                    content["schema"] = schema.clone();
+                    content["schema"] = schema.generate(&mut generator);
                 }
                 response["content"] = json!({ media_type: content });
             }
@@ -987,7 +1069,7 @@ pub fn openapi() -> Value {
                 content["x-rust-type"] = json!(body.rust_type);
             }
             op["requestBody"] = json!({
-                "required": true,
+                "required": body.required,
                 "description": body.description,
                 "content": { body.media_type: content },
             });
@@ -1085,7 +1167,12 @@ mod tests {
         for r in routes() {
             let op = &doc["paths"][r.path][r.method];
             let responses = op["responses"].as_object().expect("responses");
-            assert!(!responses.contains_key("default"), "{} {}", r.method, r.path);
+            assert!(
+                !responses.contains_key("default"),
+                "{} {}",
+                r.method,
+                r.path
+            );
             assert!(
                 responses.keys().any(|s| s.starts_with('2')),
                 "{} {}: no success",

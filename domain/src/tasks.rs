@@ -10,7 +10,7 @@ use crate::catalog::Role;
 use crate::records::get;
 use crate::{key, stats, DomainError, Records, Sha256, Tx};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     New,
@@ -41,7 +41,7 @@ pub enum Action {
     Archive,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskEvent {
     pub by: String,
     pub action: String,

@@ -1,15 +1,19 @@
-//! The API fuzz run: schemathesis (pinned in tests/api/requirements.txt) generates requests from
-//! the served OpenAPI document, valid and invalid, sends them with an admin token and checks
-//! every answer against the document. The bar is no server error and no answer the document
+//! The API fuzz run: schemathesis (pinned in tests/api/requirements.txt, configured by
+//! tests/api/schemathesis.toml) generates requests from the served OpenAPI document, valid and
+//! invalid, sends them signed in as the admin and checks every answer against the document. The bar is no server error and no answer the document
 //! does not describe.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use tessera_cluster_tests::{png, Options, TestCluster};
+use tessera_cluster_tests::{png, Options, TestCluster, ADMIN_PASSWORD};
 
-use crate::support::{add_images, create_annotation_set, new_dataset, upload};
+use tessera_client::Method;
+
+use crate::support::{
+    add_images, create_annotation_set, create_user, new_dataset, send_json, upload,
+};
 
 /// Operations left out of the run, each because it defeats the run itself rather than because
 /// it fails a check:
@@ -37,7 +41,7 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let cluster = TestCluster::start(Options::single_node()).await;
     let node = cluster.node(1);
     let admin = node.client();
-    // Fixtures, so that ids 1 (dataset, annotation set) exist and some generated paths reach
+    // Fixtures, so that ids 1 (dataset, annotation set, task) exist and some generated paths reach
     // real records rather than only 404s.
     let dataset = new_dataset(&admin, "fuzz").await;
     let sha = upload(&admin, &png(32, 24, 7)).await;
@@ -46,8 +50,19 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
     let set = create_annotation_set(&admin, dataset, "fuzz", &labels).await;
     assert_eq!(set.status, 201, "{:?}", set.json());
+    let set = set.json()["id"].as_u64().expect("set id");
+    // A task in the pool, so that task lists answer records (checked against their schema).
+    let split = send_json(
+        &admin,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        json!({"chunk_size": 1}),
+    )
+    .await;
+    assert_eq!(split.status, 201, "{:?}", split.json());
 
-    let token = node.token().expect("the harness signs the admin in");
+    // What PATCH and DELETE /api/v1/users/{name} are fuzzed on (see schemathesis.toml).
+    create_user(&admin, "fuzz-target", "annotator").await;
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("api/schemathesis.toml");
     // schemathesis keeps caches (crashes to replay) in its working directory: a fresh one, so
     // that every run starts from nothing and nothing lands in the tree.
@@ -60,9 +75,9 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .arg("run")
         .arg(format!("http://{}/api/v1/openapi.json", node.http))
         .args(["--checks", "all"])
-        .args(["--header", &format!("Authorization: Bearer {token}")])
-        .args(["--max-examples", "10", "--seed", "1", "--workers", "1"])
+        .args(["--max-examples", "50", "--seed", "1", "--workers", "1"])
         .args(["--request-timeout", "30"])
+        .env("TESSERA_FUZZ_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false");
     for operation in EXCLUDED {
