@@ -7,7 +7,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
-use serde_json::json;
 use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome};
 use tessera_domain::sessions::{Refreshed, Session, SessionKind};
 use tessera_raft::random;
@@ -226,14 +225,14 @@ pub async fn token(
     let ttl = state.limits.access_token_ttl_ms;
     let (access, _) = sign(&state, &account, &session, Kind::Access, ttl)?;
     let (refresh, _) = sign(&state, &account, &session, Kind::Refresh, REFRESH_TTL_MS)?;
-    let body = json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": ttl / 1000,
-        "refresh_token": refresh,
-        "role": account.user.role,
-        "session": hex::encode(session.id),
-    });
+    let body = TokenAnswer {
+        access_token: access,
+        token_type: "Bearer".into(),
+        expires_in: ttl / 1000,
+        refresh_token: refresh,
+        role: account.user.role,
+        session: hex::encode(session.id),
+    };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
@@ -344,6 +343,32 @@ async fn refresh_grant(
     Ok((account, session))
 }
 
+/// A successful token answer (RFC 6749 §5.1).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TokenAnswer {
+    access_token: String,
+    /// `Bearer`.
+    token_type: String,
+    /// Seconds the access token lives.
+    expires_in: u64,
+    refresh_token: String,
+    role: tessera_domain::catalog::Role,
+    /// The session's id (32 hex digits), as `/api/v1/me/sessions` lists it.
+    session: String,
+}
+
+/// A new API token: shown once.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ApiTokenAnswer {
+    token: String,
+    /// The token's own id.
+    id: String,
+    /// Its session's id (32 hex digits).
+    session: String,
+    /// When it expires (Unix milliseconds).
+    expires_ms: u64,
+}
+
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct RevokeRequest {
     /// Required (RFC 7009 §2.1); optional in the type so that its absence is answered 400
@@ -405,12 +430,12 @@ pub async fn api_token(
     let account = principal.account(&state)?;
     let session = open_session(&state, &account, SessionKind::ApiToken, API_TTL_MS, client).await?;
     let (token, claims) = sign(&state, &account, &session, Kind::Api, API_TTL_MS)?;
-    let body = json!({
-        "token": token,
-        "id": claims.id,
-        "session": hex::encode(session.id),
-        "expires_ms": claims.exp,
-    });
+    let body = ApiTokenAnswer {
+        token,
+        id: claims.id,
+        session: hex::encode(session.id),
+        expires_ms: claims.exp,
+    };
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],

@@ -279,8 +279,8 @@ pub fn routes() -> Vec<Route> {
             "Upload an image (raw body); 201, or 200 if already stored",
             post(objects::upload),
         )
-        .answer(201, Some("application/json"), None)
-        .answer(200, Some("application/json"), None)
+        .returns::<objects::ObjectView>(201)
+        .returns::<objects::ObjectView>(200)
         .errors(&[411, 415])
         .raw("the image bytes (JPEG, PNG, WebP, GIF, BMP or TIFF)"),
         route(
@@ -289,7 +289,8 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "An object's record, with a presigned URL",
             get(objects::metadata),
-        ),
+        )
+        .returns::<objects::ObjectView>(200),
         route(
             "get",
             "/api/v1/cluster",
@@ -364,7 +365,7 @@ pub fn routes() -> Vec<Route> {
             "A long-lived API token",
             post(oauth::api_token),
         )
-        .answer(201, Some("application/json"), None),
+        .returns::<oauth::ApiTokenAnswer>(201),
         route(
             "get",
             "/api/v1/me/sessions",
@@ -497,7 +498,7 @@ pub fn routes() -> Vec<Route> {
             "Create an annotation set (label schema) on a dataset",
             post(annotation_sets::create),
         )
-        .answer(201, Some("application/json"), None)
+        .returns::<tessera_domain::annotation_sets::AnnotationSet>(201)
         .json::<annotation_sets::NewSet>(json!({"name": "v1", "reviewers": [], "labels": [{"name": "car", "color": "#ff0000", "kinds": ["rectangle", "polygon"], "attributes": [{"name": "colour", "type": "select", "options": ["red", "blue"], "required": false}]}, {"name": "person", "color": "#00ff00", "kinds": ["points"], "keypoints": ["head", "hand"], "skeleton": [[0, 1]]}]})),
         route(
             "get",
@@ -506,6 +507,7 @@ pub fn routes() -> Vec<Route> {
             "Annotation sets, paged (dataset, limit, cursor)",
             get(annotation_sets::list),
         )
+        .pages::<tessera_domain::annotation_sets::AnnotationSet>()
         .query::<annotation_sets::Page>("dataset=1&limit=100&cursor=3"),
         route(
             "get",
@@ -513,7 +515,8 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "An annotation set",
             get(annotation_sets::get),
-        ),
+        )
+        .returns::<tessera_domain::annotation_sets::AnnotationSet>(200),
         route(
             "patch",
             "/api/v1/annotation-sets/{id}",
@@ -521,6 +524,7 @@ pub fn routes() -> Vec<Route> {
             "Rename or change the label schema",
             patch(annotation_sets::update),
         )
+        .returns::<tessera_domain::annotation_sets::AnnotationSet>(200)
         .json::<annotation_sets::Change>(json!({"name": "v2", "reviewers": ["rev1"]})),
         route(
             "delete",
@@ -746,6 +750,7 @@ pub fn routes() -> Vec<Route> {
             "OAuth2 token endpoint (password, refresh_token grants)",
             post(oauth::token),
         )
+        .returns::<oauth::TokenAnswer>(200)
         .form::<oauth::TokenRequest>(json!({"grant_type": "password", "username": "mia", "password": "a-long-password"}))
         .errors(&[429]),
         route(

@@ -60,7 +60,7 @@ pub struct Label {
     pub skeleton: Vec<(usize, usize)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AnnotationSet {
     pub id: u64,
     pub dataset_id: u64,
