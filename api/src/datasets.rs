@@ -333,6 +333,20 @@ pub struct ImagesQuery {
     label: Option<String>,
 }
 
+/// An image of a dataset as the API answers it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "DatasetImage")]
+pub struct ImageView {
+    sha256: String,
+    /// The name it was added under (its original path, for imports).
+    name: String,
+    width: u32,
+    height: u32,
+    added_ms: u64,
+    /// A presigned URL of its bytes (null until the cluster has a signing key).
+    url: Option<String>,
+}
+
 /// A filter on what an annotation set's tasks saved on each image.
 struct SavedFilter {
     set: u64,
@@ -431,7 +445,14 @@ pub async fn images(
     let view = |i: &tessera_domain::datasets::DatasetImage| {
         let sha = i.sha.to_string();
         let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
-        json!({ "sha256": sha, "name": i.name, "width": i.width, "height": i.height, "added_ms": i.added_ms, "url": url })
+        ImageView {
+            sha256: sha,
+            name: i.name.clone(),
+            width: i.width,
+            height: i.height,
+            added_ms: i.added_ms,
+            url,
+        }
     };
     Ok(Json(paging::page(
         &found,

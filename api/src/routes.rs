@@ -474,6 +474,7 @@ pub fn routes() -> Vec<Route> {
             "A dataset's images with presigned URLs, paged",
             get(datasets::images),
         )
+        .pages::<datasets::ImageView>()
         .query::<datasets::ImagesQuery>("limit=100&cursor=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08&annotation_set=1&annotated=true&label=car"),
         route(
             "post",
@@ -482,6 +483,7 @@ pub fn routes() -> Vec<Route> {
             "Add uploaded images by SHA-256",
             post(datasets::add_images),
         )
+        .responds(200, json!({"type": "object", "required": ["added", "already_present"], "properties": {"added": shas_schema("the images added"), "already_present": {"type": "integer", "minimum": 0}}}))
         .json::<datasets::AddBody>(json!({"images": [{"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "name": "cam1/0001.jpg"}]})),
         route(
             "post",
@@ -490,6 +492,7 @@ pub fn routes() -> Vec<Route> {
             "Remove images",
             post(datasets::remove),
         )
+        .responds(200, json!({"type": "object", "required": ["removed"], "properties": {"removed": shas_schema("the images removed")}}))
         .json::<datasets::RemoveBody>(json!({"images": ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]})),
         route(
             "post",
@@ -541,7 +544,7 @@ pub fn routes() -> Vec<Route> {
             "Split into tasks (chunk_size, overlap, assignees or pool)",
             post(tasks::split),
         )
-        .answer(201, Some("application/json"), None)
+        .responds(201, json!({"type": "object", "required": ["tasks", "images", "already_tasked"], "properties": {"tasks": {"type": "array", "items": {"type": "integer", "minimum": 0}, "description": "the new tasks' ids"}, "images": {"type": "integer", "minimum": 0}, "already_tasked": {"type": "integer", "minimum": 0, "description": "images left out: a task of the set holds them"}}}))
         .json::<tasks::SplitBody>(json!({"chunk_size": 50, "overlap": 2, "assignees": ["ann1", "ann2"]})),
         route(
             "get",
@@ -685,7 +688,7 @@ pub fn routes() -> Vec<Route> {
              (raw body; ?filename=&video_fps=&pdf_dpi=) as a job",
             post(import::start),
         )
-        .answer(202, Some("application/json"), None)
+        .returns::<jobs::JobView>(202)
         .errors(&[411])
         .query::<import::Options>("filename=photos.zip&video_fps=1&pdf_dpi=150")
         .raw("the file: an image, zip, tar, tar.gz, tar.zst, video, PDF or office document"),
@@ -697,7 +700,7 @@ pub fn routes() -> Vec<Route> {
              (raw zip/JSON/XML body; ?format=&create_labels=) as a job",
             post(annotation_import::start),
         )
-        .answer(202, Some("application/json"), None)
+        .returns::<jobs::JobView>(202)
         .errors(&[411])
         .query::<annotation_import::Options>("format=coco&create_labels=true")
         .raw("a zip of a COCO, VOC, YOLO or CVAT dataset, or a bare COCO JSON / CVAT XML file"),
@@ -708,7 +711,7 @@ pub fn routes() -> Vec<Route> {
             "Start an export job (coco, voc, yolo, yolo-segment, yolo-pose, yolo-darknet, cvat, labelme, csv)",
             post(export::start),
         )
-        .answer(202, Some("application/json"), None)
+        .returns::<jobs::JobView>(202)
         .json::<export::Options>(json!({"format": "coco", "include_images": true, "only_accepted": true, "splits": {"train": 0.8, "val": 0.2}, "seed": 1})),
         route(
             "get",
@@ -717,6 +720,7 @@ pub fn routes() -> Vec<Route> {
             "Import and export jobs (?dataset= or ?annotation_set=), paged",
             get(jobs::list),
         )
+        .pages::<jobs::JobView>()
         .query::<jobs::ListQuery>("annotation_set=1&limit=100&cursor=7"),
         route(
             "get",
@@ -724,14 +728,16 @@ pub fn routes() -> Vec<Route> {
             Manager,
             "A job's state, progress, skipped files and result",
             get(jobs::get),
-        ),
+        )
+        .returns::<jobs::JobView>(200),
         route(
             "post",
             "/api/v1/jobs/{id}/cancel",
             Manager,
             "Cancel a running job",
             post(jobs::cancel),
-        ),
+        )
+        .returns::<jobs::JobView>(200),
         route(
             "get",
             "/api/v1/jobs/{id}/download",
@@ -775,7 +781,8 @@ pub fn routes() -> Vec<Route> {
             Anyone,
             "The process is alive",
             get(cluster_routes::healthz),
-        ),
+        )
+        .responds(200, json!({"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}})),
         route(
             "get",
             "/readyz",
@@ -821,6 +828,11 @@ pub fn mount(mut router: axum::Router<AppState>, state: &AppState) -> axum::Rout
         router = router.route(r.path, handler.route_layer(check));
     }
     router
+}
+
+/// A list of SHA-256 hex digests.
+fn shas_schema(description: &str) -> Value {
+    json!({ "type": "array", "description": description, "items": { "type": "string", "pattern": "^[0-9a-f]{64}$" } })
 }
 
 /// `/readyz`'s `{"ready", "node"}`, with 200 and with 503.
