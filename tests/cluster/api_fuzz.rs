@@ -1,15 +1,14 @@
 //! The API fuzz run: schemathesis (pinned in tests/api/requirements.txt, configured by
 //! tests/api/schemathesis.toml) generates requests from the served OpenAPI document, valid and
-//! invalid, sends them signed in as the admin and checks every answer against the document. The bar is no server error and no answer the document
-//! does not describe.
+//! invalid, sends them signed in as the admin and checks every answer against the document.
+//! The bar is no server error and no answer the document does not describe.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use tessera_cluster_tests::{png, Options, TestCluster};
-
 use tessera_client::Method;
+use tessera_cluster_tests::{png, Options, TestCluster};
 
 use crate::support::{
     add_images, api_token, create_annotation_set, create_user, new_dataset, send_json, upload,
@@ -42,8 +41,8 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let cluster = TestCluster::start(Options::single_node()).await;
     let node = cluster.node(1);
     let admin = node.client();
-    // Fixtures, so that ids 1 (dataset, annotation set, task) exist and some generated paths reach
-    // real records rather than only 404s.
+    // Fixtures: a dataset with an image, an annotation set and a task, so that lists answer
+    // records (checked against their schemas) and some generated ids reach real ones.
     let dataset = new_dataset(&admin, "fuzz").await;
     let sha = upload(&admin, &png(32, 24, 7)).await;
     let added = add_images(&admin, dataset, json!([{"sha256": sha, "name": "a.png"}])).await;
