@@ -1,5 +1,7 @@
 //! `/api/v1/annotation-sets`: label schemas on datasets.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -235,7 +237,7 @@ pub async fn stats(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatsView>, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
     let found = state
         .cluster
@@ -250,33 +252,67 @@ pub async fn stats(
         })
         .await?;
     let (stats, total) = found.ok_or_else(|| not_found("annotation set", id))?;
-    let days: serde_json::Map<String, Value> = stats
+    let days = stats
         .days
-        .iter()
-        .map(|(day, d)| {
-            (
-                tessera_domain::stats::date(*day),
-                json!({ "saves": d.saves, "shapes": d.shapes }),
-            )
-        })
+        .into_iter()
+        .map(|(day, d)| (tessera_domain::stats::date(day), d))
         .collect();
-    let by_label: serde_json::Map<String, Value> = stats
+    let by_label = stats
         .shapes
-        .iter()
-        .map(|(label, kinds)| {
-            (
-                label.clone(),
-                json!({ "total": kinds.values().sum::<u64>(), "by_kind": kinds }),
-            )
+        .into_iter()
+        .map(|(label, by_kind)| {
+            let total = by_kind.values().sum();
+            (label, LabelCount { total, by_kind })
         })
-        .collect();
-    Ok(Json(json!({
-        "tasks": stats.tasks,
-        "images": { "total": total, "annotated": stats.annotated },
-        "shapes": { "total": stats.shapes.values().flat_map(|k| k.values()).sum::<u64>(), "by_label": by_label },
-        "annotators": stats.annotators,
-        "days": days,
-    })))
+        .collect::<BTreeMap<_, _>>();
+    Ok(Json(StatsView {
+        tasks: stats.tasks,
+        images: ImageCount {
+            total,
+            annotated: stats.annotated,
+        },
+        shapes: ShapeCount {
+            total: by_label.values().map(|l| l.total).sum(),
+            by_label,
+        },
+        annotators: stats.annotators,
+        days,
+    }))
+}
+
+/// An annotation set's statistics (`GET /api/v1/annotation-sets/{id}/stats`).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AnnotationSetStats")]
+pub struct StatsView {
+    /// Tasks per state.
+    tasks: BTreeMap<String, u64>,
+    images: ImageCount,
+    shapes: ShapeCount,
+    /// Per annotator's name.
+    annotators: BTreeMap<String, tessera_domain::stats::Annotator>,
+    /// Per day (`YYYY-MM-DD`, UTC).
+    days: BTreeMap<String, tessera_domain::stats::Day>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ImageCount {
+    /// The dataset's images.
+    total: u64,
+    /// (task, image) pairs whose current annotations hold at least one shape.
+    annotated: u64,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ShapeCount {
+    total: u64,
+    by_label: BTreeMap<String, LabelCount>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct LabelCount {
+    total: u64,
+    /// Per shape kind.
+    by_kind: BTreeMap<String, u64>,
 }
 
 /// The JSON Schema of a review-stats answer ([`tessera_domain::review_stats::ReviewStats`]);

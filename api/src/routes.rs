@@ -646,7 +646,8 @@ pub fn routes() -> Vec<Route> {
             Reviewer,
             "Progress and label statistics, maintained incrementally",
             get(annotation_sets::stats),
-        ),
+        )
+        .returns::<annotation_sets::StatsView>(200),
         route(
             "get",
             "/api/v1/annotation-sets/{id}/review-stats",
