@@ -297,14 +297,16 @@ pub fn routes() -> Vec<Route> {
             Admin,
             "Nodes, shards, leaders and replication state",
             get(cluster_routes::status),
-        ),
+        )
+        .responds(200, cluster_routes::status_schema()),
         route(
             "post",
             "/api/v1/cluster/init",
             InitToken,
             "Initialise a new cluster (idempotent)",
             post(cluster_routes::init),
-        ),
+        )
+        .responds(200, cluster_routes::init_schema()),
         route(
             "get",
             "/api/v1/users",
