@@ -16,6 +16,15 @@ if ! cmp -s tests/formats/requirements.txt "$venv/requirements.txt" 2>/dev/null;
   "$venv/bin/pip" install -q -r tests/formats/requirements.txt
   cp tests/formats/requirements.txt "$venv/requirements.txt"
 fi
+# schemathesis for the API fuzz run (tests/cluster/api_fuzz.rs), in a venv of its own so its
+# pins and datumaro's cannot conflict.
+venv=target/api-fuzz-venv
+if ! cmp -s tests/api/requirements.txt "$venv/requirements.txt" 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r tests/api/requirements.txt
+  cp tests/api/requirements.txt "$venv/requirements.txt"
+fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The cluster tests start the `tessera` binary itself.

@@ -1,5 +1,7 @@
 //! `/api/v1/annotation-sets`: label schemas on datasets.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -60,10 +62,12 @@ async fn apply(state: &AppState, op: AnnotationSetOp) -> Result<Option<Value>, A
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSet {
+    #[schemars(length(min = 1, max = 200))]
     name: String,
+    #[schemars(with = "Vec<tessera_domain::annotation_sets::Label>", length(min = 1))]
     labels: Value,
     /// Users (reviewer role or higher) who review this set's tasks.
     #[serde(default)]
@@ -141,7 +145,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(set.unwrap_or(Value::Null))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Page {
     dataset: Option<u64>,
     limit: Option<usize>,
@@ -171,10 +175,16 @@ pub async fn get(
     Ok(Json(json!(load(&state, id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AnnotationSetChange")]
 pub struct Change {
+    #[schemars(length(min = 1, max = 200))]
     name: Option<String>,
+    #[schemars(
+        with = "Option<Vec<tessera_domain::annotation_sets::Label>>",
+        length(min = 1)
+    )]
     labels: Option<Value>,
     reviewers: Option<Vec<String>>,
 }
@@ -227,7 +237,7 @@ pub async fn stats(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatsView>, ApiError> {
     require_reviewer_of(&state, &principal, id).await?;
     let found = state
         .cluster
@@ -242,40 +252,74 @@ pub async fn stats(
         })
         .await?;
     let (stats, total) = found.ok_or_else(|| not_found("annotation set", id))?;
-    let days: serde_json::Map<String, Value> = stats
+    let days = stats
         .days
-        .iter()
-        .map(|(day, d)| {
-            (
-                tessera_domain::stats::date(*day),
-                json!({ "saves": d.saves, "shapes": d.shapes }),
-            )
-        })
+        .into_iter()
+        .map(|(day, d)| (tessera_domain::stats::date(day), d))
         .collect();
-    let by_label: serde_json::Map<String, Value> = stats
+    let by_label = stats
         .shapes
-        .iter()
-        .map(|(label, kinds)| {
-            (
-                label.clone(),
-                json!({ "total": kinds.values().sum::<u64>(), "by_kind": kinds }),
-            )
+        .into_iter()
+        .map(|(label, by_kind)| {
+            let total = by_kind.values().sum();
+            (label, LabelCount { total, by_kind })
         })
-        .collect();
-    Ok(Json(json!({
-        "tasks": stats.tasks,
-        "images": { "total": total, "annotated": stats.annotated },
-        "shapes": { "total": stats.shapes.values().flat_map(|k| k.values()).sum::<u64>(), "by_label": by_label },
-        "annotators": stats.annotators,
-        "days": days,
-    })))
+        .collect::<BTreeMap<_, _>>();
+    Ok(Json(StatsView {
+        tasks: stats.tasks,
+        images: ImageCount {
+            total,
+            annotated: stats.annotated,
+        },
+        shapes: ShapeCount {
+            total: by_label.values().map(|l| l.total).sum(),
+            by_label,
+        },
+        annotators: stats.annotators,
+        days,
+    }))
+}
+
+/// An annotation set's statistics (`GET /api/v1/annotation-sets/{id}/stats`).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AnnotationSetStats")]
+pub struct StatsView {
+    /// Tasks per state.
+    tasks: BTreeMap<String, u64>,
+    images: ImageCount,
+    shapes: ShapeCount,
+    /// Per annotator's name.
+    annotators: BTreeMap<String, tessera_domain::stats::Annotator>,
+    /// Per day (`YYYY-MM-DD`, UTC).
+    days: BTreeMap<String, tessera_domain::stats::Day>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ImageCount {
+    /// The dataset's images.
+    total: u64,
+    /// (task, image) pairs whose current annotations hold at least one shape.
+    annotated: u64,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ShapeCount {
+    total: u64,
+    by_label: BTreeMap<String, LabelCount>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct LabelCount {
+    total: u64,
+    /// Per shape kind.
+    by_kind: BTreeMap<String, u64>,
 }
 
 /// The JSON Schema of a review-stats answer ([`tessera_domain::review_stats::ReviewStats`]);
 /// the OpenAPI document publishes it and a unit test checks a serialized answer against it.
 pub fn review_stats_schema() -> Value {
     let count = json!({ "type": "integer" });
-    let ms = |what: &str| json!({ "type": "integer", "nullable": true, "description": format!("{what}, ms; null without samples") });
+    let ms = |what: &str| json!({ "type": ["integer", "null"], "description": format!("{what}, ms; null without samples") });
     json!({
         "type": "object",
         "required": ["tasks", "archived_tasks", "annotators", "reviewers"],
@@ -291,7 +335,7 @@ pub fn review_stats_schema() -> Value {
                     "submissions": count,
                     "accepted": { "type": "integer", "description": "decisions on this annotator's submissions" },
                     "rejected": count,
-                    "rejection_rate": { "type": "number", "nullable": true, "description": "rejected / (accepted + rejected); null before any decision" },
+                    "rejection_rate": { "type": ["number", "null"], "description": "rejected / (accepted + rejected); null before any decision" },
                     "awaiting_review": count,
                     "reworks": { "type": "integer", "description": "submissions after a rejection" },
                     "rework_median_ms": ms("rejection to the next submission, median"),

@@ -30,9 +30,35 @@ pub(crate) fn parse_sha(text: &str) -> Result<Sha256, ApiError> {
     })
 }
 
-fn view(v: &Version) -> Value {
-    let shapes: Value = serde_json::from_str(&v.shapes).unwrap_or(Value::Null);
-    json!({ "version": v.version, "shapes": shapes, "saved_by": v.saved_by, "saved_ms": v.saved_ms })
+/// A saved version of an image's shapes in a task (version 0: nothing saved yet, perhaps
+/// pre-annotations from an import).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AnnotationVersion")]
+pub struct VersionView {
+    version: u64,
+    /// Validated when saved or imported.
+    #[schemars(with = "Vec<tessera_domain::shape::Shape>")]
+    shapes: Value,
+    saved_by: Option<String>,
+    saved_ms: Option<u64>,
+    /// The import that pre-annotated the image, on version 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    imported_from: Option<String>,
+}
+
+/// The shapes of a saved version, as the client sent them (validated then).
+fn shapes_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| json!([]))
+}
+
+fn view(v: &Version) -> VersionView {
+    VersionView {
+        version: v.version,
+        shapes: shapes_of(&v.shapes),
+        saved_by: Some(v.saved_by.clone()),
+        saved_ms: Some(v.saved_ms),
+        imported_from: None,
+    }
 }
 
 /// Reading needs the task's assignee or a reviewer and up.
@@ -78,11 +104,20 @@ pub async fn get(
         .await?;
     let body = match (&current, imported) {
         (Some(v), _) => view(v),
-        (None, Some(i)) => {
-            let shapes: Value = serde_json::from_str(&i.shapes).unwrap_or(json!([]));
-            json!({ "version": 0, "shapes": shapes, "saved_by": null, "saved_ms": null, "imported_from": i.source })
-        }
-        (None, None) => json!({ "version": 0, "shapes": [], "saved_by": null, "saved_ms": null }),
+        (None, Some(i)) => VersionView {
+            version: 0,
+            shapes: shapes_of(&i.shapes),
+            saved_by: None,
+            saved_ms: None,
+            imported_from: Some(i.source),
+        },
+        (None, None) => VersionView {
+            version: 0,
+            shapes: json!([]),
+            saved_by: None,
+            saved_ms: None,
+            imported_from: None,
+        },
     };
     let version = current.map(|v| v.version).unwrap_or(0);
     Ok(([(header::ETAG, format!("\"{version}\""))], Json(body)).into_response())
@@ -93,21 +128,23 @@ pub async fn history(
     State(state): State<AppState>,
     principal: Principal,
     Path((task, sha)): Path<(u64, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::paging::Items<VersionView>>, ApiError> {
     let sha = parse_sha(&sha)?;
     may_read(&state, &principal, task, sha).await?;
     let versions = state
         .cluster
         .read_catalog(move |s| annotations::history(s, task, &sha))
         .await?;
-    Ok(Json(
-        json!({ "items": versions.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(crate::paging::Items {
+        items: versions.iter().map(view).collect(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Annotations")]
 pub struct Body {
+    #[schemars(with = "Vec<tessera_domain::shape::Shape>")]
     shapes: Value,
 }
 
@@ -192,12 +229,13 @@ pub async fn put(
 }
 
 /// The body of `PATCH …/annotations`.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     /// How many shapes the edited version has: a check that the splices were made on it.
     base_len: usize,
     /// `[at, remove, [shape, …]]`, by position in the edited version, in order.
+    #[schemars(with = "Vec<(usize, usize, Vec<tessera_domain::shape::Shape>)>")]
     splices: Vec<annotations::Splice>,
 }
 

@@ -122,6 +122,67 @@ pub async fn init(
     })))
 }
 
+/// The JSON Schema of [`init`]'s answer, for the OpenAPI document.
+pub fn init_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["initialized_groups", "admin_created", "admin_password_file"],
+        "properties": {
+            "initialized_groups": { "type": "integer", "minimum": 0, "description": "0 on an initialised cluster" },
+            "admin_created": { "type": "boolean" },
+            "admin_password_file": { "type": ["string", "null"], "description": "where this node wrote a generated admin password" },
+        },
+    })
+}
+
+/// The JSON Schema of [`status`]'s answer, for the OpenAPI document.
+pub fn status_schema() -> Value {
+    let id = json!({ "type": "integer", "minimum": 0 });
+    let maybe_index = json!({ "type": ["integer", "null"], "minimum": 0 });
+    let replica = json!({
+        "type": "object",
+        "required": ["state", "term", "leader", "applied", "last_log", "snapshot", "damaged"],
+        "properties": {
+            "state": { "type": "string", "description": "leader, follower, candidate, learner or shutdown" },
+            "term": id,
+            "leader": maybe_index,
+            "applied": maybe_index,
+            "last_log": maybe_index,
+            "snapshot": maybe_index,
+            "damaged": { "type": "integer", "minimum": 0, "description": "objects whose local bytes failed their checksum, not repaired yet" },
+        },
+    });
+    let node = json!({
+        "type": "object",
+        "required": ["id", "http", "rpc", "up"],
+        "properties": { "id": id, "http": { "type": "string" }, "rpc": { "type": "string" }, "up": { "type": "boolean" } },
+    });
+    let group = json!({
+        "type": "object",
+        "required": ["group", "shard", "voters", "leader", "term", "replicas"],
+        "properties": {
+            "group": id,
+            "shard": { "type": ["integer", "null"], "description": "null for the catalogue group (0)" },
+            "voters": { "type": "array", "items": id },
+            "leader": maybe_index,
+            "term": maybe_index,
+            "replicas": { "type": "object", "description": "per reporting node id", "additionalProperties": replica },
+        },
+    });
+    json!({
+        "type": "object",
+        "required": ["node", "shards", "replication", "placement_version", "nodes", "groups"],
+        "properties": {
+            "node": id,
+            "shards": id,
+            "replication": id,
+            "placement_version": id,
+            "nodes": { "type": "array", "items": node },
+            "groups": { "type": "array", "items": group },
+        },
+    })
+}
+
 /// `GET /api/v1/cluster`: nodes (up or not), and per group its replicas, leader, term and each
 /// replica's own view (state, term, the leader it knows, applied index), gathered from all
 /// nodes at once: a replica whose term is ahead of its leader's shows an election under way.

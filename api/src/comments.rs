@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tessera_domain::comments::{self, Comment, CommentOp, CommentOutcome};
 use tessera_raft::storage::Sha256;
 
@@ -16,11 +15,37 @@ use crate::propose::propose;
 use crate::token::now_ms;
 use crate::AppState;
 
-fn view(c: &Comment) -> Value {
-    json!({
-        "id": c.id, "task": c.task, "sha256": c.sha.to_string(), "x": c.x, "y": c.y, "text": c.text,
-        "by": c.by, "at_ms": c.at_ms, "parent": c.parent, "resolved_by": c.resolved_by,
-    })
+/// A comment as the API answers it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Comment")]
+pub struct CommentView {
+    id: u64,
+    task: u64,
+    sha256: String,
+    /// The point of the image it is about (pixels).
+    x: f64,
+    y: f64,
+    text: String,
+    by: String,
+    at_ms: u64,
+    /// The comment this one answers (its thread's first comment).
+    parent: Option<u64>,
+    resolved_by: Option<String>,
+}
+
+fn view(c: &Comment) -> CommentView {
+    CommentView {
+        id: c.id,
+        task: c.task,
+        sha256: c.sha.to_string(),
+        x: c.x,
+        y: c.y,
+        text: c.text.clone(),
+        by: c.by.clone(),
+        at_ms: c.at_ms,
+        parent: c.parent,
+        resolved_by: c.resolved_by.clone(),
+    }
 }
 
 async fn apply(state: &AppState, op: CommentOp) -> Result<Comment, ApiError> {
@@ -35,7 +60,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Path(task): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::paging::Items<CommentView>>, ApiError> {
     let t = crate::tasks::load(&state, task).await?;
     if t.assignee.as_deref() != Some(principal.username.as_str()) {
         crate::annotation_sets::require_reviewer_of(&state, &principal, t.set_id).await?;
@@ -44,12 +69,12 @@ pub async fn list(
         .cluster
         .read_catalog(move |s| comments::of_task(s, task))
         .await?;
-    Ok(Json(
-        json!({ "items": all.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(crate::paging::Items {
+        items: all.iter().map(view).collect(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
     sha256: Option<String>,
@@ -57,6 +82,7 @@ pub struct NewComment {
     x: f64,
     #[serde(default)]
     y: f64,
+    #[schemars(length(min = 1, max = 5000))]
     text: String,
     parent: Option<u64>,
 }
@@ -106,7 +132,7 @@ pub async fn resolve(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommentView>, ApiError> {
     let comment = apply(
         &state,
         CommentOp::Resolve {

@@ -26,8 +26,26 @@ use crate::AppState;
 const MAX_BATCH: usize = 1000;
 const URL_TTL_MS: u64 = 60 * 60 * 1000;
 
-fn view(d: &Dataset) -> Value {
-    json!({ "id": d.id, "name": d.name, "created_by": d.created_by, "created_ms": d.created_ms, "image_count": d.image_count })
+/// A dataset as the API answers it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Dataset")]
+pub struct DatasetView {
+    id: u64,
+    name: String,
+    created_by: String,
+    /// Unix milliseconds.
+    created_ms: u64,
+    image_count: u64,
+}
+
+fn view(d: &Dataset) -> DatasetView {
+    DatasetView {
+        id: d.id,
+        name: d.name.clone(),
+        created_by: d.created_by.clone(),
+        created_ms: d.created_ms,
+        image_count: d.image_count,
+    }
 }
 
 fn no_such_dataset(id: u64) -> ApiError {
@@ -47,9 +65,10 @@ async fn load(state: &AppState, id: u64) -> Result<Dataset, ApiError> {
         .ok_or_else(|| no_such_dataset(id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameBody {
+    #[schemars(length(min = 1, max = 200))]
     name: String,
 }
 
@@ -95,7 +114,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DatasetView>, ApiError> {
     Ok(Json(view(&load(&state, id).await?)))
 }
 
@@ -104,7 +123,7 @@ pub async fn rename(
     State(state): State<AppState>,
     Path(id): Path<u64>,
     JsonBody(NameBody { name }): JsonBody<NameBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DatasetView>, ApiError> {
     check_name(&name)?;
     match propose(&state, DatasetOp::Rename { id, name }).await? {
         DatasetOutcome::Dataset(d) => Ok(Json(view(&d))),
@@ -135,17 +154,19 @@ pub async fn delete(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewImage {
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     sha256: String,
     #[serde(default)]
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
+    #[schemars(length(min = 1, max = 1000))]
     images: Vec<NewImage>,
 }
 
@@ -273,9 +294,10 @@ async fn remove_images(
     Ok(removed)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveBody {
+    #[schemars(length(min = 1, max = 1000), inner(regex(pattern = r"^[0-9a-f]{64}$")))]
     images: Vec<String>,
 }
 
@@ -300,7 +322,7 @@ pub async fn remove(
     Ok(Json(json!({ "removed": removed })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImagesQuery {
     limit: Option<usize>,
@@ -309,6 +331,20 @@ pub struct ImagesQuery {
     annotation_set: Option<u64>,
     annotated: Option<bool>,
     label: Option<String>,
+}
+
+/// An image of a dataset as the API answers it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "DatasetImage")]
+pub struct ImageView {
+    sha256: String,
+    /// The name it was added under (its original path, for imports).
+    name: String,
+    width: u32,
+    height: u32,
+    added_ms: u64,
+    /// A presigned URL of its bytes (null until the cluster has a signing key).
+    url: Option<String>,
 }
 
 /// A filter on what an annotation set's tasks saved on each image.
@@ -409,7 +445,14 @@ pub async fn images(
     let view = |i: &tessera_domain::datasets::DatasetImage| {
         let sha = i.sha.to_string();
         let url = key.map(|k| format!("/objects/{sha}?{}", token::presign(&k, &sha, expires)));
-        json!({ "sha256": sha, "name": i.name, "width": i.width, "height": i.height, "added_ms": i.added_ms, "url": url })
+        ImageView {
+            sha256: sha,
+            name: i.name.clone(),
+            width: i.width,
+            height: i.height,
+            added_ms: i.added_ms,
+            url,
+        }
     };
     Ok(Json(paging::page(
         &found,

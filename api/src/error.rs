@@ -1,7 +1,6 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use tessera_domain::outcome::{Refusal, Refused};
 use tessera_raft::ClusterError;
 
@@ -23,9 +22,30 @@ impl ApiError {
     }
 }
 
+/// The JSON body of every error answer: `{"error": {"code", "message"}}`. Typed so that the
+/// OpenAPI document publishes the schema of what is sent (`components/schemas/Error`).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Error")]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`not_found`, `invalid_field`, `bad_json`, ...).
+    pub code: String,
+    /// For people; an invalid field's message starts with its path.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         // Every 503 is transient (no leader yet, a peer down, an indeterminate forward): say
         // when to try again (RFC 9110 §10.2.3).
@@ -100,8 +120,41 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             format!("JSON nested deeper than {max} levels"),
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
+    serde_json::from_slice(body).or_else(|e| {
+        // JSON Schema counts `50.0` as an integer (and so does every generated client that
+        // writes numbers as doubles); serde does not. Only a body that failed is parsed again,
+        // with its integral floats written as integers; if that fails too, the first error is
+        // the one that names the problem.
+        let mut value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| bad_json(&e))?;
+        integral_floats_as_integers(&mut value);
+        serde_json::from_value(value).map_err(|_| bad_json(&e))
+    })
+}
+
+fn bad_json(e: &serde_json::Error) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string())
+}
+
+/// Writes every float with no fractional part that fits an `i64` or `u64` as that integer.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // The bounds are exact powers of two, so the casts below cannot saturate.
+            if f.fract() == 0.0 && (-(2f64.powi(63))..2f64.powi(64)).contains(&f) {
+                *value = if f < 0.0 {
+                    Value::from(f as i64)
+                } else {
+                    Value::from(f as u64)
+                };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// Turns the plain-text 4xx answers of axum's extractors (bad query strings, path parameters,
@@ -153,4 +206,37 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
 
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct Split {
+        chunk_size: usize,
+        share: f64,
+        seed: Option<u64>,
+    }
+
+    #[test]
+    fn integral_floats_parse_as_integers_as_json_schema_counts_them() {
+        let parsed: Split =
+            parse_json(br#"{"chunk_size": 50.0, "share": 2.0, "seed": 1e3}"#).expect("parses");
+        let expected = Split {
+            chunk_size: 50,
+            share: 2.0,
+            seed: Some(1000),
+        };
+        assert_eq!(parsed, expected);
+    }
+
+    #[test]
+    fn a_fraction_is_still_refused_with_the_first_error() {
+        let e = parse_json::<Split>(br#"{"chunk_size": 50.5, "share": 1}"#).unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "bad_json"));
+        assert!(e.message.contains("line 1 column"), "{}", e.message);
+        let e = parse_json::<Split>(br#"{"chunk_size": -1.0, "share": 1}"#).unwrap_err();
+        assert_eq!(e.code, "bad_json");
+    }
 }

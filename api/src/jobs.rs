@@ -19,7 +19,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tessera_domain::catalog::Role;
 use tessera_domain::jobs::{
     self, Job, JobFilter, JobKind, JobOp, JobOutcome, JobResult, JobState, Progress, Skip,
@@ -225,7 +225,42 @@ impl Runner {
 }
 
 /// The JSON form of a job; succeeded exports carry a presigned download URL.
-pub fn view(state: &AppState, job: &Job) -> Value {
+/// A job as the API answers it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Job")]
+pub struct JobView {
+    id: u64,
+    kind: JobKind,
+    state: JobState,
+    dataset: Option<u64>,
+    annotation_set: Option<u64>,
+    created_by: String,
+    created_ms: u64,
+    updated_ms: u64,
+    /// The node running it.
+    node: u64,
+    /// How many times a runner took it on (exports restart when their node dies).
+    attempt: u32,
+    /// The options it was started with (the import's query or the export's body).
+    params: Value,
+    progress: tessera_domain::jobs::Progress,
+    skipped: Vec<tessera_domain::jobs::Skip>,
+    error: Option<String>,
+    result: Option<JobResultView>,
+}
+
+/// What a finished job produced.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct JobResultView {
+    /// A presigned download URL, for a succeeded export.
+    url: Option<String>,
+    size: u64,
+    file_name: Option<String>,
+    /// Lines for the user: what a format could not carry, unknown labels, unmatched images.
+    report: Vec<String>,
+}
+
+pub fn view(state: &AppState, job: &Job) -> JobView {
     let params: Value = serde_json::from_str(&job.params).unwrap_or(Value::Null);
     let result = job.result.as_ref().map(|r| {
         let url = (job.kind == JobKind::Export)
@@ -239,25 +274,30 @@ pub fn view(state: &AppState, job: &Job) -> Value {
                     token::presign(&key, &resource(job.id), exp)
                 )
             });
-        json!({ "url": url, "size": r.size, "file_name": r.file_name, "report": r.report })
+        JobResultView {
+            url,
+            size: r.size,
+            file_name: r.file_name.clone(),
+            report: r.report.clone(),
+        }
     });
-    json!({
-        "id": job.id,
-        "kind": job.kind,
-        "state": job.state,
-        "dataset": job.dataset,
-        "annotation_set": job.annotation_set,
-        "created_by": job.created_by,
-        "created_ms": job.created_ms,
-        "updated_ms": job.updated_ms,
-        "node": job.node,
-        "attempt": job.attempt,
-        "params": params,
-        "progress": job.progress,
-        "skipped": job.skipped,
-        "error": job.error,
-        "result": result,
-    })
+    JobView {
+        id: job.id,
+        kind: job.kind,
+        state: job.state,
+        dataset: job.dataset,
+        annotation_set: job.annotation_set,
+        created_by: job.created_by.clone(),
+        created_ms: job.created_ms,
+        updated_ms: job.updated_ms,
+        node: job.node,
+        attempt: job.attempt,
+        params,
+        progress: job.progress.clone(),
+        skipped: job.skipped.clone(),
+        error: job.error.clone(),
+        result,
+    }
 }
 
 /// What a presigned download URL signs.
@@ -278,11 +318,11 @@ async fn load(state: &AppState, id: u64) -> Result<Job, ApiError> {
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     Ok(Json(view(&state, &load(&state, id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     dataset: Option<u64>,
@@ -322,7 +362,7 @@ pub async fn list(
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     match propose(
         &state,
         JobOp::Cancel {

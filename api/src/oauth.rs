@@ -7,7 +7,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
-use serde_json::json;
 use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome};
 use tessera_domain::sessions::{Refreshed, Session, SessionKind};
 use tessera_raft::random;
@@ -62,12 +61,25 @@ impl OAuthError {
     }
 }
 
+/// The JSON body of an [`OAuthError`] (RFC 6749 §5.2), published in the OpenAPI document as
+/// `components/schemas/OAuthError`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "OAuthError")]
+pub struct OAuthErrorBody {
+    pub error: String,
+    pub error_description: String,
+    /// Seconds to wait before trying again (429).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "error_description": self.description });
-        if let Some(seconds) = self.retry_after {
-            body["retry_after"] = json!(seconds);
-        }
+        let body = OAuthErrorBody {
+            error: self.code.to_string(),
+            error_description: self.description,
+            retry_after: self.retry_after,
+        };
         let mut response = (
             self.status,
             [(header::CACHE_CONTROL, "no-store")],
@@ -97,8 +109,15 @@ impl From<ApiError> for OAuthError {
     }
 }
 
-#[derive(Deserialize)]
+/// The password grant needs `username` and `password`, the refresh grant `refresh_token`
+/// (RFC 6749 §4.3.2, §6); the schema says so, the handler answers 400 `invalid_request`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(extend("oneOf" = [
+    {"properties": {"grant_type": {"const": "password"}}, "required": ["grant_type", "username", "password"]},
+    {"properties": {"grant_type": {"const": "refresh_token"}}, "required": ["grant_type", "refresh_token"]}
+]))]
 pub struct TokenRequest {
+    #[schemars(extend("enum" = ["password", "refresh_token"]))]
     grant_type: Option<String>,
     username: Option<String>,
     password: Option<String>,
@@ -206,14 +225,14 @@ pub async fn token(
     let ttl = state.limits.access_token_ttl_ms;
     let (access, _) = sign(&state, &account, &session, Kind::Access, ttl)?;
     let (refresh, _) = sign(&state, &account, &session, Kind::Refresh, REFRESH_TTL_MS)?;
-    let body = json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": ttl / 1000,
-        "refresh_token": refresh,
-        "role": account.user.role,
-        "session": hex::encode(session.id),
-    });
+    let body = TokenAnswer {
+        access_token: access,
+        token_type: "Bearer".into(),
+        expires_in: ttl / 1000,
+        refresh_token: refresh,
+        role: account.user.role,
+        session: hex::encode(session.id),
+    };
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
 }
 
@@ -324,8 +343,37 @@ async fn refresh_grant(
     Ok((account, session))
 }
 
-#[derive(Deserialize)]
+/// A successful token answer (RFC 6749 §5.1).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TokenAnswer {
+    access_token: String,
+    /// `Bearer`.
+    token_type: String,
+    /// Seconds the access token lives.
+    expires_in: u64,
+    refresh_token: String,
+    role: tessera_domain::catalog::Role,
+    /// The session's id (32 hex digits), as `/api/v1/me/sessions` lists it.
+    session: String,
+}
+
+/// A new API token: shown once.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ApiTokenAnswer {
+    token: String,
+    /// The token's own id.
+    id: String,
+    /// Its session's id (32 hex digits).
+    session: String,
+    /// When it expires (Unix milliseconds).
+    expires_ms: u64,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RevokeRequest {
+    /// Required (RFC 7009 §2.1); optional in the type so that its absence is answered 400
+    /// `invalid_request` in RFC 6749 form.
+    #[schemars(required)]
     token: Option<String>,
 }
 
@@ -382,12 +430,12 @@ pub async fn api_token(
     let account = principal.account(&state)?;
     let session = open_session(&state, &account, SessionKind::ApiToken, API_TTL_MS, client).await?;
     let (token, claims) = sign(&state, &account, &session, Kind::Api, API_TTL_MS)?;
-    let body = json!({
-        "token": token,
-        "id": claims.id,
-        "session": hex::encode(session.id),
-        "expires_ms": claims.exp,
-    });
+    let body = ApiTokenAnswer {
+        token,
+        id: claims.id,
+        session: hex::encode(session.id),
+        expires_ms: claims.exp,
+    };
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use serde_json::json;
 use sha2::Digest;
 use tessera_domain::catalog::Role;
 use tessera_raft::storage::{probe_image, ObjectMeta, ProbeError, Sha256};
@@ -111,23 +110,46 @@ pub async fn upload(
     } else {
         StatusCode::CREATED
     };
-    let mut body = meta_json(&sha, &outcome.meta);
-    body["deduplicated"] = json!(outcome.deduplicated);
+    let mut body = view(&sha, &outcome.meta);
+    body.deduplicated = Some(outcome.deduplicated);
     let location = HeaderValue::from_str(&format!("/objects/{sha}"))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
-fn meta_json(sha: &Sha256, meta: &ObjectMeta) -> serde_json::Value {
-    json!({
-        "sha256": sha.to_string(),
-        "size": meta.size,
-        "content_type": meta.content_type,
-        "width": meta.width,
-        "height": meta.height,
-        "refcount": meta.refcount,
-        "created_ms": meta.created_ms,
-    })
+/// An object's record as the API answers it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Object")]
+pub struct ObjectView {
+    sha256: String,
+    size: u64,
+    content_type: String,
+    width: u32,
+    height: u32,
+    /// How many uploads and references hold the object.
+    refcount: u64,
+    created_ms: u64,
+    /// On an upload: whether the bytes were already stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deduplicated: Option<bool>,
+    /// On `GET /api/v1/objects/{sha}`: a presigned URL of the bytes (once the cluster has a
+    /// signing key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+}
+
+fn view(sha: &Sha256, meta: &ObjectMeta) -> ObjectView {
+    ObjectView {
+        sha256: sha.to_string(),
+        size: meta.size,
+        content_type: meta.content_type.clone(),
+        width: meta.width,
+        height: meta.height,
+        refcount: meta.refcount,
+        created_ms: meta.created_ms,
+        deduplicated: None,
+        url: None,
+    }
 }
 
 /// `GET /api/v1/objects/{sha}`: the metadata, read from the shard leader so that the
@@ -135,17 +157,17 @@ fn meta_json(sha: &Sha256, meta: &ObjectMeta) -> serde_json::Value {
 pub async fn metadata(
     State(state): State<AppState>,
     Path(sha): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ObjectView>, ApiError> {
     let sha = parse_sha(&sha)?;
     let read = state
         .cluster
         .read_object(sha, ReadSpec::record(true), 0)
         .await?
         .ok_or_else(no_such_object)?;
-    let mut body = meta_json(&sha, &read.head.meta);
+    let mut body = view(&sha, &read.head.meta);
     if let Some(key) = state.cluster.directory().key() {
         let query = token::presign(&key, &sha.to_string(), token::now_ms() + PRESIGN_TTL_MS);
-        body["url"] = json!(format!("/objects/{sha}?{query}"));
+        body.url = Some(format!("/objects/{sha}?{query}"));
     }
     Ok(Json(body))
 }

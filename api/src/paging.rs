@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 pub const MAX_PAGE: usize = 1000;
 
 /// `?limit=&cursor=` of a list with no filters.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Page {
     pub limit: Option<usize>,
     pub cursor: Option<String>,
@@ -28,15 +28,22 @@ pub fn id_cursor(cursor: Option<&str>) -> Result<Option<u64>, crate::ApiError> {
         .transpose()
 }
 
+/// `{"items": [...]}`: a whole list, not paged.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(rename = "{T}List")]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
+
 /// A page from up to `limit + 1` records read in order: the extra one only tells that there is
 /// a next page, whose cursor is the last record shown.
-pub fn page<T, C: Serialize>(
+pub fn page<T, C: Serialize, V: Serialize>(
     found: &[T],
     limit: usize,
     cursor: impl Fn(&T) -> C,
-    view: impl Fn(&T) -> Value,
+    view: impl Fn(&T) -> V,
 ) -> Value {
     let next = (found.len() > limit).then(|| cursor(&found[limit - 1]));
-    let items: Vec<Value> = found.iter().take(limit).map(view).collect();
+    let items: Vec<V> = found.iter().take(limit).map(view).collect();
     json!({ "items": items, "next_cursor": next })
 }

@@ -145,10 +145,11 @@ pub async fn image(
 
 /// What `PUT …/quality/images/{sha}/consensus` takes: the chunk, and either shapes (edited by
 /// the reviewer) or the task whose current version becomes the consensus.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PinBody {
     chunk: u64,
+    #[schemars(with = "Option<Vec<tessera_domain::shape::Shape>>")]
     shapes: Option<Value>,
     task: Option<u64>,
 }
@@ -213,7 +214,7 @@ pub async fn pin(
     }
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkQuery {
     chunk: u64,
@@ -304,7 +305,7 @@ pub async fn get_reference(
 }
 
 /// What `POST …/ground-truth` takes: exactly one source.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewReferences {
     /// Shapes per image, as a manager drew them.
@@ -312,15 +313,22 @@ pub struct NewReferences {
     /// An accepted task whose versions become the references of its images.
     task: Option<u64>,
     /// Images whose imported annotations become their references.
-    import: Option<Vec<String>>,
+    import: Option<Vec<Sha256Text>>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrawnReference {
+    #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
     image: String,
+    #[schemars(with = "Vec<tessera_domain::shape::Shape>")]
     shapes: Value,
 }
+
+/// An image's SHA-256 as 64 hex digits.
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Sha256Text(#[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))] String);
 
 /// Most images one request may set.
 const MAX_REFERENCES: usize = 10_000;
@@ -359,7 +367,7 @@ pub async fn set_references(
                 .iter()
                 .enumerate()
                 .map(|(i, t)| {
-                    parse_sha(t)
+                    parse_sha(&t.0)
                         .map_err(|_| invalid(format!("import[{i}]: 64 hex digits (SHA-256)")))
                 })
                 .collect::<Result<_, _>>()?;

@@ -24,20 +24,64 @@ const URL_TTL_MS: u64 = 4 * 60 * 60 * 1000;
 
 /// A task in a list; a rejected one carries the reviewer's reason, which its assignee reads
 /// on their list before opening it.
-fn summary(t: &Task) -> Value {
+/// Lists of the caller's, the pool's and the review queue's tasks add each one's `set_name`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TaskSummary {
+    id: u64,
+    annotation_set: u64,
+    /// Tasks made from the same chunk of images (overlap) share it.
+    chunk: u64,
+    state: TaskState,
+    assignee: Option<String>,
+    reviewer: Option<String>,
+    image_count: usize,
+    /// The reviewer's reason, on a rejected task.
+    reason: Option<String>,
+}
+
+fn summary(t: &Task) -> TaskSummary {
     let reason = (t.state == TaskState::Rejected)
-        .then(|| t.history.iter().rev().find_map(|e| e.reason.as_ref()))
+        .then(|| t.history.iter().rev().find_map(|e| e.reason.clone()))
         .flatten();
-    json!({
-        "id": t.id, "annotation_set": t.set_id, "chunk": t.chunk, "state": t.state,
-        "assignee": t.assignee, "reviewer": t.reviewer, "image_count": t.images.len(),
-        "reason": reason,
-    })
+    TaskSummary {
+        id: t.id,
+        annotation_set: t.set_id,
+        chunk: t.chunk,
+        state: t.state,
+        assignee: t.assignee.clone(),
+        reviewer: t.reviewer.clone(),
+        image_count: t.images.len(),
+        reason,
+    }
+}
+
+/// A task in full (`GET /api/v1/tasks/{id}` and the answers to its actions).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    summary: TaskSummary,
+    /// Null if the annotation set is gone.
+    set_name: Option<String>,
+    labels: Option<Vec<tessera_domain::annotation_sets::Label>>,
+    images: Vec<TaskImage>,
+    history: Vec<tessera_domain::tasks::TaskEvent>,
+}
+
+/// An image of a task: name and size from its dataset (null if it left the dataset), and a
+/// presigned URL of its bytes.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct TaskImage {
+    sha256: String,
+    name: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    /// Null until the cluster has a signing key.
+    url: Option<String>,
 }
 
 /// A task in full, with its images' names and presigned URLs and its annotation set's name and
 /// label schema (what an annotator's page loads: annotators may not read annotation sets).
-async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
+async fn detail(state: &AppState, t: &Task) -> Result<TaskDetail, ApiError> {
     let (set_id, shas) = (t.set_id, t.images.clone());
     // The images' names and sizes too: annotators cannot read the dataset.
     let (set, images) = state
@@ -55,12 +99,9 @@ async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
             Ok((set, images))
         })
         .await?;
-    let mut v = summary(t);
-    v["set_name"] = json!(set.as_ref().map(|s| &s.name));
-    v["labels"] = json!(set.as_ref().map(|s| &s.labels));
     let key = state.cluster.directory().key();
     let expires = now_ms() + URL_TTL_MS;
-    v["images"] = t
+    let images = t
         .images
         .iter()
         .zip(images)
@@ -71,11 +112,22 @@ async fn detail(state: &AppState, t: &Task) -> Result<Value, ApiError> {
                 Some(i) => (Some(i.name), Some(i.width), Some(i.height)),
                 None => (None, None, None),
             };
-            json!({ "sha256": sha, "name": name, "width": width, "height": height, "url": url })
+            TaskImage {
+                sha256: sha,
+                name,
+                width,
+                height,
+                url,
+            }
         })
         .collect();
-    v["history"] = json!(t.history);
-    Ok(v)
+    Ok(TaskDetail {
+        summary: summary(t),
+        set_name: set.as_ref().map(|s| s.name.clone()),
+        labels: set.map(|s| s.labels),
+        images,
+        history: t.history.clone(),
+    })
 }
 
 pub(crate) fn no_such_task(id: u64) -> ApiError {
@@ -96,11 +148,13 @@ pub(crate) async fn load(state: &AppState, id: u64) -> Result<Task, ApiError> {
         .ok_or_else(|| no_such_task(id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitBody {
+    #[schemars(range(min = 1, max = 10_000))]
     chunk_size: usize,
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 16))]
     overlap: u32,
     #[serde(default)]
     assignees: Vec<String>,
@@ -212,7 +266,7 @@ pub async fn split(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct Page {
     limit: Option<usize>,
     cursor: Option<u64>,
@@ -221,11 +275,13 @@ pub struct Page {
 
 /// The review queue's query: a page, or with `order=agreement` its least agreed tasks first
 /// (after those to review first by their honeypot score).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ReviewPage {
     limit: Option<usize>,
     cursor: Option<u64>,
     state: Option<String>,
+    /// `id` (the default) or `agreement`.
+    #[schemars(regex(pattern = r"^(id|agreement)$"))]
     order: Option<String>,
 }
 
@@ -458,7 +514,7 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskDetail>, ApiError> {
     let task = load(&state, id).await?;
     let pooled = task.assignee.is_none();
     if task.assignee.as_deref() != Some(principal.username.as_str()) && !pooled {
@@ -467,7 +523,12 @@ pub async fn get(
     Ok(Json(detail(&state, &task).await?))
 }
 
-#[derive(Deserialize, Default)]
+/// The `{action}`s of `POST /api/v1/tasks/{id}/{action}`.
+pub const ACTIONS: [&str; 7] = [
+    "claim", "start", "submit", "review", "accept", "reject", "archive",
+];
+
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActBody {
     reason: Option<String>,
@@ -480,7 +541,7 @@ pub async fn act(
     principal: Principal,
     Path((id, action)): Path<(u64, String)>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskDetail>, ApiError> {
     let action = match action.as_str() {
         "claim" => Action::Claim,
         "start" => Action::Start,
@@ -490,7 +551,7 @@ pub async fn act(
         "reject" => Action::Reject,
         "archive" => Action::Archive,
         other => {
-            let known = "claim, start, submit, review, accept, reject, archive";
+            let known = ACTIONS.join(", ");
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_action",
@@ -517,7 +578,7 @@ pub async fn act(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReassignBody {
     assignee: Option<String>,
@@ -529,7 +590,7 @@ pub async fn reassign(
     principal: Principal,
     Path(id): Path<u64>,
     JsonBody(ReassignBody { assignee }): JsonBody<ReassignBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskDetail>, ApiError> {
     if let Some(name) = &assignee {
         state.cluster.catalog_barrier().await?;
         if state

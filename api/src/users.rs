@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tessera_domain::catalog::{Account, CatalogOp, CatalogOutcome, Role, User};
 
 use crate::auth::Principal;
@@ -17,15 +17,27 @@ use crate::propose::propose;
 use crate::token::now_ms;
 use crate::AppState;
 
-fn view(account: &Account) -> Value {
+/// A user as the API answers it (never the password hash).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "User")]
+pub struct UserView {
+    id: u64,
+    username: String,
+    role: Role,
+    disabled: bool,
+    /// Unix milliseconds.
+    created_ms: u64,
+}
+
+fn view(account: &Account) -> UserView {
     let user = &account.user;
-    json!({
-        "id": account.id,
-        "username": user.username,
-        "role": user.role,
-        "disabled": user.disabled,
-        "created_ms": user.created_ms,
-    })
+    UserView {
+        id: account.id,
+        username: user.username.clone(),
+        role: user.role,
+        disabled: user.disabled,
+        created_ms: user.created_ms,
+    }
 }
 
 fn invalid(field: &str, message: &str) -> ApiError {
@@ -104,11 +116,14 @@ pub async fn list(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schemars(regex(pattern = r"^[a-z0-9._-]{1,64}$"))]
     username: String,
+    #[schemars(length(min = 8, max = 1024))]
     password: String,
+    #[schemars(with = "tessera_domain::catalog::Role")]
     role: String,
 }
 
@@ -139,7 +154,7 @@ pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     if principal.username != name {
         principal.require(Role::Admin)?;
     }
@@ -154,10 +169,13 @@ pub async fn get(
     Ok(Json(view(&user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "UserChange")]
 pub struct Change {
+    #[schemars(length(min = 8, max = 1024))]
     password: Option<String>,
+    #[schemars(with = "Option<tessera_domain::catalog::Role>")]
     role: Option<String>,
     disabled: Option<bool>,
 }
@@ -207,7 +225,7 @@ pub async fn delete(
 pub async fn me(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserView>, ApiError> {
     let account = principal.account(&state)?;
     Ok(Json(view(&account)))
 }

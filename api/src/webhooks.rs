@@ -39,7 +39,7 @@ use crate::token::now_ms;
 use crate::AppState;
 
 /// What `POST /api/v1/webhooks` takes.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewHook {
     url: String,

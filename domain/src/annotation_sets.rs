@@ -1,12 +1,13 @@
 //! Annotation sets: a label schema on a dataset, kept in the catalogue.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::records::next_id;
 use crate::{key, DomainError, Records, Tx};
 
 /// The geometric kinds a label may be drawn as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ShapeKind {
     Rectangle,
@@ -19,7 +20,7 @@ pub enum ShapeKind {
     Tag,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AttributeKind {
     Select { options: Vec<String> },
@@ -28,8 +29,9 @@ pub enum AttributeKind {
     Text,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Attribute {
+    #[schemars(length(min = 1))]
     pub name: String,
     #[serde(flatten)]
     pub kind: AttributeKind,
@@ -39,11 +41,14 @@ pub struct Attribute {
     pub default: Option<serde_json::Value>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Label {
+    #[schemars(length(min = 1, max = 100))]
     pub name: String,
     /// `#rrggbb`.
+    #[schemars(regex(pattern = r"^#[0-9A-Fa-f]{6}$"))]
     pub color: String,
+    #[schemars(length(min = 1))]
     pub kinds: Vec<ShapeKind>,
     #[serde(default)]
     pub attributes: Vec<Attribute>,
@@ -55,7 +60,7 @@ pub struct Label {
     pub skeleton: Vec<(usize, usize)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AnnotationSet {
     pub id: u64,
     pub dataset_id: u64,
@@ -242,6 +247,13 @@ mod tests {
             keypoints: vec![],
             skeleton: vec![],
         }
+    }
+
+    #[test]
+    fn a_cursor_past_every_id_is_an_empty_page() {
+        let store = crate::records::MemRecords::default();
+        let page = annotation_sets(&store, None, Some(u64::MAX), 10).expect("page");
+        assert!(page.is_empty());
     }
 
     #[test]
@@ -478,7 +490,11 @@ pub fn annotation_sets(
     limit: usize,
 ) -> Result<Vec<AnnotationSet>, DomainError> {
     let prefix = key("annotation-set/");
-    let start = after.map(|a| set_key(a + 1));
+    // No id comes after u64::MAX (a client's cursor, not necessarily one we handed out).
+    let start = match after.map(|a| a.checked_add(1)) {
+        Some(None) => return Ok(Vec::new()),
+        next => next.flatten().map(set_key),
+    };
     let iter = r.scan(&prefix, start.as_deref());
     let mut out = Vec::new();
     for item in iter {

@@ -21,7 +21,9 @@ use crate::webhooks::{self, WebhookOp, WebhookOutcome};
 use crate::{key, DomainError, Records, Tx};
 
 /// What a user may do. See docs/architecture.md for the rules per route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Annotator,

@@ -15,7 +15,7 @@ use crate::{key, DomainError, Records, Tx};
 /// Skipped files remembered per job; further ones are only counted.
 pub const MAX_SKIPPED: usize = 1000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Media into a dataset.
@@ -26,7 +26,7 @@ pub enum JobKind {
     AnnotationImport,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Running,
@@ -36,7 +36,7 @@ pub enum JobState {
 }
 
 /// Counters a job reports; which ones move depends on the kind.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Progress {
     pub bytes_received: u64,
     pub files_seen: u64,
@@ -49,7 +49,7 @@ pub struct Progress {
 }
 
 /// A file an import passed over, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Skip {
     pub name: String,
     pub reason: String,

@@ -36,18 +36,25 @@ impl Default for Settings {
 }
 
 /// An annotation set's quality rules, set by its managers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// The share of every new task made of ground-truth images (honeypots), 0 to 0.5.
+    #[schemars(range(min = 0.0, max = 0.5))]
     pub honeypot_fraction: f64,
     /// Annotators that must agree on a shape for the consensus to keep it; `None`: a majority
-    /// of the versions of the image.
+    /// of the versions of the image. At most the overlap of the set's tasks.
+    #[schemars(range(min = 1))]
     pub quorum: Option<u32>,
-    /// Matching rules for consensus, agreement and scores.
+    /// The least IoU (regions) or OKS (keypoints, lines) at which two shapes are one object;
+    /// above 0.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub min_similarity: f64,
+    /// COCO's per-keypoint tolerance as a fraction of the object's size; above 0.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub oks_sigma: f64,
     /// Submitted tasks whose honeypot score is below this go to the front of the review queue.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub review_below: Option<f64>,
 }
 

@@ -15,7 +15,7 @@ use crate::tasks::Task;
 use crate::{annotation_sets, ground_truth, DomainError, Records, Sha256};
 
 /// Honeypot figures summed over images (ratios of the sums, not means of ratios).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HoneypotFigures {
     /// Honeypot images scored.
     pub images: u64,
@@ -71,7 +71,7 @@ impl Tally {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AnnotatorQuality {
     pub annotator: String,
     pub honeypots: Option<HoneypotFigures>,
@@ -81,7 +81,7 @@ pub struct AnnotatorQuality {
     pub consensus_images: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskQuality {
     pub task: u64,
     pub annotator: String,
@@ -91,16 +91,17 @@ pub struct TaskQuality {
     pub review_first: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageAgreement {
     #[serde(with = "crate::sha::hex_text")]
+    #[schemars(with = "String", regex(pattern = r"^[0-9a-f]{64}$"))]
     pub image: Sha256,
     pub chunk: u64,
     pub agreement: f64,
     pub versions: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub policy: Policy,
     /// Images with ground truth.

@@ -2,6 +2,7 @@
 //! what annotation imports produce. Saved versions keep the client's JSON text; everything that
 //! reads it parses it into [`Shape`] so that a field means the same thing everywhere.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -20,7 +21,7 @@ pub const VISIBLE: u8 = 2;
 /// One shape. Coordinates are continuous pixels from the image's top-left corner (0-based), in
 /// the image as displayed; rectangles are two opposite corners; rotated rectangles are the
 /// unrotated box's corners plus a clockwise angle in degrees about its centre.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Shape {
     pub label: String,

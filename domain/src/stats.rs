@@ -14,7 +14,7 @@ use crate::{key, DomainError, Records, Tx};
 /// A gap between two saves of one user longer than this is not counted as active time.
 const ACTIVE_GAP_MS: u64 = 5 * 60 * 1000;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Annotator {
     /// Images whose current annotations this user saved.
     pub images: u64,
@@ -25,7 +25,7 @@ pub struct Annotator {
     pub last_save_ms: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Day {
     pub saves: u64,
     /// Net change of the number of shapes that day.

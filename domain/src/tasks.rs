@@ -10,7 +10,7 @@ use crate::catalog::Role;
 use crate::records::get;
 use crate::{key, stats, DomainError, Records, Sha256, Tx};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
     New,
@@ -41,7 +41,7 @@ pub enum Action {
     Archive,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskEvent {
     pub by: String,
     pub action: String,
@@ -204,7 +204,11 @@ pub fn tasks(
     let prefix = index.prefix();
     let mut start = prefix.clone();
     if let Some(a) = after {
-        start.extend_from_slice(format!("{:016x}", a + 1).as_bytes());
+        // No id comes after u64::MAX (a client's cursor, not necessarily one we handed out).
+        let Some(next) = a.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        start.extend_from_slice(format!("{next:016x}").as_bytes());
     }
     let iter = r.scan(&prefix, Some(&start));
     let mut out = Vec::new();
@@ -671,6 +675,11 @@ mod tests {
             tasks(&store, TaskIndex::Set(7), Some(1), 10, |_| true).expect("page")[0].id,
             2
         );
+        // A cursor past every id (not one the API handed out) is an empty page, not an overflow.
+        for index in [TaskIndex::All, TaskIndex::Set(7), TaskIndex::Pool] {
+            let page = tasks(&store, index, Some(u64::MAX), 10, |_| true).expect("page");
+            assert!(page.is_empty());
+        }
 
         // A record from before the indexes: found once backfilled.
         let old = Task {

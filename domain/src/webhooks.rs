@@ -34,7 +34,9 @@ pub const LOG_KEEP: u64 = 200;
 pub const MAX_HOOKS: usize = 100;
 
 /// What a hook can hear about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Event {
     #[serde(rename = "task.submitted")]
     TaskSubmitted,

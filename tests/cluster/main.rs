@@ -1,6 +1,7 @@
 //! Cluster-level tests: every test starts real `tessera` processes (see the harness in
 //! `tests/src/lib.rs`).
 
+mod api_fuzz;
 mod auth;
 mod cli;
 mod connection_hygiene;

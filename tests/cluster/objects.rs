@@ -197,7 +197,7 @@ async fn openapi_document_matches_the_router() {
         .await
         .unwrap()
         .json();
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 15, "only {} paths documented", paths.len());
     for (path, ops) in paths {

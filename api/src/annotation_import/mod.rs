@@ -47,10 +47,11 @@ const BATCH: usize = 100;
 /// Lines of each kind listed in the report before the rest is only counted.
 const REPORT_LINES: usize = 20;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// `coco`, `voc`, `yolo` or `cvat`.
+    #[schemars(extend("enum" = ["coco", "voc", "yolo", "cvat"]))]
     pub format: String,
     /// Add labels (and shape kinds) the schema lacks instead of dropping their shapes.
     #[serde(default)]

@@ -50,9 +50,11 @@ pub const FORMATS: [&str; 9] = [
 ];
 
 /// What an export was asked for (kept as the job's params).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ExportOptions")]
 pub struct Options {
+    #[schemars(extend("enum" = FORMATS))]
     pub format: String,
     #[serde(default = "yes")]
     pub include_images: bool,
@@ -61,6 +63,7 @@ pub struct Options {
     pub only_accepted: bool,
     /// Subset names and their shares (`{"train": 0.8, "val": 0.2}`); one subset by default.
     #[serde(default)]
+    #[schemars(extend("minProperties" = 1, "maxProperties" = 10, "propertyNames" = {"pattern": "^[a-z0-9]{1,32}$"}, "additionalProperties" = {"type": "number", "exclusiveMinimum": 0}))]
     pub splits: Option<BTreeMap<String, f64>>,
     /// Seeds the assignment of images to splits (the same seed gives the same splits).
     #[serde(default)]

@@ -13,7 +13,9 @@ use tessera_formats::export::shapes::Shape;
 use tessera_raft::storage::Sha256;
 
 /// Which version of an image an export takes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Pick {
     /// The image's ground truth if it has one, else the consensus where several annotators

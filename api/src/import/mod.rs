@@ -45,17 +45,20 @@ const BATCH: usize = 100;
 const MAX_EXPANDED: u64 = 64 << 30;
 
 /// What an import was asked for (kept as the job's params).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// The upload's file name: the name of a single image, the prefix of frames and pages.
     #[serde(default = "default_filename")]
+    #[schemars(regex(pattern = r"^[^/\\\x00-\x1F\x7F-\x9F]{1,255}$"))]
     pub filename: String,
     /// Frames taken per second of video.
     #[serde(default = "default_fps")]
+    #[schemars(range(min = 0.01, max = 60.0))]
     pub video_fps: f64,
     /// Resolution PDF pages are rendered at.
     #[serde(default = "default_dpi")]
+    #[schemars(range(min = 36, max = 600))]
     pub pdf_dpi: u32,
 }
 
