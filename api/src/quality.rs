@@ -28,6 +28,14 @@ use crate::propose::propose;
 use crate::token::now_ms;
 use crate::AppState;
 
+/// Refuses callers who do not review set `id`, then waits for the catalogue (read-your-writes:
+/// a pin or a reference just made through any node is what the handler reads).
+async fn readable(state: &AppState, principal: &Principal, id: u64) -> Result<(), ApiError> {
+    require_reviewer_of(state, principal, id).await?;
+    state.cluster.catalog_barrier().await?;
+    Ok(())
+}
+
 /// `PUT /api/v1/annotation-sets/{id}/quality`: replaces the set's policy (managers).
 pub async fn set_policy(
     State(state): State<AppState>,
@@ -53,9 +61,7 @@ pub async fn report(
     principal: Principal,
     Path(id): Path<u64>,
 ) -> Result<Json<Report>, ApiError> {
-    require_reviewer_of(&state, &principal, id).await?;
-    // Read-your-writes: what was just written through any node is what this reads.
-    state.cluster.catalog_barrier().await?;
+    readable(&state, &principal, id).await?;
     state
         .cluster
         .read_catalog(move |s| quality_report::report(s, id))
@@ -75,9 +81,7 @@ pub async fn image(
     principal: Principal,
     Path((id, sha)): Path<(u64, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    require_reviewer_of(&state, &principal, id).await?;
-    // Read-your-writes: what was just written through any node is what this reads.
-    state.cluster.catalog_barrier().await?;
+    readable(&state, &principal, id).await?;
     let sha = parse_sha(&sha)?;
     let records = state
         .cluster
@@ -163,9 +167,7 @@ pub async fn pin(
     Path((id, sha)): Path<(u64, String)>,
     JsonBody(body): JsonBody<PinBody>,
 ) -> Result<StatusCode, ApiError> {
-    require_reviewer_of(&state, &principal, id).await?;
-    // Read-your-writes: what was just written through any node is what this reads.
-    state.cluster.catalog_barrier().await?;
+    readable(&state, &principal, id).await?;
     let sha = parse_sha(&sha)?;
     let (shapes, source) = match (body.shapes, body.task) {
         (Some(shapes), None) => (shapes.to_string(), "edited".to_string()),
@@ -228,9 +230,7 @@ pub async fn unpin(
     Path((id, sha)): Path<(u64, String)>,
     axum::extract::Query(q): axum::extract::Query<ChunkQuery>,
 ) -> Result<StatusCode, ApiError> {
-    require_reviewer_of(&state, &principal, id).await?;
-    // Read-your-writes: what was just written through any node is what this reads.
-    state.cluster.catalog_barrier().await?;
+    readable(&state, &principal, id).await?;
     let sha = parse_sha(&sha)?;
     let op = QualityOp::PinConsensus {
         set: id,
@@ -266,9 +266,7 @@ pub async fn list_references(
     principal: Principal,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
-    require_reviewer_of(&state, &principal, id).await?;
-    // Read-your-writes: what was just written through any node is what this reads.
-    state.cluster.catalog_barrier().await?;
+    readable(&state, &principal, id).await?;
     let found = state
         .cluster
         .read_catalog(move |s| ground_truth::references(s, id))
@@ -286,9 +284,7 @@ pub async fn get_reference(
     principal: Principal,
     Path((id, sha)): Path<(u64, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    require_reviewer_of(&state, &principal, id).await?;
-    // Read-your-writes: what was just written through any node is what this reads.
-    state.cluster.catalog_barrier().await?;
+    readable(&state, &principal, id).await?;
     let sha = parse_sha(&sha)?;
     let found = state
         .cluster

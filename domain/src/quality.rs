@@ -15,6 +15,16 @@ pub mod similarity;
 
 use serde::{Deserialize, Serialize};
 
+/// A 10 × 10 box of `label` with its top-left corner at `(x, y)`: the tests' unit object.
+#[cfg(test)]
+pub(crate) fn boxed(label: &str, x: f64, y: f64) -> crate::shape::Shape {
+    crate::shape::Shape::new(
+        label,
+        crate::annotation_sets::ShapeKind::Rectangle,
+        vec![[x, y], [x + 10.0, y + 10.0]],
+    )
+}
+
 /// The knobs of matching, as a set's quality settings carry them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

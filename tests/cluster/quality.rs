@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tessera_client::{Client, Method, Reply};
-use tessera_cluster_tests::{Options, TestCluster};
+use tessera_cluster_tests::Options;
 
 use crate::exports::{download, exported};
 use crate::support::{
-    add_images, assert_refused, create_annotation_set, create_user, error_message, image,
-    leader_of, new_dataset, node_but, send_json, upload,
+    add_images, assert_refused, cluster_beside_catalogue_leader, create_annotation_set,
+    create_user, error_message, image, new_dataset, send_json, upload,
 };
 
 /// The box every careful annotator draws on image `i`, moved right by `dx` (images are
@@ -67,11 +67,9 @@ async fn report_until(client: &Client, set: u64, done: impl Fn(&Value) -> bool) 
 
 #[tokio::test]
 async fn honeypots_and_consensus_single_out_a_careless_annotator_across_a_leader_kill() {
-    let mut cluster = TestCluster::start(Options::default()).await;
     // Everyone works through a node that does not lead the catalogue, which is killed later.
-    let catalogue_leader = leader_of(&cluster, 0).await;
-    let via = node_but(&cluster, catalogue_leader);
-    let admin = cluster.node(via).client();
+    let (mut cluster, catalogue_leader, admin) =
+        cluster_beside_catalogue_leader(Options::default()).await;
     let manager = create_user(&admin, "mgr", "manager").await;
     let names = ["ann", "bob", "eve"];
     let mut annotators = Vec::new();

@@ -145,6 +145,15 @@ pub async fn new_leader_of(cluster: &TestCluster, group: usize, old: u64) -> u64
     .await
 }
 
+/// A cluster started with `opts`, the node leading its catalogue, and an admin client of
+/// another node: tests that kill the catalogue's leader mid-way work through that one.
+pub async fn cluster_beside_catalogue_leader(opts: Options) -> (TestCluster, u64, Client) {
+    let cluster = TestCluster::start(opts).await;
+    let leader = leader_of(&cluster, 0).await;
+    let admin = cluster.node(node_but(&cluster, leader)).client();
+    (cluster, leader, admin)
+}
+
 /// The ids of every node of `cluster` but `but`.
 pub fn nodes_but(cluster: &TestCluster, but: u64) -> Vec<u64> {
     cluster

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tessera_client::{Client, Method};
-use tessera_cluster_tests::{Options, TestCluster};
+use tessera_cluster_tests::Options;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    add_images, assert_refused, create_annotation_set, create_user, error_message, image,
-    leader_of, new_dataset, node_but, send_json, upload,
+    add_images, assert_refused, cluster_beside_catalogue_leader, create_annotation_set,
+    create_user, error_message, image, new_dataset, send_json, upload,
 };
 
 /// How the receiver answers.
@@ -179,10 +179,7 @@ async fn webhook_view(client: &Client, id: u64) -> Value {
 
 #[tokio::test]
 async fn deliveries_are_signed_retried_and_survive_the_delivering_node() {
-    let mut cluster = TestCluster::start(Options::default()).await;
-    let deliverer = leader_of(&cluster, 0).await;
-    let via = node_but(&cluster, deliverer);
-    let admin = cluster.node(via).client();
+    let (mut cluster, deliverer, admin) = cluster_beside_catalogue_leader(Options::default()).await;
     let manager = create_user(&admin, "mgr", "manager").await;
     let ann = create_user(&admin, "ann", "annotator").await;
     let sha = upload(&admin, &image(900)).await;

@@ -447,12 +447,7 @@ impl TestCluster {
     /// SIGTERM, as systemd or an operator stops a node, and waits (up to [`DEADLINE`]) until it
     /// has exited by itself: it hands off its leaderships and finishes its requests first.
     pub async fn terminate(&mut self, id: u64) {
-        let node = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.id == id)
-            .expect("no such node");
-        let mut child = node.process.take().expect("node is not running");
+        let mut child = self.take_process(id);
         let pid = libc::pid_t::try_from(child.id()).expect("pid");
         // SAFETY: kill(2) with the pid of a child this harness spawned and has not reaped.
         let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -473,14 +468,19 @@ impl TestCluster {
 
     /// `kill -9`: no chance to flush or say goodbye.
     pub fn kill(&mut self, id: u64) {
+        let mut child = self.take_process(id);
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+    }
+
+    /// The running process of node `id`, which counts as stopped from now on.
+    fn take_process(&mut self, id: u64) -> Child {
         let node = self
             .nodes
             .iter_mut()
             .find(|n| n.id == id)
             .expect("no such node");
-        let mut child = node.process.take().expect("node is not running");
-        child.kill().expect("kill -9");
-        child.wait().expect("reap");
+        node.process.take().expect("node is not running")
     }
 
     /// Whether a node that should be running has exited by itself (a crash, a panic), with its

@@ -39,20 +39,12 @@ pub fn of_image(versions: &[&[Shape]], settings: &Settings) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::annotation_sets::ShapeKind;
-
-    fn boxed(x: f64) -> Shape {
-        Shape::new(
-            "car",
-            ShapeKind::Rectangle,
-            vec![[x, 0.0], [x + 10.0, 10.0]],
-        )
-    }
+    use crate::quality::boxed;
 
     #[test]
     fn identical_versions_agree_fully_and_missing_shapes_count() {
         let s = Settings::default();
-        let v = vec![boxed(0.0), boxed(40.0)];
+        let v = vec![boxed("car", 0.0, 0.0), boxed("car", 40.0, 0.0)];
         assert_eq!(between(&v, &v, &s), 1.0);
         assert_eq!(between(&[], &[], &s), 1.0);
         assert_eq!(between(&v, &[], &s), 0.0);
@@ -61,8 +53,11 @@ mod tests {
         assert_eq!(of_image(&[&v, &v, &v], &s), Some(1.0));
         assert_eq!(of_image(&[&v], &s), None);
         // Shifted by 5 of 10 pixels: IoU 1/3 is below the threshold, so no match at all.
-        assert_eq!(between(&[boxed(0.0)], &[boxed(5.0)], &s), 0.0);
-        let shifted = between(&[boxed(0.0)], &[boxed(2.0)], &s);
+        assert_eq!(
+            between(&[boxed("car", 0.0, 0.0)], &[boxed("car", 5.0, 0.0)], &s),
+            0.0
+        );
+        let shifted = between(&[boxed("car", 0.0, 0.0)], &[boxed("car", 2.0, 0.0)], &s);
         assert!((shifted - 2.0 / 3.0).abs() < 1e-12);
     }
 }

@@ -323,16 +323,9 @@ fn majority_attributes(parts: &[&Shape]) -> serde_json::Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quality::boxed;
     use proptest::prelude::*;
     use serde_json::json;
-
-    fn boxed(label: &str, x: f64, y: f64) -> Shape {
-        Shape::new(
-            label,
-            ShapeKind::Rectangle,
-            vec![[x, y], [x + 10.0, y + 10.0]],
-        )
-    }
 
     fn versions<'a>(names: &'a [&'a str], shapes: &'a [Vec<Shape>]) -> Vec<Version<'a>> {
         names

@@ -100,21 +100,17 @@ fn neighbourhoods(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::annotation_sets::ShapeKind;
-
-    fn boxed(label: &str, x: f64) -> Shape {
-        Shape::new(
-            label,
-            ShapeKind::Rectangle,
-            vec![[x, 0.0], [x + 10.0, 10.0]],
-        )
-    }
+    use crate::quality::boxed;
 
     #[test]
     fn shapes_match_only_within_their_label() {
         let s = Settings::default();
-        let left = vec![boxed("car", 0.0), boxed("bus", 100.0)];
-        let right = vec![boxed("bus", 0.0), boxed("car", 1.0), boxed("bus", 101.0)];
+        let left = vec![boxed("car", 0.0, 0.0), boxed("bus", 100.0, 0.0)];
+        let right = vec![
+            boxed("bus", 0.0, 0.0),
+            boxed("car", 1.0, 0.0),
+            boxed("bus", 101.0, 0.0),
+        ];
         let pairs = match_shapes(&left, &right, &s);
         let got: Vec<(usize, usize)> = pairs.iter().map(|p| (p.left, p.right)).collect();
         assert_eq!(got, vec![(0, 1), (1, 2)]);
@@ -125,8 +121,12 @@ mod tests {
     fn a_crowded_row_matches_optimally_and_far_shapes_stay_apart() {
         let s = Settings::default();
         // Greedy would pair left 1 (x=4) with right 0 (x=3) and strand left 0.
-        let left = vec![boxed("car", 0.0), boxed("car", 4.0), boxed("car", 500.0)];
-        let right = vec![boxed("car", 3.0), boxed("car", 7.0)];
+        let left = vec![
+            boxed("car", 0.0, 0.0),
+            boxed("car", 4.0, 0.0),
+            boxed("car", 500.0, 0.0),
+        ];
+        let right = vec![boxed("car", 3.0, 0.0), boxed("car", 7.0, 0.0)];
         let pairs = match_shapes(&left, &right, &s);
         let got: Vec<(usize, usize)> = pairs.iter().map(|p| (p.left, p.right)).collect();
         assert_eq!(got, vec![(0, 0), (1, 1)]);

@@ -103,20 +103,13 @@ fn ratio(part: u64, whole: u64) -> f64 {
 mod tests {
     use super::*;
     use crate::annotation_sets::ShapeKind;
+    use crate::quality::boxed;
     use serde_json::json;
-
-    fn boxed(label: &str, x: f64) -> Shape {
-        Shape::new(
-            label,
-            ShapeKind::Rectangle,
-            vec![[x, 0.0], [x + 10.0, 10.0]],
-        )
-    }
 
     #[test]
     fn a_perfect_copy_scores_one_everywhere() {
         let day = Shape::new("day", ShapeKind::Tag, vec![]);
-        let reference = vec![boxed("car", 0.0), boxed("bus", 50.0), day];
+        let reference = vec![boxed("car", 0.0, 0.0), boxed("bus", 50.0, 0.0), day];
         let s = Score::of(&reference, &reference, &Settings::default());
         assert_eq!(
             (s.precision(), s.recall(), s.mean_similarity()),
@@ -129,10 +122,10 @@ mod tests {
 
     #[test]
     fn a_miss_an_extra_and_a_loose_box_lower_the_right_figures() {
-        let reference = vec![boxed("car", 0.0), boxed("car", 100.0)];
-        let mut loose = boxed("car", 2.0);
+        let reference = vec![boxed("car", 0.0, 0.0), boxed("car", 100.0, 0.0)];
+        let mut loose = boxed("car", 2.0, 0.0);
         loose.attributes.insert("parked".into(), json!(true));
-        let drawn = vec![loose, boxed("bus", 300.0)];
+        let drawn = vec![loose, boxed("bus", 300.0, 0.0)];
         let s = Score::of(&drawn, &reference, &Settings::default());
         assert_eq!((s.drawn, s.reference, s.matched), (2, 2, 1));
         assert_eq!((s.precision(), s.recall()), (0.5, 0.5));
