@@ -31,7 +31,25 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     };
     (
         status,
-        Json(json!({ "ready": ready, "node": state.cluster.me() })),
+        Json(json!({
+            "ready": ready,
+            "node": state.cluster.me(),
+            "draining": state.cluster.is_draining(),
+            "started_ms": state.started_ms,
+        })),
+    )
+}
+
+/// `POST /api/v1/cluster/restart` (admins): this node stops as it does on SIGTERM — not ready,
+/// leaderships handed to caught-up voters, requests in flight finished — and starts again in
+/// the same process from the same binary path, so a replaced binary is an upgrade. `tessera
+/// node restart --id N` asks node N and waits until it is back.
+pub async fn restart(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    tracing::info!("restart asked for");
+    state.restart.notify_one();
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "node": state.cluster.me(), "restarting": true })),
     )
 }
 

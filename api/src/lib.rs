@@ -85,6 +85,12 @@ pub struct AppState {
     pub login_throttle: Arc<login_throttle::LoginThrottle>,
     /// Thumbnail and preview generations in flight at this node.
     pub derived: Arc<derived::Derived>,
+    /// Notified by `POST /api/v1/cluster/restart`: the node stops as on SIGTERM (leaderships
+    /// handed off, requests drained) and starts again in the same process (`tessera run`).
+    pub restart: Arc<tokio::sync::Notify>,
+    /// When this node process started (ms since the epoch), so that a client can tell a
+    /// restarted node from the one before.
+    pub started_ms: u64,
 }
 
 /// The complete HTTP router of a node.

@@ -302,6 +302,19 @@ pub fn routes() -> Vec<Route> {
         .responds(200, cluster_routes::status_schema()),
         route(
             "post",
+            "/api/v1/cluster/restart",
+            Admin,
+            "Restart this node gracefully (leaderships handed off, requests drained) in the same \
+             process from the same binary path: a replaced binary is an upgrade",
+            post(cluster_routes::restart),
+        )
+        .answer(
+            202,
+            Some("application/json"),
+            Some(json!({"type": "object", "required": ["node", "restarting"], "properties": {"node": {"type": "integer"}, "restarting": {"const": true}}})),
+        ),
+        route(
+            "post",
             "/api/v1/cluster/init",
             InitToken,
             "Initialise a new cluster (idempotent)",
@@ -966,7 +979,12 @@ fn ready_schema() -> Value {
     json!({
         "type": "object",
         "required": ["ready", "node"],
-        "properties": { "ready": { "type": "boolean" }, "node": { "type": "integer" } }
+        "properties": {
+            "ready": { "type": "boolean" },
+            "node": { "type": "integer" },
+            "draining": { "type": "boolean", "description": "the node is stopping (handing off its leaderships)" },
+            "started_ms": { "type": "integer", "description": "when this node process started" }
+        }
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use tessera_client::{Client, Reply};
+use tessera_client::{Client, Method, Reply};
 
 use crate::config::Config;
 
@@ -242,4 +242,56 @@ pub async fn get(config: &Config, node: Option<&str>, sha: &str) -> anyhow::Resu
     check(&reply)?;
     std::io::stdout().write_all(&reply.body)?;
     Ok(())
+}
+
+/// How long `tessera node restart` waits for the node to be back.
+const RESTART_DEADLINE: Duration = Duration::from_secs(120);
+
+/// `tessera node restart --id N`: asks node N to restart gracefully (it hands off its
+/// leaderships and drains its requests first, then starts again in the same process) and waits
+/// until it answers ready as a new process. Restarting every node in turn this way is a rolling
+/// restart; with a new binary in place, a rolling upgrade.
+pub async fn restart_node(config: &Config, id: u64) -> anyhow::Result<()> {
+    let node = config
+        .spec
+        .node(id)
+        .with_context(|| format!("node {id} is not in {}", config.path.display()))?;
+    let client = connect(config, Some(&node.http)).await?;
+    let before = readiness(&client).await?;
+    let started = std::time::Instant::now();
+    let reply = client
+        .send(Method::POST, "/api/v1/cluster/restart", &[], Bytes::new())
+        .await
+        .with_context(|| format!("asking node {id} to restart"))?;
+    check(&reply)?;
+    let probe = Client::new(&node.http).with_timeout(Duration::from_secs(2));
+    loop {
+        // A node that answers ready with another start time is the restarted process.
+        if let Ok(now) = readiness(&probe).await {
+            if now.0 && now.1 != before.1 {
+                println!(
+                    "node {id} restarted and ready in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+        }
+        if started.elapsed() > RESTART_DEADLINE {
+            bail!(
+                "node {id} was not back within {} s",
+                RESTART_DEADLINE.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `/readyz` of a node: whether it is ready, and when its process started.
+async fn readiness(client: &Client) -> anyhow::Result<(bool, u64)> {
+    let reply = client.get("/readyz").await?;
+    let body = reply.json();
+    Ok((
+        body["ready"] == true,
+        body["started_ms"].as_u64().unwrap_or(0),
+    ))
 }

@@ -25,6 +25,10 @@ USAGE:
                                                    node certificates for the internal RPC (every
                                                    local node, or node N); `up` does this itself
   tessera status [--config cluster.toml]           nodes, shards, leaders and lag
+  tessera node restart --id N [--config ...]       restart node N gracefully (leaderships handed
+                                                   off, requests drained, same process and binary
+                                                   path: a replaced binary is an upgrade); waits
+                                                   until it is ready again
   tessera put    FILE... [--config ...]            upload images, print their SHA-256
   tessera get    SHA256 [--config ...] > FILE      download an object
   tessera import --dataset NAME PATH...            images, folders, archives, videos, PDFs into a
@@ -104,6 +108,13 @@ fn main() -> anyhow::Result<()> {
             "init" => commands::init(&config, node).await,
             "ca" => ca::provision(&config, args.id, args.rest.iter().any(|a| a == "--renew")),
             "status" => commands::status(&config, node).await,
+            "node" => match args.rest.first().map(String::as_str) {
+                Some("restart") => {
+                    let id = args.id.context("usage: tessera node restart --id N")?;
+                    commands::restart_node(&config, id).await
+                }
+                _ => bail!("usage: tessera node restart --id N [--config cluster.toml]"),
+            },
             "put" => {
                 let files: Vec<PathBuf> = args.rest.iter().map(PathBuf::from).collect();
                 commands::put(&config, node, &files).await

@@ -63,6 +63,8 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
         login_throttle: Default::default(),
         derived: Default::default(),
+        restart: Default::default(),
+        started_ms: tessera_api::token::now_ms(),
     };
     tessera_api::jobs::start_background(&state).await;
     tokio::spawn(tessera_api::oauth::prune_catalogue(state.clone()));
@@ -75,6 +77,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let restart = state.restart.clone();
     let listener = listen(http_addr).with_context(|| format!("binding {http_addr}"))?;
     tracing::info!(http = %http_addr, rpc = %rpc_addr, https = tls.is_some(), "serving");
     // Object reads are answered by the fast path; every other request goes to the axum router
@@ -91,8 +94,13 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
     );
 
     let draining = cluster.clone();
+    let (reexec_tx, reexec_rx) = tokio::sync::oneshot::channel::<bool>();
     tokio::spawn(async move {
-        crate::shutdown::signal().await;
+        let again = tokio::select! {
+            () = crate::shutdown::signal() => false,
+            () = restart.notified() => true,
+        };
+        let _ = reexec_tx.send(again);
         // Not ready from now on; the groups this node leads get a caught-up successor while
         // it still serves, so a rolling restart leaves no group waiting for an election.
         tracing::info!("stopping: handing off leaderships");
@@ -113,7 +121,30 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         },
     };
     cluster.shutdown().await;
+    drop(cluster);
+    if result.is_ok() && reexec_rx.await.unwrap_or(false) {
+        return Err(reexec());
+    }
     result
+}
+
+/// Starts this node again in this process: the same arguments, the binary at the path it was
+/// started from (a binary replaced there since is the upgrade; `/proc/self/exe` would name the
+/// old, deleted one). Returns only if `execve` failed.
+fn reexec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let started_as = args.next().map(std::path::PathBuf::from);
+    let program = match started_as {
+        Some(path) if path.components().count() > 1 => path,
+        _ => match std::env::current_exe() {
+            Ok(path) => path,
+            Err(e) => return anyhow::Error::new(e).context("finding this binary to restart"),
+        },
+    };
+    tracing::info!(program = %program.display(), "restarting");
+    let error = std::process::Command::new(&program).args(args).exec();
+    anyhow::Error::new(error).context(format!("restarting {}", program.display()))
 }
 
 /// How long a stopping node tries to hand off its leaderships (`tessera_raft` `handoff.rs`).

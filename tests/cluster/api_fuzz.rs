@@ -19,7 +19,9 @@ use crate::support::{
 /// - `DELETE /api/v1/me/sessions` signs the fuzzer's own token out, after which every request
 ///   is answered 401 and nothing else is tested. Signing in again does not help for long: the
 ///   run's failed password grants soon throttle its address (`login_throttle`), as they should.
-const EXCLUDED: [&str; 1] = ["delete_me_sessions"];
+/// - `POST /api/v1/cluster/restart` restarts the node under test (its own test is
+///   in `cli::up_put_get_status_and_stop_on_ctrl_c_or_sigterm`).
+const EXCLUDED: [&str; 2] = ["delete_me_sessions", "post_cluster_restart"];
 
 /// The schemathesis of the venv scripts/test.sh builds from tests/api/requirements.txt.
 fn schemathesis() -> PathBuf {

@@ -205,6 +205,23 @@ fn up_put_get_status_and_stop_on_ctrl_c_or_sigterm() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // `tessera node restart` stops node 2 gracefully and starts it again in the same process
+    // (the supervisor sees no exit), and waits until it is ready.
+    let restart = tessera(&config, &["node", "restart", "--id", "2"]);
+    let said = String::from_utf8_lossy(&restart.stdout).into_owned();
+    assert!(said.contains("node 2 restarted and ready in"), "{said}");
+    assert!(is_alive(pids[1]), "node 2 runs on in its process");
+    assert_eq!(
+        tessera(&config, &["get", &shas[2]]).stdout,
+        std::fs::read(&files[2]).expect("image")
+    );
+    let log =
+        std::fs::read_to_string(dir.path().join("data/node-2/tessera.log")).unwrap_or_default();
+    assert!(
+        log.contains("handing off leaderships") && log.contains("restarting"),
+        "node 2's log:\n{log}"
+    );
+
     assert!(up.stop("INT").success());
     for pid in pids[..2].iter().chain([pid_in(&again_pid)].iter()) {
         assert!(!is_alive(*pid), "node process {pid} outlived `tessera up`");

@@ -87,6 +87,8 @@ impl Node {
             data_dir: dir.path().to_path_buf(),
             login_throttle: Default::default(),
             derived: Default::default(),
+            restart: Default::default(),
+            started_ms: 0,
         };
         tokio::spawn(fastpath::serve(
             fast_listener,
