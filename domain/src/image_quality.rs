@@ -228,7 +228,6 @@ pub fn assess(
         })
         .collect();
     let (agreement, consensus) = if shapes.len() >= 2 {
-        let views: Vec<&[Shape]> = shapes.iter().map(Vec::as_slice).collect();
         let contributions: Vec<Contribution> = annotators
             .iter()
             .zip(&shapes)
@@ -237,8 +236,12 @@ pub fn assess(
                 shapes: s,
             })
             .collect();
-        let merged = consensus::merge(&contributions, policy.quorum_for(shapes.len()), &settings);
-        (agreement::of_image(&views, &settings), Some(merged))
+        let (merged, agreement) = consensus::merge_with_agreement(
+            &contributions,
+            policy.quorum_for(shapes.len()),
+            &settings,
+        );
+        (agreement, Some(merged))
     } else {
         (None, None)
     };

@@ -7,20 +7,20 @@
 
 use crate::shape::Shape;
 
-use super::matching::match_shapes;
+use super::matching::{match_shapes, Pair};
 use super::Settings;
 
 /// Agreement of two versions of one image, in `[0, 1]`.
 pub fn between(a: &[Shape], b: &[Shape], settings: &Settings) -> f64 {
-    let total = a.len() + b.len();
+    from_matches(&match_shapes(a, b, settings), a.len() + b.len())
+}
+
+/// The agreement of two versions of `total` shapes in all whose optimal matching is `matched`.
+pub fn from_matches(matched: &[Pair], total: usize) -> f64 {
     if total == 0 {
         return 1.0;
     }
-    let sum: f64 = match_shapes(a, b, settings)
-        .iter()
-        .map(|p| p.similarity)
-        .sum();
-    2.0 * sum / total as f64
+    2.0 * matched.iter().map(|p| p.similarity).sum::<f64>() / total as f64
 }
 
 /// Mean agreement over every pair of versions of one image; `None` with fewer than two.

@@ -51,6 +51,17 @@ pub fn majority(k: usize) -> usize {
 
 /// The consensus of `versions` with at least `quorum` annotators per kept shape.
 pub fn merge(versions: &[Version], quorum: usize, settings: &Settings) -> Vec<Merged> {
+    merge_with_agreement(versions, quorum, settings).0
+}
+
+/// [`merge`], and the mean agreement of every pair of versions
+/// ([`super::agreement::of_image`]) from the same matchings, so that an image is matched once
+/// per pair; `None` with fewer than two versions.
+pub fn merge_with_agreement(
+    versions: &[Version],
+    quorum: usize,
+    settings: &Settings,
+) -> (Vec<Merged>, Option<f64>) {
     let canonical = canonical(versions);
     let shapes: Vec<Vec<&Shape>> = canonical
         .iter()
@@ -68,13 +79,19 @@ pub fn merge(versions: &[Version], quorum: usize, settings: &Settings) -> Vec<Me
         nodes.extend((0..list.len()).map(|i| (v, i)));
     }
     let mut edges = Vec::new();
+    let (mut agreement_sum, mut pairs) = (0.0, 0usize);
     for a in 0..owned.len() {
         for b in a + 1..owned.len() {
-            for p in match_shapes(&owned[a], &owned[b], settings) {
+            let matched = match_shapes(&owned[a], &owned[b], settings);
+            agreement_sum +=
+                super::agreement::from_matches(&matched, owned[a].len() + owned[b].len());
+            pairs += 1;
+            for p in matched {
                 edges.push((p.similarity, offset[a] + p.left, offset[b] + p.right));
             }
         }
     }
+    let agreement = (pairs > 0).then(|| agreement_sum / pairs as f64);
     // Best first; equal similarities in canonical node order.
     edges.sort_by(|x, y| y.0.total_cmp(&x.0).then((x.1, x.2).cmp(&(y.1, y.2))));
     let mut groups = Groups::new(&nodes);
@@ -106,7 +123,7 @@ pub fn merge(versions: &[Version], quorum: usize, settings: &Settings) -> Vec<Me
         })
         .collect();
     merged.sort_by(|a, b| a.from.cmp(&b.from));
-    merged
+    (merged, agreement)
 }
 
 /// The versions sorted by content then annotator, each with its shapes' indices sorted by
@@ -481,6 +498,11 @@ mod tests {
                 g
             };
             prop_assert_eq!(geometry(&base), geometry(&other));
+            // The agreement made from the merge's own matchings is the image's agreement.
+            let views: Vec<&[Shape]> = shapes.iter().map(Vec::as_slice).collect();
+            let (_, agreement) = merge_with_agreement(&versions(&name_refs, &shapes), quorum, &s);
+            let expected = super::super::agreement::of_image(&views, &s);
+            prop_assert!(matches!((agreement, expected), (Some(x), Some(y)) if (x - y).abs() < 1e-9));
             let identical = merge(&versions(&name_refs, &vec![shapes[0].clone(); shapes.len()]), quorum, &s);
             prop_assert_eq!(identical.len(), shapes[0].len());
             prop_assert!(identical.iter().all(|m| (m.agreement - 1.0).abs() < 1e-12));
