@@ -228,6 +228,16 @@ async fn quality_and_webhooks_are_managed_in_the_browser() {
     let mut cluster = TestCluster::start(Options::default()).await;
     let admin = cluster.node(1).client();
     let (manager, _, set, _) = fixture(&admin, 4, 4, street_labels()).await;
+    create_user(&admin, "rev", "reviewer").await;
+    let path = format!("/api/v1/annotation-sets/{set}");
+    let reviewers = send_json(
+        &manager,
+        Method::PATCH,
+        &path,
+        json!({"reviewers": ["rev"]}),
+    )
+    .await;
+    assert_eq!(reviewers.status, 200, "{:?}", reviewers.json());
     let mut annotators = Vec::new();
     for name in ["ann", "bob", "eve"] {
         annotators.push(create_user(&admin, name, "annotator").await);

@@ -8,7 +8,7 @@
 // Env (besides harness.mjs's): TESSERA_SET (a set with a `car` rectangle label whose 4 images
 // were annotated by ann, bob and eve with overlap 3: ann and bob agree, eve drew far off; ann's
 // task accepted, bob's and eve's submitted), TESSERA_ANN_TASK, TESSERA_EVE_TASK,
-// TESSERA_BOB_TASK. Users: `mgr` (manager).
+// TESSERA_BOB_TASK. Users: `mgr` (manager), `rev` (a reviewer of the set).
 
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
@@ -107,6 +107,21 @@ await mgr.getByLabel('Order').selectOption('agreement');
 await mgr.waitForURL(/order=agreement/);
 await mgr.locator(`#review-queue tbody tr[data-task="${EVE_TASK}"]`).waitFor();
 assert.equal(await mgr.locator('#review-queue tbody tr').first().getAttribute('data-task'), String(EVE_TASK));
+
+log('a reviewer of the set: from the review queue to its quality page, a version picked');
+const rev = await newUserPage();
+await signIn(rev, 'rev', pw('rev'));
+await go(rev, '/review');
+await rev.getByRole('link', { name: /^Quality of / }).first().click();
+await rev.waitForURL(new RegExp(`/quality/${SET}$`));
+await rev.locator('#quality-annotators tr[data-annotator="eve"]').waitFor();
+assert.equal(await rev.getByRole('button', { name: 'Save rules' }).count(), 0, 'reviewers read the rules');
+await rev.locator('#least-agreed button').first().click();
+await rev.locator('#consensus-overlay').getByRole('button', { name: "Use ann's version" }).click();
+await rev.locator('#consensus-overlay').getByText('Consensus picked by rev').waitFor();
+await rev.locator('#consensus-overlay').getByRole('button', { name: 'Back to the computed consensus' }).click();
+await rev.locator('#consensus-overlay').getByText('Consensus computed from 3 versions').waitFor();
+await a11y(rev, 'reviewer quality page');
 
 log('webhooks: a receiver here, a hook for accepted tasks, a signed delivery in the log');
 const got = [];

@@ -13,6 +13,7 @@ const routes = [
   [/^\/webhooks$/, () => import('./webhooks.js'), 'manager'],
   [/^\/my-tasks$/, () => import('./mytasks.js'), 'annotator'],
   [/^\/review$/, () => import('./review.js'), 'reviewer'],
+  [/^\/quality\/(\d+)$/, () => import('./setquality.js'), 'reviewer'],
   [/^\/tasks\/(\d+)$/, () => import('./workspace.js'), 'annotator'],
   [/^\/admin\/users$/, () => import('./users.js'), 'admin'],
   [/^\/admin\/cluster$/, () => import('./cluster.js'), 'admin'],

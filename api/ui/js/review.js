@@ -41,7 +41,9 @@ export async function render(el, _params, ctx) {
     const pct = (x) => (x === null || x === undefined ? null : `${Math.round(x * 100)} %`);
     const figures = [pct(q.honeypots?.score) && `honeypots ${pct(q.honeypots.score)}`, pct(q.agreement) && `agreement ${pct(q.agreement)}`].filter(Boolean).join(' · ');
     const quality = h('td', { dataset: { col: 'quality' } }, figures || '—', q.review_first ? [' ', h('span', { class: 'badge st-rejected' }, 'review first')] : null);
-    tbody.append(h('tr', { dataset: { task: String(t.id), reviewFirst: String(!!q.review_first) } }, h('td', null, `#${t.id}`), h('td', null, t.set_name || `#${t.annotation_set}`), h('td', null, t.assignee || ''),
+    const setCell = h('td', null, t.set_name || `#${t.annotation_set}`, ' ',
+      h('a', { href: `/quality/${t.annotation_set}`, 'data-link': true, 'aria-label': `Quality of ${t.set_name || `set ${t.annotation_set}`}` }, 'quality'));
+    tbody.append(h('tr', { dataset: { task: String(t.id), reviewFirst: String(!!q.review_first) } }, h('td', null, `#${t.id}`), setCell, h('td', null, t.assignee || ''),
       h('td', null, t.image_count), h('td', null, stateBadge(t.state)), quality, cell));
   }
   if (!rows.length) tbody.append(h('tr', null, h('td', { colspan: 7, class: 'muted' }, 'Nothing to review.')));
