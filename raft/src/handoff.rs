@@ -25,8 +25,14 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(50);
 
 impl Cluster {
-    /// Starts an election for `group` on this node (asked by its leader, see the module).
+    /// Starts an election for `group` on this node (asked by its leader, see the module). A
+    /// node that is stopping itself refuses: the leader then asks another voter.
     pub(crate) async fn elect_here(&self, group: u32) -> Result<(), ClusterError> {
+        if self.is_draining() {
+            return Err(ClusterError::Unavailable(
+                "this node is stopping; ask another voter".into(),
+            ));
+        }
         let raft = self.group(group).ok_or_else(|| {
             ClusterError::Unavailable(format!("group {group} is not hosted here"))
         })?;
@@ -42,6 +48,9 @@ impl Cluster {
         self.draining.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + within;
         let mut asked: std::collections::HashMap<u32, Instant> = Default::default();
+        // How many times each group's successors were asked: the next ask goes to the next
+        // caught-up voter, so one that refuses (it is stopping too) is not asked forever.
+        let mut attempts: std::collections::HashMap<u32, usize> = Default::default();
         loop {
             let led: Vec<u32> = self.led_groups();
             if led.is_empty() || Instant::now() >= deadline {
@@ -55,9 +64,11 @@ impl Cluster {
                 {
                     continue;
                 }
-                let Some(successor) = self.caught_up_voter(group) else {
+                let turn = attempts.entry(group).or_default();
+                let Some(successor) = self.caught_up_voter(group, *turn) else {
                     continue;
                 };
+                *turn += 1;
                 asked.insert(group, Instant::now());
                 let request = ElectRequest { group };
                 let result = self
@@ -88,22 +99,25 @@ impl Cluster {
         led
     }
 
-    /// The voter of `group` (not this node) whose replicated log reaches this leader's last
-    /// entry, if one does.
-    fn caught_up_voter(&self, group: u32) -> Option<NodeId> {
+    /// A voter of `group` (not this node) whose replicated log reaches this leader's last
+    /// entry, if one does: the `turn`-th of them, round robin.
+    fn caught_up_voter(&self, group: u32, turn: usize) -> Option<NodeId> {
         let raft = self.group(group)?;
         let metrics = raft.metrics();
         let m = metrics.borrow();
         let last = m.last_log_index?;
         let replication = m.replication.as_ref()?;
-        m.membership_config
+        let caught_up: Vec<NodeId> = m
+            .membership_config
             .voter_ids()
             .filter(|id| *id != self.me())
-            .find(|id| {
+            .filter(|id| {
                 replication
                     .get(id)
                     .and_then(|matched| matched.as_ref())
                     .is_some_and(|log_id| log_id.index >= last)
             })
+            .collect();
+        (!caught_up.is_empty()).then(|| caught_up[turn % caught_up.len()])
     }
 }
