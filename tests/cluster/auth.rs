@@ -408,6 +408,12 @@ async fn every_documented_route_enforces_its_access_level() {
             };
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
             for (who, level, token) in &callers {
+                // An allowed restart restarts the node this test talks to (tested in
+                // `cli::up_put_get_status_and_stop_on_ctrl_c_or_sigterm`); the refusals are
+                // checked here.
+                if path.as_str() == "/api/v1/cluster/restart" && *level >= needed {
+                    continue;
+                }
                 let reply = call(&anon, token, &m, &concrete, Bytes::from_static(b"{}")).await;
                 let status = reply.status.as_u16();
                 if *level == 0 {

@@ -208,7 +208,14 @@ async fn openapi_document_matches_the_router() {
             .replace("{action}", "start");
         for method in ops.as_object().expect("operations").keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let reply = client.send(m, &concrete, &[], Bytes::new()).await.unwrap();
+            // Asked by an admin, the restart route would restart the node under test: without
+            // a token its 401 shows it is routed just as well.
+            let caller = if path.as_str() == "/api/v1/cluster/restart" {
+                client.anonymous()
+            } else {
+                client.clone()
+            };
+            let reply = caller.send(m, &concrete, &[], Bytes::new()).await.unwrap();
             assert_ne!(reply.status, 405, "{method} {path}");
             assert_ne!(
                 reply.json()["error"]["code"],
