@@ -438,24 +438,7 @@ async fn round(state: &AppState) -> Result<bool, tessera_raft::ClusterError> {
     let started = Instant::now();
     let (texts, full) = state
         .cluster
-        .read_catalog(|s| {
-            let marked = image_quality::dirty(s, BATCH)?;
-            let full = marked.len() == BATCH;
-            let (mut texts, mut bytes) = (Vec::new(), 0);
-            for (set, chunk, sha) in marked {
-                let Some(record) = image_quality::assess(s, set, chunk, &sha)? else {
-                    continue;
-                };
-                let text = serde_json::to_string(&record)
-                    .map_err(|e| tessera_domain::DomainError::Corrupt(e.to_string()))?;
-                bytes += text.len();
-                texts.push(text);
-                if bytes >= BATCH_BYTES {
-                    return Ok((texts, true));
-                }
-            }
-            Ok((texts, full))
-        })
+        .read_catalog(|s| image_quality::assess_marked(s, BATCH, BATCH_BYTES))
         .await?;
     if texts.is_empty() {
         return Ok(false);

@@ -180,17 +180,7 @@ impl Bench {
     fn recompute(&mut self) -> anyhow::Result<u64> {
         let mut assessed = 0;
         loop {
-            let texts: Vec<String> = {
-                let records = self.c.records();
-                let marked = image_quality::dirty(&records, 256)?;
-                let mut texts = Vec::with_capacity(marked.len());
-                for (set, chunk, sha) in marked {
-                    if let Some(q) = image_quality::assess(&records, set, chunk, &sha)? {
-                        texts.push(serde_json::to_string(&q)?);
-                    }
-                }
-                texts
-            };
+            let (texts, _) = image_quality::assess_marked(&self.c.records(), 256, 1 << 20)?;
             if texts.is_empty() {
                 return Ok(assessed);
             }

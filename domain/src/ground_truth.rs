@@ -71,18 +71,28 @@ pub fn references(r: &dyn Records, set: u64) -> Result<Vec<(Sha256, Reference)>,
     let mut out = Vec::new();
     for item in r.scan(&p, None) {
         let (k, v) = item?;
-        let sha = std::str::from_utf8(&k[p.len()..])
-            .ok()
-            .and_then(Sha256::parse_hex)
-            .ok_or_else(|| DomainError::Corrupt("ground-truth key".into()))?;
-        out.push((sha, bincode::deserialize(&v)?));
+        out.push((image_of(&k[p.len()..])?, bincode::deserialize(&v)?));
     }
     Ok(out)
 }
 
-/// The images with a reference, in image order.
+/// The images with a reference, in image order (from the keys: splits and reports need no
+/// shapes).
 pub fn images(r: &dyn Records, set: u64) -> Result<Vec<Sha256>, DomainError> {
-    Ok(references(r, set)?.into_iter().map(|(s, _)| s).collect())
+    let p = prefix(set);
+    r.scan(&p, None)
+        .map(|item| {
+            let (k, _) = item?;
+            image_of(&k[p.len()..])
+        })
+        .collect()
+}
+
+fn image_of(key_tail: &[u8]) -> Result<Sha256, DomainError> {
+    std::str::from_utf8(key_tail)
+        .ok()
+        .and_then(Sha256::parse_hex)
+        .ok_or_else(|| DomainError::Corrupt("ground-truth key".into()))
 }
 
 /// Resolves `source` and stages the references it gives, all or nothing.

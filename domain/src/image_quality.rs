@@ -273,6 +273,33 @@ pub fn assess(
     }))
 }
 
+/// One round of the quality worker's reading: up to `limit` marked images assessed, as the
+/// JSON text a `QualityOp::Record` carries, stopping early once the texts pass `max_bytes`
+/// (a record holds an image's consensus shapes). Also says whether more may be waiting.
+pub fn assess_marked(
+    r: &dyn Records,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<(Vec<String>, bool), DomainError> {
+    let marked = dirty(r, limit)?;
+    let mut more = marked.len() == limit;
+    let (mut texts, mut bytes) = (Vec::new(), 0);
+    for (set, chunk, sha) in marked {
+        let Some(record) = assess(r, set, chunk, &sha)? else {
+            continue;
+        };
+        let text =
+            serde_json::to_string(&record).map_err(|e| DomainError::Corrupt(e.to_string()))?;
+        bytes += text.len();
+        texts.push(text);
+        if bytes >= max_bytes {
+            more = true;
+            break;
+        }
+    }
+    Ok((texts, more))
+}
+
 /// Keeps `record` if its basis is still the image's; the image's mark goes with it. Returns
 /// whether it was kept (a record computed from versions since replaced is dropped and the mark
 /// stays for the next round).

@@ -311,17 +311,8 @@ mod tests {
 
     /// One pass of the quality worker: assess every marked image, propose the records.
     fn recompute(r: &TestReplica) -> (u64, u64) {
-        let texts: Vec<String> = {
-            let store = r.store.borrow();
-            image_quality::dirty(&*store, usize::MAX)
-                .expect("dirty")
-                .into_iter()
-                .filter_map(|(set, chunk, sha)| {
-                    image_quality::assess(&*store, set, chunk, &sha).expect("assess")
-                })
-                .map(|q| serde_json::to_string(&q).expect("json"))
-                .collect()
-        };
+        let (texts, _) = image_quality::assess_marked(&*r.store.borrow(), usize::MAX, usize::MAX)
+            .expect("assess");
         match r.apply(CatalogOp::Quality(QualityOp::Record {
             records: texts,
             at_ms: 50,
