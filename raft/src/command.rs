@@ -6,6 +6,7 @@ use tessera_storage::{ObjectMeta, PutOutcome, Sha256};
 
 use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 
+use crate::members::Members;
 use crate::placement::Placement;
 
 /// A replicated write: the payload of a Raft log entry. Every field the state machine stores is
@@ -58,6 +59,10 @@ pub enum Command {
         size: String,
         derived: Sha256,
     },
+    /// Record a new version of the live node set (catalogue group only); an older or equal
+    /// version than the stored one is ignored, so a retried or raced proposal never rolls the
+    /// node set back.
+    SetMembers(Members),
 }
 
 /// The key, in the original's shard group's catalogue column family, of the derived object
@@ -82,6 +87,7 @@ impl fmt::Debug for Command {
             Command::SetDerived { original, size, .. } => {
                 write!(f, "SetDerived({original}, {size})")
             }
+            Command::SetMembers(m) => write!(f, "SetMembers(v{})", m.version),
         }
     }
 }
@@ -148,6 +154,14 @@ mod tests {
                     derived: Sha256([4; 32]),
                 },
                 6,
+            ),
+            (
+                Command::SetMembers(Members {
+                    version: 2,
+                    nodes: Vec::new(),
+                    leaving: Default::default(),
+                }),
+                7,
             ),
         ];
         for (command, index) in cases {
