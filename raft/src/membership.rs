@@ -141,16 +141,20 @@ impl Cluster {
     /// Adds `node` to the cluster (it must be running and reachable with a certificate of the
     /// cluster CA); the planner then moves about 1/N of the replicas to it.
     pub async fn add_node(&self, node: NodeSpec) -> Result<Members, ChangeError> {
-        self.peers()
-            .learn(std::slice::from_ref(&node))
-            .map_err(|e| ClusterError::Internal(format!("peers: {e}")))?;
-        if let Err(e) = self.node_status(node.id).await {
-            return Err(MembersError::NotRunning {
-                node: node.id,
-                rpc: node.rpc.clone(),
-                error: e.to_string(),
+        // A member's channel is never replaced by a request: the node set decides (adding a
+        // member again is a no-op, with other addresses a refusal).
+        if self.spec().node(node.id).is_none() {
+            self.peers()
+                .learn(std::slice::from_ref(&node))
+                .map_err(|e| ClusterError::Internal(format!("peers: {e}")))?;
+            if let Err(e) = self.node_status(node.id).await {
+                return Err(MembersError::NotRunning {
+                    node: node.id,
+                    rpc: node.rpc.clone(),
+                    error: e.to_string(),
+                }
+                .into());
             }
-            .into());
         }
         self.change_members(|m| m.adding(&node)).await
     }

@@ -52,7 +52,8 @@ fn entries_within(sizes: impl Iterator<Item = usize>, budget: usize) -> Option<u
 pub struct Peers {
     me: NodeId,
     tls: RpcTls,
-    channels: RwLock<HashMap<NodeId, Channel>>,
+    /// Per peer: the RPC address its channel goes to, and the channel.
+    channels: RwLock<HashMap<NodeId, (String, Channel)>>,
     snapshots: Pacer,
 }
 
@@ -78,14 +79,18 @@ impl Peers {
         Ok(peers)
     }
 
-    /// Builds channels to the nodes of `nodes` this node has none for yet (a node that joined).
+    /// Builds channels to the nodes of `nodes` this node has none for yet (a node that joined),
+    /// or whose address changed (a node asked to be added with another address first).
     pub fn learn(&self, nodes: &[NodeSpec]) -> Result<(), tonic::transport::Error> {
         let mut channels = self
             .channels
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         for node in nodes.iter().filter(|n| n.id != self.me) {
-            if channels.contains_key(&node.id) {
+            if channels
+                .get(&node.id)
+                .is_some_and(|(rpc, _)| *rpc == node.rpc)
+            {
                 continue;
             }
             let channel = Endpoint::from_shared(format!("https://{}", node.rpc))?
@@ -97,7 +102,7 @@ impl Peers {
                 .initial_stream_window_size(8 << 20)
                 .initial_connection_window_size(32 << 20)
                 .connect_lazy();
-            channels.insert(node.id, channel);
+            channels.insert(node.id, (node.rpc.clone(), channel));
         }
         Ok(())
     }
@@ -108,7 +113,7 @@ impl Peers {
             .channels
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        channels.get(&node).map(|ch| {
+        channels.get(&node).map(|(_, ch)| {
             InternalClient::new(ch.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE)

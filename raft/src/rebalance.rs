@@ -238,13 +238,21 @@ impl Cluster {
         }
     }
 
-    /// Asks `group`'s leader (through any of its replicas) to make `voters` its voters.
+    /// Asks `group`'s leader (through any of its replicas) to make `voters` its voters. A
+    /// replica here is asked first, but it may be one the group left behind (not deleted yet),
+    /// so the others are asked too.
     async fn reconfigure(&self, group: u32, voters: &[NodeId]) -> Result<(), ClusterError> {
-        if self.hosts(group) {
-            return self.reconfigure_here(group, voters.to_vec(), 0).await;
-        }
         let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
+        if self.hosts(group) {
+            match self.reconfigure_here(group, voters.to_vec(), 0).await {
+                Err(e) if e.is_transient() => last = e,
+                done => return done,
+            }
+        }
         for node in self.replicas_of(group) {
+            if node == self.me() {
+                continue;
+            }
             let request = ReconfigureRequest {
                 group,
                 voters: voters.to_vec(),

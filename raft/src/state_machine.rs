@@ -516,6 +516,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| storage_error(ErrorVerb::Write, &e))?;
         self.receiving = Some(path);
+        tracing::info!(group = self.group, "receiving a snapshot");
         Ok(Box::new(file))
     }
 

@@ -20,8 +20,56 @@ use crate::support::{
     send_json, sha_hex, upload, upload_as_a_client_would,
 };
 
+/// The load balancer: the nodes load goes to, and the requests in flight to each.
+struct Members {
+    clients: Mutex<Vec<Client>>,
+    in_flight: Mutex<BTreeMap<String, usize>>,
+}
+
+impl Members {
+    /// The `n`-th member round robin, counted in flight until the returned guard drops.
+    fn pick(self: &Arc<Self>, n: u64) -> (Client, InFlight) {
+        let clients = self.clients.lock().expect("members");
+        let client = clients[n as usize % clients.len()].clone();
+        *self
+            .in_flight
+            .lock()
+            .expect("in flight")
+            .entry(client.base().to_string())
+            .or_default() += 1;
+        let guard = InFlight {
+            members: self.clone(),
+            base: client.base().to_string(),
+        };
+        (client, guard)
+    }
+}
+
+/// A request in flight to one member.
+struct InFlight {
+    members: Arc<Members>,
+    base: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(n) = self
+            .members
+            .in_flight
+            .lock()
+            .expect("in flight")
+            .get_mut(&self.base)
+        {
+            *n -= 1;
+        }
+    }
+}
+
 /// An acknowledged upload: its hash and bytes.
 type Stored = (String, Vec<u8>);
+
+/// Per image: the versions acknowledged, with their shapes.
+type Saved = BTreeMap<String, Vec<(u64, Value)>>;
 
 /// Moves of a node set change can take a while on two cores: snapshots of every moving shard.
 const SETTLE: Duration = Duration::from_secs(180);
@@ -37,10 +85,9 @@ struct Job {
 /// (the load balancer's list), recording what was acknowledged and every failed request.
 struct Load {
     stop: Arc<AtomicBool>,
-    members: Arc<Mutex<Vec<Client>>>,
+    members: Arc<Members>,
     stored: Arc<Mutex<Vec<Stored>>>,
-    /// Per image: the versions acknowledged, with their shapes.
-    saved: Arc<Mutex<BTreeMap<String, Vec<(u64, Value)>>>>,
+    saved: Arc<Mutex<Saved>>,
     failures: Arc<Mutex<Vec<String>>>,
     requests: Arc<AtomicU64>,
     workers: Vec<tokio::task::JoinHandle<()>>,
@@ -50,7 +97,10 @@ impl Load {
     fn start(members: Vec<Client>, job: Job) -> Load {
         let mut load = Load {
             stop: Arc::default(),
-            members: Arc::new(Mutex::new(members)),
+            members: Arc::new(Members {
+                clients: Mutex::new(members),
+                in_flight: Mutex::new(BTreeMap::new()),
+            }),
             stored: Arc::default(),
             saved: Arc::default(),
             failures: Arc::default(),
@@ -62,11 +112,6 @@ impl Load {
         }
         load.spawn_saves(job);
         load
-    }
-
-    fn pick(members: &Mutex<Vec<Client>>, n: u64) -> Client {
-        let members = members.lock().expect("members");
-        members[n as usize % members.len()].clone()
     }
 
     fn fail(&self) -> impl Fn(String) + Send + Sync + 'static {
@@ -82,7 +127,7 @@ impl Load {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let client = Load::pick(&members, n + worker);
+                let (client, _in_flight) = members.pick(n + worker);
                 let bytes = image(50_000 + worker * 1_000_000 + n);
                 requests.fetch_add(2, Ordering::Relaxed);
                 match upload_as_a_client_would(&client, &bytes).await {
@@ -130,7 +175,8 @@ impl Load {
                 let version = versions.get(sha).copied().unwrap_or(0);
                 let x = (n % 50) as f64;
                 let shapes = json!([{"label": "car", "kind": "rectangle", "points": [[x, 1.0], [x + 9.0, 8.0]]}]);
-                let client = job.annotator.with_base(Load::pick(&members, n).base());
+                let (node, _in_flight) = members.pick(n);
+                let client = job.annotator.with_base(node.base());
                 let path = format!("/api/v1/tasks/{}/images/{sha}/annotations", job.task);
                 let (if_match, key) = (format!("\"{version}\""), format!("save-{sha}-{version}"));
                 let headers = [
@@ -174,26 +220,26 @@ impl Load {
 
     /// Sends load to `client` from now on (a node that joined and is ready).
     fn admit(&self, client: Client) {
-        self.members.lock().expect("members").push(client);
+        self.members.clients.lock().expect("members").push(client);
     }
 
-    /// Stops sending to the node at `base` (before it is removed or killed).
-    fn withdraw(&self, base: &str) {
+    /// Stops sending to the node at `base` and waits until its requests in flight are answered,
+    /// as a load balancer drains a node before it is taken down.
+    async fn withdraw(&self, base: &str) {
         self.members
+            .clients
             .lock()
             .expect("members")
             .retain(|c| c.base() != base);
+        eventually("the node's requests to finish", DEADLINE, || async {
+            let in_flight = self.members.in_flight.lock().expect("in flight");
+            (in_flight.get(base).copied().unwrap_or(0) == 0).then_some(())
+        })
+        .await;
     }
 
     /// Stops the load; returns the failed requests and how many requests were made.
-    async fn finish(
-        self,
-    ) -> (
-        Vec<String>,
-        u64,
-        Vec<Stored>,
-        BTreeMap<String, Vec<(u64, Value)>>,
-    ) {
+    async fn finish(self) -> (Vec<String>, u64, Vec<Stored>, Saved) {
         self.stop.store(true, Ordering::Relaxed);
         for worker in self.workers {
             worker.await.expect("load worker");
@@ -478,7 +524,7 @@ async fn removing_a_node_and_decommissioning_a_dead_one_keep_every_object() {
         .expect("remove");
     assert_eq!(reply.status, 202, "{:?}", reply.json());
     let nodes = settled(&admin).await;
-    load.withdraw(cluster.node(2).client().base());
+    load.withdraw(cluster.node(2).client().base()).await;
     let ids: Vec<u64> = nodes["nodes"]
         .as_array()
         .expect("nodes")
@@ -489,7 +535,7 @@ async fn removing_a_node_and_decommissioning_a_dead_one_keep_every_object() {
     assert!(holders(&cluster).await.iter().all(|g| !g.contains(&2)));
 
     // Node 3 dies; it is decommissioned and its replicas rebuilt from the survivors.
-    load.withdraw(cluster.node(3).client().base());
+    load.withdraw(cluster.node(3).client().base()).await;
     cluster.kill(3);
     let refused = admin
         .send(Method::DELETE, "/api/v1/cluster/nodes/3", &[], Bytes::new())
@@ -561,8 +607,13 @@ async fn a_move_survives_its_leader_and_the_new_node_being_killed() {
     let admin = cluster.node(1).client();
     let job = annotation_job(&admin, 3).await;
     let (task, annotator) = (job.task, job.annotator.clone());
-    for seed in 0..60 {
-        upload(&admin, &image(800_000 + seed)).await;
+    // 40 objects of 190 KB: each shard's snapshot takes seconds at 256 KiB/s.
+    for seed in 0..40 {
+        upload(
+            &admin,
+            &tessera_cluster_tests::png(256, 256, 800_000 + seed),
+        )
+        .await;
     }
     let members: Vec<Client> = cluster.nodes.iter().map(|n| n.client()).collect();
     let load = Load::start(members, job);
@@ -587,9 +638,16 @@ async fn a_move_survives_its_leader_and_the_new_node_being_killed() {
     })
     .await;
     let leader = leader_of(&cluster, moving as usize).await;
-    load.withdraw(cluster.node(leader).client().base());
+    load.withdraw(cluster.node(leader).client().base()).await;
     cluster.kill(leader);
     let admin = cluster.node(if leader == 1 { 2 } else { 1 }).client();
+    eventually("node 4 to receive a snapshot", DEADLINE, || async {
+        cluster
+            .log(four)
+            .contains("receiving a snapshot")
+            .then_some(())
+    })
+    .await;
     cluster.kill(four);
     cluster.start_node(four);
     cluster.restart(leader).await;

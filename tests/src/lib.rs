@@ -408,7 +408,11 @@ impl TestCluster {
         self.spawn(id);
         let probe = Client::new(&self.node(id).http).with_timeout(Duration::from_secs(2));
         eventually(&format!("node {id} to answer"), DEADLINE, || async {
-            probe.get("/healthz").await.ok().filter(|r| r.status.is_success())
+            probe
+                .get("/healthz")
+                .await
+                .ok()
+                .filter(|r| r.status.is_success())
         })
         .await;
         id
