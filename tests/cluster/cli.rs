@@ -169,7 +169,9 @@ fn up_put_get_status_and_stop_on_ctrl_c_or_sigterm() {
     let got = tessera(&config, &["get", &shas[1]]);
     assert_eq!(got.stdout, std::fs::read(&files[1]).expect("read image"));
     let status = String::from_utf8_lossy(&tessera(&config, &["status"]).stdout).into_owned();
-    assert_eq!(status.matches(" up").count(), 3, "status:\n{status}");
+    let node_table = status.split("\n\n").nth(1).unwrap_or_default();
+    assert_eq!(node_table.matches(" up").count(), 3, "status:\n{status}");
+    assert!(status.contains("moves: none to go"), "status:\n{status}");
     assert!(status.contains("meta"), "status:\n{status}");
 
     // A node dying under `up` is reported and restarted; the others keep serving meanwhile.
