@@ -176,15 +176,16 @@ fn main() -> anyhow::Result<()> {
                 count,
                 moves.rate
             );
-            println!("| snapshot limit (MiB/s) | moved (MB) | groups moved | converged (s) | GET p50/p99 before (ms) | during | after | failed GETs |");
+            println!("| snapshot limit (MiB/s) | moved (MB) | replicas moved | converged (s) | GET p50/p99 before (ms) | during | after | failed GETs |");
             println!("|---|---|---|---|---|---|---|---|");
             for r in &runs {
                 println!(
-                    "| {} | {:.0} | {} of {} | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} of {} |",
+                    "| {} | {:.0} | {} of {} ({:.0} %) | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} of {} |",
                     r.snapshot_mib_per_s,
                     r.moved_bytes as f64 / 1e6,
                     r.groups_moved,
-                    r.groups,
+                    r.groups * 3,
+                    100.0 * r.groups_moved as f64 / (r.groups * 3) as f64,
                     r.converge_s,
                     r.before.p50_ms,
                     r.before.p99_ms,

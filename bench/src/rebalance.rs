@@ -25,7 +25,9 @@ pub struct Run {
     pub stored_bytes: u64,
     /// Bytes of objects on the new node once every move was done.
     pub moved_bytes: u64,
+    /// Shard groups whose replicas changed: one replica moved in each when a node is added.
     pub groups_moved: usize,
+    /// Shard groups (replicas: three per group).
     pub groups: usize,
     /// From the add until the node set reported no move to go.
     pub converge_s: f64,

@@ -105,6 +105,25 @@ impl Up {
     }
 }
 
+/// A test that fails half-way must not leave `up` and its nodes running: SIGTERM (`up` stops
+/// its nodes), then SIGKILL if it has not exited within 30 s.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn tessera(config: &Path, args: &[&str]) -> std::process::Output {
     run_ok(
         Command::new(binary())
