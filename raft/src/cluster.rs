@@ -180,6 +180,8 @@ pub struct Cluster {
     pub(crate) draining: std::sync::atomic::AtomicBool,
     /// The replica moves this node runs while it leads the catalogue (`rebalance.rs`).
     pub(crate) moves: crate::rebalance::Moves,
+    /// Set when the node started over from an emptied database (`rejoin.rs`).
+    rejoin: Option<crate::rejoin::Rejoin>,
 }
 
 /// The node set and the placement a node routes by.
@@ -230,6 +232,46 @@ impl Cluster {
         cache_bytes: usize,
         rpc_tls: RpcTls,
     ) -> Result<Arc<Cluster>, ClusterError> {
+        let first = Cluster::start_once(
+            me,
+            spec.clone(),
+            data_dir,
+            tuning,
+            cache_bytes,
+            rpc_tls.clone(),
+            None,
+        )
+        .await;
+        match first {
+            Err(e) if e.is_corruption() => {
+                let db = data_dir.join("db");
+                let aside = tokio::task::spawn_blocking(move || crate::rejoin::quarantine(&db))
+                    .await
+                    .map_err(|e| ClusterError::Internal(e.to_string()))?
+                    .map_err(|io| {
+                        ClusterError::Internal(format!("moving the damaged database aside: {io}"))
+                    })?;
+                tracing::error!(error = %e, moved_to = %aside.display(), "the database is damaged: moved aside; rebuilding every replica from its peers (votes refused until caught up)");
+                metrics::counter!("tessera_database_quarantined_total").increment(1);
+                let wait = Duration::from_millis(2 * tuning.election_timeout_ms * 2);
+                let rejoin = Some(crate::rejoin::Rejoin::new(wait));
+                Cluster::start_once(me, spec, data_dir, tuning, cache_bytes, rpc_tls, rejoin)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// [`Cluster::start`] once; `rejoin` when the database was emptied (see `rejoin.rs`).
+    async fn start_once(
+        me: NodeId,
+        spec: ClusterSpec,
+        data_dir: &Path,
+        tuning: &RaftTuning,
+        cache_bytes: usize,
+        rpc_tls: RpcTls,
+        rejoin: Option<crate::rejoin::Rejoin>,
+    ) -> Result<Arc<Cluster>, ClusterError> {
         let db_path = data_dir.join("db");
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path))
             .await
@@ -264,9 +306,15 @@ impl Cluster {
             leader_lease_ms: tuning.election_timeout_ms,
             draining: Default::default(),
             moves: crate::rebalance::Moves::new(tuning.max_moves),
+            rejoin,
         });
         for group in hosted {
-            cluster.open_group(group).await?;
+            if let Err(e) = cluster.open_group(group).await {
+                // Nothing of a node that did not start may keep running (a group already
+                // open would go on voting and replicating from a database being moved aside).
+                cluster.shutdown().await;
+                return Err(e);
+            }
         }
         tokio::spawn(watch_disk_space(Arc::downgrade(&cluster)));
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
@@ -347,6 +395,24 @@ impl Cluster {
             .layout
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(layout);
+    }
+
+    /// Whether this replica of `group` must refuse vote requests (see `rejoin.rs`).
+    pub(crate) fn refuses_votes(&self, group: u32) -> bool {
+        let Some(rejoin) = &self.rejoin else {
+            return false;
+        };
+        let applied = self
+            .group(group)
+            .and_then(|raft| raft.metrics().borrow().last_applied.map(|l| l.index));
+        rejoin.refuses(group, applied)
+    }
+
+    /// A leader of `group` sent entries with `leader_commit` (noted while rejoining).
+    pub(crate) fn heard_leader(&self, group: u32, leader_commit: Option<u64>) {
+        if let (Some(rejoin), Some(commit)) = (&self.rejoin, leader_commit) {
+            rejoin.heard(group, commit);
+        }
     }
 
     pub(crate) fn snapshot_dir(&self) -> &Path {

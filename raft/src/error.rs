@@ -25,6 +25,16 @@ impl ClusterError {
         matches!(self, ClusterError::Unavailable(_))
     }
 
+    /// Whether the local database failed a checksum (see `rejoin.rs`). openraft passes our
+    /// storage errors on as text, hence the look at RocksDB's wording too.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            ClusterError::Storage(e) => e.is_corruption(),
+            ClusterError::Internal(m) => m.contains("Corruption:"),
+            _ => false,
+        }
+    }
+
     /// Interprets a status returned by a peer.
     pub fn from_status(status: &tonic::Status) -> ClusterError {
         match status.code() {

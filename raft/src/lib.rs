@@ -22,6 +22,7 @@ pub mod placement;
 mod random;
 mod read;
 mod rebalance;
+mod rejoin;
 pub mod rpc_tls;
 mod service;
 mod snapshot_store;

@@ -99,7 +99,17 @@ impl Internal for InternalService {
                 if !request.entries.is_empty() {
                     self.cluster.refuse_entries(size)?;
                 }
+                self.cluster
+                    .heard_leader(req.group, request.leader_commit.map(|l| l.index));
                 let r: Result<_, RaftError<NodeId>> = raft.append_entries(request).await;
+                encode(&r)?
+            }
+            Ok(RaftKind::Vote) if self.cluster.refuses_votes(req.group) => {
+                // A replica rebuilt from an emptied database does not vote yet (`rejoin.rs`).
+                // No log id in the refusal: the candidate need not wait for a longer log here.
+                let vote = raft.metrics().borrow().vote;
+                let r: Result<_, RaftError<NodeId>> =
+                    Ok(openraft::raft::VoteResponse::new(vote, None, false));
                 encode(&r)?
             }
             Ok(RaftKind::Vote) => {

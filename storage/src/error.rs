@@ -15,6 +15,18 @@ pub enum StorageError {
     Domain(#[from] tessera_domain::DomainError),
 }
 
+impl StorageError {
+    /// Whether the error says bytes on disk are damaged (a RocksDB table or log failing its
+    /// checksum, a record that does not decode), as opposed to a failing disk or a full one.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StorageError::Rocks(e) => e.kind() == rocksdb::ErrorKind::Corruption,
+            StorageError::Corrupt(_) => true,
+            StorageError::Io(_) | StorageError::Domain(_) => false,
+        }
+    }
+}
+
 impl From<bincode::Error> for StorageError {
     fn from(e: bincode::Error) -> Self {
         StorageError::Corrupt(e.to_string())

@@ -206,3 +206,69 @@ async fn a_follower_that_lost_its_log_tail_is_re_replicated() {
         assert_serves(&cluster.node(follower).client(), &sha_hex(bytes), bytes).await;
     }
 }
+
+/// Every table file of `data`'s database damaged where RocksDB checks first (the magic number
+/// at each table's end); returns how many there were.
+fn damage_every_table(data: &std::path::Path) -> usize {
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(data.join("db")).expect("db dir").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "sst") {
+            let mut bytes = std::fs::read(&path).expect("read table");
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+            std::fs::write(&path, bytes).expect("write table");
+            damaged += 1;
+        }
+    }
+    damaged
+}
+
+/// Finding 1 of docs/reliability.md: a node whose database fails its checksums at start-up
+/// moves it aside and rebuilds every replica from its peers instead of crash-looping; it votes
+/// again only once caught up, and afterwards holds everything: with another node gone, every
+/// object acknowledged before and after the damage is served through it.
+#[tokio::test]
+async fn a_node_with_a_corrupt_database_rebuilds_it_from_its_peers() {
+    let mut cluster = TestCluster::start(Options {
+        snapshot_logs: 40,
+        keep_logs: 10,
+        ..options(SHARDS)
+    })
+    .await;
+    let client = cluster.node(1).client();
+    let mut stored = Vec::new();
+    for seed in 0..30 {
+        let bytes = crate::support::image(400_000 + seed);
+        stored.push((upload(&client, &bytes).await, bytes));
+    }
+    // A restart turns the write-ahead log into tables; then they are damaged while it is down.
+    cluster.kill(3);
+    cluster.restart(3).await;
+    cluster.kill(3);
+    let damaged = damage_every_table(&cluster.data_dir(3));
+    assert!(damaged > 0, "node 3 has no table to damage");
+    cluster.restart(3).await;
+    let log = cluster.log(3);
+    assert!(log.contains("the database is damaged"), "node 3 did not say so:\n{log}");
+    let aside = std::fs::read_dir(cluster.data_dir(3))
+        .expect("data dir")
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("db.damaged-"));
+    assert!(aside, "the damaged database is kept for the operator");
+    for seed in 30..40 {
+        let bytes = crate::support::image(400_000 + seed);
+        stored.push((upload(&client, &bytes).await, bytes));
+    }
+    wait_caught_up(&cluster).await;
+    cluster.kill(1);
+    let through = cluster.node(3).client();
+    for (sha, bytes) in &stored {
+        eventually("the object through node 3", DEADLINE, || async {
+            let reply = through.get(&format!("/objects/{sha}")).await.ok()?;
+            (reply.status == 200).then_some(())
+        })
+        .await;
+        assert_serves(&through, sha, bytes).await;
+    }
+}
