@@ -3,6 +3,7 @@
 //! catalogue leader's (`tessera_raft` `rebalance.rs`); these routes change the node set and
 //! report on it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use axum::extract::{Path, Query, State};
@@ -61,6 +62,8 @@ pub struct MoveView {
     to: Vec<u64>,
     elapsed_ms: u64,
     retries: u32,
+    /// The group's size on its largest replica: what each new replica receives.
+    bytes: u64,
 }
 
 /// The moves: what is left, what runs, how long they take.
@@ -68,6 +71,8 @@ pub struct MoveView {
 pub struct MovesView {
     /// Groups whose replicas still have to move.
     to_go: Vec<u32>,
+    /// Bytes the new replicas of those groups still have to receive, from the groups' sizes.
+    bytes_to_go: u64,
     running: Vec<MoveView>,
     /// Moves finished since the current catalogue leader took over.
     done: u64,
@@ -89,14 +94,25 @@ pub struct NodesView {
     moves: MovesView,
 }
 
-fn view(report: MembershipReport, up: &[bool]) -> NodesView {
+/// What `list` learnt from every node: whether it answered, and each group's size (its largest
+/// replica's volume bytes).
+struct Seen {
+    up: Vec<bool>,
+    bytes: BTreeMap<u32, u64>,
+}
+
+fn view(report: MembershipReport, seen: &Seen) -> NodesView {
     let MembershipReport {
         members,
         placement_version,
         to_go,
+        incoming,
         held,
         moves,
     } = report;
+    let size = |g: &u32| seen.bytes.get(g).copied().unwrap_or(0);
+    let bytes_to_go = incoming.iter().map(|(g, new)| size(g) * *new as u64).sum();
+    let up = &seen.up;
     let nodes = members
         .nodes
         .iter()
@@ -129,10 +145,12 @@ fn view(report: MembershipReport, up: &[bool]) -> NodesView {
         nodes,
         moves: MovesView {
             to_go,
+            bytes_to_go,
             running: moves
                 .running
                 .into_iter()
                 .map(|m| MoveView {
+                    bytes: size(&m.group),
                     group: m.group,
                     from: m.from,
                     to: m.to,
@@ -152,15 +170,26 @@ fn view(report: MembershipReport, up: &[bool]) -> NodesView {
 pub async fn list(State(state): State<AppState>) -> Result<Json<NodesView>, ApiError> {
     let cluster = &state.cluster;
     let report = cluster.membership_report().await?;
-    let up = futures_util::future::join_all(
+    let reports = futures_util::future::join_all(
         report
             .members
             .nodes
             .iter()
-            .map(|n| async move { cluster.node_status(n.id).await.is_ok() }),
+            .map(|n| cluster.node_status(n.id)),
     )
     .await;
-    Ok(Json(view(report, &up)))
+    let mut seen = Seen {
+        up: Vec::with_capacity(reports.len()),
+        bytes: BTreeMap::new(),
+    };
+    for report in reports {
+        seen.up.push(report.is_ok());
+        for group in report.unwrap_or_default() {
+            let bytes = seen.bytes.entry(group.group).or_default();
+            *bytes = (*bytes).max(group.bytes);
+        }
+    }
+    Ok(Json(view(report, &seen)))
 }
 
 /// `POST /api/v1/cluster/nodes` (admins): adds a running node; its replicas arrive by moves.

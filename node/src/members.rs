@@ -86,7 +86,8 @@ pub async fn change(config: &Config, id: u64, change: Change, wait: bool) -> any
             .map(|s| format!(", about {s} s to go"))
             .unwrap_or_default();
         println!(
-            "{to_go} group(s) to move, {} moving now{eta}",
+            "{to_go} group(s) to move ({:.1} MB to copy), {} moving now{eta}",
+            nodes["moves"]["bytes_to_go"].as_f64().unwrap_or(0.0) / 1e6,
             nodes["moves"]["running"].as_array().map_or(0, Vec::len)
         );
     }
@@ -132,7 +133,8 @@ pub fn render(nodes: &Value) -> anyhow::Result<String> {
     if to_go > 0 {
         writeln!(
             out,
-            "moves: {to_go} group(s) to go, {} running (limit {}), {} done{}",
+            "moves: {to_go} group(s) to go ({:.1} MB to copy), {} running (limit {}), {} done{}",
+            moves["bytes_to_go"].as_f64().unwrap_or(0.0) / 1e6,
             moves["running"].as_array().map_or(0, Vec::len),
             moves["limit"],
             moves["done"],

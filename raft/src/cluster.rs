@@ -122,6 +122,9 @@ pub struct GroupStatus {
     /// Objects whose local bytes failed their checksum and are not repaired yet.
     #[serde(default)]
     pub damaged: u64,
+    /// Bytes of the group's volume files on this replica (what moving it sends, roughly).
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// This node's term if it leads `raft`'s group, asked of RaftCore: ordered with the votes it
@@ -255,8 +258,7 @@ impl Cluster {
                 metrics::counter!("tessera_database_quarantined_total").increment(1);
                 let wait = Duration::from_millis(2 * tuning.election_timeout_ms * 2);
                 let rejoin = Some(crate::rejoin::Rejoin::new(wait));
-                Cluster::start_once(me, spec, data_dir, tuning, cache_bytes, rpc_tls, rejoin)
-                    .await
+                Cluster::start_once(me, spec, data_dir, tuning, cache_bytes, rpc_tls, rejoin).await
             }
             other => other,
         }
@@ -1347,6 +1349,7 @@ impl Cluster {
                     applied: m.last_applied.map(|l| l.index),
                     snapshot: m.snapshot.map(|l| l.index),
                     damaged: self.store.damaged_objects(group) as u64,
+                    bytes: self.store.volume_bytes(group),
                 }
             })
             .collect();

@@ -131,6 +131,8 @@ pub struct MembershipReport {
     pub placement_version: u64,
     /// Groups whose holders differ from the target: moves still to make.
     pub to_go: Vec<u32>,
+    /// Per group to go: how many replicas it gains (each receives a copy of the group).
+    pub incoming: BTreeMap<u32, usize>,
     /// Per node: groups held now, and in the target.
     pub held: BTreeMap<NodeId, (usize, usize)>,
     /// The planner's moves (`None` when the catalogue leader did not answer).
@@ -238,9 +240,22 @@ impl Cluster {
                 ),
             );
         }
+        let to_go = layout.placement.differing(&target);
+        let incoming = to_go
+            .iter()
+            .map(|g| {
+                let new = target
+                    .replicas(*g)
+                    .iter()
+                    .filter(|n| !layout.placement.holds(*g, **n))
+                    .count();
+                (*g, new)
+            })
+            .collect();
         Ok(MembershipReport {
             placement_version: layout.placement.version,
-            to_go: layout.placement.differing(&target),
+            to_go,
+            incoming,
             held,
             moves: self.planner_moves().await,
             members,

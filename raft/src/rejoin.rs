@@ -88,7 +88,10 @@ mod tests {
         rejoin.heard(3, 90);
         assert!(rejoin.refuses(3, None));
         assert!(rejoin.refuses(3, Some(39)));
-        assert!(!rejoin.refuses(3, Some(40)), "the first commit index heard counts");
+        assert!(
+            !rejoin.refuses(3, Some(40)),
+            "the first commit index heard counts"
+        );
         assert!(rejoin.refuses(4, Some(1000)), "per group");
         let waiting = Rejoin::new(Duration::from_secs(60));
         waiting.heard(3, 1);

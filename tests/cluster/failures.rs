@@ -211,7 +211,10 @@ async fn a_follower_that_lost_its_log_tail_is_re_replicated() {
 /// at each table's end); returns how many there were.
 fn damage_every_table(data: &std::path::Path) -> usize {
     let mut damaged = 0;
-    for entry in std::fs::read_dir(data.join("db")).expect("db dir").flatten() {
+    for entry in std::fs::read_dir(data.join("db"))
+        .expect("db dir")
+        .flatten()
+    {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "sst") {
             let mut bytes = std::fs::read(&path).expect("read table");
@@ -250,7 +253,10 @@ async fn a_node_with_a_corrupt_database_rebuilds_it_from_its_peers() {
     assert!(damaged > 0, "node 3 has no table to damage");
     cluster.restart(3).await;
     let log = cluster.log(3);
-    assert!(log.contains("the database is damaged"), "node 3 did not say so:\n{log}");
+    assert!(
+        log.contains("the database is damaged"),
+        "node 3 did not say so:\n{log}"
+    );
     let aside = std::fs::read_dir(cluster.data_dir(3))
         .expect("data dir")
         .flatten()

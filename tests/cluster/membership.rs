@@ -642,12 +642,16 @@ async fn a_move_survives_its_leader_and_the_new_node_being_killed() {
     assert_eq!(reply.status, 202, "{:?}", reply.json());
     // A move under way: kill -9 the leader of its group (the planner's too, if it leads the
     // catalogue as well), then the new node, mid-snapshot.
+    // The node set says what is moving and how much is left to copy.
     let moving = eventually("a move to start", DEADLINE, || async {
         let nodes = admin.get("/api/v1/cluster/nodes").await.ok()?.json();
-        nodes["moves"]["running"]
-            .as_array()?
-            .iter()
-            .find_map(|m| m["group"].as_u64().filter(|g| *g > 0))
+        if nodes["moves"]["bytes_to_go"].as_u64()? < 1 << 20 {
+            return None;
+        }
+        nodes["moves"]["running"].as_array()?.iter().find_map(|m| {
+            let sized = m["bytes"].as_u64()? > 0;
+            m["group"].as_u64().filter(|g| *g > 0 && sized)
+        })
     })
     .await;
     let leader = leader_of(&cluster, moving as usize).await;

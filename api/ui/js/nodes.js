@@ -3,7 +3,7 @@
 // decommissioning a node (GET/POST /api/v1/cluster/nodes, DELETE /api/v1/cluster/nodes/{id}).
 
 import { api } from './api.js';
-import { clear, field, h, toast } from './dom.js';
+import { clear, field, fmtBytes, h, toast } from './dom.js';
 
 /** The node-set section; `refresh()` reloads it (the cluster page calls it every 2 s). */
 export function nodeSet() {
@@ -54,11 +54,11 @@ export function nodeSet() {
     const m = set.moves;
     moves.textContent = m.to_go.length === 0
       ? `No replica to move · node set v${set.members_version}, placement v${set.placement_version}`
-      : `${m.to_go.length} group(s) to move, ${m.running.length} moving now (at most ${m.limit ?? '?'} at once), ${m.done} done${m.eta_s != null ? ` · about ${m.eta_s} s to go` : ''}`;
+      : `${m.to_go.length} group(s) to move (${fmtBytes(m.bytes_to_go)} to copy), ${m.running.length} moving now (at most ${m.limit ?? '?'} at once), ${m.done} done${m.eta_s != null ? ` · about ${m.eta_s} s to go` : ''}`;
     moves.dataset.toGo = String(m.to_go.length);
     clear(running);
     for (const r of m.running) {
-      running.append(h('li', null, `group ${r.group}: ${r.from.join(', ')} → ${r.to.join(', ')} for ${(r.elapsed_ms / 1000).toFixed(1)} s${r.retries ? ` (${r.retries} retries)` : ''}`));
+      running.append(h('li', null, `group ${r.group} (${fmtBytes(r.bytes)}): ${r.from.join(', ')} → ${r.to.join(', ')} for ${(r.elapsed_ms / 1000).toFixed(1)} s${r.retries ? ` (${r.retries} retries)` : ''}`));
     }
   }
   const section = h('section', { 'aria-label': 'Node set' }, h('h2', null, 'Node set'), moves, running,

@@ -119,6 +119,20 @@ impl Store {
         opened.map(|v| v.corrupt_count()).unwrap_or(0)
     }
 
+    /// Bytes of `group`'s volume files on this node (live needles and garbage not compacted
+    /// yet), if its volumes are open: about what a snapshot of the group sends. One `fstat`
+    /// per file.
+    pub fn volume_bytes(&self, group: u32) -> u64 {
+        let opened = self.volume_set().groups().get(&group).cloned();
+        opened.map_or(0, |v| {
+            v.files()
+                .values()
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+    }
+
     /// Writes a batch of `group`'s state. New needles it indexes are fdatasynced first, so a
     /// durable index entry never points to bytes that a crash could lose.
     pub fn write_state(
