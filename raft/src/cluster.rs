@@ -247,8 +247,8 @@ impl Cluster {
         .await;
         match first {
             Err(e) if e.is_corruption() => {
-                let db = data_dir.join("db");
-                let aside = tokio::task::spawn_blocking(move || crate::rejoin::quarantine(&db))
+                let data = data_dir.to_path_buf();
+                let aside = tokio::task::spawn_blocking(move || crate::rejoin::quarantine(&data))
                     .await
                     .map_err(|e| ClusterError::Internal(e.to_string()))?
                     .map_err(|io| {

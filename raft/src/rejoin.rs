@@ -2,8 +2,8 @@
 //!
 //! When the node's RocksDB cannot be opened, or a group cannot be loaded from it, because bytes
 //! on disk fail their checksums (a corrupt table, a bad log record), the database directory —
-//! volumes included — is moved aside (`<data>/db.damaged-<unix ms>`, kept for the operator)
-//! and the node starts over with an empty one. Every replica then catches up from its group's
+//! volumes included — and the snapshots are moved aside (`<data>/db.damaged-<unix ms>`, kept
+//! for the operator) and the node starts over with an empty one. Every replica then catches up from its group's
 //! leader like a new one (a snapshot, then the log).
 //!
 //! An emptied replica must not vote until it has caught up: it has forgotten entries it helped
@@ -63,16 +63,20 @@ impl Rejoin {
     }
 }
 
-/// Moves the damaged database `db` aside; returns where it went.
-pub(crate) fn quarantine(db: &Path) -> std::io::Result<PathBuf> {
+/// Moves the damaged database `<data>/db` (volumes included) aside, with the snapshots of
+/// `<data>/snapshots` (they describe state the empty database no longer has: openraft would
+/// find a snapshot beyond its committed index); returns where they went.
+pub(crate) fn quarantine(data: &Path) -> std::io::Result<PathBuf> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let aside = db.with_file_name(format!("db.damaged-{stamp}"));
-    std::fs::rename(db, &aside)?;
-    if let Some(parent) = db.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
+    let aside = data.join(format!("db.damaged-{stamp}"));
+    std::fs::rename(data.join("db"), &aside)?;
+    let snapshots = data.join("snapshots");
+    if snapshots.exists() {
+        std::fs::rename(&snapshots, aside.join("snapshots"))?;
     }
+    std::fs::File::open(data)?.sync_all()?;
     Ok(aside)
 }
 

@@ -234,21 +234,24 @@ fn damage_every_table(data: &std::path::Path) -> usize {
 #[tokio::test]
 async fn a_node_with_a_corrupt_database_rebuilds_it_from_its_peers() {
     let mut cluster = TestCluster::start(Options {
-        snapshot_logs: 40,
-        keep_logs: 10,
+        snapshot_logs: 20,
+        keep_logs: 5,
         ..options(SHARDS)
     })
     .await;
     let client = cluster.node(1).client();
     let mut stored = Vec::new();
-    for seed in 0..30 {
-        let bytes = crate::support::image(400_000 + seed);
+    // Enough in one shard for node 3 to hold snapshots of it: they go aside with the database.
+    for bytes in images_in_shard(0, SHARDS, 30, 400_000) {
         stored.push((upload(&client, &bytes).await, bytes));
     }
     // A restart turns the write-ahead log into tables; then they are damaged while it is down.
     cluster.kill(3);
     cluster.restart(3).await;
     cluster.kill(3);
+    let snapshots = std::fs::read_dir(cluster.data_dir(3).join("snapshots"))
+        .map_or(0, |d| d.flatten().count());
+    assert!(snapshots > 0, "node 3 made no snapshot");
     let damaged = damage_every_table(&cluster.data_dir(3));
     assert!(damaged > 0, "node 3 has no table to damage");
     cluster.restart(3).await;
@@ -262,8 +265,7 @@ async fn a_node_with_a_corrupt_database_rebuilds_it_from_its_peers() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("db.damaged-"));
     assert!(aside, "the damaged database is kept for the operator");
-    for seed in 30..40 {
-        let bytes = crate::support::image(400_000 + seed);
+    for bytes in images_in_shard(1, SHARDS, 10, 500_000) {
         stored.push((upload(&client, &bytes).await, bytes));
     }
     wait_caught_up(&cluster).await;
