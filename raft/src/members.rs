@@ -30,6 +30,8 @@ pub enum MembersError {
     },
     #[error("node id 0 is reserved")]
     ZeroId,
+    #[error("node {0} runs a version without live membership: upgrade every node first (`tessera node restart` with the new binary in place)")]
+    OldVersion(NodeId),
     #[error("node {node} does not answer at {rpc} ({error}); start it first with `tessera run --id {node}` (with a certificate from `tessera ca --id {node}`)")]
     NotRunning {
         node: NodeId,

@@ -206,6 +206,7 @@ impl Cluster {
             let Some(next) = change(&current)? else {
                 return Ok(current);
             };
+            self.check_versions(&current).await?;
             self.propose(META_GROUP, Command::SetMembers(next.clone()), 0)
                 .await?;
             self.catalog_barrier().await?;
@@ -219,6 +220,29 @@ impl Cluster {
             ClusterError::Unavailable("the node set kept changing meanwhile; try again".into())
                 .into(),
         )
+    }
+
+    /// Refuses a change while a member that answers runs a version that could not apply a
+    /// `SetMembers` entry (it has no `Moves` RPC): during a rolling upgrade its Raft would stop
+    /// on the entry. A member that does not answer is not asked (it may be the one being
+    /// decommissioned); it must run this version when it comes back.
+    async fn check_versions(&self, members: &Members) -> Result<(), ChangeError> {
+        for node in members.nodes.iter().filter(|n| n.id != self.me()) {
+            let reply = self
+                .ask(
+                    node.id,
+                    ASK_TIMEOUT,
+                    MovesRequest {},
+                    |mut c, r| async move { c.moves(r).await },
+                )
+                .await;
+            if let Err(ClusterError::Internal(m)) = &reply {
+                if m.starts_with("Unimplemented") {
+                    return Err(MembersError::OldVersion(node.id).into());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The node set and the state of the moves (see [`MembershipReport`]).

@@ -187,12 +187,9 @@ impl Cluster {
     /// One planner round (see the module).
     async fn plan(self: &Arc<Self>) -> Result<(), ClusterError> {
         let layout = self.layout();
+        // No node set recorded yet: nothing was ever added or removed, so the placement is the
+        // target. The first change records it (`membership.rs`).
         let Some(members) = layout.members.clone() else {
-            // A cluster from before live membership: its node set is the nodes its placement
-            // uses, with their addresses from `cluster.toml`.
-            let seeded = Members::seed(self.config_spec(), &layout.placement.nodes());
-            self.propose(META_GROUP, Command::SetMembers(seeded), 0)
-                .await?;
             return Ok(());
         };
         let target = layout.target();

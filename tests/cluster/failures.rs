@@ -249,8 +249,8 @@ async fn a_node_with_a_corrupt_database_rebuilds_it_from_its_peers() {
     cluster.kill(3);
     cluster.restart(3).await;
     cluster.kill(3);
-    let snapshots = std::fs::read_dir(cluster.data_dir(3).join("snapshots"))
-        .map_or(0, |d| d.flatten().count());
+    let snapshots =
+        std::fs::read_dir(cluster.data_dir(3).join("snapshots")).map_or(0, |d| d.flatten().count());
     assert!(snapshots > 0, "node 3 made no snapshot");
     let damaged = damage_every_table(&cluster.data_dir(3));
     assert!(damaged > 0, "node 3 has no table to damage");
