@@ -169,22 +169,7 @@ impl Members {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::placement::META_GROUP;
-
-    fn spec(nodes: &[NodeId], shards: u32, replication: usize) -> ClusterSpec {
-        ClusterSpec {
-            shards,
-            replication,
-            nodes: nodes
-                .iter()
-                .map(|&id| NodeSpec {
-                    id,
-                    http: format!("127.0.0.1:{}", 8080 + id),
-                    rpc: format!("127.0.0.1:{}", 9080 + id),
-                })
-                .collect(),
-        }
-    }
+    use crate::placement::{test_spec as spec, META_GROUP};
 
     #[test]
     fn leaving_members_are_out_of_the_target() {

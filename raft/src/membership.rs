@@ -197,12 +197,7 @@ impl Cluster {
         change: impl Fn(&Members) -> Result<Option<Members>, MembersError>,
     ) -> Result<Members, ChangeError> {
         for _ in 0..5 {
-            self.catalog_barrier().await?;
-            let layout = stored_layout(self.store(), self.config_spec()).await?;
-            let current = layout
-                .members
-                .clone()
-                .unwrap_or_else(|| Members::seed(self.config_spec(), &layout.placement.nodes()));
+            let (_, current) = self.current_members().await?;
             let Some(next) = change(&current)? else {
                 return Ok(current);
             };
@@ -245,14 +240,21 @@ impl Cluster {
         Ok(())
     }
 
-    /// The node set and the state of the moves (see [`MembershipReport`]).
-    pub async fn membership_report(&self) -> Result<MembershipReport, ClusterError> {
+    /// The stored layout after a catalogue barrier, and its node set — before the first change,
+    /// the nodes the placement uses with their addresses from `cluster.toml`.
+    async fn current_members(&self) -> Result<(Layout, Members), ClusterError> {
         self.catalog_barrier().await?;
         let layout = stored_layout(self.store(), self.config_spec()).await?;
         let members = layout
             .members
             .clone()
             .unwrap_or_else(|| Members::seed(self.config_spec(), &layout.placement.nodes()));
+        Ok((layout, members))
+    }
+
+    /// The node set and the state of the moves (see [`MembershipReport`]).
+    pub async fn membership_report(&self) -> Result<MembershipReport, ClusterError> {
+        let (layout, members) = self.current_members().await?;
         let target = layout.target();
         let mut held: BTreeMap<NodeId, (usize, usize)> = BTreeMap::new();
         for node in &members.nodes {

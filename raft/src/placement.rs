@@ -144,24 +144,27 @@ fn hrw_score(key: u64, node: NodeId) -> u64 {
     u64::from_be_bytes(head)
 }
 
+/// A cluster of `nodes` on loopback addresses, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_spec(nodes: &[NodeId], shards: u32, replication: usize) -> ClusterSpec {
+    ClusterSpec {
+        shards,
+        replication,
+        nodes: nodes
+            .iter()
+            .map(|&id| NodeSpec {
+                id,
+                http: format!("127.0.0.1:{}", 8080 + id),
+                rpc: format!("127.0.0.1:{}", 9080 + id),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_spec as spec;
     use super::*;
-
-    fn spec(nodes: &[NodeId], shards: u32, replication: usize) -> ClusterSpec {
-        ClusterSpec {
-            shards,
-            replication,
-            nodes: nodes
-                .iter()
-                .map(|&id| NodeSpec {
-                    id,
-                    http: String::new(),
-                    rpc: String::new(),
-                })
-                .collect(),
-        }
-    }
 
     #[test]
     fn shards_cover_hash_space_in_order() {
