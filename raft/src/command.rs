@@ -58,6 +58,14 @@ pub enum Command {
         size: String,
         derived: Sha256,
     },
+    /// Writes catalogue records from a backup (`tessera restore`), refused unless the catalogue
+    /// holds nothing beyond what `init` creates or is being restored from the same `backup`
+    /// (see `backup::stage_restore`). With `done`, the directory is reloaded from the records.
+    RestoreCatalog {
+        backup: String,
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+        done: bool,
+    },
 }
 
 /// The key, in the original's shard group's catalogue column family, of the derived object
@@ -82,6 +90,15 @@ impl fmt::Debug for Command {
             Command::SetDerived { original, size, .. } => {
                 write!(f, "SetDerived({original}, {size})")
             }
+            Command::RestoreCatalog {
+                backup,
+                records,
+                done,
+            } => write!(
+                f,
+                "RestoreCatalog({backup}, {} records, done: {done})",
+                records.len()
+            ),
         }
     }
 }
@@ -106,6 +123,8 @@ pub enum Response {
     References(Option<u64>),
     /// The derived object recorded after a `SetDerived` command (the earlier one if there was).
     Derived(Sha256),
+    /// The records a `RestoreCatalog` wrote, or why it was refused.
+    Restored(Result<u64, String>),
 }
 
 #[cfg(test)]
