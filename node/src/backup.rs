@@ -1,0 +1,678 @@
+//! `tessera backup --to DIR` and `tessera restore --from DIR` (see "Backup and restore" in
+//! `docs/architecture.md`).
+//!
+//! A backup directory holds objects by hash, shared by every backup written into it, and one
+//! folder per backup; a backup counts only once its manifest and then `LATEST` are written:
+//!
+//! ```text
+//! DIR/objects/ab/<sha256>            the bytes of every object, content-addressed
+//! DIR/backups/<id>/catalog.bin       the catalogue dump (frames of key, value)
+//! DIR/backups/<id>/objects.jsonl     one object record per line (hash, metadata, references)
+//! DIR/backups/<id>/manifest.json     what the backup holds, with the files' SHA-256
+//! DIR/LATEST                         the id of the newest complete backup
+//! ```
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tessera_client::{form_encode, Client, Method, Reply};
+use tessera_raft::backup::{put_frame, take_frames, MAX_RECORD};
+use tessera_raft::storage::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::commands::{check, connect};
+use crate::config::Config;
+
+/// Objects fetched or restored at once.
+const PARALLEL: usize = 8;
+/// Object records asked for per page.
+const PAGE: usize = 1000;
+/// Catalogue records sent per restore request (one Raft entry each).
+const CATALOG_BATCH: usize = 4 << 20;
+/// Attempts of a request answered 503 (no leader yet, a peer restarting) before giving up.
+const ATTEMPTS: u32 = 8;
+
+/// What a backup holds; written last, so a backup without one is incomplete.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    id: String,
+    created_ms: u64,
+    /// The catalogue log index the dump reflects: every write acknowledged before the backup
+    /// started is in it.
+    catalog_index: u64,
+    shards: u32,
+    catalog: FileSum,
+    objects: FileSum,
+    object_count: u64,
+    object_bytes: u64,
+}
+
+/// A file of a backup and the SHA-256 of its contents.
+#[derive(Serialize, Deserialize)]
+struct FileSum {
+    file: String,
+    sha256: String,
+    bytes: u64,
+    records: u64,
+}
+
+/// One line of `objects.jsonl`.
+#[derive(Serialize, Deserialize, Clone)]
+struct ObjectLine {
+    sha256: String,
+    size: u64,
+    content_type: String,
+    width: u32,
+    height: u32,
+    refcount: u64,
+    created_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn object_path(dir: &Path, sha: &str) -> PathBuf {
+    dir.join("objects").join(&sha[..2]).join(sha)
+}
+
+/// Sends a request, retrying while the cluster answers 503 or cannot be reached.
+async fn send(client: &Client, method: Method, path: &str, body: Bytes) -> anyhow::Result<Reply> {
+    let mut pause = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        let result = client.send(method.clone(), path, &[], body.clone()).await;
+        let transient = match &result {
+            Ok(reply) => reply.status == hyper::StatusCode::SERVICE_UNAVAILABLE,
+            Err(_) => true,
+        };
+        if !transient || attempt == ATTEMPTS {
+            return result.with_context(|| format!("{method} {path}"));
+        }
+        attempt += 1;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(3));
+    }
+}
+
+/// The SHA-256 and length of a file, read on the blocking pool; `None` if it does not exist.
+async fn hash_file(path: &Path) -> anyhow::Result<Option<(Sha256, u64)>> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        };
+        let mut hasher = sha2::Sha256::new();
+        let n = std::io::copy(&mut file, &mut hasher)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(Some((Sha256(hasher.finalize().into()), n)))
+    })
+    .await?
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsynced, then renamed into place.
+async fn write_atomically(path: &Path, bytes: Bytes) -> anyhow::Result<()> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let path = owned;
+        use std::io::Write;
+        let parent = path.parent().context("a path without a folder")?;
+        std::fs::create_dir_all(parent)?;
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok::<_, anyhow::Error>(())
+    })
+    .await?
+    .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The nodes holding each shard, leader first, from `GET /api/v1/cluster`.
+async fn shard_replicas(client: &Client) -> anyhow::Result<Vec<Vec<String>>> {
+    let reply = send(client, Method::GET, "/api/v1/cluster", Bytes::new()).await?;
+    check(&reply).context("reading the cluster's status")?;
+    let status = reply.json();
+    let http_of = |id: u64| {
+        status["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"].as_u64() == Some(id))
+            .and_then(|n| n["http"].as_str())
+            .map(str::to_owned)
+    };
+    let shards = status["shards"].as_u64().context("status without shards")? as usize;
+    let mut out = vec![Vec::new(); shards];
+    for group in status["groups"].as_array().into_iter().flatten() {
+        let Some(shard) = group["shard"].as_u64().map(|s| s as usize) else {
+            continue;
+        };
+        let Some(nodes) = out.get_mut(shard) else {
+            continue;
+        };
+        let leader = group["leader"].as_u64();
+        let mut ids: Vec<u64> = group["voters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_u64())
+            .collect();
+        ids.sort_by_key(|id| Some(*id) != leader);
+        nodes.extend(ids.into_iter().filter_map(http_of));
+    }
+    Ok(out)
+}
+
+/// `tessera backup --to DIR`.
+pub async fn backup(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let client = connect(config, node)
+        .await?
+        .with_timeout(Duration::from_secs(300));
+    let id = now_ms().to_string();
+    let folder = dir.join("backups").join(&id);
+    tokio::fs::create_dir_all(&folder)
+        .await
+        .with_context(|| format!("creating {}", folder.display()))?;
+
+    // 1. The catalogue, as of one point T.
+    let (catalog_index, catalog) = dump_catalog(&client, &folder.join("catalog.bin")).await?;
+    eprintln!(
+        "catalogue: {} records ({} bytes) at index {catalog_index}",
+        catalog.records, catalog.bytes
+    );
+
+    // 2. Every shard's objects, listed after T.
+    let replicas = shard_replicas(&client).await?;
+    let lines_path = folder.join("objects.jsonl");
+    let mut lines = tokio::fs::File::create(&lines_path).await?;
+    let mut lines_hash = sha2::Sha256::new();
+    let mut listed = HashSet::new();
+    let mut tally = Tally::default();
+    for (shard, nodes) in replicas.iter().enumerate() {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = list_page(&client, nodes, shard, cursor.as_deref()).await?;
+            let items: Vec<ObjectLine> = serde_json::from_value(page["items"].clone())
+                .context("a page of object records")?;
+            let saved: Vec<Option<(ObjectLine, Fetched)>> = stream::iter(items)
+                .map(|item| save_object(&client, dir, item))
+                .buffered(PARALLEL)
+                .try_collect()
+                .await?;
+            for (item, fetched) in saved.into_iter().flatten() {
+                tally.count(&fetched, item.size);
+                let sha = Sha256::parse_hex(&item.sha256).context("a listed hash")?;
+                listed.insert(sha);
+                let mut line = serde_json::to_vec(&item)?;
+                line.push(b'\n');
+                lines_hash.update(&line);
+                lines.write_all(&line).await?;
+            }
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+    }
+
+    // 3. Every object the catalogue holds a reference to at T must be in the backup.
+    for sha in referenced(&folder.join("catalog.bin")).await? {
+        if listed.contains(&sha) {
+            continue;
+        }
+        let line = current_record(&client, &sha).await?.with_context(|| {
+            format!("object {sha} is in a dataset at catalogue index {catalog_index} but was deleted while the backup ran; run the backup again")
+        })?;
+        if let Some((item, fetched)) = save_object(&client, dir, line).await? {
+            tally.count(&fetched, item.size);
+            listed.insert(sha);
+            let mut line = serde_json::to_vec(&item)?;
+            line.push(b'\n');
+            lines_hash.update(&line);
+            lines.write_all(&line).await?;
+        }
+    }
+    lines.sync_all().await?;
+    drop(lines);
+
+    // 4. The manifest, then LATEST: only now does the backup count.
+    let manifest = Manifest {
+        format: 1,
+        id: id.clone(),
+        created_ms: now_ms(),
+        catalog_index,
+        shards: replicas.len() as u32,
+        catalog,
+        objects: FileSum {
+            file: "objects.jsonl".into(),
+            sha256: hex::encode(lines_hash.finalize()),
+            bytes: tokio::fs::metadata(&lines_path).await?.len(),
+            records: tally.objects,
+        },
+        object_count: tally.objects,
+        object_bytes: tally.bytes,
+    };
+    write_atomically(
+        &folder.join("manifest.json"),
+        serde_json::to_vec_pretty(&manifest)?.into(),
+    )
+    .await?;
+    write_atomically(&dir.join("LATEST"), Bytes::from(format!("{id}\n"))).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "backup {id} in {}: catalogue {} records at index {catalog_index}; objects {} ({} new, {} reused, {} vanished while listed), {:.1} MB, {:.1} MB written; {secs:.1} s ({:.1} MB/s)",
+        dir.display(),
+        manifest.catalog.records,
+        tally.objects,
+        tally.new,
+        tally.reused,
+        tally.vanished,
+        tally.bytes as f64 / 1e6,
+        tally.written as f64 / 1e6,
+        tally.bytes as f64 / 1e6 / secs.max(1e-3),
+    );
+    Ok(())
+}
+
+/// What a backup did with the objects.
+#[derive(Default)]
+struct Tally {
+    objects: u64,
+    new: u64,
+    reused: u64,
+    vanished: u64,
+    bytes: u64,
+    written: u64,
+}
+
+impl Tally {
+    fn count(&mut self, fetched: &Fetched, size: u64) {
+        self.objects += 1;
+        self.bytes += size;
+        match fetched {
+            Fetched::New => {
+                self.new += 1;
+                self.written += size;
+            }
+            Fetched::Reused => self.reused += 1,
+        }
+    }
+}
+
+enum Fetched {
+    New,
+    Reused,
+}
+
+/// Streams the catalogue dump into `path`; its log index and the file's sum.
+async fn dump_catalog(client: &Client, path: &Path) -> anyhow::Result<(u64, FileSum)> {
+    let (status, headers, mut body) = client
+        .get_streaming("/api/v1/backup/catalog")
+        .await
+        .context("asking for the catalogue")?;
+    if !status.is_success() {
+        let raw = body.collect().await?.to_bytes();
+        let reply = Reply {
+            status,
+            headers,
+            body: raw,
+        };
+        check(&reply).context("dumping the catalogue")?;
+        bail!("dumping the catalogue: {status}");
+    }
+    let index = headers
+        .get(tessera_api::backup::CATALOG_INDEX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .context("the catalogue dump names no index")?;
+    let mut file = tokio::fs::File::create(path).await?;
+    let mut hasher = sha2::Sha256::new();
+    let (mut bytes, mut records) = (0u64, 0u64);
+    let mut pending = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("reading the catalogue dump")?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        hasher.update(&data);
+        bytes += data.len() as u64;
+        file.write_all(&data).await?;
+        pending.extend_from_slice(&data);
+        records += take_frames(&mut pending, MAX_RECORD)
+            .map_err(anyhow::Error::msg)?
+            .len() as u64;
+    }
+    if !pending.is_empty() {
+        bail!("the catalogue dump was cut off inside a record");
+    }
+    file.sync_all().await?;
+    Ok((
+        index,
+        FileSum {
+            file: "catalog.bin".into(),
+            sha256: hex::encode(hasher.finalize()),
+            bytes,
+            records,
+        },
+    ))
+}
+
+/// One page of a shard's object records from the first of `nodes` that answers.
+async fn list_page(
+    client: &Client,
+    nodes: &[String],
+    shard: usize,
+    cursor: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut path = format!("/api/v1/backup/objects?shard={shard}&limit={PAGE}");
+    if let Some(cursor) = cursor {
+        path.push_str(&format!("&cursor={cursor}"));
+    }
+    let mut last = None;
+    for node in nodes {
+        match send(&client.with_base(node), Method::GET, &path, Bytes::new()).await {
+            Ok(reply) if reply.status.is_success() => return Ok(reply.json()),
+            Ok(reply) => last = Some(check(&reply).err().unwrap_or_else(|| anyhow::anyhow!("?"))),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no node holds shard {shard}")))
+        .with_context(|| format!("listing the objects of shard {shard}"))
+}
+
+/// Makes sure `DIR/objects/../<sha>` holds the object's bytes: kept if already there and
+/// intact, else fetched and checked. `None` if the object was deleted since it was listed.
+async fn save_object(
+    client: &Client,
+    dir: &Path,
+    item: ObjectLine,
+) -> anyhow::Result<Option<(ObjectLine, Fetched)>> {
+    let sha = Sha256::parse_hex(&item.sha256).context("a listed hash")?;
+    let path = object_path(dir, &item.sha256);
+    if let Some((got, len)) = hash_file(&path).await? {
+        if got == sha && len == item.size {
+            return Ok(Some((item, Fetched::Reused)));
+        }
+    }
+    let reply = send(
+        client,
+        Method::GET,
+        &format!("/objects/{sha}"),
+        Bytes::new(),
+    )
+    .await?;
+    if reply.status == hyper::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    check(&reply).with_context(|| format!("fetching object {sha}"))?;
+    let got = Sha256(sha2::Sha256::digest(&reply.body).into());
+    if got != sha {
+        bail!("object {sha} came back with bytes that hash to {got}");
+    }
+    write_atomically(&path, reply.body).await?;
+    Ok(Some((item, Fetched::New)))
+}
+
+/// The record of an object as the cluster holds it now; `None` if it does not exist.
+async fn current_record(client: &Client, sha: &Sha256) -> anyhow::Result<Option<ObjectLine>> {
+    let reply = send(
+        client,
+        Method::GET,
+        &format!("/api/v1/objects/{sha}"),
+        Bytes::new(),
+    )
+    .await?;
+    if reply.status == hyper::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    check(&reply)?;
+    Ok(Some(
+        serde_json::from_slice(&reply.body)
+            .with_context(|| format!("the record of object {sha}"))?,
+    ))
+}
+
+/// The objects the dataset images of a catalogue dump refer to (the references that hold
+/// objects; their keys end in the hash).
+async fn referenced(catalog: &Path) -> anyhow::Result<HashSet<Sha256>> {
+    let mut out = HashSet::new();
+    read_frames(catalog, |key, _| {
+        if let Some(rest) = key.strip_prefix(b"dataset-image/") {
+            let hex = rest.get(rest.len().saturating_sub(64)..).unwrap_or(rest);
+            if let Some(sha) = std::str::from_utf8(hex).ok().and_then(Sha256::parse_hex) {
+                out.insert(sha);
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Calls `each` with every record of a dump file, reading it in pieces.
+async fn read_frames(
+    path: &Path,
+    mut each: impl FnMut(&[u8], &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut pending = BytesMut::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        for (key, value) in take_frames(&mut pending, MAX_RECORD)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        {
+            each(&key, &value)?;
+        }
+    }
+    if !pending.is_empty() {
+        bail!("{} ends inside a record", path.display());
+    }
+    Ok(())
+}
+
+/// The id in `DIR/LATEST` and that backup's manifest.
+async fn latest(dir: &Path) -> anyhow::Result<(PathBuf, Manifest)> {
+    let latest = dir.join("LATEST");
+    let id = tokio::fs::read_to_string(&latest)
+        .await
+        .with_context(|| format!("no complete backup in {} (reading LATEST)", dir.display()))?;
+    let folder = dir.join("backups").join(id.trim());
+    let raw = tokio::fs::read(folder.join("manifest.json"))
+        .await
+        .with_context(|| format!("reading {}", folder.join("manifest.json").display()))?;
+    let manifest: Manifest = serde_json::from_slice(&raw).context("manifest.json")?;
+    if manifest.format != 1 {
+        bail!("backup format {} is not known here", manifest.format);
+    }
+    Ok((folder, manifest))
+}
+
+/// Checks a backup file against the sum its manifest recorded.
+async fn verify_file(folder: &Path, sum: &FileSum) -> anyhow::Result<()> {
+    let path = folder.join(&sum.file);
+    match hash_file(&path).await? {
+        Some((sha, len)) if sha.to_string() == sum.sha256 && len == sum.bytes => Ok(()),
+        Some(_) => bail!(
+            "{} is damaged (its SHA-256 differs from the manifest's); nothing was restored",
+            path.display()
+        ),
+        None => bail!("{} is missing; nothing was restored", path.display()),
+    }
+}
+
+/// The object records of a backup.
+async fn object_lines(folder: &Path) -> anyhow::Result<Vec<ObjectLine>> {
+    let raw = tokio::fs::read(folder.join("objects.jsonl")).await?;
+    raw.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).context("a line of objects.jsonl"))
+        .collect()
+}
+
+/// `tessera restore --from DIR`: the latest complete backup of DIR into a new cluster.
+pub async fn restore(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (folder, manifest) = latest(dir).await?;
+    verify_file(&folder, &manifest.catalog).await?;
+    verify_file(&folder, &manifest.objects).await?;
+    let lines = object_lines(&folder).await?;
+    // Every object file is checked before anything is written: a damaged backup restores
+    // nothing rather than a cluster with holes.
+    let damaged: Vec<String> = stream::iter(lines.iter())
+        .map(|line| async move {
+            let path = object_path(dir, &line.sha256);
+            let ok = matches!(hash_file(&path).await?, Some((sha, len)) if sha.to_string() == line.sha256 && len == line.size);
+            Ok::<_, anyhow::Error>((!ok).then(|| path.display().to_string()))
+        })
+        .buffer_unordered(PARALLEL)
+        .try_filter_map(|d| async move { Ok(d) })
+        .try_collect()
+        .await?;
+    if !damaged.is_empty() {
+        bail!(
+            "{} object file(s) are missing or damaged (content does not match the hash), e.g. {}; nothing was restored",
+            damaged.len(),
+            damaged[..damaged.len().min(5)].join(", ")
+        );
+    }
+    let verified = started.elapsed();
+
+    let client = connect(config, node)
+        .await?
+        .with_timeout(Duration::from_secs(300));
+    // Claims the cluster for this backup (or finds it refused) before any object is written.
+    post_catalog(&client, &manifest.id, Bytes::new(), false).await?;
+
+    let results: Vec<bool> = stream::iter(lines.iter())
+        .map(|line| restore_object(&client, dir, line))
+        .buffer_unordered(PARALLEL)
+        .try_collect()
+        .await?;
+    let already = results.iter().filter(|r| !**r).count();
+
+    let sent = send_catalog(&client, &manifest.id, &folder.join("catalog.bin")).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "restored backup {} (catalogue index {}) from {}: {} objects ({} already there), {:.1} MB; {sent} catalogue records; {secs:.1} s ({:.1} s verifying, {:.1} MB/s)",
+        manifest.id,
+        manifest.catalog_index,
+        dir.display(),
+        lines.len(),
+        already,
+        manifest.object_bytes as f64 / 1e6,
+        verified.as_secs_f64(),
+        manifest.object_bytes as f64 / 1e6 / secs.max(1e-3),
+    );
+    Ok(())
+}
+
+/// Sends the records of a dump file in batches of about [`CATALOG_BATCH`], reading it in
+/// pieces; the last batch says `done`. How many records were written.
+async fn send_catalog(client: &Client, backup: &str, path: &Path) -> anyhow::Result<u64> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let (mut pending, mut batch) = (BytesMut::new(), BytesMut::new());
+    let mut full: Option<Bytes> = None;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut sent = 0;
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        for (key, value) in take_frames(&mut pending, MAX_RECORD)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        {
+            put_frame(&mut batch, &key, &value);
+            if batch.len() >= CATALOG_BATCH {
+                // One batch is held back, so that the last one sent can say `done`.
+                if let Some(ready) = full.replace(std::mem::take(&mut batch).freeze()) {
+                    sent += post_catalog(client, backup, ready, false).await?;
+                }
+            }
+        }
+    }
+    if !pending.is_empty() {
+        bail!("{} ends inside a record", path.display());
+    }
+    if !batch.is_empty() || full.is_none() {
+        if let Some(ready) = full.replace(batch.freeze()) {
+            sent += post_catalog(client, backup, ready, false).await?;
+        }
+    }
+    if let Some(last) = full {
+        sent += post_catalog(client, backup, last, true).await?;
+    }
+    Ok(sent)
+}
+
+/// Sends one chunk of catalogue records; how many were written.
+async fn post_catalog(
+    client: &Client,
+    backup: &str,
+    chunk: Bytes,
+    done: bool,
+) -> anyhow::Result<u64> {
+    let path = format!(
+        "/api/v1/backup/catalog?backup={}&done={done}",
+        form_encode(backup)
+    );
+    let reply = send(client, Method::POST, &path, chunk).await?;
+    check(&reply).context("restoring the catalogue")?;
+    Ok(reply.json()["written"].as_u64().unwrap_or(0))
+}
+
+/// Restores one object unless the cluster holds it with its count already; whether it sent it.
+async fn restore_object(client: &Client, dir: &Path, line: &ObjectLine) -> anyhow::Result<bool> {
+    let sha = Sha256::parse_hex(&line.sha256).context("a hash in objects.jsonl")?;
+    if let Some(now) = current_record(client, &sha).await? {
+        if now.refcount >= line.refcount {
+            return Ok(false);
+        }
+    }
+    let path = object_path(dir, &line.sha256);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    let query = format!(
+        "content_type={}&width={}&height={}&refcount={}&created_ms={}",
+        form_encode(&line.content_type),
+        line.width,
+        line.height,
+        line.refcount,
+        line.created_ms
+    );
+    let reply = send(
+        client,
+        Method::PUT,
+        &format!("/api/v1/backup/objects/{sha}?{query}"),
+        Bytes::from(bytes),
+    )
+    .await?;
+    check(&reply).with_context(|| format!("restoring object {sha}"))?;
+    Ok(true)
+}
