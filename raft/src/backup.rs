@@ -26,10 +26,10 @@ pub const RESTORE_MARKER: &str = "restore/backup";
 /// and the restore marker. A dump leaves them out and a restore never writes them.
 const CLUSTER_LOCAL: [&str; 3] = ["placement", "cluster_key", "restore/"];
 
-/// Record prefixes a newly initialised cluster holds (`init`, the admin user, its sign-ins and
-/// the request records of those ops). A catalogue with anything else — or more than one user —
+/// Record prefixes a newly initialised cluster holds (`init`, the admin user, its sign-ins, the
+/// request records of those ops, and the mark that the task indexes are written). A catalogue with anything else — or more than one user —
 /// holds domain data, and a restore into it is refused.
-const AFTER_INIT: [&str; 10] = [
+const AFTER_INIT: [&str; 11] = [
     "placement",
     "cluster_key",
     "restore/",
@@ -40,6 +40,7 @@ const AFTER_INIT: [&str; 10] = [
     "next-user-id",
     "session/",
     "session-by-user/",
+    "task-indexes-v1",
 ];
 
 /// Frames of a dump are sent in chunks of about this size.
