@@ -168,6 +168,14 @@ mod tests {
                 },
                 6,
             ),
+            (
+                Command::RestoreCatalog {
+                    backup: "b".into(),
+                    records: vec![(b"k".to_vec(), b"v".to_vec())],
+                    done: true,
+                },
+                7,
+            ),
         ];
         for (command, index) in cases {
             let raw = bincode::serialize(&command).expect("encode");
