@@ -12,7 +12,6 @@
 //! DIR/LATEST                         the id of the newest complete backup
 //! ```
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -196,12 +195,12 @@ pub async fn backup(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::
         catalog.records, catalog.bytes
     );
 
-    // 2. Every shard's objects, listed after T.
+    // 2. Every shard's objects, listed after T. Shards are contiguous hash ranges and pages
+    //    come in hash order, so the listed hashes arrive sorted.
     let replicas = shard_replicas(&client).await?;
     let lines_path = folder.join("objects.jsonl");
-    let mut lines = tokio::fs::File::create(&lines_path).await?;
-    let mut lines_hash = sha2::Sha256::new();
-    let mut listed = HashSet::new();
+    let mut lines = Lines::create(&lines_path).await?;
+    let mut listed: Vec<Sha256> = Vec::new();
     let mut tally = Tally::default();
     for (shard, nodes) in replicas.iter().enumerate() {
         let mut cursor: Option<String> = None;
@@ -214,14 +213,14 @@ pub async fn backup(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::
                 .buffered(PARALLEL)
                 .try_collect()
                 .await?;
-            for (item, fetched) in saved.into_iter().flatten() {
+            for saved in saved {
+                let Some((item, fetched)) = saved else {
+                    tally.vanished += 1;
+                    continue;
+                };
                 tally.count(&fetched, item.size);
-                let sha = Sha256::parse_hex(&item.sha256).context("a listed hash")?;
-                listed.insert(sha);
-                let mut line = serde_json::to_vec(&item)?;
-                line.push(b'\n');
-                lines_hash.update(&line);
-                lines.write_all(&line).await?;
+                listed.push(Sha256::parse_hex(&item.sha256).context("a listed hash")?);
+                lines.push(&item).await?;
             }
             cursor = page["next_cursor"].as_str().map(str::to_owned);
             if cursor.is_none() {
@@ -229,26 +228,21 @@ pub async fn backup(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::
             }
         }
     }
+    listed.sort_unstable();
 
-    // 3. Every object the catalogue holds a reference to at T must be in the backup.
-    for sha in referenced(&folder.join("catalog.bin")).await? {
-        if listed.contains(&sha) {
-            continue;
-        }
+    // 3. Every object a dataset holds at T must be in the backup: one deleted after T and
+    //    before it was listed (or fetched) is taken as it is now, or the backup fails.
+    for sha in unlisted_references(&folder.join("catalog.bin"), &listed).await? {
         let line = current_record(&client, &sha).await?.with_context(|| {
             format!("object {sha} is in a dataset at catalogue index {catalog_index} but was deleted while the backup ran; run the backup again")
         })?;
-        if let Some((item, fetched)) = save_object(&client, dir, line).await? {
-            tally.count(&fetched, item.size);
-            listed.insert(sha);
-            let mut line = serde_json::to_vec(&item)?;
-            line.push(b'\n');
-            lines_hash.update(&line);
-            lines.write_all(&line).await?;
-        }
+        let (item, fetched) = save_object(&client, dir, line).await?.with_context(|| {
+            format!("object {sha} is in a dataset at catalogue index {catalog_index} but was deleted while the backup ran; run the backup again")
+        })?;
+        tally.count(&fetched, item.size);
+        lines.push(&item).await?;
     }
-    lines.sync_all().await?;
-    drop(lines);
+    let objects = lines.finish("objects.jsonl", tally.objects).await?;
 
     // 4. The manifest, then LATEST: only now does the backup count.
     let manifest = Manifest {
@@ -258,12 +252,7 @@ pub async fn backup(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::
         catalog_index,
         shards: replicas.len() as u32,
         catalog,
-        objects: FileSum {
-            file: "objects.jsonl".into(),
-            sha256: hex::encode(lines_hash.finalize()),
-            bytes: tokio::fs::metadata(&lines_path).await?.len(),
-            records: tally.objects,
-        },
+        objects,
         object_count: tally.objects,
         object_bytes: tally.bytes,
     };
@@ -448,20 +437,64 @@ async fn current_record(client: &Client, sha: &Sha256) -> anyhow::Result<Option<
 }
 
 /// The objects the dataset images of a catalogue dump refer to (the references that hold
-/// objects; their keys end in the hash).
-async fn referenced(catalog: &Path) -> anyhow::Result<HashSet<Sha256>> {
-    let mut out = HashSet::new();
+/// objects; their keys end in the hash) that are not in `listed` (sorted).
+async fn unlisted_references(catalog: &Path, listed: &[Sha256]) -> anyhow::Result<Vec<Sha256>> {
+    let mut out = Vec::new();
     read_frames(catalog, |key, _| {
         if let Some(rest) = key.strip_prefix(b"dataset-image/") {
             let hex = rest.get(rest.len().saturating_sub(64)..).unwrap_or(rest);
             if let Some(sha) = std::str::from_utf8(hex).ok().and_then(Sha256::parse_hex) {
-                out.insert(sha);
+                if listed.binary_search(&sha).is_err() {
+                    out.push(sha);
+                }
             }
         }
         Ok(())
     })
     .await?;
+    out.sort_unstable();
+    out.dedup();
     Ok(out)
+}
+
+/// `objects.jsonl` as a backup writes it, summed as it goes.
+struct Lines {
+    file: tokio::fs::File,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl Lines {
+    async fn create(path: &Path) -> anyhow::Result<Lines> {
+        let file = tokio::fs::File::create(path)
+            .await
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(Lines {
+            file,
+            hasher: sha2::Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    async fn push(&mut self, item: &ObjectLine) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(item)?;
+        line.push(b'\n');
+        self.hasher.update(&line);
+        self.bytes += line.len() as u64;
+        self.file.write_all(&line).await?;
+        Ok(())
+    }
+
+    async fn finish(mut self, name: &str, records: u64) -> anyhow::Result<FileSum> {
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        Ok(FileSum {
+            file: name.into(),
+            sha256: hex::encode(self.hasher.finalize()),
+            bytes: self.bytes,
+            records,
+        })
+    }
 }
 
 /// Calls `each` with every record of a dump file, reading it in pieces.
@@ -522,13 +555,35 @@ async fn verify_file(folder: &Path, sum: &FileSum) -> anyhow::Result<()> {
     }
 }
 
-/// The object records of a backup.
-async fn object_lines(folder: &Path) -> anyhow::Result<Vec<ObjectLine>> {
-    let raw = tokio::fs::read(folder.join("objects.jsonl")).await?;
-    raw.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).context("a line of objects.jsonl"))
-        .collect()
+/// The object records of a backup, read line by line.
+async fn object_lines(
+    folder: &Path,
+) -> anyhow::Result<impl futures_util::Stream<Item = anyhow::Result<ObjectLine>>> {
+    use tokio::io::AsyncBufReadExt;
+    let path = folder.join("objects.jsonl");
+    let file = tokio::fs::File::open(&path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let lines = tokio::io::BufReader::new(file).lines();
+    Ok(stream::try_unfold(lines, |mut lines| async move {
+        loop {
+            match lines.next_line().await? {
+                Some(line) if line.is_empty() => continue,
+                Some(line) => {
+                    let item = serde_json::from_str(&line).context("a line of objects.jsonl")?;
+                    return Ok(Some((item, lines)));
+                }
+                None => return Ok(None),
+            }
+        }
+    }))
+}
+
+/// Damaged or missing object files a restore found: how many, and the first few.
+#[derive(Default)]
+struct Damaged {
+    count: usize,
+    first: Vec<String>,
 }
 
 /// `tessera restore --from DIR`: the latest complete backup of DIR into a new cluster.
@@ -537,24 +592,31 @@ pub async fn restore(config: &Config, node: Option<&str>, dir: &Path) -> anyhow:
     let (folder, manifest) = latest(dir).await?;
     verify_file(&folder, &manifest.catalog).await?;
     verify_file(&folder, &manifest.objects).await?;
-    let lines = object_lines(&folder).await?;
     // Every object file is checked before anything is written: a damaged backup restores
     // nothing rather than a cluster with holes.
-    let damaged: Vec<String> = stream::iter(lines.iter())
-        .map(|line| async move {
+    let damaged = object_lines(&folder)
+        .await?
+        .map_ok(|line| async move {
             let path = object_path(dir, &line.sha256);
             let ok = matches!(hash_file(&path).await?, Some((sha, len)) if sha.to_string() == line.sha256 && len == line.size);
             Ok::<_, anyhow::Error>((!ok).then(|| path.display().to_string()))
         })
-        .buffer_unordered(PARALLEL)
-        .try_filter_map(|d| async move { Ok(d) })
-        .try_collect()
+        .try_buffer_unordered(PARALLEL)
+        .try_fold(Damaged::default(), |mut d, bad| async move {
+            if let Some(path) = bad {
+                d.count += 1;
+                if d.first.len() < 5 {
+                    d.first.push(path);
+                }
+            }
+            Ok(d)
+        })
         .await?;
-    if !damaged.is_empty() {
+    if damaged.count > 0 {
         bail!(
-            "{} object file(s) are missing or damaged (content does not match the hash), e.g. {}; nothing was restored",
-            damaged.len(),
-            damaged[..damaged.len().min(5)].join(", ")
+            "{} object file(s) are missing or damaged (content does not match the hash): {}; nothing was restored",
+            damaged.count,
+            damaged.first.join(", ")
         );
     }
     let verified = started.elapsed();
@@ -565,12 +627,17 @@ pub async fn restore(config: &Config, node: Option<&str>, dir: &Path) -> anyhow:
     // Claims the cluster for this backup (or finds it refused) before any object is written.
     post_catalog(&client, &manifest.id, Bytes::new(), false).await?;
 
-    let results: Vec<bool> = stream::iter(lines.iter())
-        .map(|line| restore_object(&client, dir, line))
-        .buffer_unordered(PARALLEL)
-        .try_collect()
+    let (objects, already) = object_lines(&folder)
+        .await?
+        .map_ok(|line| {
+            let client = &client;
+            async move { restore_object(client, dir, &line).await }
+        })
+        .try_buffer_unordered(PARALLEL)
+        .try_fold((0u64, 0u64), |(n, already), sent| async move {
+            Ok((n + 1, already + u64::from(!sent)))
+        })
         .await?;
-    let already = results.iter().filter(|r| !**r).count();
 
     let sent = send_catalog(&client, &manifest.id, &folder.join("catalog.bin")).await?;
     let secs = started.elapsed().as_secs_f64();
@@ -579,7 +646,7 @@ pub async fn restore(config: &Config, node: Option<&str>, dir: &Path) -> anyhow:
         manifest.id,
         manifest.catalog_index,
         dir.display(),
-        lines.len(),
+        objects,
         already,
         manifest.object_bytes as f64 / 1e6,
         verified.as_secs_f64(),
