@@ -198,9 +198,9 @@ pub async fn backup(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::
     // 2. Every shard's objects, listed after T. Shards are contiguous hash ranges and pages
     //    come in hash order, so the listed hashes arrive sorted.
     let replicas = shard_replicas(&client).await?;
-    let lines_path = folder.join("objects.jsonl");
-    let mut lines = Lines::create(&lines_path).await?;
-    let mut listed: Vec<Sha256> = Vec::new();
+    let partial = folder.join("objects.partial");
+    let mut lines = Lines::create(&partial).await?;
+    let mut listed: Vec<Held> = Vec::new();
     let mut tally = Tally::default();
     for (shard, nodes) in replicas.iter().enumerate() {
         let mut cursor: Option<String> = None;
@@ -219,7 +219,10 @@ pub async fn backup(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::
                     continue;
                 };
                 tally.count(&fetched, item.size);
-                listed.push(Sha256::parse_hex(&item.sha256).context("a listed hash")?);
+                listed.push(Held {
+                    sha: Sha256::parse_hex(&item.sha256).context("a listed hash")?,
+                    in_datasets: 0,
+                });
                 lines.push(&item).await?;
             }
             cursor = page["next_cursor"].as_str().map(str::to_owned);
@@ -228,21 +231,44 @@ pub async fn backup(config: &Config, node: Option<&str>, dir: &Path) -> anyhow::
             }
         }
     }
-    listed.sort_unstable();
+    lines.finish("objects.partial", 0).await?;
+    listed.sort_unstable_by_key(|h| h.sha);
 
     // 3. Every object a dataset holds at T must be in the backup: one deleted after T and
-    //    before it was listed (or fetched) is taken as it is now, or the backup fails.
-    for sha in unlisted_references(&folder.join("catalog.bin"), &listed).await? {
-        let line = current_record(&client, &sha).await?.with_context(|| {
+    //    before it was listed (or fetched) is taken as it is now, or the backup fails. And no
+    //    count may be below the dataset references at T (an image removed from a dataset
+    //    after T), or the restored cluster could delete an object a restored dataset holds.
+    let unlisted = count_dataset_references(&folder.join("catalog.bin"), &mut listed).await?;
+    let lines_path = folder.join("objects.jsonl");
+    let mut lines = Lines::create(&lines_path).await?;
+    let mut raised = 0;
+    let mut listed_lines = Box::pin(object_lines_of(&partial).await?);
+    while let Some(item) = listed_lines.next().await {
+        let mut item = item?;
+        let sha = Sha256::parse_hex(&item.sha256).context("a listed hash")?;
+        if let Ok(i) = listed.binary_search_by_key(&sha, |h| h.sha) {
+            if u64::from(listed[i].in_datasets) > item.refcount {
+                item.refcount = u64::from(listed[i].in_datasets);
+                raised += 1;
+            }
+        }
+        lines.push(&item).await?;
+    }
+    for (sha, in_datasets) in unlisted {
+        let gone = || {
             format!("object {sha} is in a dataset at catalogue index {catalog_index} but was deleted while the backup ran; run the backup again")
-        })?;
-        let (item, fetched) = save_object(&client, dir, line).await?.with_context(|| {
-            format!("object {sha} is in a dataset at catalogue index {catalog_index} but was deleted while the backup ran; run the backup again")
-        })?;
+        };
+        let line = current_record(&client, &sha).await?.with_context(gone)?;
+        let (mut item, fetched) = save_object(&client, dir, line).await?.with_context(gone)?;
+        item.refcount = item.refcount.max(u64::from(in_datasets));
         tally.count(&fetched, item.size);
         lines.push(&item).await?;
     }
     let objects = lines.finish("objects.jsonl", tally.objects).await?;
+    tokio::fs::remove_file(&partial).await?;
+    if raised > 0 {
+        eprintln!("{raised} reference count(s) raised to the datasets holding the object at T");
+    }
 
     // 4. The manifest, then LATEST: only now does the backup count.
     let manifest = Manifest {
@@ -436,25 +462,42 @@ async fn current_record(client: &Client, sha: &Sha256) -> anyhow::Result<Option<
     ))
 }
 
-/// The objects the dataset images of a catalogue dump refer to (the references that hold
-/// objects; their keys end in the hash) that are not in `listed` (sorted).
-async fn unlisted_references(catalog: &Path, listed: &[Sha256]) -> anyhow::Result<Vec<Sha256>> {
-    let mut out = Vec::new();
+/// A listed object and how many dataset images of the catalogue dump hold it.
+struct Held {
+    sha: Sha256,
+    in_datasets: u32,
+}
+
+/// Counts the dataset images of a catalogue dump (the references that hold objects; their keys
+/// end in the hash) into `listed` (sorted by hash); returns the objects they hold that are not
+/// listed, with their counts, by hash.
+async fn count_dataset_references(
+    catalog: &Path,
+    listed: &mut [Held],
+) -> anyhow::Result<Vec<(Sha256, u32)>> {
+    let mut unlisted = Vec::new();
     read_frames(catalog, |key, _| {
         if let Some(rest) = key.strip_prefix(b"dataset-image/") {
             let hex = rest.get(rest.len().saturating_sub(64)..).unwrap_or(rest);
             if let Some(sha) = std::str::from_utf8(hex).ok().and_then(Sha256::parse_hex) {
-                if listed.binary_search(&sha).is_err() {
-                    out.push(sha);
+                match listed.binary_search_by_key(&sha, |h| h.sha) {
+                    Ok(i) => listed[i].in_datasets += 1,
+                    Err(_) => unlisted.push(sha),
                 }
             }
         }
         Ok(())
     })
     .await?;
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
+    unlisted.sort_unstable();
+    let mut counted: Vec<(Sha256, u32)> = Vec::new();
+    for sha in unlisted {
+        match counted.last_mut() {
+            Some((last, n)) if *last == sha => *n += 1,
+            _ => counted.push((sha, 1)),
+        }
+    }
+    Ok(counted)
 }
 
 /// `objects.jsonl` as a backup writes it, summed as it goes.
@@ -559,9 +602,15 @@ async fn verify_file(folder: &Path, sum: &FileSum) -> anyhow::Result<()> {
 async fn object_lines(
     folder: &Path,
 ) -> anyhow::Result<impl futures_util::Stream<Item = anyhow::Result<ObjectLine>>> {
+    object_lines_of(&folder.join("objects.jsonl")).await
+}
+
+/// The object records of a file of them, read line by line.
+async fn object_lines_of(
+    path: &Path,
+) -> anyhow::Result<impl futures_util::Stream<Item = anyhow::Result<ObjectLine>>> {
     use tokio::io::AsyncBufReadExt;
-    let path = folder.join("objects.jsonl");
-    let file = tokio::fs::File::open(&path)
+    let file = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("opening {}", path.display()))?;
     let lines = tokio::io::BufReader::new(file).lines();
@@ -742,4 +791,41 @@ async fn restore_object(client: &Client, dir: &Path, line: &ObjectLine) -> anyho
     .await?;
     check(&reply).with_context(|| format!("restoring object {sha}"))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn dataset_references_are_counted_per_object() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (a, b, c) = (Sha256([1; 32]), Sha256([2; 32]), Sha256([3; 32]));
+        let mut dump = BytesMut::new();
+        for (dataset, sha) in [(1, a), (1, c), (2, a), (3, c), (4, c)] {
+            let key = format!("dataset-image/{dataset:016x}/{sha}");
+            put_frame(&mut dump, key.as_bytes(), b"");
+        }
+        put_frame(&mut dump, format!("task/{b}").as_bytes(), b"");
+        let path = dir.path().join("catalog.bin");
+        std::fs::write(&path, &dump).expect("write");
+        let mut listed = vec![
+            Held {
+                sha: a,
+                in_datasets: 0,
+            },
+            Held {
+                sha: b,
+                in_datasets: 0,
+            },
+        ];
+        let unlisted = count_dataset_references(&path, &mut listed)
+            .await
+            .expect("count");
+        assert_eq!(
+            listed.iter().map(|h| h.in_datasets).collect::<Vec<_>>(),
+            [2, 0]
+        );
+        assert_eq!(unlisted, [(c, 3)]);
+    }
 }
