@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
-use tessera_raft::backup::{take_frames, ObjectEntry, MAX_RECORD};
+use tessera_raft::backup::{take_frames, ObjectEntry, MAX_RECORD, RESTORE_DONE, RESTORE_MARKER};
 use tessera_raft::storage::{ObjectMeta, Sha256};
 use tessera_raft::ReadSpec;
 
@@ -154,6 +154,7 @@ pub async fn restore_object(
     if query.refcount == 0 {
         return Err(invalid("refcount: at least 1"));
     }
+    restoring(&state).await?;
     let bytes = read_body(body, state.limits.max_object_bytes).await?;
     let got = Sha256(sha2::Sha256::digest(&bytes).into());
     if got != sha {
@@ -199,6 +200,30 @@ pub async fn restore_object(
     Ok(Json(
         json!({ "sha256": sha.to_string(), "refcount": refcount, "created": created }),
     ))
+}
+
+/// Objects with chosen reference counts are written only into a cluster a restore has claimed
+/// (see [`restore_catalog`]) and not finished: on any other they would bypass the datasets that
+/// own references.
+async fn restoring(state: &AppState) -> Result<(), ApiError> {
+    state.cluster.catalog_barrier().await?;
+    let (claimed, done) = state
+        .cluster
+        .read_catalog(|r| {
+            Ok((
+                r.get(RESTORE_MARKER.as_bytes())?,
+                r.get(RESTORE_DONE.as_bytes())?,
+            ))
+        })
+        .await?;
+    if claimed.is_none() || done.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_restoring",
+            "objects are restored only into a cluster a restore has claimed (POST /api/v1/backup/catalog) and not finished",
+        ));
+    }
+    Ok(())
 }
 
 /// The request id of the reference that brings a restored object's count to `k`.

@@ -351,7 +351,7 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/backup/objects/{sha}",
             Admin,
             "Restore an object from a backup with its recorded metadata and reference count \
-             (idempotent)",
+             (idempotent); only into a cluster a restore has claimed and not finished (409)",
             put(backup::restore_object),
         )
         .query::<backup::RestoreObjectQuery>(
@@ -359,7 +359,7 @@ pub fn routes() -> Vec<Route> {
         )
         .raw("the object's bytes, which must hash to {sha}")
         .responds(200, backup::restored_object_schema())
-        .errors(&[413]),
+        .errors(&[409, 413]),
         route(
             "post",
             "/api/v1/cluster/init",

@@ -21,6 +21,10 @@ use crate::placement::META_GROUP;
 /// it lets an interrupted restore of that same backup run again while refusing any other.
 pub const RESTORE_MARKER: &str = "restore/backup";
 
+/// The catalogue record naming the backup a finished restore wrote: from then on the cluster
+/// serves and its records change, so no restore may write over them again.
+pub const RESTORE_DONE: &str = "restore/done";
+
 /// Catalogue records that describe this cluster rather than its users' data: the placement
 /// (its nodes and shards), the token signing key (tokens of one cluster must not open another)
 /// and the restore marker. A dump leaves them out and a restore never writes them.
@@ -254,7 +258,14 @@ pub(crate) fn stage_restore(
     group: u32,
     backup: &str,
     records: &[(Vec<u8>, Vec<u8>)],
+    done: bool,
 ) -> Result<Result<u64, String>, StorageError> {
+    if let Some(done) = store.get(Cf::Catalog, &keys::named(group, RESTORE_DONE))? {
+        return Ok(Err(format!(
+            "this cluster was restored from backup {} and has served since; restore only into a new cluster",
+            String::from_utf8_lossy(&done)
+        )));
+    }
     let marker = keys::named(group, RESTORE_MARKER);
     let claimed = store.get(Cf::Catalog, &marker)?;
     if claimed.as_deref() != Some(backup.as_bytes()) {
@@ -277,6 +288,9 @@ pub(crate) fn stage_restore(
         }
         batch.put_cf(cf, keys::named_bytes(group, key), value);
         written += 1;
+    }
+    if done {
+        batch.put_cf(cf, keys::named(group, RESTORE_DONE), backup.as_bytes());
     }
     Ok(Ok(written))
 }
@@ -343,23 +357,38 @@ mod tests {
         put("user/admin");
         let records = vec![(b"dataset/1".to_vec(), b"d".to_vec())];
         let mut batch = WriteBatch::default();
-        let outcome = stage_restore(&store, &mut batch, 0, "b1", &records).expect("stage");
+        let outcome = stage_restore(&store, &mut batch, 0, "b1", &records, false).expect("stage");
         assert_eq!(outcome, Ok(1));
         store.write(batch, false).expect("write");
         // The same backup again: allowed although the catalogue now holds a dataset.
         let mut batch = WriteBatch::default();
-        let again = stage_restore(&store, &mut batch, 0, "b1", &records).expect("stage");
+        let again = stage_restore(&store, &mut batch, 0, "b1", &records, true).expect("stage");
         assert_eq!(again, Ok(1));
         let mut batch = WriteBatch::default();
-        let other = stage_restore(&store, &mut batch, 0, "b2", &records).expect("stage");
+        let other = stage_restore(&store, &mut batch, 0, "b2", &records, false).expect("stage");
         assert!(other.is_err());
+        // Once finished, not even the same backup writes again.
+        store
+            .write(again_batch(&store, &records), false)
+            .expect("write");
+        let mut batch = WriteBatch::default();
+        let after = stage_restore(&store, &mut batch, 0, "b1", &records, false).expect("stage");
+        assert!(after.expect_err("refused").contains("has served since"));
         let fresh = tempfile::tempdir().expect("temp dir");
         let store = Store::open(fresh.path()).expect("open");
         let mut batch = WriteBatch::default();
         batch.put_cf(store.cf(Cf::Catalog), keys::named(0, "task/1"), b"t");
         store.write(batch, false).expect("write");
         let mut batch = WriteBatch::default();
-        let refused = stage_restore(&store, &mut batch, 0, "b1", &records).expect("stage");
+        let refused = stage_restore(&store, &mut batch, 0, "b1", &records, false).expect("stage");
         assert!(refused.expect_err("refused").contains("task/1"));
+    }
+
+    /// The batch of the last chunk of a restore of "b1".
+    fn again_batch(store: &Store, records: &[(Vec<u8>, Vec<u8>)]) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        let outcome = stage_restore(store, &mut batch, 0, "b1", records, true).expect("stage");
+        assert_eq!(outcome, Ok(1));
+        batch
     }
 }

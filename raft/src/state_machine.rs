@@ -358,8 +358,9 @@ fn apply_entries(
                 records,
                 done,
             }) => {
-                let outcome =
-                    crate::backup::stage_restore(store, &mut batch, group, &backup, &records)?;
+                let outcome = crate::backup::stage_restore(
+                    store, &mut batch, group, &backup, &records, done,
+                )?;
                 reload = done && outcome.is_ok();
                 Response::Restored(outcome)
             }
