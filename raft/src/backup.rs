@@ -251,16 +251,22 @@ fn dump_from_snapshot(
 }
 
 /// Stages a [`Command::RestoreCatalog`] in `batch`: `Err(reason)` (and nothing staged) when the
-/// catalogue holds domain data and is not being restored from `backup`.
+/// catalogue holds domain data and is not being restored from `backup`, or a restore finished;
+/// `finish` (the last chunk) marks the restore finished.
 pub(crate) fn stage_restore(
     store: &Store,
     batch: &mut WriteBatch,
     group: u32,
     backup: &str,
     records: &[(Vec<u8>, Vec<u8>)],
-    done: bool,
+    finish: bool,
 ) -> Result<Result<u64, String>, StorageError> {
     if let Some(done) = store.get(Cf::Catalog, &keys::named(group, RESTORE_DONE))? {
+        // The last chunk again (its answer was lost): it was applied, and nothing since may be
+        // written over.
+        if finish && done == backup.as_bytes() {
+            return Ok(Ok(0));
+        }
         return Ok(Err(format!(
             "this cluster was restored from backup {} and has served since; restore only into a new cluster",
             String::from_utf8_lossy(&done)
@@ -289,7 +295,7 @@ pub(crate) fn stage_restore(
         batch.put_cf(cf, keys::named_bytes(group, key), value);
         written += 1;
     }
-    if done {
+    if finish {
         batch.put_cf(cf, keys::named(group, RESTORE_DONE), backup.as_bytes());
     }
     Ok(Ok(written))
@@ -374,6 +380,10 @@ mod tests {
         let mut batch = WriteBatch::default();
         let after = stage_restore(&store, &mut batch, 0, "b1", &records, false).expect("stage");
         assert!(after.expect_err("refused").contains("has served since"));
+        // Only the last chunk may come again (a lost answer), and it writes nothing.
+        let mut batch = WriteBatch::default();
+        let last = stage_restore(&store, &mut batch, 0, "b1", &records, true).expect("stage");
+        assert_eq!((last, batch.len()), (Ok(0), 0));
         let fresh = tempfile::tempdir().expect("temp dir");
         let store = Store::open(fresh.path()).expect("open");
         let mut batch = WriteBatch::default();
