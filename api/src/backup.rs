@@ -23,8 +23,9 @@ use crate::{paging, ApiError, AppState};
 /// The header of a catalogue dump naming the catalogue log index it reflects.
 pub const CATALOG_INDEX_HEADER: &str = "x-tessera-catalog-index";
 
-/// The largest catalogue chunk a restore sends in one request (one Raft entry).
-const MAX_CATALOG_CHUNK: u64 = 16 << 20;
+/// The largest catalogue chunk a restore sends in one request (one Raft entry): the CLI's
+/// batch of about 4 MiB, plus one record of up to `MAX_RECORD`.
+const MAX_CATALOG_CHUNK: u64 = (4 << 20) + MAX_RECORD as u64;
 
 /// `GET /api/v1/backup/catalog`: every catalogue record but the cluster's own (placement,
 /// signing key), as of one point after a catalogue barrier, streamed as frames (see

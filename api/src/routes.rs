@@ -332,7 +332,7 @@ pub fn routes() -> Vec<Route> {
             post(backup::restore_catalog),
         )
         .query::<backup::RestoreCatalogQuery>("backup=20261205T101500Z&done=false")
-        .raw("frames as GET /api/v1/backup/catalog sends them, at most 16 MiB")
+        .raw("frames as GET /api/v1/backup/catalog sends them, at most 68 MiB")
         .responds(200, backup::restored_catalog_schema())
         .errors(&[409, 413]),
         route(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -128,14 +128,18 @@ async fn backup_under_load_restores_into_a_cluster_of_another_size() {
     upload(&admin, &image(100)).await;
 
     // A writer uploads and saves annotations until told to stop.
+    // Its acknowledged uploads, in order.
     let stop = Arc::new(AtomicBool::new(false));
+    let uploaded = Arc::new(Mutex::new(Vec::new()));
     let writer = {
         let (admin, ann1, stop, shas) = (admin.clone(), ann1.clone(), stop.clone(), shas.clone());
+        let uploaded = uploaded.clone();
         let mut versions = versions.clone();
         tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                upload(&admin, &image(1000 + n)).await;
+                let sha = upload(&admin, &image(1000 + n)).await;
+                uploaded.lock().expect("uploads").push(sha);
                 let sha = &shas[n as usize % shas.len()];
                 let version = versions.get_mut(sha).expect("an image of the task");
                 *version = save(&ann1, task, sha, *version, boxes(500 + n)).await;
@@ -162,6 +166,7 @@ async fn backup_under_load_restores_into_a_cluster_of_another_size() {
     let objects_before = {
         let mut all = loose.clone();
         all.extend(shas.iter().cloned());
+        all.extend(uploaded.lock().expect("uploads").iter().cloned());
         all
     };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -185,11 +190,13 @@ async fn backup_under_load_restores_into_a_cluster_of_another_size() {
     }
     assert_eq!(backed_up[&loose[0]]["refcount"], 2);
 
-    // Restore into one node with another shard count, as if a first run had been interrupted
-    // after claiming the cluster and restoring one object.
+    // Restore into two nodes with another shard count and replication, as if a first run had
+    // been interrupted after claiming the cluster and restoring one object.
     let target = TestCluster::start(Options {
+        nodes: 2,
         shards: 3,
-        ..Options::single_node()
+        replication: 2,
+        ..Options::default()
     })
     .await;
     let id = std::fs::read_to_string(dir.path().join("LATEST")).expect("LATEST");
