@@ -355,7 +355,15 @@ async fn dump_catalog(client: &Client, path: &Path) -> anyhow::Result<(u64, File
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .context("the catalogue dump names no index")?;
-    let mut file = tokio::fs::File::create(path).await?;
+    // Password hashes and sessions are in it: readable by its owner only.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .with_context(|| format!("creating {}", path.display()))?;
     let mut hasher = sha2::Sha256::new();
     let (mut bytes, mut records) = (0u64, 0u64);
     let mut pending = BytesMut::new();

@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tessera_client::{Client, Method};
-use tessera_cluster_tests::{binary, Options, TestCluster, ADMIN_PASSWORD};
+use tessera_cluster_tests::{binary, eventually, Options, TestCluster, ADMIN_PASSWORD, DEADLINE};
 
-use crate::support::{image, sha_hex, upload};
+use crate::support::{image, images_in_shard, new_dataset, sha_hex, upload};
 use crate::tasks::{act, annotated_dataset, assign, car, team};
 
 /// Runs `tessera <args> --config <config>` as the admin, on the blocking pool (the cluster
@@ -347,4 +348,118 @@ async fn a_damaged_backup_restores_nothing_and_names_the_file() {
         .expect("datasets")
         .json();
     assert_eq!(datasets["items"], json!([]));
+}
+
+/// An image removed from its only dataset after the backup's consistency point is deleted (an
+/// imported image's one reference is its dataset's). The backup is paused right after its
+/// catalogue dump while that happens: it must then fail naming the object, never finish
+/// without an object its catalogue holds.
+#[tokio::test]
+async fn an_object_deleted_after_the_consistency_point_fails_the_backup() {
+    let shards = 4;
+    let cluster = TestCluster::start(Options {
+        shards,
+        ..Options::single_node()
+    })
+    .await;
+    let admin = cluster.node(1).client();
+    let dataset = new_dataset(&admin, "d").await;
+    // The victim is in the last shard listed; filler in the others gives the pause time to land.
+    let victim = images_in_shard(u64::from(shards) - 1, shards.into(), 1, 5000).remove(0);
+    let victim_sha = sha_hex(&victim);
+    let path = format!("/api/v1/datasets/{dataset}/imports?filename=v.png");
+    let started = admin
+        .send(Method::POST, &path, &[], Bytes::from(victim))
+        .await
+        .expect("import");
+    assert_eq!(started.status, 202, "{:?}", started.json());
+    let record = format!("/api/v1/objects/{victim_sha}");
+    eventually("the import to store the image", DEADLINE, || async {
+        let reply = admin.get(&record).await.ok()?;
+        (reply.status == 200 && reply.json()["refcount"] == 1).then_some(())
+    })
+    .await;
+    futures_util::stream::iter(0..(shards - 1))
+        .flat_map(|shard| {
+            futures_util::stream::iter(images_in_shard(shard.into(), shards.into(), 40, 0))
+        })
+        .for_each_concurrent(8, |bytes| {
+            let admin = admin.clone();
+            async move {
+                upload(&admin, &bytes).await;
+            }
+        })
+        .await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = std::process::Command::new(binary())
+        .args(["backup", "--to"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(cluster.config_path())
+        .env("TESSERA_PASSWORD", ADMIN_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tessera backup");
+    let pid = child.id().to_string();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !seen.iter().any(|l: &String| l.contains("catalogue:")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no catalogue line ({e}): {seen:?}"),
+        }
+    }
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {name}");
+    };
+    signal("-STOP");
+    let removed = crate::support::send_json(
+        &admin,
+        Method::POST,
+        &format!("/api/v1/datasets/{dataset}/images/remove"),
+        json!({ "images": [victim_sha] }),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.json());
+    eventually("the removed image to be deleted", DEADLINE, || async {
+        (admin.get(&record).await.ok()?.status == 404).then_some(())
+    })
+    .await;
+    signal("-CONT");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    seen.extend(lines.try_iter());
+    let stderr = seen.join("\n");
+    // Listing the filler shards took long enough for the pause to land before the last shard.
+    assert!(!status.success(), "the backup finished: {stderr}");
+    assert!(
+        stderr.contains(&victim_sha) && stderr.contains("deleted while the backup ran"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("LATEST").exists(),
+        "a failed backup must not become the latest"
+    );
 }
