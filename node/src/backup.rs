@@ -432,23 +432,80 @@ async fn save_object(
             return Ok(Some((item, Fetched::Reused)));
         }
     }
-    let reply = send(
-        client,
-        Method::GET,
-        &format!("/objects/{sha}"),
-        Bytes::new(),
-    )
-    .await?;
-    if reply.status == hyper::StatusCode::NOT_FOUND {
-        return Ok(None);
+    let mut pause = Duration::from_millis(200);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match fetch_once(client, &sha, &path).await? {
+            Fetch::Stored => return Ok(Some((item, Fetched::New))),
+            Fetch::Missing => return Ok(None),
+            Fetch::Retry(why) if attempt < ATTEMPTS => {
+                tracing::debug!(%sha, why, "fetching again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(3));
+            }
+            Fetch::Retry(why) => bail!("fetching object {sha}: {why}"),
+        }
     }
-    check(&reply).with_context(|| format!("fetching object {sha}"))?;
-    let got = Sha256(sha2::Sha256::digest(&reply.body).into());
-    if got != sha {
+}
+
+/// How one attempt at fetching an object ended.
+enum Fetch {
+    Stored,
+    Missing,
+    /// The cluster answered 503 or the transfer broke: worth another attempt.
+    Retry(String),
+}
+
+/// Streams object `sha` into `path` through a temporary file (fsynced, then renamed), checking
+/// its hash on the way: one object never sits in memory whole.
+async fn fetch_once(client: &Client, sha: &Sha256, path: &Path) -> anyhow::Result<Fetch> {
+    let (status, headers, mut body) = match client.get_streaming(&format!("/objects/{sha}")).await {
+        Ok(answer) => answer,
+        Err(e) => return Ok(Fetch::Retry(e.to_string())),
+    };
+    if status == hyper::StatusCode::NOT_FOUND {
+        return Ok(Fetch::Missing);
+    }
+    if status == hyper::StatusCode::SERVICE_UNAVAILABLE {
+        return Ok(Fetch::Retry(status.to_string()));
+    }
+    if !status.is_success() {
+        let body = body.collect().await?.to_bytes();
+        check(&Reply {
+            status,
+            headers,
+            body,
+        })
+        .with_context(|| format!("fetching object {sha}"))?;
+        bail!("fetching object {sha}: {status}");
+    }
+    let parent = path.parent().context("a path without a folder")?;
+    tokio::fs::create_dir_all(parent).await?;
+    let tmp = path.with_extension("tmp");
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => return Ok(Fetch::Retry(e.to_string())),
+        };
+        if let Ok(data) = frame.into_data() {
+            hasher.update(&data);
+            file.write_all(&data).await?;
+        }
+    }
+    let got = Sha256(hasher.finalize().into());
+    if got != *sha {
         bail!("object {sha} came back with bytes that hash to {got}");
     }
-    write_atomically(&path, reply.body).await?;
-    Ok(Some((item, Fetched::New)))
+    file.sync_all().await?;
+    tokio::fs::rename(&tmp, path)
+        .await
+        .with_context(|| format!("renaming {}", tmp.display()))?;
+    Ok(Fetch::Stored)
 }
 
 /// The record of an object as the cluster holds it now; `None` if it does not exist.
