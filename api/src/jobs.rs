@@ -402,9 +402,8 @@ pub async fn download(
         ));
     };
     if job.node != state.cluster.me() {
-        let node = state
-            .cluster
-            .spec()
+        let spec = state.cluster.spec();
+        let node = spec
             .node(job.node)
             .ok_or_else(|| internal(format!("node {} is not in the cluster", job.node)))?;
         let query = query.map(|q| format!("?{q}")).unwrap_or_default();

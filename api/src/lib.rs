@@ -27,6 +27,7 @@ mod json_depth;
 pub mod login_throttle;
 mod long_work;
 mod metrics;
+mod nodes;
 pub mod oauth;
 mod objects;
 mod paging;

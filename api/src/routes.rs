@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use crate::access::{self, Access};
 use crate::{
     annotation_import, annotation_sets, annotations, backup, cluster_routes, comments, datasets,
-    export, import, jobs, metrics, oauth, objects, paging, quality, sessions, tasks, users,
+    export, import, jobs, metrics, nodes, oauth, objects, paging, quality, sessions, tasks, users,
     webhooks, AppState,
 };
 
@@ -360,6 +360,34 @@ pub fn routes() -> Vec<Route> {
         .raw("the object's bytes, which must hash to {sha}")
         .responds(200, backup::restored_object_schema())
         .errors(&[409, 413]),
+        route(
+            "get",
+            "/api/v1/cluster/nodes",
+            Admin,
+            "The node set: each node's state and replicas, and the replica moves to go and under way",
+            get(nodes::list),
+        )
+        .returns::<nodes::NodesView>(200),
+        route(
+            "post",
+            "/api/v1/cluster/nodes",
+            Admin,
+            "Add a running node to the cluster; about 1/N of the replicas move to it",
+            post(nodes::add),
+        )
+        .returns::<nodes::NodesView>(202)
+        .errors(&[409])
+        .json::<nodes::NewNode>(json!({"id": 4, "http": "10.0.0.4:8080", "rpc": "10.0.0.4:9080"})),
+        route(
+            "delete",
+            "/api/v1/cluster/nodes/{id}",
+            Admin,
+            "Remove a node (its replicas move away first); ?decommission=true for a dead one",
+            delete(nodes::remove),
+        )
+        .returns::<nodes::NodesView>(202)
+        .errors(&[409])
+        .query::<nodes::RemoveQuery>("decommission=true"),
         route(
             "post",
             "/api/v1/cluster/init",

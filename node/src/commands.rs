@@ -197,6 +197,11 @@ pub async fn status(config: &Config, node: Option<&str>) -> anyhow::Result<()> {
             detail.join("  ")
         )?;
     }
+    let nodes = client.get("/api/v1/cluster/nodes").await?;
+    if check(&nodes).is_ok() {
+        out.push('\n');
+        out.push_str(&crate::members::render(&nodes.json())?);
+    }
     std::io::stdout().write_all(out.as_bytes())?;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod ca;
 mod commands;
 mod config;
 mod import;
+mod members;
 mod serve;
 mod shutdown;
 mod up;
@@ -30,6 +31,14 @@ USAGE:
                                                    off, requests drained, same process and binary
                                                    path: a replaced binary is an upgrade); waits
                                                    until it is ready again
+  tessera node add --id N [--wait]                 add node N (its [[node]] entry in the config,
+                                                   running with `tessera run --id N`, certificate
+                                                   from `tessera ca --id N`); about 1/N of the
+                                                   replicas move to it; --wait follows the moves
+  tessera node remove --id N [--wait]              move node N's replicas to the others, then
+                                                   take it out of the cluster
+  tessera node decommission --id N [--wait]        the same for a node that is gone for good:
+                                                   its replicas are rebuilt from the others
   tessera put    FILE... [--config ...]            upload images, print their SHA-256
   tessera get    SHA256 [--config ...] > FILE      download an object
   tessera backup --to DIR [--config ...]           an online, consistent backup of every object and
@@ -126,7 +135,19 @@ fn main() -> anyhow::Result<()> {
                     let id = args.id.context("usage: tessera node restart --id N")?;
                     commands::restart_node(&config, id).await
                 }
-                _ => bail!("usage: tessera node restart --id N [--config cluster.toml]"),
+                Some(verb @ ("add" | "remove" | "decommission")) => {
+                    let id = args
+                        .id
+                        .with_context(|| format!("usage: tessera node {verb} --id N"))?;
+                    let change = match verb {
+                        "add" => members::Change::Add,
+                        "remove" => members::Change::Remove,
+                        _ => members::Change::Decommission,
+                    };
+                    let wait = args.rest.iter().any(|a| a == "--wait");
+                    members::change(&config, id, change, wait).await
+                }
+                _ => bail!("usage: tessera node restart|add|remove|decommission --id N [--wait] [--config cluster.toml]"),
             },
             "put" => {
                 let files: Vec<PathBuf> = args.rest.iter().map(PathBuf::from).collect();

@@ -26,15 +26,17 @@ pub const RESTORE_MARKER: &str = "restore/backup";
 pub const RESTORE_DONE: &str = "restore/done";
 
 /// Catalogue records that describe this cluster rather than its users' data: the placement
-/// (its nodes and shards), the token signing key (tokens of one cluster must not open another)
-/// and the restore marker. A dump leaves them out and a restore never writes them.
-const CLUSTER_LOCAL: [&str; 3] = ["placement", "cluster_key", "restore/"];
+/// and the node set (its nodes and shards), the token signing key (tokens of one cluster must
+/// not open another) and the restore marks. A dump leaves them out and a restore never writes
+/// them.
+const CLUSTER_LOCAL: [&str; 4] = ["placement", "members", "cluster_key", "restore/"];
 
 /// Record prefixes a newly initialised cluster holds (`init`, the admin user, its sign-ins, the
 /// request records of those ops, and the mark that the task indexes are written). A catalogue with anything else — or more than one user —
 /// holds domain data, and a restore into it is refused.
-const AFTER_INIT: [&str; 11] = [
+const AFTER_INIT: [&str; 12] = [
     "placement",
+    "members",
     "cluster_key",
     "restore/",
     "request/",
@@ -113,7 +115,7 @@ impl Cluster {
         let raft = self.group(group).ok_or_else(|| {
             ClusterError::Unavailable(format!("group {group} is not hosted on this node"))
         })?;
-        let index = self.read_index(raft, group).await?;
+        let index = self.read_index(&raft, group).await?;
         raft.wait(Some(std::time::Duration::from_secs(15)))
             .applied_index_at_least(Some(index), "backup barrier")
             .await

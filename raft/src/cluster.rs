@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use crate::absent::Absent;
 use crate::command::{Command, Response};
 use crate::error::ClusterError;
 use crate::log_store::{repair_purged_past_applied, LogStore};
+use crate::members::Members;
 use crate::network::{GroupNetworkFactory, Peers};
 use crate::placement::{ClusterSpec, Placement, META_GROUP};
 use crate::proto::internal_client::InternalClient;
@@ -63,6 +64,11 @@ pub struct RaftTuning {
     pub scrub_bytes_per_s: u64,
     /// Volumes are checked for garbage this often (0: never).
     pub compact_interval_ms: u64,
+    /// How fast a node sends snapshots to new replicas, over all its groups together, so that
+    /// rebuilding a replica never starves serving (0: unlimited).
+    pub snapshot_bytes_per_s: u64,
+    /// How many replica moves the cluster runs at once when nodes are added or removed.
+    pub max_moves: usize,
 }
 
 impl Default for RaftTuning {
@@ -76,6 +82,8 @@ impl Default for RaftTuning {
             scrub_interval_ms: 24 * 3600 * 1000,
             scrub_bytes_per_s: 32 << 20,
             compact_interval_ms: 10 * 60 * 1000,
+            snapshot_bytes_per_s: 64 << 20,
+            max_moves: 2,
         }
     }
 }
@@ -144,25 +152,71 @@ async fn watch_disk_space(cluster: std::sync::Weak<Cluster>) {
 /// A running node: its groups, its peers and the placement it routes by.
 pub struct Cluster {
     me: NodeId,
-    spec: ClusterSpec,
-    placement: Placement,
+    /// The node set and placement this node routes by: read from its catalogue replica, and
+    /// replaced when that replica applies newer ones (see `membership.rs`).
+    layout: RwLock<Arc<Layout>>,
+    /// The shard count, fixed when the cluster is created (the hot paths read it lock-free).
+    shards: u32,
+    /// `cluster.toml`'s description of the cluster: the shard count, the replication factor,
+    /// and the node set a cluster starts with.
+    config_spec: ClusterSpec,
     store: Arc<Store>,
     peers: Arc<Peers>,
     /// This node's credentials on the internal RPC (its server and its channels to peers).
     rpc_tls: RpcTls,
-    groups: HashMap<u32, Raft>,
+    /// The groups hosted here; replicas come and go as the placement changes.
+    groups: RwLock<HashMap<u32, Hosted>>,
+    /// What opening a group needs.
+    opener: GroupOpener,
     /// Whole objects recently read from local replicas.
     cache: Arc<ObjectCache>,
     /// The catalogue records this node serves hot paths from.
     directory: Arc<Directory>,
-    /// Per shard group, the hashes this node found absent as its leader (see `absent.rs`).
-    absent: HashMap<u32, Arc<Absent>>,
     /// How long a leader counts as one for readiness without a quorum's acknowledgement: an
     /// election timeout, after which the followers it lost may have elected another.
     leader_lease_ms: u64,
     /// Set when the node starts stopping: it says it is not ready and hands off its
     /// leaderships (`handoff.rs`).
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// The replica moves this node runs while it leads the catalogue (`rebalance.rs`).
+    pub(crate) moves: crate::rebalance::Moves,
+}
+
+/// The node set and the placement a node routes by.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The live node set (from the catalogue once it has one, else `cluster.toml`'s).
+    pub spec: Arc<ClusterSpec>,
+    /// Who holds each group now.
+    pub placement: Arc<Placement>,
+    /// The node set as stored in the catalogue, with the nodes being removed.
+    pub members: Option<Members>,
+}
+
+impl Layout {
+    /// Where every group should be; equal to the placement when no replica has to move.
+    pub fn target(&self) -> Placement {
+        match &self.members {
+            Some(m) => m.target(self.placement.shards, self.spec.replication),
+            None => Placement::clone(&self.placement),
+        }
+    }
+}
+
+/// One group hosted on this node.
+#[derive(Clone)]
+pub(crate) struct Hosted {
+    pub(crate) raft: Raft,
+    /// The hashes this node found absent as the group's leader (see `absent.rs`).
+    pub(crate) absent: Arc<Absent>,
+}
+
+/// What opening a group on this node needs.
+struct GroupOpener {
+    config: Arc<Config>,
+    snapshot_dir: std::path::PathBuf,
+    /// How long a leader's quorum check keeps a hash known absent (see `absent.rs`).
+    lease: Duration,
 }
 
 impl Cluster {
@@ -181,68 +235,131 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Internal(e.to_string()))??;
         let store = Arc::new(store);
-        let placement = current_placement(&store, &spec).await?;
+        let layout = crate::membership::stored_layout(&store, &spec).await?;
         let peers = Arc::new(
-            Peers::new(&spec, me, &rpc_tls)
+            Peers::new(&layout.spec, me, &rpc_tls, tuning.snapshot_bytes_per_s)
                 .map_err(|e| ClusterError::Internal(format!("peers: {e}")))?,
         );
         let config = Arc::new(tuning.config()?);
-        let snapshot_dir = data_dir.join("snapshots");
-        let directory = Arc::new(Directory::default());
-        let mut groups = HashMap::new();
-        let mut absent = HashMap::new();
         // No other leader can be elected for `election_timeout_max` after a quorum acknowledged
         // a heartbeat; half of it leaves a margin for clock-rate differences.
         let lease = Duration::from_millis(config.election_timeout_max / 2);
-        // Every node follows the catalogue: as a voter when placed so, else as a learner (see
-        // `keep_catalogue_learners`), so that any node can check tokens and serve the domain.
-        let mut hosted: Vec<u32> = placement.groups_of(me).collect();
-        if !hosted.contains(&META_GROUP) {
-            hosted.insert(0, META_GROUP);
-        }
-        for group in hosted {
-            let s = store.clone();
-            let reset = tokio::task::spawn_blocking(move || repair_purged_past_applied(&s, group))
-                .await
-                .map_err(|e| ClusterError::Internal(e.to_string()))??;
-            if reset {
-                tracing::warn!(group, "log was purged past the applied state by a crash during a snapshot install; rejoining from the leader");
-            }
-            let log = LogStore::new(store.clone(), group);
-            let view = (group == META_GROUP).then(|| directory.clone());
-            let negative = Arc::new(Absent::new(lease));
-            absent.insert(group, negative.clone());
-            let sm = StateMachine::open(store.clone(), group, &snapshot_dir, view, negative)
-                .await
-                .map_err(|e| ClusterError::Internal(e.to_string()))?;
-            let network = GroupNetworkFactory {
-                group,
-                peers: peers.clone(),
-            };
-            let raft = Raft::new(me, config.clone(), network, log, sm)
-                .await
-                .map_err(|e| ClusterError::Internal(format!("group {group}: {e}")))?;
-            groups.insert(group, raft);
-        }
+        let hosted = crate::membership::groups_to_host(&store, &layout, me).await?;
         let cluster = Arc::new(Cluster {
             me,
-            spec,
-            placement,
+            shards: layout.placement.shards,
+            layout: RwLock::new(Arc::new(layout)),
+            config_spec: spec,
             store,
             peers,
             rpc_tls,
-            groups,
+            groups: RwLock::new(HashMap::new()),
+            opener: GroupOpener {
+                config,
+                snapshot_dir: data_dir.join("snapshots"),
+                lease,
+            },
             cache: Arc::new(ObjectCache::new(cache_bytes)),
-            directory,
-            absent,
+            directory: Arc::new(Directory::default()),
             leader_lease_ms: tuning.election_timeout_ms,
             draining: Default::default(),
+            moves: crate::rebalance::Moves::new(tuning.max_moves),
         });
+        for group in hosted {
+            cluster.open_group(group).await?;
+        }
         tokio::spawn(watch_disk_space(Arc::downgrade(&cluster)));
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
         tokio::spawn(keep_directory_current(Arc::downgrade(&cluster)));
         crate::maintenance::spawn(Arc::downgrade(&cluster), tuning);
+        crate::membership::spawn(Arc::downgrade(&cluster));
+        crate::rebalance::spawn(Arc::downgrade(&cluster));
         Ok(cluster)
+    }
+
+    /// Starts `group`'s Raft on this node from whatever state it has here (none for a new
+    /// replica: it then waits, uninitialised, for its leader to add it). Every node follows the
+    /// catalogue: as a voter when placed so, else as a learner (see `keep_catalogue_learners`),
+    /// so that any node can check tokens and serve the domain.
+    pub(crate) async fn open_group(&self, group: u32) -> Result<(), ClusterError> {
+        if self.hosts(group) {
+            return Ok(());
+        }
+        let s = self.store.clone();
+        let reset = tokio::task::spawn_blocking(move || repair_purged_past_applied(&s, group))
+            .await
+            .map_err(|e| ClusterError::Internal(e.to_string()))??;
+        if reset {
+            tracing::warn!(group, "log was purged past the applied state by a crash during a snapshot install; rejoining from the leader");
+        }
+        let log = LogStore::new(self.store.clone(), group);
+        let view = (group == META_GROUP).then(|| self.directory.clone());
+        let absent = Arc::new(Absent::new(self.opener.lease));
+        let sm = StateMachine::open(
+            self.store.clone(),
+            group,
+            &self.opener.snapshot_dir,
+            view,
+            absent.clone(),
+        )
+        .await
+        .map_err(|e| ClusterError::Internal(e.to_string()))?;
+        let network = GroupNetworkFactory {
+            group,
+            peers: self.peers.clone(),
+        };
+        let raft = Raft::new(self.me, self.opener.config.clone(), network, log, sm)
+            .await
+            .map_err(|e| ClusterError::Internal(format!("group {group}: {e}")))?;
+        self.groups_mut().insert(group, Hosted { raft, absent });
+        Ok(())
+    }
+
+    /// Stops `group`'s Raft here and forgets it (its data is deleted by the caller).
+    pub(crate) async fn close_group(&self, group: u32) -> Option<Raft> {
+        let hosted = self.groups_mut().remove(&group)?;
+        let _ = hosted.raft.shutdown().await;
+        Some(hosted.raft)
+    }
+
+    fn groups_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u32, Hosted>> {
+        self.groups
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn groups_ref(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u32, Hosted>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The node set and placement this node routes by now.
+    pub fn layout(&self) -> Arc<Layout> {
+        self.layout
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_layout(&self, layout: Layout) {
+        *self
+            .layout
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(layout);
+    }
+
+    pub(crate) fn snapshot_dir(&self) -> &Path {
+        &self.opener.snapshot_dir
+    }
+
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// `cluster.toml`'s description of the cluster.
+    pub(crate) fn config_spec(&self) -> &ClusterSpec {
+        &self.config_spec
     }
 
     pub fn me(&self) -> NodeId {
@@ -253,29 +370,56 @@ impl Cluster {
         &self.rpc_tls
     }
 
-    pub fn spec(&self) -> &ClusterSpec {
-        &self.spec
+    /// The live node set, shard count and replication factor.
+    pub fn spec(&self) -> Arc<ClusterSpec> {
+        self.layout().spec.clone()
     }
 
-    pub fn placement(&self) -> &Placement {
-        &self.placement
+    /// Who holds each group now.
+    pub fn placement(&self) -> Arc<Placement> {
+        self.layout().placement.clone()
+    }
+
+    /// The group that owns `sha` (the shard count never changes: no lock).
+    pub fn group_of(&self, sha: &Sha256) -> u32 {
+        crate::placement::shard_of(sha, self.shards) + 1
+    }
+
+    /// The replicas of `group` to forward to: its holders now, then (while a replica moves)
+    /// the nodes it moves to.
+    pub(crate) fn replicas_of(&self, group: u32) -> Vec<NodeId> {
+        let layout = self.layout();
+        let mut replicas = layout.placement.replicas(group).to_vec();
+        if layout.members.is_some() {
+            for n in layout.target().replicas(group) {
+                if !replicas.contains(n) {
+                    replicas.push(*n);
+                }
+            }
+        }
+        replicas
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
-    pub(crate) fn hosted_groups(&self) -> impl Iterator<Item = u32> + '_ {
-        self.groups.keys().copied()
+    pub(crate) fn group(&self, group: u32) -> Option<Raft> {
+        self.groups_ref().get(&group).map(|h| h.raft.clone())
     }
 
-    pub(crate) fn group(&self, group: u32) -> Option<&Raft> {
-        self.groups.get(&group)
+    /// Whether this node hosts a replica of `group`.
+    pub(crate) fn hosts(&self, group: u32) -> bool {
+        self.groups_ref().contains_key(&group)
+    }
+
+    fn absent(&self, group: u32) -> Option<Arc<Absent>> {
+        self.groups_ref().get(&group).map(|h| h.absent.clone())
     }
 
     /// The groups hosted here.
     pub(crate) fn group_ids(&self) -> Vec<u32> {
-        self.groups.keys().copied().collect()
+        self.groups_ref().keys().copied().collect()
     }
 
     /// Whether this node currently leads `group` (as far as it knows).
@@ -317,7 +461,8 @@ impl Cluster {
 
     /// Stops every local group (used on clean shutdown).
     pub async fn shutdown(&self) {
-        for raft in self.groups.values() {
+        let rafts: Vec<Raft> = self.groups_ref().values().map(|h| h.raft.clone()).collect();
+        for raft in rafts {
             let _ = raft.shutdown().await;
         }
     }
@@ -329,9 +474,9 @@ impl Cluster {
     /// tell a load balancer it is ready.
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed)
-            && !self.groups.is_empty()
-            && self.groups.values().all(|r| {
-                let metrics = r.metrics();
+            && !self.groups_ref().is_empty()
+            && self.groups_ref().values().all(|h| {
+                let metrics = h.raft.metrics();
                 let m = metrics.borrow();
                 m.running_state.is_ok()
                     && match m.state {
@@ -348,20 +493,49 @@ impl Cluster {
     /// catalogue). Safe to repeat: a group that already has state refuses initialisation, so an
     /// existing cluster is never re-initialised. Returns how many groups were initialised now.
     pub async fn init_cluster(&self) -> Result<usize, ClusterError> {
+        let placement = self.placement();
         let mut fresh = 0;
-        for group in 0..self.placement.groups.len() as u32 {
-            let voters = self.placement.replicas(group).to_vec();
+        for group in 0..placement.groups.len() as u32 {
+            let voters = placement.replicas(group).to_vec();
             let Some(&first) = voters.first() else {
                 continue;
             };
             let attempt = || self.init_group_on(first, group, voters.clone());
             let initialized = retry(ClusterError::is_transient, attempt).await?;
             fresh += usize::from(initialized);
+            if group == META_GROUP && !initialized && self.initialised_before().await? {
+                // An existing cluster: its groups were all created before its placement was
+                // recorded. A node that joined later (or has not joined yet) computes a
+                // placement of its own from its config, which must never create groups.
+                return Ok(0);
+            }
         }
-        // Always (re)recorded: an interrupted earlier init may have created the groups without it.
-        self.propose(META_GROUP, Command::SetPlacement(self.placement.clone()), 0)
-            .await?;
+        // Recorded unless a newer version is (versions only move forward).
+        self.propose(
+            META_GROUP,
+            Command::SetPlacement(Placement::clone(&placement)),
+            0,
+        )
+        .await?;
         Ok(fresh)
+    }
+
+    /// Whether the catalogue has a placement recorded: the last step of an `init` that ran to
+    /// its end. Asked after a barrier, so an existing cluster is never mistaken for a new one;
+    /// a node that is not (yet) a member of the catalogue cannot pass it.
+    async fn initialised_before(&self) -> Result<bool, ClusterError> {
+        self.catalog_barrier().await.map_err(|e| {
+            ClusterError::Unavailable(format!(
+                "this node does not follow the cluster's catalogue (not added yet? see `tessera node add`): {e}"
+            ))
+        })?;
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            store.get(Cf::Catalog, &keys::named(META_GROUP, PLACEMENT_KEY))
+        })
+        .await
+        .map_err(|e| ClusterError::Internal(e.to_string()))??;
+        Ok(stored.is_some())
     }
 
     async fn init_group_on(
@@ -391,10 +565,11 @@ impl Cluster {
         let raft = self
             .group(group)
             .ok_or_else(|| ClusterError::Internal(format!("group {group} is not hosted here")))?;
+        let spec = self.spec();
         let members: BTreeMap<NodeId, BasicNode> = voters
             .iter()
             .filter_map(|id| {
-                self.spec.node(*id).map(|n| {
+                spec.node(*id).map(|n| {
                     (
                         *id,
                         BasicNode {
@@ -464,7 +639,7 @@ impl Cluster {
         // wait below returns.
         let since = Instant::now();
         let index = retry(ClusterError::is_transient, || {
-            self.read_index(raft, META_GROUP)
+            self.read_index(&raft, META_GROUP)
         })
         .await?;
         raft.wait(Some(RETRY_DEADLINE))
@@ -515,7 +690,7 @@ impl Cluster {
         sha: Sha256,
         add: bool,
     ) -> Result<Option<u64>, ClusterError> {
-        let group = self.placement.group_of(&sha);
+        let group = self.group_of(&sha);
         match self
             .propose(
                 group,
@@ -543,7 +718,7 @@ impl Cluster {
         size: &str,
         derived: Sha256,
     ) -> Result<Sha256, ClusterError> {
-        let group = self.placement.group_of(&original);
+        let group = self.group_of(&original);
         let command = Command::SetDerived {
             original,
             size: size.to_owned(),
@@ -568,14 +743,14 @@ impl Cluster {
         original: &Sha256,
         size: &str,
     ) -> Result<Option<Sha256>, ClusterError> {
-        let group = self.placement.group_of(original);
+        let group = self.group_of(original);
         let Some(raft) = self.group(group) else {
             return Ok(None);
         };
         if let Some(found) = self.local_derived(group, original, size).await? {
             return Ok(Some(found));
         }
-        let index = retry(ClusterError::is_transient, || self.read_index(raft, group)).await?;
+        let index = retry(ClusterError::is_transient, || self.read_index(&raft, group)).await?;
         raft.wait(Some(RETRY_DEADLINE))
             .applied_index_at_least(Some(index), "derived record")
             .await
@@ -619,7 +794,7 @@ impl Cluster {
         meta: ObjectMeta,
         bytes: Bytes,
     ) -> Result<PutOutcome, ClusterError> {
-        let group = self.placement.group_of(&sha);
+        let group = self.group_of(&sha);
         match self
             .propose(group, Command::PutObject { sha, meta, bytes }, 0)
             .await?
@@ -679,7 +854,7 @@ impl Cluster {
             };
         }
         let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
-        for &replica in self.placement.replicas(group) {
+        for replica in self.replicas_of(group) {
             match self.forward_propose(replica, group, command, hops).await {
                 Err(e) if e.is_transient() => last = e,
                 other => return other,
@@ -729,7 +904,7 @@ impl Cluster {
         spec: ReadSpec,
         hops: u32,
     ) -> Result<Option<ObjectRead>, ClusterError> {
-        let group = self.placement.group_of(&sha);
+        let group = self.group_of(&sha);
         if hops > 0 {
             return self.read_once(group, sha, spec, hops).await;
         }
@@ -763,8 +938,9 @@ impl Cluster {
         let leader = raft.metrics().borrow().current_leader;
         match leader {
             Some(leader) if leader == self.me => {
-                let absent = self.absent.get(&group);
-                let term = leading_term(raft).await;
+                let absent = self.absent(group);
+                let absent = absent.as_deref();
+                let term = leading_term(&raft).await;
                 if let (Some(absent), Some(term)) = (absent, term) {
                     if absent.knows_absent(&sha, term, Instant::now()) {
                         metrics::counter!("tessera_negative_cache_hits_total").increment(1);
@@ -779,7 +955,7 @@ impl Cluster {
                 // Leader in the same term before and after the quorum check: it confirmed this
                 // term's leadership, from a moment after the ticket was taken.
                 if let (Some(absent), Some(ticket), Some(term)) = (absent, ticket, term) {
-                    if leading_term(raft).await == Some(term) {
+                    if leading_term(&raft).await == Some(term) {
                         let missing = matches!(found, Local::NoRecord).then_some(&sha);
                         absent.confirmed(&ticket, term, missing);
                     }
@@ -814,7 +990,7 @@ impl Cluster {
             linearizable: false,
             ..spec
         };
-        for &replica in self.placement.replicas(group) {
+        for replica in self.replicas_of(group) {
             if replica == self.me {
                 continue;
             }
@@ -851,7 +1027,7 @@ impl Cluster {
         }
         let cacheable = !spec.meta_only && !spec.linearizable && spec.range.is_none();
         let mut last = ClusterError::Unavailable(format!("group {group} has no replicas"));
-        for &replica in self.placement.replicas(group) {
+        for replica in self.replicas_of(group) {
             match self.forward_read(replica, sha, spec, hops).await {
                 Err(e) if e.is_transient() => last = e,
                 Ok(Some(read)) if cacheable => return Ok(Some(self.cache_forwarded(sha, read))),
@@ -964,8 +1140,8 @@ impl Cluster {
         &self,
         sha: &Sha256,
     ) -> Result<Option<(ObjectMeta, ObjectSlice)>, ClusterError> {
-        let group = self.placement.group_of(sha);
-        if self.group(group).is_none() {
+        let group = self.group_of(sha);
+        if !self.hosts(group) {
             return Ok(None);
         }
         let (store, sha) = (self.store.clone(), *sha);
@@ -981,8 +1157,10 @@ impl Cluster {
     /// object's shard or the index in memory does not have it: the caller then uses
     /// [`Cluster::local_object_file`] or [`Cluster::read_object`].
     pub fn resident_object(&self, sha: &Sha256) -> Option<Resident> {
-        let group = self.placement.group_of(sha);
-        self.group(group)?;
+        let group = self.group_of(sha);
+        if !self.hosts(group) {
+            return None;
+        }
         self.store.resident_object(group, sha)
     }
 
@@ -1075,10 +1253,10 @@ impl Cluster {
     /// The Raft state of the groups hosted here.
     pub fn local_status(&self) -> Vec<GroupStatus> {
         let mut out: Vec<GroupStatus> = self
-            .groups
+            .groups_ref()
             .iter()
-            .map(|(&group, raft)| {
-                let m = raft.metrics().borrow().clone();
+            .map(|(&group, hosted)| {
+                let m = hosted.raft.metrics().borrow().clone();
                 GroupStatus {
                     group,
                     reporter: self.me,
@@ -1169,36 +1347,6 @@ fn answer(meta: ObjectMeta, bytes: Option<Bytes>, spec: ReadSpec) -> ObjectRead 
     }
 }
 
-/// The placement stored in the catalogue if this node has one, else the one computed from the
-/// configuration. Changing the node set of a running cluster is a later feature: until then the
-/// two agree, and a disagreement is reported.
-async fn current_placement(
-    store: &Arc<Store>,
-    spec: &ClusterSpec,
-) -> Result<Placement, ClusterError> {
-    let computed = Placement::compute(spec, 1);
-    let store = store.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        store.get(Cf::Catalog, &keys::named(META_GROUP, PLACEMENT_KEY))
-    })
-    .await
-    .map_err(|e| ClusterError::Internal(e.to_string()))??;
-    match stored {
-        None => Ok(computed),
-        Some(raw) => {
-            let stored: Placement =
-                bincode::deserialize(&raw).map_err(|e| ClusterError::Internal(e.to_string()))?;
-            if stored.groups != computed.groups {
-                tracing::warn!(
-                    version = stored.version,
-                    "cluster.toml's node set differs from the stored placement; using the stored one"
-                );
-            }
-            Ok(stored)
-        }
-    }
-}
-
 /// Retries failures that `retryable` accepts, with backoff, until [`RETRY_DEADLINE`].
 async fn retry<T, F, Fut>(
     retryable: impl Fn(&ClusterError) -> bool,
@@ -1269,7 +1417,8 @@ async fn keep_catalogue_learners(cluster: std::sync::Weak<Cluster>) {
         }
         let membership = raft.metrics().borrow().membership_config.clone();
         let known: Vec<NodeId> = membership.membership().nodes().map(|(id, _)| *id).collect();
-        for node in this.spec.nodes.iter().filter(|n| !known.contains(&n.id)) {
+        let spec = this.spec();
+        for node in spec.nodes.iter().filter(|n| !known.contains(&n.id)) {
             let address = BasicNode {
                 addr: node.rpc.clone(),
             };

@@ -6,6 +6,7 @@ use tessera_storage::{ObjectMeta, PutOutcome, Sha256};
 
 use tessera_domain::catalog::{CatalogOp, CatalogOutcome};
 
+use crate::members::Members;
 use crate::placement::Placement;
 
 /// A replicated write: the payload of a Raft log entry. Every field the state machine stores is
@@ -58,6 +59,10 @@ pub enum Command {
         size: String,
         derived: Sha256,
     },
+    /// Record a new version of the live node set (catalogue group only); an older or equal
+    /// version than the stored one is ignored, so a retried or raced proposal never rolls the
+    /// node set back.
+    SetMembers(Members),
     /// Writes catalogue records from a backup (`tessera restore`), refused unless the catalogue
     /// holds nothing beyond what `init` creates or is being restored from the same `backup`
     /// (see `backup::stage_restore`). With `done`, the directory is reloaded from the records.
@@ -90,6 +95,7 @@ impl fmt::Debug for Command {
             Command::SetDerived { original, size, .. } => {
                 write!(f, "SetDerived({original}, {size})")
             }
+            Command::SetMembers(m) => write!(f, "SetMembers(v{})", m.version),
             Command::RestoreCatalog {
                 backup,
                 records,
@@ -169,12 +175,20 @@ mod tests {
                 6,
             ),
             (
+                Command::SetMembers(Members {
+                    version: 2,
+                    nodes: Vec::new(),
+                    leaving: Default::default(),
+                }),
+                7,
+            ),
+            (
                 Command::RestoreCatalog {
                     backup: "b".into(),
                     records: vec![(b"k".to_vec(), b"v".to_vec())],
                     done: true,
                 },
-                7,
+                8,
             ),
         ];
         for (command, index) in cases {

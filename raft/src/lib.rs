@@ -16,10 +16,13 @@ mod error;
 mod handoff;
 mod log_store;
 mod maintenance;
+pub mod members;
+pub mod membership;
 mod network;
 pub mod placement;
 mod random;
 mod read;
+mod rebalance;
 pub mod rpc_tls;
 mod service;
 mod snapshot_store;
@@ -32,13 +35,15 @@ pub mod proto {
 }
 
 pub use absent::Absent;
-pub use cluster::{Cluster, GroupStatus, RaftTuning};
+pub use cluster::{Cluster, GroupStatus, Layout, RaftTuning};
 pub use command::{Command, Response};
 pub use error::ClusterError;
 pub use log_store::LogStore;
+pub use members::{Members, MembersError};
 pub use placement::{ClusterSpec, NodeSpec, Placement, META_GROUP};
 pub use random::random;
 pub use read::{ByteRange, ObjectBody, ObjectRead, RangeOutcome, ReadHead, ReadSpec, RemoteBody};
+pub use rebalance::{MoveStatus, MovesReport};
 pub use rpc_tls::RpcTls;
 pub use service::serve_internal;
 pub use state_machine::StateMachine;

@@ -170,7 +170,11 @@ async fn compact_loop(cluster: Weak<Cluster>, every: Duration) {
 impl Cluster {
     /// The shard groups hosted here (groups whose state holds objects).
     pub(crate) fn shard_groups(&self) -> Vec<u32> {
-        let mut groups: Vec<u32> = self.hosted_groups().filter(|g| *g != META_GROUP).collect();
+        let mut groups: Vec<u32> = self
+            .group_ids()
+            .into_iter()
+            .filter(|g| *g != META_GROUP)
+            .collect();
         groups.sort_unstable();
         groups
     }

@@ -2,8 +2,8 @@
 //! every Raft group and every forwarded request of this node.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
@@ -20,7 +20,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::command::Command;
-use crate::placement::ClusterSpec;
+use crate::placement::{ClusterSpec, NodeSpec};
 use crate::proto::internal_client::InternalClient;
 use crate::proto::{RaftKind, RaftRequest};
 use crate::rpc_tls::RpcTls;
@@ -48,24 +48,53 @@ fn entries_within(sizes: impl Iterator<Item = usize>, budget: usize) -> Option<u
     None
 }
 
-/// The channels to every other node of the cluster.
+/// The channels to every other node of the cluster, and the pace snapshots are sent at.
 pub struct Peers {
-    channels: HashMap<NodeId, Channel>,
+    me: NodeId,
+    tls: RpcTls,
+    /// Per peer: the RPC address its channel goes to, and the channel.
+    channels: RwLock<HashMap<NodeId, (String, Channel)>>,
+    snapshots: Pacer,
 }
 
 impl Peers {
     /// Builds one lazily connecting channel per peer, with mutual TLS (the peer must present
     /// its own certificate of the cluster CA; this node presents its own). Channels reconnect
-    /// by themselves after a peer restarts, so they are built once for the life of the process.
+    /// by themselves after a peer restarts, so a peer's channel is built once for the life of
+    /// the process (see [`Peers::learn`] for nodes that join later). Snapshot chunks to all
+    /// peers together go out at most at `snapshot_bytes_per_s` (0: unlimited).
     pub fn new(
         spec: &ClusterSpec,
         me: NodeId,
         tls: &RpcTls,
+        snapshot_bytes_per_s: u64,
     ) -> Result<Peers, tonic::transport::Error> {
-        let mut channels = HashMap::new();
-        for node in spec.nodes.iter().filter(|n| n.id != me) {
+        let peers = Peers {
+            me,
+            tls: tls.clone(),
+            channels: RwLock::new(HashMap::new()),
+            snapshots: Pacer::new(snapshot_bytes_per_s),
+        };
+        peers.learn(&spec.nodes)?;
+        Ok(peers)
+    }
+
+    /// Builds channels to the nodes of `nodes` this node has none for yet (a node that joined),
+    /// or whose address changed (a node asked to be added with another address first).
+    pub fn learn(&self, nodes: &[NodeSpec]) -> Result<(), tonic::transport::Error> {
+        let mut channels = self
+            .channels
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for node in nodes.iter().filter(|n| n.id != self.me) {
+            if channels
+                .get(&node.id)
+                .is_some_and(|(rpc, _)| *rpc == node.rpc)
+            {
+                continue;
+            }
             let channel = Endpoint::from_shared(format!("https://{}", node.rpc))?
-                .tls_config(tls.client(node.id))?
+                .tls_config(self.tls.client(node.id))?
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(5))
@@ -73,18 +102,56 @@ impl Peers {
                 .initial_stream_window_size(8 << 20)
                 .initial_connection_window_size(32 << 20)
                 .connect_lazy();
-            channels.insert(node.id, channel);
+            channels.insert(node.id, (node.rpc.clone(), channel));
         }
-        Ok(Peers { channels })
+        Ok(())
     }
 
     /// A client for `node`, or `None` for this node itself or an unknown id.
     pub fn client(&self, node: NodeId) -> Option<InternalClient<Channel>> {
-        self.channels.get(&node).map(|ch| {
+        let channels = self
+            .channels
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        channels.get(&node).map(|(_, ch)| {
             InternalClient::new(ch.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE)
         })
+    }
+}
+
+/// Spaces out snapshot chunks so that a replica being rebuilt (a node added, a node replaced)
+/// never takes the disk and network that serving needs: each chunk reserves its share of the
+/// rate and waits until its turn.
+struct Pacer {
+    bytes_per_s: u64,
+    next: std::sync::Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(bytes_per_s: u64) -> Pacer {
+        Pacer {
+            bytes_per_s,
+            next: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn admit(&self, bytes: usize) {
+        if self.bytes_per_s == 0 {
+            return;
+        }
+        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_s as f64);
+        let start = {
+            let mut next = self
+                .next
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let start = (*next).max(Instant::now());
+            *next = start + cost;
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
     }
 }
 
@@ -186,6 +253,7 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.peers.snapshots.admit(rpc.data.len()).await;
         self.call(RaftKind::Snapshot, rpc, option.hard_ttl()).await
     }
 

@@ -7,7 +7,13 @@
 //!   `sha256("tessera-hrw" ++ shard ++ node)`. Removing a node moves only the shards it held and
 //!   adding one moves only the shards it now wins: about 1/N of them.
 //! * Shard `s` is Raft group `s + 1`; group 0 ([`META_GROUP`]) is the catalogue, replicated on up
-//!   to five nodes, which stores the versioned placement.
+//!   to five nodes, which stores the versioned placement and the live node set
+//!   ([`Members`](crate::members::Members)).
+//! * The placement stored in the catalogue says who *holds* each group now; the target
+//!   computed from the members says who *should*. The two differ while replicas move (see
+//!   `rebalance.rs`).
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256 as Hasher};
@@ -59,20 +65,42 @@ impl Placement {
     /// Computes the placement of `spec` by rendezvous hashing.
     pub fn compute(spec: &ClusterSpec, version: u64) -> Placement {
         let ids: Vec<NodeId> = spec.nodes.iter().map(|n| n.id).collect();
-        let mut groups = Vec::with_capacity(spec.shards as usize + 1);
-        groups.push(top_nodes(&ids, u64::MAX, META_REPLICAS.min(ids.len())));
-        for shard in 0..spec.shards {
-            groups.push(top_nodes(
-                &ids,
-                u64::from(shard),
-                spec.replication.min(ids.len()),
-            ));
+        Placement::over(&ids, spec.shards, spec.replication, version)
+    }
+
+    /// The placement of `shards` shards with `replication` replicas over the nodes `ids`.
+    pub fn over(ids: &[NodeId], shards: u32, replication: usize, version: u64) -> Placement {
+        let mut groups = Vec::with_capacity(shards as usize + 1);
+        groups.push(top_nodes(ids, u64::MAX, META_REPLICAS.min(ids.len())));
+        for shard in 0..shards {
+            groups.push(top_nodes(ids, u64::from(shard), replication.min(ids.len())));
         }
         Placement {
             version,
-            shards: spec.shards,
+            shards,
             groups,
         }
+    }
+
+    /// Every node that holds a replica of some group.
+    pub fn nodes(&self) -> BTreeSet<NodeId> {
+        self.groups.iter().flatten().copied().collect()
+    }
+
+    /// Whether `node` holds a replica of `group`.
+    pub fn holds(&self, group: u32, node: NodeId) -> bool {
+        self.replicas(group).contains(&node)
+    }
+
+    /// The groups whose replica set differs from `target`'s (as sets).
+    pub fn differing(&self, target: &Placement) -> Vec<u32> {
+        (0..self.groups.len().max(target.groups.len()) as u32)
+            .filter(|g| {
+                let now: BTreeSet<_> = self.replicas(*g).iter().collect();
+                let want: BTreeSet<_> = target.replicas(*g).iter().collect();
+                now != want
+            })
+            .collect()
     }
 
     /// The group that owns `sha`.
@@ -179,6 +207,38 @@ mod tests {
                     after.replicas(g).contains(n),
                     "group {g} lost node {n} needlessly"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn adding_a_node_moves_about_one_nth_of_the_replicas() {
+        for n in 3..8u64 {
+            let ids: Vec<NodeId> = (1..=n).collect();
+            let before = Placement::over(&ids, 64, 3, 1);
+            let grown: Vec<NodeId> = (1..=n + 1).collect();
+            let after = Placement::over(&grown, 64, 3, 2);
+            let moved: usize = (1..=64)
+                .map(|g| {
+                    after
+                        .replicas(g)
+                        .iter()
+                        .filter(|x| !before.holds(g, **x))
+                        .count()
+                })
+                .sum();
+            let share = moved as f64 / (64.0 * 3.0);
+            let bound = 1.0 / (n + 1) as f64 + 0.10;
+            assert!(
+                share <= bound,
+                "{n}+1 nodes: {moved} of 192 moved ({share:.3} > {bound:.3})"
+            );
+            assert!(moved > 0, "the new node got nothing");
+            // Only the new node gains replicas.
+            for g in 1..=64 {
+                for x in after.replicas(g) {
+                    assert!(before.holds(g, *x) || *x == n + 1);
+                }
             }
         }
     }

@@ -16,8 +16,9 @@ use crate::command::Command;
 use crate::network::{INLINE_ENCODE, MAX_MESSAGE};
 use crate::proto::internal_server::{Internal, InternalServer};
 use crate::proto::{
-    ElectReply, ElectRequest, InitGroupReply, InitGroupRequest, ProposeReply, ProposeRequest,
-    RaftKind, RaftReply, RaftRequest, ReadChunk, ReadIndexReply, ReadIndexRequest, ReadRequest,
+    ElectReply, ElectRequest, InitGroupReply, InitGroupRequest, MembershipReply, MembershipRequest,
+    MovesReply, MovesRequest, ProposeReply, ProposeRequest, RaftKind, RaftReply, RaftRequest,
+    ReadChunk, ReadIndexReply, ReadIndexRequest, ReadRequest, ReconfigureReply, ReconfigureRequest,
     StatusReply, StatusRequest,
 };
 use crate::read::{ByteRange, ObjectBody, ReadSpec};
@@ -229,6 +230,36 @@ impl Internal for InternalService {
             .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(ElectReply {}))
+    }
+
+    async fn reconfigure(
+        &self,
+        request: Request<ReconfigureRequest>,
+    ) -> Result<Response<ReconfigureReply>, Status> {
+        let req = request.into_inner();
+        self.cluster
+            .reconfigure_here(req.group, req.voters, req.hops)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(ReconfigureReply {}))
+    }
+
+    async fn membership(
+        &self,
+        request: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        let (leader, voters, learners) = self.cluster.group_membership(request.into_inner().group);
+        Ok(Response::new(MembershipReply {
+            leader,
+            voters,
+            learners,
+        }))
+    }
+
+    async fn moves(&self, _: Request<MovesRequest>) -> Result<Response<MovesReply>, Status> {
+        Ok(Response::new(MovesReply {
+            report: encode(&self.cluster.moves.report())?,
+        }))
     }
 
     async fn local_status(

@@ -29,6 +29,21 @@ fn last_index(meta: &SnapshotMeta) -> u64 {
     meta.last_log_id.map(|l| l.index).unwrap_or(0)
 }
 
+/// Deletes every snapshot file of `group` in `dir` (its replica left the group).
+pub(crate) fn forget_group(dir: &Path, group: u32) -> std::io::Result<()> {
+    let prefix = format!("g{group}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 impl SnapshotStore {
     /// Opens the store and removes receive buffers left by an interrupted transfer.
     pub async fn open(dir: &Path, group: u32) -> Result<SnapshotStore, RaftStorageError> {

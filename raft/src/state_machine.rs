@@ -18,7 +18,8 @@ use tokio::sync::oneshot;
 use crate::absent::Absent;
 use crate::blocking::{blocking, storage_error};
 use crate::command::{Command, Response};
-use crate::placement::META_GROUP;
+use crate::members::Members;
+use crate::placement::{Placement, META_GROUP};
 use crate::snapshot_store::{sync_dir, SnapshotStore};
 use crate::types::{LogId, RaftStorageError, SnapshotMeta, StoredMembership, TypeConfig};
 
@@ -30,6 +31,40 @@ const MEMBERSHIP: &str = "membership";
 const INSTALLING: &str = "installing";
 /// Catalogue key of the current placement.
 pub const PLACEMENT_KEY: &str = "placement";
+/// Catalogue key of the live node set.
+pub const MEMBERS_KEY: &str = "members";
+
+/// The version of the record stored at `key` in the catalogue, if there is one.
+fn stored_version<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    key: &[u8],
+    version: impl Fn(&T) -> u64,
+) -> Result<Option<u64>, StorageError> {
+    match store.get(Cf::Catalog, key)? {
+        Some(raw) => Ok(Some(version(&bincode::deserialize::<T>(&raw)?))),
+        None => Ok(None),
+    }
+}
+
+/// Stages `value` at `key` if its `version` is newer than the `stored` one (or nothing is
+/// stored) and returns the version stored afterwards. Versioned records only move forward: a
+/// retried or raced proposal of an older version is a no-op on every replica alike.
+fn newer_version<T: serde::Serialize>(
+    store: &Store,
+    batch: &mut WriteBatch,
+    key: Vec<u8>,
+    stored: Option<u64>,
+    value: &T,
+    version: u64,
+) -> Result<u64, StorageError> {
+    match stored {
+        Some(old) if old >= version => Ok(old),
+        _ => {
+            batch.put_cf(store.cf(Cf::Catalog), key, bincode::serialize(value)?);
+            Ok(version)
+        }
+    }
+}
 
 /// One group's replicated state: objects (shard groups) or the catalogue (group 0).
 ///
@@ -306,14 +341,31 @@ fn apply_entries(
                 Response::Object(outcome)
             }
             EntryPayload::Normal(Command::SetPlacement(placement)) => {
-                let raw = bincode::serialize(&placement)?;
-                batch.put_cf(
-                    store.cf(Cf::Catalog),
-                    keys::named(group, PLACEMENT_KEY),
-                    raw,
-                );
+                let key = keys::named(group, PLACEMENT_KEY);
+                let stored = stored_version::<Placement>(store, &key, |p| p.version)?;
                 Response::Placement {
-                    version: placement.version,
+                    version: newer_version(
+                        store,
+                        &mut batch,
+                        key,
+                        stored,
+                        &placement,
+                        placement.version,
+                    )?,
+                }
+            }
+            EntryPayload::Normal(Command::SetMembers(members)) => {
+                let key = keys::named(group, MEMBERS_KEY);
+                let stored = stored_version::<Members>(store, &key, |m| m.version)?;
+                Response::Placement {
+                    version: newer_version(
+                        store,
+                        &mut batch,
+                        key,
+                        stored,
+                        &members,
+                        members.version,
+                    )?,
                 }
             }
             EntryPayload::Normal(Command::Reference {
@@ -480,6 +532,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| storage_error(ErrorVerb::Write, &e))?;
         self.receiving = Some(path);
+        tracing::info!(group = self.group, "receiving a snapshot");
         Ok(Box::new(file))
     }
 

@@ -193,6 +193,30 @@ impl Store {
             .map(|item| item.map_err(StorageError::from))
     }
 
+    /// The groups that have at least one key in `cf`: one seek per group found.
+    pub fn groups_with(&self, cf: Cf) -> Result<std::collections::BTreeSet<u32>, StorageError> {
+        let mut groups = std::collections::BTreeSet::new();
+        let mut from = crate::keys::group_start(0).to_vec();
+        loop {
+            let mut items = self
+                .db
+                .iterator_cf(self.cf(cf), IteratorMode::From(&from, Direction::Forward));
+            let Some(item) = items.next() else {
+                return Ok(groups);
+            };
+            let (key, _) = item?;
+            let Some(head) = key.get(..crate::keys::GROUP_LEN) else {
+                return Ok(groups);
+            };
+            let group = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+            groups.insert(group);
+            match group.checked_add(1) {
+                Some(next) => from = crate::keys::group_start(next).to_vec(),
+                None => return Ok(groups),
+            }
+        }
+    }
+
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }

@@ -14,6 +14,7 @@ mod hostile;
 mod https;
 mod imports;
 mod login_throttle;
+mod membership;
 mod objects;
 mod quality;
 mod rolling;

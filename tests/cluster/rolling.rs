@@ -9,33 +9,7 @@ use std::sync::{Arc, Mutex};
 use tessera_client::Client;
 use tessera_cluster_tests::{Options, TestCluster};
 
-use crate::support::{assert_serves, image, leader_of, sha_hex};
-
-/// An upload as an HTTP client does it: a 503 that carries `Retry-After` (the cluster says the
-/// write may not have happened and when to try again) is retried after that delay, up to three
-/// times — uploads are idempotent (content-addressed). Reads are never retried.
-async fn upload_as_a_client_would(
-    client: &Client,
-    bytes: &[u8],
-) -> Result<tessera_client::Reply, tessera_client::ClientError> {
-    let mut tries = 0;
-    loop {
-        let reply = client
-            .put_object(bytes::Bytes::copy_from_slice(bytes))
-            .await?;
-        let retry_after = reply
-            .header("retry-after")
-            .and_then(|v| v.parse::<u64>().ok());
-        match retry_after {
-            Some(seconds) if reply.status == 503 && tries < 3 => {
-                tries += 1;
-                // The server's own back-off, honoured as a client does; not synchronisation.
-                tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
-            }
-            _ => return Ok(reply),
-        }
-    }
-}
+use crate::support::{assert_serves, image, leader_of, sha_hex, upload_as_a_client_would};
 
 /// An acknowledged upload: its hash and bytes.
 type Stored = (String, Vec<u8>);

@@ -172,6 +172,8 @@ pub struct Options {
     /// Runs node `id` as uid and gid `base + id` (the harness must be root): the chaos harness
     /// tells the nodes' traffic apart by its owner to cut the network between them.
     pub uid_base: Option<u32>,
+    /// `[raft] snapshot_bytes_per_s`: how fast a node sends snapshots to new replicas.
+    pub snapshot_bytes_per_s: Option<u64>,
 }
 
 impl Default for Options {
@@ -188,6 +190,7 @@ impl Default for Options {
             scrub_interval_ms: None,
             https: false,
             uid_base: None,
+            snapshot_bytes_per_s: None,
         }
     }
 }
@@ -239,6 +242,9 @@ impl TestCluster {
         }
         if let Some(ms) = opts.scrub_interval_ms {
             toml.push_str(&format!("scrub_interval_ms = {ms}\n"));
+        }
+        if let Some(rate) = opts.snapshot_bytes_per_s {
+            toml.push_str(&format!("snapshot_bytes_per_s = {rate}\n"));
         }
         let mut nodes = Vec::new();
         for id in 1..=opts.nodes as u64 {
@@ -368,6 +374,48 @@ impl TestCluster {
         for node in &mut cluster.nodes {
             node.token = Some(token.clone());
         }
+    }
+
+    /// A new node for a running cluster, as an operator makes one: its `[[node]]` entry added
+    /// to the config, a certificate from the cluster CA (`tessera ca --id N`) and the process
+    /// started with `tessera run`. It is not a member until added (`tessera node add`), so it
+    /// is only waited for until it answers `/healthz`. Returns its id.
+    pub async fn start_new_node(&mut self) -> u64 {
+        let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let http = format!("127.0.0.1:{}", free_port());
+        let rpc = format!("127.0.0.1:{}", free_port());
+        let mut toml = std::fs::read_to_string(&self.config).expect("read config");
+        toml.push_str(&format!(
+            "\n[[node]]\nid = {id}\nhttp = \"{http}\"\nrpc = \"{rpc}\"\ndata = \"node-{id}\"\n"
+        ));
+        std::fs::write(&self.config, toml).expect("write config");
+        std::fs::create_dir_all(self.data_dir(id)).expect("data dir");
+        let issued = Command::new(&self.bin)
+            .args(["ca", "--id", &id.to_string(), "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .status()
+            .expect("tessera ca");
+        assert!(issued.success(), "tessera ca --id {id} failed");
+        let token = self.nodes.first().and_then(|n| n.token.clone());
+        self.nodes.push(Node {
+            id,
+            http,
+            rpc,
+            process: None,
+            token,
+        });
+        self.spawn(id);
+        let probe = Client::new(&self.node(id).http).with_timeout(Duration::from_secs(2));
+        eventually(&format!("node {id} to answer"), DEADLINE, || async {
+            probe
+                .get("/healthz")
+                .await
+                .ok()
+                .filter(|r| r.status.is_success())
+        })
+        .await;
+        id
     }
 
     /// The `tessera` binary that later node starts (and [`TestCluster::issue_certificates`])

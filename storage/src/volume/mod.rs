@@ -87,6 +87,13 @@ impl Volumes {
             .insert(group, index);
     }
 
+    pub(crate) fn forget_memory(&self, group: u32) {
+        self.memory
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&group);
+    }
+
     pub(crate) fn max_bytes(&self) -> u64 {
         self.max_bytes
     }

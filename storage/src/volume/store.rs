@@ -277,3 +277,28 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Deletes everything this node holds of `group` — its Raft log, vote and metadata, its
+    /// state, its needle index and its volume files — after its replica left the group (its
+    /// leader removed it). The group's Raft must be stopped first. One fsynced batch, then the
+    /// files: a crash in between leaves volume files without an index, which a later replica
+    /// of the group starts over from (ids keep growing, see [`GroupVolumes::reset`]).
+    pub fn forget_group(&self, group: u32) -> Result<(), StorageError> {
+        let volumes = self.volumes(group)?;
+        let _writer = volumes.writer();
+        let mut batch = WriteBatch::default();
+        for cf in Cf::ALL {
+            batch.delete_range_cf(
+                self.cf(cf),
+                keys::group_start(group),
+                keys::group_end(group),
+            );
+        }
+        self.write(batch, true)?;
+        volumes.reset()?;
+        self.volume_set().groups().remove(&group);
+        self.volume_set().forget_memory(group);
+        Ok(())
+    }
+}
