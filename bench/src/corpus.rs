@@ -81,42 +81,71 @@ pub fn generate(dir: &Path, count: usize, seed: u64) -> anyhow::Result<Vec<Image
         }
         noise_for.push((lo + hi) / 2.0);
     }
-    let mut images = Vec::with_capacity(count);
-    for i in 0..count {
-        let name = format!("img-{seed}-{i:05}.jpg");
-        let path = dir.join(&name);
-        let bytes = match std::fs::read(&path) {
-            Ok(existing) => existing,
-            Err(_) => {
-                let r = i % RESOLUTIONS.len();
-                let (w, h) = RESOLUTIONS[r];
-                let image_seed = seed ^ (i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                let spread = 0.75 + 0.5 * Rng(image_seed | 1).unit();
-                let mut noise = noise_for[r] * spread;
-                let mut bytes = encode(w, h, noise, image_seed)?;
-                for _ in 0..4 {
-                    if bytes.len() < MIN_BYTES {
-                        noise *= 1.3;
-                    } else if bytes.len() > MAX_BYTES {
-                        noise *= 0.75;
-                    } else {
-                        break;
-                    }
-                    bytes = encode(w, h, noise, image_seed)?;
-                }
-                std::fs::write(&path, &bytes)?;
-                bytes
-            }
-        };
-        let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
-        images.push(Image {
-            name,
-            path,
-            sha256,
-            size: bytes.len(),
-        });
-    }
+    // Two encoders at once: a 2 GB corpus is ~14 000 JPEGs.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    let noise_for = &noise_for;
+    let mut images: Vec<Image> = std::thread::scope(|scope| {
+        let tasks: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || {
+                    (w..count)
+                        .step_by(workers)
+                        .map(|i| image(dir, i, seed, noise_for))
+                        .collect::<anyhow::Result<Vec<Image>>>()
+                })
+            })
+            .collect();
+        tasks
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .map_err(|_| anyhow::anyhow!("a corpus encoder panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<Vec<Image>>>>()
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
+    images.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(images)
+}
+
+/// Image `i` of the corpus: read back if it is there, else encoded and written.
+fn image(dir: &Path, i: usize, seed: u64, noise_for: &[f32]) -> anyhow::Result<Image> {
+    let name = format!("img-{seed}-{i:05}.jpg");
+    let path = dir.join(&name);
+    let bytes = match std::fs::read(&path) {
+        Ok(existing) => existing,
+        Err(_) => {
+            let r = i % RESOLUTIONS.len();
+            let (w, h) = RESOLUTIONS[r];
+            let image_seed = seed ^ (i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+            let spread = 0.75 + 0.5 * Rng(image_seed | 1).unit();
+            let mut noise = noise_for[r] * spread;
+            let mut bytes = encode(w, h, noise, image_seed)?;
+            for _ in 0..4 {
+                if bytes.len() < MIN_BYTES {
+                    noise *= 1.3;
+                } else if bytes.len() > MAX_BYTES {
+                    noise *= 0.75;
+                } else {
+                    break;
+                }
+                bytes = encode(w, h, noise, image_seed)?;
+            }
+            std::fs::write(&path, &bytes)?;
+            bytes
+        }
+    };
+    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    Ok(Image {
+        name,
+        path,
+        sha256,
+        size: bytes.len(),
+    })
 }
 
 /// The image whose size is the median of the corpus.

@@ -10,6 +10,7 @@ pub mod load;
 pub mod nginx;
 pub mod procstat;
 pub mod quality;
+pub mod rebalance;
 pub mod report;
 pub mod scale;
 pub mod serve;

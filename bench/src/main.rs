@@ -4,13 +4,14 @@
 //! `tessera-bench catalogue [--beats N] [--saves N]`
 //! `tessera-bench scale [--steps N,M,...] [--seconds S]`
 //! `tessera-bench quality [--images N] [--shapes K]`
+//! `tessera-bench rebalance [--images N] [--rate R] [--limits A,B,...]`
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tessera_bench::{catalogue, catchup, corpus, export, quality, report, scale, serve};
+use tessera_bench::{catalogue, catchup, corpus, export, quality, rebalance, report, scale, serve};
 
-const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench scale [--steps N,M,...] [--seconds S]\n       tessera-bench catalogue [--beats N] [--saves N]\n       tessera-bench quality [--images N] [--shapes K]";
+const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench scale [--steps N,M,...] [--seconds S]\n       tessera-bench catalogue [--beats N] [--saves N]\n       tessera-bench quality [--images N] [--shapes K]\n       tessera-bench rebalance [--images N] [--rate R] [--limits MIB,MIB,...]";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -22,6 +23,7 @@ fn main() -> anyhow::Result<()> {
     let mut saves = 1_000_000;
     let mut out = PathBuf::from("target/bench/serve.json");
     let mut scale_params = scale::Params::default();
+    let mut moves = rebalance::Params::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => params = serve::Params::quick(),
@@ -39,6 +41,15 @@ fn main() -> anyhow::Result<()> {
                     .collect::<Result<_, _>>()?
             }
             "--seconds" => scale_params.seconds = args.next().context("--seconds S")?.parse()?,
+            "--rate" => moves.rate = args.next().context("--rate R")?.parse()?,
+            "--limits" => {
+                moves.limits = args
+                    .next()
+                    .context("--limits MIB,MIB,...")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
@@ -153,6 +164,39 @@ fn main() -> anyhow::Result<()> {
             }
             std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
             println!("JSON: {}", out.display());
+        }
+        "rebalance" => {
+            let count = images.unwrap_or(14_000);
+            let dir = std::env::temp_dir().join("tessera-bench-corpus-3");
+            let corpus = corpus::generate(&dir, count, 3)?;
+            let runs = runtime.block_on(rebalance::run(&corpus, &moves))?;
+            println!(
+                "adding a 4th node to 3 nodes holding {:.2} GB ({} objects, 32 shards, RF 3); GETs at {}/s (open loop):",
+                runs.first().map_or(0, |r| r.stored_bytes) as f64 / 1e9,
+                count,
+                moves.rate
+            );
+            println!("| snapshot limit (MiB/s) | moved (MB) | replicas moved | converged (s) | GET p50/p99 before (ms) | during | after | failed GETs |");
+            println!("|---|---|---|---|---|---|---|---|");
+            for r in &runs {
+                println!(
+                    "| {} | {:.0} | {} of {} ({:.0} %) | {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} of {} |",
+                    r.snapshot_mib_per_s,
+                    r.moved_bytes as f64 / 1e6,
+                    r.groups_moved,
+                    r.groups * 3,
+                    100.0 * r.groups_moved as f64 / (r.groups * 3) as f64,
+                    r.converge_s,
+                    r.before.p50_ms,
+                    r.before.p99_ms,
+                    r.during.p50_ms,
+                    r.during.p99_ms,
+                    r.after.p50_ms,
+                    r.after.p99_ms,
+                    r.before.failed + r.during.failed + r.after.failed,
+                    r.before.requests + r.during.requests + r.after.requests
+                );
+            }
         }
         _ => bail!("{USAGE}"),
     }

@@ -385,14 +385,21 @@ impl Cluster {
         crate::placement::shard_of(sha, self.shards) + 1
     }
 
-    /// The replicas of `group` to forward to: its holders now, then (while a replica moves)
-    /// the nodes it moves to.
+    /// The other nodes to forward `group`'s requests to: its holders now, then (while a replica
+    /// moves) the nodes it moves to. Never this node: one that is about to receive a replica
+    /// (it opens it within a refresh) has nothing to forward to itself.
     pub(crate) fn replicas_of(&self, group: u32) -> Vec<NodeId> {
         let layout = self.layout();
-        let mut replicas = layout.placement.replicas(group).to_vec();
+        let mut replicas: Vec<NodeId> = layout
+            .placement
+            .replicas(group)
+            .iter()
+            .copied()
+            .filter(|n| *n != self.me)
+            .collect();
         if layout.members.is_some() {
             for n in layout.target().replicas(group) {
-                if !replicas.contains(n) {
+                if *n != self.me && !replicas.contains(n) {
                     replicas.push(*n);
                 }
             }

@@ -141,9 +141,14 @@ impl Moves {
         true
     }
 
-    fn retried(&self, group: u32) {
-        if let Some((status, _)) = self.state().running.get_mut(&group) {
-            status.retries += 1;
+    /// Counts a failed attempt of `group`'s move; returns how many there were.
+    fn retried(&self, group: u32) -> u32 {
+        match self.state().running.get_mut(&group) {
+            Some((status, _)) => {
+                status.retries += 1;
+                status.retries
+            }
+            None => 0,
         }
     }
 
@@ -230,8 +235,12 @@ impl Cluster {
                     return true;
                 }
                 Err(e) => {
-                    tracing::info!(group, error = %e, "replica move not done yet; trying again");
-                    self.moves.retried(group);
+                    let retries = self.moves.retried(group);
+                    // Said at first and then every 30th time: a move waiting for an election
+                    // or a node would otherwise fill the log.
+                    if retries % 30 == 1 {
+                        tracing::info!(group, retries, error = %e, "replica move not done yet; trying again");
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -413,10 +422,11 @@ impl Cluster {
                 .await
                 .map_err(|e| ClusterError::Unavailable(format!("group {group}: {e}")))?;
         }
+        // Only a voter whose log is as long as this leader's can win the election at once.
         let successor = want
             .iter()
             .copied()
-            .find(|n| self.caught_up(group, *n))
+            .find(|n| self.caught_up_within(group, *n, 0))
             .ok_or_else(|| {
                 ClusterError::Unavailable(format!("group {group}: no caught-up successor yet"))
             })?;
@@ -427,6 +437,13 @@ impl Cluster {
             |mut c, r| async move { c.elect(r).await },
         )
         .await?;
+        // openraft 0.9 leaves a leader's replication streams running after it steps down, and
+        // right after a membership change they kept the followers' leader lease fresh: no one
+        // could be elected, for minutes (seen in `membership::removing_…` under CPU load).
+        // Restarting this replica ends them; it rejoins as a follower from its own storage, as
+        // after a process restart, and the group elects within a lease.
+        self.close_group(group).await;
+        self.open_group(group).await?;
         Err(ClusterError::Unavailable(format!(
             "group {group}: node {successor} takes over before node {me} leaves"
         )))
@@ -479,13 +496,19 @@ impl Cluster {
     }
 
     /// Whether `node` has replicated `group`'s log up to (nearly) this leader's last entry.
-    pub(crate) fn caught_up(&self, group: u32, node: NodeId) -> bool {
+    fn caught_up(&self, group: u32, node: NodeId) -> bool {
+        self.caught_up_within(group, node, CAUGHT_UP_SLACK)
+    }
+
+    /// Whether `node` has replicated `group`'s log up to `slack` entries short of this leader's
+    /// last entry.
+    fn caught_up_within(&self, group: u32, node: NodeId, slack: u64) -> bool {
         let Some(raft) = self.group(group) else {
             return false;
         };
         let last = raft.metrics().borrow().last_log_index;
         match (self.matched(group, node), last) {
-            (Some(matched), Some(last)) => matched + CAUGHT_UP_SLACK >= last,
+            (Some(matched), Some(last)) => matched + slack >= last,
             _ => false,
         }
     }

@@ -105,6 +105,25 @@ impl Up {
     }
 }
 
+/// A test that fails half-way must not leave `up` and its nodes running: SIGTERM (`up` stops
+/// its nodes), then SIGKILL if it has not exited within 30 s.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn tessera(config: &Path, args: &[&str]) -> std::process::Output {
     run_ok(
         Command::new(binary())
@@ -169,7 +188,8 @@ fn up_put_get_status_and_stop_on_ctrl_c_or_sigterm() {
     let got = tessera(&config, &["get", &shas[1]]);
     assert_eq!(got.stdout, std::fs::read(&files[1]).expect("read image"));
     let status = String::from_utf8_lossy(&tessera(&config, &["status"]).stdout).into_owned();
-    assert_eq!(status.matches(" up").count(), 3, "status:\n{status}");
+    assert_eq!(nodes_up(&status), 3, "status:\n{status}");
+    assert!(status.contains("moves: none to go"), "status:\n{status}");
     assert!(status.contains("meta"), "status:\n{status}");
 
     // A node dying under `up` is reported and restarted; the others keep serving meanwhile.
@@ -195,7 +215,7 @@ fn up_put_get_status_and_stop_on_ctrl_c_or_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = String::from_utf8_lossy(&tessera(&config, &["status"]).stdout).into_owned();
-        if status.matches(" up").count() == 3 {
+        if nodes_up(&status) == 3 {
             break;
         }
         assert!(
@@ -252,4 +272,10 @@ fn up_put_get_status_and_stop_on_ctrl_c_or_sigterm() {
             "node process {pid} outlived `tessera up` after SIGTERM"
         );
     }
+}
+
+/// How many nodes `tessera status` lists as up in its node table (the second paragraph).
+fn nodes_up(status: &str) -> usize {
+    let table = status.split("\n\n").nth(1).unwrap_or_default();
+    table.lines().filter(|l| l.ends_with(" up")).count()
 }

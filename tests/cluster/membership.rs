@@ -317,19 +317,32 @@ async fn holders(cluster: &TestCluster) -> Vec<BTreeSet<u64>> {
 }
 
 /// Waits until no replica has to move any more and no node is leaving; returns the node set.
-async fn settled(admin: &Client) -> Value {
-    eventually("the replica moves to finish", SETTLE, || async {
-        let reply = admin.get("/api/v1/cluster/nodes").await.ok()?;
-        let nodes = reply.json();
-        let done = reply.status == 200
-            && nodes["moves"]["to_go"].as_array()?.is_empty()
-            && nodes["nodes"]
-                .as_array()?
-                .iter()
-                .all(|n| n["state"] == "active");
-        done.then_some(nodes)
-    })
-    .await
+/// On a timeout it says where every group stands.
+async fn settled(cluster: &TestCluster, admin: &Client) -> Value {
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        if let Ok(reply) = admin.get("/api/v1/cluster/nodes").await {
+            let nodes = reply.json();
+            let done = reply.status == 200
+                && nodes["moves"]["to_go"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+                && nodes["nodes"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().all(|n| n["state"] == "active"));
+            if done {
+                return nodes;
+            }
+            if std::time::Instant::now() > deadline {
+                let status = cluster.status().await;
+                panic!(
+                    "the replica moves did not finish: {nodes}\ngroups: {}",
+                    status["groups"]
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Replicas that moved onto other nodes between two placements, over the shard groups.
@@ -457,7 +470,7 @@ async fn adding_two_nodes_under_load_moves_about_one_nth_and_fails_no_request() 
     assert!(said.contains("done"), "tessera node add said: {said}");
     cluster.node(four).wait_ready().await;
     load.admit(cluster.node(four).client());
-    let nodes = settled(&admin).await;
+    let nodes = settled(&cluster, &admin).await;
     let after_four = holders(&cluster).await;
     let (moved4, total) = moved(&before, &after_four);
     eprintln!("adding node 4 moved {moved4} of {total} shard replicas");
@@ -485,7 +498,7 @@ async fn adding_two_nodes_under_load_moves_about_one_nth_and_fails_no_request() 
     assert_eq!(reply.status, 202, "{:?}", reply.json());
     cluster.node(five).wait_ready().await;
     load.admit(cluster.node(five).client());
-    settled(&admin).await;
+    settled(&cluster, &admin).await;
     let after_five = holders(&cluster).await;
     let (moved5, total) = moved(&after_four, &after_five);
     eprintln!("adding node 5 moved {moved5} of {total} shard replicas");
@@ -523,7 +536,7 @@ async fn removing_a_node_and_decommissioning_a_dead_one_keep_every_object() {
         .await
         .expect("remove");
     assert_eq!(reply.status, 202, "{:?}", reply.json());
-    let nodes = settled(&admin).await;
+    let nodes = settled(&cluster, &admin).await;
     load.withdraw(cluster.node(2).client().base()).await;
     let ids: Vec<u64> = nodes["nodes"]
         .as_array()
@@ -561,7 +574,7 @@ async fn removing_a_node_and_decommissioning_a_dead_one_keep_every_object() {
         .await
         .expect("decommission");
     assert_eq!(reply.status, 202, "{:?}", reply.json());
-    settled(&admin).await;
+    settled(&cluster, &admin).await;
     let after = holders(&cluster).await;
     assert!(
         after.iter().all(|g| !g.contains(&3) && !g.contains(&2)),
@@ -652,7 +665,7 @@ async fn a_move_survives_its_leader_and_the_new_node_being_killed() {
     cluster.start_node(four);
     cluster.restart(leader).await;
     load.admit(cluster.node(leader).client());
-    settled(&admin).await;
+    settled(&cluster, &admin).await;
     cluster.node(four).wait_ready().await;
     let after = holders(&cluster).await;
     assert!(after.iter().skip(1).all(|g| g.len() == 3), "{after:?}");

@@ -102,6 +102,22 @@ async fn unsaved_edits_survive_a_dead_node_and_a_reload() {
     run_script(&mut cluster, "saves.mjs", &env).await;
 }
 
+/// Issue 15: the cluster page shows the node set and the moves, refuses an add with the reason,
+/// adds a running node (the page follows its replicas moving in) and removes it again.
+#[tokio::test]
+async fn nodes_are_added_and_removed_from_the_cluster_page() {
+    let mut cluster = TestCluster::start(Options::default()).await;
+    let id = cluster.start_new_node().await;
+    let node = cluster.node(id);
+    let new_node = format!("{id} {} {}", node.http, node.rpc);
+    run_script(
+        &mut cluster,
+        "nodes.mjs",
+        &[("TESSERA_NEW_NODE", new_node.as_str())],
+    )
+    .await;
+}
+
 /// Bug 2 of issue 13: a second split takes only images without a task, a third has nothing to
 /// take, and archiving a task keeps its annotations and frees its images.
 #[tokio::test]

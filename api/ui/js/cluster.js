@@ -1,8 +1,9 @@
-// Admin: cluster status (nodes, shard groups with leader and replicas) and this node's request
-// rates from its Prometheus metrics, refreshed every 2 s.
+// Admin: cluster status (the node set and replica moves, shard groups with leader and replicas)
+// and this node's request rates from its Prometheus metrics, refreshed every 2 s.
 
 import { api } from './api.js';
 import { clear, h } from './dom.js';
+import { nodeSet } from './nodes.js';
 
 function parseRequests(text) {
   const byRoute = new Map();
@@ -25,13 +26,14 @@ export async function render(el) {
   const rates = h('tbody');
   const summary = h('p', { id: 'cluster-summary' });
   const rateTotal = h('p', { id: 'rate-total' });
-  el.append(h('h1', null, 'Cluster'), summary,
+  const members = nodeSet();
+  el.append(h('h1', null, 'Cluster'), summary, members.section,
     h('h2', null, 'Nodes'), h('table', { id: 'nodes', 'aria-label': 'Nodes' }, h('thead', null, h('tr', null, ['Node', 'HTTP', 'RPC', 'Status'].map((t) => h('th', null, t)))), nodes),
     h('h2', null, 'Shard groups'), h('table', { id: 'groups', 'aria-label': 'Shard groups' }, h('thead', null, h('tr', null, ['Group', 'Shard', 'Leader', 'Term', 'Voters', 'Replicas (state · applied)'].map((t) => h('th', null, t)))), groups),
     h('h2', null, 'Requests on this node'), rateTotal, h('table', { id: 'rates', 'aria-label': 'Request rates' }, h('thead', null, h('tr', null, ['Route', 'req/s', 'total'].map((t) => h('th', null, t)))), rates));
   let last = null;
   async function tick() {
-    const [st, metrics] = await Promise.all([api('/api/v1/cluster'), fetch('/metrics').then((r) => r.text())]);
+    const [st, metrics] = await Promise.all([api('/api/v1/cluster'), fetch('/metrics').then((r) => r.text()), members.refresh()]);
     summary.textContent = `Served by node ${st.node} · ${st.shards} shards · replication ${st.replication} · placement v${st.placement_version}`;
     clear(nodes);
     for (const n of st.nodes) {
