@@ -9,6 +9,7 @@ mod annotation_import;
 mod annotation_sets;
 mod annotations;
 pub mod auth;
+pub mod backup;
 mod body_limit;
 mod body_timeout;
 pub mod cluster_routes;

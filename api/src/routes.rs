@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use crate::access::{self, Access};
 use crate::{
-    annotation_import, annotation_sets, annotations, cluster_routes, comments, datasets, export,
-    import, jobs, metrics, nodes, oauth, objects, paging, quality, sessions, tasks, users,
+    annotation_import, annotation_sets, annotations, backup, cluster_routes, comments, datasets,
+    export, import, jobs, metrics, nodes, oauth, objects, paging, quality, sessions, tasks, users,
     webhooks, AppState,
 };
 
@@ -313,6 +313,53 @@ pub fn routes() -> Vec<Route> {
             Some("application/json"),
             Some(json!({"type": "object", "required": ["node", "restarting"], "properties": {"node": {"type": "integer"}, "restarting": {"const": true}}})),
         ),
+        route(
+            "get",
+            "/api/v1/backup/catalog",
+            Admin,
+            "The catalogue for a backup: every record but the cluster's own (placement, signing \
+             key) from one snapshot taken after a catalogue barrier, as length-prefixed frames; \
+             the header x-tessera-catalog-index names the log index it reflects",
+            get(backup::dump_catalog),
+        )
+        .answer(200, Some("application/octet-stream"), None),
+        route(
+            "post",
+            "/api/v1/backup/catalog",
+            Admin,
+            "Restore a chunk of catalogue records from a backup; refused (409) on a cluster whose \
+             catalogue holds domain data and is not being restored from the same backup",
+            post(backup::restore_catalog),
+        )
+        .query::<backup::RestoreCatalogQuery>("backup=20261205T101500Z&done=false")
+        .raw("frames as GET /api/v1/backup/catalog sends them, at most 68 MiB")
+        .responds(200, backup::restored_catalog_schema())
+        .errors(&[409, 413]),
+        route(
+            "get",
+            "/api/v1/backup/objects",
+            Admin,
+            "A page of one shard's object records in hash order, from this node's replica after \
+             a barrier (409 if it holds none)",
+            get(backup::list_objects),
+        )
+        .pages::<backup::BackupObject>()
+        .query::<backup::ObjectsQuery>("shard=0&limit=100")
+        .errors(&[409]),
+        route(
+            "put",
+            "/api/v1/backup/objects/{sha}",
+            Admin,
+            "Restore an object from a backup with its recorded metadata and reference count \
+             (idempotent); only into a cluster a restore has claimed and not finished (409)",
+            put(backup::restore_object),
+        )
+        .query::<backup::RestoreObjectQuery>(
+            "content_type=image/png&width=1&height=1&refcount=1&created_ms=0",
+        )
+        .raw("the object's bytes, which must hash to {sha}")
+        .responds(200, backup::restored_object_schema())
+        .errors(&[409, 413]),
         route(
             "get",
             "/api/v1/cluster/nodes",

@@ -203,6 +203,30 @@ impl Client {
             .map_err(|_| ClientError::Timeout)?
     }
 
+    /// `GET path` whose body is handed over as it arrives instead of read whole (a backup's
+    /// catalogue dump): the status, the headers and the body. Only the wait for the headers is
+    /// bounded by the client's timeout.
+    pub async fn get_streaming(
+        &self,
+        path: &str,
+    ) -> Result<(StatusCode, HeaderMap, hyper::body::Incoming), ClientError> {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        let resp = tokio::time::timeout(self.timeout, self.http.request(req))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let (parts, body) = resp.into_parts();
+        Ok((parts.status, parts.headers, body))
+    }
+
     pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {
         self.send(Method::GET, path, &[], Bytes::new()).await
     }

@@ -1,5 +1,6 @@
 //! `tessera`: runs Tessera nodes and talks to a running cluster.
 
+mod backup;
 mod ca;
 mod commands;
 mod config;
@@ -40,6 +41,12 @@ USAGE:
                                                    its replicas are rebuilt from the others
   tessera put    FILE... [--config ...]            upload images, print their SHA-256
   tessera get    SHA256 [--config ...] > FILE      download an object
+  tessera backup --to DIR [--config ...]           an online, consistent backup of every object and
+                                                   the whole catalogue into DIR; objects already in
+                                                   DIR (by hash) are reused
+  tessera restore --from DIR [--config ...]        the latest backup in DIR into a new cluster (any
+                                                   node or shard count); run again to finish an
+                                                   interrupted restore
   tessera import --dataset NAME PATH...            images, folders, archives, videos, PDFs into a
                                                    dataset (created if needed); run it again to
                                                    finish an interrupted import
@@ -52,6 +59,8 @@ struct Args {
     id: Option<u64>,
     node: Option<String>,
     dataset: Option<String>,
+    /// `--to` / `--from`: a backup directory.
+    dir: Option<PathBuf>,
     rest: Vec<String>,
 }
 
@@ -64,6 +73,7 @@ fn parse_args() -> anyhow::Result<Args> {
         id: None,
         node: None,
         dataset: None,
+        dir: None,
         rest: Vec::new(),
     };
     while let Some(arg) = args.next() {
@@ -81,6 +91,9 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "--node" => parsed.node = Some(args.next().context("--node needs HOST:PORT")?),
             "--dataset" => parsed.dataset = Some(args.next().context("--dataset needs a name")?),
+            "--to" | "--from" => {
+                parsed.dir = Some(args.next().context("--to/--from needs a directory")?.into())
+            }
             _ => parsed.rest.push(arg),
         }
     }
@@ -154,6 +167,20 @@ fn main() -> anyhow::Result<()> {
                 let files: Vec<PathBuf> = args.rest.iter().map(PathBuf::from).collect();
                 let client = commands::connect(&config, node).await?;
                 import::import(&client, name, &files).await
+            }
+            "backup" => {
+                let dir = args
+                    .dir
+                    .as_deref()
+                    .context("usage: tessera backup --to DIR")?;
+                backup::backup(&config, node, dir).await
+            }
+            "restore" => {
+                let dir = args
+                    .dir
+                    .as_deref()
+                    .context("usage: tessera restore --from DIR")?;
+                backup::restore(&config, node, dir).await
             }
             other => bail!("unknown command {other:?}\n\n{USAGE}"),
         }

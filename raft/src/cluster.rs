@@ -726,7 +726,7 @@ impl Cluster {
     }
 
     /// The read index of `group`'s leader (`raft` is this node's replica), asked of the leader.
-    async fn read_index(&self, raft: &Raft, group: u32) -> Result<u64, ClusterError> {
+    pub(crate) async fn read_index(&self, raft: &Raft, group: u32) -> Result<u64, ClusterError> {
         let leader = raft.metrics().borrow().current_leader;
         match leader {
             Some(leader) if leader == self.me => self.local_read_index(group).await,

@@ -63,6 +63,14 @@ pub enum Command {
     /// version than the stored one is ignored, so a retried or raced proposal never rolls the
     /// node set back.
     SetMembers(Members),
+    /// Writes catalogue records from a backup (`tessera restore`), refused unless the catalogue
+    /// holds nothing beyond what `init` creates or is being restored from the same `backup`
+    /// (see `backup::stage_restore`). With `done`, the directory is reloaded from the records.
+    RestoreCatalog {
+        backup: String,
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+        done: bool,
+    },
 }
 
 /// The key, in the original's shard group's catalogue column family, of the derived object
@@ -88,6 +96,15 @@ impl fmt::Debug for Command {
                 write!(f, "SetDerived({original}, {size})")
             }
             Command::SetMembers(m) => write!(f, "SetMembers(v{})", m.version),
+            Command::RestoreCatalog {
+                backup,
+                records,
+                done,
+            } => write!(
+                f,
+                "RestoreCatalog({backup}, {} records, done: {done})",
+                records.len()
+            ),
         }
     }
 }
@@ -112,6 +129,8 @@ pub enum Response {
     References(Option<u64>),
     /// The derived object recorded after a `SetDerived` command (the earlier one if there was).
     Derived(Sha256),
+    /// The records a `RestoreCatalog` wrote, or why it was refused.
+    Restored(Result<u64, String>),
 }
 
 #[cfg(test)]
@@ -162,6 +181,14 @@ mod tests {
                     leaving: Default::default(),
                 }),
                 7,
+            ),
+            (
+                Command::RestoreCatalog {
+                    backup: "b".into(),
+                    records: vec![(b"k".to_vec(), b"v".to_vec())],
+                    done: true,
+                },
+                8,
             ),
         ];
         for (command, index) in cases {

@@ -7,6 +7,7 @@
 //! when this node holds no replica.
 
 mod absent;
+pub mod backup;
 mod blocking;
 mod cluster;
 pub mod cluster_ca;

@@ -25,7 +25,7 @@ use crate::types::{LogId, RaftStorageError, SnapshotMeta, StoredMembership, Type
 
 type Entry = openraft::Entry<TypeConfig>;
 
-const APPLIED: &str = "applied";
+pub(crate) const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
 /// Present while a snapshot install is replacing the state: the snapshot's metadata.
 const INSTALLING: &str = "installing";
@@ -310,6 +310,7 @@ fn apply_entries(
         // Published in the group's index in memory only once `batch` is written.
         let mut change = None;
         let mut uploaded = None;
+        let mut reload = false;
         let response = match entry.payload {
             EntryPayload::Blank => Response::None,
             EntryPayload::Membership(m) => {
@@ -404,6 +405,17 @@ fn apply_entries(
                     }
                 }
             }
+            EntryPayload::Normal(Command::RestoreCatalog {
+                backup,
+                records,
+                done,
+            }) => {
+                let outcome = crate::backup::stage_restore(
+                    store, &mut batch, group, &backup, &records, done,
+                )?;
+                reload = done && outcome.is_ok();
+                Response::Restored(outcome)
+            }
             EntryPayload::Normal(Command::Catalog { request_id, op }) => {
                 let outcome = stage_catalog(store, &mut batch, group, &request_id, None, &op)?;
                 catalog_op = Some(op);
@@ -434,6 +446,10 @@ fn apply_entries(
             (directory, &catalog_op, &response)
         {
             directory.applied(op, outcome);
+        }
+        // A restore wrote records beneath the directory: it reads them all again.
+        if let (Some(directory), true) = (directory, reload) {
+            directory.reload(&store.records(group))?;
         }
         responses.push(response);
     }

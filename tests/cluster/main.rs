@@ -3,6 +3,7 @@
 
 mod api_fuzz;
 mod auth;
+mod backup;
 mod cli;
 mod connection_hygiene;
 mod datasets;

@@ -12,7 +12,7 @@ use crate::support::{
 
 /// Uploads the test images of `seeds` (as `admin`), puts them in a new dataset and creates an
 /// annotation set with `labels` on it (as `manager`). Returns the images' hashes and the set.
-async fn annotated_dataset(
+pub(crate) async fn annotated_dataset(
     admin: &Client,
     manager: &Client,
     seeds: std::ops::Range<u64>,
@@ -31,7 +31,7 @@ async fn annotated_dataset(
 }
 
 /// The label schema of one label, `car`, drawn as rectangles.
-fn car() -> Value {
+pub(crate) fn car() -> Value {
     json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}])
 }
 
@@ -42,7 +42,7 @@ fn night() -> Value {
 
 /// The admin signed in through node `via`, the manager `mgr` and `users` (name and role),
 /// created by the admin (passwords `<name>-password`).
-async fn team<const N: usize>(
+pub(crate) async fn team<const N: usize>(
     cluster: &TestCluster,
     via: u64,
     users: [(&str, &str); N],
@@ -57,7 +57,7 @@ async fn team<const N: usize>(
     (admin, manager, clients)
 }
 
-async fn act(client: &Client, task: u64, action: &str, body: Value) -> Reply {
+pub(crate) async fn act(client: &Client, task: u64, action: &str, body: Value) -> Reply {
     send_json(
         client,
         Method::POST,
@@ -76,7 +76,12 @@ async fn split(manager: &Client, set: u64, body: Value) -> Vec<u64> {
 }
 
 /// Splits `set` into tasks of `chunk_size` images, every one assigned to `assignee`.
-async fn assign(manager: &Client, set: u64, chunk_size: u64, assignee: &str) -> Vec<u64> {
+pub(crate) async fn assign(
+    manager: &Client,
+    set: u64,
+    chunk_size: u64,
+    assignee: &str,
+) -> Vec<u64> {
     let body = json!({"chunk_size": chunk_size, "assignees": [assignee]});
     split(manager, set, body).await
 }
