@@ -99,6 +99,8 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         let again = tokio::select! {
             () = crate::shutdown::signal() => false,
             () = restart.notified() => true,
+            // The next start rebuilds the database from the peers (`tessera_raft` rejoin.rs).
+            () = draining.database_damaged() => true,
         };
         let _ = reexec_tx.send(again);
         // Not ready from now on; the groups this node leads get a caught-up successor while

@@ -185,6 +185,11 @@ pub struct Cluster {
     pub(crate) moves: crate::rebalance::Moves,
     /// Set when the node started over from an emptied database (`rejoin.rs`).
     rejoin: Option<crate::rejoin::Rejoin>,
+    /// The node's data directory.
+    data_dir: std::path::PathBuf,
+    /// Signalled when a group stopped on a checksum failure: the node must restart and rebuild
+    /// its database (`rejoin.rs`).
+    damaged: tokio::sync::Notify,
 }
 
 /// The node set and the placement a node routes by.
@@ -235,16 +240,26 @@ impl Cluster {
         cache_bytes: usize,
         rpc_tls: RpcTls,
     ) -> Result<Arc<Cluster>, ClusterError> {
-        let first = Cluster::start_once(
-            me,
-            spec.clone(),
-            data_dir,
-            tuning,
-            cache_bytes,
-            rpc_tls.clone(),
-            None,
-        )
-        .await;
+        // A previous run found a damaged block while it ran and asked for a rebuild.
+        let asked = data_dir.join(crate::rejoin::REBUILD_MARKER).exists();
+        let first = if asked {
+            Err(ClusterError::Storage(
+                tessera_storage::StorageError::Corrupt(
+                    "a damaged block was read while the node ran (see db-damaged)".into(),
+                ),
+            ))
+        } else {
+            Cluster::start_once(
+                me,
+                spec.clone(),
+                data_dir,
+                tuning,
+                cache_bytes,
+                rpc_tls.clone(),
+                None,
+            )
+            .await
+        };
         match first {
             Err(e) if e.is_corruption() => {
                 let data = data_dir.to_path_buf();
@@ -309,6 +324,8 @@ impl Cluster {
             draining: Default::default(),
             moves: crate::rebalance::Moves::new(tuning.max_moves),
             rejoin,
+            data_dir: data_dir.to_path_buf(),
+            damaged: tokio::sync::Notify::new(),
         });
         for group in hosted {
             if let Err(e) = cluster.open_group(group).await {
@@ -397,6 +414,51 @@ impl Cluster {
             .layout
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(layout);
+    }
+
+    /// Resolves when a group of this node stopped on a checksum failure and the node has asked
+    /// its next start to rebuild the database: the caller restarts the process.
+    pub async fn database_damaged(&self) {
+        self.damaged.notified().await;
+    }
+
+    /// Asks for a rebuild if a group's Raft stopped on a checksum failure (a damaged block read
+    /// while running: openraft stops the group, which then serves nothing here). Returns
+    /// whether it did.
+    pub(crate) async fn check_damage(&self) -> bool {
+        let stopped: Option<String> = self.groups_ref().iter().find_map(|(group, h)| {
+            let m = h.raft.metrics().borrow().clone();
+            match &m.running_state {
+                Err(e) if e.to_string().contains("Corruption:") => {
+                    Some(format!("group {group}: {e}"))
+                }
+                _ => None,
+            }
+        });
+        let Some(why) = stopped else {
+            return false;
+        };
+        let data = self.data_dir.clone();
+        let written = tokio::task::spawn_blocking({
+            let why = why.clone();
+            move || crate::rejoin::ask_rebuild(&data, &why)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                tracing::error!(%why, "a group stopped on a damaged block: restarting to rebuild the database from the peers");
+                self.damaged.notify_one();
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::error!(%why, error = %e, "a group stopped on a damaged block; asking for a rebuild failed");
+                false
+            }
+            Err(e) => {
+                tracing::error!(%why, error = %e, "a group stopped on a damaged block");
+                false
+            }
+        }
     }
 
     /// Whether this replica of `group` must refuse vote requests (see `rejoin.rs`).

@@ -107,6 +107,9 @@ pub(crate) fn spawn(cluster: Weak<Cluster>) {
             if this.is_draining() {
                 continue;
             }
+            if this.check_damage().await {
+                return;
+            }
             if let Err(e) = this.follow_layout().await {
                 tracing::debug!(error = %e, "following the catalogue's layout");
             }

@@ -63,6 +63,21 @@ impl Rejoin {
     }
 }
 
+/// The file that asks the next start to rebuild the database: written when a group's Raft
+/// stopped on a checksum failure while the node ran (a damaged block read long after start-up).
+pub(crate) const REBUILD_MARKER: &str = "db-damaged";
+
+/// Records `why` in `<data>/db-damaged` (fsynced): the node's next start quarantines its database
+/// whatever it can still read of it.
+pub(crate) fn ask_rebuild(data: &Path, why: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = data.join(REBUILD_MARKER);
+    let mut file = std::fs::File::create(&path)?;
+    file.write_all(why.as_bytes())?;
+    file.sync_all()?;
+    std::fs::File::open(data)?.sync_all()
+}
+
 /// Moves the damaged database `<data>/db` (volumes included) aside, with the snapshots of
 /// `<data>/snapshots` (they describe state the empty database no longer has: openraft would
 /// find a snapshot beyond its committed index); returns where they went.
@@ -75,6 +90,10 @@ pub(crate) fn quarantine(data: &Path) -> std::io::Result<PathBuf> {
     let snapshots = data.join("snapshots");
     if snapshots.exists() {
         std::fs::rename(&snapshots, aside.join("snapshots"))?;
+    }
+    let marker = data.join(REBUILD_MARKER);
+    if marker.exists() {
+        std::fs::rename(&marker, aside.join(REBUILD_MARKER))?;
     }
     std::fs::File::open(data)?.sync_all()?;
     Ok(aside)
