@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Adding a node to a loaded cluster: 3 nodes (32 shards, RF 3) hold the corpus (14 000 JPEGs,
-# ~2.1 GB); a reader GETs random objects at a fixed rate (200/s, open loop) while a 4th node is
+# Adding a node to a loaded cluster: 3 nodes (32 shards, RF 3) hold the corpus (14 500 JPEGs,
+# ~2.05 GB); a reader GETs random objects at a fixed rate (200/s, open loop) while a 4th node is
 # added. Prints bytes moved, time to converge, GET p50/p99 before/during/after and failed GETs,
 # once per snapshot rate limit (64 and 16 MiB/s).
 #   bench/rebalance.sh                                   the full run

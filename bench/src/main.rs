@@ -166,7 +166,7 @@ fn main() -> anyhow::Result<()> {
             println!("JSON: {}", out.display());
         }
         "rebalance" => {
-            let count = images.unwrap_or(14_000);
+            let count = images.unwrap_or(14_500);
             let dir = std::env::temp_dir().join("tessera-bench-corpus-3");
             let corpus = corpus::generate(&dir, count, 3)?;
             let runs = runtime.block_on(rebalance::run(&corpus, &moves))?;

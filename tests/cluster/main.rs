@@ -13,6 +13,7 @@ mod failures;
 mod hostile;
 mod https;
 mod imports;
+mod load;
 mod login_throttle;
 mod membership;
 mod objects;
