@@ -242,6 +242,9 @@ impl Cluster {
     ) -> Result<Arc<Cluster>, ClusterError> {
         // A previous run found a damaged block while it ran and asked for a rebuild.
         let asked = data_dir.join(crate::rejoin::REBUILD_MARKER).exists();
+        // A previous run emptied the database and stopped before every replica caught up.
+        let rejoining = data_dir.join(crate::rejoin::REJOIN_MARKER).exists();
+        let wait = Duration::from_millis(2 * tuning.election_timeout_ms * 2);
         let first = if asked {
             Err(ClusterError::Storage(
                 tessera_storage::StorageError::Corrupt(
@@ -256,7 +259,7 @@ impl Cluster {
                 tuning,
                 cache_bytes,
                 rpc_tls.clone(),
-                None,
+                rejoining.then(|| crate::rejoin::Rejoin::new(wait)),
             )
             .await
         };
@@ -271,9 +274,29 @@ impl Cluster {
                     })?;
                 tracing::error!(error = %e, moved_to = %aside.display(), "the database is damaged: moved aside; rebuilding every replica from its peers (votes refused until caught up)");
                 metrics::counter!("tessera_database_quarantined_total").increment(1);
-                let wait = Duration::from_millis(2 * tuning.election_timeout_ms * 2);
-                let rejoin = Some(crate::rejoin::Rejoin::new(wait));
-                Cluster::start_once(me, spec, data_dir, tuning, cache_bytes, rpc_tls, rejoin).await
+                // The failed start's groups may hold the old database a moment longer (RocksDB
+                // locks its path per process): try again until they let go.
+                let mut attempts = 0;
+                loop {
+                    let rejoin = Some(crate::rejoin::Rejoin::new(wait));
+                    let started = Cluster::start_once(
+                        me,
+                        spec.clone(),
+                        data_dir,
+                        tuning,
+                        cache_bytes,
+                        rpc_tls.clone(),
+                        rejoin,
+                    )
+                    .await;
+                    match started {
+                        Err(e) if attempts < 100 && e.to_string().contains("lock hold by") => {
+                            attempts += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        other => return other,
+                    }
+                }
             }
             other => other,
         }
@@ -458,6 +481,23 @@ impl Cluster {
                 tracing::error!(%why, error = %e, "a group stopped on a damaged block");
                 false
             }
+        }
+    }
+
+    /// Ends rejoining once no hosted replica refuses votes any more: the marker that makes a
+    /// restart rejoin too is removed (see `rejoin.rs`).
+    pub(crate) async fn finish_rejoin(&self) {
+        if self.rejoin.is_none() || !self.data_dir.join(crate::rejoin::REJOIN_MARKER).exists() {
+            return;
+        }
+        if self.group_ids().into_iter().any(|g| self.refuses_votes(g)) {
+            return;
+        }
+        let marker = self.data_dir.join(crate::rejoin::REJOIN_MARKER);
+        match tokio::task::spawn_blocking(move || std::fs::remove_file(marker)).await {
+            Ok(Ok(())) => tracing::info!("every replica caught up: votes as usual again"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "removing the rejoin marker"),
+            Err(e) => tracing::warn!(error = %e, "removing the rejoin marker"),
         }
     }
 

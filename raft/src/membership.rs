@@ -110,6 +110,7 @@ pub(crate) fn spawn(cluster: Weak<Cluster>) {
             if this.check_damage().await {
                 return;
             }
+            this.finish_rejoin().await;
             if let Err(e) = this.follow_layout().await {
                 tracing::debug!(error = %e, "following the catalogue's layout");
             }

@@ -63,6 +63,10 @@ impl Rejoin {
     }
 }
 
+/// Present from the moment a database is emptied until every replica has caught up: a node
+/// restarted in between still refuses votes (it has not caught up either).
+pub(crate) const REJOIN_MARKER: &str = "rejoining";
+
 /// The file that asks the next start to rebuild the database: written when a group's Raft
 /// stopped on a checksum failure while the node ran (a damaged block read long after start-up).
 pub(crate) const REBUILD_MARKER: &str = "db-damaged";
@@ -95,6 +99,7 @@ pub(crate) fn quarantine(data: &Path) -> std::io::Result<PathBuf> {
     if marker.exists() {
         std::fs::rename(&marker, aside.join(REBUILD_MARKER))?;
     }
+    std::fs::File::create(data.join(REJOIN_MARKER))?.sync_all()?;
     std::fs::File::open(data)?.sync_all()?;
     Ok(aside)
 }
