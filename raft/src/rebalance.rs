@@ -46,6 +46,8 @@ const PLAN_EVERY: Duration = Duration::from_secs(1);
 const STALL: Duration = Duration::from_secs(60);
 /// How long one `Reconfigure` call may take (a snapshot of a large shard takes a while).
 const RECONFIGURE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long one attempt of a move may go on before it is made again.
+const ATTEMPT: Duration = Duration::from_secs(90);
 /// How long asking a voter to take over may take.
 const ELECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A learner within this many entries of its leader counts as caught up: under a steady write
@@ -221,9 +223,16 @@ impl Cluster {
             if self.layout().target().replicas(group) != to.as_slice() {
                 return false;
             }
-            let outcome = match self.reconfigure(group, &to).await {
-                Ok(()) => self.record_holders(group, &to).await,
-                Err(e) => Err(e),
+            // An attempt that hangs (a peer killed mid-call) is given up and made again: every
+            // step is re-derived from the group's state.
+            let attempt = tokio::time::timeout(ATTEMPT, self.reconfigure(group, &to)).await;
+            let outcome = match attempt {
+                Ok(Ok(())) => self.record_holders(group, &to).await,
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(ClusterError::Timeout(format!(
+                    "group {group}: no answer in {} s",
+                    ATTEMPT.as_secs()
+                ))),
             };
             match outcome {
                 Ok(()) => {
