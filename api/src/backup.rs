@@ -5,11 +5,10 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -18,6 +17,7 @@ use tessera_raft::storage::{ObjectMeta, Sha256};
 use tessera_raft::ReadSpec;
 
 use crate::error::{internal, invalid};
+use crate::objects::read_raw_body;
 use crate::{paging, ApiError, AppState};
 
 /// The header of a catalogue dump naming the catalogue log index it reflects.
@@ -57,7 +57,7 @@ pub struct ObjectsQuery {
 }
 
 /// An object record as a backup lists it.
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[schemars(rename = "BackupObject")]
 pub struct BackupObject {
     pub sha256: String,
@@ -149,6 +149,7 @@ pub async fn restore_object(
     State(state): State<AppState>,
     Path(sha): Path<String>,
     Query(query): Query<RestoreObjectQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let sha = Sha256::parse_hex(&sha).ok_or_else(|| invalid("sha: not a SHA-256"))?;
@@ -156,8 +157,13 @@ pub async fn restore_object(
         return Err(invalid("refcount: at least 1"));
     }
     restoring(&state).await?;
-    let bytes = read_body(body, state.limits.max_object_bytes).await?;
-    let got = Sha256(sha2::Sha256::digest(&bytes).into());
+    let mut hasher = sha2::Sha256::new();
+    let bytes = read_raw_body(&headers, body, state.limits.max_object_bytes, |chunk| {
+        hasher.update(chunk)
+    })
+    .await?
+    .freeze();
+    let got = Sha256(hasher.finalize().into());
     if got != sha {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -257,12 +263,13 @@ pub struct RestoreCatalogQuery {
 pub async fn restore_catalog(
     State(state): State<AppState>,
     Query(query): Query<RestoreCatalogQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     if query.backup.is_empty() || query.backup.len() > 200 {
         return Err(invalid("backup: 1 to 200 characters"));
     }
-    let raw = read_body(body, MAX_CATALOG_CHUNK).await?;
+    let raw = read_raw_body(&headers, body, MAX_CATALOG_CHUNK, |_| {}).await?;
     let mut buf = BytesMut::from(&raw[..]);
     let frames = take_frames(&mut buf, MAX_RECORD).map_err(invalid)?;
     if !buf.is_empty() {
@@ -284,30 +291,6 @@ pub async fn restore_catalog(
             reason,
         )),
     }
-}
-
-/// Reads a raw body of at most `limit` bytes.
-async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
-    let mut stream = body.into_data_stream();
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                format!("reading the body failed: {e}"),
-            )
-        })?;
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("at most {limit} bytes"),
-            ));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 /// The schema of [`restore_object`]'s answer.

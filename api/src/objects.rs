@@ -37,23 +37,25 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "too_large",
-        format!("objects are limited to {limit} bytes"),
+        format!("bodies here are limited to {limit} bytes"),
     )
 }
 
-/// `POST /api/v1/objects`: the body is the raw image. The body is streamed into one buffer
-/// bounded by the size limit while it is hashed; the image type is decided from the bytes.
-pub async fn upload(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+/// Reads a raw body of at most `limit` bytes into one buffer, passing each chunk to `on_chunk`
+/// as it arrives (to hash while reading). A body over the limit — declared or found — is
+/// answered 413 after the rest is read and dropped (bounded by [`crate::access::discard`]), so
+/// the client can read the answer.
+pub(crate) async fn read_raw_body(
+    headers: &HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let limit = state.limits.max_object_bytes;
+    limit: u64,
+    mut on_chunk: impl FnMut(&[u8]),
+) -> Result<BytesMut, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let expects_continue = crate::access::expects_continue(&headers);
+    let expects_continue = crate::access::expects_continue(headers);
     let mut stream = body.into_data_stream();
     if declared.is_some_and(|n| n > limit) {
         if !expects_continue {
@@ -62,7 +64,6 @@ pub async fn upload(
         return Err(too_large(limit));
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    let mut hasher = sha2::Sha256::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::new(
@@ -75,9 +76,24 @@ pub async fn upload(
             crate::access::discard(&mut stream).await;
             return Err(too_large(limit));
         }
-        hasher.update(&chunk);
+        on_chunk(&chunk);
         buf.extend_from_slice(&chunk);
     }
+    Ok(buf)
+}
+
+/// `POST /api/v1/objects`: the body is the raw image. The body is streamed into one buffer
+/// bounded by the size limit while it is hashed; the image type is decided from the bytes.
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut hasher = sha2::Sha256::new();
+    let buf = read_raw_body(&headers, body, state.limits.max_object_bytes, |chunk| {
+        hasher.update(chunk)
+    })
+    .await?;
     if buf.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -63,17 +63,8 @@ struct FileSum {
     records: u64,
 }
 
-/// One line of `objects.jsonl`.
-#[derive(Serialize, Deserialize, Clone)]
-struct ObjectLine {
-    sha256: String,
-    size: u64,
-    content_type: String,
-    width: u32,
-    height: u32,
-    refcount: u64,
-    created_ms: u64,
-}
+/// One line of `objects.jsonl`: an object's record as the cluster lists it.
+type ObjectLine = tessera_api::backup::BackupObject;
 
 fn now_ms() -> u64 {
     SystemTime::now()

@@ -201,15 +201,30 @@ pub struct Layout {
     pub placement: Arc<Placement>,
     /// The node set as stored in the catalogue, with the nodes being removed.
     pub members: Option<Members>,
+    /// [`Layout::target`], computed once per layout: forwards consult it on every request.
+    target: std::sync::OnceLock<Placement>,
 }
 
 impl Layout {
+    pub(crate) fn new(
+        spec: Arc<ClusterSpec>,
+        placement: Arc<Placement>,
+        members: Option<Members>,
+    ) -> Layout {
+        Layout {
+            spec,
+            placement,
+            members,
+            target: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Where every group should be; equal to the placement when no replica has to move.
-    pub fn target(&self) -> Placement {
-        match &self.members {
+    pub fn target(&self) -> &Placement {
+        self.target.get_or_init(|| match &self.members {
             Some(m) => m.target(self.placement.shards, self.spec.replication),
             None => Placement::clone(&self.placement),
-        }
+        })
     }
 }
 
@@ -245,6 +260,11 @@ impl Cluster {
         // A previous run emptied the database and stopped before every replica caught up.
         let rejoining = data_dir.join(crate::rejoin::REJOIN_MARKER).exists();
         let wait = Duration::from_millis(2 * tuning.election_timeout_ms * 2);
+        let start = |rejoining: bool| {
+            let rejoin = rejoining.then(|| crate::rejoin::Rejoin::new(wait));
+            let (spec, tls) = (spec.clone(), rpc_tls.clone());
+            Cluster::start_once(me, spec, data_dir, tuning, cache_bytes, tls, rejoin)
+        };
         let first = if asked {
             Err(ClusterError::Storage(
                 tessera_storage::StorageError::Corrupt(
@@ -252,16 +272,7 @@ impl Cluster {
                 ),
             ))
         } else {
-            Cluster::start_once(
-                me,
-                spec.clone(),
-                data_dir,
-                tuning,
-                cache_bytes,
-                rpc_tls.clone(),
-                rejoining.then(|| crate::rejoin::Rejoin::new(wait)),
-            )
-            .await
+            start(rejoining).await
         };
         match first {
             Err(e) if e.is_corruption() => {
@@ -278,18 +289,7 @@ impl Cluster {
                 // locks its path per process): try again until they let go.
                 let mut attempts = 0;
                 loop {
-                    let rejoin = Some(crate::rejoin::Rejoin::new(wait));
-                    let started = Cluster::start_once(
-                        me,
-                        spec.clone(),
-                        data_dir,
-                        tuning,
-                        cache_bytes,
-                        rpc_tls.clone(),
-                        rejoin,
-                    )
-                    .await;
-                    match started {
+                    match start(true).await {
                         Err(e) if attempts < 100 && e.to_string().contains("lock hold by") => {
                             attempts += 1;
                             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -450,7 +450,8 @@ impl Cluster {
     /// whether it did.
     pub(crate) async fn check_damage(&self) -> bool {
         let stopped: Option<String> = self.groups_ref().iter().find_map(|(group, h)| {
-            let m = h.raft.metrics().borrow().clone();
+            let metrics = h.raft.metrics();
+            let m = metrics.borrow();
             match &m.running_state {
                 Err(e) if e.to_string().contains("Corruption:") => {
                     Some(format!("group {group}: {e}"))

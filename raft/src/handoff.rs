@@ -103,20 +103,16 @@ impl Cluster {
     /// entry, if one does: the `turn`-th of them, round robin.
     fn caught_up_voter(&self, group: u32, turn: usize) -> Option<NodeId> {
         let raft = self.group(group)?;
-        let metrics = raft.metrics();
-        let m = metrics.borrow();
-        let last = m.last_log_index?;
-        let replication = m.replication.as_ref()?;
-        let caught_up: Vec<NodeId> = m
+        let voters: Vec<NodeId> = raft
+            .metrics()
+            .borrow()
             .membership_config
             .voter_ids()
             .filter(|id| *id != self.me())
-            .filter(|id| {
-                replication
-                    .get(id)
-                    .and_then(|matched| matched.as_ref())
-                    .is_some_and(|log_id| log_id.index >= last)
-            })
+            .collect();
+        let caught_up: Vec<NodeId> = voters
+            .into_iter()
+            .filter(|id| self.caught_up_within(group, *id, 0))
             .collect();
         (!caught_up.is_empty()).then(|| caught_up[turn % caught_up.len()])
     }

@@ -61,11 +61,7 @@ pub(crate) async fn stored_layout(
         Some(m) => m.spec(placement.shards, spec.replication),
         None => spec.clone(),
     };
-    Ok(Layout {
-        spec: Arc::new(live),
-        placement: Arc::new(placement),
-        members,
-    })
+    Ok(Layout::new(Arc::new(live), Arc::new(placement), members))
 }
 
 /// The groups `me` opens at start-up: the catalogue, the groups it holds or should hold, and
@@ -270,7 +266,7 @@ impl Cluster {
                 ),
             );
         }
-        let to_go = layout.placement.differing(&target);
+        let to_go = layout.placement.differing(target);
         let incoming = to_go
             .iter()
             .map(|g| {

@@ -195,7 +195,7 @@ impl Cluster {
             return Ok(());
         };
         let target = layout.target();
-        for group in layout.placement.differing(&target) {
+        for group in layout.placement.differing(target) {
             let from = layout.placement.replicas(group).to_vec();
             let to = target.replicas(group).to_vec();
             if to.is_empty() || !self.moves.start(group, from, to.clone()) {
@@ -207,7 +207,7 @@ impl Cluster {
                 this.moves.finish(group, moved);
             });
         }
-        self.retire_left_nodes(&members, &layout.placement, &target)
+        self.retire_left_nodes(&members, &layout.placement, target)
             .await
     }
 
@@ -508,7 +508,7 @@ impl Cluster {
 
     /// Whether `node` has replicated `group`'s log up to `slack` entries short of this leader's
     /// last entry.
-    fn caught_up_within(&self, group: u32, node: NodeId, slack: u64) -> bool {
+    pub(crate) fn caught_up_within(&self, group: u32, node: NodeId, slack: u64) -> bool {
         let Some(raft) = self.group(group) else {
             return false;
         };

@@ -89,6 +89,17 @@ pub struct Load {
 
 impl Load {
     pub fn start(members: Vec<Client>, job: Job) -> Load {
+        Load::with_uploads_every(members, job, None)
+    }
+
+    /// As [`Load::start`], but each upload worker starts an upload at most once per `every`:
+    /// for a test whose moves must converge, as a group written faster than snapshots are
+    /// paced is never caught up (each snapshot is stale on arrival).
+    pub fn paced(members: Vec<Client>, job: Job, every: Duration) -> Load {
+        Load::with_uploads_every(members, job, Some(every))
+    }
+
+    fn with_uploads_every(members: Vec<Client>, job: Job, every: Option<Duration>) -> Load {
         let mut load = Load {
             stop: Arc::default(),
             members: Arc::new(Members {
@@ -102,7 +113,7 @@ impl Load {
             workers: Vec::new(),
         };
         for worker in 0..2u64 {
-            load.spawn_objects(worker);
+            load.spawn_objects(worker, every);
         }
         load.spawn_saves(job);
         load
@@ -113,13 +124,21 @@ impl Load {
         move |what| failures.lock().expect("failures").push(what)
     }
 
-    fn spawn_objects(&mut self, worker: u64) {
+    fn spawn_objects(&mut self, worker: u64, every: Option<Duration>) {
         let (stop, members, stored) =
             (self.stop.clone(), self.members.clone(), self.stored.clone());
         let (fail, requests) = (self.fail(), self.requests.clone());
         self.workers.push(tokio::spawn(async move {
+            let mut pace = every.map(|every| {
+                let mut pace = tokio::time::interval(every);
+                pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                pace
+            });
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                if let Some(pace) = pace.as_mut() {
+                    pace.tick().await;
+                }
                 n += 1;
                 let (client, _in_flight) = members.pick(n + worker);
                 let bytes = image(50_000 + worker * 1_000_000 + n);

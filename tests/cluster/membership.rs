@@ -283,14 +283,14 @@ async fn a_move_survives_its_leader_and_the_new_node_being_killed() {
         snapshot_logs: 20,
         keep_logs: 5,
         // Slow snapshots, so that the kills land while replicas are on their way.
-        snapshot_bytes_per_s: Some(256 << 10),
+        snapshot_bytes_per_s: Some(1 << 20),
         ..Options::default()
     })
     .await;
     let admin = cluster.node(1).client();
     let job = annotation_job(&admin, 3).await;
     let (task, annotator) = (job.task, job.annotator.clone());
-    // 40 objects of 190 KB: each shard's snapshot takes seconds at 256 KiB/s.
+    // 40 objects of 190 KB: each shard's snapshot takes about a second or more at 1 MiB/s.
     for seed in 0..40 {
         upload(
             &admin,
@@ -299,7 +299,9 @@ async fn a_move_survives_its_leader_and_the_new_node_being_killed() {
         .await;
     }
     let members: Vec<Client> = cluster.nodes.iter().map(|n| n.client()).collect();
-    let load = Load::start(members, job);
+    // Uploads paced well below the snapshot rate: a group written faster than its snapshot
+    // travels is never caught up (unpaced, a debug build adds ~2 MB/s and the move never ends).
+    let load = Load::paced(members, job, Duration::from_millis(250));
     let four = cluster.start_new_node().await;
     let node = cluster.node(four);
     let reply = send_json(
