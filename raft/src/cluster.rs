@@ -622,11 +622,12 @@ impl Cluster {
         })
     }
 
-    /// For the internal RPC: refuses `bytes` of new Raft entries (or a snapshot) from a leader
-    /// when they would leave less than `FLOOR_BYTES` free (see `tessera_storage::space`).
-    pub(crate) fn refuse_entries(&self, bytes: u64) -> Result<(), tonic::Status> {
+    /// For the internal RPC: refuses `bytes` of new Raft entries (or of a snapshot) from a
+    /// leader when they would leave less than `FLOOR_BYTES` and `headroom` free (see
+    /// `tessera_storage::space`).
+    pub(crate) fn refuse_entries(&self, bytes: u64, headroom: u64) -> Result<(), tonic::Status> {
         let space = self.store.space();
-        if space.has_room(bytes) {
+        if space.take(bytes, headroom) {
             return Ok(());
         }
         Err(tonic::Status::unavailable(format!(

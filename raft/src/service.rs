@@ -96,8 +96,9 @@ impl Internal for InternalService {
                     decode_blocking(req.payload).await?;
                 // Heartbeats go on; new entries wait while this node's disk is nearly full (the
                 // leader retries), so that an append never meets ENOSPC (fatal in openraft).
+                // An upload's bytes are written twice: in the log's WAL, then in a volume.
                 if !request.entries.is_empty() {
-                    self.cluster.refuse_entries(size)?;
+                    self.cluster.refuse_entries(2 * size, 0)?;
                 }
                 self.cluster
                     .heard_leader(req.group, request.leader_commit.map(|l| l.index));
@@ -117,8 +118,10 @@ impl Internal for InternalService {
                 encode(&r)?
             }
             Ok(RaftKind::Snapshot) => {
+                // A snapshot is refused with more room to spare: it may be a whole shard.
+                let size = req.payload.len() as u64;
                 self.cluster
-                    .refuse_entries(tessera_storage::space::LOW_BYTES)?;
+                    .refuse_entries(size, tessera_storage::space::LOW_BYTES)?;
                 let request = decode_blocking(req.payload).await?;
                 let r: Result<_, RaftError<NodeId, InstallSnapshotError>> =
                     raft.install_snapshot(request).await;

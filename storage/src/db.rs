@@ -103,6 +103,10 @@ impl Cf {
     }
 }
 
+/// The most a new WAL file takes from the disk at once (see [`Store::open`]); also the memory
+/// all memtables together may hold before the largest is flushed.
+pub const WAL_PREALLOCATION_BYTES: u64 = 32 << 20;
+
 /// A node's RocksDB database. Shared behind an `Arc` by every Raft group on the node.
 ///
 /// Every method here blocks on disk; async callers run them on the blocking pool.
@@ -133,6 +137,12 @@ impl Store {
         // Bound the WAL so memtables of quiet column families get flushed and old WAL files can
         // be deleted.
         opts.set_max_total_wal_size(256 << 20);
+        // RocksDB preallocates every new WAL (`fallocate`) at 1.1 × the largest memtable, capped
+        // by this budget for all memtables together: with the 64 MiB default a restart on a
+        // nearly full disk took 70 MiB at once, the node fell under its floor for Raft entries
+        // and its catalogue went stale (found by the chaos campaign, `disk-full`). The space
+        // reserve covers this much (`space.rs`).
+        opts.set_db_write_buffer_size(WAL_PREALLOCATION_BYTES as usize);
         opts.set_bytes_per_sync(4 << 20);
         let cfs = Cf::ALL
             .iter()

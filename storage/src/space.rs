@@ -8,7 +8,7 @@
 //! * below [`LOW_BYTES`] free it refuses new writes from clients (`Cluster::propose`: 507
 //!   `disk_full`), so nothing new is committed through it or led by it;
 //! * below [`FLOOR_BYTES`] (plus the entries' size) it also refuses new Raft entries and
-//!   snapshots from leaders (`has_room`, the internal RPC): the leader retries later. Between
+//!   snapshots from leaders (`take`, the internal RPC): the leader retries later. Between
 //!   the two it keeps following what the others commit (the catalogue, so token checks and
 //!   reads stay current).
 //!
@@ -17,8 +17,9 @@
 //! in the database directory, [`RESERVE_BYTES`], allocated with `posix_fallocate`) holds
 //! space back: it is deleted as soon as free space is low or an append meets ENOSPC, so that
 //! something else filling the disk leaves the node room to finish what is under way and to
-//! restart (RocksDB writes a new WAL, manifest and options file when it opens), and allocated
-//! again once free space is back above `LOW_BYTES + RESERVE_BYTES`, when writes resume.
+//! restart (RocksDB writes a new WAL, manifest and options file when it opens; a new WAL
+//! takes up to [`crate::db::WAL_PREALLOCATION_BYTES`] at once), and allocated again once free
+//! space is back above `LOW_BYTES + RESERVE_BYTES`, when writes resume.
 
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
@@ -29,12 +30,16 @@ use std::time::Duration;
 
 use crate::error::StorageError;
 
-/// Below this much free space the node refuses writes from clients.
-pub const LOW_BYTES: u64 = 64 << 20;
-/// Below this much free space (after the entries) the node refuses Raft entries from leaders.
-pub const FLOOR_BYTES: u64 = 16 << 20;
-/// The reserve held back for writes that must not fail.
-pub const RESERVE_BYTES: u64 = 16 << 20;
+/// Below this much free space the node refuses writes from clients: room above the floor for
+/// a new WAL's preallocation, so that following what the others commit does not cross it.
+pub const LOW_BYTES: u64 = 128 << 20;
+/// Below this much free space (after the entries) the node refuses Raft entries from leaders:
+/// room for what RocksDB may still write at once, a new WAL's preallocation and a memtable
+/// flush ([`crate::db::WAL_PREALLOCATION_BYTES`] each), with a margin.
+pub const FLOOR_BYTES: u64 = 80 << 20;
+/// The reserve held back for writes that must not fail: a new WAL's preallocation and the
+/// files RocksDB writes when it opens, with room to spare above [`FLOOR_BYTES`].
+pub const RESERVE_BYTES: u64 = 64 << 20;
 /// How long a write that met a full disk waits before trying again.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 const RESERVE_FILE: &str = "space-reserve";
@@ -44,6 +49,8 @@ pub struct DiskSpace {
     dir: PathBuf,
     low: AtomicBool,
     free: AtomicU64,
+    /// Bytes of Raft entries accepted since the last check, not yet seen by `statvfs`.
+    taken: AtomicU64,
 }
 
 impl DiskSpace {
@@ -54,6 +61,7 @@ impl DiskSpace {
             dir: dir.to_path_buf(),
             low: AtomicBool::new(false),
             free: AtomicU64::new(u64::MAX),
+            taken: AtomicU64::new(0),
         };
         space.check();
         space
@@ -65,9 +73,18 @@ impl DiskSpace {
         self.low.load(Ordering::Relaxed)
     }
 
-    /// Whether `bytes` more still leave [`FLOOR_BYTES`] free (at the last check).
-    pub fn has_room(&self, bytes: u64) -> bool {
-        self.free_bytes() >= FLOOR_BYTES.saturating_add(bytes)
+    /// Takes `bytes` of room if they leave [`FLOOR_BYTES`] plus `headroom` free, counting what
+    /// was taken since the last check (a burst of entries between two checks must not cross
+    /// the floor either).
+    pub fn take(&self, bytes: u64, headroom: u64) -> bool {
+        let free = self.free_bytes();
+        let keep = FLOOR_BYTES.saturating_add(headroom);
+        self.taken
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
+                let after = taken.saturating_add(bytes);
+                (free >= keep.saturating_add(after)).then_some(after)
+            })
+            .is_ok()
     }
 
     /// Free bytes at the last check.
@@ -82,6 +99,7 @@ impl DiskSpace {
             return;
         };
         self.free.store(free, Ordering::Relaxed);
+        self.taken.store(0, Ordering::Relaxed);
         let reserve = self.dir.join(RESERVE_FILE);
         let held = reserve.exists();
         let was_low = self.is_low();
@@ -225,7 +243,13 @@ mod tests {
             return;
         }
         assert!(!space.is_low());
-        assert!(space.has_room(1 << 20) && !space.has_room(u64::MAX));
+        assert!(space.take(1 << 20, 0) && !space.take(u64::MAX, 0));
+        let room = space.free_bytes() - FLOOR_BYTES - (1 << 20);
+        assert!(!space.take(room, 1), "the headroom is kept too");
+        assert!(space.take(room, 0), "exactly down to the floor");
+        assert!(!space.take(1, 0), "what was taken since the check counts");
+        space.check();
+        assert!(space.take(1, 0), "a check starts the count again");
         let reserve = dir.path().join(RESERVE_FILE);
         assert_eq!(std::fs::metadata(&reserve).unwrap().len(), RESERVE_BYTES);
         space.release_reserve();

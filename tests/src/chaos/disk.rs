@@ -31,9 +31,13 @@ const BALLAST: &str = "chaos-ballast";
 
 /// Fills the file system of `dir` until only `leave` bytes are free (a disk that fills up;
 /// the node promises to stop writing before the last bytes, see `docs/reliability.md`), or
-/// until writes fail with ENOSPC if others write meanwhile; returns the bytes written.
+/// until writes fail with ENOSPC if others write meanwhile; returns the bytes written. Called
+/// again, it tops the ballast up (a restart can free space: RocksDB's old WAL preallocation).
 pub fn fill(dir: &Path, leave: u64) -> io::Result<u64> {
-    let mut file = fs::File::create(dir.join(BALLAST))?;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(BALLAST))?;
     let chunk = vec![0u8; 1 << 20];
     let mut written = 0u64;
     loop {

@@ -356,8 +356,9 @@ impl<'a> Nemesis<'a> {
                 "could not store the probe through node {other}: {answer}"
             ));
         }
-        // Under the node's 64 MiB write threshold, over its 16 MiB floor for Raft entries.
-        let filled = match disk::fill(&dir, 32 << 20) {
+        // Under the node's 128 MiB write threshold, over its 80 MiB floor for Raft entries.
+        const LEAVE: u64 = 104 << 20;
+        let filled = match disk::fill(&dir, LEAVE) {
             Ok(bytes) => bytes,
             Err(e) => {
                 findings.push(format!("could not fill the disk: {e}"));
@@ -386,6 +387,11 @@ impl<'a> Nemesis<'a> {
                 tail(&self.cluster.log(target), 15)
             ));
         } else {
+            // The restart may have freed space (the killed process's WAL preallocation), and
+            // a node with room rightly takes writes: fill again what was freed.
+            if let Err(e) = disk::fill(&dir, LEAVE) {
+                findings.push(format!("could not fill the disk again: {e}"));
+            }
             if stored.is_ok() && !self.serves(target, &probe).await {
                 findings.push(format!(
                     "node {target} restarted with a full disk did not serve a read"
