@@ -31,6 +31,8 @@ for i in 1 2 3; do
     "$i" $((base + i)) $((base + 10 + i)) "$i" >> "$WORK/cluster.toml"
 done
 export TESSERA_ADMIN_PASSWORD=write-amplification
+# The internal RPC's certificates (mutual TLS under the cluster's own CA).
+"$BIN" ca --config "$WORK/cluster.toml" > /dev/null
 pids=()
 for i in 1 2 3; do
   "$BIN" run --id "$i" --config "$WORK/cluster.toml" > "$WORK/node-$i.log" 2>&1 &

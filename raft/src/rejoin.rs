@@ -2,8 +2,9 @@
 //!
 //! When the node's RocksDB cannot be opened, or a group cannot be loaded from it, because bytes
 //! on disk fail their checksums (a corrupt table, a bad log record), the database directory —
-//! volumes included — and the snapshots are moved aside (`<data>/db.damaged-<unix ms>`, kept
-//! for the operator) and the node starts over with an empty one. Every replica then catches up from its group's
+//! volumes included — and the snapshots are moved aside (`<data>/db.damaged-<unix ms>`, the
+//! newest kept for the operator until the disk runs low, `tessera_storage::space`) and the node
+//! starts over with an empty one. Every replica then catches up from its group's
 //! leader like a new one (a snapshot, then the log).
 //!
 //! An emptied replica must not vote until it has caught up: it has forgotten entries it helped
@@ -84,12 +85,20 @@ pub(crate) fn ask_rebuild(data: &Path, why: &str) -> std::io::Result<()> {
 
 /// Moves the damaged database `<data>/db` (volumes included) aside, with the snapshots of
 /// `<data>/snapshots` (they describe state the empty database no longer has: openraft would
-/// find a snapshot beyond its committed index); returns where they went.
+/// find a snapshot beyond its committed index); returns where they went. Copies kept from
+/// earlier quarantines are deleted first: the rebuild needs the room (one copy is kept).
 pub(crate) fn quarantine(data: &Path) -> std::io::Result<PathBuf> {
+    for older in tessera_storage::space::quarantined(data) {
+        std::fs::remove_dir_all(&older)?;
+        tracing::warn!(path = %older.display(), "deleted an older damaged database kept aside");
+    }
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let aside = data.join(format!("db.damaged-{stamp}"));
+    let aside = data.join(format!(
+        "{}{stamp}",
+        tessera_storage::space::QUARANTINE_PREFIX
+    ));
     std::fs::rename(data.join("db"), &aside)?;
     let snapshots = data.join("snapshots");
     if snapshots.exists() {
@@ -124,5 +133,27 @@ mod tests {
         let waiting = Rejoin::new(Duration::from_secs(60));
         waiting.heard(3, 1);
         assert!(waiting.refuses(3, Some(5)), "not before the wait is over");
+    }
+
+    #[test]
+    fn a_quarantine_keeps_only_the_newest_damaged_copy() {
+        let data = tempfile::tempdir().expect("temp dir");
+        let damage = |what: &str| {
+            std::fs::create_dir_all(data.path().join("db")).expect("db");
+            std::fs::write(data.path().join("db/table.sst"), what).expect("table");
+            std::fs::create_dir_all(data.path().join("snapshots")).expect("snapshots");
+            quarantine(data.path()).expect("quarantine")
+        };
+        let first = damage("first");
+        assert!(first.join("snapshots").is_dir(), "snapshots go aside too");
+        let second = damage("second");
+        assert!(data.path().join(REJOIN_MARKER).exists());
+        assert_eq!(
+            tessera_storage::space::quarantined(data.path()),
+            vec![second.clone()]
+        );
+        let kept = std::fs::read_to_string(second.join("table.sst")).expect("kept table");
+        assert_eq!(kept, "second");
+        assert!(!data.path().join("db").exists() && !data.path().join("snapshots").exists());
     }
 }

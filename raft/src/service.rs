@@ -118,10 +118,11 @@ impl Internal for InternalService {
                 encode(&r)?
             }
             Ok(RaftKind::Snapshot) => {
-                // A snapshot is refused with more room to spare: it may be a whole shard.
+                // A snapshot is refused with more room to spare (as much as client writes
+                // get): its install writes a whole shard's records at once.
+                use tessera_storage::space::{FLOOR_BYTES, LOW_BYTES};
                 let size = req.payload.len() as u64;
-                self.cluster
-                    .refuse_entries(size, tessera_storage::space::LOW_BYTES)?;
+                self.cluster.refuse_entries(size, LOW_BYTES - FLOOR_BYTES)?;
                 let request = decode_blocking(req.payload).await?;
                 let r: Result<_, RaftError<NodeId, InstallSnapshotError>> =
                     raft.install_snapshot(request).await;

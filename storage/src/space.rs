@@ -43,6 +43,10 @@ pub const RESERVE_BYTES: u64 = 64 << 20;
 /// How long a write that met a full disk waits before trying again.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 const RESERVE_FILE: &str = "space-reserve";
+/// How a database moved aside because it was damaged is named, beside the database directory
+/// (`<data>/db.damaged-<unix ms>`, `tessera_raft::rejoin`): kept for the operator, and the
+/// first thing given back when space is low.
+pub const QUARANTINE_PREFIX: &str = "db.damaged-";
 
 /// The free space of the file system holding one node's database.
 pub struct DiskSpace {
@@ -107,6 +111,7 @@ impl DiskSpace {
             if held {
                 self.release_reserve();
             }
+            self.delete_quarantined();
             true
         } else if !held {
             if free >= LOW_BYTES + RESERVE_BYTES {
@@ -131,6 +136,28 @@ impl DiskSpace {
                 metrics::gauge!("tessera_disk_full").set(0.0);
             }
             _ => {}
+        }
+    }
+
+    /// Deletes the damaged databases kept aside beside this one: a node rebuilding its replicas
+    /// after a quarantine needs the room more than the operator needs the old copy (a campaign
+    /// saw three copies fill a disk, and the rebuild stall on refused snapshots).
+    fn delete_quarantined(&self) {
+        let Some(data) = self.dir.parent() else {
+            return;
+        };
+        for aside in quarantined(data) {
+            match std::fs::remove_dir_all(&aside) {
+                Ok(()) => tracing::warn!(
+                    path = %aside.display(),
+                    "disk almost full: deleted a damaged database kept aside"
+                ),
+                Err(e) => tracing::warn!(
+                    path = %aside.display(),
+                    error = %e,
+                    "could not delete a damaged database kept aside"
+                ),
+            }
         }
     }
 
@@ -182,6 +209,22 @@ fn free_bytes(dir: &Path) -> Option<u64> {
         return None;
     }
     Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// The damaged databases kept aside in the data directory `data`.
+pub fn quarantined(data: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .as_bytes()
+                .starts_with(QUARANTINE_PREFIX.as_bytes())
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// Allocates the reserve file; whether it now holds its space.
