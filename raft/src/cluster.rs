@@ -650,14 +650,21 @@ impl Cluster {
     /// error) is not led here; a leader counts only while a quorum acknowledged it within an
     /// election timeout: a leader cut off from its followers keeps believing it leads (openraft
     /// 0.9 has no check-quorum step-down), and a node whose own groups' leader is gone must not
-    /// tell a load balancer it is ready.
+    /// tell a load balancer it is ready. A replica rebuilding from its peers after damage
+    /// (`rejoin.rs`) is not ready until it caught up: an empty catalogue replica cannot check
+    /// a token (a campaign saw such a node "ready" for minutes while every request timed out).
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed)
             && !self.groups_ref().is_empty()
-            && self.groups_ref().values().all(|h| {
+            && self.groups_ref().iter().all(|(group, h)| {
                 let metrics = h.raft.metrics();
                 let m = metrics.borrow();
+                let rebuilding = self
+                    .rejoin
+                    .as_ref()
+                    .is_some_and(|r| r.refuses(*group, m.last_applied.map(|l| l.index)));
                 m.running_state.is_ok()
+                    && !rebuilding
                     && match m.state {
                         ServerState::Leader => m
                             .millis_since_quorum_ack
