@@ -78,7 +78,12 @@ impl Default for RaftTuning {
             heartbeat_ms: 500,
             election_timeout_ms: 3000,
             snapshot_logs: 2000,
-            keep_logs: 500,
+            // Applied uploads stay in the log as stubs, so a long log is cheap; a follower
+            // down for a while (or busy installing a snapshot) then catches up from the log
+            // instead of needing one snapshot after another: the catalogue takes hundreds of
+            // entries per second under load (a chaos campaign with 100 kept entries saw
+            // followers need a second catalogue snapshot right after installing the first).
+            keep_logs: 10_000,
             scrub_interval_ms: 24 * 3600 * 1000,
             scrub_bytes_per_s: 32 << 20,
             compact_interval_ms: 10 * 60 * 1000,
