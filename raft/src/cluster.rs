@@ -500,22 +500,30 @@ impl Cluster {
             return;
         }
         let marker = self.data_dir.join(crate::rejoin::REJOIN_MARKER);
-        match tokio::task::spawn_blocking(move || std::fs::remove_file(marker)).await {
-            Ok(Ok(())) => tracing::info!("every replica caught up: votes as usual again"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "removing the rejoin marker"),
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(marker))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|removed| removed);
+        match removed {
+            Ok(()) => tracing::info!("every replica caught up: votes as usual again"),
             Err(e) => tracing::warn!(error = %e, "removing the rejoin marker"),
         }
     }
 
     /// Whether this replica of `group` must refuse vote requests (see `rejoin.rs`).
     pub(crate) fn refuses_votes(&self, group: u32) -> bool {
-        let Some(rejoin) = &self.rejoin else {
-            return false;
-        };
         let applied = self
             .group(group)
             .and_then(|raft| raft.metrics().borrow().last_applied.map(|l| l.index));
-        rejoin.refuses(group, applied)
+        self.rebuilding(group, applied)
+    }
+
+    /// Whether this replica of `group`, having applied up to `applied`, is still being rebuilt
+    /// from its peers after damage (`rejoin.rs`).
+    fn rebuilding(&self, group: u32, applied: Option<u64>) -> bool {
+        self.rejoin
+            .as_ref()
+            .is_some_and(|r| r.refuses(group, applied))
     }
 
     /// A leader of `group` sent entries with `leader_commit` (noted while rejoining).
@@ -664,12 +672,8 @@ impl Cluster {
             && self.groups_ref().iter().all(|(group, h)| {
                 let metrics = h.raft.metrics();
                 let m = metrics.borrow();
-                let rebuilding = self
-                    .rejoin
-                    .as_ref()
-                    .is_some_and(|r| r.refuses(*group, m.last_applied.map(|l| l.index)));
                 m.running_state.is_ok()
-                    && !rebuilding
+                    && !self.rebuilding(*group, m.last_applied.map(|l| l.index))
                     && match m.state {
                         ServerState::Leader => m
                             .millis_since_quorum_ack

@@ -111,7 +111,10 @@ impl DiskSpace {
             if held {
                 self.release_reserve();
             }
-            self.delete_quarantined();
+            // Once per low spell: copies are only made by a quarantine, before a new start.
+            if !was_low {
+                self.delete_quarantined();
+            }
             true
         } else if !held {
             if free >= LOW_BYTES + RESERVE_BYTES {

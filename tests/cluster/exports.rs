@@ -10,7 +10,7 @@ use tessera_cluster_tests::{eventually, png, Options, TestCluster, DEADLINE};
 
 use crate::support::{
     add_images, create_annotation_set, create_user, dataset_of, error_message, new_dataset, python,
-    script, send_json, upload,
+    script, send_json, started_task, upload,
 };
 
 const LABELS: &str = r##"[
@@ -625,22 +625,7 @@ async fn annotated_set(
     .await;
     assert_eq!(created.status, 201, "{:?}", created.json());
     let set = created.json()["id"].as_u64().expect("set id");
-    let split = send_json(
-        manager,
-        Method::POST,
-        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
-        json!({"chunk_size": images.len(), "assignees": [ann_name]}),
-    )
-    .await;
-    let task = split.json()["tasks"][0].as_u64().expect("task id");
-    let start = send_json(
-        ann,
-        Method::POST,
-        &format!("/api/v1/tasks/{task}/start"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(start.status, 200, "{:?}", start.json());
+    let task = started_task(manager, (ann, ann_name), set, images.len()).await;
     for (sha, shapes) in images.iter().zip(shapes) {
         save(ann, task, sha, "\"0\"", shapes).await;
     }

@@ -13,7 +13,7 @@ use tessera_client::{Client, Method};
 use tessera_cluster_tests::{eventually, TestCluster, DEADLINE};
 
 use crate::support::{
-    add_images, create_annotation_set, create_user, image, new_dataset, send_json, sha_hex, upload,
+    add_images, car_set, create_user, image, new_dataset, sha_hex, started_task, upload,
     upload_as_a_client_would,
 };
 
@@ -282,29 +282,8 @@ pub async fn annotation_job(admin: &Client, images: u64) -> Job {
     let listed: Vec<Value> = shas.iter().map(|s| json!({ "sha256": s })).collect();
     let added = add_images(&manager, dataset, json!(listed)).await;
     assert_eq!(added.status, 200, "{:?}", added.json());
-    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
-    let set = create_annotation_set(&manager, dataset, "s", &labels)
-        .await
-        .json()["id"]
-        .as_u64()
-        .expect("set id");
-    let split = send_json(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
-        json!({"chunk_size": images, "assignees": ["ann"]}),
-    )
-    .await;
-    assert_eq!(split.status, 201, "{:?}", split.json());
-    let task = split.json()["tasks"][0].as_u64().expect("task id");
-    let started = send_json(
-        &annotator,
-        Method::POST,
-        &format!("/api/v1/tasks/{task}/start"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(started.status, 200, "{:?}", started.json());
+    let set = car_set(&manager, dataset).await;
+    let task = started_task(&manager, (&annotator, "ann"), set, shas.len()).await;
     Job {
         task,
         shas,

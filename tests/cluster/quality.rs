@@ -11,8 +11,8 @@ use tessera_cluster_tests::Options;
 
 use crate::exports::{download, exported};
 use crate::support::{
-    add_images, assert_refused, cluster_beside_catalogue_leader, create_annotation_set,
-    create_user, error_message, image, new_dataset, send_json, upload,
+    add_images, assert_refused, car_set, cluster_beside_catalogue_leader, create_user,
+    error_message, image, new_dataset, send_json, upload,
 };
 
 /// The box every careful annotator draws on image `i`, moved right by `dx` (images are
@@ -91,12 +91,7 @@ async fn honeypots_and_consensus_single_out_a_careless_annotator_across_a_leader
         add_images(&manager, dataset, json!(listed)).await.status,
         200
     );
-    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
-    let set = create_annotation_set(&manager, dataset, "s", &labels)
-        .await
-        .json()["id"]
-        .as_u64()
-        .expect("set id");
+    let set = car_set(&manager, dataset).await;
     let base = format!("/api/v1/annotation-sets/{set}");
 
     // Bad input: a clear 422 naming the problem.

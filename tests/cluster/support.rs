@@ -271,6 +271,42 @@ pub async fn create_annotation_set(
     send_json(client, Method::POST, &path, body).await
 }
 
+/// Annotation set "s" on `dataset` with one label, `car` (rectangles): its id.
+pub async fn car_set(manager: &Client, dataset: u64) -> u64 {
+    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
+    let created = create_annotation_set(manager, dataset, "s", &labels).await;
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    created.json()["id"].as_u64().expect("set id")
+}
+
+/// Splits `set` into tasks of `chunk_size` images for the annotator named `name` (the client
+/// `annotator`), who starts the first: its id.
+pub async fn started_task(
+    manager: &Client,
+    (annotator, name): (&Client, &str),
+    set: u64,
+    chunk_size: usize,
+) -> u64 {
+    let split = send_json(
+        manager,
+        Method::POST,
+        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
+        json!({"chunk_size": chunk_size, "assignees": [name]}),
+    )
+    .await;
+    assert_eq!(split.status, 201, "{:?}", split.json());
+    let task = split.json()["tasks"][0].as_u64().expect("task id");
+    start_task(annotator, task).await;
+    task
+}
+
+/// `annotator` starts task `task`.
+pub async fn start_task(annotator: &Client, task: u64) {
+    let path = format!("/api/v1/tasks/{task}/start");
+    let started = send_json(annotator, Method::POST, &path, json!({})).await;
+    assert_eq!(started.status, 200, "{:?}", started.json());
+}
+
 /// The dataset annotation set `set` is on, as its record says.
 pub async fn dataset_of(client: &Client, set: u64) -> u64 {
     let reply = client

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tessera_client::{Client, Method};
 use tessera_cluster_tests::{png, Options, TestCluster, ADMIN_PASSWORD};
 
-use crate::support::{create_user, send_json, upload};
+use crate::support::{create_user, send_json, start_task, upload};
 
 /// The whole browser workflow takes well under a minute on loopback; this is the hang guard.
 const WORKFLOW_DEADLINE: Duration = Duration::from_secs(300);
@@ -271,14 +271,7 @@ async fn quality_and_webhooks_are_managed_in_the_browser() {
             .expect("my tasks")
             .json();
         let task = mine["items"][0]["id"].as_u64().expect("task");
-        let start = send_json(
-            client,
-            Method::POST,
-            &format!("/api/v1/tasks/{task}/start"),
-            json!({}),
-        )
-        .await;
-        assert_eq!(start.status, 200, "{:?}", start.json());
+        start_task(client, task).await;
         let detail = client
             .get(&format!("/api/v1/tasks/{task}"))
             .await

@@ -13,8 +13,8 @@ use tessera_cluster_tests::Options;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{
-    add_images, assert_refused, cluster_beside_catalogue_leader, create_annotation_set,
-    create_user, error_message, image, new_dataset, send_json, upload,
+    add_images, assert_refused, car_set, cluster_beside_catalogue_leader, create_user,
+    error_message, image, new_dataset, send_json, started_task, upload,
 };
 
 /// How the receiver answers.
@@ -190,12 +190,7 @@ async fn deliveries_are_signed_retried_and_survive_the_delivering_node() {
             .status,
         200
     );
-    let labels = json!([{"name": "car", "color": "#ff0000", "kinds": ["rectangle"]}]);
-    let set = create_annotation_set(&manager, dataset, "s", &labels)
-        .await
-        .json()["id"]
-        .as_u64()
-        .expect("set id");
+    let set = car_set(&manager, dataset).await;
 
     // Bad input.
     let events = json!(["task.submitted", "annotation.saved"]);
@@ -254,24 +249,7 @@ async fn deliveries_are_signed_retried_and_survive_the_delivering_node() {
     );
 
     // A save while the receiver fails: the batch is delivered, refused with 500, retried.
-    let split = json!({"chunk_size": 1, "assignees": ["ann"]});
-    let reply = send_json(
-        &manager,
-        Method::POST,
-        &format!("/api/v1/annotation-sets/{set}/tasks/split"),
-        split,
-    )
-    .await;
-    assert_eq!(reply.status, 201, "{:?}", reply.json());
-    let task = reply.json()["tasks"][0].as_u64().expect("task");
-    let reply = send_json(
-        &ann,
-        Method::POST,
-        &format!("/api/v1/tasks/{task}/start"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(reply.status, 200);
+    let task = started_task(&manager, (&ann, "ann"), set, 1).await;
     let shapes =
         json!({"shapes": [{"label": "car", "kind": "rectangle", "points": [[1, 1], [20, 20]]}]});
     let saved = ann
