@@ -94,6 +94,18 @@ impl Default for RaftTuning {
 }
 
 impl RaftTuning {
+    /// Snapshot chunks of one heartbeat interval at the snapshot pace (4 KiB to 4 MiB). The
+    /// follower hears nothing else from its leader while a snapshot comes (openraft 0.9 sends no
+    /// heartbeats then; `snapshot_receive.rs` covers the time a chunk is being received), so
+    /// between two chunks it must not wait an election timeout; and a chunk's wait for its
+    /// turn counts against the RPC's timeout. 4 MiB chunks at 64 KiB/s never arrived.
+    fn snapshot_chunk_bytes(&self) -> u64 {
+        match self.snapshot_bytes_per_s {
+            0 => 4 << 20,
+            pace => (pace.saturating_mul(self.heartbeat_ms) / 1000).clamp(4 << 10, 4 << 20),
+        }
+    }
+
     fn config(&self) -> Result<Config, ClusterError> {
         Config {
             cluster_name: "tessera".into(),
@@ -104,8 +116,11 @@ impl RaftTuning {
             max_in_snapshot_log_to_keep: self.keep_logs,
             // Entries carry whole images: keep one append RPC to a few tens of MB.
             max_payload_entries: 32,
-            snapshot_max_chunk_size: 4 << 20,
-            install_snapshot_timeout: 10_000,
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes(),
+            // Per chunk: its turn at the pace, the transfer, and for the last one the install
+            // (a catalogue snapshot took 12–21 s to install in a debug build under load); a
+            // timed-out snapshot is sent again from its start.
+            install_snapshot_timeout: 30_000,
             ..Default::default()
         }
         .validate()
@@ -239,6 +254,26 @@ pub(crate) struct Hosted {
     pub(crate) raft: Raft,
     /// The hashes this node found absent as the group's leader (see `absent.rs`).
     pub(crate) absent: Arc<Absent>,
+    /// The highest commit index a leader of the group sent here (0: none yet), for readiness.
+    leader_commit: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A follower further behind its leader's commit than this many entries is not ready: it is
+/// catching up (by snapshot, perhaps one after another) and cannot answer reads and token
+/// checks that must see the group's latest state.
+const READY_LAG: u64 = 1000;
+
+impl Hosted {
+    /// Whether this replica, at `applied`, has heard from no leader since it started or is
+    /// more than [`READY_LAG`] entries behind the commit one sent. A replica back from a
+    /// restart can know its leader from the refusal of a vote or append of its own and still
+    /// lack everything since.
+    fn behind_leader(&self, applied: Option<u64>) -> bool {
+        let heard = self
+            .leader_commit
+            .load(std::sync::atomic::Ordering::Relaxed);
+        heard == 0 || heard.saturating_sub(applied.unwrap_or(0)) > READY_LAG
+    }
 }
 
 /// What opening a group on this node needs.
@@ -406,7 +441,15 @@ impl Cluster {
         let raft = Raft::new(self.me, self.opener.config.clone(), network, log, sm)
             .await
             .map_err(|e| ClusterError::Internal(format!("group {group}: {e}")))?;
-        self.groups_mut().insert(group, Hosted { raft, absent });
+        let leader_commit = Arc::default();
+        self.groups_mut().insert(
+            group,
+            Hosted {
+                raft,
+                absent,
+                leader_commit,
+            },
+        );
         Ok(())
     }
 
@@ -526,9 +569,18 @@ impl Cluster {
             .is_some_and(|r| r.refuses(group, applied))
     }
 
-    /// A leader of `group` sent entries with `leader_commit` (noted while rejoining).
+    /// A leader of `group` sent an append with `leader_commit` (for readiness, and while
+    /// rejoining). Snapshot chunks do not count: their last entry can be far behind the commit.
     pub(crate) fn heard_leader(&self, group: u32, leader_commit: Option<u64>) {
-        if let (Some(rejoin), Some(commit)) = (&self.rejoin, leader_commit) {
+        let Some(commit) = leader_commit else {
+            return;
+        };
+        if let Some(hosted) = self.groups_ref().get(&group) {
+            hosted
+                .leader_commit
+                .fetch_max(commit, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Some(rejoin) = &self.rejoin {
             rejoin.heard(group, commit);
         }
     }
@@ -665,15 +717,21 @@ impl Cluster {
     /// 0.9 has no check-quorum step-down), and a node whose own groups' leader is gone must not
     /// tell a load balancer it is ready. A replica rebuilding from its peers after damage
     /// (`rejoin.rs`) is not ready until it caught up: an empty catalogue replica cannot check
-    /// a token (a campaign saw such a node "ready" for minutes while every request timed out).
+    /// a token (a campaign saw such a node "ready" for minutes while every request timed out);
+    /// nor is a voting follower that has not heard from a leader since it started, or is more
+    /// than [`READY_LAG`] entries behind the commit its leader sent. (A learner — a replica
+    /// moving here, the catalogue on a node not placed for it — serves what it holds and
+    /// forwards the rest; a node taking a new replica stays ready while its snapshot comes.)
     pub fn is_ready(&self) -> bool {
         !self.draining.load(std::sync::atomic::Ordering::Relaxed)
             && !self.groups_ref().is_empty()
             && self.groups_ref().iter().all(|(group, h)| {
                 let metrics = h.raft.metrics();
                 let m = metrics.borrow();
+                let applied = m.last_applied.map(|l| l.index);
                 m.running_state.is_ok()
-                    && !self.rebuilding(*group, m.last_applied.map(|l| l.index))
+                    && !self.rebuilding(*group, applied)
+                    && (m.state != ServerState::Follower || !h.behind_leader(applied))
                     && match m.state {
                         ServerState::Leader => m
                             .millis_since_quorum_ack

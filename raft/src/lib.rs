@@ -26,6 +26,7 @@ mod rebalance;
 mod rejoin;
 pub mod rpc_tls;
 mod service;
+mod snapshot_receive;
 mod snapshot_store;
 mod state_machine;
 mod types;

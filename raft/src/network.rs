@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
@@ -122,36 +122,34 @@ impl Peers {
 }
 
 /// Spaces out snapshot chunks so that a replica being rebuilt (a node added, a node replaced)
-/// never takes the disk and network that serving needs: each chunk reserves its share of the
-/// rate and waits until its turn.
+/// never takes the disk and network that serving needs: chunks go one after another, in the
+/// order they asked, each waiting until the previous one's share of the rate has passed.
 struct Pacer {
     bytes_per_s: u64,
-    next: std::sync::Mutex<Instant>,
+    /// When the next chunk may go. Held while a chunk waits for its turn: the lock is fair, so
+    /// chunks go first come first served, and a chunk whose RPC times out while waiting (its
+    /// future dropped) reserved nothing. Reserving turns up front once let cancelled waits push
+    /// every later chunk past its own timeout, and a paced snapshot never arrived.
+    next: tokio::sync::Mutex<tokio::time::Instant>,
 }
 
 impl Pacer {
     fn new(bytes_per_s: u64) -> Pacer {
         Pacer {
             bytes_per_s,
-            next: std::sync::Mutex::new(Instant::now()),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         }
     }
 
+    /// Waits for the turn of a chunk of `bytes`.
     async fn admit(&self, bytes: usize) {
         if self.bytes_per_s == 0 {
             return;
         }
         let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_s as f64);
-        let start = {
-            let mut next = self
-                .next
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let start = (*next).max(Instant::now());
-            *next = start + cost;
-            start
-        };
-        tokio::time::sleep_until(start.into()).await;
+        let mut next = self.next.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = tokio::time::Instant::now() + cost;
     }
 }
 
@@ -275,5 +273,20 @@ mod tests {
         assert_eq!(entries_within([10, 10, 10].into_iter(), 30), None);
         assert_eq!(entries_within([10, 10, 10].into_iter(), 25), Some(2));
         assert_eq!(entries_within([40, 10].into_iter(), 25), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_that_gives_up_waiting_leaves_its_turn_to_the_next() {
+        // 100-byte chunks at 1 000 bytes/s: one every 100 ms.
+        let pacer = Pacer::new(1000);
+        let start = tokio::time::Instant::now();
+        pacer.admit(100).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // The second chunk's RPC times out while it waits for its turn.
+        let gave_up = tokio::time::timeout(Duration::from_millis(50), pacer.admit(100)).await;
+        assert!(gave_up.is_err());
+        // The third goes at the second's turn, not one later.
+        pacer.admit(100).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
     }
 }

@@ -22,6 +22,7 @@ use crate::proto::{
     StatusReply, StatusRequest,
 };
 use crate::read::{ByteRange, ObjectBody, ReadSpec};
+use crate::snapshot_receive::install_following;
 use crate::types::NodeId;
 use crate::types::TypeConfig;
 
@@ -125,7 +126,7 @@ impl Internal for InternalService {
                 self.cluster.refuse_entries(size, LOW_BYTES - FLOOR_BYTES)?;
                 let request = decode_blocking(req.payload).await?;
                 let r: Result<_, RaftError<NodeId, InstallSnapshotError>> =
-                    raft.install_snapshot(request).await;
+                    install_following(&raft, request).await;
                 encode(&r)?
             }
             Err(_) => return Err(Status::invalid_argument("unknown raft message kind")),

@@ -290,3 +290,76 @@ async fn a_node_with_a_corrupt_database_rebuilds_it_from_its_peers() {
         assert_serves(&through, sha, bytes).await;
     }
 }
+
+/// A follower far behind its group (here: back from a kill, its shard's snapshot coming in
+/// slowly) neither unseats its leader while the snapshot comes, nor says it is ready until it
+/// caught up: a load balancer must not send it reads and token checks it cannot answer (a chaos
+/// campaign saw such nodes "ready" while every request timed out). `/readyz` is read before the status each time, and the status only shows node
+/// 3 less far behind as time goes on (no writes meanwhile): a status still showing it more than
+/// 1000 entries behind its leader proves an earlier "ready" wrong.
+#[tokio::test]
+async fn a_follower_far_behind_its_leader_is_not_ready() {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cluster = TestCluster::start(Options {
+        snapshot_logs: 50,
+        keep_logs: 20,
+        snapshot_bytes_per_s: Some(64 << 10),
+        ..options(1)
+    })
+    .await;
+    cluster.kill(3);
+    let client = cluster.node(1).client();
+    let stored: Vec<(String, Vec<u8>)> = futures_util::stream::iter(0..1500u64)
+        .map(|n| {
+            let client = client.clone();
+            async move {
+                let bytes = tessera_cluster_tests::png(8, 8, 9_000_000 + n);
+                (upload(&client, &bytes).await, bytes)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let term_before = cluster.status().await["groups"][1]["term"].as_u64();
+    cluster.start_node(3);
+    let three = cluster.node(3).client();
+    let seen_behind = AtomicBool::new(false);
+    eventually("node 3 to catch up and be ready", DEADLINE * 2, || async {
+        let ready = three.get("/readyz").await.ok()?.status == 200;
+        let status = cluster.status().await;
+        let shard = &status["groups"][1];
+        let leader = shard["leader"].as_u64()?;
+        let applied = |node: u64| shard["replicas"][node.to_string()]["applied"].as_u64();
+        // A follower of another node (back from the kill it believes for a moment that it
+        // still leads, and a leader's readiness is its quorum's acknowledgement).
+        let follows = shard["replicas"]["3"]["leader"]
+            .as_u64()
+            .is_some_and(|l| l != 3);
+        let behind = applied(leader)?.saturating_sub(applied(3).unwrap_or(0));
+        if follows && behind > 1000 {
+            seen_behind.store(true, Ordering::Relaxed);
+            assert!(
+                !ready,
+                "node 3 said ready {behind} entries behind its leader: {shard}"
+            );
+        }
+        (ready && behind < 1000).then_some(())
+    })
+    .await;
+    assert!(
+        seen_behind.load(Ordering::Relaxed),
+        "node 3 was never seen far behind a leader it knew: the test proves nothing"
+    );
+    // Receiving its snapshot (seconds at this pace) node 3 stood for no election: each one
+    // would have unseated the leader (seen: a new term every two seconds, no snapshot ever
+    // arriving). One spurious election on a loaded machine is tolerated.
+    let term_after = cluster.status().await["groups"][1]["term"].as_u64();
+    assert!(
+        term_after <= term_before.map(|t| t + 1),
+        "the shard's leader was unseated while node 3 caught up: term {term_before:?} -> {term_after:?}"
+    );
+    for (sha, bytes) in stored.iter().step_by(50) {
+        assert_serves(&three, sha, bytes).await;
+    }
+}
