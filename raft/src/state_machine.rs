@@ -8,6 +8,7 @@ use openraft::{EntryPayload, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
 use tessera_domain::directory::Directory;
 use tessera_domain::{catalog, tasks, Tx};
+use tessera_storage::space::{Guarded, FLOOR_BYTES, LOW_BYTES};
 use tessera_storage::volume::{GroupVolumes, IndexChange, Location};
 use tessera_storage::{
     export_group, import_group, keys, Cf, ObjectMeta, Sha256, StorageError, Store,
@@ -508,10 +509,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let view = store.group_view(group);
             let _ = taken_tx.send(());
             let view = view?;
-            let file = std::fs::File::create(&path)?;
-            export_group(&store, &view, &file)?;
-            file.sync_all()?;
-            Ok::<_, StorageError>(())
+            // A snapshot file is as large as the group (a catalogue of a long campaign: 100+
+            // MB): it is written only while that leaves client writes' headroom above the
+            // floor, and on a disk too full for it the build waits, its partial file deleted,
+            // rather than failing (openraft stops the group on a failed build).
+            let space = store.space();
+            space.retry(|| {
+                let written = std::fs::File::create(&path)
+                    .map_err(StorageError::from)
+                    .and_then(|file| {
+                        export_group(
+                            &store,
+                            &view,
+                            Guarded::new(space, LOW_BYTES - FLOOR_BYTES, &file),
+                        )?;
+                        file.sync_all()?;
+                        Ok(())
+                    });
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                written
+            })
         });
         let _ = taken_rx.await;
         SnapshotBuilder {

@@ -203,6 +203,39 @@ impl DiskSpace {
     }
 }
 
+/// A writer for a large file of our own (a snapshot being built) that fails with ENOSPC before
+/// a write would leave less than [`FLOOR_BYTES`] plus a headroom free, instead of filling the
+/// disk: RocksDB, writing beside it, must never meet a full disk. Used with
+/// [`DiskSpace::retry`], which waits until there is room and starts the file over.
+pub struct Guarded<'a, W> {
+    space: &'a DiskSpace,
+    headroom: u64,
+    inner: W,
+}
+
+impl<'a, W> Guarded<'a, W> {
+    pub fn new(space: &'a DiskSpace, headroom: u64, inner: W) -> Guarded<'a, W> {
+        Guarded {
+            space,
+            headroom,
+            inner,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Guarded<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.space.take(buf.len() as u64, self.headroom) {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Free bytes for unprivileged users on the file system of `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
@@ -277,6 +310,24 @@ mod tests {
         let other = StorageError::Io(std::io::Error::from_raw_os_error(libc::EIO));
         assert!(!other.is_no_space());
         assert!(!StorageError::Corrupt("x".into()).is_no_space());
+    }
+
+    #[test]
+    fn a_guarded_write_that_would_eat_the_headroom_fails_as_a_full_disk_would() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let space = DiskSpace::open(dir.path());
+        let mut out = Vec::new();
+        // Room to spare: written.
+        Guarded::new(&space, 0, &mut out).write_all(b"abc").unwrap();
+        assert_eq!(out, b"abc");
+        // A headroom of everything free: nothing is written, and the error is ENOSPC (what
+        // `DiskSpace::retry` waits out).
+        let mut out = Vec::new();
+        let refused = Guarded::new(&space, space.free_bytes(), &mut out).write_all(b"abc");
+        let e = StorageError::Io(refused.unwrap_err());
+        assert!(e.is_no_space());
+        assert!(out.is_empty());
     }
 
     #[test]
