@@ -16,7 +16,7 @@ use crate::jobs::{self, JobOp, JobOutcome};
 use crate::quality_op::{self, QualityOp, QualityOutcome};
 use crate::requests;
 use crate::sessions::{self, Refreshed, Session};
-use crate::tasks::{self, TaskOp, TaskOutcome};
+use crate::tasks::{self, Task, TaskOp, TaskOutcome};
 use crate::webhooks::{self, WebhookOp, WebhookOutcome};
 use crate::{key, DomainError, Records, Tx};
 
@@ -366,7 +366,7 @@ pub fn stage(
     op: &CatalogOp,
 ) -> Result<CatalogOutcome, DomainError> {
     if let Some(first) = requests::first_outcome(tx, request_id)? {
-        return Ok(first);
+        return retried(tx, first);
     }
     let outcome = match op {
         CatalogOp::InitClusterKey { key: new } => match tx.get(&key(KEY))? {
@@ -540,9 +540,42 @@ pub fn stage(
         }
     };
     if requests::remembers(op) {
-        requests::remember(tx, request_id, at_ms, &outcome)?;
+        match remembered(&outcome) {
+            Some(compact) => requests::remember(tx, request_id, at_ms, &compact)?,
+            None => requests::remember(tx, request_id, at_ms, &outcome)?,
+        }
     }
     Ok(outcome)
+}
+
+/// What the request memory keeps of an outcome that can be large, if it keeps less than the
+/// whole: a task without its images and history. Those grow with the task (a history entry per
+/// claim, release and review), and the memory holds a day of outcomes; whole tasks made a chaos
+/// campaign's catalogue 96 MB of request records after six minutes, which every node catching
+/// up by snapshot had to receive and install.
+fn remembered(outcome: &CatalogOutcome) -> Option<CatalogOutcome> {
+    match outcome {
+        CatalogOutcome::Task(TaskOutcome::Task(task)) => {
+            Some(CatalogOutcome::Task(TaskOutcome::Task(Box::new(Task {
+                images: Vec::new(),
+                history: Vec::new(),
+                ..(**task).clone()
+            }))))
+        }
+        _ => None,
+    }
+}
+
+/// The answer to a retried request from what [`remembered`] kept: a task is read again (as
+/// it is now: the first outcome's task plus whatever happened to it since), or answered as
+/// kept if it is gone.
+fn retried(tx: &Tx, first: CatalogOutcome) -> Result<CatalogOutcome, DomainError> {
+    if let CatalogOutcome::Task(TaskOutcome::Task(kept)) = &first {
+        if let Some(now) = tasks::task(tx, kept.id)? {
+            return Ok(CatalogOutcome::Task(TaskOutcome::Task(Box::new(now))));
+        }
+    }
+    Ok(first)
 }
 
 /// Gives an id to every user that has none, in name order; returns the ids given.
@@ -699,6 +732,49 @@ mod tests {
         for (outcome, index) in outcomes {
             assert_eq!(variant(&outcome), index, "{outcome:?}");
         }
+    }
+
+    #[test]
+    fn a_retried_task_action_is_remembered_without_the_task_s_images_and_history() {
+        use crate::tasks::Action;
+        use crate::Sha256;
+        let r = TestReplica::new();
+        r.apply(CatalogOp::Task(TaskOp::Split {
+            set_id: 7,
+            chunks: vec![vec![Sha256([1; 32]), Sha256([2; 32])]],
+            overlap: 1,
+            assignees: Vec::new(),
+            by: "mgr".into(),
+            at_ms: 0,
+        }));
+        let claim = || {
+            CatalogOp::Task(TaskOp::Act {
+                id: 1,
+                action: Action::Claim,
+                user: "ann".into(),
+                role: Role::Annotator,
+                reason: None,
+                at_ms: 1,
+            })
+        };
+        let first = r.apply_with_id([3; 16], claim());
+        let CatalogOutcome::Task(TaskOutcome::Task(task)) = &first else {
+            panic!("claim: {first:?}");
+        };
+        assert_eq!(task.images.len(), 2);
+        assert!(!task.history.is_empty());
+        // Kept without what grows with the task...
+        let kept = requests::first_outcome(&*r.store.borrow(), &[3; 16]).expect("read");
+        let Some(CatalogOutcome::Task(TaskOutcome::Task(kept))) = kept else {
+            panic!("kept: {kept:?}");
+        };
+        assert!(
+            kept.images.is_empty() && kept.history.is_empty(),
+            "{kept:?}"
+        );
+        // ...and a retry answers with the whole task, changing nothing.
+        let again = r.apply_with_id([3; 16], claim());
+        assert_eq!(first, again);
     }
 
     #[test]
