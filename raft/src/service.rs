@@ -127,13 +127,13 @@ impl Internal for InternalService {
                 let request: openraft::raft::InstallSnapshotRequest<TypeConfig> =
                     decode_blocking(req.payload).await?;
                 if request.done {
-                    // The install writes the snapshot's records into RocksDB (about its size
-                    // again, the received file already being on disk): refused, like a chunk,
-                    // unless that leaves the headroom; the leader sends it again later. An
-                    // ENOSPC during the install would stop the group.
+                    // The install copies the received file into place and writes its records
+                    // into RocksDB (about twice its size, the received file already being on
+                    // disk): refused, like a chunk, unless that leaves the headroom; the leader
+                    // sends it again later. An ENOSPC during the install would stop the group.
                     let total = request.offset + request.data.len() as u64;
                     self.cluster
-                        .refuse_entries(total, LOW_BYTES - FLOOR_BYTES)?;
+                        .refuse_entries(total.saturating_mul(2), LOW_BYTES - FLOOR_BYTES)?;
                 }
                 let r: Result<_, RaftError<NodeId, InstallSnapshotError>> =
                     install_following(&raft, request).await;

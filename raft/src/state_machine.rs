@@ -550,13 +550,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .open(&path)
             .await
             .map_err(|e| storage_error(ErrorVerb::Write, &e))?;
-        // openraft starts a new receive when the leader starts a snapshot over: the file of the
-        // one it abandoned is never installed, and would hold a whole snapshot's bytes on disk
-        // until the next start (a campaign's follower was sent a 220 MB catalogue time after
-        // time on a 1 GiB disk).
-        if let Some(abandoned) = self.receiving.replace(path) {
-            let _ = tokio::fs::remove_file(abandoned).await;
-        }
+        self.receiving = Some(path);
         tracing::info!(group = self.group, "receiving a snapshot");
         Ok(Box::new(file))
     }
@@ -569,22 +563,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let io = |e: std::io::Error| storage_error(ErrorVerb::Write, &e);
         snapshot.flush().await.map_err(io)?;
         snapshot.seek(SeekFrom::Start(0)).await.map_err(io)?;
-        let source = snapshot.into_std().await;
+        let mut source = snapshot.into_std().await;
         let received = self.receiving.take();
         let kept = self.snapshots.data_path(&meta.snapshot_id);
         let (store, group, m) = (self.store.clone(), self.group, meta.clone());
         blocking(ErrorVerb::Write, move || {
-            // 1. The data becomes this node's own snapshot file, fsynced: the received file is
-            //    renamed, not copied (a copy needed a second snapshot's worth of disk at once).
-            source.sync_all()?;
-            let Some(received) = received else {
-                return Err(StorageError::Io(std::io::Error::other(
-                    "a snapshot to install that was not received here",
-                )));
-            };
-            std::fs::rename(&received, &kept)?;
+            // 1. The data becomes this node's own snapshot file, fsynced. It is copied from the
+            //    handle openraft gives back, never taken by the path last received into: a new
+            //    receive may have begun before this install runs, so that path can be another
+            //    snapshot's (renaming it installed the wrong file in a campaign: replicas
+            //    diverged). The copy is why the last chunk needs room for the snapshot twice.
+            let mut file = std::fs::File::create(&kept)?;
+            std::io::copy(&mut source, &mut file)?;
+            file.sync_all()?;
             if let Some(dir) = kept.parent() {
                 sync_dir(dir)?;
+            }
+            if let Some(path) = received {
+                std::fs::remove_file(path)?;
             }
             // 2. An fsynced marker says an install is under way: if we crash while the old state
             //    is being replaced, `open` finishes the install from the kept file.
