@@ -330,7 +330,57 @@ impl<'a> Nemesis<'a> {
             ));
             self.cluster.start_node(target);
         }
+        if !self.in_sync_within(Duration::from_secs(60)).await {
+            findings.push(format!(
+                "node {target}'s replicas did not catch up with their leaders within 60 s after {what}"
+            ));
+        }
         what
+    }
+
+    /// Waits until every voting replica of every group holds its leader's log as it was when
+    /// the wait began. Damage to a disk loses what a node had acknowledged, which Raft
+    /// tolerates on a minority only: before the campaign goes on, the damaged node must hold
+    /// a copy again. Without this wait two damage cycles seconds apart (a torn log tail on
+    /// one node, then on another before the first had caught up) destroyed acknowledged
+    /// entries on two of three replicas — a majority, beyond what any Raft store survives —
+    /// and the checker reported the lost writes (seed 305).
+    async fn in_sync_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut targets: Option<Vec<(usize, u64)>> = None;
+        while Instant::now() < deadline {
+            if let Some(status) = self.status().await {
+                let groups = status["groups"].as_array().cloned().unwrap_or_default();
+                let wanted = targets.get_or_insert_with(|| {
+                    groups
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, g)| {
+                            let leader = g["leader"].as_u64()?.to_string();
+                            Some((i, g["replicas"][&leader]["last_log"].as_u64()?))
+                        })
+                        .collect()
+                });
+                let synced = wanted.iter().all(|&(i, last)| {
+                    let Some(g) = groups.get(i) else {
+                        return false;
+                    };
+                    g["voters"].as_array().is_some_and(|voters| {
+                        voters.iter().all(|v| {
+                            let id = v.to_string();
+                            g["replicas"][&id]["last_log"]
+                                .as_u64()
+                                .is_some_and(|l| l >= last)
+                        })
+                    })
+                });
+                if synced {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
     }
 
     /// Fills one running node's disk and checks what the node promises (`docs/reliability.md`):
