@@ -571,8 +571,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // 1. The data becomes this node's own snapshot file, fsynced. It is copied from the
             //    handle openraft gives back, never taken by the path last received into: a new
             //    receive may have begun before this install runs, so that path can be another
-            //    snapshot's (renaming it installed the wrong file in a campaign: replicas
-            //    diverged). The copy is why the last chunk needs room for the snapshot twice.
+            //    snapshot's (renaming it could install the wrong file). The copy is why the
+            //    last chunk needs room for the snapshot twice.
             let mut file = std::fs::File::create(&kept)?;
             std::io::copy(&mut source, &mut file)?;
             file.sync_all()?;
