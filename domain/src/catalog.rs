@@ -540,10 +540,8 @@ pub fn stage(
         }
     };
     if requests::remembers(op) {
-        match remembered(&outcome) {
-            Some(compact) => requests::remember(tx, request_id, at_ms, &compact)?,
-            None => requests::remember(tx, request_id, at_ms, &outcome)?,
-        }
+        let compact = remembered(&outcome);
+        requests::remember(tx, request_id, at_ms, compact.as_ref().unwrap_or(&outcome))?;
     }
     Ok(outcome)
 }
