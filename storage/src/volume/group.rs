@@ -54,6 +54,10 @@ pub struct GroupVolumes {
     /// bytes, so damage from before a restart is never served. 8 bytes and a control byte per
     /// object read since start-up.
     verified: Mutex<HashSet<u64>>,
+    /// Volumes found shorter at opening than what the index records of them, with the length
+    /// found (the active one is extended back with zeros): their needles past that length are
+    /// damaged, whatever a later read of the zeros would say.
+    short: Mutex<HashMap<u32, u64>>,
 }
 
 fn verified_key(at: &Location) -> u64 {
@@ -102,6 +106,7 @@ impl GroupVolumes {
     ) -> Result<GroupVolumes, StorageError> {
         std::fs::create_dir_all(&dir)?;
         let mut files = BTreeMap::new();
+        let mut short = HashMap::new();
         let mut changed = false;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
@@ -161,6 +166,9 @@ impl GroupVolumes {
                         "dropping an unrecorded volume tail"
                     );
                 }
+                if len < head.end {
+                    short.insert(head.active, len);
+                }
                 file.set_len(head.end)?;
                 file.sync_all()?;
             }
@@ -189,7 +197,43 @@ impl GroupVolumes {
             missing: Mutex::new(HashSet::new()),
             memory,
             verified: Mutex::new(HashSet::new()),
+            short: Mutex::new(short),
         })
+    }
+
+    /// Per open volume, how many of its bytes can hold intact needles: the file's length, or
+    /// the length it had at opening if it was found truncated then. A needle recorded past it
+    /// lost its bytes while the node was down (see [`GroupVolumes::mark_truncated`]).
+    pub(crate) fn intact_lengths(&self) -> Result<HashMap<u32, u64>, StorageError> {
+        let files = self.files();
+        let short = lock(&self.short);
+        let mut lengths = HashMap::with_capacity(files.len());
+        for (id, file) in files {
+            let len = file.metadata()?.len();
+            lengths.insert(id, short.get(&id).map_or(len, |found| len.min(*found)));
+        }
+        Ok(lengths)
+    }
+
+    /// Marks needles whose bytes were cut off (found when the index is loaded) as damaged, so
+    /// that the repair loop fetches them from other replicas within seconds instead of the
+    /// next read or the daily scrub finding them one by one. A campaign lost an acknowledged
+    /// object that way: three replicas' volumes truncated minutes apart, each cut unnoticed
+    /// until the next one (seed 306). Logged once per group, counted per needle.
+    pub(crate) fn mark_truncated(&self, cut: Vec<(Sha256, Location)>) {
+        if cut.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            group = self.group,
+            objects = cut.len(),
+            "volume shorter than its index: objects past its end are fetched from other replicas"
+        );
+        metrics::counter!("tessera_scrub_corrupt_total").increment(cut.len() as u64);
+        let mut corrupt = lock(&self.corrupt);
+        for (sha, at) in cut {
+            corrupt.insert(sha, at);
+        }
     }
 
     /// The group's index in memory.
@@ -413,6 +457,7 @@ impl GroupVolumes {
         lock(&self.corrupt).clear();
         lock(&self.missing).clear();
         lock(&self.verified).clear();
+        lock(&self.short).clear();
         Ok(())
     }
 

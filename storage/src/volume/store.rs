@@ -65,13 +65,16 @@ impl Store {
     /// object has a record, with the record's content type (one merged pass over both column
     /// families, both in hash order). Needles without a record (a group reset at start-up)
     /// are left out; records without a needle (or pre-volume blob) are the objects this
-    /// replica has no bytes of, remembered for the repair loop. Called when a group is opened
+    /// replica has no bytes of, and needles past the end of their volume file lost theirs:
+    /// both are remembered for the repair loop. Called when a group is opened
     /// (before anyone else has it) and after a snapshot install or migration (under the
     /// writer lock), so no apply publishes meanwhile.
     pub(crate) fn load_memory_index(&self, volumes: &GroupVolumes) -> Result<(), StorageError> {
         let group = volumes.group();
         let mut loaded = Loaded::default();
         let mut missing = HashSet::new();
+        let lengths = volumes.intact_lengths()?;
+        let mut cut = Vec::new();
         let mut needles = self.scan_group_objects(Cf::Needles, group, None, false);
         let mut needle = needles.next().transpose()?;
         for item in self.scan_group_objects(Cf::Objects, group, None, false) {
@@ -81,8 +84,14 @@ impl Store {
             }
             match &needle {
                 Some((next, raw)) if *next == sha => {
-                    let meta: ObjectMeta = bincode::deserialize(&value)?;
-                    loaded.add(&sha, &Location::decode(raw)?, &meta.content_type);
+                    let at = Location::decode(raw)?;
+                    let end = at.offset.saturating_add(at.len);
+                    if lengths.get(&at.volume).is_some_and(|len| end <= *len) {
+                        let meta: ObjectMeta = bincode::deserialize(&value)?;
+                        loaded.add(&sha, &at, &meta.content_type);
+                    } else {
+                        cut.push((sha, at));
+                    }
                 }
                 _ => {
                     if self.get(Cf::Blobs, &keys::object(group, &sha.0))?.is_none() {
@@ -93,6 +102,7 @@ impl Store {
         }
         volumes.memory().replace(loaded);
         volumes.set_missing(missing);
+        volumes.mark_truncated(cut);
         Ok(())
     }
 

@@ -165,6 +165,53 @@ fn a_crash_mid_append_leaves_a_tail_that_reopening_drops() {
 }
 
 #[test]
+fn needles_cut_off_while_the_node_was_down_await_repair_as_soon_as_it_opens() {
+    let (dir, store) = empty_store();
+    let objects = put_bodies(&store, 8, |_| 6_000);
+    let cut_at = store
+        .object_location(GROUP, &objects[5].0)
+        .unwrap()
+        .unwrap();
+    let head = store.volumes(GROUP).unwrap().head();
+    drop(store);
+    // Truncated in the middle of object 5's body, as a damaged disk or a bad copy leaves it.
+    let path = volume_file(dir.path(), head.active);
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(cut_at.offset + 1_000).unwrap();
+    drop(file);
+
+    let store = Store::open(dir.path()).unwrap();
+    let volumes = store.volumes(GROUP).unwrap();
+    let mut awaiting = volumes.awaiting_repair();
+    awaiting.sort();
+    let mut lost: Vec<Sha256> = objects[5..].iter().map(|(sha, _)| *sha).collect();
+    lost.sort();
+    // Known before anything reads them: the repair loop can fetch them at once.
+    assert_eq!(awaiting, lost);
+    assert_eq!(volumes.corrupt_count(), 3);
+    for (i, (sha, b)) in objects.iter().enumerate() {
+        if i < 5 {
+            let read = store.object_bytes(GROUP, sha).unwrap();
+            assert!(read.is_some_and(|read| read[..] == b[..]), "object {i}");
+        } else {
+            assert!(store.resident_object(GROUP, sha).is_none());
+            assert!(store.object_slice(GROUP, sha).unwrap().is_none());
+            assert!(store.object_bytes(GROUP, sha).unwrap().is_none());
+        }
+    }
+    // The recorded end stays (the cut is zeros, never reused); repairs append after it.
+    assert_eq!(volumes.head(), head);
+    for (sha, b) in &objects[5..] {
+        store.repair_object(GROUP, sha, b.as_slice()).unwrap();
+    }
+    assert_eq!(volumes.corrupt_count(), 0);
+    for (i, (sha, b)) in objects.iter().enumerate() {
+        let read = store.object_bytes(GROUP, sha).unwrap();
+        assert!(read.is_some_and(|read| read[..] == b[..]), "object {i}");
+    }
+}
+
+#[test]
 fn damaged_bytes_are_detected_never_served_and_rewritten_by_the_next_put() {
     let (dir, store) = empty_store();
     let b = body(9, 20_000);
