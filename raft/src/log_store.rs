@@ -190,8 +190,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(VOTE, vote, true).await
     }
 
+    /// The vote as saved, but never *committed*: openraft 0.9 reads the vote once, at start-up,
+    /// and a node finding its own committed vote there resumes leading that term at once
+    /// (`Engine::startup`), with whatever log it recovered. After a disk lost the tail of the
+    /// log (a torn WAL: RocksDB's recovery silently drops everything after the first bad
+    /// record), that leader has fewer entries than the followers that acknowledged them, in
+    /// the same term: it writes new entries at indexes they hold other entries of that term
+    /// under, and acknowledged writes are lost (chaos seeds 305 and 306: uploads answered 404,
+    /// two saves acknowledged from one version). Read back uncommitted, the node starts as a
+    /// follower like any other; it keeps the term and whom it voted for, so it still never
+    /// votes twice in a term, and leading again takes an election, which a shorter log loses.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
-        self.read_meta(VOTE).await
+        let saved: Option<Vote<NodeId>> = self.read_meta(VOTE).await?;
+        Ok(saved.map(|vote| Vote {
+            committed: false,
+            ..vote
+        }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
@@ -307,6 +321,21 @@ mod tests {
     use tessera_storage::{ObjectMeta, Sha256};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_saved_vote_reads_back_uncommitted_so_no_node_resumes_leading_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut log = LogStore::new(store.clone(), 3);
+        let mut leading = Vote::new(7, 2);
+        leading.commit();
+        log.save_vote(&leading).await.unwrap();
+        // What a restart reads: the same term and candidate, not a leadership to resume.
+        let mut log = LogStore::new(store, 3);
+        let read = log.read_vote().await.unwrap().unwrap();
+        assert_eq!(read, Vote::new(7, 2));
+        assert!(!read.is_committed());
+    }
 
     #[test]
     fn stubs_read_back_as_the_upload_they_replaced() {
