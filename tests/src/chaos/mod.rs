@@ -68,6 +68,10 @@ pub async fn run(config: Config) -> Result<Outcome, String> {
         keep_logs: 100,
         fast_failover: config.fast_failover,
         uid_base: Some(UID_BASE),
+        // The load's and the checker's tokens must outlive the campaign: a 200-cycle run and
+        // its checker take over an hour, and seed 306's checker met "token expired" on 139 930
+        // reads (each counted as a violation) after its first 4 512.
+        access_token_ttl_s: 24 * 3600,
         ..Options::default()
     });
     let root = cluster
