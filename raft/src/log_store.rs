@@ -68,6 +68,15 @@ impl LogStore {
     }
 }
 
+/// The vote a group starts with (see `read_vote`): as saved, but never committed when the
+/// node's WAL lost its tail.
+fn vote_at_start(saved: Option<Vote<NodeId>>, lost_wal_tail: bool) -> Option<Vote<NodeId>> {
+    saved.map(|vote| Vote {
+        committed: vote.committed && !lost_wal_tail,
+        ..vote
+    })
+}
+
 /// Turns a stub (an applied upload whose bytes are in a volume, see
 /// `state_machine::stage_stub`) back into the `PutObject` entry it was.
 ///
@@ -190,22 +199,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_meta(VOTE, vote, true).await
     }
 
-    /// The vote as saved, but never *committed*: openraft 0.9 reads the vote once, at start-up,
-    /// and a node finding its own committed vote there resumes leading that term at once
-    /// (`Engine::startup`), with whatever log it recovered. After a disk lost the tail of the
-    /// log (a torn WAL: RocksDB's recovery silently drops everything after the first bad
-    /// record), that leader has fewer entries than the followers that acknowledged them, in
-    /// the same term: it writes new entries at indexes they hold other entries of that term
-    /// under, and acknowledged writes are lost (chaos seeds 305 and 306: uploads answered 404,
-    /// two saves acknowledged from one version). Read back uncommitted, the node starts as a
-    /// follower like any other; it keeps the term and whom it voted for, so it still never
-    /// votes twice in a term, and leading again takes an election, which a shorter log loses.
+    /// The vote as saved — unless this node's WAL lost its tail, when a *committed* vote is
+    /// read back uncommitted. openraft 0.9 reads the vote once, at start-up, and a node finding
+    /// its own committed vote resumes leading that term at once (`Engine::startup`), with
+    /// whatever log it recovered. That is what Raft intends after a crash (the log is durable,
+    /// and a leader back within an election timeout saves its group an election), but after a
+    /// disk lost the tail of the log that leader has fewer entries than followers that
+    /// acknowledged them, in the same term: it writes new entries at indexes where they hold
+    /// others of that term, and acknowledged writes are lost (chaos seeds 305 and 306: uploads
+    /// answered 404, two saves acknowledged from one version). Read back uncommitted, the node
+    /// keeps the term and whom it voted for (it still never votes twice in a term), but starts
+    /// as a follower: leading again takes an election, which a shorter log loses.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, RaftStorageError> {
-        let saved: Option<Vote<NodeId>> = self.read_meta(VOTE).await?;
-        Ok(saved.map(|vote| Vote {
-            committed: false,
-            ..vote
-        }))
+        let saved = self.read_meta(VOTE).await?;
+        Ok(vote_at_start(saved, self.store.lost_wal_tail()))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), RaftStorageError> {
@@ -323,18 +330,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_saved_vote_reads_back_uncommitted_so_no_node_resumes_leading_at_start_up() {
+    async fn a_leader_resumes_its_term_after_a_crash_but_not_after_losing_its_wal_tail() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
         let mut log = LogStore::new(store.clone(), 3);
         let mut leading = Vote::new(7, 2);
         leading.commit();
         log.save_vote(&leading).await.unwrap();
-        // What a restart reads: the same term and candidate, not a leadership to resume.
+        // An intact log (`Store::lost_wal_tail` false: the store's own test tears a WAL).
         let mut log = LogStore::new(store, 3);
-        let read = log.read_vote().await.unwrap().unwrap();
+        assert_eq!(log.read_vote().await.unwrap(), Some(leading));
+        // A damaged one: the same term and candidate, not a leadership to resume.
+        let read = vote_at_start(Some(leading), true).unwrap();
         assert_eq!(read, Vote::new(7, 2));
         assert!(!read.is_committed());
+        assert_eq!(
+            vote_at_start(Some(Vote::new(5, 1)), true),
+            Some(Vote::new(5, 1))
+        );
+        assert_eq!(vote_at_start(None, true), None);
     }
 
     #[test]

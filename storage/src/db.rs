@@ -2,8 +2,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction,
-    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
+    DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::StorageError;
@@ -114,6 +114,9 @@ pub struct Store {
     db: DB,
     volumes: Volumes,
     space: DiskSpace,
+    /// Whether opening found a damaged write-ahead log and recovered only up to its last
+    /// intact record (see [`Store::lost_wal_tail`]).
+    lost_wal_tail: bool,
 }
 
 impl Store {
@@ -144,12 +147,40 @@ impl Store {
         // reserve covers this much (`space.rs`).
         opts.set_db_write_buffer_size(WAL_PREALLOCATION_BYTES as usize);
         opts.set_bytes_per_sync(4 << 20);
-        let cfs = Cf::ALL
-            .iter()
-            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf.options(&cache)));
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let cfs = || {
+            Cf::ALL
+                .iter()
+                .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf.options(&cache)))
+        };
+        // Every record of the WAL must read back: after a crash the log holds exactly what
+        // was fsynced, so a damaged record means the disk lost data this node acknowledged.
+        // Then it opens to the last intact record (what RocksDB's default, point-in-time
+        // recovery does silently) and says so.
+        opts.set_wal_recovery_mode(DBRecoveryMode::AbsoluteConsistency);
+        let (db, lost_wal_tail) = match DB::open_cf_descriptors(&opts, path, cfs()) {
+            Ok(db) => (db, false),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => {
+                tracing::error!(error = %e, "the database did not open cleanly: opening it again with the write-ahead log recovered up to its last intact record (entries after it are lost here and come back from the other replicas)");
+                metrics::counter!("tessera_wal_tail_lost_total").increment(1);
+                opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+                (DB::open_cf_descriptors(&opts, path, cfs())?, true)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let volumes = Volumes::new(path.join("volumes"), volume_bytes);
-        Ok(Store { db, volumes, space })
+        Ok(Store {
+            db,
+            volumes,
+            space,
+            lost_wal_tail,
+        })
+    }
+
+    /// Whether this node may have lost writes it had acknowledged (a damaged WAL, found when
+    /// the database was opened). Raft assumes they survive; the log store then refuses to let
+    /// a group resume leading from its saved vote.
+    pub fn lost_wal_tail(&self) -> bool {
+        self.lost_wal_tail
     }
 
     /// The free space of the database's disk (see `space.rs`).
@@ -249,6 +280,69 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Copies the files of a database that is still open: what a disk holds after kill -9
+    /// (every fsynced write, memtables not flushed).
+    fn crash_image(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("create");
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_file() {
+                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+            }
+        }
+    }
+
+    #[test]
+    fn a_crash_keeps_every_synced_write_and_a_damaged_wal_is_noticed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("live")).expect("open");
+        let key = |i: u32| format!("vote/{i:04}").into_bytes();
+        for i in 0..200 {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(store.cf(Cf::RaftMeta), key(i), vec![7u8; 300]);
+            store.write(batch, true).expect("write");
+        }
+        crash_image(&dir.path().join("live"), &dir.path().join("crashed"));
+        crash_image(&dir.path().join("live"), &dir.path().join("torn"));
+        drop(store);
+
+        // A crash alone loses nothing, and is not taken for damage (the WAL's preallocated,
+        // never written end included).
+        let crashed = Store::open(&dir.path().join("crashed")).expect("open after a crash");
+        assert!(!crashed.lost_wal_tail());
+        for i in 0..200 {
+            assert!(
+                crashed.get(Cf::RaftMeta, &key(i)).expect("get").is_some(),
+                "{i}"
+            );
+        }
+
+        // The WAL cut inside its last records, as a damaged disk leaves it: opened up to the
+        // last intact record, and said so.
+        let torn = dir.path().join("torn");
+        let wal = std::fs::read_dir(&torn)
+            .expect("read dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .expect("a WAL file");
+        let written = 200 * 300;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&wal)
+            .expect("wal");
+        let len = file.metadata().expect("len").len().min(written + 200 * 64);
+        file.set_len(len - 1000).expect("truncate");
+        drop(file);
+        let recovered = Store::open(&torn).expect("open a damaged WAL");
+        assert!(recovered.lost_wal_tail());
+        assert!(recovered.get(Cf::RaftMeta, &key(0)).expect("get").is_some());
+        assert!(recovered
+            .get(Cf::RaftMeta, &key(199))
+            .expect("get")
+            .is_none());
+    }
 
     #[test]
     fn prefix_scans_stop_at_the_prefix_and_resume_from_a_key() {
