@@ -159,11 +159,14 @@ impl Store {
         opts.set_wal_recovery_mode(DBRecoveryMode::AbsoluteConsistency);
         let (db, lost_wal_tail) = match DB::open_cf_descriptors(&opts, path, cfs()) {
             Ok(db) => (db, false),
+            // A damaged table fails this way too; it fails again below (and the node's start
+            // moves the database aside, `rejoin.rs`).
             Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => {
-                tracing::error!(error = %e, "the database did not open cleanly: opening it again with the write-ahead log recovered up to its last intact record (entries after it are lost here and come back from the other replicas)");
-                metrics::counter!("tessera_wal_tail_lost_total").increment(1);
                 opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
-                (DB::open_cf_descriptors(&opts, path, cfs())?, true)
+                let db = DB::open_cf_descriptors(&opts, path, cfs())?;
+                tracing::error!(error = %e, "the write-ahead log was damaged: recovered up to its last intact record (entries after it are lost here and come back from the other replicas)");
+                metrics::counter!("tessera_wal_tail_lost_total").increment(1);
+                (db, true)
             }
             Err(e) => return Err(e.into()),
         };
