@@ -54,10 +54,6 @@ pub struct GroupVolumes {
     /// bytes, so damage from before a restart is never served. 8 bytes and a control byte per
     /// object read since start-up.
     verified: Mutex<HashSet<u64>>,
-    /// Volumes found shorter at opening than what the index records of them, with the length
-    /// found (the active one is extended back with zeros): their needles past that length are
-    /// damaged, whatever a later read of the zeros would say.
-    short: Mutex<HashMap<u32, u64>>,
 }
 
 fn verified_key(at: &Location) -> u64 {
@@ -96,17 +92,17 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 impl GroupVolumes {
     /// Opens `dir` as recorded by `head`: deletes volumes newer than the head, truncates the
-    /// active volume to the recorded end (dropping a torn tail), and opens the rest.
+    /// active volume to the recorded end (dropping a torn tail) — or, found shorter than that,
+    /// seals it as it is — and opens the rest.
     pub fn open(
         dir: PathBuf,
         group: u32,
-        head: VolumeHead,
+        mut head: VolumeHead,
         mut stubs: BTreeMap<u32, u64>,
         max_bytes: u64,
     ) -> Result<GroupVolumes, StorageError> {
         std::fs::create_dir_all(&dir)?;
         let mut files = BTreeMap::new();
-        let mut short = HashMap::new();
         let mut changed = false;
         for entry in std::fs::read_dir(&dir)? {
             let entry = entry?;
@@ -147,28 +143,29 @@ impl GroupVolumes {
                 }
             };
             let len = file.metadata()?.len();
-            if len != head.end {
-                if len < head.end {
-                    // Recorded needles are gone: keep their offsets (zeros fail the checksum,
-                    // so reads and the scrub treat them as damaged) rather than reuse them.
-                    tracing::warn!(
-                        group,
-                        volume = head.active,
-                        len,
-                        end = head.end,
-                        "active volume shorter than recorded"
-                    );
-                } else {
-                    tracing::info!(
-                        group,
-                        volume = head.active,
-                        dropped = len - head.end,
-                        "dropping an unrecorded volume tail"
-                    );
-                }
-                if len < head.end {
-                    short.insert(head.active, len);
-                }
+            if len < head.end {
+                // Recorded needles are gone. The file stays as it is, sealed, and new needles
+                // go to a new volume: their offsets are never reused, and every later opening
+                // still finds the cut (`intact_lengths`) until the repair loop has rewritten
+                // what it held elsewhere. (Extending it back with zeros, as first written, hid
+                // the cut from the next restart: seed 309 lost two objects when a node was
+                // restarted twice before its repair of 1 183 cut needles had finished.)
+                tracing::warn!(
+                    group,
+                    volume = head.active,
+                    len,
+                    end = head.end,
+                    "active volume shorter than recorded: sealed, new needles go to a new volume"
+                );
+                head.active = 0;
+                head.end = 0;
+            } else if len > head.end {
+                tracing::info!(
+                    group,
+                    volume = head.active,
+                    dropped = len - head.end,
+                    "dropping an unrecorded volume tail"
+                );
                 file.set_len(head.end)?;
                 file.sync_all()?;
             }
@@ -197,22 +194,16 @@ impl GroupVolumes {
             missing: Mutex::new(HashSet::new()),
             memory,
             verified: Mutex::new(HashSet::new()),
-            short: Mutex::new(short),
         })
     }
 
-    /// Per open volume, how many of its bytes can hold intact needles: the file's length, or
-    /// the length it had at opening if it was found truncated then. A needle recorded past it
-    /// lost its bytes while the node was down (see [`GroupVolumes::mark_truncated`]).
+    /// Per open volume, its length: a needle recorded past it lost its bytes while the node
+    /// was down (see [`GroupVolumes::mark_truncated`]).
     pub(crate) fn intact_lengths(&self) -> Result<HashMap<u32, u64>, StorageError> {
-        let files = self.files();
-        let short = lock(&self.short);
-        let mut lengths = HashMap::with_capacity(files.len());
-        for (id, file) in files {
-            let len = file.metadata()?.len();
-            lengths.insert(id, short.get(&id).map_or(len, |found| len.min(*found)));
-        }
-        Ok(lengths)
+        self.files()
+            .into_iter()
+            .map(|(id, file)| Ok((id, file.metadata()?.len())))
+            .collect()
     }
 
     /// Marks needles whose bytes were cut off (found when the index is loaded) as damaged, so
@@ -457,7 +448,6 @@ impl GroupVolumes {
         lock(&self.corrupt).clear();
         lock(&self.missing).clear();
         lock(&self.verified).clear();
-        lock(&self.short).clear();
         Ok(())
     }
 
