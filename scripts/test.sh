@@ -37,9 +37,8 @@ cargo test -p tessera-cluster-tests -- --test-threads=1
 # An old data dir (written by the tree before the domain crate) starts and serves everything.
 scripts/upgrade-check.sh
 # A short seeded fault campaign (about 2 minutes): 5 nodes, kills, pauses and partitions; exits
-# non-zero on any safety violation. Disk faults are left out: a corrupt RocksDB table still
-# leaves its node crash-looping (docs/reliability.md, finding 1); damaged needles and a full disk
-# have their own cluster tests (volumes::a_damaged_needle_*, disk_full). docs/reliability.md has
-# the 200-cycle run.
+# non-zero on any safety violation. Disk faults are left out to keep it short: they have their
+# own cluster tests (volumes::*, failures::a_node_with_a_corrupt_database_*, disk_full), and
+# docs/reliability.md has the 200-cycle runs with every fault.
 target/debug/chaos --seed 7 --cycles 24 --hold-ms 1500-3500 --quiet-ms 300 --out target/chaos/ci \
   --faults kill-node,kill-shard-leader,kill-catalogue-leader,pause,isolate,split,bridge
