@@ -74,11 +74,11 @@ pub fn render(report: &Report) -> String {
             mode = row.mode.clone();
             let what = match mode.as_str() {
                 "ab" => format!(
-                    "ab -n 10c -c c, new connection per request, one {} B JPEG",
+                    "ab -n max(10c, 10000) -c c, new connection per request, one {} B JPEG",
                     report.object_bytes
                 ),
                 "ab -k" => format!(
-                    "ab -k -n 10c -c c, keep-alive, one {} B JPEG",
+                    "ab -k -n max(10c, 10000) -c c, keep-alive, one {} B JPEG",
                     report.object_bytes
                 ),
                 _ => format!(

@@ -21,7 +21,7 @@ use crate::procstat;
 pub struct Params {
     pub images: usize,
     pub seed: u64,
-    /// `ab -n 10c -c c` for each of these.
+    /// `ab -n max(10c, 10000) -c c` for each of these (`ab_requests`).
     pub concurrencies: Vec<u64>,
     /// `wrk` connection counts for the random-corpus runs.
     pub wrk_connections: Vec<u64>,
