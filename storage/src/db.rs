@@ -330,6 +330,9 @@ mod tests {
             .filter(|p| p.extension().is_some_and(|x| x == "log"))
             .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .expect("a WAL file");
+        // Cut 1 000 bytes before the end of what was written (about 300 bytes of value and
+        // at most 64 of record framing per write), not of the file, whose length may include
+        // preallocated space.
         let written = 200 * 300;
         let file = std::fs::OpenOptions::new()
             .write(true)

@@ -146,7 +146,7 @@ impl GroupVolumes {
             if len < head.end {
                 // Recorded needles are gone. The file stays as it is, sealed, and new needles
                 // go to a new volume: their offsets are never reused, and every later opening
-                // still finds the cut (`intact_lengths`) until the repair loop has rewritten
+                // still finds the cut (`file_lengths`) until the repair loop has rewritten
                 // what it held elsewhere. (Extending it back with zeros, as first written, hid
                 // the cut from the next restart: seed 309 lost two objects when a node was
                 // restarted twice before its repair of 1 183 cut needles had finished.)
@@ -199,7 +199,7 @@ impl GroupVolumes {
 
     /// Per open volume, its length: a needle recorded past it lost its bytes while the node
     /// was down (see [`GroupVolumes::mark_truncated`]).
-    pub(crate) fn intact_lengths(&self) -> Result<HashMap<u32, u64>, StorageError> {
+    pub(crate) fn file_lengths(&self) -> Result<HashMap<u32, u64>, StorageError> {
         self.files()
             .into_iter()
             .map(|(id, file)| Ok((id, file.metadata()?.len())))

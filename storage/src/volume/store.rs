@@ -73,7 +73,7 @@ impl Store {
         let group = volumes.group();
         let mut loaded = Loaded::default();
         let mut missing = HashSet::new();
-        let lengths = volumes.intact_lengths()?;
+        let lengths = volumes.file_lengths()?;
         let mut cut = Vec::new();
         let mut needles = self.scan_group_objects(Cf::Needles, group, None, false);
         let mut needle = needles.next().transpose()?;
