@@ -49,7 +49,7 @@ async fn tiny_benchmark_produces_complete_tables() {
     assert!(forwarding.forwarded.requests > 0);
     let text = report::render(&result);
     for heading in [
-        "== ab -n 10c",
+        "== ab -n max(10c, 10000)",
         "== ab -k",
         "== wrk",
         "== forwarded reads",
