@@ -5,7 +5,8 @@
 # benchmark's corpus (run bench/serve.sh once first), and runs ab against it: keep-alive and a
 # new connection per request, with a bearer token and with a presigned URL. Prints req/s and the
 # node's CPU (utime + stime from /proc, 10 ms ticks) per request. Run both builds back to back,
-# twice in alternating order: a shared machine drifts.
+# twice in alternating order: a shared machine drifts. CACHE_MB sets the node's object cache
+# (default 128; 0 sends every body from its volume file with sendfile).
 set -euo pipefail
 BIN=$(realpath "$1")
 PORT=${2:-19100}
@@ -17,6 +18,7 @@ cat > cluster.toml <<TOML
 [cluster]
 shards = 8
 replication = 1
+cache_mb = ${CACHE_MB:-128}
 
 [raft]
 heartbeat_ms = 100

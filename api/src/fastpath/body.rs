@@ -10,10 +10,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tessera_raft::storage::ObjectSlice;
 use tessera_raft::{ObjectBody, RemoteBody};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::sendfile;
+use super::{eager, sendfile};
 
 /// The bytes of an object body, by where they are.
 pub enum BodySource {
@@ -122,17 +121,15 @@ pub async fn send(
     }
 }
 
-/// Writes every slice with as few `writev` calls as the socket allows; fails with `TimedOut`
-/// when the client accepts nothing for `idle`.
+/// Writes every slice with as few `writev` calls as the socket allows, each tried at once
+/// ([`eager::write`]); fails with `TimedOut` when the client accepts nothing for `idle`.
 pub async fn write_all(
     socket: &mut TcpStream,
     mut slices: &mut [IoSlice<'_>],
     idle: Duration,
 ) -> io::Result<()> {
     while !slices.is_empty() {
-        let n = tokio::time::timeout(idle, socket.write_vectored(slices))
-            .await
-            .map_err(|_| timed_out("client stopped reading"))??;
+        let n = eager::write(socket, idle, || eager::writev(socket, slices)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::object::{self, Scratch};
 use super::request::{self, Parsed};
-use super::{handoff, Shared};
+use super::{eager, handoff, Shared};
 use crate::error::ApiError;
 
 /// Read buffer per connection to start with; it grows up to the head limit.
@@ -40,6 +40,14 @@ pub async fn run(
     let mut scratch = Scratch::new();
     // When the first byte of the request being read arrived (the slowloris clock).
     let mut started: Option<Instant> = None;
+    // The first request is usually in the receive buffer by the time the connection is
+    // accepted: read it now rather than after the event loop's next turn (see `eager`).
+    match eager::read_now(&socket, &mut buf) {
+        Ok(0) => return,
+        Ok(_) => started = Some(Instant::now()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(_) => return,
+    }
     loop {
         let step = match request::parse(&buf, config.max_head) {
             Parsed::Partial => Step::Read,
@@ -71,9 +79,9 @@ pub async fn run(
                 buf.advance(len);
                 if !keep_alive || *stop.borrow() {
                     // Lingering only pays when the client has sent more than it got answers
-                    // for; a client done with its one request just gets our FIN.
+                    // for; a client done with its one request just gets our FIN, which closing
+                    // the socket (dropping it) sends.
                     if buf.is_empty() {
-                        let _ = socket.shutdown().await;
                         return;
                     }
                     return close(socket).await;

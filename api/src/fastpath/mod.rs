@@ -12,6 +12,7 @@
 mod admission;
 pub mod body;
 mod connection;
+mod eager;
 mod handoff;
 mod head;
 pub mod https;

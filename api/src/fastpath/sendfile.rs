@@ -6,8 +6,9 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+use super::eager;
 
 /// Most bytes one call sends. The socket is non-blocking, so a call returns as soon as its send
 /// buffer is full; this bounds how long one call may spend reading pages that are not cached
@@ -19,7 +20,7 @@ const CHUNK: u64 = 1 << 20;
 /// wakes once per response instead of once for the head and again for the body.
 pub async fn send_head(socket: &TcpStream, mut head: &[u8], idle: Duration) -> io::Result<()> {
     while !head.is_empty() {
-        let sent = socket.try_io(Interest::WRITABLE, || {
+        let sent = eager::write(socket, idle, || {
             // SAFETY: `head` is valid for `head.len()` bytes for the duration of the call.
             let n = unsafe {
                 libc::send(
@@ -33,18 +34,19 @@ pub async fn send_head(socket: &TcpStream, mut head: &[u8], idle: Duration) -> i
                 return Err(io::Error::last_os_error());
             }
             Ok(n as usize)
-        });
-        match sent {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => head = &head[n..],
-            Err(e) => retry_or_fail(socket, e, idle).await?,
+        })
+        .await?;
+        if sent == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
         }
+        head = &head[sent..];
     }
     Ok(())
 }
 
 /// Sends `len` bytes of `file` starting at `offset`. Each call is tried at once and the socket
-/// awaited only when it is full (no timer is armed for a body that fits the send buffer).
+/// awaited only when it is full ([`eager::write`]: no timer is armed for a body that fits the
+/// send buffer, and a new socket need not wait for tokio to learn that it is writable).
 /// Fails with `TimedOut` when the socket accepts nothing for `idle`, and with `UnexpectedEof`
 /// when the file ends first.
 pub async fn send(
@@ -60,33 +62,18 @@ pub async fn send(
     let mut at = offset;
     while at < end {
         let count = (end - at).min(CHUNK) as usize;
-        let sent = socket.try_io(Interest::WRITABLE, || {
+        let sent = eager::write(socket, idle, || {
             sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, count)
-        });
-        match sent {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file ended before the body",
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => retry_or_fail(socket, e, idle).await?,
+        })
+        .await?;
+        if sent == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file ended before the body",
+            ));
         }
     }
     Ok(())
-}
-
-/// After a failed non-blocking call: waits until the socket is writable again (`WouldBlock`),
-/// retries at once (`Interrupted`), or gives the error back.
-async fn retry_or_fail(socket: &TcpStream, e: io::Error, idle: Duration) -> io::Result<()> {
-    match e.kind() {
-        io::ErrorKind::WouldBlock => tokio::time::timeout(idle, socket.writable())
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))?,
-        io::ErrorKind::Interrupted => Ok(()),
-        _ => Err(e),
-    }
 }
 
 fn sendfile(socket: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
