@@ -401,7 +401,7 @@ impl Cluster {
         tokio::spawn(watch_disk_space(Arc::downgrade(&cluster)));
         tokio::spawn(keep_catalogue_learners(Arc::downgrade(&cluster)));
         tokio::spawn(keep_directory_current(Arc::downgrade(&cluster)));
-        crate::maintenance::spawn(Arc::downgrade(&cluster), tuning);
+        crate::maintenance::spawn(Arc::downgrade(&cluster), tuning, cluster.is_rebuilding());
         crate::membership::spawn(Arc::downgrade(&cluster));
         crate::rebalance::spawn(Arc::downgrade(&cluster));
         Ok(cluster)
@@ -510,6 +510,14 @@ impl Cluster {
         let Some(why) = stopped else {
             return false;
         };
+        self.ask_rebuild(format!("a group stopped on a damaged block: {why}"))
+            .await
+    }
+
+    /// Records `why` for the next start, which rebuilds the database from the peers
+    /// (`rejoin.rs`), and makes [`Cluster::database_damaged`] resolve so that the process
+    /// restarts. Returns whether the request was recorded.
+    pub(crate) async fn ask_rebuild(&self, why: String) -> bool {
         let data = self.data_dir.clone();
         let written = tokio::task::spawn_blocking({
             let why = why.clone();
@@ -518,19 +526,24 @@ impl Cluster {
         .await;
         match written {
             Ok(Ok(())) => {
-                tracing::error!(%why, "a group stopped on a damaged block: restarting to rebuild the database from the peers");
+                tracing::error!(%why, "restarting to rebuild the database from the peers");
                 self.damaged.notify_one();
                 true
             }
             Ok(Err(e)) => {
-                tracing::error!(%why, error = %e, "a group stopped on a damaged block; asking for a rebuild failed");
+                tracing::error!(%why, error = %e, "asking for a rebuild of the database failed");
                 false
             }
             Err(e) => {
-                tracing::error!(%why, error = %e, "a group stopped on a damaged block");
+                tracing::error!(%why, error = %e, "asking for a rebuild of the database failed");
                 false
             }
         }
+    }
+
+    /// Whether this node's database was emptied to be rebuilt from the peers (see `rejoin.rs`).
+    pub(crate) fn is_rebuilding(&self) -> bool {
+        self.rejoin.is_some()
     }
 
     /// Ends rejoining once no hosted replica refuses votes any more: the marker that makes a

@@ -19,6 +19,7 @@ mod probe;
 mod records;
 mod snapshot_file;
 pub mod space;
+mod table_check;
 pub mod volume;
 
 pub use cache::{Cached, ObjectCache};
