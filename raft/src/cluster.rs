@@ -523,16 +523,14 @@ impl Cluster {
             let why = why.clone();
             move || crate::rejoin::ask_rebuild(&data, &why)
         })
-        .await;
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|written| written);
         match written {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 tracing::error!(%why, "restarting to rebuild the database from the peers");
                 self.damaged.notify_one();
                 true
-            }
-            Ok(Err(e)) => {
-                tracing::error!(%why, error = %e, "asking for a rebuild of the database failed");
-                false
             }
             Err(e) => {
                 tracing::error!(%why, error = %e, "asking for a rebuild of the database failed");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tessera_storage::volume::GARBAGE_RATIO;
-use tessera_storage::{Cf, Sha256};
+use tessera_storage::{Cf, Sha256, StorageError};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::cluster::{Cluster, RaftTuning};
@@ -26,14 +26,13 @@ const REPAIR_EVERY: Duration = Duration::from_secs(2);
 /// interval).
 pub(crate) fn spawn(cluster: Weak<Cluster>, tuning: &RaftTuning, rebuilding: bool) {
     tokio::spawn(repair_loop(cluster.clone()));
+    let rate = tuning.scrub_bytes_per_s.max(1);
     // A database just emptied for a rebuild has nothing old to check.
     if !rebuilding {
-        let rate = tuning.scrub_bytes_per_s.max(1);
         tokio::spawn(check_tables(cluster.clone(), rate));
     }
     if tuning.scrub_interval_ms > 0 {
         let every = Duration::from_millis(tuning.scrub_interval_ms);
-        let rate = tuning.scrub_bytes_per_s.max(1);
         tokio::spawn(scrub_loop(cluster.clone(), every, rate));
     }
     if tuning.compact_interval_ms > 0 {
@@ -87,10 +86,12 @@ async fn check_tables(cluster: Weak<Cluster>, rate: u64) {
             let checked = tokio::task::spawn_blocking(move || {
                 store.check_tables(cf, from.as_deref(), SCRUB_SLICE)
             })
-            .await;
+            .await
+            .map_err(|e| StorageError::Io(std::io::Error::other(e)))
+            .and_then(|checked| checked);
             let (read, next) = match checked {
-                Ok(Ok(slice)) => slice,
-                Ok(Err(e)) if e.is_corruption() => {
+                Ok(slice) => slice,
+                Err(e) if e.is_corruption() => {
                     metrics::counter!("tessera_table_check_damaged_total").increment(1);
                     let why = format!(
                         "the table check found a damaged block in {}: {e}",
@@ -99,12 +100,8 @@ async fn check_tables(cluster: Weak<Cluster>, rate: u64) {
                     this.ask_rebuild(why).await;
                     return;
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(cf = cf.name(), error = %e, "table check stopped");
-                    return;
-                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "table check stopped");
+                    tracing::warn!(cf = cf.name(), error = %e, "table check stopped");
                     return;
                 }
             };
