@@ -19,6 +19,18 @@ pub fn install_recorder() -> Result<PrometheusHandle, metrics_exporter_prometheu
             Matcher::Full("tessera_http_request_duration_seconds".into()),
             &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
         )?
+        .set_buckets_for_metric(
+            Matcher::Full("tessera_raft_log_write_seconds".into()),
+            &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("tessera_blocking_queue_seconds".into()),
+            &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0, 5.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("tessera_stall_seconds".into()),
+            &[0.5, 1.0, 2.0, 5.0, 10.0],
+        )?
         .install_recorder()
 }
 

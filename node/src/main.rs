@@ -8,6 +8,7 @@ mod import;
 mod members;
 mod serve;
 mod shutdown;
+mod stall;
 mod up;
 
 use std::path::PathBuf;

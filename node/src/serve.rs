@@ -26,6 +26,7 @@ pub async fn run(config: Config, id: u64) -> anyhow::Result<()> {
         .parse()
         .with_context(|| format!("rpc address {}", node.rpc))?;
     let metrics = tessera_api::install_recorder()?;
+    crate::stall::spawn();
     tessera_api::cluster_routes::ensure_init_token(&data_dir)
         .with_context(|| format!("writing the init token in {}", data_dir.display()))?;
 

@@ -1,6 +1,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{EntryPayload, ErrorVerb, LogState, OptionalSend, RaftLogReader, Vote};
@@ -196,7 +197,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
         // fsync: a node must never vote twice in one term, even across a crash.
-        self.write_meta(VOTE, vote, true).await
+        let started = Instant::now();
+        let saved = self.write_meta(VOTE, vote, true).await;
+        note_write_time(self.group, started.elapsed());
+        saved
     }
 
     /// The vote as saved — unless this node's WAL lost its tail, when a *committed* vote is
@@ -235,6 +239,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let (store, group) = (self.store.clone(), self.group);
+        let started = Instant::now();
         // Encoding (entries carry whole images) and the write both run on the blocking pool.
         // One WriteBatch, WAL fsynced before returning: only then do we report the entries
         // flushed, which is what lets the leader count this node towards a majority.
@@ -251,6 +256,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             store.write(batch, true)
         })
         .await;
+        note_write_time(group, started.elapsed());
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -292,6 +298,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             store.write(batch, false)
         })
         .await
+    }
+}
+
+/// An append slower than this is logged: openraft awaits `append` in the group's event loop, so
+/// while it lasts the group sends no heartbeats and answers no votes.
+const SLOW_WRITE: Duration = Duration::from_millis(500);
+
+/// Records how long an append or a vote took, from the call to the fsynced write, queueing for the
+/// blocking pool included (`tessera_raft_log_write_seconds`); warns when it was slow.
+fn note_write_time(group: u32, took: Duration) {
+    metrics::histogram!("tessera_raft_log_write_seconds").record(took.as_secs_f64());
+    if took >= SLOW_WRITE {
+        tracing::warn!(
+            group,
+            took_ms = took.as_millis() as u64,
+            "slow Raft log write: this group's event loop waited for it"
+        );
     }
 }
 
