@@ -404,6 +404,7 @@ impl Cluster {
         crate::maintenance::spawn(Arc::downgrade(&cluster), tuning, cluster.is_rebuilding());
         crate::membership::spawn(Arc::downgrade(&cluster));
         crate::rebalance::spawn(Arc::downgrade(&cluster));
+        tokio::spawn(crate::succession::call_elections(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 
@@ -542,6 +543,41 @@ impl Cluster {
     /// Whether this node's database was emptied to be rebuilt from the peers (see `rejoin.rs`).
     pub(crate) fn is_rebuilding(&self) -> bool {
         self.rejoin.is_some()
+    }
+
+    /// The longest election timeout of this node's groups, in milliseconds.
+    pub(crate) fn election_timeout_max_ms(&self) -> u64 {
+        self.opener.config.election_timeout_max
+    }
+
+    /// The groups this node led (its own vote saved committed) if this start found the WAL's
+    /// tail damaged: they start with the vote uncommitted and need an election (see
+    /// `succession.rs`). Read from storage, not from openraft's metrics, which a group may not
+    /// have published yet.
+    pub(crate) async fn led_before_start(&self) -> Vec<u32> {
+        if !self.store.lost_wal_tail() {
+            return Vec::new();
+        }
+        let (store, me, groups) = (self.store.clone(), self.me, self.group_ids());
+        let led = tokio::task::spawn_blocking(move || {
+            groups
+                .into_iter()
+                .filter(|&group| match crate::log_store::saved_vote(&store, group) {
+                    Ok(Some(vote)) => {
+                        vote.is_committed() && vote.leader_id().voted_for() == Some(me)
+                    }
+                    Ok(None) => false,
+                    Err(e) => {
+                        tracing::warn!(group, error = %e, "reading the saved vote failed");
+                        false
+                    }
+                })
+                .collect::<Vec<u32>>()
+        })
+        .await;
+        let mut led = led.unwrap_or_default();
+        led.sort_unstable();
+        led
     }
 
     /// Ends rejoining once no hosted replica refuses votes any more: the marker that makes a

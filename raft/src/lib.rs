@@ -29,6 +29,7 @@ mod service;
 mod snapshot_receive;
 mod snapshot_store;
 mod state_machine;
+mod succession;
 mod types;
 
 /// Generated from `proto/internal.proto`.

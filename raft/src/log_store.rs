@@ -69,6 +69,15 @@ impl LogStore {
     }
 }
 
+/// `group`'s vote as saved, committed flag and all (see `LogStore::read_vote` for the one a
+/// group starts with).
+pub(crate) fn saved_vote(store: &Store, group: u32) -> Result<Option<Vote<NodeId>>, StorageError> {
+    match store.get(Cf::RaftMeta, &keys::named(group, VOTE))? {
+        Some(raw) => Ok(Some(bincode::deserialize(&raw)?)),
+        None => Ok(None),
+    }
+}
+
 /// The vote a group starts with (see `read_vote`): as saved, but never committed when the
 /// node's WAL lost its tail.
 fn vote_at_start(saved: Option<Vote<NodeId>>, lost_wal_tail: bool) -> Option<Vote<NodeId>> {
