@@ -15,6 +15,10 @@ use super::net::Firewall;
 use super::rng::Rng;
 use crate::TestCluster;
 
+/// What a `disk-full` fault leaves free: under a node's 128 MiB write threshold, over its
+/// 80 MiB floor for Raft entries.
+const LEAVE: u64 = 104 << 20;
+
 /// How long the cluster may take to recover after a heal before it counts as not recovering.
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
 
@@ -406,8 +410,6 @@ impl<'a> Nemesis<'a> {
                 "could not store the probe through node {other}: {answer}"
             ));
         }
-        // Under the node's 128 MiB write threshold, over its 80 MiB floor for Raft entries.
-        const LEAVE: u64 = 104 << 20;
         let filled = match disk::fill(&dir, LEAVE) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -419,7 +421,7 @@ impl<'a> Nemesis<'a> {
             "cycle {number}: disk-full node {target} ({} MiB of ballast)",
             filled >> 20
         ));
-        let refused = self.refuses_writes(target, number).await;
+        let refused = self.refuses_when_full(&dir, target, number, findings).await;
         if let Err(answer) = &refused {
             findings.push(format!("node {target} with a full disk: {answer}"));
         }
@@ -437,21 +439,8 @@ impl<'a> Nemesis<'a> {
                 tail(&self.cluster.log(target), 15)
             ));
         } else {
-            // The restart may have freed space (the killed process's WAL preallocation; a
-            // node low on space also deletes the damaged databases it kept aside, once), and a
-            // node with room rightly takes writes: fill again what was freed, and once more if
-            // the node freed room after the first refill (seed 312, cycle 158: 170 MiB of an
-            // old quarantine deleted just after the refill).
-            let mut refused = Err(String::new());
-            for _ in 0..2 {
-                if let Err(e) = disk::fill(&dir, LEAVE) {
-                    findings.push(format!("could not fill the disk again: {e}"));
-                }
-                refused = self.refuses_writes(target, number).await;
-                if refused.is_ok() {
-                    break;
-                }
-            }
+            // The restart may have freed space too (the killed process's WAL preallocation).
+            let refused = self.refuses_when_full(&dir, target, number, findings).await;
             if stored.is_ok() && !self.serves(target, &probe).await {
                 findings.push(format!(
                     "node {target} restarted with a full disk did not serve a read"
@@ -511,6 +500,30 @@ impl<'a> Nemesis<'a> {
 
     /// Whether uploads through `node` get 507 `disk_full` with `Retry-After` within 5 s (the
     /// node notices a full disk within 250 ms); the answer either way.
+    /// Whether `node`, its disk filled to leave `LEAVE`, refuses writes. A node may free room
+    /// meanwhile (a node low on space deletes the damaged databases it kept aside, once: 170
+    /// MiB in seed 312 cycle 158, 225 MiB in seed 314 cycle 155), and a node with room rightly
+    /// takes writes: what was freed is filled again, and the check made once more.
+    async fn refuses_when_full(
+        &self,
+        dir: &std::path::Path,
+        node: u64,
+        number: usize,
+        findings: &mut Vec<String>,
+    ) -> Result<String, String> {
+        let mut refused = Err(String::new());
+        for _ in 0..2 {
+            if let Err(e) = disk::fill(dir, LEAVE) {
+                findings.push(format!("could not fill the disk: {e}"));
+            }
+            refused = self.refuses_writes(node, number).await;
+            if refused.is_ok() {
+                break;
+            }
+        }
+        refused
+    }
+
     async fn refuses_writes(&self, node: u64, number: usize) -> Result<String, String> {
         let client = self
             .cluster
