@@ -575,7 +575,10 @@ impl Cluster {
                 .collect::<Vec<u32>>()
         })
         .await;
-        let mut led = led.unwrap_or_default();
+        let mut led = led.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the saved votes failed");
+            Vec::new()
+        });
         led.sort_unstable();
         led
     }

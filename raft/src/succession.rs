@@ -13,14 +13,15 @@
 //! has run out. Each is an ordinary election: which candidate wins is still decided by Raft's
 //! vote rules, so a wrong guess costs an election round, never a write.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use crate::cluster::Cluster;
 use crate::proto::ElectRequest;
-use crate::types::NodeId;
+use crate::types::{NodeId, Raft};
 
-/// How long one Elect or status RPC may take, and the pause between two rounds.
+/// How long one Elect RPC may take, and the pause between two rounds.
 const ROUND: Duration = Duration::from_secs(1);
 
 /// Calls elections for the groups this node led before its start, while they have no leader;
@@ -57,41 +58,55 @@ pub(crate) async fn call_elections(cluster: Weak<Cluster>) {
         if leaderless.is_empty() {
             return;
         }
+        let logs = peer_logs(&c, &leaderless).await;
         for group in leaderless {
-            call_one(&c, group).await;
+            call_one(&c, group, &logs).await;
         }
         drop(c);
         tokio::time::sleep(ROUND).await;
     }
 }
 
-/// One round for `group`: the voter with the longest log stands, this node if none is longer.
-async fn call_one(c: &Cluster, group: u32) {
-    let Some(raft) = c.group(group) else { return };
-    let (mine, voters) = {
-        let m = raft.metrics().borrow().clone();
-        let voters: Vec<NodeId> = m
-            .membership_config
-            .voter_ids()
-            .filter(|id| *id != c.me())
-            .collect();
-        (m.last_log_index, voters)
-    };
-    let mut longest: Option<(u64, NodeId)> = None;
-    for voter in voters {
-        let Ok(status) = c.node_status(voter).await else {
+/// The last log index each other voter of `groups` reports for each of its replicas: one
+/// status RPC per node and round, however many groups wait for an election.
+async fn peer_logs(c: &Cluster, groups: &[u32]) -> HashMap<(u32, NodeId), u64> {
+    let peers: BTreeSet<NodeId> = groups
+        .iter()
+        .filter_map(|g| c.group(*g))
+        .flat_map(|raft| other_voters(c, &raft))
+        .collect();
+    let mut logs = HashMap::new();
+    for peer in peers {
+        let Ok(status) = c.node_status(peer).await else {
             continue;
         };
-        let theirs = status
-            .iter()
-            .find(|s| s.group == group)
-            .and_then(|s| s.last_log);
-        if let Some(index) = theirs {
-            if longest.is_none_or(|(best, _)| index > best) {
-                longest = Some((index, voter));
+        for replica in status {
+            if let Some(index) = replica.last_log {
+                logs.insert((replica.group, peer), index);
             }
         }
     }
+    logs
+}
+
+/// The voters of `raft`'s group other than this node.
+fn other_voters(c: &Cluster, raft: &Raft) -> Vec<NodeId> {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .voter_ids()
+        .filter(|id| *id != c.me())
+        .collect()
+}
+
+/// One round for `group`: the voter with the longest log stands, this node if none is longer.
+async fn call_one(c: &Cluster, group: u32, logs: &HashMap<(u32, NodeId), u64>) {
+    let Some(raft) = c.group(group) else { return };
+    let mine = raft.metrics().borrow().last_log_index;
+    let longest = other_voters(c, &raft)
+        .into_iter()
+        .filter_map(|voter| Some((*logs.get(&(group, voter))?, voter)))
+        .max();
     match longest {
         Some((index, voter)) if Some(index) > mine => {
             let asked = c
