@@ -2,7 +2,7 @@
 //! `tessera-bench catchup [--images N]`
 //! `tessera-bench export [--images N] [--shapes K]`
 //! `tessera-bench catalogue [--beats N] [--saves N]`
-//! `tessera-bench scale [--steps N,M,...] [--seconds S]`
+//! `tessera-bench scale [--steps N,M,...] [--seconds S] [--cache-mb M]`
 //! `tessera-bench quality [--images N] [--shapes K]`
 //! `tessera-bench rebalance [--images N] [--rate R] [--limits A,B,...]`
 
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use tessera_bench::{catalogue, catchup, corpus, export, quality, rebalance, report, scale, serve};
 
-const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench scale [--steps N,M,...] [--seconds S]\n       tessera-bench catalogue [--beats N] [--saves N]\n       tessera-bench quality [--images N] [--shapes K]\n       tessera-bench rebalance [--images N] [--rate R] [--limits MIB,MIB,...]";
+const USAGE: &str = "usage: tessera-bench serve [--quick] [--images N] [--out FILE]\n       tessera-bench catchup [--images N]\n       tessera-bench export [--images N] [--shapes K]\n       tessera-bench scale [--steps N,M,...] [--seconds S] [--cache-mb M]\n       tessera-bench catalogue [--beats N] [--saves N]\n       tessera-bench quality [--images N] [--shapes K]\n       tessera-bench rebalance [--images N] [--rate R] [--limits MIB,MIB,...]";
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -41,6 +41,9 @@ fn main() -> anyhow::Result<()> {
                     .collect::<Result<_, _>>()?
             }
             "--seconds" => scale_params.seconds = args.next().context("--seconds S")?.parse()?,
+            "--cache-mb" => {
+                scale_params.cache_mb = Some(args.next().context("--cache-mb M")?.parse()?)
+            }
             "--rate" => moves.rate = args.next().context("--rate R")?.parse()?,
             "--limits" => {
                 moves.limits = args

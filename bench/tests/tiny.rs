@@ -68,6 +68,7 @@ async fn tiny_scale_run_reads_every_step() {
         seconds: 1,
         shards: 4,
         upload_concurrency: 8,
+        cache_mb: None,
     };
     let result = scale::run(params).await.expect("scale run");
     assert_eq!(

@@ -174,6 +174,8 @@ pub struct Options {
     pub uid_base: Option<u32>,
     /// `[raft] snapshot_bytes_per_s`: how fast a node sends snapshots to new replicas.
     pub snapshot_bytes_per_s: Option<u64>,
+    /// `[cluster] cache_mb`: each node's object cache (the node's default when `None`).
+    pub cache_mb: Option<u64>,
 }
 
 impl Default for Options {
@@ -191,6 +193,7 @@ impl Default for Options {
             https: false,
             uid_base: None,
             snapshot_bytes_per_s: None,
+            cache_mb: None,
         }
     }
 }
@@ -228,12 +231,16 @@ impl TestCluster {
     pub fn create(opts: &Options) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut toml = format!(
-            "[cluster]\nshards = {}\nreplication = {}\nmax_object_mb = {}\naccess_token_ttl_s = {}\n\n\
+            "[cluster]\nshards = {}\nreplication = {}\nmax_object_mb = {}\naccess_token_ttl_s = {}\n{}\n\
              [raft]\nsnapshot_logs = {}\nkeep_logs = {}\n",
             opts.shards,
             opts.replication,
             opts.max_object_mb,
             opts.access_token_ttl_s,
+            opts
+                .cache_mb
+                .map(|mb| format!("cache_mb = {mb}\n"))
+                .unwrap_or_default(),
             opts.snapshot_logs,
             opts.keep_logs
         );

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tessera_raft::storage::ObjectSlice;
 use tessera_raft::{ObjectBody, RemoteBody};
-use tokio::net::TcpStream;
 
+use super::socket::Socket;
 use super::{eager, sendfile};
 
 /// The bytes of an object body, by where they are.
@@ -75,7 +75,7 @@ impl From<ObjectBody> for BodySource {
 /// in the head (`length`); a stream that ends early or fails is an error, and the caller closes
 /// the connection, which is how the client learns the body is incomplete.
 pub async fn send(
-    socket: &mut TcpStream,
+    socket: &mut Socket,
     head: &[u8],
     body: Option<BodySource>,
     length: u64,
@@ -124,12 +124,13 @@ pub async fn send(
 /// Writes every slice with as few `writev` calls as the socket allows, each tried at once
 /// ([`eager::write`]); fails with `TimedOut` when the client accepts nothing for `idle`.
 pub async fn write_all(
-    socket: &mut TcpStream,
+    socket: &mut Socket,
     mut slices: &mut [IoSlice<'_>],
     idle: Duration,
 ) -> io::Result<()> {
     while !slices.is_empty() {
-        let n = eager::write(socket, idle, || eager::writev(socket, slices)).await?;
+        let fd = socket.fd();
+        let n = eager::write(socket, idle, || eager::writev(fd, slices)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

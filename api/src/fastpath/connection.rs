@@ -2,18 +2,16 @@
 //! answer object requests in order (pipelined ones too), and hand everything else to hyper.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::object::{self, Scratch};
 use super::request::{self, Parsed};
+use super::socket::Socket;
 use super::{eager, handoff, Shared};
 use crate::error::ApiError;
 
@@ -29,12 +27,7 @@ enum Step {
 }
 
 /// Serves `socket` until the client closes it, a timeout, an error, or shutdown.
-pub async fn run(
-    mut socket: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(mut socket: Socket, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let config = &shared.config;
     let mut buf = BytesMut::with_capacity(INITIAL_BUFFER);
     let mut scratch = Scratch::new();
@@ -42,7 +35,7 @@ pub async fn run(
     let mut started: Option<Instant> = None;
     // The first request is usually in the receive buffer by the time the connection is
     // accepted: read it now rather than after the event loop's next turn (see `eager`).
-    match eager::read_now(&socket, &mut buf) {
+    match eager::read_now(socket.fd(), &mut buf) {
         Ok(0) => return,
         Ok(_) => started = Some(Instant::now()),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -91,7 +84,10 @@ pub async fn run(
             Step::HandOff => {
                 let router = shared.router.clone();
                 let timeout = config.idle_timeout;
-                return handoff::serve(socket, peer, buf, router, timeout, stop).await;
+                let Ok((stream, peer)) = socket.into_tokio_with_peer() else {
+                    return;
+                };
+                return handoff::serve(stream, peer, buf, router, timeout, stop).await;
             }
             Step::Refuse(e) => {
                 let _ =
@@ -108,7 +104,7 @@ pub async fn run(
                 };
                 let idle = buf.is_empty();
                 let read = tokio::select! {
-                    read = tokio::time::timeout_at(deadline, socket.read_buf(&mut buf)) => read,
+                    read = tokio::time::timeout_at(deadline, socket.read(&mut buf)) => read,
                     _ = stop.wait_for(|s| *s), if idle => return,
                 };
                 match read {
@@ -147,14 +143,15 @@ pub async fn run(
 /// Closes after a final response when the client may still be sending: our side first (FIN),
 /// then whatever the client still sends is read and dropped for a moment, so that unread bytes do not make the kernel answer with a
 /// reset that could destroy the response before the client reads it.
-async fn close(mut socket: TcpStream) {
-    if socket.shutdown().await.is_err() {
+async fn close(mut socket: Socket) {
+    if socket.shutdown_write().is_err() {
         return;
     }
     let drain = async {
-        let mut sink = [0u8; 4096];
+        let mut sink = BytesMut::with_capacity(4096);
         let mut left = 256usize << 10;
         while left > 0 {
+            sink.clear();
             match socket.read(&mut sink).await {
                 Ok(0) | Err(_) => return Ok::<_, io::Error>(()),
                 Ok(n) => left = left.saturating_sub(n),

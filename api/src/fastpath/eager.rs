@@ -3,19 +3,21 @@
 //! waits one turn to read its request (already in the receive buffer when it is accepted, as a
 //! rule) and possibly one more to write its answer (the send buffer of a new socket is empty).
 //! Trying the call first and asking tokio only after `WouldBlock` lets a one-request connection
-//! be read, answered and closed in one poll of its task.
+//! be read, answered and closed in one poll of its task (and never registered with the event
+//! loop at all: see [`Socket`]).
 
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::Interest;
-use tokio::net::TcpStream;
 
-/// Reads what `socket` has already received into `buf`'s spare capacity, without waiting:
+use super::socket::Socket;
+
+/// Reads what socket `fd` has already received into `buf`'s spare capacity, without waiting:
 /// the bytes read (0 at end of stream), or `WouldBlock` when nothing has arrived yet.
-pub fn read_now(socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+pub fn read_now(fd: RawFd, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() == buf.len() {
         buf.reserve(1024);
     }
@@ -24,7 +26,7 @@ pub fn read_now(socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     // at most that many bytes into it and touches nothing else of this process.
     let n = unsafe {
         libc::recv(
-            socket.as_raw_fd(),
+            fd,
             spare.as_mut_ptr().cast(),
             spare.len(),
             libc::MSG_DONTWAIT,
@@ -40,11 +42,11 @@ pub fn read_now(socket: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
 }
 
 /// Runs the non-blocking write `call` at once and, only when the socket's send buffer is full,
-/// waits for tokio to report it writable (failing with `TimedOut` when the client accepts
-/// nothing for `idle`). After a `WouldBlock` the call goes through [`TcpStream::try_io`], which
-/// clears the readiness tokio holds, so a stale "writable" cannot make this loop spin.
+/// waits for the socket to be writable (failing with `TimedOut` when the client accepts
+/// nothing for `idle`). The wait goes through [`Socket::when_ready`], which clears the readiness
+/// tokio holds after a `WouldBlock`, so a stale "writable" cannot make this loop spin.
 pub async fn write<R>(
-    socket: &TcpStream,
+    socket: &mut Socket,
     idle: Duration,
     mut call: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R> {
@@ -55,27 +57,17 @@ pub async fn write<R>(
             done => return done,
         }
     }
-    loop {
-        match socket.try_io(Interest::WRITABLE, &mut call) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::time::timeout(idle, socket.writable())
-                    .await
-                    .map_err(|_| {
-                        io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")
-                    })??
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            done => return done,
-        }
-    }
+    tokio::time::timeout(idle, socket.when_ready(Interest::WRITABLE, call))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))?
 }
 
-/// One `writev(2)` of `slices` to `socket`: the bytes written.
-pub fn writev(socket: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+/// One `writev(2)` of `slices` to socket `fd`: the bytes written.
+pub fn writev(fd: RawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     let count = libc::c_int::try_from(slices.len()).unwrap_or(libc::c_int::MAX);
     // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, and every slice is valid for
     // reading for the duration of the call; writev(2) only reads them.
-    let n = unsafe { libc::writev(socket.as_raw_fd(), slices.as_ptr().cast(), count) };
+    let n = unsafe { libc::writev(fd, slices.as_ptr().cast(), count) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -87,17 +79,17 @@ mod tests {
     use std::time::Instant;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
-    async fn pair() -> (TcpStream, TcpStream) {
+    async fn pair() -> (TcpStream, Socket) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (client, server)
+        (client, Socket::from_tokio(server).unwrap())
     }
 
     /// Reads what has arrived, says `WouldBlock` when nothing has, and 0 at the end.
@@ -105,12 +97,12 @@ mod tests {
     async fn read_now_takes_what_has_arrived_without_waiting() {
         let (mut client, server) = pair().await;
         let mut buf = BytesMut::with_capacity(16);
-        let err = read_now(&server, &mut buf).unwrap_err();
+        let err = read_now(server.fd(), &mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while buf.len() < 18 {
-            match read_now(&server, &mut buf) {
+            match read_now(server.fd(), &mut buf) {
                 Ok(n) => assert!(n > 0, "no end of stream before the client closes"),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     assert!(Instant::now() < deadline, "the request never arrived");
@@ -123,7 +115,7 @@ mod tests {
         drop(client);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match read_now(&server, &mut buf) {
+            match read_now(server.fd(), &mut buf) {
                 Ok(0) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     assert!(Instant::now() < deadline, "the close never arrived");
@@ -138,7 +130,7 @@ mod tests {
     /// after `idle` — having waited for writability, not retried the call in a loop.
     #[tokio::test]
     async fn write_waits_for_room_and_gives_up_on_a_client_that_never_reads() {
-        let (mut client, server) = pair().await;
+        let (mut client, mut server) = pair().await;
         let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
         let reader = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -149,26 +141,26 @@ mod tests {
         let mut at = 0;
         while at < data.len() {
             let slices = [IoSlice::new(&data[at..])];
-            at += write(&server, Duration::from_secs(30), || {
-                writev(&server, &slices)
-            })
-            .await
-            .unwrap();
+            let fd = server.fd();
+            at += write(&mut server, Duration::from_secs(30), || writev(fd, &slices))
+                .await
+                .unwrap();
         }
         drop(server);
         assert!(reader.await.unwrap() == data);
 
-        let (_client, server) = pair().await;
+        let (_client, mut server) = pair().await;
+        let fd = server.fd();
         let chunk = vec![7u8; 1 << 20];
         let mut calls = 0u32;
         let started = Instant::now();
         let err = loop {
-            let written = write(&server, Duration::from_millis(300), || {
+            let written = write(&mut server, Duration::from_millis(300), || {
                 calls += 1;
                 if calls > 1000 {
                     return Err(io::Error::other("spun"));
                 }
-                writev(&server, &[IoSlice::new(&chunk)])
+                writev(fd, &[IoSlice::new(&chunk)])
             })
             .await;
             if let Err(e) = written {

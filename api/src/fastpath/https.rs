@@ -23,6 +23,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
+use super::socket::Socket;
 use super::{connection, handoff, Shared};
 
 /// First byte of a TLS record carrying a handshake (a ClientHello); no HTTP method starts so.
@@ -84,7 +85,10 @@ pub(super) async fn serve(
     }
     if first[0] != TLS_HANDSHAKE {
         if plain_allowed(peer.ip()) {
-            return connection::run(socket, peer, shared, stop).await;
+            if let Ok(socket) = Socket::from_tokio(socket) {
+                connection::run(socket, shared, stop).await;
+            }
+            return;
         }
         let _ = tokio::time::timeout(config.write_timeout, socket.write_all(PLAIN_REFUSED)).await;
         return;

@@ -20,13 +20,16 @@ mod metrics;
 mod object;
 mod request;
 mod sendfile;
+mod socket;
 
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -144,6 +147,16 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) {
+    // SAFETY: the `AsyncFd` owns the listener, so its descriptor stays open and the same for
+    // as long as it is registered.
+    let watched = |listener| unsafe { AsyncFd::register(listener) }.map_err(io::Error::from);
+    let listener = match listener.into_std().and_then(watched) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the HTTP listener");
+            return;
+        }
+    };
     let shared = Arc::new(Shared {
         router: crate::router(state.clone()),
         state,
@@ -158,9 +171,9 @@ pub async fn serve(
     let open_now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let refused = ::metrics::counter!("tessera_http_connections_refused_total");
     loop {
-        let (socket, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+        let socket = tokio::select! {
+            accepted = accept(&listener) => match accepted {
+                Ok(socket) => socket,
                 Err(e) => {
                     accept_failed(e).await;
                     continue;
@@ -171,18 +184,24 @@ pub async fn serve(
         if open_now.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= cap {
             open_now.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             refused.increment(1);
-            tokio::spawn(refuse(socket));
+            if let Ok(socket) = socket.into_tokio() {
+                tokio::spawn(refuse(socket));
+            }
             continue;
         }
         let counted = OpenConnection(open_now.clone());
-        if let Err(e) = socket.set_nodelay(true) {
+        if let Err(e) = socket.set_nodelay() {
             tracing::debug!(error = %e, "set TCP_NODELAY");
         }
         let (shared, stop, open) = (shared.clone(), stop_rx.clone(), open_rx.clone());
         tokio::spawn(async move {
             match shared.config.tls.clone() {
-                Some(tls) => https::serve(socket, peer, shared, tls, stop).await,
-                None => connection::run(socket, peer, shared, stop).await,
+                Some(tls) => {
+                    if let Ok((stream, peer)) = socket.into_tokio_with_peer() {
+                        https::serve(stream, peer, shared, tls, stop).await;
+                    }
+                }
+                None => connection::run(socket, shared, stop).await,
             }
             drop((open, counted));
         });
@@ -195,6 +214,35 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after the shutdown grace period");
+    }
+}
+
+/// The next connection on `listener`, accepted non-blocking and not registered with tokio
+/// (see [`socket::Socket`]): one `accept4(2)` while connections are waiting, a wait for the
+/// listener's readiness only when none is.
+async fn accept(listener: &AsyncFd<std::net::TcpListener>) -> io::Result<socket::Socket> {
+    loop {
+        let mut ready = listener.readable().await?;
+        let accepted = ready.try_io(|listener| {
+            // SAFETY: accept4(2) with null address pointers writes no memory of this process;
+            // the descriptor it returns is new and owned by nothing else.
+            let fd = unsafe {
+                libc::accept4(
+                    listener.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` is a connected TCP socket this call just created and nothing owns.
+            Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+        });
+        if let Ok(accepted) = accepted {
+            return accepted.map(socket::Socket::new);
+        }
     }
 }
 

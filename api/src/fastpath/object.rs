@@ -9,13 +9,13 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::IntoResponse;
 use tessera_raft::RangeOutcome;
-use tokio::net::TcpStream;
 
 use super::admission::Admission;
 use super::body::{self, BodySource};
 use super::head::Head;
 use super::metrics;
 use super::request::ObjectRequest;
+use super::socket::Socket;
 use super::{Config, Shared};
 use crate::error::ApiError;
 use crate::objects::{self, Answer, ObjectQuery, CACHE_CONTROL};
@@ -64,7 +64,7 @@ impl Scratch {
 pub async fn answer(
     shared: &Shared,
     scratch: &mut Scratch,
-    socket: &mut TcpStream,
+    socket: &mut Socket,
     req: &ObjectRequest<'_>,
 ) -> io::Result<()> {
     let (state, config) = (&shared.state, &shared.config);
@@ -143,14 +143,15 @@ pub async fn answer(
 
 /// The answer to `query` with its body as a [`BodySource`], without leaving this thread when
 /// this node has the object: from the object cache when the body is there; else from the
-/// object's volume file with `sendfile(2)`, found in the group's index in memory
+/// object's volume file with `sendfile(2)` (a small one read whole with its header, checked,
+/// and written from memory), found in the group's index in memory
 /// (`Cluster::resident_object`: no blocking-pool hop, no RocksDB read), which also answers
 /// `HEAD` and 304. Objects the index in memory does not hold (damaged bytes, a migration in
 /// progress) are looked up in RocksDB on the blocking pool. A missed object read more often
 /// lately than what the cache would evict for it is read into the cache (see [`Admission`]):
 /// with `bench/serve.sh` on loopback, 400 hot objects cost the nodes 45–53 µs per request sent
-/// with `sendfile` every time against 31–33 µs from the cache with `writev`. Objects this node holds no intact
-/// replica of, and anything not yet applied here, take the router's read path.
+/// with `sendfile` every time against 31–33 µs from the cache with `writev`. Objects this node
+/// holds no intact replica of, and anything not yet applied here, take the router's read path.
 async fn lookup(
     state: &AppState,
     admission: &Admission,
@@ -180,6 +181,11 @@ async fn lookup(
             )
     };
     if let Some(found) = state.cluster.resident_object(&query.sha) {
+        // A small object comes read and checked: as cheap as a cache hit, never worth a slot.
+        if let Some(bytes) = found.body {
+            let body = BodySource::Bytes(bytes);
+            return local(found.size, found.content_type.to_owned(), body, query);
+        }
         if !admit(found.size) {
             let body = BodySource::File(found.slice.into());
             return local(found.size, found.content_type.to_owned(), body, query);
@@ -216,7 +222,7 @@ fn local(
 /// Writes an error exactly as the router would answer it: its status and its JSON body.
 pub async fn error(
     scratch: &mut Scratch,
-    socket: &mut TcpStream,
+    socket: &mut Socket,
     config: &Config,
     e: ApiError,
     head_only: bool,
@@ -252,6 +258,7 @@ pub async fn error(
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
 
     #[tokio::test]
     async fn errors_are_written_as_the_router_writes_them_retry_after_included() {
@@ -265,7 +272,8 @@ mod tests {
             stream.read_to_string(&mut text).await.expect("read");
             text
         });
-        let (mut socket, _) = listener.accept().await.expect("accept");
+        let (socket, _) = listener.accept().await.expect("accept");
+        let mut socket = Socket::from_tokio(socket).expect("socket");
         let unavailable = ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

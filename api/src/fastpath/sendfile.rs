@@ -6,9 +6,8 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 use super::eager;
+use super::socket::Socket;
 
 /// Most bytes one call sends. The socket is non-blocking, so a call returns as soon as its send
 /// buffer is full; this bounds how long one call may spend reading pages that are not cached
@@ -18,13 +17,14 @@ const CHUNK: u64 = 1 << 20;
 /// Writes a response head with `MSG_MORE`, so that the kernel holds it back until the body
 /// that [`send`] appends next joins it: head and body leave in full segments, and the client
 /// wakes once per response instead of once for the head and again for the body.
-pub async fn send_head(socket: &TcpStream, mut head: &[u8], idle: Duration) -> io::Result<()> {
+pub async fn send_head(socket: &mut Socket, mut head: &[u8], idle: Duration) -> io::Result<()> {
+    let fd = socket.fd();
     while !head.is_empty() {
         let sent = eager::write(socket, idle, || {
             // SAFETY: `head` is valid for `head.len()` bytes for the duration of the call.
             let n = unsafe {
                 libc::send(
-                    socket.as_raw_fd(),
+                    fd,
                     head.as_ptr().cast(),
                     head.len(),
                     libc::MSG_MORE | libc::MSG_NOSIGNAL,
@@ -50,7 +50,7 @@ pub async fn send_head(socket: &TcpStream, mut head: &[u8], idle: Duration) -> i
 /// Fails with `TimedOut` when the socket accepts nothing for `idle`, and with `UnexpectedEof`
 /// when the file ends first.
 pub async fn send(
-    socket: &TcpStream,
+    socket: &mut Socket,
     file: &File,
     offset: u64,
     len: u64,
@@ -60,10 +60,11 @@ pub async fn send(
         .checked_add(len)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflows"))?;
     let mut at = offset;
+    let fd = socket.fd();
     while at < end {
         let count = (end - at).min(CHUNK) as usize;
         let sent = eager::write(socket, idle, || {
-            sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, count)
+            sendfile(fd, file.as_raw_fd(), &mut at, count)
         })
         .await?;
         if sent == 0 {
@@ -79,7 +80,7 @@ pub async fn send(
 fn sendfile(socket: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
     let mut off = libc::off_t::try_from(*offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset beyond off_t"))?;
-    // SAFETY: both descriptors are borrowed from live `TcpStream` and `File` values for the
+    // SAFETY: both descriptors are borrowed from live `Socket` and `File` values for the
     // duration of the call, and `off` is a valid, exclusively borrowed off_t. sendfile(2) reads
     // from the file and writes to the socket; it touches no memory of this process besides
     // `off`.
@@ -96,7 +97,7 @@ mod tests {
     use std::io::Write;
 
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
@@ -116,8 +117,8 @@ mod tests {
             sock.read_to_end(&mut got).await.unwrap();
             got
         });
-        let socket = TcpStream::connect(addr).await.unwrap();
-        send(&socket, &file, offset, len, Duration::from_secs(30))
+        let mut socket = Socket::from_tokio(TcpStream::connect(addr).await.unwrap()).unwrap();
+        send(&mut socket, &file, offset, len, Duration::from_secs(30))
             .await
             .unwrap();
         drop(socket);
@@ -131,10 +132,11 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"only ten b").unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let socket = TcpStream::connect(listener.local_addr().unwrap())
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let err = send(&socket, &file, 5, 100, Duration::from_secs(30))
+        let mut socket = Socket::from_tokio(stream).unwrap();
+        let err = send(&mut socket, &file, 5, 100, Duration::from_secs(30))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);

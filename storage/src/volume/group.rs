@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +55,18 @@ pub struct GroupVolumes {
     /// bytes, so damage from before a restart is never served. 8 bytes and a control byte per
     /// object read since start-up.
     verified: Mutex<HashSet<u64>>,
+}
+
+/// Turns the kernel's readahead off for `file`: a volume is read one needle at a time in no
+/// order (a GET, a scrub walking the index by hash), so reading ahead only fetches pages no one
+/// asked for — with 1 M small objects the readahead of the fast path's header reads issued
+/// disk reads for 3 % of the node's CPU (`bench/scale.sh`, perf). `sendfile` and `pread`
+/// still read the whole range they are asked for at once. Advice only: a failure changes
+/// nothing but speed.
+fn random_access(file: File) -> File {
+    // SAFETY: posix_fadvise(2) only reads its arguments; `file` is an open descriptor.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    file
 }
 
 fn verified_key(at: &Location) -> u64 {
@@ -123,7 +136,7 @@ impl GroupVolumes {
                 .read(true)
                 .write(true)
                 .open(entry.path())?;
-            files.insert(id, Arc::new(file));
+            files.insert(id, Arc::new(random_access(file)));
         }
         if head.active != 0 {
             let file = match files.get(&head.active) {
@@ -137,7 +150,7 @@ impl GroupVolumes {
                         .truncate(false)
                         .open(dir.join(file_name(head.active)))?;
                     changed = true;
-                    let file = Arc::new(file);
+                    let file = Arc::new(random_access(file));
                     files.insert(head.active, file.clone());
                     file
                 }
@@ -341,7 +354,7 @@ impl GroupVolumes {
             .truncate(true)
             .open(self.dir.join(file_name(id)))?;
         sync_dir(&self.dir)?;
-        Ok(file)
+        Ok(random_access(file))
     }
 
     /// fdatasyncs the active volume if it has unsynced appends. Called before any batch that

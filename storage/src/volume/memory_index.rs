@@ -11,8 +11,8 @@
 //! and a content-type code (24 bytes, 25 with hashbrown's control byte), so ~30–57 bytes per
 //! object depending on where the table is between two doublings: 1 M objects ≈ 30–57 MiB.
 //! Because the key is only a prefix, a lookup confirms it found the object asked for by reading
-//! the needle's header (56 bytes, next to the body in the same page-cache pages) and comparing
-//! the full hash and the length; a prefix shared by two objects so costs one of them the
+//! the needle's header (56 bytes, next to the body in the same page-cache pages; a small
+//! object's whole needle, see [`INLINE_MAX`]) and comparing the full hash and the length; a prefix shared by two objects so costs one of them the
 //! fallback (the RocksDB path), never a wrong answer. The same check makes a stale location
 //! harmless: volume files are append-only and a needle is never overwritten in place.
 //!
@@ -25,9 +25,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use bytes::{Buf, Bytes};
+
 use crate::object::Sha256;
 use crate::probe::CONTENT_TYPES;
-use crate::volume::needle::{decode_header, HEADER_LEN};
+use crate::volume::needle::{decode_header, verify, HEADER_LEN};
 use crate::volume::{Location, ObjectSlice};
 
 /// Where one object's body is, packed: volume id, body offset and length (volumes and objects
@@ -71,7 +73,18 @@ pub struct Resident {
     pub size: u64,
     pub content_type: &'static str,
     pub slice: ObjectSlice,
+    /// The body read and checked with the header, for an object of at most [`INLINE_MAX`]
+    /// bytes.
+    pub body: Option<Bytes>,
 }
+
+/// Objects up to this size are read whole, header and body in one `pread`, and their checksum
+/// is checked on every read (CRC-32 of 16 KiB: about a microsecond). For a small object that
+/// one call and a copy into the response's `writev` cost less than a header read followed by
+/// `sendfile`, whose page-splicing overhead does not pay for a few pages; and bytes checked on
+/// every read need no earlier check (`GroupVolumes::is_verified`) before they are served.
+/// `bench/scale.sh` reads 2 KB objects; bench/README.md has the figures.
+pub const INLINE_MAX: u64 = 16 << 10;
 
 /// A change of a group's index, to publish in memory once the batch that makes it is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,8 +140,9 @@ impl MemoryIndex {
     }
 
     /// `sha`'s body, if this table knows it and the needle there names `sha`. Costs one
-    /// positioned read of the needle header, from the page cache as a rule (like the
-    /// `sendfile` that follows it).
+    /// positioned read, from the page cache as a rule (like the `sendfile` that follows it):
+    /// of the needle header, or of the whole needle for an object of at most [`INLINE_MAX`]
+    /// bytes, whose body is then checked against its checksum and returned in memory.
     pub fn get(&self, sha: &Sha256) -> Option<Resident> {
         let (slot, file) = {
             let inner = self.read();
@@ -136,13 +150,23 @@ impl MemoryIndex {
             (slot, inner.files.get(&slot.volume)?.clone())
         };
         let at = slot.at();
-        let mut head = [0u8; HEADER_LEN as usize];
-        file.read_exact_at(&mut head, at.offset.checked_sub(HEADER_LEN)?)
-            .ok()?;
-        let header = decode_header(&head).ok()?;
-        if header.sha != *sha || header.len != at.len {
-            return None;
-        }
+        let start = at.offset.checked_sub(HEADER_LEN)?;
+        let body = if at.len <= INLINE_MAX {
+            let mut needle = vec![0u8; (HEADER_LEN + at.len) as usize];
+            file.read_exact_at(&mut needle, start).ok()?;
+            verify(&needle, sha, at.len).ok()?;
+            let mut body = Bytes::from(needle);
+            body.advance(HEADER_LEN as usize);
+            Some(body)
+        } else {
+            let mut head = [0u8; HEADER_LEN as usize];
+            file.read_exact_at(&mut head, start).ok()?;
+            let header = decode_header(&head).ok()?;
+            if header.sha != *sha || header.len != at.len {
+                return None;
+            }
+            None
+        };
         Some(Resident {
             at,
             size: at.len,
@@ -152,6 +176,7 @@ impl MemoryIndex {
                 offset: at.offset,
                 len: at.len,
             },
+            body,
         })
     }
 

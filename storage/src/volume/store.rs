@@ -110,9 +110,14 @@ impl Store {
     /// blocking (see `memory_index.rs`); `None` sends the caller to [`Store::object_slice`].
     /// Only needles this process has checked are offered: `sendfile` does not look at the
     /// bytes, so a needle damaged while the node was down goes first through `object_slice`,
-    /// which checks it (and marks it damaged, or checked).
+    /// which checks it (and marks it damaged, or checked). A small object's body comes read
+    /// and checked with it (`Resident::body`).
     pub fn resident_object(&self, group: u32, sha: &Sha256) -> Option<Resident> {
         let resident = self.volume_set().memory(group)?.get(sha)?;
+        if resident.body.is_some() {
+            // Checked against its checksum just now.
+            return Some(resident);
+        }
         let volumes = self.volume_set().groups().get(&group).cloned()?;
         volumes.is_verified(&resident.at).then_some(resident)
     }

@@ -524,3 +524,30 @@ fn damaged_bytes_leave_the_index_in_memory_until_repaired() {
     assert!(store.repair_object(GROUP, &sha, &b).unwrap());
     assert!(resident_bytes(&store, &sha) == Some(b));
 }
+
+/// A small object comes from memory with its body, checked on every read: bytes damaged after
+/// an earlier read are not served (the caller falls back to the path that marks them). A large
+/// one comes as a file slice for `sendfile`.
+#[test]
+fn small_objects_are_read_whole_and_checked_on_every_read() {
+    use crate::volume::memory_index::INLINE_MAX;
+    let (dir, store) = empty_store();
+    let small = body(21, 2_048);
+    let large = body(22, INLINE_MAX as usize + 1);
+    let (small_sha, large_sha) = (put(&store, &small), put(&store, &large));
+    let found = store.resident_object(GROUP, &small_sha).unwrap();
+    assert_eq!(found.body.as_deref(), Some(&small[..]));
+    let found = store.resident_object(GROUP, &large_sha).unwrap();
+    assert!(found.body.is_none());
+    assert_eq!(found.slice.len, large.len() as u64);
+
+    let at = store.object_location(GROUP, &small_sha).unwrap().unwrap();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(volume_file(dir.path(), at.volume))
+        .unwrap();
+    file.write_all_at(&[small[100] ^ 0x01], at.offset + 100)
+        .unwrap();
+    assert!(store.resident_object(GROUP, &small_sha).is_none());
+    assert!(store.object_bytes(GROUP, &small_sha).unwrap().is_none());
+}
