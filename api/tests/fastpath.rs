@@ -544,27 +544,3 @@ async fn connections_beyond_the_cap_are_refused_with_503_and_the_node_serves_on(
     })
     .await;
 }
-
-/// A small object the fast path put in the cache (body and content type only) is still read
-/// whole by the router's readers that need its record: a thumbnail of it knows its
-/// dimensions.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_object_cached_by_the_fast_path_keeps_its_record_for_other_readers() {
-    let node = Node::start(fastpath::Config::default(), 16 << 20).await;
-    // Small enough to be read whole from its needle (16 KiB at most).
-    let bytes = png(60, 40, 7);
-    assert!(bytes.len() <= 16 << 10, "{} bytes", bytes.len());
-    let sha = node.upload(&bytes).await;
-    let path = format!("/objects/{sha}");
-    let bearer = format!("Bearer {}", node.admin);
-    for _ in 0..3 {
-        let read = request(node.fast, "GET", &path, &[("Authorization", &bearer)]).await;
-        assert_eq!(read.status, 200);
-        assert!(read.body == bytes);
-    }
-    let thumb = format!("{path}?size=thumb");
-    let read = request(node.fast, "GET", &thumb, &[("Authorization", &bearer)]).await;
-    assert_eq!(read.status, 200, "{}", String::from_utf8_lossy(&read.body));
-    let image = image::load_from_memory(&read.body).expect("a thumbnail");
-    assert_eq!((image.width(), image.height()), (60, 40));
-}

@@ -13,7 +13,7 @@ use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tessera_storage::volume::Resident;
 use tessera_storage::{
-    keys, Cached, CachedRecord, Cf, ObjectCache, ObjectMeta, ObjectSlice, PutOutcome, Sha256, Store,
+    keys, Cached, Cf, ObjectCache, ObjectMeta, ObjectSlice, PutOutcome, Sha256, Store,
 };
 
 use crate::absent::Absent;
@@ -1312,10 +1312,7 @@ impl Cluster {
             return None;
         }
         let hit = self.cache.get(sha)?;
-        let CachedRecord::Full(meta) = hit.record else {
-            return None;
-        };
-        Some(answer(meta, Some(hit.bytes), spec))
+        Some(answer(hit.meta, Some(hit.bytes), spec))
     }
 
     /// Reads an object of a group this node holds no replica of, from one of its replicas.
@@ -1368,7 +1365,7 @@ impl Cluster {
                     cache.insert(
                         sha,
                         Cached {
-                            record: CachedRecord::Full(meta.clone()),
+                            meta: meta.clone(),
                             bytes,
                         },
                     );
@@ -1427,7 +1424,7 @@ impl Cluster {
                 self.cache.insert(
                     sha,
                     Cached {
-                        record: CachedRecord::Full(meta.clone()),
+                        meta: meta.clone(),
                         bytes: bytes.clone(),
                     },
                 );
@@ -1470,20 +1467,10 @@ impl Cluster {
         self.store.resident_object(group, sha)
     }
 
-    /// An object's body and content type from this node's object cache, if it is there: no
-    /// I/O and no thread hop, so the HTTP fast path asks here before it looks for the object's
-    /// volume file.
-    pub fn cached_object(&self, sha: &Sha256) -> Option<(String, Bytes)> {
-        self.cache
-            .get(sha)
-            .map(|hit| (hit.record.content_type().to_owned(), hit.bytes))
-    }
-
-    /// Caches a small body the HTTP fast path read (and checked) from its needle, with only
-    /// its content type (see [`CachedRecord::BodyOnly`]).
-    pub fn cache_body(&self, sha: Sha256, bytes: Bytes, content_type: &'static str) {
-        let record = CachedRecord::BodyOnly(content_type);
-        self.cache.insert(sha, Cached { record, bytes });
+    /// An object from this node's object cache, if it is there: no I/O and no thread hop, so
+    /// the HTTP fast path asks here before it looks for the object's volume file.
+    pub fn cached_object(&self, sha: &Sha256) -> Option<(ObjectMeta, Bytes)> {
+        self.cache.get(sha).map(|hit| (hit.meta, hit.bytes))
     }
 
     /// Whether this node's object cache takes objects of `size` bytes.

@@ -15,31 +15,11 @@ use crate::object::{ObjectMeta, Sha256};
 
 const SHARDS: usize = 16;
 
-/// A cached object: its bytes and what is known of its record.
+/// A cached object: its record and its bytes.
 #[derive(Clone, Debug)]
 pub struct Cached {
-    pub record: CachedRecord,
+    pub meta: ObjectMeta,
     pub bytes: Bytes,
-}
-
-/// What a cache entry knows of its object's record.
-#[derive(Clone, Debug)]
-pub enum CachedRecord {
-    /// The whole record (a read through RocksDB, or a forwarded read).
-    Full(ObjectMeta),
-    /// Only the content type: a small body the HTTP fast path read from its needle, which
-    /// holds no dimensions or reference count. Enough to serve the bytes; readers that need
-    /// the record count it as a miss, and their insert completes the entry.
-    BodyOnly(&'static str),
-}
-
-impl CachedRecord {
-    pub fn content_type(&self) -> &str {
-        match self {
-            CachedRecord::Full(meta) => &meta.content_type,
-            CachedRecord::BodyOnly(content_type) => content_type,
-        }
-    }
 }
 
 struct Slot {
@@ -127,13 +107,7 @@ impl ObjectCache {
         let Ok(mut shard) = self.shard(&sha).lock() else {
             return;
         };
-        if let Some(slot) = shard.map.get_mut(&sha) {
-            // The same bytes: only a body-only entry learns the whole record.
-            if let (CachedRecord::BodyOnly(_), CachedRecord::Full(_)) =
-                (&slot.value.record, &value.record)
-            {
-                slot.value.record = value.record;
-            }
+        if shard.map.contains_key(&sha) {
             return;
         }
         while shard.bytes + size > self.shard_capacity {
@@ -197,13 +171,7 @@ mod tests {
         };
         let mut sha = Sha256::of(&bytes);
         sha.0[31] = 0; // all in one shard, to exercise eviction
-        (
-            sha,
-            Cached {
-                record: CachedRecord::Full(meta),
-                bytes,
-            },
-        )
+        (sha, Cached { meta, bytes })
     }
 
     #[test]
@@ -242,27 +210,6 @@ mod tests {
         assert_eq!(cache.first_victim(&objects[8].0, 100), Some(objects[1].0));
         cache.insert(objects[8].0, objects[8].1.clone());
         assert!(cache.get(&objects[1].0).is_none(), "the named victim went");
-    }
-
-    #[test]
-    fn a_body_only_entry_learns_the_whole_record_and_keeps_it() {
-        let cache = ObjectCache::new(SHARDS * 800);
-        let (sha, full) = object(1, 100);
-        let body_only = Cached {
-            record: CachedRecord::BodyOnly("image/png"),
-            bytes: full.bytes.clone(),
-        };
-        cache.insert(sha, body_only.clone());
-        assert!(matches!(
-            cache.get(&sha).map(|hit| hit.record),
-            Some(CachedRecord::BodyOnly("image/png"))
-        ));
-        cache.insert(sha, full);
-        cache.insert(sha, body_only);
-        let hit = cache.get(&sha).expect("cached");
-        assert!(matches!(hit.record, CachedRecord::Full(ref meta) if meta.width == 1));
-        assert_eq!(hit.record.content_type(), "image/png");
-        assert_eq!(cache.size(), 100, "one entry, counted once");
     }
 
     #[test]

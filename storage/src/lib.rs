@@ -22,7 +22,7 @@ pub mod space;
 mod table_check;
 pub mod volume;
 
-pub use cache::{Cached, CachedRecord, ObjectCache};
+pub use cache::{Cached, ObjectCache};
 pub use db::{Cf, Record, Store};
 pub use error::StorageError;
 pub use object::{ObjectMeta, PutOutcome, Sha256};

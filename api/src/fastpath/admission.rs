@@ -6,11 +6,11 @@
 //! only for an object read more often than the one it would push out. So admission is
 //! TinyLFU's rule: every read counts in a small frequency sketch, and a miss is read into the
 //! cache when its object has been read more often, lately, than the object the cache would
-//! evict first (or, while the cache has room, when it has been read before). Hot objects end
-//! up in memory; a stream of uniformly random reads over a corpus larger than the cache admits
-//! almost nothing, instead of churning the cache at the read path's cost on every request
-//! (`bench/scale.sh` at 1 M objects: 0.41 of the 10 k figure with the previous second-miss
-//! doorkeeper, which admitted nearly every object of such a stream).
+//! evict first (or, while the cache has room, when it has been read a few times). Hot
+//! objects end up in memory; a stream of uniformly random reads over a corpus larger than the
+//! cache admits almost nothing, instead of churning the cache at the read path's cost on
+//! every request (`bench/scale.sh` at 1 M objects: 0.41 of the 10 k figure with the previous
+//! second-miss doorkeeper, which admitted nearly every object of such a stream).
 //!
 //! The sketch is a count-min sketch of 4-bit counters (one byte each here, eight to a 64-bit
 //! word), four per object, all halved every `slots / 8` reads so that old popularity fades.
@@ -28,6 +28,13 @@ use tessera_raft::storage::Sha256;
 
 /// The largest count a counter holds (4 bits' worth, as in TinyLFU).
 const MAX_COUNT: u8 = 15;
+
+/// Reads lately that a missed object needs before it may enter the cache. `bench/scale.sh`
+/// reads each of 200 000 objects about twice, uniformly, while the victims' counts are halved:
+/// with a build that cached small bodies from the fast path, a threshold of two admitted most
+/// of those reads and the fills cost 5 µs per read (54 k → 44 k req/s), three cost 3 µs
+/// (48 k). An object read a few times a second still enters the cache within a second.
+const MIN_READS: u8 = 3;
 
 /// Every byte of a word halved at once: shifted right, each byte's top bit cleared of what the
 /// byte above shifted into it.
@@ -104,13 +111,12 @@ impl Admission {
     /// Whether a missed object is worth reading into the cache: `victim` is what the cache
     /// would evict first to make room for it (`None` while it has room).
     ///
-    /// Read at least twice lately in either case: a victim read once, a halving ago, is
-    /// estimated at 0, so "more than the victim" alone admitted nearly every object of a
-    /// uniform stream once the cache was full (`bench/scale.sh` at 1 M objects: 0.56 of the
-    /// 10 k figure).
+    /// Read at least [`MIN_READS`] times lately in either case: a victim read once, a halving
+    /// ago, is estimated at 0, so "more than the victim" alone admitted nearly every object of
+    /// a uniform stream once the cache was full.
     pub fn admits(&self, sha: &Sha256, victim: Option<&Sha256>) -> bool {
         let wanted = self.estimate(sha);
-        wanted >= 2 && victim.is_none_or(|victim| wanted > self.estimate(victim))
+        wanted >= MIN_READS && victim.is_none_or(|victim| wanted > self.estimate(victim))
     }
 }
 
@@ -119,11 +125,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn with_room_an_object_is_admitted_once_read_twice() {
+    fn with_room_an_object_is_admitted_once_read_thrice() {
         let sketch = Admission::new(1024);
         let a = Sha256::of(b"a");
-        sketch.record(&a);
-        assert!(!sketch.admits(&a, None));
+        for _ in 1..MIN_READS {
+            sketch.record(&a);
+            assert!(!sketch.admits(&a, None));
+        }
         sketch.record(&a);
         assert!(sketch.admits(&a, None));
     }

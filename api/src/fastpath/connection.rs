@@ -141,8 +141,9 @@ pub async fn run(mut socket: Socket, shared: Arc<Shared>, mut stop: watch::Recei
 }
 
 /// Closes after a final response when the client may still be sending: our side first (FIN),
-/// then whatever the client still sends is read and dropped for a moment, so that unread bytes do not make the kernel answer with a
-/// reset that could destroy the response before the client reads it.
+/// then whatever the client still sends is read and dropped for a moment, so that unread
+/// bytes do not make the kernel answer with a reset that could destroy the response before
+/// the client reads it.
 async fn close(mut socket: Socket) {
     if socket.shutdown_write().is_err() {
         return;

@@ -160,9 +160,13 @@ async fn lookup(
     let wants_body = !query.head && !query.not_modified;
     if wants_body {
         admission.record(&query.sha);
-        if let Some((content_type, bytes)) = state.cluster.cached_object(&query.sha) {
-            let size = bytes.len() as u64;
-            return local(size, content_type, BodySource::Bytes(bytes), query);
+        if let Some((meta, bytes)) = state.cluster.cached_object(&query.sha) {
+            return local(
+                meta.size,
+                meta.content_type,
+                BodySource::Bytes(bytes),
+                query,
+            );
         }
     }
     // A miss worth caching (see `Admission`) goes to the read path below, which copies it into
@@ -177,14 +181,8 @@ async fn lookup(
             )
     };
     if let Some(found) = state.cluster.resident_object(&query.sha) {
-        // A small object comes read and checked: cached at the cost of an insert when the
-        // admission rule says it is read often enough.
+        // A small object comes read and checked: as cheap as a cache hit, never worth a slot.
         if let Some(bytes) = found.body {
-            if admit(found.size) {
-                state
-                    .cluster
-                    .cache_body(query.sha, bytes.clone(), found.content_type);
-            }
             let body = BodySource::Bytes(bytes);
             return local(found.size, found.content_type.to_owned(), body, query);
         }

@@ -10,10 +10,11 @@
 //! Size: an entry is keyed by the first 8 bytes of the SHA-256 and holds volume, offset, length
 //! and a content-type code (24 bytes, 25 with hashbrown's control byte), so ~30–57 bytes per
 //! object depending on where the table is between two doublings: 1 M objects ≈ 30–57 MiB.
-//! Because the key is only a prefix, a lookup confirms it found the object asked for by reading
-//! the needle's header (56 bytes, next to the body in the same page-cache pages; a small
-//! object's whole needle, see [`INLINE_MAX`]) and comparing the full hash and the length; a prefix shared by two objects so costs one of them the
-//! fallback (the RocksDB path), never a wrong answer. The same check makes a stale location
+//! Because the key is only a prefix, a lookup confirms it found the object asked for by
+//! reading the needle's header (56 bytes, next to the body in the same page-cache pages; a
+//! small object's whole needle, see [`INLINE_MAX`]) and comparing the full hash and the
+//! length; a prefix shared by two objects so costs one of them the fallback (the RocksDB
+//! path), never a wrong answer. The same check makes a stale location
 //! harmless: volume files are append-only and a needle is never overwritten in place.
 //!
 //! Readers also take the volume's open file from here: a reader that holds an `Arc<File>`
