@@ -14,8 +14,8 @@
 //! reading the needle's header (56 bytes, next to the body in the same page-cache pages; a
 //! small object's whole needle, see [`INLINE_MAX`]) and comparing the full hash and the
 //! length; a prefix shared by two objects so costs one of them the fallback (the RocksDB
-//! path), never a wrong answer. The same check makes a stale location
-//! harmless: volume files are append-only and a needle is never overwritten in place.
+//! path), never a wrong answer. The same check makes a stale location harmless: volume files
+//! are append-only and a needle is never overwritten in place.
 //!
 //! Readers also take the volume's open file from here: a reader that holds an `Arc<File>`
 //! keeps the bytes readable even if compaction unlinks the file meanwhile, and a reader that

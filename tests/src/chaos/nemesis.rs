@@ -498,8 +498,6 @@ impl<'a> Nemesis<'a> {
         }
     }
 
-    /// Whether uploads through `node` get 507 `disk_full` with `Retry-After` within 5 s (the
-    /// node notices a full disk within 250 ms); the answer either way.
     /// Whether `node`, its disk filled to leave `LEAVE`, refuses writes. A node may free room
     /// meanwhile (a node low on space deletes the damaged databases it kept aside, once: 170
     /// MiB in seed 312 cycle 158, 225 MiB in seed 314 cycle 155), and a node with room rightly
@@ -524,6 +522,8 @@ impl<'a> Nemesis<'a> {
         refused
     }
 
+    /// Whether uploads through `node` get 507 `disk_full` with `Retry-After` within 5 s (the
+    /// node notices a full disk within 250 ms); the answer either way.
     async fn refuses_writes(&self, node: u64, number: usize) -> Result<String, String> {
         let client = self
             .cluster
