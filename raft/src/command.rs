@@ -19,10 +19,13 @@ pub enum Command {
         meta: ObjectMeta,
         bytes: Bytes,
     },
-    /// What an applied `PutObject` entry becomes in the log of a replica that holds its bytes
-    /// in a volume: the needle's place instead of the bytes (see `state_machine::stage_stub`).
-    /// The log store turns it back into `PutObject` when the entry is read, so it is never
-    /// proposed, sent or applied.
+    /// What a `PutObject` entry becomes in a replica's log: the place of the needle its bytes
+    /// went to in this replica's volumes when the entry was appended (or, in logs written
+    /// before that, when it was applied: `state_machine::stage_stub`), instead of the bytes.
+    /// Volume 0 (`Location::NOWHERE`) means this replica got the entry without bytes. The
+    /// state machine applies it by indexing that needle; reads for replication turn it back
+    /// into `PutObject` (`log_store::rehydrate`), and a leader that has lost the bytes sends
+    /// it as it is, which the receiver stores as pointing nowhere. Never proposed.
     StoredObject {
         sha: Sha256,
         meta: ObjectMeta,

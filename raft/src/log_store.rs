@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{EntryPayload, ErrorVerb, LogState, OptionalSend, RaftLogReader, Vote};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
-use tessera_storage::volume::Location;
+use tessera_storage::volume::{GroupVolumes, Location};
 use tessera_storage::{keys, Cf, StorageError, Store};
 
 use crate::blocking::{blocking, storage_error};
@@ -22,20 +22,38 @@ const PURGED: &str = "purged";
 
 /// One group's Raft log, vote and committed index, in the `log` and `raft_meta` column families.
 ///
-/// Durability: `append`, `save_vote` and `truncate` write with `sync = true`, i.e. RocksDB
-/// fsyncs its WAL before the call returns, and only then is openraft told the entries are
-/// flushed. Raft's safety rests on exactly these points: a vote must never be forgotten, and an
-/// entry acknowledged to a leader must survive a crash. The committed index and purge marker
-/// are written without fsync: losing them only costs re-applying or re-purging.
+/// An upload's bytes are written once per replica, when its entry is appended: to a needle in
+/// the group's active volume, and the entry in the log becomes a stub (`Command::StoredObject`)
+/// that says where. Applying the stub indexes that needle; nothing copies the bytes again
+/// (bench/README.md, "Write amplification").
+///
+/// Durability: `append` writes the needles, fdatasyncs the volume, then writes the stubs and the
+/// volume head that covers the needles in one RocksDB batch with `sync = true` (RocksDB fsyncs
+/// its WAL before the call returns), and only then is openraft told the entries are flushed.
+/// `save_vote` and `truncate` are fsynced the same way. Raft's safety rests on exactly these
+/// points: a vote must never be forgotten, and an entry acknowledged to a leader must survive a
+/// crash — with its bytes, which is why the volume is synced before the batch that records it
+/// (a crash in between leaves an unrecorded tail, which opening the volumes truncates). The
+/// committed index and purge marker are written without fsync: losing them only costs
+/// re-applying or re-purging.
 #[derive(Clone)]
 pub struct LogStore {
     store: Arc<Store>,
     group: u32,
+    /// Whether reads turn stubs back into uploads with their bytes. Replication needs the
+    /// bytes and reads through [`RaftLogStorage::get_log_reader`]; the group's own apply reads
+    /// through the store openraft was given, gets the stubs, and indexes the needles they
+    /// point to instead of writing the bytes again.
+    with_bytes: bool,
 }
 
 impl LogStore {
     pub fn new(store: Arc<Store>, group: u32) -> LogStore {
-        LogStore { store, group }
+        LogStore {
+            store,
+            group,
+            with_bytes: false,
+        }
     }
 
     async fn read_meta<T>(&self, name: &'static str) -> Result<Option<T>, RaftStorageError>
@@ -87,17 +105,17 @@ fn vote_at_start(saved: Option<Vote<NodeId>>, lost_wal_tail: bool) -> Option<Vot
     })
 }
 
-/// Turns a stub (an applied upload whose bytes are in a volume, see
-/// `state_machine::stage_stub`) back into the `PutObject` entry it was.
+/// Turns a stub (an upload whose bytes are in a volume, see [`log_form`]) back into the
+/// `PutObject` entry it was: what replication sends.
 ///
 /// When no intact local copy is left (the volume was damaged or truncated), the stub itself is
-/// returned: failing the read would be fatal, since openraft reads entries while `Raft::new`
-/// loads the log's ids (the node would crash-loop) and stops a leader's group on any read
-/// error while replicating. A stub is safe to hand out: it exists only for an applied entry,
-/// so openraft never re-applies it here, and the only other reader is replication to a
-/// follower that lacks the entry, whose state machine applies a stub like the upload without
-/// its bytes (`Store::stage_put_without_bytes`) and fetches them from another replica. The
-/// damaged local copy is marked by the failed read and repaired the same way.
+/// returned: failing the read would be fatal, since openraft stops a leader's group on any read
+/// error while replicating (and reads entries this way when it re-applies at start-up). A stub
+/// is safe to hand out: a follower stores one it receives as pointing nowhere, and its state
+/// machine records the object as missing and fetches the bytes from another replica — the
+/// entry was acknowledged only once a majority had appended it, each replica with its own
+/// needle. A re-apply at start-up handed the stub indexes nothing either. The damaged local
+/// copy is marked by the failed read and repaired the same way.
 fn rehydrate(store: &Store, group: u32, entry: Entry) -> Result<Entry, StorageError> {
     let EntryPayload::Normal(Command::StoredObject {
         sha,
@@ -134,6 +152,78 @@ fn rehydrate(store: &Store, group: u32, entry: Entry) -> Result<Entry, StorageEr
     })
 }
 
+/// Writes appended entries durably (see [`LogStore`]): the uploads' needles, their fdatasync,
+/// then one WAL-fsynced batch of the entries as [`log_form`] stores them and the volume head.
+/// Blocking.
+fn write_entries(store: &Store, group: u32, entries: &[Entry]) -> Result<(), StorageError> {
+    let volumes = match entries.iter().any(is_upload) {
+        true => Some(store.volumes(group)?),
+        false => None,
+    };
+    // Held until the batch recording the new volume head is written, so that an apply or a
+    // compaction never records a head covering needles not yet synced.
+    let _writer = volumes.as_ref().map(|v| v.writer());
+    let mut batch = WriteBatch::default();
+    let cf = store.cf(Cf::Log);
+    for entry in entries {
+        let key = keys::log(group, entry.log_id.index);
+        match log_form(store, volumes.as_deref(), entry)? {
+            Some(stub) => batch.put_cf(cf, key, bincode::serialize(&stub)?),
+            None => batch.put_cf(cf, key, bincode::serialize(entry)?),
+        }
+    }
+    if let Some(volumes) = &volumes {
+        volumes.sync()?;
+        store.stage_volume_head(&mut batch, volumes)?;
+    }
+    store.write(batch, true)
+}
+
+fn is_upload(entry: &Entry) -> bool {
+    matches!(
+        entry.payload,
+        EntryPayload::Normal(Command::PutObject { .. } | Command::StoredObject { .. })
+    )
+}
+
+/// What an appended entry is stored as, if not as it came: an upload's bytes go to a new needle
+/// (not synced yet) and the entry becomes a stub pointing to it; a stub that came from the
+/// leader (which had lost its copy, see [`rehydrate`]) points into the leader's volumes, so it
+/// is stored as one without a local needle (volume 0), which the apply records as missing.
+///
+/// The needle is written even when the object is stored here already: whether it is can
+/// change before the entry is applied (a delete in between), and the bytes are then needed.
+/// The needle of a duplicate, like that of an entry a new leader truncates, is garbage that
+/// compaction reclaims once the log is purged past it (`GroupVolumes::movable`).
+fn log_form(
+    store: &Store,
+    volumes: Option<&GroupVolumes>,
+    entry: &Entry,
+) -> Result<Option<Entry>, StorageError> {
+    let (sha, meta, at) = match (&entry.payload, volumes) {
+        (EntryPayload::Normal(Command::PutObject { sha, meta, bytes }), Some(volumes)) => {
+            // Safe to repeat: a failed append records nothing (see `DiskSpace::retry`).
+            let at = store.space().retry(|| volumes.append(sha, bytes))?;
+            volumes.note_stub(at.volume, entry.log_id.index);
+            (sha, meta, at)
+        }
+        (EntryPayload::Normal(Command::StoredObject { sha, meta, .. }), _) => {
+            (sha, meta, Location::NOWHERE)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Entry {
+        log_id: entry.log_id,
+        payload: EntryPayload::Normal(Command::StoredObject {
+            sha: *sha,
+            meta: meta.clone(),
+            volume: at.volume,
+            offset: at.offset,
+            len: at.len,
+        }),
+    }))
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -149,7 +239,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => keys::log(self.group, *i).to_vec(),
             Bound::Unbounded => keys::group_end(self.group).to_vec(),
         };
-        let (store, group) = (self.store.clone(), self.group);
+        let (store, group, with_bytes) = (self.store.clone(), self.group, self.with_bytes);
         blocking(ErrorVerb::Read, move || {
             let mut opts = ReadOptions::default();
             opts.set_iterate_upper_bound(end);
@@ -162,7 +252,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let mut entries = Vec::new();
             for item in iter {
                 let (_, value) = item?;
-                entries.push(rehydrate(&store, group, bincode::deserialize(&value)?)?);
+                let entry = bincode::deserialize(&value)?;
+                entries.push(match with_bytes {
+                    true => rehydrate(&store, group, entry)?,
+                    false => entry,
+                });
             }
             Ok::<_, StorageError>(entries)
         })
@@ -201,7 +295,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
+        LogStore {
+            with_bytes: true,
+            ..self.clone()
+        }
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), RaftStorageError> {
@@ -249,20 +346,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let (store, group) = (self.store.clone(), self.group);
         let started = Instant::now();
-        // Encoding (entries carry whole images) and the write both run on the blocking pool.
-        // One WriteBatch, WAL fsynced before returning: only then do we report the entries
-        // flushed, which is what lets the leader count this node towards a majority.
+        // On the blocking pool, and fsynced before it returns: only then do we report the
+        // entries flushed, which is what lets the leader count this node towards a majority.
         let result = blocking(ErrorVerb::Write, move || {
-            let mut batch = WriteBatch::default();
-            let cf = store.cf(Cf::Log);
-            for entry in &entries {
-                batch.put_cf(
-                    cf,
-                    keys::log(group, entry.log_id.index),
-                    bincode::serialize(entry)?,
-                );
-            }
-            store.write(batch, true)
+            write_entries(&store, group, &entries)
         })
         .await;
         note_write_time(group, started.elapsed());
@@ -355,11 +442,18 @@ pub(crate) fn repair_purged_past_applied(store: &Store, group: u32) -> Result<bo
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use openraft::storage::RaftStateMachine;
     use openraft::{CommittedLeaderId, LogId};
     use rocksdb::WriteBatch;
-    use tessera_storage::{ObjectMeta, Sha256};
+    use tessera_storage::volume::HEADER_LEN;
+    use tessera_storage::{ObjectMeta, PutOutcome, Sha256};
 
     use super::*;
+    use crate::absent::Absent;
+    use crate::command::Response;
+    use crate::state_machine::StateMachine;
 
     #[tokio::test]
     async fn a_leader_resumes_its_term_after_a_crash_but_not_after_losing_its_wal_tail() {
@@ -381,6 +475,167 @@ mod tests {
             Some(Vote::new(5, 1))
         );
         assert_eq!(vote_at_start(None, true), None);
+    }
+
+    const GROUP: u32 = 5;
+
+    fn upload(index: u64, bytes: &[u8]) -> Entry {
+        let meta = ObjectMeta {
+            size: bytes.len() as u64,
+            content_type: "image/png".into(),
+            width: 1,
+            height: 1,
+            refcount: 1,
+            created_ms: 1,
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::PutObject {
+                sha: Sha256::of(bytes),
+                meta,
+                bytes: bytes.to_vec().into(),
+            }),
+        }
+    }
+
+    fn varied(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    async fn state_machine(store: &Arc<Store>, dir: &std::path::Path) -> StateMachine {
+        StateMachine::open(
+            store.clone(),
+            GROUP,
+            &dir.join("snapshots"),
+            None,
+            Arc::new(Absent::new(Duration::from_secs(1))),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn apply_one(sm: &mut StateMachine, entry: Entry) -> PutOutcome {
+        match sm.apply([entry]).await.unwrap().pop() {
+            Some(Response::Object(outcome)) => outcome,
+            other => panic!("not an upload's response: {other:?}"),
+        }
+    }
+
+    fn stub_location(entry: &Entry) -> Location {
+        match entry.payload {
+            EntryPayload::Normal(Command::StoredObject {
+                volume,
+                offset,
+                len,
+                ..
+            }) => Location {
+                volume,
+                offset,
+                len,
+            },
+            _ => panic!("not a stub: {entry:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_upload_is_written_once_at_append_and_indexed_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let bytes = varied(200_000, 7);
+        let sha = Sha256::of(&bytes);
+        let entry = upload(1, &bytes);
+        {
+            let store = Arc::new(Store::open(&db).unwrap());
+            write_entries(&store, GROUP, std::slice::from_ref(&entry)).unwrap();
+            // The needle is the only copy of the bytes: the log keeps a stub.
+            assert_eq!(store.volume_bytes(GROUP), HEADER_LEN + bytes.len() as u64);
+            let raw = store.get(Cf::Log, &keys::log(GROUP, 1)).unwrap().unwrap();
+            assert!(raw.len() < 1000, "log entry of {} bytes", raw.len());
+        }
+        // Acknowledged, then the node crashed before applying: the needle is still there.
+        let store = Arc::new(Store::open(&db).unwrap());
+        let mut log = LogStore::new(store.clone(), GROUP);
+        let applied_form = log.try_get_log_entries(1..2).await.unwrap();
+        assert_ne!(stub_location(&applied_form[0]).volume, 0);
+        let sent = log.get_log_reader().await.try_get_log_entries(1..2).await;
+        match &sent.unwrap()[0].payload {
+            EntryPayload::Normal(Command::PutObject {
+                sha: s, bytes: b, ..
+            }) => {
+                assert_eq!((s, &b[..]), (&sha, &bytes[..]))
+            }
+            other => panic!("not rebuilt: {other:?}"),
+        }
+        let mut sm = state_machine(&store, dir.path()).await;
+        let outcome = apply_one(&mut sm, applied_form[0].clone()).await;
+        assert!(!outcome.deduplicated);
+        // Indexed where it is, not written again.
+        assert_eq!(store.volume_bytes(GROUP), HEADER_LEN + bytes.len() as u64);
+        assert_eq!(
+            store.object_location(GROUP, &sha).unwrap(),
+            Some(stub_location(&applied_form[0]))
+        );
+        assert_eq!(
+            &store.object_bytes(GROUP, &sha).unwrap().unwrap()[..],
+            bytes
+        );
+        assert!(store.resident_object(GROUP, &sha).is_some());
+        // The same bytes again: a second needle at append (garbage once applied), one record.
+        write_entries(&store, GROUP, &[upload(2, &bytes)]).unwrap();
+        let second = log.try_get_log_entries(2..3).await.unwrap().remove(0);
+        let outcome = apply_one(&mut sm, second).await;
+        assert!(outcome.deduplicated);
+        assert_eq!(outcome.meta.refcount, 2);
+        assert_eq!(
+            store.object_location(GROUP, &sha).unwrap(),
+            Some(stub_location(&applied_form[0]))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upload_without_an_intact_local_needle_is_applied_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let mut log = LogStore::new(store.clone(), GROUP);
+        let mut sm = state_machine(&store, dir.path()).await;
+        // A stub from a leader that had lost its copy names a place in the leader's volumes.
+        let lost = varied(5_000, 1);
+        let from_leader = match upload(1, &lost).payload {
+            EntryPayload::Normal(Command::PutObject { sha, meta, .. }) => Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+                payload: EntryPayload::Normal(Command::StoredObject {
+                    sha,
+                    meta,
+                    volume: 1,
+                    offset: HEADER_LEN,
+                    len: 5_000,
+                }),
+            },
+            _ => unreachable!(),
+        };
+        // Here, an upload whose needle is damaged between append and apply.
+        let damaged = varied(9_000, 2);
+        write_entries(&store, GROUP, &[from_leader, upload(2, &damaged)]).unwrap();
+        let entries = log.try_get_log_entries(1..3).await.unwrap();
+        assert_eq!(stub_location(&entries[0]), Location::NOWHERE);
+        let at = stub_location(&entries[1]);
+        let file = store.volumes(GROUP).unwrap().file(at.volume).unwrap();
+        file.write_all_at(b"X", at.offset + 100).unwrap();
+        for entry in entries {
+            let outcome = apply_one(&mut sm, entry).await;
+            assert_eq!(outcome.meta.refcount, 1);
+        }
+        let (lost, damaged) = (Sha256::of(&lost), Sha256::of(&damaged));
+        for sha in [lost, damaged] {
+            assert!(store.object_meta(GROUP, &sha).unwrap().is_some());
+            assert_eq!(store.object_location(GROUP, &sha).unwrap(), None);
+            assert!(store.awaiting_repair(GROUP).contains(&sha), "{sha}");
+        }
+        // Replication hands the stub on as it is rather than failing or sending other bytes.
+        let sent = log.get_log_reader().await.try_get_log_entries(2..3).await;
+        assert_eq!(stub_location(&sent.unwrap()[0]), at);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tessera_domain::{catalog, tasks, Tx};
 use tessera_storage::space::{Guarded, FLOOR_BYTES, LOW_BYTES};
 use tessera_storage::volume::{GroupVolumes, IndexChange, Location};
 use tessera_storage::{
-    export_group, import_group, keys, Cf, ObjectMeta, Sha256, StorageError, Store,
+    export_group, import_group, keys, Cf, ObjectMeta, PutOutcome, Sha256, StorageError, Store,
 };
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -248,6 +248,15 @@ fn stage_stub(
     store.stage_volume_head(batch, volumes)
 }
 
+/// The index change an applied upload that stored a needle publishes in memory.
+fn stored_change(sha: Sha256, at: Location, outcome: &PutOutcome) -> IndexChange {
+    IndexChange::Stored {
+        sha,
+        at,
+        content_type: outcome.meta.content_type.clone(),
+    }
+}
+
 /// Writes the task indexes of a catalogue from before they existed (see
 /// `tessera_domain::tasks::backfill_indexes`), fsynced, before the group serves.
 fn backfill_task_indexes(store: &Store, group: u32) -> Result<(), StorageError> {
@@ -318,27 +327,36 @@ fn apply_entries(
                 membership = StoredMembership::new(Some(entry.log_id), m);
                 Response::None
             }
+            // An entry appended before uploads were written at append (or re-applied at start,
+            // read with its bytes): the bytes go to a needle now and the entry becomes a stub.
             EntryPayload::Normal(Command::PutObject { sha, meta, bytes }) => {
                 uploaded = Some(sha);
                 let (outcome, stored) = store
                     .space()
                     .retry(|| store.stage_put_object(&mut batch, group, &sha, &meta, &bytes))?;
                 if let (Some(at), Some(volumes)) = (stored, &volumes) {
-                    change = Some(IndexChange::Stored {
-                        sha,
-                        at,
-                        content_type: outcome.meta.content_type.clone(),
-                    });
+                    change = Some(stored_change(sha, at, &outcome));
                     stage_stub(store, &mut batch, volumes, entry.log_id, sha, meta, at)?;
                 }
                 Response::Object(outcome)
             }
-            // Only a follower applies a stub: its leader had lost the bytes (see
-            // `log_store::rehydrate`). Same record as the upload; the bytes come later from
-            // another replica.
-            EntryPayload::Normal(Command::StoredObject { sha, meta, .. }) => {
+            // An upload as the log store keeps it: the needle it wrote at append is indexed
+            // (or, without one, the object is recorded as missing here and fetched from
+            // another replica). Same record on every replica either way.
+            EntryPayload::Normal(Command::StoredObject {
+                sha,
+                meta,
+                volume,
+                offset,
+                len,
+            }) => {
                 uploaded = Some(sha);
-                let outcome = store.stage_put_without_bytes(&mut batch, group, &sha, &meta)?;
+                let logged = Location::of_stub(volume, offset, len);
+                let (outcome, stored) =
+                    store.stage_put_logged(&mut batch, group, &sha, &meta, logged)?;
+                if let (Some(at), Some(_)) = (stored, &volumes) {
+                    change = Some(stored_change(sha, at, &outcome));
+                }
                 Response::Object(outcome)
             }
             EntryPayload::Normal(Command::SetPlacement(placement)) => {

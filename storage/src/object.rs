@@ -45,6 +45,16 @@ pub struct PutOutcome {
     pub deduplicated: bool,
 }
 
+/// Where the bytes of an upload being applied are.
+enum Body<'a> {
+    /// In the log entry: written to a needle at apply.
+    Bytes(&'a [u8]),
+    /// Already in an intact needle of this replica, written when the entry was appended.
+    Logged(Location),
+    /// Not on this replica.
+    Absent,
+}
+
 impl Store {
     /// The records of `group` in a column family keyed group ++ SHA-256 (`objects`, `needles`,
     /// `blobs`), in hash order from `from` (or the first). `cached: false` keeps a full pass
@@ -104,22 +114,29 @@ impl Store {
         fresh: &ObjectMeta,
         bytes: &[u8],
     ) -> Result<(PutOutcome, Option<Location>), StorageError> {
-        self.stage_put(batch, group, sha, fresh, Some(bytes))
+        self.stage_put(batch, group, sha, fresh, Body::Bytes(bytes))
     }
 
-    /// Stages an upload whose bytes did not come with it: a log stub replicated by a leader
-    /// whose own copy was lost. The record and reference count change as for
-    /// [`Store::stage_put_object`], so every replica's state stays the same; a replica that
-    /// lacks intact bytes remembers the object as missing, reads go to the other replicas,
-    /// and the repair loop fetches the bytes from them.
-    pub fn stage_put_without_bytes(
+    /// Stages an upload whose bytes the log store already wrote to a needle of this replica
+    /// when it appended the entry (`logged`; see `tessera_raft::log_store`): as
+    /// [`Store::stage_put_object`], except that the needle is indexed where it is instead of
+    /// written again. A needle that is gone or fails its checksum (the volume was damaged, or
+    /// replaced by a snapshot install, between append and apply) is not indexed: the upload
+    /// is staged as one without bytes, which the repair loop then fetches from another replica.
+    /// Also returns the location it indexed, if it did.
+    pub fn stage_put_logged(
         &self,
         batch: &mut WriteBatch,
         group: u32,
         sha: &Sha256,
         fresh: &ObjectMeta,
-    ) -> Result<PutOutcome, StorageError> {
-        Ok(self.stage_put(batch, group, sha, fresh, None)?.0)
+        logged: Option<Location>,
+    ) -> Result<(PutOutcome, Option<Location>), StorageError> {
+        let body = match logged {
+            Some(at) if self.volumes(group)?.holds(sha, &at)? => Body::Logged(at),
+            _ => Body::Absent,
+        };
+        self.stage_put(batch, group, sha, fresh, body)
     }
 
     fn stage_put(
@@ -128,7 +145,7 @@ impl Store {
         group: u32,
         sha: &Sha256,
         fresh: &ObjectMeta,
-        bytes: Option<&[u8]>,
+        body: Body<'_>,
     ) -> Result<(PutOutcome, Option<Location>), StorageError> {
         let key = keys::object(group, &sha.0);
         let volumes = self.volumes(group)?;
@@ -157,22 +174,24 @@ impl Store {
                 (outcome, true)
             }
         };
-        let mut stored = None;
-        match bytes {
-            Some(bytes) if store_bytes => {
-                let at = match volumes.take_pending(sha) {
-                    Some(at) => at,
-                    None => volumes.append(sha, bytes)?,
-                };
-                self.stage_location(batch, &volumes, sha, &at)?;
-                volumes.repaired(sha);
-                stored = Some(at);
+        let stored = match body {
+            _ if !store_bytes => None,
+            Body::Bytes(bytes) => Some(match volumes.take_pending(sha) {
+                Some(at) => at,
+                None => volumes.append(sha, bytes)?,
+            }),
+            Body::Logged(at) => Some(at),
+            Body::Absent => {
+                // Damaged bytes are already awaiting repair; an object without any gets in line.
+                if self.object_location(group, sha)?.is_none() {
+                    volumes.mark_missing(sha);
+                }
+                None
             }
-            // Damaged bytes are already awaiting repair; an object without any gets in line.
-            None if store_bytes && self.object_location(group, sha)?.is_none() => {
-                volumes.mark_missing(sha);
-            }
-            _ => {}
+        };
+        if let Some(at) = &stored {
+            self.stage_location(batch, &volumes, sha, at)?;
+            volumes.repaired(sha);
         }
         batch.put_cf(
             self.cf(Cf::Objects),

@@ -16,8 +16,9 @@ use crate::volume::location::Location;
 use crate::volume::memory_index::MemoryIndex;
 use crate::volume::needle::{self, NeedleFault, HEADER_LEN};
 
-/// The durable description of a group's volumes, written in every state batch that indexes new
-/// needles (and so recovered as a prefix together with the index after a crash).
+/// The durable description of a group's volumes, written in every batch that records new
+/// needles — the log append that wrote an upload's needle, a state batch that indexes one —
+/// and so recovered as a prefix together with the log and the index after a crash.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeHead {
     /// Volume ids below this were created by recorded writes; files at or above it are leftovers
@@ -30,15 +31,18 @@ pub struct VolumeHead {
     pub end: u64,
 }
 
-/// A group's volume files. Appends come from the group's state machine only (one writer);
-/// readers take `Arc<File>` handles, which stay valid even after compaction deletes a file.
+/// A group's volume files. Appends come from the group's log store (uploads, as their entries
+/// are appended) and its state machine (snapshot installs, repairs, entries logged before
+/// uploads were written at append), one at a time under [`GroupVolumes::writer`]; readers take
+/// `Arc<File>` handles, which stay valid even after compaction deletes a file.
 pub struct GroupVolumes {
     group: u32,
     dir: PathBuf,
     max_bytes: u64,
     inner: Mutex<Inner>,
-    /// Held while a batch that records the head is staged and written (apply, compaction's swap)
-    /// and while a snapshot takes its view, so the recorded head only moves forward.
+    /// Held while a batch that records the head is staged and written (log append, apply,
+    /// compaction's swap) and while a snapshot takes its view, so the recorded head only moves
+    /// forward and never covers needles not yet synced.
     writer: Mutex<()>,
     /// Objects whose local bytes at a location failed their checksum: never served from there.
     /// A rewrite gives the object a new location, which is trusted again.
@@ -403,6 +407,19 @@ impl GroupVolumes {
     /// Whether this process has checked the needle at `at` and found it intact.
     pub fn is_verified(&self, at: &Location) -> bool {
         lock(&self.verified).contains(&verified_key(at))
+    }
+
+    /// Whether the needle at `at` holds `sha`'s bytes intact: read through and checked against
+    /// its checksum (a needle damaged since it was written, or of another object, is not).
+    pub fn holds(&self, sha: &Sha256, at: &Location) -> Result<bool, StorageError> {
+        let Some(file) = self.file(at.volume) else {
+            return Ok(false);
+        };
+        let intact = check_needle(&file, at, sha)?.is_ok();
+        if intact {
+            self.note_verified(at);
+        }
+        Ok(intact)
     }
 
     /// Records that the needle at `at` passed its checksum.

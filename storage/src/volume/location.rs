@@ -13,6 +13,23 @@ pub struct Location {
 const ENCODED_LEN: usize = 20;
 
 impl Location {
+    /// No needle: volume ids start at 1. A log stub pointing here stands for an upload whose
+    /// bytes this replica did not get with it.
+    pub const NOWHERE: Location = Location {
+        volume: 0,
+        offset: 0,
+        len: 0,
+    };
+
+    /// The location a log stub's fields name, unless it is [`Location::NOWHERE`].
+    pub fn of_stub(volume: u32, offset: u64, len: u64) -> Option<Location> {
+        (volume != 0).then_some(Location {
+            volume,
+            offset,
+            len,
+        })
+    }
+
     /// Fixed 20-byte form stored in RocksDB (no serde framing: millions of these are scanned).
     pub fn encode(&self) -> [u8; ENCODED_LEN] {
         let mut out = [0u8; ENCODED_LEN];
