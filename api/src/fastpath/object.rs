@@ -142,57 +142,47 @@ pub async fn answer(
 }
 
 /// The answer to `query` with its body as a [`BodySource`], without leaving this thread when
-/// this node has the object: from the object cache when the body is there; else from the
-/// object's volume file with `sendfile(2)` (a small one read whole with its header, checked,
-/// and written from memory), found in the group's index in memory
+/// this node has the object: found in the group's index in memory
 /// (`Cluster::resident_object`: no blocking-pool hop, no RocksDB read), which also answers
-/// `HEAD` and 304. Objects the index in memory does not hold (damaged bytes, a migration in
-/// progress) are looked up in RocksDB on the blocking pool. A missed object read more often
-/// lately than what the cache would evict for it is read into the cache (see [`Admission`]):
-/// with `bench/serve.sh` on loopback, 400 hot objects cost the nodes 45–53 µs per request sent
-/// with `sendfile` every time against 31–33 µs from the cache with `writev`. Objects this node
-/// holds no intact replica of, and anything not yet applied here, take the router's read path.
+/// `HEAD` and 304, the body goes out of its volume file with `sendfile(2)` (a small one read
+/// whole with its header, checked, and written from memory). Such bodies are not served from
+/// the object cache even when it holds them: `writev` from the cache copies every body into the
+/// socket, which cost a node 51–66 µs of CPU per keep-alive GET at 1 000 connections against
+/// 35–48 with `sendfile` (`bench/cpu_ab.sh`, bench/README.md), and no less at 20. Objects the
+/// index in memory does not hold (damaged bytes, a migration in progress, bytes not checked
+/// since start) are looked up in the cache, then in RocksDB on the blocking pool; a miss read
+/// more often lately than what the cache would evict for it is read into the cache (see
+/// [`Admission`]). Objects this node holds no intact replica of, and anything not yet applied
+/// here, take the router's read path, whose reads the cache serves.
 async fn lookup(
     state: &AppState,
     admission: &Admission,
     query: &ObjectQuery,
 ) -> Result<Answer<BodySource>, ApiError> {
+    if let Some(found) = state.cluster.resident_object(&query.sha) {
+        let body = match found.body {
+            Some(bytes) => BodySource::Bytes(bytes),
+            None => BodySource::File(found.slice.into()),
+        };
+        return local(found.size, found.content_type.to_owned(), body, query);
+    }
     let wants_body = !query.head && !query.not_modified;
     if wants_body {
         admission.record(&query.sha);
         if let Some((meta, bytes)) = state.cluster.cached_object(&query.sha) {
-            return local(
-                meta.size,
-                meta.content_type,
-                BodySource::Bytes(bytes),
-                query,
-            );
-        }
-    }
-    // A miss worth caching (see `Admission`) goes to the read path below, which copies it into
-    // the cache. Objects too large for the cache always go out with sendfile, so a slow
-    // reader never holds a copy.
-    let admit = |size| {
-        wants_body
-            && state.cluster.cache_admits(size)
-            && admission.admits(
-                &query.sha,
-                state.cluster.cache_victim(&query.sha, size).as_ref(),
-            )
-    };
-    if let Some(found) = state.cluster.resident_object(&query.sha) {
-        // A small object comes read and checked. Not cached: a hit would save 4 µs a read,
-        // but on reads spread over a store larger than the cache the fills cost 3–5 µs a read
-        // and never pay (bench/README.md, `bench/scale.sh`).
-        if let Some(bytes) = found.body {
             let body = BodySource::Bytes(bytes);
-            return local(found.size, found.content_type.to_owned(), body, query);
+            return local(meta.size, meta.content_type, body, query);
         }
-        if !admit(found.size) {
-            let body = BodySource::File(found.slice.into());
-            return local(found.size, found.content_type.to_owned(), body, query);
-        }
-    } else if wants_body {
+        // A miss worth caching (see `Admission`) goes to the read path below, which copies it
+        // into the cache. Objects too large for the cache always go out with sendfile, so a
+        // slow reader never holds a copy.
+        let admit = |size| {
+            state.cluster.cache_admits(size)
+                && admission.admits(
+                    &query.sha,
+                    state.cluster.cache_victim(&query.sha, size).as_ref(),
+                )
+        };
         match state.cluster.local_object_file(&query.sha).await? {
             Some((meta, slice)) if !admit(meta.size) => {
                 let body = BodySource::File(slice.into());
