@@ -156,7 +156,7 @@ fn rehydrate(store: &Store, group: u32, entry: Entry) -> Result<Entry, StorageEr
 /// then one WAL-fsynced batch of the entries as [`log_form`] stores them and the volume head.
 /// Blocking.
 fn write_entries(store: &Store, group: u32, entries: &[Entry]) -> Result<(), StorageError> {
-    let volumes = match entries.iter().any(is_upload) {
+    let volumes = match entries.iter().any(carries_bytes) {
         true => Some(store.volumes(group)?),
         false => None,
     };
@@ -179,10 +179,11 @@ fn write_entries(store: &Store, group: u32, entries: &[Entry]) -> Result<(), Sto
     store.write(batch, true)
 }
 
-fn is_upload(entry: &Entry) -> bool {
+/// Whether appending `entry` writes a needle (a stub from the leader writes none).
+fn carries_bytes(entry: &Entry) -> bool {
     matches!(
         entry.payload,
-        EntryPayload::Normal(Command::PutObject { .. } | Command::StoredObject { .. })
+        EntryPayload::Normal(Command::PutObject { .. })
     )
 }
 
@@ -479,20 +480,23 @@ mod tests {
 
     const GROUP: u32 = 5;
 
-    fn upload(index: u64, bytes: &[u8]) -> Entry {
-        let meta = ObjectMeta {
+    fn meta_of(bytes: &[u8]) -> ObjectMeta {
+        ObjectMeta {
             size: bytes.len() as u64,
             content_type: "image/png".into(),
             width: 1,
             height: 1,
             refcount: 1,
             created_ms: 1,
-        };
+        }
+    }
+
+    fn upload(index: u64, bytes: &[u8]) -> Entry {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(Command::PutObject {
                 sha: Sha256::of(bytes),
-                meta,
+                meta: meta_of(bytes),
                 bytes: bytes.to_vec().into(),
             }),
         }
@@ -644,14 +648,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let bytes = vec![42u8; 9000];
         let sha = Sha256::of(&bytes);
-        let meta = ObjectMeta {
-            size: 9000,
-            content_type: "image/png".into(),
-            width: 1,
-            height: 1,
-            refcount: 1,
-            created_ms: 1,
-        };
+        let meta = meta_of(&bytes);
         let mut batch = WriteBatch::default();
         let (_, stored) = store
             .stage_put_object(&mut batch, 5, &sha, &meta, &bytes)

@@ -354,9 +354,7 @@ fn apply_entries(
                 let logged = Location::of_stub(volume, offset, len);
                 let (outcome, stored) =
                     store.stage_put_logged(&mut batch, group, &sha, &meta, logged)?;
-                if let (Some(at), Some(_)) = (stored, &volumes) {
-                    change = Some(stored_change(sha, at, &outcome));
-                }
+                change = stored.map(|at| stored_change(sha, at, &outcome));
                 Response::Object(outcome)
             }
             EntryPayload::Normal(Command::SetPlacement(placement)) => {
